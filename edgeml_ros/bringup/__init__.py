@@ -1,0 +1,1 @@
+"""Bring-up helpers for hosts without `ros2 launch`: node processes and the demo runner."""

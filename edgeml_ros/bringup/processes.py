@@ -1,0 +1,113 @@
+"""Start and stop edgeml_ros nodes as separate processes, each on a private ROS domain.
+
+Used by the demo runner and by the tests. Nodes are the executables colcon installs under
+`lib/edgeml_ros` (what `ros2 run edgeml_ros <node>` starts), with `--ros-args` for the params
+file, overrides and namespace.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from ament_index_python.packages import get_package_prefix, get_package_share_directory
+
+PACKAGE = "edgeml_ros"
+# Domain IDs handed out to tests and demos; Fast DDS accepts 0..232.
+_DOMAIN_RANGE = range(30, 230)
+
+
+@contextmanager
+def private_domain_id() -> Iterator[int]:
+    """Reserve a ROS_DOMAIN_ID no other test or demo on this host holds (file lock)."""
+    lock_dir = Path(tempfile.gettempdir()) / "edgeml_ros_domains"
+    lock_dir.mkdir(exist_ok=True)
+    start = os.getpid() % len(_DOMAIN_RANGE)
+    for i in range(len(_DOMAIN_RANGE)):
+        domain = _DOMAIN_RANGE[(start + i) % len(_DOMAIN_RANGE)]
+        handle = open(lock_dir / f"{domain}.lock", "w")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        try:
+            yield domain
+        finally:
+            handle.close()
+        return
+    raise RuntimeError("no free ROS domain id")
+
+
+def share_file(*parts: str) -> Path:
+    """A file installed under share/edgeml_ros (config, launch)."""
+    return Path(get_package_share_directory(PACKAGE), *parts)
+
+
+def _ros_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_ros_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return f"'{value}'"
+    return repr(value)
+
+
+class NodeProcess:
+    """One node executable running as a child process."""
+
+    def __init__(
+        self,
+        executable: str,
+        domain_id: int,
+        params_file: Path | None = None,
+        overrides: dict[str, Any] | None = None,
+        namespace: str = "",
+        log: IO | None = None,
+    ) -> None:
+        exe = Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / executable
+        cmd = [str(exe), "--ros-args"]
+        if params_file is not None:
+            cmd += ["--params-file", str(params_file)]
+        for name, value in (overrides or {}).items():
+            cmd += ["-p", f"{name}:={_ros_value(value)}"]
+        if namespace:
+            cmd += ["-r", f"__ns:=/{namespace.strip('/')}"]
+        env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id))
+        self.name = f"{namespace}/{executable}" if namespace else executable
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        """SIGINT (the node finishes in-flight work), then SIGKILL if it does not exit."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@contextmanager
+def node_processes(procs: list[NodeProcess]) -> Iterator[list[NodeProcess]]:
+    """Stop every process on exit, newest first."""
+    try:
+        yield procs
+    finally:
+        for p in reversed(procs):
+            p.stop()

@@ -1,0 +1,81 @@
+"""Camera image decoding (numpy only) and model-input preprocessing.
+
+`decode_image` takes the fields of a sensor_msgs/Image and returns a grayscale float image in
+[0, 1], refusing anything inconsistent with a clear `ImageDecodeError`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+
+# encoding -> (numpy dtype, channels, scale that maps the value range to [0, 1])
+_ENCODINGS: dict[str, tuple[np.dtype, int, float]] = {
+    "mono8": (np.dtype(np.uint8), 1, 1 / 255.0),
+    "8UC1": (np.dtype(np.uint8), 1, 1 / 255.0),
+    "mono16": (np.dtype(np.uint16), 1, 1 / 65535.0),
+    "16UC1": (np.dtype(np.uint16), 1, 1 / 65535.0),
+    "32FC1": (np.dtype(np.float32), 1, 1.0),
+    "rgb8": (np.dtype(np.uint8), 3, 1 / 255.0),
+    "bgr8": (np.dtype(np.uint8), 3, 1 / 255.0),
+    "rgba8": (np.dtype(np.uint8), 4, 1 / 255.0),
+    "bgra8": (np.dtype(np.uint8), 4, 1 / 255.0),
+    "rgb16": (np.dtype(np.uint16), 3, 1 / 65535.0),
+    "bgr16": (np.dtype(np.uint16), 3, 1 / 65535.0),
+}
+SUPPORTED_ENCODINGS = tuple(_ENCODINGS)
+MAX_IMAGE_PIXELS = 4096 * 4096
+# ITU-R BT.601 luma weights, in R, G, B order.
+_LUMA_RGB = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+class ImageDecodeError(ValueError):
+    """An image message whose fields are unsupported or inconsistent."""
+
+
+def decode_image(
+    encoding: str, height: int, width: int, step: int, is_bigendian: bool, data
+) -> np.ndarray:
+    """Decode sensor_msgs/Image fields to a (height, width) float32 grayscale image in [0, 1]."""
+    if encoding not in _ENCODINGS:
+        raise ImageDecodeError(
+            f"unsupported encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
+        )
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(f"zero-size image ({width}x{height})")
+    if height * width > MAX_IMAGE_PIXELS:
+        raise ImageDecodeError(f"image too large ({width}x{height} > {MAX_IMAGE_PIXELS} pixels)")
+    dtype, channels, scale = _ENCODINGS[encoding]
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise ImageDecodeError(
+            f"step {step} is less than width*channels*bytes = {row_bytes} for {encoding}"
+        )
+    buf = np.frombuffer(data, dtype=np.uint8)
+    if buf.size != step * height:
+        raise ImageDecodeError(
+            f"data has {buf.size} bytes, but step*height = {step}*{height} = {step * height}"
+        )
+    rows = buf.reshape(height, step)[:, :row_bytes]
+    dtype = dtype.newbyteorder(">" if is_bigendian else "<") if dtype.itemsize > 1 else dtype
+    pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels)
+    pixels = pixels.astype(np.float32) * np.float32(scale)
+    if channels == 1:
+        gray = pixels[:, :, 0]
+    else:
+        rgb = pixels[:, :, :3] if encoding.startswith("rgb") else pixels[:, :, 2::-1]
+        gray = rgb @ _LUMA_RGB
+    if not np.all(np.isfinite(gray)):
+        raise ImageDecodeError("image contains NaN or infinite values")
+    return np.clip(gray, 0.0, 1.0)
+
+
+def to_model_input(
+    gray: np.ndarray, input_size: tuple[int, int], mean: float, std: float
+) -> torch.Tensor:
+    """Turn a [0, 1] grayscale image into a normalized (1, 1, H, W) model input."""
+    x = torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))[None, None]
+    if tuple(x.shape[-2:]) != tuple(input_size):
+        x = F.interpolate(x, size=tuple(input_size), mode="bilinear", align_corners=False)
+    return (x - mean) / std

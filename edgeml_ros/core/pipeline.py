@@ -1,0 +1,369 @@
+"""The life of a frame, ROS-free: drone-side head/offload/fallback and base-side tail.
+
+`DronePipeline` turns each camera frame into exactly one `FrameResult`, either at once (an exit
+fired, the whole model ran locally, or the input was bad) or later, when the base station
+replies or the offload deadline passes (fallback). `TailServer` validates offload requests and
+finishes them. The ROS nodes only convert messages to and from these types.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgeml_ros.core.checkpoint import ModelBundle
+from edgeml_ros.core.codec import (
+    COMPRESSIONS,
+    ENCODINGS,
+    CodecError,
+    EncodedTensor,
+    decode_tensor,
+    encode_tensor,
+)
+from edgeml_ros.core.images import ImageDecodeError, decode_image, to_model_input
+from edgeml_ros.core.runtime import EXIT_RULES, ExitDecision, SplitRunner, check_policy
+
+
+class Where(IntEnum):
+    """Where a frame's answer was computed (values match InferenceResult.WHERE_*)."""
+
+    NONE = 0
+    DRONE = 1
+    BASE = 2
+    FALLBACK = 3
+
+
+class Status(IntEnum):
+    """Outcome of a frame (values match InferenceResult.STATUS_*)."""
+
+    OK = 0
+    BAD_INPUT = 1
+    OFFLOAD_REJECTED = 2
+    INTERNAL_ERROR = 3
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """The execution policy in force: cut point, exit thresholds and offload encoding."""
+
+    cut_point: int
+    exit_thresholds: tuple[float, ...]
+    exit_rule: str = "max_prob"
+    encoding: str = "fp32"
+    compression: str = "none"
+    policy_name: str = "manual"
+
+
+@dataclass
+class RawImage:
+    """The fields of a sensor_msgs/Image, with `data` as bytes-like (not copied)."""
+
+    encoding: str
+    height: int
+    width: int
+    step: int
+    is_bigendian: bool
+    data: Any
+
+
+@dataclass
+class FrameResult:
+    """The one result of one frame; `context` is the caller's handle (the camera header)."""
+
+    frame_seq: int
+    context: Any
+    status: Status
+    where: Where
+    reason: str = ""
+    class_id: int = -1
+    class_name: str = ""
+    confidence: float = 0.0
+    exit_index: int = -1
+    cut_point: int = 0
+    policy_name: str = ""
+    decode_ms: float = 0.0
+    head_ms: float = 0.0
+    encode_ms: float = 0.0
+    transfer_ms: float = 0.0
+    tail_ms: float = 0.0
+    total_ms: float = 0.0
+    offload_bytes: int = 0
+
+
+@dataclass
+class OffloadRequest:
+    """The features of one frame, on their way to the base station."""
+
+    frame_seq: int
+    context: Any
+    model_id: str
+    weights_digest: str
+    cut_point: int
+    tensor: EncodedTensor
+
+
+@dataclass
+class OffloadReply:
+    """The base station's answer to one request."""
+
+    frame_seq: int
+    status: Status
+    reason: str = ""
+    class_id: int = -1
+    confidence: float = 0.0
+    exit_index: int = -1
+    tail_ms: float = 0.0
+
+
+@dataclass
+class _Pending:
+    result: FrameResult
+    arrived: float
+    sent: float
+    deadline: float
+    features: torch.Tensor
+    deepest_local: ExitDecision | None
+    rule: str
+
+
+@dataclass
+class PipelineCounters:
+    """Frame accounting: every frame in ends as exactly one result (`results_out`)."""
+
+    frames_in: int = 0
+    results_out: int = 0
+    offloaded: int = 0
+    fallbacks: int = 0
+    bad_input: int = 0
+    rejected: int = 0
+    late_replies: int = 0
+    exits: Counter = field(default_factory=Counter)
+    where: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, int]:
+        """Flat name -> count view, for diagnostics and summaries."""
+        out = {k: v for k, v in self.__dict__.items() if isinstance(v, int)}
+        out.update({f"exit_{k}": v for k, v in sorted(self.exits.items())})
+        out.update({f"where_{Where(k).name.lower()}": v for k, v in sorted(self.where.items())})
+        return out
+
+
+def _ms(seconds: float) -> float:
+    return seconds * 1000.0
+
+
+def validate_plan(bundle: ModelBundle, plan: ExecutionPlan) -> None:
+    """Raise ValueError naming what in `plan` does not fit the model or the runtime."""
+    check_policy(bundle.model, plan.cut_point, plan.exit_thresholds)
+    if plan.exit_rule not in EXIT_RULES:
+        raise ValueError(f"exit_rule {plan.exit_rule!r} unknown; known: {', '.join(EXIT_RULES)}")
+    if plan.encoding not in ENCODINGS:
+        raise ValueError(f"encoding {plan.encoding!r} unknown; known: {', '.join(ENCODINGS)}")
+    if plan.compression not in COMPRESSIONS:
+        raise ValueError(
+            f"compression {plan.compression!r} unknown; known: {', '.join(COMPRESSIONS)}"
+        )
+
+
+class DronePipeline:
+    """Drone side: decode, head, exits, offload requests, replies and deadline fallbacks."""
+
+    def __init__(self, bundle: ModelBundle, plan: ExecutionPlan, deadline_s: float) -> None:
+        self.bundle = bundle
+        self.runner = SplitRunner(bundle.model)
+        self.counters = PipelineCounters()
+        self._pending: dict[int, _Pending] = {}
+        self._next_seq = 0
+        self.plan = plan
+        self.deadline_s = deadline_s
+        self.set_plan(plan)
+
+    def set_plan(self, plan: ExecutionPlan) -> None:
+        """Switch to a new execution plan from the next frame on (ValueError if invalid)."""
+        validate_plan(self.bundle, plan)
+        self.plan = plan
+
+    @property
+    def pending_count(self) -> int:
+        """Frames waiting for a base-station reply."""
+        return len(self._pending)
+
+    def _finish(self, result: FrameResult, arrived: float, now: float) -> FrameResult:
+        result.total_ms = _ms(now - arrived)
+        self.counters.results_out += 1
+        self.counters.where[int(result.where)] += 1
+        if result.status == Status.OK:
+            self.counters.exits[result.exit_index] += 1
+        return result
+
+    def _answer(self, result: FrameResult, decision: ExitDecision, where: Where) -> None:
+        result.status = Status.OK
+        result.where = where
+        result.class_id = decision.class_id
+        result.class_name = self.bundle.meta.class_names[decision.class_id]
+        result.confidence = decision.confidence
+        result.exit_index = decision.exit_index
+
+    def process(
+        self, image: RawImage, context: Any, now: float | None = None
+    ) -> FrameResult | OffloadRequest:
+        """Handle one camera frame: a finished result, or an offload request to send."""
+        arrived = time.monotonic() if now is None else now
+        plan = self.plan
+        seq = self._next_seq
+        self._next_seq += 1
+        self.counters.frames_in += 1
+        result = FrameResult(
+            seq,
+            context,
+            Status.OK,
+            Where.DRONE,
+            cut_point=plan.cut_point,
+            policy_name=plan.policy_name,
+        )
+        t0 = time.perf_counter()
+        meta = self.bundle.meta
+        try:
+            gray = decode_image(
+                image.encoding,
+                image.height,
+                image.width,
+                image.step,
+                image.is_bigendian,
+                image.data,
+            )
+        except ImageDecodeError as exc:
+            self.counters.bad_input += 1
+            result.status, result.where, result.reason = Status.BAD_INPUT, Where.NONE, str(exc)
+            return self._finish(result, arrived, arrived + time.perf_counter() - t0)
+        x = to_model_input(gray, tuple(meta.input_size), meta.norm_mean, meta.norm_std)
+        t1 = time.perf_counter()
+        outcome = self.runner.run_head(x, plan.cut_point, plan.exit_thresholds, plan.exit_rule)
+        t2 = time.perf_counter()
+        result.decode_ms, result.head_ms = _ms(t1 - t0), _ms(t2 - t1)
+        if outcome.fired is not None:
+            self._answer(result, outcome.fired, Where.DRONE)
+            return self._finish(result, arrived, arrived + (t2 - t0))
+        tensor = encode_tensor(outcome.features.numpy(), plan.encoding, plan.compression)
+        t3 = time.perf_counter()
+        result.encode_ms = _ms(t3 - t2)
+        result.offload_bytes = len(tensor.data)
+        sent = arrived + (t3 - t0)
+        self._pending[seq] = _Pending(
+            result,
+            arrived,
+            sent,
+            sent + self.deadline_s,
+            outcome.features,
+            outcome.deepest_local,
+            plan.exit_rule,
+        )
+        self.counters.offloaded += 1
+        return OffloadRequest(
+            seq, context, meta.model_id, meta.weights_digest, plan.cut_point, tensor
+        )
+
+    def on_reply(self, reply: OffloadReply, now: float | None = None) -> FrameResult | None:
+        """Finish the frame a reply belongs to; None for a late or unknown reply (counted)."""
+        now = time.monotonic() if now is None else now
+        pending = self._pending.pop(reply.frame_seq, None)
+        if pending is None:
+            self.counters.late_replies += 1
+            return None
+        result = pending.result
+        result.tail_ms = reply.tail_ms
+        result.transfer_ms = max(0.0, _ms(now - pending.sent) - reply.tail_ms)
+        if reply.status == Status.OK:
+            decision = ExitDecision(reply.exit_index, reply.class_id, reply.confidence)
+            self._answer(result, decision, Where.BASE)
+        else:
+            self.counters.rejected += 1
+            result.status, result.where, result.reason = reply.status, Where.BASE, reply.reason
+        return self._finish(result, pending.arrived, now)
+
+    def expire(self, now: float | None = None, force: bool = False) -> list[FrameResult]:
+        """Fall back locally for offloads past their deadline (all of them when `force`)."""
+        now = time.monotonic() if now is None else now
+        late = [s for s, p in self._pending.items() if force or now >= p.deadline]
+        return [self._fallback(self._pending.pop(seq), now) for seq in late]
+
+    def _fallback(self, pending: _Pending, now: float) -> FrameResult:
+        result = pending.result
+        self.counters.fallbacks += 1
+        if pending.deepest_local is not None:
+            decision = pending.deepest_local
+            result.reason = "no offload reply by the deadline: deepest local exit answered"
+        else:
+            t0 = time.perf_counter()
+            decision = self.runner.run_tail(pending.features, result.cut_point, pending.rule)
+            result.tail_ms = _ms(time.perf_counter() - t0)
+            now += time.perf_counter() - t0
+            result.reason = "no offload reply by the deadline: finished on the drone"
+        self._answer(result, decision, Where.FALLBACK)
+        return self._finish(result, pending.arrived, now)
+
+
+class TailServer:
+    """Base-station side: validate an offload request, then finish it with the tail."""
+
+    def __init__(self, bundle: ModelBundle, max_payload_bytes: int = 16 * 1024 * 1024) -> None:
+        self.bundle = bundle
+        self.runner = SplitRunner(bundle.model)
+        self.max_payload_bytes = max_payload_bytes
+        input_shape = (1, 1, *bundle.meta.input_size)
+        self._feature_shapes = [
+            self.runner.feature_shape(input_shape, cut) for cut in range(bundle.model.num_blocks)
+        ]
+        self.served = 0
+        self.rejected = 0
+
+    def _check(self, request: OffloadRequest) -> np.ndarray:
+        meta = self.bundle.meta
+        if request.model_id != meta.model_id:
+            raise ValueError(f"model_id {request.model_id!r} is not served ({meta.model_id!r})")
+        if request.weights_digest != meta.weights_digest:
+            raise ValueError(
+                f"weights digest {request.weights_digest[:19]}... differs from the served "
+                f"model's {meta.weights_digest[:19]}..."
+            )
+        if not 0 <= request.cut_point < len(self._feature_shapes):
+            raise ValueError(
+                f"cut_point {request.cut_point} outside 0..{len(self._feature_shapes) - 1}"
+            )
+        expected = self._feature_shapes[request.cut_point]
+        if tuple(request.tensor.shape) != expected:
+            raise ValueError(
+                f"shape {list(request.tensor.shape)} does not match cut {request.cut_point}, "
+                f"which produces {list(expected)}"
+            )
+        if len(request.tensor.data) > self.max_payload_bytes:
+            raise ValueError(
+                f"payload of {len(request.tensor.data)} bytes exceeds {self.max_payload_bytes}"
+            )
+        return decode_tensor(request.tensor, max_elements=int(np.prod(expected)))
+
+    def handle(self, request: OffloadRequest) -> OffloadReply:
+        """Answer one request; a bad one gets a rejection naming the problem."""
+        t0 = time.perf_counter()
+        try:
+            features = self._check(request)
+        except (ValueError, CodecError) as exc:
+            self.rejected += 1
+            return OffloadReply(request.frame_seq, Status.OFFLOAD_REJECTED, str(exc))
+        decision = self.runner.run_tail(torch.from_numpy(features), request.cut_point)
+        self.served += 1
+        return OffloadReply(
+            request.frame_seq,
+            Status.OK,
+            "",
+            decision.class_id,
+            decision.confidence,
+            decision.exit_index,
+            _ms(time.perf_counter() - t0),
+        )

@@ -1,0 +1,112 @@
+"""Split execution of a multi-exit network: the head runs on the drone, the tail elsewhere.
+
+For any cut point c, `run_head(x, c)` runs blocks [0, c) and checks the exits it passes;
+`run_tail(features, c)` runs blocks [c, N) and answers with the final exit. Head followed by
+tail computes exactly what the unsplit model computes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from edgeml_ros.core.models import MultiExitNet
+
+EXIT_RULES = ("max_prob", "entropy")
+
+
+@dataclass(frozen=True)
+class ExitDecision:
+    """The answer of one exit: class, confidence score under the exit rule, and which exit."""
+
+    exit_index: int
+    class_id: int
+    confidence: float
+
+
+@dataclass
+class HeadOutcome:
+    """What the head produced: an exit that fired, or the features to offload.
+
+    `deepest_local` is the deepest exit the head evaluated (fired or not), which is what a
+    fallback answers with when an offload gets no reply in time.
+    """
+
+    fired: ExitDecision | None
+    features: torch.Tensor | None
+    deepest_local: ExitDecision | None
+
+
+def exit_score(logits: torch.Tensor, rule: str) -> tuple[int, float]:
+    """Predicted class and confidence in [0, 1] of one exit's logits (batch of one)."""
+    probs = torch.softmax(logits.reshape(-1).float(), dim=0)
+    class_id = int(torch.argmax(probs))
+    if rule == "max_prob":
+        return class_id, float(probs[class_id])
+    if rule == "entropy":
+        entropy = float(-(probs * torch.log(probs.clamp_min(1e-12))).sum())
+        return class_id, 1.0 - entropy / math.log(probs.numel())
+    raise ValueError(f"unknown exit rule {rule!r}; known: {', '.join(EXIT_RULES)}")
+
+
+def check_policy(model: MultiExitNet, cut_point: int, thresholds: Sequence[float]) -> None:
+    """Raise ValueError when a cut point or threshold list does not fit the model."""
+    if not 0 <= cut_point <= model.num_blocks:
+        raise ValueError(f"cut_point {cut_point} outside 0..{model.num_blocks}")
+    if len(thresholds) != model.num_exits:
+        raise ValueError(f"{len(thresholds)} exit thresholds given, model has {model.num_exits}")
+    if any(not math.isfinite(t) or t < 0.0 for t in thresholds):
+        raise ValueError(f"exit thresholds must be finite and >= 0, got {list(thresholds)}")
+
+
+class SplitRunner:
+    """Runs a model's head and tail for any cut point, without gradients."""
+
+    def __init__(self, model: MultiExitNet) -> None:
+        self.model = model.eval()
+
+    def _decide(self, exit_index: int, features: torch.Tensor, rule: str) -> ExitDecision:
+        class_id, confidence = exit_score(self.model.exits[exit_index](features), rule)
+        return ExitDecision(exit_index, class_id, confidence)
+
+    @torch.inference_mode()
+    def run_head(
+        self, x: torch.Tensor, cut_point: int, thresholds: Sequence[float], rule: str = "max_prob"
+    ) -> HeadOutcome:
+        """Run blocks [0, cut_point), stopping at the first confident exit.
+
+        An exit fires when its score reaches its threshold; the final exit always answers
+        when the whole model runs locally.
+        """
+        model = self.model
+        deepest = None
+        for block in range(cut_point):
+            x = model.blocks[block](x)
+            exit_index = model.exit_at_block(block)
+            if exit_index is None:
+                continue
+            deepest = self._decide(exit_index, x, rule)
+            if exit_index == model.num_exits - 1 or deepest.confidence >= thresholds[exit_index]:
+                return HeadOutcome(deepest, None, deepest)
+        return HeadOutcome(None, x, deepest)
+
+    @torch.inference_mode()
+    def run_tail(
+        self, features: torch.Tensor, cut_point: int, rule: str = "max_prob"
+    ) -> ExitDecision:
+        """Run blocks [cut_point, N) and answer with the final exit."""
+        x = features
+        for block in range(cut_point, self.model.num_blocks):
+            x = self.model.blocks[block](x)
+        return self._decide(self.model.num_exits - 1, x, rule)
+
+    @torch.inference_mode()
+    def feature_shape(self, input_shape: Sequence[int], cut_point: int) -> tuple[int, ...]:
+        """Shape of the tensor at a cut point for a given input shape (batch included)."""
+        x = torch.zeros(tuple(input_shape))
+        for block in range(cut_point):
+            x = self.model.blocks[block](x)
+        return tuple(x.shape)

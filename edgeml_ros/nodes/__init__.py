@@ -1,0 +1,1 @@
+"""ROS 2 nodes: they wire topics, parameters and timers to the ROS-free core."""

@@ -1,0 +1,105 @@
+"""Camera source: publishes real Fashion-MNIST test images as sensor_msgs/Image (mono8).
+
+A stand-in for a drone camera in demos and tests, with ground-truth labels on
+`camera/ground_truth` so accuracy can be scored live.
+"""
+
+from __future__ import annotations
+
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import Image
+
+from edgeml_ros.core.data import load_fashion_mnist
+from edgeml_ros.msg import GroundTruth
+from edgeml_ros.nodes.common import Param, declare_params, one_of, run_node
+from edgeml_ros.nodes.perception import RELIABLE
+
+
+class CameraSourceNode(Node):
+    """Publishes dataset frames at `rate_hz`."""
+
+    def __init__(self) -> None:
+        super().__init__("camera_source")
+        declare_params(
+            self,
+            [
+                Param("rate_hz", 10.0, "Frames per second.", float_range=(0.1, 1000.0)),
+                Param(
+                    "split",
+                    "test",
+                    "Dataset split: test or train.",
+                    check=one_of("test", "train"),
+                    read_only=True,
+                ),
+                Param(
+                    "start_index",
+                    0,
+                    "First dataset index to publish.",
+                    int_range=(0, 59999),
+                    read_only=True,
+                ),
+                Param(
+                    "max_frames",
+                    0,
+                    "Stop after this many frames (0 = never stop).",
+                    int_range=(0, 1 << 31),
+                ),
+                Param("frame_id", "camera_optical_frame", "header.frame_id of the images."),
+                Param(
+                    "wait_for_subscribers",
+                    True,
+                    "Hold frames until the image topic has a subscriber.",
+                ),
+            ],
+        )
+        self.dataset = load_fashion_mnist(self.get_parameter("split").value)
+        self.index = self.get_parameter("start_index").value % len(self.dataset)
+        self.published = 0
+        self.image_pub = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
+        self.truth_pub = self.create_publisher(GroundTruth, "camera/ground_truth", RELIABLE)
+        self.timer = self.create_timer(1.0 / self.get_parameter("rate_hz").value, self._tick)
+        self.add_post_set_parameters_callback(self._on_params_set)
+
+    def _on_params_set(self, params) -> None:
+        if any(p.name == "rate_hz" for p in params):
+            self.timer.cancel()
+            self.destroy_timer(self.timer)
+            self.timer = self.create_timer(1.0 / self.get_parameter("rate_hz").value, self._tick)
+
+    def _tick(self) -> None:
+        max_frames = self.get_parameter("max_frames").value
+        if max_frames and self.published >= max_frames:
+            return
+        truth = self.get_parameter("publish_ground_truth").value
+        if self.get_parameter("wait_for_subscribers").value and (
+            self.image_pub.get_subscription_count() == 0
+            or (truth and self.truth_pub.get_subscription_count() == 0)
+        ):
+            return
+        pixels = self.dataset.images[self.index]
+        msg = Image(
+            height=pixels.shape[0],
+            width=pixels.shape[1],
+            encoding="mono8",
+            is_bigendian=0,
+            step=pixels.shape[1],
+        )
+        msg.data = pixels.tobytes()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.header.frame_id = self.get_parameter("frame_id").value
+        if truth:
+            label = int(self.dataset.labels[self.index])
+            self.truth_pub.publish(
+                GroundTruth(header=msg.header, class_id=label, dataset_index=self.index)
+            )
+        self.image_pub.publish(msg)
+        self.published += 1
+        self.index = (self.index + 1) % len(self.dataset)
+        if max_frames and self.published == max_frames:
+            self.get_logger().info(f"published {max_frames} frames; done")
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the camera source node."""
+    return run_node(CameraSourceNode, args)

@@ -1,0 +1,169 @@
+"""Shared node plumbing: self-describing validated parameters, diagnostics, and `main`."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.signals import SignalHandlerOptions
+
+from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
+from edgeml_ros.core.runtime import EXIT_RULES
+
+
+@dataclass(frozen=True)
+class Param:
+    """A node parameter: default, description, optional range and validator.
+
+    `check` raises ValueError with a reason when a value is unacceptable; the set-parameters
+    callback turns that into a rejection, so `ros2 param set` prints the reason.
+    """
+
+    name: str
+    default: Any
+    description: str
+    float_range: tuple[float, float] | None = None
+    int_range: tuple[int, int] | None = None
+    read_only: bool = False
+    check: Callable[[Any], None] | None = None
+
+
+def declare_params(node: Node, params: Sequence[Param]) -> None:
+    """Declare parameters with descriptors and validate every later change."""
+    by_name = {}
+    for p in params:
+        descriptor = ParameterDescriptor(description=p.description, read_only=p.read_only)
+        if p.float_range is not None:
+            descriptor.floating_point_range = [
+                FloatingPointRange(from_value=p.float_range[0], to_value=p.float_range[1])
+            ]
+        if p.int_range is not None:
+            descriptor.integer_range = [
+                IntegerRange(from_value=p.int_range[0], to_value=p.int_range[1], step=1)
+            ]
+        node.declare_parameter(p.name, p.default, descriptor)
+        by_name[p.name] = p
+        if p.check is not None:
+            p.check(node.get_parameter(p.name).value)
+
+    def validate(changes: list[Parameter]) -> SetParametersResult:
+        for change in changes:
+            spec = by_name.get(change.name)
+            if spec is None or spec.check is None:
+                continue
+            try:
+                spec.check(change.value)
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=f"{change.name}: {exc}")
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(validate)
+
+
+def param_values(node: Node, names: Sequence[str]) -> dict[str, Any]:
+    """Current values of the named parameters."""
+    return {n: node.get_parameter(n).value for n in names}
+
+
+def one_of(*choices: str) -> Callable[[Any], None]:
+    """A validator accepting only the given strings."""
+
+    def check(value: Any) -> None:
+        if value not in choices:
+            raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
+
+    return check
+
+
+def exit_plan_params(num_exits: int) -> list[Param]:
+    """The execution-plan parameters that perception and controller share."""
+
+    def check_thresholds(value: Any) -> None:
+        if len(value) != num_exits:
+            raise ValueError(f"needs {num_exits} values (one per exit), got {len(value)}")
+        if any(not 0.0 <= t <= 10.0 for t in value):
+            raise ValueError(f"values must lie in [0, 10], got {list(value)}")
+
+    return [
+        Param(
+            "exit_thresholds",
+            [0.9] * num_exits,
+            "Confidence threshold per exit, final exit last (ignored); > 1 disables an exit.",
+            check=check_thresholds,
+        ),
+        Param(
+            "exit_rule",
+            "max_prob",
+            "Exit confidence score: max_prob or entropy.",
+            check=one_of(*EXIT_RULES),
+        ),
+        Param(
+            "encoding",
+            "fp32",
+            "Offloaded tensor encoding: fp32, fp16 or int8.",
+            check=one_of(*ENCODINGS),
+        ),
+        Param(
+            "compression",
+            "none",
+            "Lossless compression of offloads: none, zlib or zstd.",
+            check=one_of(*COMPRESSIONS),
+        ),
+    ]
+
+
+def diagnostic_array(
+    node: Node, name: str, values: dict[str, Any], message: str, level: bytes
+) -> DiagnosticArray:
+    """One DiagnosticStatus for this node, stamped now."""
+    status = DiagnosticStatus(
+        level=level,
+        name=f"{node.get_fully_qualified_name()}: {name}",
+        message=message,
+        hardware_id=node.get_fully_qualified_name(),
+        values=[KeyValue(key=k, value=str(v)) for k, v in values.items()],
+    )
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = node.get_clock().now().to_msg()
+    return array
+
+
+def run_node(node_factory: Callable[[], Node], args: list[str] | None = None) -> int:
+    """Spin a node on a multi-threaded executor until SIGINT/SIGTERM, then shut down cleanly.
+
+    A node may define `on_shutdown()`. It runs before the node is destroyed, while the context
+    is still up and publishers still work (the perception node finishes in-flight frames there).
+    """
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    node = None
+    executor = MultiThreadedExecutor(num_threads=2)
+    try:
+        node = node_factory()
+        executor.add_node(node)
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    finally:
+        if node is not None:
+            if hasattr(node, "on_shutdown"):
+                node.on_shutdown()
+            executor.shutdown()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

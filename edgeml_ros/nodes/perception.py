@@ -1,0 +1,222 @@
+"""Perception node (drone): camera frames in, one InferenceResult out per frame.
+
+Runs the early-exit head under the current execution policy, offloads the features at the cut
+point to the base station when no exit fired, and falls back locally when no reply arrives by
+the deadline. All model work happens in one mutually exclusive callback group, so parameter
+services stay responsive.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import (
+    DurabilityPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from sensor_msgs.msg import Image
+
+from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from edgeml_ros.core.pipeline import DronePipeline, ExecutionPlan, OffloadRequest, validate_plan
+from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult
+from edgeml_ros.nodes.common import (
+    Param,
+    declare_params,
+    diagnostic_array,
+    exit_plan_params,
+    run_node,
+)
+from edgeml_ros.nodes.conversions import (
+    image_to_raw,
+    msg_to_plan,
+    msg_to_reply,
+    request_to_msg,
+    result_to_msg,
+)
+
+RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+PLAN_PARAMS = ("cut_point", "exit_thresholds", "exit_rule", "encoding", "compression")
+
+
+class PerceptionNode(Node):
+    """Early-exit, partition-offloading inference on the drone."""
+
+    def __init__(self) -> None:
+        super().__init__("perception")
+        declare_params(
+            self,
+            [
+                Param(
+                    "checkpoint",
+                    str(DEFAULT_CHECKPOINT),
+                    "Model checkpoint (.pt), loaded once at start-up.",
+                    read_only=True,
+                ),
+            ],
+        )
+        self.bundle = load_checkpoint(self.get_parameter("checkpoint").value)
+        torch.set_num_threads(1)
+        model = self.bundle.model
+        declare_params(
+            self,
+            [
+                Param(
+                    "cut_point",
+                    model.num_blocks,
+                    "Blocks run on the drone before offloading (num_blocks = all on the drone).",
+                    int_range=(0, model.num_blocks),
+                ),
+                *exit_plan_params(model.num_exits),
+                Param(
+                    "deadline_ms",
+                    200.0,
+                    "Offload reply deadline; past it the frame falls back on the drone.",
+                    float_range=(1.0, 60000.0),
+                ),
+                Param(
+                    "follow_controller",
+                    True,
+                    "Apply ExecutionPolicy messages from the controller (false: parameters only).",
+                ),
+                Param(
+                    "diagnostics_period_s",
+                    1.0,
+                    "Period of /diagnostics updates.",
+                    float_range=(0.1, 60.0),
+                    read_only=True,
+                ),
+            ],
+        )
+        self.pipeline = DronePipeline(
+            self.bundle, self._plan_from_params(), self.get_parameter("deadline_ms").value / 1e3
+        )
+        self._applying_policy: str | None = None
+        self.add_post_set_parameters_callback(self._on_params_set)
+
+        group = MutuallyExclusiveCallbackGroup()
+        self.result_pub = self.create_publisher(InferenceResult, "perception/result", RELIABLE)
+        self.request_pub = self.create_publisher(FeatureTensor, "offload/request", RELIABLE)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_subscription(
+            Image,
+            "camera/image_raw",
+            self._on_image,
+            qos_profile_sensor_data,
+            callback_group=group,
+            qos_overriding_options=QoSOverridingOptions.with_default_policies(),
+        )
+        self.create_subscription(
+            InferenceResult, "offload/reply", self._on_reply, RELIABLE, callback_group=group
+        )
+        self.create_subscription(
+            ExecutionPolicy, "execution_policy", self._on_policy, LATCHED, callback_group=group
+        )
+        self.create_timer(0.01, self._expire, callback_group=group)
+        self.create_timer(
+            self.get_parameter("diagnostics_period_s").value, self._publish_diagnostics
+        )
+        self.get_logger().info(
+            f"model {self.bundle.meta.model_id} ({model.num_blocks} blocks, "
+            f"{model.num_exits} exits); plan {self.pipeline.plan}"
+        )
+
+    def _plan_from_params(self, policy_name: str = "parameters") -> ExecutionPlan:
+        p = {n: self.get_parameter(n).value for n in PLAN_PARAMS}
+        return ExecutionPlan(
+            p["cut_point"],
+            tuple(p["exit_thresholds"]),
+            p["exit_rule"],
+            p["encoding"],
+            p["compression"],
+            policy_name,
+        )
+
+    def _on_params_set(self, params) -> None:
+        names = {p.name for p in params}
+        if names & set(PLAN_PARAMS):
+            policy_name = self._applying_policy or "parameters"
+            self.pipeline.set_plan(self._plan_from_params(policy_name))
+        if "deadline_ms" in names:
+            self.pipeline.deadline_s = self.get_parameter("deadline_ms").value / 1e3
+
+    def _on_policy(self, msg: ExecutionPolicy) -> None:
+        if not self.get_parameter("follow_controller").value:
+            return
+        plan = msg_to_plan(msg)
+        try:
+            validate_plan(self.bundle, plan)
+        except ValueError as exc:
+            self.get_logger().error(f"ignoring ExecutionPolicy from {msg.policy_name!r}: {exc}")
+            return
+        if plan == self.pipeline.plan:
+            return
+        self._applying_policy = plan.policy_name
+        try:
+            self.set_parameters_atomically(
+                [
+                    Parameter("cut_point", value=plan.cut_point),
+                    Parameter("exit_thresholds", value=list(plan.exit_thresholds)),
+                    Parameter("exit_rule", value=plan.exit_rule),
+                    Parameter("encoding", value=plan.encoding),
+                    Parameter("compression", value=plan.compression),
+                ]
+            )
+        finally:
+            self._applying_policy = None
+        self.get_logger().info(f"policy {plan.policy_name}: {msg.reason} -> {self.pipeline.plan}")
+
+    def _on_image(self, msg: Image) -> None:
+        outcome = self.pipeline.process(image_to_raw(msg), msg.header)
+        if isinstance(outcome, OffloadRequest):
+            self.request_pub.publish(request_to_msg(outcome))
+            return
+        self._publish(outcome)
+
+    def _on_reply(self, msg: InferenceResult) -> None:
+        result = self.pipeline.on_reply(msg_to_reply(msg))
+        if result is None:
+            self.get_logger().warn(f"late or unknown offload reply for frame {msg.frame_seq}")
+            return
+        self._publish(result)
+
+    def _expire(self) -> None:
+        for result in self.pipeline.expire():
+            self._publish(result)
+
+    def _publish(self, result) -> None:
+        if result.reason and result.status != 0:
+            self.get_logger().warn(f"frame {result.frame_seq}: {result.reason}")
+        self.result_pub.publish(result_to_msg(result))
+
+    def _publish_diagnostics(self) -> None:
+        values = self.pipeline.counters.as_dict()
+        values["pending"] = self.pipeline.pending_count
+        values["cut_point"] = self.pipeline.plan.cut_point
+        values["policy"] = self.pipeline.plan.policy_name
+        self.diag_pub.publish(
+            diagnostic_array(self, "frames", values, "running", DiagnosticStatus.OK)
+        )
+
+    def on_shutdown(self) -> None:
+        """Finish every in-flight offload locally so no frame is left without a result."""
+        flushed = self.pipeline.expire(force=True)
+        for result in flushed:
+            self._publish(result)
+        self._publish_diagnostics()
+        time.sleep(0.2)
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the perception node."""
+    return run_node(PerceptionNode, args)

@@ -1,0 +1,57 @@
+"""Shared fixtures: the committed model, real images, and private ROS domains."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from edgeml_ros.core.data import load_fashion_mnist
+
+
+@pytest.fixture(scope="session")
+def bundle():
+    return load_checkpoint(DEFAULT_CHECKPOINT)
+
+
+@pytest.fixture(scope="session")
+def fmnist_test():
+    return load_fashion_mnist("test")
+
+
+@pytest.fixture
+def ros_domain():
+    """A ROS_DOMAIN_ID no other test holds, so tests can run in parallel."""
+    from edgeml_ros.bringup.processes import private_domain_id
+
+    with private_domain_id() as domain_id:
+        yield domain_id
+
+
+@pytest.fixture
+def ros_node(ros_domain):
+    """An rclpy node on the test's private domain, with a `spin_until` helper."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=ros_domain)
+    node = rclpy.create_node("test_peer", context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+
+    def spin_until(predicate, timeout_s: float = 30.0) -> bool:
+        end = time.monotonic() + timeout_s
+        while time.monotonic() < end:
+            if predicate():
+                return True
+            executor.spin_once(timeout_sec=0.05)
+        return predicate()
+
+    node.spin_until = spin_until
+    node.domain_id = ros_domain
+    yield node
+    executor.shutdown()
+    node.destroy_node()
+    rclpy.shutdown(context=context)

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from edgeml_ros.core.images import ImageDecodeError, decode_image, to_model_input
+
+
+def test_mono8_round_trip():
+    img = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
+    out = decode_image("mono8", 3, 4, 4, False, img.tobytes())
+    np.testing.assert_allclose(out, img / 255.0, atol=1e-6)
+
+
+def test_row_padding_is_skipped():
+    img = np.full((2, 3), 255, np.uint8)
+    padded = np.zeros((2, 8), np.uint8)
+    padded[:, :3] = img
+    out = decode_image("mono8", 2, 3, 8, False, padded.tobytes())
+    np.testing.assert_allclose(out, 1.0)
+
+
+@pytest.mark.parametrize("encoding,order", [("rgb8", [0, 1, 2]), ("bgr8", [2, 1, 0])])
+def test_color_to_luma(encoding, order):
+    rgb = np.zeros((1, 1, 3), np.uint8)
+    rgb[0, 0, order[0]] = 255  # pure red in either channel order
+    out = decode_image(encoding, 1, 1, 3, False, rgb.tobytes())
+    assert out[0, 0] == pytest.approx(0.299, abs=1e-3)
+
+
+def test_mono16_big_endian():
+    img = np.array([[65535, 0]], dtype=">u2")
+    out = decode_image("mono16", 1, 2, 4, True, img.tobytes())
+    np.testing.assert_allclose(out, [[1.0, 0.0]])
+
+
+def test_float_image():
+    img = np.array([[0.25, 0.75]], dtype="<f4")
+    out = decode_image("32FC1", 1, 2, 8, False, img.tobytes())
+    np.testing.assert_allclose(out, [[0.25, 0.75]])
+
+
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (("yuv422", 2, 2, 4, False, bytes(8)), "unsupported encoding 'yuv422'"),
+        (("mono8", 0, 2, 2, False, b""), "zero-size"),
+        (("rgb8", 2, 2, 4, False, bytes(8)), "step 4 is less than"),
+        (("mono8", 2, 2, 2, False, bytes(3)), "data has 3 bytes, but step"),
+        (("32FC1", 1, 1, 4, False, np.array([np.nan], "<f4").tobytes()), "NaN"),
+    ],
+)
+def test_bad_images_are_refused(args, match):
+    with pytest.raises(ImageDecodeError, match=match):
+        decode_image(*args)
+
+
+def test_model_input_resizes_and_normalizes():
+    x = to_model_input(np.ones((56, 40), np.float32), (28, 28), 0.5, 0.25)
+    assert tuple(x.shape) == (1, 1, 28, 28)
+    assert float(x.mean()) == pytest.approx(2.0)

@@ -1,0 +1,70 @@
+import pytest
+import torch
+
+from edgeml_ros.core.images import to_model_input
+from edgeml_ros.core.runtime import SplitRunner, check_policy, exit_score
+
+
+@pytest.fixture(scope="module")
+def inputs(fmnist_test, bundle):
+    meta = bundle.meta
+    images = fmnist_test.images[:64].astype("float32") / 255.0
+    return [
+        to_model_input(im, tuple(meta.input_size), meta.norm_mean, meta.norm_std) for im in images
+    ]
+
+
+def test_head_then_tail_equals_unsplit_model_at_every_cut(bundle, inputs):
+    model, runner = bundle.model, SplitRunner(bundle.model)
+    never = [2.0] * model.num_exits  # no early exit fires
+    for cut in range(model.num_blocks):
+        for x in inputs:
+            with torch.inference_mode():
+                full = model(x)[-1]
+            outcome = runner.run_head(x, cut, never)
+            assert outcome.fired is None
+            tail = runner.run_tail(outcome.features, cut)
+            assert tail.class_id == int(full.argmax())
+            assert tail.confidence == pytest.approx(float(torch.softmax(full, 1).max()), abs=1e-5)
+
+
+def test_full_local_run_answers_with_final_exit(bundle, inputs):
+    runner = SplitRunner(bundle.model)
+    outcome = runner.run_head(inputs[0], bundle.model.num_blocks, [2.0] * bundle.model.num_exits)
+    assert outcome.fired is not None and outcome.fired.exit_index == bundle.model.num_exits - 1
+
+
+def test_zero_threshold_fires_first_exit_and_deepest_is_tracked(bundle, inputs):
+    runner = SplitRunner(bundle.model)
+    outcome = runner.run_head(inputs[0], 2, [0.0] * bundle.model.num_exits)
+    assert outcome.fired.exit_index == 0
+    outcome = runner.run_head(inputs[0], 2, [2.0] * bundle.model.num_exits)
+    assert outcome.fired is None and outcome.deepest_local.exit_index == 1
+
+
+def test_exit_matches_model_exit_outputs(bundle, inputs):
+    runner = SplitRunner(bundle.model)
+    for x in inputs[:8]:
+        with torch.inference_mode():
+            first = bundle.model(x)[0]
+        outcome = runner.run_head(x, 1, [0.0] * bundle.model.num_exits)
+        assert outcome.fired.class_id == int(first.argmax())
+
+
+def test_exit_scores():
+    confident = torch.tensor([[10.0, 0.0, 0.0]])
+    uniform = torch.zeros(1, 3)
+    assert exit_score(confident, "max_prob")[1] > 0.99
+    assert exit_score(uniform, "entropy")[1] == pytest.approx(0.0, abs=1e-6)
+    assert exit_score(confident, "entropy")[1] > 0.99
+    with pytest.raises(ValueError, match="unknown exit rule"):
+        exit_score(uniform, "margin")
+
+
+def test_check_policy_names_the_problem(bundle):
+    with pytest.raises(ValueError, match="cut_point 9 outside"):
+        check_policy(bundle.model, 9, [0.5] * bundle.model.num_exits)
+    with pytest.raises(ValueError, match="2 exit thresholds given"):
+        check_policy(bundle.model, 1, [0.5, 0.5])
+    with pytest.raises(ValueError, match="finite"):
+        check_policy(bundle.model, 1, [float("nan")] * bundle.model.num_exits)
