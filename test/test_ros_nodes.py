@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult, LinkQuality
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState, Image
 
 from edgeml_ros.bringup.processes import NodeProcess, node_processes, share_file
-from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult, LinkQuality
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 OK, BAD_INPUT, REJECTED = (

@@ -188,7 +188,13 @@ def _run(cfg: DemoConfig, domain_id: int) -> int:
                     flush=True,
                 )
 
-            _spin_for(collector, frames / cfg.rate_hz, status)
+            def status_and_health() -> None:
+                status()
+                dead = [p.name for p in procs if not p.alive()]
+                if dead:
+                    raise RuntimeError(f"node(s) {', '.join(dead)} exited; see {log_dir}/")
+
+            _spin_for(collector, frames / cfg.rate_hz, status_and_health)
             # Let the last frames finish: results until every frame in has one.
             drain_end = time.monotonic() + 10
             while time.monotonic() < drain_end:
@@ -208,7 +214,10 @@ def _run(cfg: DemoConfig, domain_id: int) -> int:
     if cfg.json_path:
         Path(cfg.json_path).write_text(json.dumps(summary, indent=2) + "\n")
         print(f"[demo] wrote {cfg.json_path}")
-    lost = summary["frames_in"] != summary["results_out"] or summary["duplicate_results"]
-    if lost:
+    if summary["results_out"] == 0:
+        print("[demo] FAILED: no results at all", file=sys.stderr)
+        return 1
+    if summary["frames_in"] != summary["results_out"] or summary["duplicate_results"]:
         print("[demo] FAILED: frames in and results out differ", file=sys.stderr)
-    return 1 if lost else 0
+        return 1
+    return 0

@@ -47,9 +47,14 @@ class CameraSourceNode(Node):
                 ),
                 Param("frame_id", "camera_optical_frame", "header.frame_id of the images."),
                 Param(
+                    "publish_ground_truth",
+                    True,
+                    "Publish each frame's label on camera/ground_truth.",
+                ),
+                Param(
                     "wait_for_subscribers",
                     True,
-                    "Hold frames until the image topic has a subscriber.",
+                    "Hold frames until the image (and ground-truth) topics have subscribers.",
                 ),
             ],
         )

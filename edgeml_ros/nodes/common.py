@@ -157,13 +157,26 @@ def run_node(node_factory: Callable[[], Node], args: list[str] | None = None) ->
     try:
         node = node_factory()
         executor.add_node(node)
-        while not stop.is_set() and rclpy.ok():
-            executor.spin_once(timeout_sec=0.1)
+        failure: list[BaseException] = []
+
+        def spin() -> None:
+            try:
+                executor.spin()
+            except BaseException as exc:  # re-raised in the main thread below
+                failure.append(exc)
+
+        spinner = threading.Thread(target=spin, daemon=True)
+        spinner.start()
+        while not stop.wait(0.2) and rclpy.ok() and spinner.is_alive():
+            pass
+        executor.shutdown()
+        spinner.join()
+        if failure:
+            raise failure[0]
     finally:
         if node is not None:
             if hasattr(node, "on_shutdown"):
                 node.on_shutdown()
-            executor.shutdown()
             node.destroy_node()
         rclpy.try_shutdown()
     return 0

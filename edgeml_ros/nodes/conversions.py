@@ -136,7 +136,7 @@ def msg_to_plan(msg: ExecutionPolicy) -> ExecutionPlan:
     """An ExecutionPolicy as a plan (validated by the pipeline before use)."""
     return ExecutionPlan(
         msg.cut_point,
-        tuple(float(t) for t in msg.exit_thresholds),
+        tuple(round(float(t), 6) for t in msg.exit_thresholds),
         msg.exit_rule,
         msg.encoding,
         msg.compression,
