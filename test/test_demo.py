@@ -6,10 +6,23 @@ import sys
 def test_demo_runs_nodes_as_processes_and_accounts_for_every_frame(tmp_path):
     out = tmp_path / "demo.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "edgeml_ros.cli", "demo", "--duration", "4", "--rate", "10",
-         "--json", str(out)],
-        capture_output=True, text=True, timeout=180, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "edgeml_ros.cli",
+            "demo",
+            "--duration",
+            "4",
+            "--rate",
+            "10",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "frames without result 0" in proc.stdout
     summary = json.loads(out.read_text())

@@ -17,6 +17,13 @@ OK, BAD_INPUT, REJECTED = (
     InferenceResult.STATUS_OFFLOAD_REJECTED,
 )
 DRONE_YAML, BASE_YAML = "drone.yaml", "base_station.yaml"
+# The camera subscription defaults to best-effort sensor QoS (a late frame is dropped by DDS
+# before it reaches the node). Tests that count frames override it to reliable, through the
+# QoS override parameters any user has.
+RELIABLE_CAMERA = {
+    "qos_overrides./camera/image_raw.subscription.reliability": "reliable",
+    "qos_overrides./camera/image_raw.subscription.depth": 100,
+}
 
 
 def start(node, executable, params_file=None, **overrides):
@@ -69,7 +76,7 @@ class Peer:
 def test_every_frame_gets_one_result_with_exits_and_offloads(ros_node, fmnist_test):
     procs = [
         start(ros_node, "offload", BASE_YAML),
-        start(ros_node, "perception", DRONE_YAML, follow_controller=False),
+        start(ros_node, "perception", DRONE_YAML, follow_controller=False, **RELIABLE_CAMERA),
     ]
     with node_processes(procs):
         peer = Peer(ros_node)
@@ -144,8 +151,15 @@ def test_offload_node_rejects_lying_tensors(ros_node, bundle):
 
 
 def test_no_base_station_means_fallbacks_not_lost_frames(ros_node, fmnist_test):
-    proc = start(ros_node, "perception", DRONE_YAML, follow_controller=False, deadline_ms=100.0,
-                 exit_thresholds=[2.0, 2.0, 0.0])  # fmt: skip
+    proc = start(
+        ros_node,
+        "perception",
+        DRONE_YAML,
+        follow_controller=False,
+        deadline_ms=100.0,
+        exit_thresholds=[2.0, 2.0, 0.0],
+        **RELIABLE_CAMERA,
+    )
     with node_processes([proc]):
         peer = Peer(ros_node)
         peer.wait_for_perception()

@@ -114,7 +114,8 @@ def _format_summary(s: dict, cfg: DemoConfig) -> str:
         [
             f"edgeml_ros demo: {cfg.duration_s:g} s at {cfg.rate_hz:g} Hz "
             f"(ROS_DOMAIN_ID {s['domain_id']}, link not shaped: loopback)",
-            f"  frames in             {s['frames_in']}",
+            f"  frames published      {s['frames_published']} by the camera",
+            f"  frames in             {s['frames_in']} (reached perception)",
             f"  results out           {s['results_out']}",
             f"  frames without result {s['frames_without_result']}",
             f"  exits                 {exits}",

@@ -214,6 +214,7 @@ class PerceptionNode(Node):
         for result in flushed:
             self._publish(result)
         self._publish_diagnostics()
+        self.get_logger().info(f"shutting down: {self.pipeline.counters.as_dict()}")
         time.sleep(0.2)
 
 
