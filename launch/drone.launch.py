@@ -1,0 +1,80 @@
+"""Drone side of edgeml_ros: perception, controller and link monitor (camera source optional).
+
+ros2 launch edgeml_ros drone.launch.py namespace:=drone1 image_topic:=/camera/image_raw
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+
+
+def generate_launch_description():
+    share = get_package_share_directory("edgeml_ros")
+    namespace = LaunchConfiguration("namespace")
+    params_file = LaunchConfiguration("params_file")
+    use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
+    log_level = LaunchConfiguration("log_level")
+
+    def node(executable, remappings=(), condition=None):
+        return Node(
+            package="edgeml_ros",
+            executable=executable,
+            name=executable,
+            namespace=namespace,
+            parameters=[params_file, {"use_sim_time": use_sim_time}],
+            remappings=list(remappings),
+            arguments=["--ros-args", "--log-level", log_level],
+            output="screen",
+            condition=condition,
+        )
+
+    image_remap = [("camera/image_raw", LaunchConfiguration("image_topic"))]
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                "namespace", default_value="", description="Namespace of this drone's nodes."
+            ),
+            DeclareLaunchArgument(
+                "params_file",
+                default_value=os.path.join(share, "config", "drone.yaml"),
+                description="Parameters for the drone-side nodes.",
+            ),
+            DeclareLaunchArgument(
+                "use_sim_time",
+                default_value="false",
+                choices=["true", "false"],
+                description="Use the /clock topic (simulation) instead of the system clock.",
+            ),
+            DeclareLaunchArgument(
+                "log_level",
+                default_value="info",
+                choices=["debug", "info", "warn", "error", "fatal"],
+                description="Logging level of every node.",
+            ),
+            DeclareLaunchArgument(
+                "image_topic",
+                default_value="camera/image_raw",
+                description="Camera image topic the perception node subscribes to.",
+            ),
+            DeclareLaunchArgument(
+                "use_camera_source",
+                default_value="false",
+                choices=["true", "false"],
+                description="Also start the Fashion-MNIST camera source (no real camera).",
+            ),
+            node("perception", image_remap),
+            node("controller"),
+            node("link_monitor"),
+            node(
+                "camera_source",
+                image_remap,
+                condition=IfCondition(LaunchConfiguration("use_camera_source")),
+            ),
+        ]
+    )

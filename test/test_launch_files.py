@@ -1,0 +1,55 @@
+"""Static checks of the launch files (`launch` itself is not installable here; they are run
+with the real tools on a ROS 2 install)."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+LAUNCH = sorted((Path(__file__).parent.parent / "launch").glob("*.launch.py"))
+CONFIG = Path(__file__).parent.parent / "config"
+EXECUTABLES = {"camera_source", "perception", "offload", "controller", "link_monitor"}
+
+
+def calls(tree, name):
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", "")) == name
+    ]
+
+
+@pytest.mark.parametrize("path", LAUNCH, ids=lambda p: p.name)
+def test_launch_file_declares_described_standard_arguments(path):
+    tree = ast.parse(path.read_text())
+    assert "generate_launch_description" in {
+        n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
+    }
+    args = {}
+    for call in calls(tree, "DeclareLaunchArgument"):
+        kw = {k.arg: k.value for k in call.keywords}
+        assert "description" in kw and ast.literal_eval(kw["description"]).strip()
+        args[ast.literal_eval(call.args[0])] = kw
+    assert {"namespace", "params_file", "use_sim_time", "log_level"} <= set(args)
+    assert not calls(tree, "eval")
+    executables = {
+        ast.literal_eval(k.value)
+        for c in calls(tree, "Node")
+        for k in c.keywords
+        if k.arg == "executable" and isinstance(k.value, ast.Constant)
+    }
+    literal_nodes = {
+        ast.literal_eval(c.args[0])
+        for c in calls(tree, "node")
+        if c.args and isinstance(c.args[0], ast.Constant)
+    }
+    assert (executables | literal_nodes) and (executables | literal_nodes) <= EXECUTABLES
+
+
+def test_params_files_name_only_known_nodes():
+    import yaml
+
+    for path in CONFIG.glob("*.yaml"):
+        for key, body in yaml.safe_load(path.read_text()).items():
+            assert key.startswith("/**/") and key[4:] in EXECUTABLES, (path, key)
+            assert "ros__parameters" in body
