@@ -183,11 +183,14 @@ def _run(cfg: DemoConfig, domain_id: int) -> int:
             def status() -> None:
                 s = collector.summary()
                 acc = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.1%}"
-                print(
+                line = (
                     f"[demo] results {s['results_out']:4d}/{frames}  offloaded {s['offloaded']:4d}"
-                    f"  fallbacks {s['fallbacks']:3d}  accuracy {acc}",
-                    flush=True,
+                    f"  fallbacks {s['fallbacks']:3d}  accuracy {acc}"
                 )
+                # One live line on a terminal; one line per second in logs.
+                print(f"\r{line}" if sys.stdout.isatty() else line, end="", flush=True)
+                if not sys.stdout.isatty():
+                    print()
 
             def status_and_health() -> None:
                 status()
@@ -211,8 +214,11 @@ def _run(cfg: DemoConfig, domain_id: int) -> int:
     summary.update(domain_id=domain_id, frames_published=frames, link_shaped=False)
     collector.destroy_node()
     rclpy.try_shutdown()
+    if sys.stdout.isatty():
+        print()
     print(_format_summary(summary, cfg))
     if cfg.json_path:
+        Path(cfg.json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.json_path).write_text(json.dumps(summary, indent=2) + "\n")
         print(f"[demo] wrote {cfg.json_path}")
     if summary["results_out"] == 0:
