@@ -135,3 +135,15 @@ def test_tail_server_accepts_every_encoding(bundle, fmnist_test):
         request.tensor = encode_tensor(features, encoding, "zstd")
         reply = server.handle(request)
         assert reply.status == Status.OK and reply.class_id == baseline
+
+
+def test_unexpected_failure_still_ends_the_frame(bundle, fmnist_test):
+    pipe = make(bundle, cut=bundle.model.num_blocks)
+    pipe.bundle.meta.input_size, saved = [0, 0], pipe.bundle.meta.input_size  # breaks resizing
+    try:
+        result = pipe.process(raw(fmnist_test.images[0]), "hdr")
+    finally:
+        pipe.bundle.meta.input_size = saved
+    assert result.status == Status.INTERNAL_ERROR and result.reason
+    assert pipe.counters.internal_errors == 1 and pipe.counters.results_out == 1
+    assert pipe.process(raw(fmnist_test.images[0]), "hdr").status == Status.OK

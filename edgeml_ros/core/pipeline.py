@@ -141,6 +141,7 @@ class PipelineCounters:
     offloaded: int = 0
     fallbacks: int = 0
     bad_input: int = 0
+    internal_errors: int = 0
     rejected: int = 0
     late_replies: int = 0
     exits: Counter = field(default_factory=Counter)
@@ -228,20 +229,24 @@ class DronePipeline:
             policy_name=plan.policy_name,
         )
         t0 = time.perf_counter()
-        meta = self.bundle.meta
         try:
-            gray = decode_image(
-                image.encoding,
-                image.height,
-                image.width,
-                image.step,
-                image.is_bigendian,
-                image.data,
-            )
+            return self._run(image, result, plan, arrived, t0)
         except ImageDecodeError as exc:
             self.counters.bad_input += 1
-            result.status, result.where, result.reason = Status.BAD_INPUT, Where.NONE, str(exc)
-            return self._finish(result, arrived, arrived + time.perf_counter() - t0)
+            status, reason = Status.BAD_INPUT, str(exc)
+        except Exception as exc:  # a frame must never vanish: report it and carry on
+            self.counters.internal_errors += 1
+            status, reason = Status.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
+        result.status, result.where, result.reason = status, Where.NONE, reason
+        return self._finish(result, arrived, arrived + time.perf_counter() - t0)
+
+    def _run(
+        self, image: RawImage, result: FrameResult, plan: ExecutionPlan, arrived: float, t0: float
+    ) -> FrameResult | OffloadRequest:
+        meta = self.bundle.meta
+        gray = decode_image(
+            image.encoding, image.height, image.width, image.step, image.is_bigendian, image.data
+        )
         x = to_model_input(gray, tuple(meta.input_size), meta.norm_mean, meta.norm_std)
         t1 = time.perf_counter()
         outcome = self.runner.run_head(x, plan.cut_point, plan.exit_thresholds, plan.exit_rule)
@@ -255,7 +260,7 @@ class DronePipeline:
         result.encode_ms = _ms(t3 - t2)
         result.offload_bytes = len(tensor.data)
         sent = arrived + (t3 - t0)
-        self._pending[seq] = _Pending(
+        self._pending[result.frame_seq] = _Pending(
             result,
             arrived,
             sent,
@@ -266,7 +271,12 @@ class DronePipeline:
         )
         self.counters.offloaded += 1
         return OffloadRequest(
-            seq, context, meta.model_id, meta.weights_digest, plan.cut_point, tensor
+            result.frame_seq,
+            result.context,
+            meta.model_id,
+            meta.weights_digest,
+            plan.cut_point,
+            tensor,
         )
 
     def on_reply(self, reply: OffloadReply, now: float | None = None) -> FrameResult | None:
@@ -356,7 +366,13 @@ class TailServer:
         except (ValueError, CodecError) as exc:
             self.rejected += 1
             return OffloadReply(request.frame_seq, Status.OFFLOAD_REJECTED, str(exc))
-        decision = self.runner.run_tail(torch.from_numpy(features), request.cut_point)
+        try:
+            decision = self.runner.run_tail(torch.from_numpy(features), request.cut_point)
+        except Exception as exc:  # a request must always get a reply
+            self.rejected += 1
+            return OffloadReply(
+                request.frame_seq, Status.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
+            )
         self.served += 1
         return OffloadReply(
             request.frame_seq,
