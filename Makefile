@@ -23,9 +23,16 @@ format: setup
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-# Re-create the committed default checkpoint (the command is recorded in its metadata).
+# Re-create the committed checkpoints (each records its command in its metadata).
+CKPT := edgeml_ros/checkpoints
 train: setup
 	$(RUN) python -m edgeml_ros.cli train --epochs 10
+	$(RUN) python -m edgeml_ros.cli train --arch b_vgg --width 0.25 --epochs 15 \
+		--distill-weight 0.5 --out $(CKPT)/fashion_mnist_b_vgg.pt
+	$(RUN) python -m edgeml_ros.cli train --arch resnet --width 1.0 --epochs 8 \
+		--distill-weight 0.5 --out $(CKPT)/fashion_mnist_resnet.pt
+	$(RUN) python -m edgeml_ros.cli train --arch mobilenet_v2 --width 0.25 --epochs 4 \
+		--distill-weight 0.5 --out $(CKPT)/fashion_mnist_mobilenet_v2.pt
 
 clean:
 	rm -rf build install log .venv

@@ -74,13 +74,15 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The `edgeml` argument parser."""
     from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT
+    from edgeml_ros.core.models import ARCHITECTURES
 
     parser = argparse.ArgumentParser(prog="edgeml", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a multi-exit model on Fashion-MNIST")
-    p.add_argument("--arch", default="small_cnn", help="architecture name")
-    p.add_argument("--width", type=_positive_int, default=16, help="base channel width")
+    p.add_argument("--arch", default="small_cnn", choices=sorted(ARCHITECTURES),
+                   help="multi-exit architecture")  # fmt: skip
+    p.add_argument("--width", type=_positive_float, default=1.0, help="channel width multiplier")
     p.add_argument("--epochs", type=_positive_int, default=3)
     p.add_argument("--batch-size", type=_positive_int, default=128)
     p.add_argument("--lr", type=_positive_float, default=2e-3)

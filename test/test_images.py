@@ -7,7 +7,7 @@ from edgeml_ros.core.images import ImageDecodeError, decode_image, to_model_inpu
 def test_mono8_round_trip():
     img = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
     out = decode_image("mono8", 3, 4, 4, False, img.tobytes())
-    np.testing.assert_allclose(out, img / 255.0, atol=1e-6)
+    np.testing.assert_allclose(out[:, :, 0], img / 255.0, atol=1e-6)
 
 
 def test_row_padding_is_skipped():
@@ -23,19 +23,27 @@ def test_color_to_luma(encoding, order):
     rgb = np.zeros((1, 1, 3), np.uint8)
     rgb[0, 0, order[0]] = 255  # pure red in either channel order
     out = decode_image(encoding, 1, 1, 3, False, rgb.tobytes())
-    assert out[0, 0] == pytest.approx(0.299, abs=1e-3)
+    assert out[0, 0, 0] == pytest.approx(0.299, abs=1e-3)
+    np.testing.assert_allclose(
+        decode_image(encoding, 1, 1, 3, False, rgb.tobytes(), 3), [[[1, 0, 0]]]
+    )
+
+
+def test_gray_to_three_channels():
+    out = decode_image("mono8", 1, 2, 2, False, bytes([0, 255]), channels=3)
+    assert out.shape == (1, 2, 3) and np.all(out[0, 1] == 1.0)
 
 
 def test_mono16_big_endian():
     img = np.array([[65535, 0]], dtype=">u2")
     out = decode_image("mono16", 1, 2, 4, True, img.tobytes())
-    np.testing.assert_allclose(out, [[1.0, 0.0]])
+    np.testing.assert_allclose(out[:, :, 0], [[1.0, 0.0]])
 
 
 def test_float_image():
     img = np.array([[0.25, 0.75]], dtype="<f4")
     out = decode_image("32FC1", 1, 2, 8, False, img.tobytes())
-    np.testing.assert_allclose(out, [[0.25, 0.75]])
+    np.testing.assert_allclose(out[:, :, 0], [[0.25, 0.75]])
 
 
 @pytest.mark.parametrize(
@@ -54,6 +62,6 @@ def test_bad_images_are_refused(args, match):
 
 
 def test_model_input_resizes_and_normalizes():
-    x = to_model_input(np.ones((56, 40), np.float32), (28, 28), 0.5, 0.25)
+    x = to_model_input(np.ones((56, 40, 1), np.float32), (28, 28), 0.5, 0.25)
     assert tuple(x.shape) == (1, 1, 28, 28)
     assert float(x.mean()) == pytest.approx(2.0)

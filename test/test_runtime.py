@@ -8,7 +8,7 @@ from edgeml_ros.core.runtime import SplitRunner, check_policy, exit_score
 @pytest.fixture(scope="module")
 def inputs(fmnist_test, bundle):
     meta = bundle.meta
-    images = fmnist_test.images[:64].astype("float32") / 255.0
+    images = fmnist_test.images[:64, :, :, None].astype("float32") / 255.0
     return [
         to_model_input(im, tuple(meta.input_size), meta.norm_mean, meta.norm_std) for im in images
     ]

@@ -1,4 +1,8 @@
-"""Real datasets read from local files: Fashion-MNIST (Debian's dataset-fashion-mnist)."""
+"""Real datasets read from local files, never downloaded.
+
+Fashion-MNIST comes from Debian's dataset-fashion-mnist; CIFAR-10 is used when a local copy in
+the torchvision layout exists (`cifar-10-batches-py` under EDGEML_CIFAR10_DIR).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import numpy as np
 FASHION_MNIST_DIR = Path(
     os.environ.get("EDGEML_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
 )
+CIFAR10_DIR = Path(os.environ.get("EDGEML_CIFAR10_DIR", "/usr/share/datasets/cifar10"))
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
     "Trouser",
@@ -34,7 +39,7 @@ class DatasetError(RuntimeError):
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """Grayscale images (N, H, W) as uint8 with integer labels (N,)."""
+    """uint8 images, (N, H, W) grayscale or (N, H, W, 3) colour, with integer labels (N,)."""
 
     name: str
     split: str
@@ -81,3 +86,32 @@ def load_fashion_mnist(split: str = "test", root: Path | None = None) -> ImageDa
     return ImageDataset(
         "fashion_mnist", split, images, labels.astype(np.int64), FASHION_MNIST_CLASSES
     )
+
+
+def load_cifar10(split: str = "test", root: Path | None = None) -> ImageDataset:
+    """Load CIFAR-10 from a local torchvision-layout copy (no download)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    root = Path(root) if root is not None else CIFAR10_DIR
+    if not (root / "cifar-10-batches-py").is_dir():
+        raise DatasetError(
+            f"no CIFAR-10 copy at {root}/cifar-10-batches-py (torchvision layout); it is never "
+            "downloaded: point EDGEML_CIFAR10_DIR at a local copy"
+        )
+    from torchvision.datasets import CIFAR10
+
+    ds = CIFAR10(str(root), train=split == "train", download=False)
+    return ImageDataset(
+        "cifar10", split, np.asarray(ds.data, dtype=np.uint8),
+        np.asarray(ds.targets, dtype=np.int64), tuple(ds.classes),
+    )  # fmt: skip
+
+
+DATASETS = {"fashion_mnist": load_fashion_mnist, "cifar10": load_cifar10}
+
+
+def load_dataset(name: str, split: str) -> ImageDataset:
+    """Load a dataset by name (`fashion_mnist` or `cifar10`)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[name](split)

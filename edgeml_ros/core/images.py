@@ -1,7 +1,7 @@
 """Camera image decoding (numpy only) and model-input preprocessing.
 
-`decode_image` takes the fields of a sensor_msgs/Image and returns a grayscale float image in
-[0, 1], refusing anything inconsistent with a clear `ImageDecodeError`.
+`decode_image` takes the fields of a sensor_msgs/Image and returns a float image in [0, 1] with
+the channels the model takes, refusing anything inconsistent with a clear `ImageDecodeError`.
 """
 
 from __future__ import annotations
@@ -35,19 +35,25 @@ class ImageDecodeError(ValueError):
 
 
 def decode_image(
-    encoding: str, height: int, width: int, step: int, is_bigendian: bool, data
+    encoding: str, height: int, width: int, step: int, is_bigendian: bool, data, channels: int = 1
 ) -> np.ndarray:
-    """Decode sensor_msgs/Image fields to a (height, width) float32 grayscale image in [0, 1]."""
+    """Decode sensor_msgs/Image fields to a (height, width, channels) float32 image in [0, 1].
+
+    `channels` is what the model takes: 1 (colour is converted to luma) or 3 (RGB order; a
+    single-channel image is repeated).
+    """
     if encoding not in _ENCODINGS:
         raise ImageDecodeError(
             f"unsupported encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
         )
+    if channels not in (1, 3):
+        raise ValueError(f"models take 1 or 3 channels, not {channels}")
     if height <= 0 or width <= 0:
         raise ImageDecodeError(f"zero-size image ({width}x{height})")
     if height * width > MAX_IMAGE_PIXELS:
         raise ImageDecodeError(f"image too large ({width}x{height} > {MAX_IMAGE_PIXELS} pixels)")
-    dtype, channels, scale = _ENCODINGS[encoding]
-    row_bytes = width * channels * dtype.itemsize
+    dtype, in_channels, scale = _ENCODINGS[encoding]
+    row_bytes = width * in_channels * dtype.itemsize
     if step < row_bytes:
         raise ImageDecodeError(
             f"step {step} is less than width*channels*bytes = {row_bytes} for {encoding}"
@@ -59,23 +65,30 @@ def decode_image(
         )
     rows = buf.reshape(height, step)[:, :row_bytes]
     dtype = dtype.newbyteorder(">" if is_bigendian else "<") if dtype.itemsize > 1 else dtype
-    pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, channels)
+    pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, in_channels)
     pixels = pixels.astype(np.float32) * np.float32(scale)
-    if channels == 1:
-        gray = pixels[:, :, 0]
+    if in_channels == 1:
+        out = pixels if channels == 1 else np.repeat(pixels, 3, axis=2)
     else:
         rgb = pixels[:, :, :3] if encoding.startswith("rgb") else pixels[:, :, 2::-1]
-        gray = rgb @ _LUMA_RGB
-    if not np.all(np.isfinite(gray)):
+        out = rgb if channels == 3 else (rgb @ _LUMA_RGB)[:, :, None]
+    if not np.all(np.isfinite(out)):
         raise ImageDecodeError("image contains NaN or infinite values")
-    return np.clip(gray, 0.0, 1.0)
+    return np.clip(out, 0.0, 1.0)
 
 
-def to_model_input(
-    gray: np.ndarray, input_size: tuple[int, int], mean: float, std: float
+def resize_and_normalize(
+    x: torch.Tensor, input_size: tuple[int, int], mean: float, std: float
 ) -> torch.Tensor:
-    """Turn a [0, 1] grayscale image into a normalized (1, 1, H, W) model input."""
-    x = torch.from_numpy(np.ascontiguousarray(gray, dtype=np.float32))[None, None]
+    """(N, C, H, W) images in [0, 1] at the model's input size, normalized."""
     if tuple(x.shape[-2:]) != tuple(input_size):
         x = F.interpolate(x, size=tuple(input_size), mode="bilinear", align_corners=False)
     return (x - mean) / std
+
+
+def to_model_input(
+    image: np.ndarray, input_size: tuple[int, int], mean: float, std: float
+) -> torch.Tensor:
+    """Turn a [0, 1] (H, W, C) image into a normalized (1, C, H, W) model input."""
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
+    return resize_and_normalize(x, input_size, mean, std)

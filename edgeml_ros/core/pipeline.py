@@ -244,10 +244,11 @@ class DronePipeline:
         self, image: RawImage, result: FrameResult, plan: ExecutionPlan, arrived: float, t0: float
     ) -> FrameResult | OffloadRequest:
         meta = self.bundle.meta
-        gray = decode_image(
-            image.encoding, image.height, image.width, image.step, image.is_bigendian, image.data
-        )
-        x = to_model_input(gray, tuple(meta.input_size), meta.norm_mean, meta.norm_std)
+        pixels = decode_image(
+            image.encoding, image.height, image.width, image.step, image.is_bigendian, image.data,
+            meta.arch_kwargs.get("in_channels", 1),
+        )  # fmt: skip
+        x = to_model_input(pixels, tuple(meta.input_size), meta.norm_mean, meta.norm_std)
         t1 = time.perf_counter()
         outcome = self.runner.run_head(x, plan.cut_point, plan.exit_thresholds, plan.exit_rule)
         t2 = time.perf_counter()
@@ -326,7 +327,7 @@ class TailServer:
         self.bundle = bundle
         self.runner = SplitRunner(bundle.model)
         self.max_payload_bytes = max_payload_bytes
-        input_shape = (1, 1, *bundle.meta.input_size)
+        input_shape = (1, bundle.meta.arch_kwargs.get("in_channels", 1), *bundle.meta.input_size)
         self._feature_shapes = [
             self.runner.feature_shape(input_shape, cut) for cut in range(bundle.model.num_blocks)
         ]

@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from edgeml_ros.core.checkpoint import ModelMeta, save_checkpoint
 from edgeml_ros.core.data import ImageDataset, load_fashion_mnist
-from edgeml_ros.core.models import MultiExitNet, build_model
+from edgeml_ros.core.images import resize_and_normalize
+from edgeml_ros.core.models import INPUT_SIZES, MultiExitNet, build_model
 
 VALIDATION_SIZE = 5000
 
@@ -27,7 +28,7 @@ class TrainConfig:
     """Everything that determines a training run."""
 
     arch: str = "small_cnn"
-    width: int = 16
+    width: float = 1.0
     epochs: int = 3
     batch_size: int = 128
     lr: float = 2e-3
@@ -47,10 +48,16 @@ def seed_everything(seed: int) -> None:
     torch.use_deterministic_algorithms(True)
 
 
-def to_tensors(ds: ImageDataset, mean: float, std: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalized (N, 1, H, W) float images and int64 labels."""
-    x = torch.from_numpy(ds.images.astype(np.float32) / 255.0)[:, None]
-    return (x - mean) / std, torch.from_numpy(ds.labels)
+def to_tensors(
+    ds: ImageDataset, mean: float, std: float, input_size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalized (N, 1, H, W) float images at the model's input size, and int64 labels.
+
+    Resizing matches what the perception node does to camera frames (to_model_input).
+    """
+    x = torch.from_numpy(ds.images.astype(np.float32) / 255.0)
+    x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    return resize_and_normalize(x, input_size, mean, std), torch.from_numpy(ds.labels)
 
 
 def multi_exit_loss(
@@ -96,9 +103,10 @@ def train(cfg: TrainConfig, out: Path, command: str) -> ModelMeta:
     test = load_fashion_mnist("test")
     mean = float(full.images.mean() / 255.0)
     std = float(full.images.std() / 255.0)
-    x_all, y_all = to_tensors(full, mean, std)
+    input_size = INPUT_SIZES[cfg.arch]
+    x_all, y_all = to_tensors(full, mean, std, input_size)
     x_train, y_train = x_all[:-VALIDATION_SIZE], y_all[:-VALIDATION_SIZE]
-    x_test, y_test = to_tensors(test, mean, std)
+    x_test, y_test = to_tensors(test, mean, std, input_size)
     model = build_model(cfg.arch, num_classes=len(full.class_names), width=cfg.width)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * (len(y_train) // cfg.batch_size)
@@ -125,7 +133,7 @@ def train(cfg: TrainConfig, out: Path, command: str) -> ModelMeta:
         arch_kwargs={"num_classes": len(full.class_names), "width": cfg.width},
         dataset=full.name,
         class_names=list(full.class_names),
-        input_size=list(full.images.shape[1:]),
+        input_size=list(input_size),
         norm_mean=mean,
         norm_std=std,
         exit_accuracy=accuracy,
