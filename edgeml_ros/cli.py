@@ -1,4 +1,4 @@
-"""`edgeml`: the command line of edgeml_ros (train, demo)."""
+"""`edgeml`: the command line of edgeml_ros (train, profile, bench, demo)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = TrainConfig(
         arch=args.arch,
+        dataset=args.dataset,
         width=args.width,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -41,8 +42,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         threads=args.threads,
     )
-    command = "edgeml " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    meta = train(cfg, Path(args.out), command)
+    meta = train(cfg, Path(args.out), _command_line())
     summary = {
         "checkpoint": str(args.out),
         "model_id": meta.model_id,
@@ -71,15 +71,83 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(cfg)
 
 
+def _command_line() -> str:
+    return "edgeml " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from edgeml_ros.core.checkpoint import load_checkpoint
+    from edgeml_ros.core.energy import device_class
+    from edgeml_ros.core.profiles import profile_model
+    from edgeml_ros.core.train import split_tensors
+
+    bundle = load_checkpoint(args.checkpoint)
+    x, y = split_tensors(bundle.meta, "validation")
+    profile, table = profile_model(
+        bundle, x, y, device_class(args.device_class), args.runs, args.threads, _command_line()
+    )
+    out = Path(args.out)
+    profile.save(out, table.as_arrays())
+    blocks = ", ".join(f"{b.latency_ms_median:.2f}" for b in profile.blocks)
+    print(f"saved {out} and {out.with_suffix('.npz').name}: {profile.model_id}")
+    print(f"  block latency medians (ms, {args.threads} threads): {blocks}")
+    print(f"  exit accuracy on {profile.samples} validation samples: "
+          + ", ".join(f"{a:.2%}" for a in table.exit_accuracy()))  # fmt: skip
+    return 0
+
+
+def _format_bench(results: dict) -> str:
+    lines = [
+        f"{'model':<14}{'exit accuracy (test, final last)':<40}{'compute@<=1pt':>14}"
+        f"{'int8 mid-cut drop':>19}{'int8/fp32 bytes':>17}{'frame ms':>10}{'fps':>8}"
+    ]
+    for name, r in results.items():
+        accs = " ".join(f"{100 * a:.1f}" for a in r["exit_accuracy"])
+        lines.append(
+            f"{name:<14}{accs:<40}{r['compute_fraction_at_1pt_loss']:>14.2f}"
+            f"{r['int8_mid_cut_accuracy_drop_pts']:>15.2f} pts"
+            f"{r['int8_mid_cut_bytes_ratio']:>17.3f}"
+            f"{r['single_frame_ms_median']:>10.2f}{r['single_frame_fps']:>8.0f}"
+        )
+    for name, r in results.items():
+        lines.append(f"\n{name}: per cut (head/tail median ms on {r['threads']} threads; bytes)")
+        for c in r["cuts"]:
+            tail = f"{c['tail_ms_median']:7.2f}" if "tail_ms_median" in c else "      -"
+            size = " ".join(f"{k} {v}" for k, v in c.get("bytes", {}).items()) or "(all local)"
+            lines.append(
+                f"  cut {c['cut']:2d}  head {c['head_ms_median']:7.2f}  tail {tail}  {size}"
+            )
+    return "\n".join(lines)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edgeml_ros.core.bench import plot_tradeoff, run_bench
+
+    results = run_bench(args.models, args.runs, args.threads)
+    print(_format_bench(results))
+    plot_tradeoff(results, Path(args.plot))
+    print(f"wrote {args.plot}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"command": _command_line(), "models": results},
+                                              indent=1) + "\n")  # fmt: skip
+        print(f"wrote {args.json}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `edgeml` argument parser."""
+    from edgeml_ros.core.bench import BENCH_MODELS
     from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT
+    from edgeml_ros.core.energy import DEVICE_CLASSES
     from edgeml_ros.core.models import ARCHITECTURES
 
     parser = argparse.ArgumentParser(prog="edgeml", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a multi-exit model on Fashion-MNIST")
+    p.add_argument("--dataset", default="fashion_mnist", choices=["fashion_mnist", "cifar10"],
+                   help="training data (CIFAR-10 only from a local copy)")  # fmt: skip
     p.add_argument("--arch", default="small_cnn", choices=sorted(ARCHITECTURES),
                    help="multi-exit architecture")  # fmt: skip
     p.add_argument("--width", type=_positive_float, default=1.0, help="channel width multiplier")
@@ -112,6 +180,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", default=None, metavar="PATH", help="also write the summary here")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("profile", help="measure a model on this machine and save its profile")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model checkpoint")
+    p.add_argument("--device-class", default="jetson_nano", choices=sorted(DEVICE_CLASSES),
+                   help="energy-model table recorded with the profile")  # fmt: skip
+    p.add_argument("--runs", type=_positive_int, default=50, help="timed runs per block")
+    p.add_argument("--threads", type=_positive_int, default=2, help="torch CPU threads")
+    p.add_argument("--out", required=True, help="profile JSON path (.npz written beside it)")
+    p.set_defaults(func=_cmd_profile)
+
+    p = sub.add_parser("bench", help="benchmarks (see docs/results.md)")
+    bench = p.add_subparsers(dest="suite", required=True)
+    p = bench.add_parser("models", help="exits, compute, split latency and bytes per model")
+    p.add_argument("--models", nargs="+", default=list(BENCH_MODELS), choices=list(BENCH_MODELS))
+    p.add_argument("--runs", type=_positive_int, default=30, help="timed runs per measurement")
+    p.add_argument("--threads", type=_positive_int, default=2, help="torch CPU threads")
+    p.add_argument("--plot", default="out/bench_models_tradeoff.png", help="trade-off PNG path")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 

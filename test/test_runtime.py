@@ -68,3 +68,10 @@ def test_check_policy_names_the_problem(bundle):
         check_policy(bundle.model, 1, [0.5, 0.5])
     with pytest.raises(ValueError, match="finite"):
         check_policy(bundle.model, 1, [float("nan")] * bundle.model.num_exits)
+
+
+def test_tail_can_use_the_remaining_exits(bundle, inputs):
+    runner = SplitRunner(bundle.model)
+    assert runner.run_tail(runner.run_head(inputs[0], 1, [2.0] * 3).features, 1).exit_index == 2
+    features = runner.run_head(inputs[0], 1, [2.0] * 3).features
+    assert runner.run_tail(features, 1, thresholds=[0.0, 0.0, 0.0]).exit_index == 1

@@ -72,36 +72,47 @@ class SplitRunner:
         class_id, confidence = exit_score(self.model.exits[exit_index](features), rule)
         return ExitDecision(exit_index, class_id, confidence)
 
-    @torch.inference_mode()
-    def run_head(
-        self, x: torch.Tensor, cut_point: int, thresholds: Sequence[float], rule: str = "max_prob"
+    def _run_blocks(
+        self, x: torch.Tensor, start: int, stop: int, thresholds: Sequence[float] | None, rule: str
     ) -> HeadOutcome:
-        """Run blocks [0, cut_point), stopping at the first confident exit.
+        """Run blocks [start, stop), checking the exits on the way unless `thresholds` is None.
 
-        An exit fires when its score reaches its threshold; the final exit always answers
-        when the whole model runs locally.
+        An exit fires when its score reaches its threshold; the final exit always answers.
         """
         model = self.model
         deepest = None
-        for block in range(cut_point):
+        for block in range(start, stop):
             x = model.blocks[block](x)
             exit_index = model.exit_at_block(block)
-            if exit_index is None:
+            final = exit_index == model.num_exits - 1
+            if exit_index is None or (thresholds is None and not final):
                 continue
             deepest = self._decide(exit_index, x, rule)
-            if exit_index == model.num_exits - 1 or deepest.confidence >= thresholds[exit_index]:
+            if final or deepest.confidence >= thresholds[exit_index]:
                 return HeadOutcome(deepest, None, deepest)
         return HeadOutcome(None, x, deepest)
 
     @torch.inference_mode()
+    def run_head(
+        self, x: torch.Tensor, cut_point: int, thresholds: Sequence[float], rule: str = "max_prob"
+    ) -> HeadOutcome:
+        """Run blocks [0, cut_point), stopping at the first confident exit (the drone's part)."""
+        return self._run_blocks(x, 0, cut_point, thresholds, rule)
+
+    @torch.inference_mode()
     def run_tail(
-        self, features: torch.Tensor, cut_point: int, rule: str = "max_prob"
+        self,
+        features: torch.Tensor,
+        cut_point: int,
+        rule: str = "max_prob",
+        thresholds: Sequence[float] | None = None,
     ) -> ExitDecision:
-        """Run blocks [cut_point, N) and answer with the final exit."""
-        x = features
-        for block in range(cut_point, self.model.num_blocks):
-            x = self.model.blocks[block](x)
-        return self._decide(self.model.num_exits - 1, x, rule)
+        """Run blocks [cut_point, N) and answer with the final exit.
+
+        With `thresholds`, the remaining exits are checked too and the first confident one
+        answers.
+        """
+        return self._run_blocks(features, cut_point, self.model.num_blocks, thresholds, rule).fired
 
     @torch.inference_mode()
     def feature_shape(self, input_shape: Sequence[int], cut_point: int) -> tuple[int, ...]:

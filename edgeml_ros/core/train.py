@@ -16,7 +16,7 @@ import torch.nn.functional as F  # noqa: N812
 from tqdm import tqdm
 
 from edgeml_ros.core.checkpoint import ModelMeta, save_checkpoint
-from edgeml_ros.core.data import ImageDataset, load_fashion_mnist
+from edgeml_ros.core.data import ImageDataset, load_dataset
 from edgeml_ros.core.images import resize_and_normalize
 from edgeml_ros.core.models import INPUT_SIZES, MultiExitNet, build_model
 
@@ -28,6 +28,7 @@ class TrainConfig:
     """Everything that determines a training run."""
 
     arch: str = "small_cnn"
+    dataset: str = "fashion_mnist"
     width: float = 1.0
     epochs: int = 3
     batch_size: int = 128
@@ -58,6 +59,20 @@ def to_tensors(
     x = torch.from_numpy(ds.images.astype(np.float32) / 255.0)
     x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
     return resize_and_normalize(x, input_size, mean, std), torch.from_numpy(ds.labels)
+
+
+def split_tensors(meta: ModelMeta, split: str) -> tuple[torch.Tensor, np.ndarray]:
+    """Model-ready inputs and labels of a split, preprocessed as at training time.
+
+    `validation` is the last VALIDATION_SIZE images of the training set (never trained on).
+    """
+    if split not in ("validation", "test"):
+        raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
+    ds = load_dataset(meta.dataset, "train" if split == "validation" else "test")
+    x, y = to_tensors(ds, meta.norm_mean, meta.norm_std, tuple(meta.input_size))
+    if split == "validation":
+        x, y = x[-VALIDATION_SIZE:], y[-VALIDATION_SIZE:]
+    return x, y.numpy()
 
 
 def multi_exit_loss(
@@ -99,15 +114,18 @@ def train(cfg: TrainConfig, out: Path, command: str) -> ModelMeta:
     """Train a multi-exit model on Fashion-MNIST and save a checkpoint at `out`."""
     seed_everything(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    full = load_fashion_mnist("train")
-    test = load_fashion_mnist("test")
+    full = load_dataset(cfg.dataset, "train")
+    test = load_dataset(cfg.dataset, "test")
     mean = float(full.images.mean() / 255.0)
     std = float(full.images.std() / 255.0)
     input_size = INPUT_SIZES[cfg.arch]
     x_all, y_all = to_tensors(full, mean, std, input_size)
     x_train, y_train = x_all[:-VALIDATION_SIZE], y_all[:-VALIDATION_SIZE]
     x_test, y_test = to_tensors(test, mean, std, input_size)
-    model = build_model(cfg.arch, num_classes=len(full.class_names), width=cfg.width)
+    in_channels = 1 if full.images.ndim == 3 else full.images.shape[-1]
+    model = build_model(
+        cfg.arch, num_classes=len(full.class_names), in_channels=in_channels, width=cfg.width
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * (len(y_train) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
@@ -130,7 +148,11 @@ def train(cfg: TrainConfig, out: Path, command: str) -> ModelMeta:
     meta = ModelMeta(
         model_id=f"{full.name}/{cfg.arch}",
         arch=cfg.arch,
-        arch_kwargs={"num_classes": len(full.class_names), "width": cfg.width},
+        arch_kwargs={
+            "num_classes": len(full.class_names),
+            "in_channels": in_channels,
+            "width": cfg.width,
+        },
         dataset=full.name,
         class_names=list(full.class_names),
         input_size=list(input_size),

@@ -1,0 +1,119 @@
+import json
+
+import numpy as np
+import pytest
+
+from edgeml_ros.core.bench import pick_threshold, threshold_sweep
+from edgeml_ros.core.energy import DEVICE_CLASSES, device_class
+from edgeml_ros.core.profiles import (
+    ExitTable,
+    ProfileError,
+    collect_exit_table,
+    count_macs,
+    load_profile,
+    profile_model,
+)
+from edgeml_ros.core.runtime import SplitRunner
+from edgeml_ros.core.train import split_tensors
+
+
+@pytest.fixture(scope="module")
+def val_subset(bundle):
+    x, y = split_tensors(bundle.meta, "validation")
+    return x[:300], y[:300]
+
+
+@pytest.fixture(scope="module")
+def profiled(bundle, val_subset):
+    return profile_model(bundle, *val_subset, device_class("jetson_nano"), runs=3, threads=1)
+
+
+def test_macs_of_first_block_are_exact(bundle):
+    blocks, exits = count_macs(bundle.model, (1, 1, 28, 28))
+    assert blocks[0] == 28 * 28 * 16 * 9  # one 3x3 conv, 1 -> 16 channels
+    assert exits[-1] == 64 * 10  # pooled 64 channels -> 10 classes
+    assert len(blocks) == bundle.model.num_blocks and len(exits) == bundle.model.num_exits
+
+
+def test_profile_round_trip(tmp_path, profiled):
+    profile, table = profiled
+    path = tmp_path / "p.json"
+    profile.save(path, table.as_arrays())
+    loaded, loaded_table = load_profile(path)
+    assert loaded.weights_digest == profile.weights_digest and loaded.samples == 300
+    assert [b.output_bytes for b in loaded.blocks] == [b.output_bytes for b in profile.blocks]
+    np.testing.assert_array_equal(loaded_table.predictions, table.predictions)
+    assert loaded_table.full_cost == table.full_cost
+    assert profile.blocks[1].output_bytes == {"fp32": 4 * 32 * 49, "fp16": 2 * 32 * 49,
+                                              "int8": 32 * 49}  # fmt: skip
+
+
+def test_bad_profiles_are_refused(tmp_path, profiled):
+    profile, table = profiled
+    path = tmp_path / "p.json"
+    with pytest.raises(ProfileError, match="not found"):
+        load_profile(path)
+    profile.save(path, table.as_arrays())
+    raw = json.loads(path.read_text())
+    path.write_text(json.dumps({**raw, "version": 99}))
+    with pytest.raises(ProfileError, match="version 99"):
+        load_profile(path)
+    path.write_text("{not json")
+    with pytest.raises(ProfileError, match="not JSON"):
+        load_profile(path)
+    profile.save(path, {**table.as_arrays(), "labels": np.zeros(5)})
+    with pytest.raises(ProfileError, match="has shape"):
+        load_profile(path)
+
+
+def test_exit_table_replays_the_runtime_exactly(bundle, val_subset):
+    x, y = val_subset
+    preds, conf = collect_exit_table(bundle.model, x, y)
+    table = ExitTable(preds, conf, y, np.ones(3), 1.0)
+    runner = SplitRunner(bundle.model)
+    for rule in ("max_prob", "entropy"):
+        thresholds = [0.8, 0.9, 0.0]
+        taken = table.exit_taken(thresholds, rule)
+        for i in range(0, 300, 7):
+            fired = runner.run_head(x[i : i + 1], bundle.model.num_blocks, thresholds, rule).fired
+            assert fired.exit_index == taken[i]
+            assert fired.class_id == preds[taken[i], i]
+
+
+def test_exit_table_arithmetic():
+    preds = np.array([[0, 1, 1, 0], [0, 1, 0, 0]])
+    conf = {"max_prob": np.array([[0.9, 0.2, 0.95, 0.1], [1, 1, 1, 1.0]])}
+    table = ExitTable(preds, conf, np.array([0, 1, 0, 0]), np.array([1.0, 4.0]), 3.0)
+    acc, compute, rates = table.evaluate([0.5, 0.0])
+    # samples 0 and 2 exit early (sample 2 wrongly), 1 and 3 run to the end
+    assert acc == 0.75 and compute == pytest.approx((1 + 4 + 1 + 4) / 4 / 3)
+    np.testing.assert_allclose(rates, [0.5, 0.5])
+    assert table.exit_accuracy() == [0.75, 1.0]
+    assert threshold_sweep(table)[0][1] == 0.75  # threshold 0: everything exits at exit 0
+    assert pick_threshold(table) > 0.95  # only exiting nothing early keeps the accuracy
+
+
+def test_energy_model():
+    nano = device_class("jetson_nano")
+    assert nano.frame_energy_j(0.01, 0.002, 0.005) == pytest.approx(
+        10.0 * 0.01 + 1.28 * 0.002 + 0.94 * 0.005
+    )
+    assert all(d.source for d in DEVICE_CLASSES.values())
+    with pytest.raises(ValueError, match="unknown device class 'toaster'"):
+        device_class("toaster")
+
+
+def test_profile_cli_rejects_unknown_device(tmp_path, capsys):
+    from edgeml_ros.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["profile", "--device-class", "toaster", "--out", "x.json"])
+    assert "invalid choice: 'toaster'" in capsys.readouterr().err
+
+
+def test_split_tensors(bundle):
+    x, y = split_tensors(bundle.meta, "validation")
+    assert x.shape == (5000, 1, 28, 28) and y.shape == (5000,)
+    assert abs(float(x.mean())) < 0.1  # normalized with the training statistics
+    with pytest.raises(ValueError, match="split"):
+        split_tensors(bundle.meta, "train")
