@@ -4,7 +4,7 @@ RUN := tools/run_in_env.sh
 DEMO_ARGS ?=
 TEST_ARGS ?=
 
-.PHONY: setup demo test lint format train clean
+.PHONY: setup demo test lint format train profiles bench clean
 
 setup:
 	@tools/bootstrap.sh
@@ -33,6 +33,19 @@ train: setup
 		--distill-weight 0.5 --out $(CKPT)/fashion_mnist_resnet.pt
 	$(RUN) python -m edgeml_ros.cli train --arch mobilenet_v2 --width 0.25 --epochs 4 \
 		--distill-weight 0.5 --out $(CKPT)/fashion_mnist_mobilenet_v2.pt
+
+# Measured profiles of the committed models on this machine (latency, bytes, exit confidences).
+PROFILES := edgeml_ros/profiles
+profiles: setup
+	for m in b_vgg resnet mobilenet_v2; do \
+		$(RUN) python -m edgeml_ros.cli profile --checkpoint $(CKPT)/fashion_mnist_$$m.pt \
+			--out $(PROFILES)/fashion_mnist_$$m.json || exit 1; \
+	done
+
+# Benchmarks of the committed models (docs/results.md); pass options with BENCH_ARGS.
+BENCH_ARGS ?=
+bench: setup
+	$(RUN) python -m edgeml_ros.cli bench models --json out/bench_models.json $(BENCH_ARGS)
 
 clean:
 	rm -rf build install log .venv

@@ -110,12 +110,19 @@ def _format_bench(results: dict) -> str:
             f"{r['single_frame_ms_median']:>10.2f}{r['single_frame_fps']:>8.0f}"
         )
     for name, r in results.items():
-        lines.append(f"\n{name}: per cut (head/tail median ms on {r['threads']} threads; bytes)")
+        lines.append(
+            f"\n{name}: per cut: head/tail median ms ({r['threads']} threads); per encoding: "
+            "bytes per frame (zstd-compressed) and final-exit test accuracy"
+        )
         for c in r["cuts"]:
             tail = f"{c['tail_ms_median']:7.2f}" if "tail_ms_median" in c else "      -"
-            size = " ".join(f"{k} {v}" for k, v in c.get("bytes", {}).items()) or "(all local)"
+            size = "  ".join(
+                f"{k} {v['bytes']:.0f} B ({v['bytes_zstd']:.0f}) {100 * v['accuracy']:.2f}%"
+                for k, v in c.get("encodings", {}).items()
+            )
             lines.append(
-                f"  cut {c['cut']:2d}  head {c['head_ms_median']:7.2f}  tail {tail}  {size}"
+                f"  cut {c['cut']:2d}  head {c['head_ms_median']:7.2f}  tail {tail}  "
+                + (size or "(all local)")
             )
     return "\n".join(lines)
 

@@ -6,13 +6,13 @@ import time
 
 import pytest
 
-from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
+from edgeml_ros.core.checkpoint import TINY_CHECKPOINT, load_checkpoint
 from edgeml_ros.core.data import load_fashion_mnist
 
 
 @pytest.fixture(scope="session")
 def bundle():
-    return load_checkpoint(DEFAULT_CHECKPOINT)
+    return load_checkpoint(TINY_CHECKPOINT)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from edgeml_ros.cli import build_parser
-from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint, weights_digest
+from edgeml_ros.core.checkpoint import TINY_CHECKPOINT, load_checkpoint, weights_digest
 
 
 def test_committed_checkpoint_is_verified_and_documented(bundle):
@@ -17,7 +17,7 @@ def test_committed_checkpoint_is_verified_and_documented(bundle):
 
 
 def test_tampered_checkpoint_is_refused(tmp_path):
-    blob = torch.load(DEFAULT_CHECKPOINT, weights_only=True)
+    blob = torch.load(TINY_CHECKPOINT, weights_only=True)
     first = next(iter(blob["state_dict"]))
     blob["state_dict"][first] = blob["state_dict"][first] + 1
     path = tmp_path / "tampered.pt"

@@ -9,6 +9,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import BatteryState, Image
 
 from edgeml_ros.bringup.processes import NodeProcess, node_processes, share_file
+from edgeml_ros.core.checkpoint import TINY_CHECKPOINT
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 OK, BAD_INPUT, REJECTED = (
@@ -26,8 +27,18 @@ RELIABLE_CAMERA = {
 }
 
 
+# The tests run the tiny four-block model (exits after blocks 0 and 1, final after block 3).
+TINY = {"checkpoint": str(TINY_CHECKPOINT)}
+THRESHOLDS = [0.95, 0.95, 0.0]
+DEFAULTS = {
+    "perception": {**TINY, "cut_point": 2, "exit_thresholds": THRESHOLDS},
+    "controller": {**TINY, "offload_cut": 2, "exit_thresholds": THRESHOLDS},
+}
+
+
 def start(node, executable, params_file=None, **overrides):
     params = share_file("config", params_file) if params_file else None
+    overrides = {**DEFAULTS.get(executable, TINY), **overrides}
     return NodeProcess(executable, node.domain_id, params, overrides)
 
 

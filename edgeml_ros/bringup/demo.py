@@ -21,7 +21,7 @@ from rclpy.node import Node
 from edgeml_ros.bringup.processes import NodeProcess, node_processes, private_domain_id, share_file
 from edgeml_ros.core.pipeline import Where
 from edgeml_ros.msg import GroundTruth, InferenceResult
-from edgeml_ros.nodes.perception import RELIABLE
+from edgeml_ros.nodes.common import RELIABLE
 
 
 @dataclass

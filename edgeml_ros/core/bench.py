@@ -89,7 +89,7 @@ def bench_model(name: str, bundle: ModelBundle, runs: int = 30, threads: int = 2
     model, runner = bundle.model, SplitRunner(bundle.model)
     x_val, y_val = split_tensors(bundle.meta, "validation")
     x_test, y_test = split_tensors(bundle.meta, "test")
-    profile, val_table = profile_model(bundle, x_val, y_val, device_class("jetson_nano"), runs)
+    _, val_table = profile_model(bundle, x_val, y_val, device_class("jetson_nano"), runs)
     preds, conf = collect_exit_table(model, x_test, y_test, desc=f"{name} test exits")
     test_table = ExitTable(preds, conf, y_test, val_table.cost, val_table.full_cost)
     threshold = pick_threshold(val_table)
@@ -105,12 +105,10 @@ def bench_model(name: str, bundle: ModelBundle, runs: int = 30, threads: int = 2
             entry["tail_ms_median"], _ = time_call(
                 lambda c=cut, f=feats: runner.run_tail(f, c), runs
             )
-            entry["bytes"] = (
-                profile.input_bytes if cut == 0 else profile.blocks[cut - 1].output_bytes
-            )
+            entry["encodings"] = encoding_accuracy(runner, x_test, y_test, cut)
         cuts.append(entry)
     mid = model.num_blocks // 2
-    enc = encoding_accuracy(runner, x_test, y_test, mid)
+    enc = cuts[mid]["encodings"]
     full_ms, _ = time_call(lambda: runner.run_head(frame, model.num_blocks, never), runs)
     return {
         "model_id": bundle.meta.model_id,

@@ -12,8 +12,7 @@ from sensor_msgs.msg import Image
 
 from edgeml_ros.core.data import load_fashion_mnist
 from edgeml_ros.msg import GroundTruth
-from edgeml_ros.nodes.common import Param, declare_params, one_of, run_node
-from edgeml_ros.nodes.perception import RELIABLE
+from edgeml_ros.nodes.common import RELIABLE, Param, declare_params, one_of, run_node
 
 
 class CameraSourceNode(Node):

@@ -15,6 +15,7 @@ from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from edgeml_ros.core.pipeline import ExecutionPlan
 from edgeml_ros.msg import ExecutionPolicy, LinkQuality
 from edgeml_ros.nodes.common import (
+    LATCHED,
     Param,
     declare_params,
     exit_plan_params,
@@ -23,7 +24,6 @@ from edgeml_ros.nodes.common import (
     run_node,
 )
 from edgeml_ros.nodes.conversions import plan_to_msg
-from edgeml_ros.nodes.perception import LATCHED
 from edgeml_ros.policy.rule import Conditions, RulePolicy
 
 RULE_PARAMS = (

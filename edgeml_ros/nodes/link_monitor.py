@@ -11,8 +11,7 @@ from rclpy.node import Node
 from edgeml_ros.core.link import LinkEstimator
 from edgeml_ros.core.pipeline import Status, Where
 from edgeml_ros.msg import InferenceResult, LinkQuality
-from edgeml_ros.nodes.common import Param, declare_params, run_node
-from edgeml_ros.nodes.perception import RELIABLE
+from edgeml_ros.nodes.common import RELIABLE, Param, declare_params, run_node
 
 
 class LinkMonitorNode(Node):

@@ -15,9 +15,8 @@ from rclpy.node import Node
 from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from edgeml_ros.core.pipeline import Status, TailServer
 from edgeml_ros.msg import FeatureTensor, InferenceResult
-from edgeml_ros.nodes.common import Param, declare_params, diagnostic_array, run_node
+from edgeml_ros.nodes.common import RELIABLE, Param, declare_params, diagnostic_array, run_node
 from edgeml_ros.nodes.conversions import msg_to_request, reply_to_msg
-from edgeml_ros.nodes.perception import RELIABLE
 
 
 def _topic(namespace: str, name: str) -> str:

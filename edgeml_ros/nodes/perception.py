@@ -16,9 +16,6 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
-    DurabilityPolicy,
-    QoSProfile,
-    ReliabilityPolicy,
     qos_profile_sensor_data,
 )
 from rclpy.qos_overriding_options import QoSOverridingOptions
@@ -28,6 +25,8 @@ from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from edgeml_ros.core.pipeline import DronePipeline, ExecutionPlan, OffloadRequest, validate_plan
 from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult
 from edgeml_ros.nodes.common import (
+    LATCHED,
+    RELIABLE,
     Param,
     declare_params,
     diagnostic_array,
@@ -42,10 +41,6 @@ from edgeml_ros.nodes.conversions import (
     result_to_msg,
 )
 
-RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-LATCHED = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
-)
 PLAN_PARAMS = ("cut_point", "exit_thresholds", "exit_rule", "encoding", "compression")
 
 
