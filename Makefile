@@ -45,7 +45,8 @@ profiles: setup
 # Benchmarks of the committed models (docs/results.md); pass options with BENCH_ARGS.
 BENCH_ARGS ?=
 bench: setup
-	$(RUN) python -m edgeml_ros.cli bench models --json out/bench_models.json $(BENCH_ARGS)
+	$(RUN) python -m edgeml_ros.cli bench models --json out/bench_models.json \
+		--plot docs/bench_models_tradeoff.png --markdown docs/results.md $(BENCH_ARGS)
 
 clean:
 	rm -rf build install log .venv

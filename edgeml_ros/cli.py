@@ -127,6 +127,57 @@ def _format_bench(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _markdown_bench(results: dict, plot: str) -> str:
+    cmd = _command_line()
+    out = [
+        "# Model benchmarks",
+        "",
+        f"Measured with `{cmd}` (`make bench`) on the 2-core development machine, torch CPU,"
+        " single frames. Accuracy is on the 10,000 Fashion-MNIST test images; thresholds are"
+        " chosen on the 5,000 validation images (never trained on). Compute is counted in MACs"
+        " (multiply-accumulates of convolutions and linear layers); exit heads evaluated on the"
+        " way count. This file is written by that command.",
+        "",
+        "| model | params | exit accuracy % (final last) | threshold | accuracy % at it |"
+        " compute at <= 1 pt loss | int8 mid-cut drop (pts) | int8/fp32 bytes |"
+        " frame ms (median) | frames/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        accs = ", ".join(f"{100 * a:.2f}" for a in r["exit_accuracy"])
+        out.append(
+            f"| {name} | {r['params']:,} | {accs} | {r['threshold_at_1pt_loss']:.3f} |"
+            f" {100 * r['accuracy_at_1pt_loss']:.2f} | {r['compute_fraction_at_1pt_loss']:.3f} |"
+            f" {r['int8_mid_cut_accuracy_drop_pts']:.2f} | {r['int8_mid_cut_bytes_ratio']:.3f} |"
+            f" {r['single_frame_ms_median']:.2f} | {r['single_frame_fps']:.0f} |"
+        )
+    out += ["", f"![accuracy against compute]({Path(plot).name})", ""]
+    for name, r in results.items():
+        out += [
+            f"## {name}: per cut",
+            "",
+            f"Head = blocks before the cut, tail = blocks after it, medians over {r['runs']}"
+            f" runs on {r['threads']} threads. Bytes per frame on the wire (zstd-compressed in"
+            " brackets) and the final-exit test accuracy when the tensor travels in that"
+            " encoding.",
+            "",
+            "| cut | head ms | tail ms | fp32 | fp16 | int8 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for c in r["cuts"]:
+            enc = c.get("encodings")
+            cells = [
+                f"{e['bytes']:.0f} B ({e['bytes_zstd']:.0f}), {100 * e['accuracy']:.2f} %"
+                for e in enc.values()
+            ] if enc else ["all local"] * 3  # fmt: skip
+            tail = f"{c['tail_ms_median']:.2f}" if "tail_ms_median" in c else "-"
+            out.append(
+                f"| {c['cut']} | {c['head_ms_median']:.2f} | {tail} | " + " | ".join(cells) + " |"
+            )
+        out.append("")
+    return "\n".join(out)
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from edgeml_ros.core.bench import plot_tradeoff, run_bench
 
@@ -139,6 +190,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps({"command": _command_line(), "models": results},
                                               indent=1) + "\n")  # fmt: skip
         print(f"wrote {args.json}")
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(_markdown_bench(results, args.plot))
+        print(f"wrote {args.markdown}")
     return 0
 
 
@@ -205,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=_positive_int, default=2, help="torch CPU threads")
     p.add_argument("--plot", default="out/bench_models_tradeoff.png", help="trade-off PNG path")
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.add_argument("--markdown", default=None, metavar="PATH",
+                   help="also write a results page (docs/results.md)")  # fmt: skip
     p.set_defaults(func=_cmd_bench)
     return parser
 

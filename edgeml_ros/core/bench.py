@@ -129,6 +129,7 @@ def bench_model(name: str, bundle: ModelBundle, runs: int = 30, threads: int = 2
         "single_frame_ms_median": full_ms,
         "single_frame_fps": 1000.0 / full_ms,
         "threads": threads,
+        "runs": runs,
         "tradeoff_test": [
             {"threshold": t, "accuracy": a, "compute_fraction": c}
             for t, a, c in threshold_sweep(test_table)
