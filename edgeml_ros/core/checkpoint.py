@@ -11,7 +11,7 @@ import torch
 from edgeml_ros.core.models import MultiExitNet, build_model
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "fashion_mnist_small_cnn.pt"
+DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "fashion_mnist_b_vgg.pt"
 # A tiny four-block model: quick to run, used by the tests of the mechanics.
 TINY_CHECKPOINT = CHECKPOINT_DIR / "fashion_mnist_small_cnn.pt"
 FORMAT_VERSION = 1
