@@ -118,6 +118,7 @@ def bench_model(name: str, bundle: ModelBundle, runs: int = 30, threads: int = 2
         "exit_accuracy": test_table.exit_accuracy(),
         "threshold_at_1pt_loss": threshold,
         "accuracy_at_1pt_loss": acc_at,
+        "accuracy_loss_at_threshold_pts": 100 * (test_table.exit_accuracy()[-1] - acc_at),
         "compute_fraction_at_1pt_loss": compute_at,
         "exit_rates_at_1pt_loss": rates_at.tolist(),
         "mid_cut": mid,
