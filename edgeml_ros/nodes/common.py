@@ -22,6 +22,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, ModelBundle, load_checkpoint
 from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
 from edgeml_ros.core.runtime import EXIT_RULES
 
@@ -80,6 +81,14 @@ def declare_params(node: Node, params: Sequence[Param]) -> None:
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(validate)
+
+
+def load_model_param(node: Node, description: str) -> ModelBundle:
+    """Declare the read-only `checkpoint` parameter and load the model it names."""
+    declare_params(
+        node, [Param("checkpoint", str(DEFAULT_CHECKPOINT), description, read_only=True)]
+    )
+    return load_checkpoint(node.get_parameter("checkpoint").value)
 
 
 def param_values(node: Node, names: Sequence[str]) -> dict[str, Any]:

@@ -11,7 +11,6 @@ import time
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState
 
-from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from edgeml_ros.core.pipeline import ExecutionPlan
 from edgeml_ros.msg import ExecutionPolicy, LinkQuality
 from edgeml_ros.nodes.common import (
@@ -19,6 +18,7 @@ from edgeml_ros.nodes.common import (
     Param,
     declare_params,
     exit_plan_params,
+    load_model_param,
     one_of,
     param_values,
     run_node,
@@ -41,18 +41,9 @@ class ControllerNode(Node):
 
     def __init__(self) -> None:
         super().__init__("controller")
-        declare_params(
-            self,
-            [
-                Param(
-                    "checkpoint",
-                    str(DEFAULT_CHECKPOINT),
-                    "Model checkpoint whose block and exit counts the policy is for.",
-                    read_only=True,
-                ),
-            ],
-        )
-        model = load_checkpoint(self.get_parameter("checkpoint").value).model
+        model = load_model_param(
+            self, "Model checkpoint whose block and exit counts the policy is for."
+        ).model
         self.num_blocks, num_exits = model.num_blocks, model.num_exits
         declare_params(
             self,

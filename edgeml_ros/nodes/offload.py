@@ -12,10 +12,16 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 
-from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from edgeml_ros.core.pipeline import Status, TailServer
 from edgeml_ros.msg import FeatureTensor, InferenceResult
-from edgeml_ros.nodes.common import RELIABLE, Param, declare_params, diagnostic_array, run_node
+from edgeml_ros.nodes.common import (
+    RELIABLE,
+    Param,
+    declare_params,
+    diagnostic_array,
+    load_model_param,
+    run_node,
+)
 from edgeml_ros.nodes.conversions import msg_to_request, reply_to_msg
 
 
@@ -29,15 +35,12 @@ class OffloadNode(Node):
 
     def __init__(self) -> None:
         super().__init__("offload")
+        self.bundle = load_model_param(
+            self, "Model checkpoint (.pt), loaded once at start-up; must match the drones'."
+        )
         declare_params(
             self,
             [
-                Param(
-                    "checkpoint",
-                    str(DEFAULT_CHECKPOINT),
-                    "Model checkpoint (.pt), loaded once at start-up; must match the drones'.",
-                    read_only=True,
-                ),
                 Param(
                     "drone_namespaces",
                     [""],
@@ -60,7 +63,6 @@ class OffloadNode(Node):
             ],
         )
         torch.set_num_threads(self.get_parameter("threads").value)
-        self.bundle = load_checkpoint(self.get_parameter("checkpoint").value)
         self.server = TailServer(self.bundle, self.get_parameter("max_payload_bytes").value)
         self.add_post_set_parameters_callback(self._on_params_set)
         group = MutuallyExclusiveCallbackGroup()

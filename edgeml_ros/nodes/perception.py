@@ -21,7 +21,6 @@ from rclpy.qos import (
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import Image
 
-from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from edgeml_ros.core.pipeline import DronePipeline, ExecutionPlan, OffloadRequest, validate_plan
 from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult
 from edgeml_ros.nodes.common import (
@@ -31,6 +30,7 @@ from edgeml_ros.nodes.common import (
     declare_params,
     diagnostic_array,
     exit_plan_params,
+    load_model_param,
     run_node,
 )
 from edgeml_ros.nodes.conversions import (
@@ -49,18 +49,7 @@ class PerceptionNode(Node):
 
     def __init__(self) -> None:
         super().__init__("perception")
-        declare_params(
-            self,
-            [
-                Param(
-                    "checkpoint",
-                    str(DEFAULT_CHECKPOINT),
-                    "Model checkpoint (.pt), loaded once at start-up.",
-                    read_only=True,
-                ),
-            ],
-        )
-        self.bundle = load_checkpoint(self.get_parameter("checkpoint").value)
+        self.bundle = load_model_param(self, "Model checkpoint (.pt), loaded once at start-up.")
         torch.set_num_threads(1)
         model = self.bundle.model
         declare_params(
