@@ -159,11 +159,12 @@ def _markdown_bench(results: dict, plot: str) -> str:
             "",
             f"Head = blocks before the cut, tail = blocks after it, medians over {r['runs']}"
             f" runs on {r['threads']} threads. Bytes per frame on the wire (zstd-compressed in"
-            " brackets) and the final-exit test accuracy when the tensor travels in that"
-            " encoding.",
+            " brackets, over up to the first 500 images) and the final-exit test accuracy when the"
+            " tensor travels in that encoding, over the first `samples` test images (the whole"
+            f" test set at the middle cut, {r['mid_cut']}).",
             "",
-            "| cut | head ms | tail ms | fp32 | fp16 | int8 |",
-            "|---|---|---|---|---|---|",
+            "| cut | head ms | tail ms | samples | fp32 | fp16 | int8 |",
+            "|---|---|---|---|---|---|---|",
         ]
         for c in r["cuts"]:
             enc = c.get("encodings")
@@ -172,9 +173,13 @@ def _markdown_bench(results: dict, plot: str) -> str:
                 for e in enc.values()
             ] if enc else ["all local"] * 3  # fmt: skip
             tail = f"{c['tail_ms_median']:.2f}" if "tail_ms_median" in c else "-"
-            out.append(
-                f"| {c['cut']} | {c['head_ms_median']:.2f} | {tail} | " + " | ".join(cells) + " |"
-            )
+            row = [
+                str(c["cut"]),
+                f"{c['head_ms_median']:.2f}",
+                tail,
+                str(c.get("encoding_samples", "-")),
+            ]
+            out.append("| " + " | ".join(row + cells) + " |")
         out.append("")
     return "\n".join(out)
 
@@ -182,7 +187,7 @@ def _markdown_bench(results: dict, plot: str) -> str:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from edgeml_ros.core.bench import plot_tradeoff, run_bench
 
-    results = run_bench(args.models, args.runs, args.threads)
+    results = run_bench(args.models, args.runs, args.threads, args.encoding_samples)
     print(_format_bench(results))
     plot_tradeoff(results, Path(args.plot))
     print(f"wrote {args.plot}")
@@ -259,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", nargs="+", default=list(BENCH_MODELS), choices=list(BENCH_MODELS))
     p.add_argument("--runs", type=_positive_int, default=30, help="timed runs per measurement")
     p.add_argument("--threads", type=_positive_int, default=2, help="torch CPU threads")
+    p.add_argument("--encoding-samples", type=_positive_int, default=2000,
+                   help="test images per cut for accuracy by encoding (mid cut: all)")  # fmt: skip
     p.add_argument("--plot", default="out/bench_models_tradeoff.png", help="trade-off PNG path")
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
     p.add_argument("--markdown", default=None, metavar="PATH",
