@@ -27,3 +27,12 @@ def test_corrupt_idx_is_refused(tmp_path):
 def test_unknown_split():
     with pytest.raises(ValueError, match="split"):
         load_fashion_mnist("validation")
+
+
+def test_cifar10_is_never_downloaded(tmp_path):
+    from edgeml_ros.core.data import load_cifar10, load_dataset
+
+    with pytest.raises(DatasetError, match="never downloaded"):
+        load_cifar10("test", root=tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
+        load_dataset("imagenet", "test")

@@ -117,3 +117,20 @@ def test_split_tensors(bundle):
     assert abs(float(x.mean())) < 0.1  # normalized with the training statistics
     with pytest.raises(ValueError, match="split"):
         split_tensors(bundle.meta, "train")
+
+
+def test_profile_command_writes_a_loadable_profile(tmp_path):
+    import subprocess
+    import sys
+
+    from edgeml_ros.core.checkpoint import TINY_CHECKPOINT
+
+    out = tmp_path / "tiny.json"
+    cmd = [sys.executable, "-m", "edgeml_ros.cli", "profile", "--checkpoint",
+           str(TINY_CHECKPOINT), "--runs", "2", "--threads", "1", "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    profile, table = load_profile(out)
+    assert profile.command.startswith("edgeml profile") and profile.samples == 5000
+    assert profile.device_class["name"] == "jetson_nano"
+    assert table.exit_accuracy()[-1] > 0.85
