@@ -11,6 +11,10 @@ CORE_MODULES = [
     "edgeml_ros.core.pipeline",
     "edgeml_ros.core.runtime",
     "edgeml_ros.core.train",
+    "edgeml_ros.core.traces",
+    "edgeml_ros.core.profiles",
+    "edgeml_ros.core.energy",
+    "edgeml_ros.core.bench",
     "edgeml_ros.policy.rule",
 ]
 
