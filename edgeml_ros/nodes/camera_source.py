@@ -6,6 +6,8 @@ A stand-in for a drone camera in demos and tests, with ground-truth labels on
 
 from __future__ import annotations
 
+import time
+
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -13,6 +15,8 @@ from sensor_msgs.msg import Image
 from edgeml_ros.core.data import load_fashion_mnist
 from edgeml_ros.msg import GroundTruth
 from edgeml_ros.nodes.common import RELIABLE, Param, declare_params, one_of, run_node
+
+SETTLE_S = 0.5
 
 
 class CameraSourceNode(Node):
@@ -60,6 +64,7 @@ class CameraSourceNode(Node):
         self.dataset = load_fashion_mnist(self.get_parameter("split").value)
         self.index = self.get_parameter("start_index").value % len(self.dataset)
         self.published = 0
+        self._matched_since: float | None = None
         self.image_pub = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
         self.truth_pub = self.create_publisher(GroundTruth, "camera/ground_truth", RELIABLE)
         self.timer = self.create_timer(1.0 / self.get_parameter("rate_hz").value, self._tick)
@@ -71,14 +76,30 @@ class CameraSourceNode(Node):
             self.destroy_timer(self.timer)
             self.timer = self.create_timer(1.0 / self.get_parameter("rate_hz").value, self._tick)
 
+    def _subscribers_settled(self, truth: bool) -> bool:
+        """True once the topics have had subscribers for SETTLE_S.
+
+        A publisher sees a subscriber before that subscriber has matched the publisher in
+        turn; best-effort frames sent in between are lost.
+        """
+        matched = self.image_pub.get_subscription_count() > 0 and (
+            not truth or self.truth_pub.get_subscription_count() > 0
+        )
+        if not matched:
+            self._matched_since = None
+            return False
+        now = time.monotonic()
+        if self._matched_since is None:
+            self._matched_since = now
+        return now - self._matched_since >= SETTLE_S
+
     def _tick(self) -> None:
         max_frames = self.get_parameter("max_frames").value
         if max_frames and self.published >= max_frames:
             return
         truth = self.get_parameter("publish_ground_truth").value
-        if self.get_parameter("wait_for_subscribers").value and (
-            self.image_pub.get_subscription_count() == 0
-            or (truth and self.truth_pub.get_subscription_count() == 0)
+        if self.get_parameter("wait_for_subscribers").value and not self._subscribers_settled(
+            truth
         ):
             return
         pixels = self.dataset.images[self.index]
