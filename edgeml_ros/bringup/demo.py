@@ -171,8 +171,14 @@ def _run(cfg: DemoConfig, domain_id: int) -> int:
     ]
     try:
         with node_processes(procs):
+            # Start the camera once every node is up (all in the ROS graph, the perception
+            # node reporting): processes still importing torch would steal its CPU.
             deadline = time.monotonic() + 60
-            while collector.perception_counter("frames_in") < 0 and time.monotonic() < deadline:
+            names = {"offload", "perception", "controller", "link_monitor"}
+            while time.monotonic() < deadline and (
+                collector.perception_counter("frames_in") < 0
+                or not names <= set(collector.get_node_names())
+            ):
                 _spin_for(collector, 0.2)
                 if not all(p.alive() for p in procs):
                     raise RuntimeError("a node exited during start-up; see its log")

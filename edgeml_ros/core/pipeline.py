@@ -172,6 +172,11 @@ def validate_plan(bundle: ModelBundle, plan: ExecutionPlan) -> None:
         )
 
 
+def model_input_shape(bundle: ModelBundle) -> tuple[int, ...]:
+    """Shape of one preprocessed frame (batch of one) for the bundle's model."""
+    return (1, bundle.meta.arch_kwargs.get("in_channels", 1), *bundle.meta.input_size)
+
+
 class DronePipeline:
     """Drone side: decode, head, exits, offload requests, replies and deadline fallbacks."""
 
@@ -184,6 +189,7 @@ class DronePipeline:
         self.plan = plan
         self.deadline_s = deadline_s
         self.set_plan(plan)
+        self.runner.warm_up(model_input_shape(bundle))
 
     def set_plan(self, plan: ExecutionPlan) -> None:
         """Switch to a new execution plan from the next frame on (ValueError if invalid)."""
@@ -327,10 +333,11 @@ class TailServer:
         self.bundle = bundle
         self.runner = SplitRunner(bundle.model)
         self.max_payload_bytes = max_payload_bytes
-        input_shape = (1, bundle.meta.arch_kwargs.get("in_channels", 1), *bundle.meta.input_size)
+        input_shape = model_input_shape(bundle)
         self._feature_shapes = [
             self.runner.feature_shape(input_shape, cut) for cut in range(bundle.model.num_blocks)
         ]
+        self.runner.warm_up(input_shape)
         self.served = 0
         self.rejected = 0
 

@@ -115,6 +115,16 @@ class SplitRunner:
         return self._run_blocks(features, cut_point, self.model.num_blocks, thresholds, rule).fired
 
     @torch.inference_mode()
+    def warm_up(self, input_shape: Sequence[int], runs: int = 3) -> None:
+        """Run the whole model a few times before the first real frame.
+
+        torch sets up kernels lazily; without this, the first frames stall.
+        """
+        x = torch.zeros(tuple(input_shape))
+        for _ in range(runs):
+            self.model(x)
+
+    @torch.inference_mode()
     def feature_shape(self, input_shape: Sequence[int], cut_point: int) -> tuple[int, ...]:
         """Shape of the tensor at a cut point for a given input shape (batch included)."""
         x = torch.zeros(tuple(input_shape))
