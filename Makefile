@@ -4,7 +4,7 @@ RUN := tools/run_in_env.sh
 DEMO_ARGS ?=
 TEST_ARGS ?=
 
-.PHONY: setup demo test lint format train profiles bench clean
+.PHONY: setup demo test lint format train profiles bench policies evaluate clean
 
 setup:
 	@tools/bootstrap.sh
@@ -23,16 +23,20 @@ format: setup
 	$(RUN) ruff format .
 	$(RUN) ruff check --fix .
 
-# Re-create the committed checkpoints (each records its command in its metadata).
+# Re-create the committed checkpoints (each records its command in its metadata). The B-VGG
+# and MobileNetV2 checkpoints were trained with TRAIN_DEVICE=cuda (minutes on a GPU, hours on
+# two CPU cores).
 CKPT := edgeml_ros/checkpoints
+TRAIN_DEVICE ?= cpu
 train: setup
 	$(RUN) python -m edgeml_ros.cli train --epochs 10
-	$(RUN) python -m edgeml_ros.cli train --arch b_vgg --width 0.25 --epochs 15 \
-		--distill-weight 0.5 --out $(CKPT)/fashion_mnist_b_vgg.pt
+	$(RUN) python -m edgeml_ros.cli train --arch b_vgg --width 0.5 --epochs 20 \
+		--distill-weight 0.5 --device $(TRAIN_DEVICE) --out $(CKPT)/fashion_mnist_b_vgg.pt
 	$(RUN) python -m edgeml_ros.cli train --arch resnet --width 1.0 --epochs 8 \
 		--distill-weight 0.5 --out $(CKPT)/fashion_mnist_resnet.pt
-	$(RUN) python -m edgeml_ros.cli train --arch mobilenet_v2 --width 0.25 --epochs 4 \
-		--distill-weight 0.5 --out $(CKPT)/fashion_mnist_mobilenet_v2.pt
+	$(RUN) python -m edgeml_ros.cli train --arch mobilenet_v2 --width 1.0 --epochs 15 \
+		--distill-weight 0.5 --device $(TRAIN_DEVICE) \
+		--out $(CKPT)/fashion_mnist_mobilenet_v2.pt
 
 # Measured profiles of the committed models on this machine (latency, bytes, exit confidences).
 PROFILES := edgeml_ros/profiles
@@ -47,6 +51,19 @@ BENCH_ARGS ?=
 bench: setup
 	$(RUN) python -m edgeml_ros.cli bench models --json out/bench_models.json \
 		--plot docs/bench_models_tradeoff.png --markdown docs/results.md $(BENCH_ARGS)
+	$(RUN) python -m edgeml_ros.cli bench policy --json out/bench_policy.json
+
+# Re-train the committed controller policies in the simulator (minutes on two cores).
+POLICIES := edgeml_ros/policies
+policies: setup
+	for a in ppo dqn edgeml_ddpg; do \
+		$(RUN) python -m edgeml_ros.cli policy train --agent $$a || exit 1; \
+	done
+
+# Score every policy on the test split of scenarios (simulated); writes docs/policy_results.md.
+evaluate: setup
+	$(RUN) python -m edgeml_ros.cli evaluate --json out/evaluate.json --plots docs/evaluate \
+		--markdown docs/policy_results.md $(EVALUATE_ARGS)
 
 clean:
 	rm -rf build install log .venv

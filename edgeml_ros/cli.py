@@ -1,4 +1,4 @@
-"""`edgeml`: the command line of edgeml_ros (train, profile, bench, demo)."""
+"""`edgeml`: the command line of edgeml_ros (train, profile, policy, evaluate, bench, demo)."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         distill_weight=args.distill_weight,
         seed=args.seed,
         threads=args.threads,
+        device=args.device,
     )
     meta = train(cfg, Path(args.out), _command_line())
     summary = {
@@ -67,6 +68,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         domain_id=args.domain_id,
         json_path=args.json,
+        policies=tuple(args.policy),
+        compute_slowdown=args.compute_slowdown,
+        plot_path=args.plot or None,
+        trace=args.trace,
+        shape=not args.no_shaping,
+        mcap_dir=args.mcap_dir or None,
     )
     return run_demo(cfg)
 
@@ -77,22 +84,27 @@ def _command_line() -> str:
 
 def _cmd_profile(args: argparse.Namespace) -> int:
     from edgeml_ros.core.checkpoint import load_checkpoint
+    from edgeml_ros.core.degrade import CONDITIONS
     from edgeml_ros.core.energy import device_class
     from edgeml_ros.core.profiles import profile_model
     from edgeml_ros.core.train import split_tensors
 
     bundle = load_checkpoint(args.checkpoint)
-    x, y = split_tensors(bundle.meta, "validation")
-    profile, table = profile_model(
-        bundle, x, y, device_class(args.device_class), args.runs, args.threads, _command_line()
-    )
+    inputs = {}
+    for condition in CONDITIONS:
+        inputs[condition], y = split_tensors(bundle.meta, "validation", condition)
+    profile, tables = profile_model(
+        bundle, inputs, y, device_class(args.device_class), args.runs, args.threads,
+        _command_line(),
+    )  # fmt: skip
     out = Path(args.out)
-    profile.save(out, table.as_arrays())
+    profile.save(out, tables)
     blocks = ", ".join(f"{b.latency_ms_median:.2f}" for b in profile.blocks)
     print(f"saved {out} and {out.with_suffix('.npz').name}: {profile.model_id}")
     print(f"  block latency medians (ms, {args.threads} threads): {blocks}")
-    print(f"  exit accuracy on {profile.samples} validation samples: "
-          + ", ".join(f"{a:.2%}" for a in table.exit_accuracy()))  # fmt: skip
+    for condition, table in tables.items():
+        print(f"  exit accuracy on {profile.samples} validation samples ({condition}): "
+              + ", ".join(f"{a:.2%}" for a in table.exit_accuracy()))  # fmt: skip
     return 0
 
 
@@ -203,12 +215,118 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _world(args: argparse.Namespace):
+    from edgeml_ros.policy.evaluate import World
+    from edgeml_ros.policy.sim import SimConfig
+
+    config = SimConfig(fps=args.fps, deadline_ms=args.deadline_ms, device_class=args.device_class)
+    return World.load(args.profile, config)
+
+
+def _cmd_policy_train(args: argparse.Namespace) -> int:
+    from edgeml_ros.policy.agents import policy_file, train_agent
+
+    world = _world(args)
+    path = policy_file(Path(args.out_dir), world, args.agent)
+    meta = train_agent(world, args.agent, path.parent, path.name, args.timesteps, args.seed,
+                       _command_line())  # fmt: skip
+    print(json.dumps(meta, indent=1) if args.json else
+          f"saved {path}.zip ({meta['agent']}, {meta['timesteps']} steps, "
+          f"{meta['train_seconds']} s)")  # fmt: skip
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from edgeml_ros.policy.agents import named_policies
+    from edgeml_ros.policy.evaluate import (
+        evaluate,
+        format_table,
+        markdown_results,
+        plot_results,
+        speedups,
+    )
+    from edgeml_ros.policy.scenarios import TEST_SCENARIOS, resolve_scenario
+
+    names = args.scenario or ["test"]
+    names = [n for name in names for n in (TEST_SCENARIOS if name == "test" else [name])]
+    scenarios = [
+        resolve_scenario(n, args.duration, args.condition, args.initial_soc) for n in names
+    ]
+    world = _world(args)
+    policies = named_policies(world, args.policy, Path(args.policy_dir))
+    results, records = evaluate(world, policies, scenarios)
+    results["scenarios"] = names
+    results["sim_config"] = {
+        "fps": args.fps,
+        "deadline_ms": args.deadline_ms,
+        "device_class": args.device_class,
+        "profile": str(args.profile),
+    }
+    results["command"] = _command_line()
+    if "rl" in policies:
+        results["rl_vs_baselines"] = speedups(results["per_scenario"], "rl")
+    print(format_table(results))
+    if "rl_vs_baselines" in results:
+        print("\nrl against each policy, per scenario (utility ratio where the other's is > 0):")
+        for base, s in results["rl_vs_baselines"].items():
+            up_to = f"up to {s['up_to']:.2f}x" if s["up_to"] is not None else "no positive runs"
+            nonpositive = s["scenarios_with_baseline_utility_le_0"]
+            print(f"  {base:<14}{up_to:<18} won {s['scenarios_won']}/{s['scenarios']} "
+                  f"(other's utility <= 0 in {nonpositive})")  # fmt: skip
+    plots = plot_results(results, records, Path(args.plots)) if args.plots else []
+    for path in plots:
+        print(f"wrote {path}")
+    if args.markdown:
+        page = Path(args.markdown)
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(markdown_results(results, plots, page.parent))
+        print(f"wrote {page}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _cmd_bench_policy(args: argparse.Namespace) -> int:
+    from edgeml_ros.policy.agents import named_policies
+    from edgeml_ros.policy.bench import bench_decisions
+
+    world = _world(args)
+    policies = named_policies(world, args.policy, Path(args.policy_dir))
+    results = bench_decisions(world, policies, args.runs)
+    for name, r in results.items():
+        print(f"{name:<14} decision p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "
+              f"({r['runs']} decisions)")  # fmt: skip
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+def _sim_arguments(p: argparse.ArgumentParser, with_policies: bool) -> None:
+    from edgeml_ros.core.energy import DEVICE_CLASSES
+    from edgeml_ros.core.profiles import DEFAULT_PROFILE
+    from edgeml_ros.policy.agents import POLICY_DIR, POLICY_NAMES
+
+    p.add_argument("--profile", default=str(DEFAULT_PROFILE), help="measured model profile")
+    p.add_argument("--fps", type=_positive_float, default=10.0, help="camera frames per second")
+    p.add_argument("--deadline-ms", type=_positive_float, default=100.0, help="frame deadline")
+    p.add_argument("--device-class", default="jetson_nano", choices=sorted(DEVICE_CLASSES),
+                   help="simulated drone (compute slowdown and energy model)")  # fmt: skip
+    if with_policies:
+        p.add_argument("--policy", nargs="+", default=list(POLICY_NAMES), choices=POLICY_NAMES,
+                       help="policies to run (default: all)")  # fmt: skip
+        p.add_argument("--policy-dir", default=str(POLICY_DIR), help="saved learned policies")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `edgeml` argument parser."""
     from edgeml_ros.core.bench import BENCH_MODELS
     from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT
     from edgeml_ros.core.energy import DEVICE_CLASSES
     from edgeml_ros.core.models import ARCHITECTURES
+    from edgeml_ros.policy.live import LIVE_POLICIES
 
     parser = argparse.ArgumentParser(prog="edgeml", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -230,6 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=_positive_int, default=2, help="torch CPU threads")
+    p.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda)")
     p.add_argument("--out", default=str(DEFAULT_CHECKPOINT), help="checkpoint path")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_cmd_train)
@@ -247,6 +366,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="ROS_DOMAIN_ID for the demo (default: a free one from the pid)",
     )
     p.add_argument("--json", default=None, metavar="PATH", help="also write the summary here")
+    p.add_argument("--policy", nargs="+", default=["rl"], choices=LIVE_POLICIES,
+                   help="controller policy; several: one run each, then a table")  # fmt: skip
+    p.add_argument("--compute-slowdown", type=_positive_float, default=4.0,
+                   help="emulate a slower drone computer (reported as emulated)")  # fmt: skip
+    p.add_argument("--plot", default="out/demo.png", help="PNG of link and plan ('' for none)")
+    p.add_argument("--trace", default="throttle",
+                   help="link trace to replay (CSV t_s,mbps[,rtt_ms]); default: the EdgeML "
+                   "authors' throttle schedule, five equal phases over the run")  # fmt: skip
+    p.add_argument("--mcap-dir", default="out",
+                   help="record telemetry to DIR/demo_<policy>.mcap ('' for none)")  # fmt: skip
+    p.add_argument("--no-shaping", action="store_true",
+                   help="use the loopback link even where shaping works (root)")  # fmt: skip
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("profile", help="measure a model on this machine and save its profile")
@@ -258,8 +389,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="profile JSON path (.npz written beside it)")
     p.set_defaults(func=_cmd_profile)
 
+    from edgeml_ros.policy.agents import AGENTS, DEFAULT_TIMESTEPS, POLICY_DIR
+    from edgeml_ros.policy.scenarios import TEST_SCENARIOS
+
+    p = sub.add_parser("policy", help="controller policies (trained in the simulator)")
+    policy = p.add_subparsers(dest="action", required=True)
+    p = policy.add_parser("train", help="train a controller policy with stable-baselines3")
+    p.add_argument("--agent", required=True, choices=AGENTS,
+                   help="ppo/dqn: our formulation; edgeml_ddpg: the EdgeML authors'")  # fmt: skip
+    p.add_argument("--timesteps", type=_positive_int, default=None,
+                   help=f"environment steps (default {DEFAULT_TIMESTEPS})")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-dir", default=str(POLICY_DIR), help="where to save the policy")
+    p.add_argument("--json", action="store_true", help="print the metadata as JSON")
+    _sim_arguments(p, with_policies=False)
+    p.set_defaults(func=_cmd_policy_train)
+
+    p = sub.add_parser("evaluate", help="score policies on scenarios in the simulator")
+    p.add_argument("--scenario", action="append", default=None, metavar="FILE_OR_NAME",
+                   help="a trace file (CSV t_s,mbps[,rtt_ms]) or a built-in KIND-SEED; 'test' "
+                   f"(the default) is the test split: {' '.join(TEST_SCENARIOS)}")  # fmt: skip
+    p.add_argument("--duration", type=_positive_float, default=None,
+                   help="seconds to simulate (default: 120 built-in, trace + 10 s)")  # fmt: skip
+    p.add_argument("--condition", default="clean", help="input condition for trace files")
+    p.add_argument("--initial-soc", type=_positive_float, default=0.9,
+                   help="starting battery for trace files (0-1]")  # fmt: skip
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.add_argument("--plots", default="out/evaluate", metavar="DIR",
+                   help="where to write the PNG plots ('' for none)")  # fmt: skip
+    p.add_argument("--markdown", default=None, metavar="PATH",
+                   help="also write a results page (docs/policy_results.md)")  # fmt: skip
+    _sim_arguments(p, with_policies=True)
+    p.set_defaults(func=_cmd_evaluate)
+
     p = sub.add_parser("bench", help="benchmarks (see docs/results.md)")
     bench = p.add_subparsers(dest="suite", required=True)
+    p = bench.add_parser("policy", help="decision cost of each policy on this CPU")
+    p.add_argument("--runs", type=_positive_int, default=2000, help="decisions timed per policy")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    _sim_arguments(p, with_policies=True)
+    p.set_defaults(func=_cmd_bench_policy, policy=["rl", "dqn", "edgeml_ddpg", "spinn"])
     p = bench.add_parser("models", help="exits, compute, split latency and bytes per model")
     p.add_argument("--models", nargs="+", default=list(BENCH_MODELS), choices=list(BENCH_MODELS))
     p.add_argument("--runs", type=_positive_int, default=30, help="timed runs per measurement")
@@ -277,7 +446,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `edgeml` command."""
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, FileNotFoundError) as exc:  # bad input files, names or settings
+        print(f"edgeml {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -8,7 +8,14 @@ import pytest
 
 LAUNCH = sorted((Path(__file__).parent.parent / "launch").glob("*.launch.py"))
 CONFIG = Path(__file__).parent.parent / "config"
-EXECUTABLES = {"camera_source", "perception", "offload", "controller", "link_monitor"}
+EXECUTABLES = {
+    "camera_source",
+    "perception",
+    "offload",
+    "controller",
+    "link_monitor",
+    "battery_sim",
+}
 
 
 def calls(tree, name):
@@ -53,3 +60,12 @@ def test_params_files_name_only_known_nodes():
         for key, body in yaml.safe_load(path.read_text()).items():
             assert key.startswith("/**/") and key[4:] in EXECUTABLES, (path, key)
             assert "ros__parameters" in body
+
+
+def test_rviz_config_shows_the_annotated_frames():
+    import yaml
+
+    config = yaml.safe_load((CONFIG / "edgeml.rviz").read_text())
+    displays = config["Visualization Manager"]["Displays"]
+    topics = {d["Topic"]["Value"] for d in displays if d["Class"].endswith("/Image")}
+    assert "/perception/annotated" in topics

@@ -3,6 +3,8 @@ import pytest
 
 from edgeml_ros.core.codec import encode_tensor
 from edgeml_ros.core.pipeline import (
+    FALLBACK_MARGIN_S,
+    CompressedFrame,
     DronePipeline,
     ExecutionPlan,
     OffloadReply,
@@ -47,15 +49,40 @@ def test_offload_round_trip_through_tail_server(bundle, fmnist_test):
     assert pipe.pending_count == 0 and server.served == 50
 
 
-def test_no_reply_falls_back_to_deepest_local_exit(bundle, fmnist_test):
+def test_no_reply_falls_back_in_time_for_the_deadline(bundle, fmnist_test):
     pipe = make(bundle, deadline_s=0.1)
     request = pipe.process(raw(fmnist_test.images[0]), "hdr", now=100.0)
-    assert pipe.expire(now=100.05) == []
-    [result] = pipe.expire(now=100.2)
-    assert result.where == Where.FALLBACK and result.exit_index == 1
-    assert "deadline" in result.reason
+    finish = pipe.local_time_s(2, bundle.model.num_exits - 1)
+    fallback_at = 100.1 - finish - FALLBACK_MARGIN_S
+    assert pipe.expire(now=fallback_at - 0.001) == []
+    [result] = pipe.expire(now=fallback_at)
+    # time was left to run the rest of the model on the drone: the final exit answers
+    assert result.where == Where.FALLBACK and result.exit_index == bundle.model.num_exits - 1
+    assert "in time" in result.reason
     assert pipe.on_reply(OffloadReply(request.frame_seq, Status.OK)) is None
     assert pipe.counters.late_replies == 1 and pipe.counters.fallbacks == 1
+
+
+def test_late_fallback_answers_at_the_deepest_affordable_exit(bundle, fmnist_test):
+    # the tiny model: exits after blocks 0, 1 and 3; pretend each block takes 10 ms
+    pipe = make(bundle, cut=1, thresholds=(1.0, 1.0, 1.0), deadline_s=0.1)
+    pipe.block_s = [0.01] * bundle.model.num_blocks
+    pipe.head_s = [0.0] * bundle.model.num_exits
+    assert pipe.fallback_exit(1, 0.015) == 1 and pipe.fallback_exit(1, 0.5) == 2
+    assert pipe.fallback_exit(1, 0.005) is None
+    requests = [pipe.process(raw(img), i, now=100.0 * (i + 1))
+                for i, img in enumerate(fmnist_test.images[:20])]  # fmt: skip
+    unsure = [r for r in requests if isinstance(r, OffloadRequest)][:2]
+    assert len(unsure) == 2  # exit 0 is rarely exactly 1.0 sure
+    first, second = (100.0 * (r.context + 1) for r in unsure)
+    [result] = pipe.expire(now=first + 0.075)  # 13 ms left: room for exit 1, not the final
+    assert result.where == Where.FALLBACK and result.exit_index == 1
+    [result] = pipe.expire(now=second + 0.0995)  # no time left: exit 0, already computed
+    assert result.exit_index == 0 and "deepest local exit" in result.reason
+    pipe = make(bundle, cut=2, deadline_s=0.1)
+    pipe.process(raw(fmnist_test.images[0]), "hdr", now=100.0)
+    [result] = pipe.expire(now=100.0995)  # nothing computed yet: the first exit after the cut
+    assert result.exit_index == 2
 
 
 def test_fallback_without_local_exit_finishes_on_drone(bundle, fmnist_test):
@@ -147,3 +174,31 @@ def test_unexpected_failure_still_ends_the_frame(bundle, fmnist_test):
     assert result.status == Status.INTERNAL_ERROR and result.reason
     assert pipe.counters.internal_errors == 1 and pipe.counters.results_out == 1
     assert pipe.process(raw(fmnist_test.images[0]), "hdr").status == Status.OK
+
+
+def test_compressed_frames_decode_like_raw_ones(bundle, fmnist_test):
+    import io
+
+    from PIL import Image as PILImage
+
+    pipe = make(bundle, cut=bundle.model.num_blocks)
+    img = fmnist_test.images[3]
+    png = io.BytesIO()
+    PILImage.fromarray(img).save(png, format="PNG")
+    from_png = pipe.process(CompressedFrame("png", png.getvalue()), "png")
+    from_raw = pipe.process(raw(img), "raw")
+    assert from_png.status == Status.OK and from_png.class_id == from_raw.class_id
+    assert from_png.confidence == pytest.approx(from_raw.confidence, abs=1e-6)
+    bad = pipe.process(CompressedFrame("jpeg", b"\xff\xd8 not a jpeg"), "bad")
+    assert bad.status == Status.BAD_INPUT and "cannot decode" in bad.reason
+    tiff = pipe.process(CompressedFrame("tiff", png.getvalue()), "tiff")
+    assert tiff.status == Status.BAD_INPUT and "unsupported compressed format" in tiff.reason
+
+
+def test_stale_frames_are_dropped_and_counted(bundle, fmnist_test):
+    pipe = make(bundle, cut=bundle.model.num_blocks)
+    pipe.max_age_s = 0.1
+    result = pipe.process(raw(fmnist_test.images[0]), "old", age_s=0.25)
+    assert result.status == Status.STALE and "250 ms old" in result.reason
+    assert pipe.process(raw(fmnist_test.images[0]), "fresh", age_s=0.05).status == Status.OK
+    assert pipe.counters.stale == 1 and pipe.counters.results_out == pipe.counters.frames_in == 2

@@ -1,9 +1,11 @@
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from edgeml_ros.core.bench import pick_threshold, threshold_sweep
+from edgeml_ros.core.degrade import degrade
 from edgeml_ros.core.energy import DEVICE_CLASSES, device_class
 from edgeml_ros.core.profiles import (
     ExitTable,
@@ -11,6 +13,7 @@ from edgeml_ros.core.profiles import (
     collect_exit_table,
     count_macs,
     load_profile,
+    load_profile_conditions,
     profile_model,
 )
 from edgeml_ros.core.runtime import SplitRunner
@@ -25,7 +28,11 @@ def val_subset(bundle):
 
 @pytest.fixture(scope="module")
 def profiled(bundle, val_subset):
-    return profile_model(bundle, *val_subset, device_class("jetson_nano"), runs=3, threads=1)
+    x, y = val_subset
+    inputs = {"clean": x, "noise": degrade(x, "noise")}
+    profile, tables = profile_model(bundle, inputs, y, device_class("jetson_nano"), runs=3,
+                                    threads=1)  # fmt: skip
+    return profile, tables
 
 
 def test_macs_of_first_block_are_exact(bundle):
@@ -36,24 +43,30 @@ def test_macs_of_first_block_are_exact(bundle):
 
 
 def test_profile_round_trip(tmp_path, profiled):
-    profile, table = profiled
+    profile, tables = profiled
     path = tmp_path / "p.json"
-    profile.save(path, table.as_arrays())
-    loaded, loaded_table = load_profile(path)
+    profile.save(path, tables)
+    loaded, loaded_tables = load_profile_conditions(path)
     assert loaded.weights_digest == profile.weights_digest and loaded.samples == 300
     assert [b.output_bytes for b in loaded.blocks] == [b.output_bytes for b in profile.blocks]
-    np.testing.assert_array_equal(loaded_table.predictions, table.predictions)
-    assert loaded_table.full_cost == table.full_cost
+    assert list(loaded_tables) == ["clean", "noise"]
+    for condition, table in tables.items():
+        np.testing.assert_array_equal(loaded_tables[condition].predictions, table.predictions)
+    assert loaded_tables["clean"].full_cost == tables["clean"].full_cost
+    # noisy inputs are harder: the first exit is less sure of itself
+    first_conf = {c: t.confidence["max_prob"][0].mean() for c, t in tables.items()}
+    assert first_conf["noise"] < first_conf["clean"]
     assert profile.blocks[1].output_bytes == {"fp32": 4 * 32 * 49, "fp16": 2 * 32 * 49,
                                               "int8": 32 * 49}  # fmt: skip
 
 
 def test_bad_profiles_are_refused(tmp_path, profiled):
-    profile, table = profiled
+    profile, tables = profiled
+    table = tables["clean"]
     path = tmp_path / "p.json"
     with pytest.raises(ProfileError, match="not found"):
         load_profile(path)
-    profile.save(path, table.as_arrays())
+    profile.save(path, tables)
     raw = json.loads(path.read_text())
     path.write_text(json.dumps({**raw, "version": 99}))
     with pytest.raises(ProfileError, match="version 99"):
@@ -61,8 +74,8 @@ def test_bad_profiles_are_refused(tmp_path, profiled):
     path.write_text("{not json")
     with pytest.raises(ProfileError, match="not JSON"):
         load_profile(path)
-    profile.save(path, {**table.as_arrays(), "labels": np.zeros(5)})
-    with pytest.raises(ProfileError, match="has shape"):
+    profile.save(path, {"clean": replace(table, labels=np.zeros(5)), "noise": tables["noise"]})
+    with pytest.raises(ProfileError, match=r"\(clean\).*has shape"):
         load_profile(path)
 
 
@@ -130,7 +143,9 @@ def test_profile_command_writes_a_loadable_profile(tmp_path):
            str(TINY_CHECKPOINT), "--runs", "2", "--threads", "1", "--out", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    profile, table = load_profile(out)
+    profile, tables = load_profile_conditions(out)
+    table = tables["clean"]
     assert profile.command.startswith("edgeml profile") and profile.samples == 5000
+    assert profile.conditions == ["clean", "blur", "noise", "low_light"]
     assert profile.device_class["name"] == "jetson_nano"
     assert table.exit_accuracy()[-1] > 0.85

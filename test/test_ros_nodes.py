@@ -5,8 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult, LinkQuality
+from rclpy.duration import Duration
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import BatteryState, Image
+from sensor_msgs.msg import BatteryState, CompressedImage, Image
 
 from edgeml_ros.bringup.processes import NodeProcess, node_processes, share_file
 from edgeml_ros.core.checkpoint import TINY_CHECKPOINT
@@ -30,16 +33,32 @@ RELIABLE_CAMERA = {
 # The tests run the tiny four-block model (exits after blocks 0 and 1, final after block 3).
 TINY = {"checkpoint": str(TINY_CHECKPOINT)}
 THRESHOLDS = [0.95, 0.95, 0.0]
+# Frames the tests send in bursts may wait behind each other on this 2-core machine: the tests
+# that count results keep them (a stale-frame test sets its own limit).
 DEFAULTS = {
-    "perception": {**TINY, "cut_point": 2, "exit_thresholds": THRESHOLDS},
-    "controller": {**TINY, "offload_cut": 2, "exit_thresholds": THRESHOLDS},
-}
+    "perception": {**TINY, "cut_point": 2, "exit_thresholds": THRESHOLDS,
+                   "max_frame_age_ms": 60000.0},
+}  # fmt: skip
 
 
 def start(node, executable, params_file=None, **overrides):
     params = share_file("config", params_file) if params_file else None
     overrides = {**DEFAULTS.get(executable, TINY), **overrides}
     return NodeProcess(executable, node.domain_id, params, overrides)
+
+
+def param_setter(ros_node, node_name):
+    """Set one parameter of a running node through its parameter services (as `ros2 param
+    set` does); returns the SetParametersResult."""
+    client = AsyncParameterClient(ros_node, node_name)
+    assert client.wait_for_services(timeout_sec=30)
+
+    def set_param(name, value):
+        future = client.set_parameters([Parameter(name, value=value)])
+        ros_node.spin_until(future.done, 10)
+        return future.result().results[0]
+
+    return set_param
 
 
 def image_msg(pixels: np.ndarray, frame_id: str, encoding="mono8", step=None) -> Image:
@@ -179,10 +198,13 @@ def test_no_base_station_means_fallbacks_not_lost_frames(ros_node, fmnist_test):
         results = peer.wait_results(10)
     assert len(results) == 10
     assert all(r.where == InferenceResult.WHERE_FALLBACK and r.status == OK for r in results)
-    assert all(r.exit_index == 1 and "deadline" in r.reason for r in results)
+    # the fallback leaves time to finish the model on the drone by the deadline
+    assert all(r.exit_index == 2 and "in time" in r.reason for r in results)
+    assert all(r.total_ms < 100.0 for r in results)
 
 
-def test_controller_follows_link_and_battery(ros_node):
+def test_controller_runs_the_learned_policy_with_safe_modes(ros_node):
+    # The controller runs the default B-VGG profile and its committed policies (no model).
     policies: list[ExecutionPolicy] = []
     ros_node.create_subscription(ExecutionPolicy, "execution_policy", policies.append, RELIABLE)
     link_pub = ros_node.create_publisher(LinkQuality, "link_quality", 10)
@@ -195,20 +217,25 @@ def test_controller_follows_link_and_battery(ros_node):
 
         return ros_node.spin_until(check, 20)
 
-    def link(mbps):
-        return lambda: link_pub.publish(LinkQuality(bandwidth_mbps=mbps, rtt_ms=5.0, samples=5))
+    def inputs(soc):
+        def publish():
+            link_pub.publish(LinkQuality(bandwidth_mbps=20.0, rtt_ms=15.0, samples=5))
+            battery_pub.publish(BatteryState(percentage=soc))
 
-    with node_processes([start(ros_node, "controller", DRONE_YAML)]):
-        assert latest_after(lambda: None, lambda p: p.cut_point == 2)  # unknown link: probe
-        assert latest_after(link(0.2), lambda p: p.cut_point == 4 and "too slow" in p.reason)
-        assert latest_after(link(50.0), lambda p: p.cut_point == 2)
+        return publish
 
-        def low_battery():
-            link(50.0)()
-            battery_pub.publish(BatteryState(percentage=0.1))
-
-        assert latest_after(low_battery, lambda p: p.exit_thresholds[0] < 0.95 - 1e-6)
-    assert policies[-1].policy_name == "rule"
+    proc = NodeProcess("controller", ros_node.domain_id, share_file("config", DRONE_YAML),
+                       {"window_s": 0.2})  # fmt: skip
+    with node_processes([proc]):
+        assert latest_after(lambda: None, lambda p: "[stale]" in p.reason and p.cut_point == 5)
+        assert latest_after(inputs(0.8), lambda p: "[policy] rl:" in p.reason)
+        assert policies[-1].policy_name == "rl"
+        assert latest_after(inputs(0.05), lambda p: "[battery_critical]" in p.reason)
+        assert policies[-1].exit_thresholds[0] == 0.0
+        set_param = param_setter(ros_node, "controller")
+        assert set_param("policy", "oracle").reason.startswith("policy: 'oracle' is not one of")
+        assert set_param("policy", "spinn").successful
+        assert latest_after(inputs(0.8), lambda p: p.policy_name == "spinn")
 
 
 def test_policy_update_changes_perception(ros_node, fmnist_test):
@@ -239,29 +266,100 @@ def test_policy_update_changes_perception(ros_node, fmnist_test):
 
 @pytest.mark.parametrize("follow_controller", [False])
 def test_parameters_are_validated_and_applied_live(ros_node, fmnist_test, follow_controller):
-    from rclpy.parameter import Parameter
-    from rclpy.parameter_client import AsyncParameterClient
-
     proc = start(ros_node, "perception", DRONE_YAML, follow_controller=follow_controller)
     with node_processes([proc]):
         peer = Peer(ros_node)
         peer.wait_for_perception()
-        client = AsyncParameterClient(ros_node, "perception")
-        assert client.wait_for_services(timeout_sec=30)
-
-        def set_params(*params):
-            future = client.set_parameters(list(params))
-            ros_node.spin_until(future.done, 10)
-            return future.result().results
-
-        [res] = set_params(Parameter("cut_point", value=9))
-        assert not res.successful
-        [res] = set_params(Parameter("exit_thresholds", value=[0.5, 0.5]))
+        set_param = param_setter(ros_node, "perception")
+        assert not set_param("cut_point", 9).successful
+        res = set_param("exit_thresholds", [0.5, 0.5])
         assert not res.successful and "needs 3 values" in res.reason
-        [res] = set_params(Parameter("encoding", value="bf16"))
+        res = set_param("encoding", "bf16")
         assert not res.successful and "'bf16' is not one of" in res.reason
-        [res] = set_params(Parameter("cut_point", value=4))
-        assert res.successful
+        assert not set_param("compute_slowdown", 0.5).successful
+        assert set_param("cut_point", 4).successful
         peer.send(image_msg(fmnist_test.images[0], "after"))
         [result] = peer.wait_results(1)
     assert result.cut_point == 4 and result.where == InferenceResult.WHERE_DRONE
+
+
+def test_compressed_stale_and_annotated_frames_probes_and_battery(ros_node, fmnist_test):
+    import io
+
+    from PIL import Image as PILImage
+
+    annotated, links, batteries = [], [], []
+    ros_node.create_subscription(Image, "perception/annotated", annotated.append, RELIABLE)
+    ros_node.create_subscription(LinkQuality, "link_quality", links.append, 10)
+    ros_node.create_subscription(BatteryState, "battery_state", batteries.append, 10)
+    compressed_pub = ros_node.create_publisher(
+        CompressedImage, "camera/image_raw/compressed", RELIABLE
+    )
+    procs = [
+        start(ros_node, "offload", BASE_YAML),
+        start(ros_node, "perception", DRONE_YAML, follow_controller=False, annotate_rate_hz=50.0,
+              max_frame_age_ms=500.0, **RELIABLE_CAMERA,
+              **{"qos_overrides./camera/image_raw/compressed.subscription.reliability":
+                 "reliable"}),
+        start(ros_node, "link_monitor", DRONE_YAML, probe_period_s=0.1),
+        start(ros_node, "battery_sim", initial_soc=0.8, flight_drain_per_s=0.01),
+    ]  # fmt: skip
+    with node_processes(procs):
+        peer = Peer(ros_node)
+        peer.wait_for_perception()
+        png = io.BytesIO()
+        PILImage.fromarray(fmnist_test.images[5]).save(png, format="PNG")
+        compressed = CompressedImage(format="png", data=png.getvalue())
+        compressed.header.frame_id = "png"
+        compressed.header.stamp = ros_node.get_clock().now().to_msg()
+        compressed_pub.publish(compressed)
+        old = image_msg(fmnist_test.images[6], "old")
+        old.header.stamp = (ros_node.get_clock().now() - Duration(seconds=2)).to_msg()
+        peer.camera.publish(old)  # two seconds old on arrival: dropped unrun
+        peer.send(image_msg(fmnist_test.images[7], "fresh"))
+        results = {r.header.frame_id: r for r in peer.wait_results(3)}
+        # probes sent before the base station was up time out; then every probe is answered
+        assert ros_node.spin_until(lambda: links and links[-1].loss_ratio == 0, 30)
+        assert ros_node.spin_until(lambda: len(batteries) >= 3, 20)
+    assert results["png"].status == OK and results["png"].class_id == fmnist_test.labels[5]
+    assert results["old"].status == InferenceResult.STATUS_STALE and "old" in results["old"].reason
+    assert results["fresh"].status == OK
+    assert annotated and annotated[0].encoding == "rgb8" and annotated[0].width == 256
+    # the base station echoed the probes: a loopback RTT, no loss
+    assert links[-1].rtt_ms < 100 and links[-1].bandwidth_mbps > 0 and links[-1].samples >= 4
+    assert 0 < batteries[-1].percentage < batteries[0].percentage <= 0.8
+
+
+def test_one_base_station_serves_several_drones(ros_node, fmnist_test):
+    drones = ("drone1", "drone2")
+    results = {d: [] for d in drones}
+    cameras = {}
+    for d in drones:
+        ros_node.create_subscription(InferenceResult, f"/{d}/perception/result",
+                                     results[d].append, RELIABLE)  # fmt: skip
+        cameras[d] = ros_node.create_publisher(Image, f"/{d}/camera/image_raw", RELIABLE)
+    base = NodeProcess("offload", ros_node.domain_id, share_file("config", BASE_YAML),
+                       {**TINY, "drone_namespaces": list(drones)})  # fmt: skip
+    drone_procs = [
+        NodeProcess("perception", ros_node.domain_id, share_file("config", DRONE_YAML),
+                    {**DEFAULTS["perception"], "exit_thresholds": [2.0, 2.0, 0.0],
+                     "follow_controller": False, "deadline_ms": 5000.0, **RELIABLE_CAMERA},
+                    namespace=d)
+        for d in drones
+    ]  # fmt: skip
+    with node_processes([base, *drone_procs]):
+        assert ros_node.spin_until(
+            lambda: all(c.get_subscription_count() > 0 for c in cameras.values()), 60
+        )
+        ros_node.spin_until(lambda: False, 1.0)
+        for i in range(10):
+            for d in drones:
+                msg = image_msg(fmnist_test.images[i], f"{d}/{i}")
+                msg.header.stamp = ros_node.get_clock().now().to_msg()
+                cameras[d].publish(msg)
+            ros_node.spin_until(lambda: False, 0.05)
+        ros_node.spin_until(lambda: all(len(r) >= 10 for r in results.values()), 30)
+    for d in drones:
+        assert len(results[d]) == 10
+        assert all(r.where == InferenceResult.WHERE_BASE and r.status == OK for r in results[d])
+        assert all(r.header.frame_id.startswith(d) for r in results[d])

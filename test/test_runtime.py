@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from edgeml_ros.core.images import to_model_input
-from edgeml_ros.core.runtime import SplitRunner, check_policy, exit_score
+from edgeml_ros.core.runtime import SplitRunner, check_device, check_policy, exit_score
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +38,12 @@ def test_zero_threshold_fires_first_exit_and_deepest_is_tracked(bundle, inputs):
     runner = SplitRunner(bundle.model)
     outcome = runner.run_head(inputs[0], 2, [0.0] * bundle.model.num_exits)
     assert outcome.fired.exit_index == 0
+    # a threshold above 1 can never fire: those heads are skipped
     outcome = runner.run_head(inputs[0], 2, [2.0] * bundle.model.num_exits)
-    assert outcome.fired is None and outcome.deepest_local.exit_index == 1
+    assert outcome.fired is None and outcome.deepest_local is None
+    unsure = [runner.run_head(x, 2, [1.0] * bundle.model.num_exits) for x in inputs]
+    unsure = [o for o in unsure if o.fired is None]
+    assert unsure and all(o.deepest_local.exit_index == 1 for o in unsure)
 
 
 def test_exit_matches_model_exit_outputs(bundle, inputs):
@@ -75,3 +79,12 @@ def test_tail_can_use_the_remaining_exits(bundle, inputs):
     assert runner.run_tail(runner.run_head(inputs[0], 1, [2.0] * 3).features, 1).exit_index == 2
     features = runner.run_head(inputs[0], 1, [2.0] * 3).features
     assert runner.run_tail(features, 1, thresholds=[0.0, 0.0, 0.0]).exit_index == 1
+
+
+def test_devices_are_checked():
+    assert check_device("cpu").type == "cpu"
+    with pytest.raises(ValueError, match="not a torch device name"):
+        check_device("toaster")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no such CUDA device"):
+            check_device("cuda:0")

@@ -72,9 +72,10 @@ class NodeProcess:
         overrides: dict[str, Any] | None = None,
         namespace: str = "",
         log: IO | None = None,
+        prefix: list[str] | None = None,
     ) -> None:
         exe = Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / executable
-        cmd = [str(exe), "--ros-args"]
+        cmd = [*(prefix or []), str(exe), "--ros-args"]
         if params_file is not None:
             cmd += ["--params-file", str(params_file)]
         for name, value in (overrides or {}).items():

@@ -95,7 +95,10 @@ def bench_model(
     model, runner = bundle.model, SplitRunner(bundle.model)
     x_val, y_val = split_tensors(bundle.meta, "validation")
     x_test, y_test = split_tensors(bundle.meta, "test")
-    _, val_table = profile_model(bundle, x_val, y_val, device_class("jetson_nano"), runs)
+    _, val_tables = profile_model(
+        bundle, {"clean": x_val}, y_val, device_class("jetson_nano"), runs
+    )
+    val_table = val_tables["clean"]
     preds, conf = collect_exit_table(model, x_test, y_test, desc=f"{name} test exits")
     test_table = ExitTable(preds, conf, y_test, val_table.cost, val_table.full_cost)
     threshold = pick_threshold(val_table)

@@ -6,9 +6,12 @@ the channels the model takes, refusing anything inconsistent with a clear `Image
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
+from PIL import Image as PILImage
 
 # encoding -> (numpy dtype, channels, scale that maps the value range to [0, 1])
 _ENCODINGS: dict[str, tuple[np.dtype, int, float]] = {
@@ -75,6 +78,39 @@ def decode_image(
     if not np.all(np.isfinite(out)):
         raise ImageDecodeError("image contains NaN or infinite values")
     return np.clip(out, 0.0, 1.0)
+
+
+MAX_COMPRESSED_BYTES = 32 * 1024 * 1024
+
+
+def decode_compressed(image_format: str, data, channels: int = 1) -> np.ndarray:
+    """Decode a sensor_msgs/CompressedImage (JPEG or PNG) to (height, width, channels) in [0, 1].
+
+    `image_format` is the message's `format` field ("jpeg", "png", or image_transport's
+    "bgr8; jpeg compressed bgr8"). The size is checked from the header before decoding.
+    """
+    fmt = image_format.lower()
+    if not any(k in fmt for k in ("jpeg", "jpg", "png")):
+        raise ImageDecodeError(f"unsupported compressed format {image_format!r}; use jpeg or png")
+    raw = bytes(data)
+    if not raw:
+        raise ImageDecodeError("compressed image has no data")
+    if len(raw) > MAX_COMPRESSED_BYTES:
+        raise ImageDecodeError(f"compressed image of {len(raw)} bytes > {MAX_COMPRESSED_BYTES}")
+    try:
+        with PILImage.open(io.BytesIO(raw)) as img:
+            width, height = img.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ImageDecodeError(
+                    f"image too large ({width}x{height} > {MAX_IMAGE_PIXELS} pixels)"
+                )
+            pixels = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
+    except (OSError, ValueError, SyntaxError) as exc:
+        if isinstance(exc, ImageDecodeError):
+            raise
+        raise ImageDecodeError(f"cannot decode {image_format!r} data: {exc}") from None
+    pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels
+    return pixels / np.float32(255.0)
 
 
 def resize_and_normalize(

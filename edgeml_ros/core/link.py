@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
+
+MIN_GOODPUT_BYTES = 512
+
 
 @dataclass(frozen=True)
 class LinkEstimate:
@@ -20,8 +24,9 @@ class LinkEstimator:
     """Sliding-window estimate over the last `window` offloads.
 
     RTT is the smallest round trip in the window (the transfer of the smallest payloads is
-    dominated by it); goodput is payload bits over the time spent beyond that RTT. Offloads that
-    got no reply count as lost.
+    dominated by it); goodput is the median, over the samples carrying at least
+    `MIN_GOODPUT_BYTES`, of payload bits over the time beyond that RTT (small payloads measure
+    only timing jitter). Offloads that got no reply count as lost.
     """
 
     def __init__(self, window: int = 20) -> None:
@@ -44,6 +49,46 @@ class LinkEstimator:
         if not done:
             return LinkEstimate(0.0, 0.0, loss, len(self._samples))
         rtt_ms = min(ms for _, ms in done)
-        bits = sum(8 * b for b, _ in done)
-        beyond_rtt_s = sum(max(ms - rtt_ms, 0.05) for _, ms in done) / 1000.0
-        return LinkEstimate(bits / beyond_rtt_s / 1e6, rtt_ms, loss, len(self._samples))
+        rates = [8 * b / max(ms - rtt_ms, 0.05) / 1000.0 for b, ms in done
+                 if b >= MIN_GOODPUT_BYTES]  # fmt: skip
+        bandwidth = float(np.median(rates)) if rates else 0.0
+        return LinkEstimate(bandwidth, rtt_ms, loss, len(self._samples))
+
+
+class ProbeTracker:
+    """Sends link probes, alternately small (RTT) and padded (goodput), and matches the echoes.
+
+    Echoes feed the estimator like transfers; a probe not echoed within `timeout_s` counts as
+    lost, so a dead link shows as loss and no bandwidth even when no frame is offloaded.
+    """
+
+    def __init__(self, estimator: LinkEstimator, payload_bytes: int, timeout_s: float) -> None:
+        if payload_bytes < 0 or timeout_s <= 0:
+            raise ValueError("probe payload must be >= 0 bytes and the timeout > 0 s")
+        self.estimator, self.payload_bytes, self.timeout_s = estimator, payload_bytes, timeout_s
+        self._sent: dict[int, tuple[float, int]] = {}
+        self._seq = 0
+
+    def next_probe(self, now: float) -> tuple[int, int]:
+        """Sequence number and padding of the next probe, sent at `now`."""
+        self._seq += 1
+        padding = self.payload_bytes if self._seq % 2 == 0 else 0
+        self._sent[self._seq] = (now, padding)
+        return self._seq, padding
+
+    def on_echo(self, seq: int, now: float) -> float | None:
+        """Round trip in ms of an echoed probe; None for an unknown or expired one."""
+        sent = self._sent.pop(seq, None)
+        if sent is None:
+            return None
+        rtt_ms = (now - sent[0]) * 1000.0
+        self.estimator.add_transfer(sent[1], rtt_ms)
+        return rtt_ms
+
+    def expire(self, now: float) -> int:
+        """Count probes past the timeout as lost; how many were."""
+        late = [s for s, (t, _) in self._sent.items() if now - t > self.timeout_s]
+        for seq in late:
+            del self._sent[seq]
+            self.estimator.add_loss()
+        return len(late)

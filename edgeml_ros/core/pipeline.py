@@ -2,8 +2,16 @@
 
 `DronePipeline` turns each camera frame into exactly one `FrameResult`, either at once (an exit
 fired, the whole model ran locally, or the input was bad) or later, when the base station
-replies or the offload deadline passes (fallback). `TailServer` validates offload requests and
+replies or the offload's fallback time passes. `TailServer` validates offload requests and
 finishes them. The ROS nodes only convert messages to and from these types.
+
+Deadlines: every frame has `deadline_s` from its arrival. An offload falls back when the reply
+is not back by the deadline less the time the drone needs to finish the model itself (measured
+per block at start-up); the drone then answers at the deepest exit it can still reach in time.
+
+Emulating a slower drone: with `compute_slowdown` > 1 the drone pads its measured compute time
+to that multiple (sleeping), so a desktop can stand in for, say, a Jetson Nano. Off (1) on a
+real robot.
 """
 
 from __future__ import annotations
@@ -26,7 +34,12 @@ from edgeml_ros.core.codec import (
     decode_tensor,
     encode_tensor,
 )
-from edgeml_ros.core.images import ImageDecodeError, decode_image, to_model_input
+from edgeml_ros.core.images import (
+    ImageDecodeError,
+    decode_compressed,
+    decode_image,
+    to_model_input,
+)
 from edgeml_ros.core.runtime import EXIT_RULES, ExitDecision, SplitRunner, check_policy
 
 
@@ -46,6 +59,7 @@ class Status(IntEnum):
     BAD_INPUT = 1
     OFFLOAD_REJECTED = 2
     INTERNAL_ERROR = 3
+    STALE = 4
 
 
 @dataclass(frozen=True)
@@ -69,6 +83,14 @@ class RawImage:
     width: int
     step: int
     is_bigendian: bool
+    data: Any
+
+
+@dataclass
+class CompressedFrame:
+    """The fields of a sensor_msgs/CompressedImage."""
+
+    format: str
     data: Any
 
 
@@ -121,12 +143,18 @@ class OffloadReply:
     tail_ms: float = 0.0
 
 
+# The node checks for fallbacks this often; a fallback starts this much (plus 2 ms of slack)
+# before the last moment at which finishing on the drone still meets the deadline.
+EXPIRE_PERIOD_S = 0.01
+FALLBACK_MARGIN_S = EXPIRE_PERIOD_S + 0.002
+
+
 @dataclass
 class _Pending:
     result: FrameResult
     arrived: float
     sent: float
-    deadline: float
+    fallback_at: float
     features: torch.Tensor
     deepest_local: ExitDecision | None
     rule: str
@@ -141,6 +169,7 @@ class PipelineCounters:
     offloaded: int = 0
     fallbacks: int = 0
     bad_input: int = 0
+    stale: int = 0
     internal_errors: int = 0
     rejected: int = 0
     late_replies: int = 0
@@ -180,16 +209,38 @@ def model_input_shape(bundle: ModelBundle) -> tuple[int, ...]:
 class DronePipeline:
     """Drone side: decode, head, exits, offload requests, replies and deadline fallbacks."""
 
-    def __init__(self, bundle: ModelBundle, plan: ExecutionPlan, deadline_s: float) -> None:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        plan: ExecutionPlan,
+        deadline_s: float,
+        compute_slowdown: float = 1.0,
+        max_age_s: float = float("inf"),
+        device: str = "cpu",
+    ) -> None:
         self.bundle = bundle
-        self.runner = SplitRunner(bundle.model)
+        self.runner = SplitRunner(bundle.model, device)
         self.counters = PipelineCounters()
         self._pending: dict[int, _Pending] = {}
         self._next_seq = 0
         self.plan = plan
         self.deadline_s = deadline_s
+        self.compute_slowdown = compute_slowdown
+        self.max_age_s = max_age_s
         self.set_plan(plan)
         self.runner.warm_up(model_input_shape(bundle))
+        self.block_s, self.head_s = self.runner.measure(model_input_shape(bundle))
+
+    def local_time_s(self, cut_point: int, exit_index: int) -> float:
+        """Estimated drone time from `cut_point` to exit `exit_index`, slowdown included."""
+        stop = self.bundle.model.exit_after[exit_index] + 1
+        seconds = sum(self.block_s[cut_point:stop]) + self.head_s[exit_index]
+        return seconds * self.compute_slowdown
+
+    def _pad(self, started: float) -> None:
+        """Emulate a slower device: stretch the compute since `started` by the slowdown."""
+        if self.compute_slowdown > 1.0:
+            time.sleep((time.perf_counter() - started) * (self.compute_slowdown - 1.0))
 
     def set_plan(self, plan: ExecutionPlan) -> None:
         """Switch to a new execution plan from the next frame on (ValueError if invalid)."""
@@ -218,9 +269,17 @@ class DronePipeline:
         result.exit_index = decision.exit_index
 
     def process(
-        self, image: RawImage, context: Any, now: float | None = None
+        self,
+        image: RawImage | CompressedFrame,
+        context: Any,
+        now: float | None = None,
+        age_s: float = 0.0,
     ) -> FrameResult | OffloadRequest:
-        """Handle one camera frame: a finished result, or an offload request to send."""
+        """Handle one camera frame: a finished result, or an offload request to send.
+
+        A frame already older than `max_age_s` when it gets here (`age_s`, from its capture
+        stamp) is dropped as STALE: the drone works on fresh frames, never on a backlog.
+        """
         arrived = time.monotonic() if now is None else now
         plan = self.plan
         seq = self._next_seq
@@ -235,6 +294,11 @@ class DronePipeline:
             policy_name=plan.policy_name,
         )
         t0 = time.perf_counter()
+        if age_s > self.max_age_s:
+            self.counters.stale += 1
+            result.status, result.where = Status.STALE, Where.NONE
+            result.reason = f"stale frame dropped: {1000 * age_s:.0f} ms old on arrival"
+            return self._finish(result, arrived, arrived)
         try:
             return self._run(image, result, plan, arrived, t0)
         except ImageDecodeError as exc:
@@ -246,32 +310,39 @@ class DronePipeline:
         result.status, result.where, result.reason = status, Where.NONE, reason
         return self._finish(result, arrived, arrived + time.perf_counter() - t0)
 
+    def decode(self, image: RawImage | CompressedFrame) -> np.ndarray:
+        """A camera frame as an (H, W, C) [0, 1] image with the model's channels."""
+        channels = self.bundle.meta.arch_kwargs.get("in_channels", 1)
+        if isinstance(image, CompressedFrame):
+            return decode_compressed(image.format, image.data, channels)
+        return decode_image(image.encoding, image.height, image.width, image.step,
+                            image.is_bigendian, image.data, channels)  # fmt: skip
+
     def _run(
         self, image: RawImage, result: FrameResult, plan: ExecutionPlan, arrived: float, t0: float
     ) -> FrameResult | OffloadRequest:
         meta = self.bundle.meta
-        pixels = decode_image(
-            image.encoding, image.height, image.width, image.step, image.is_bigendian, image.data,
-            meta.arch_kwargs.get("in_channels", 1),
-        )  # fmt: skip
+        pixels = self.decode(image)
         x = to_model_input(pixels, tuple(meta.input_size), meta.norm_mean, meta.norm_std)
         t1 = time.perf_counter()
         outcome = self.runner.run_head(x, plan.cut_point, plan.exit_thresholds, plan.exit_rule)
+        self._pad(t1)
         t2 = time.perf_counter()
         result.decode_ms, result.head_ms = _ms(t1 - t0), _ms(t2 - t1)
         if outcome.fired is not None:
             self._answer(result, outcome.fired, Where.DRONE)
             return self._finish(result, arrived, arrived + (t2 - t0))
-        tensor = encode_tensor(outcome.features.numpy(), plan.encoding, plan.compression)
+        tensor = encode_tensor(outcome.features.cpu().numpy(), plan.encoding, plan.compression)
         t3 = time.perf_counter()
         result.encode_ms = _ms(t3 - t2)
         result.offload_bytes = len(tensor.data)
         sent = arrived + (t3 - t0)
+        finish_locally = self.local_time_s(plan.cut_point, self.bundle.model.num_exits - 1)
         self._pending[result.frame_seq] = _Pending(
             result,
             arrived,
             sent,
-            sent + self.deadline_s,
+            max(sent, arrived + self.deadline_s - finish_locally - FALLBACK_MARGIN_S),
             outcome.features,
             outcome.deepest_local,
             plan.exit_rule,
@@ -305,23 +376,40 @@ class DronePipeline:
         return self._finish(result, pending.arrived, now)
 
     def expire(self, now: float | None = None, force: bool = False) -> list[FrameResult]:
-        """Fall back locally for offloads past their deadline (all of them when `force`)."""
+        """Fall back locally for offloads past their fallback time (all of them when `force`)."""
         now = time.monotonic() if now is None else now
-        late = [s for s, p in self._pending.items() if force or now >= p.deadline]
+        late = [s for s, p in self._pending.items() if force or now >= p.fallback_at]
         return [self._fallback(self._pending.pop(seq), now) for seq in late]
+
+    def fallback_exit(self, cut_point: int, budget_s: float) -> int | None:
+        """The deepest exit after the cut the drone can reach within `budget_s` (None: none)."""
+        model = self.bundle.model
+        after_cut = [e for e in range(model.num_exits) if model.exit_after[e] >= cut_point]
+        affordable = [e for e in after_cut if self.local_time_s(cut_point, e) <= budget_s]
+        return affordable[-1] if affordable else None
 
     def _fallback(self, pending: _Pending, now: float) -> FrameResult:
         result = pending.result
         self.counters.fallbacks += 1
-        if pending.deepest_local is not None:
+        budget = pending.arrived + self.deadline_s - now - FALLBACK_MARGIN_S
+        exit_index = self.fallback_exit(result.cut_point, budget)
+        if exit_index is None and pending.deepest_local is not None:
             decision = pending.deepest_local
-            result.reason = "no offload reply by the deadline: deepest local exit answered"
+            result.reason = "no offload reply in time, no time left: deepest local exit answered"
         else:
+            if exit_index is None:  # no time for any exit: the first one after the cut is fastest
+                exit_index = min(
+                    e for e in range(self.bundle.model.num_exits)
+                    if self.bundle.model.exit_after[e] >= result.cut_point
+                )  # fmt: skip
             t0 = time.perf_counter()
-            decision = self.runner.run_tail(pending.features, result.cut_point, pending.rule)
+            decision = self.runner.run_to_exit(
+                pending.features, result.cut_point, exit_index, pending.rule
+            )
+            self._pad(t0)
             result.tail_ms = _ms(time.perf_counter() - t0)
             now += time.perf_counter() - t0
-            result.reason = "no offload reply by the deadline: finished on the drone"
+            result.reason = f"no offload reply in time: finished on the drone at exit {exit_index}"
         self._answer(result, decision, Where.FALLBACK)
         return self._finish(result, pending.arrived, now)
 
@@ -329,9 +417,11 @@ class DronePipeline:
 class TailServer:
     """Base-station side: validate an offload request, then finish it with the tail."""
 
-    def __init__(self, bundle: ModelBundle, max_payload_bytes: int = 16 * 1024 * 1024) -> None:
+    def __init__(
+        self, bundle: ModelBundle, max_payload_bytes: int = 16 * 1024 * 1024, device: str = "cpu"
+    ) -> None:
         self.bundle = bundle
-        self.runner = SplitRunner(bundle.model)
+        self.runner = SplitRunner(bundle.model, device)
         self.max_payload_bytes = max_payload_bytes
         input_shape = model_input_shape(bundle)
         self._feature_shapes = [
@@ -340,6 +430,14 @@ class TailServer:
         self.runner.warm_up(input_shape)
         self.served = 0
         self.rejected = 0
+        self.busy_s = 0.0  # time spent answering requests, for the load report
+        self.service_ms: list[float] = []  # per request since the last load report
+
+    def take_load(self) -> tuple[int, float, float]:
+        """Requests answered, busy seconds and median service ms since the last call."""
+        times, self.service_ms = self.service_ms, []
+        busy, self.busy_s = self.busy_s, 0.0
+        return len(times), busy, float(np.median(times)) if times else 0.0
 
     def _check(self, request: OffloadRequest) -> np.ndarray:
         meta = self.bundle.meta
@@ -369,6 +467,14 @@ class TailServer:
     def handle(self, request: OffloadRequest) -> OffloadReply:
         """Answer one request; a bad one gets a rejection naming the problem."""
         t0 = time.perf_counter()
+        try:
+            return self._handle(request, t0)
+        finally:
+            spent = time.perf_counter() - t0
+            self.busy_s += spent
+            self.service_ms.append(spent * 1000.0)
+
+    def _handle(self, request: OffloadRequest, t0: float) -> OffloadReply:
         try:
             features = self._check(request)
         except (ValueError, CodecError) as exc:

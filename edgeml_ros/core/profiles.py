@@ -3,8 +3,9 @@
 They hold per-block latency and output bytes, MACs, and per-sample exit confidences.
 
 A profile is a JSON file plus an .npz beside it holding, for every validation sample and every
-exit, the class predicted and the confidence under each exit rule. With those, the accuracy,
-exit rates and compute of any threshold setting follow exactly (`ExitTable`).
+exit, the class predicted and the confidence under each exit rule, for clean inputs and for each
+synthetic degradation (core.degrade). With those, the accuracy, exit rates and compute of any
+threshold setting follow exactly (`ExitTable`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from edgeml_ros.core.energy import DeviceEnergy
 from edgeml_ros.core.models import MultiExitNet
 from edgeml_ros.core.runtime import EXIT_RULES
 
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
+DEFAULT_PROFILE = PROFILE_DIR / "fashion_mnist_b_vgg.json"
 PROFILE_FORMAT = "edgeml_ros.profile"
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
 
 
 class ProfileError(ValueError):
@@ -75,19 +78,29 @@ class Profile:
     blocks: list[BlockProfile]
     exits: list[ExitProfile]
     samples: int = 0
+    conditions: list[str] = field(default_factory=lambda: ["clean"])
     format: str = PROFILE_FORMAT
     version: int = PROFILE_VERSION
     extra: dict = field(default_factory=dict)
 
-    def save(self, path: Path, exit_data: dict[str, np.ndarray]) -> None:
-        """Write the JSON profile and the exit data (.npz) beside it."""
+    def save(self, path: Path, tables: dict[str, ExitTable]) -> None:
+        """Write the JSON profile and the exit tables of every condition (.npz) beside it."""
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(self), indent=1) + "\n")
-        np.savez_compressed(path.with_suffix(".npz"), **exit_data)
+        arrays = {}
+        for condition, table in tables.items():
+            arrays.update({f"{condition}/{k}": v for k, v in table.as_arrays().items()})
+        np.savez_compressed(path.with_suffix(".npz"), **arrays)
 
 
 def load_profile(path: Path | str) -> tuple[Profile, ExitTable]:
-    """Load and check a profile and its exit data."""
+    """Load and check a profile and its exit data on clean inputs."""
+    profile, tables = load_profile_conditions(path)
+    return profile, tables["clean"]
+
+
+def load_profile_conditions(path: Path | str) -> tuple[Profile, dict[str, ExitTable]]:
+    """Load and check a profile and its exit tables, one per input condition."""
     path = Path(path)
     if not path.is_file():
         raise ProfileError(f"profile {path} not found")
@@ -110,8 +123,16 @@ def load_profile(path: Path | str) -> tuple[Profile, ExitTable]:
     if not npz.is_file():
         raise ProfileError(f"{path}: exit data {npz.name} not found")
     with np.load(npz) as data:
-        table = ExitTable.from_arrays(dict(data), profile)
-    return profile, table
+        arrays = dict(data)
+    tables = {}
+    for condition in profile.conditions:
+        prefix = f"{condition}/"
+        part = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        try:
+            tables[condition] = ExitTable.from_arrays(part, profile)
+        except ProfileError as exc:
+            raise ProfileError(f"{npz} ({condition}): {exc}") from None
+    return profile, tables
 
 
 @dataclass
@@ -254,18 +275,20 @@ def collect_exit_table(
 
 def profile_model(
     bundle: ModelBundle,
-    x_val: torch.Tensor,
+    inputs: dict[str, torch.Tensor],
     y_val: np.ndarray,
     device: DeviceEnergy,
     runs: int = 50,
     threads: int = 2,
     command: str = "",
-) -> tuple[Profile, ExitTable]:
+) -> tuple[Profile, dict[str, ExitTable]]:
     """Profile a model on this machine.
 
     Measures per-block and per-exit latency (single frame, `threads` torch threads), bytes per
-    encoding at every cut, MACs, and the exit table over (x_val, y_val).
+    encoding at every cut, MACs, and an exit table over each condition's inputs (clean first),
+    all labelled `y_val`.
     """
+    x_val = inputs["clean"]
     torch.set_num_threads(threads)
     model, meta = bundle.model, bundle.meta
     input_shape = (1, *x_val.shape[1:])
@@ -287,7 +310,6 @@ def profile_model(
                 med, p95 = time_call(lambda h=model.exits[e], inp=y: h(inp), runs)
                 exits.append(ExitProfile(e, i, med, p95, exit_macs[e]))
             x = y
-    preds, conf = collect_exit_table(model, x_val, y_val)
     profile = Profile(
         model_id=meta.model_id,
         weights_digest=meta.weights_digest,
@@ -304,6 +326,10 @@ def profile_model(
         blocks=blocks,
         exits=exits,
         samples=len(y_val),
+        conditions=list(inputs),
     )  # fmt: skip
-    table = ExitTable(preds, conf, np.asarray(y_val), *exit_costs(profile))
-    return profile, table
+    tables = {}
+    for condition, x in inputs.items():
+        preds, conf = collect_exit_table(model, x, y_val, desc=f"exit confidences ({condition})")
+        tables[condition] = ExitTable(preds, conf, np.asarray(y_val), *exit_costs(profile))
+    return profile, tables

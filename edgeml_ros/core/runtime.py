@@ -8,6 +8,7 @@ tail computes exactly what the unsplit model computes.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,6 +53,21 @@ def exit_score(logits: torch.Tensor, rule: str) -> tuple[int, float]:
     raise ValueError(f"unknown exit rule {rule!r}; known: {', '.join(EXIT_RULES)}")
 
 
+def check_device(device: str) -> torch.device:
+    """The torch device named `device` ("cpu", "cuda", "cuda:1"), if this machine has it."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device {device!r} is not a torch device name ({exc})") from None
+    if dev.type == "cuda" and (
+        not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()
+    ):
+        raise ValueError(f"device {device!r}: no such CUDA device on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: only cpu and cuda are supported")
+    return dev
+
+
 def check_policy(model: MultiExitNet, cut_point: int, thresholds: Sequence[float]) -> None:
     """Raise ValueError when a cut point or threshold list does not fit the model."""
     if not 0 <= cut_point <= model.num_blocks:
@@ -65,8 +81,9 @@ def check_policy(model: MultiExitNet, cut_point: int, thresholds: Sequence[float
 class SplitRunner:
     """Runs a model's head and tail for any cut point, without gradients."""
 
-    def __init__(self, model: MultiExitNet) -> None:
-        self.model = model.eval()
+    def __init__(self, model: MultiExitNet, device: str = "cpu") -> None:
+        self.device = check_device(device)
+        self.model = model.eval().to(self.device)
 
     def _decide(self, exit_index: int, features: torch.Tensor, rule: str) -> ExitDecision:
         class_id, confidence = exit_score(self.model.exits[exit_index](features), rule)
@@ -77,15 +94,19 @@ class SplitRunner:
     ) -> HeadOutcome:
         """Run blocks [start, stop), checking the exits on the way unless `thresholds` is None.
 
-        An exit fires when its score reaches its threshold; the final exit always answers.
+        An exit fires when its score reaches its threshold; the final exit always answers. An
+        exit whose threshold is above 1 can never fire, so its head is not evaluated.
         """
         model = self.model
+        x = x.to(self.device)
         deepest = None
         for block in range(start, stop):
             x = model.blocks[block](x)
             exit_index = model.exit_at_block(block)
             final = exit_index == model.num_exits - 1
-            if exit_index is None or (thresholds is None and not final):
+            if exit_index is None or (
+                not final and (thresholds is None or thresholds[exit_index] > 1.0)
+            ):
                 continue
             deepest = self._decide(exit_index, x, rule)
             if final or deepest.confidence >= thresholds[exit_index]:
@@ -115,19 +136,60 @@ class SplitRunner:
         return self._run_blocks(features, cut_point, self.model.num_blocks, thresholds, rule).fired
 
     @torch.inference_mode()
+    def run_to_exit(
+        self, features: torch.Tensor, cut_point: int, exit_index: int, rule: str = "max_prob"
+    ) -> ExitDecision:
+        """Run blocks from `cut_point` up to exit `exit_index` and answer with that exit."""
+        model = self.model
+        stop = model.exit_after[exit_index] + 1
+        if stop <= cut_point:
+            raise ValueError(f"exit {exit_index} comes before cut point {cut_point}")
+        x = features.to(self.device)
+        for block in range(cut_point, stop):
+            x = model.blocks[block](x)
+        return self._decide(exit_index, x, rule)
+
+    @torch.inference_mode()
+    def measure(
+        self, input_shape: Sequence[int], runs: int = 5
+    ) -> tuple[list[float], list[float]]:
+        """Median seconds of every block and every exit head for one frame, on this machine."""
+        model = self.model
+        x = torch.zeros(tuple(input_shape), device=self.device)
+        blocks, heads = [], []
+        for block in range(model.num_blocks):
+            blocks.append(_median_time(lambda b=model.blocks[block], inp=x: b(inp), runs))
+            x = model.blocks[block](x)
+            exit_index = model.exit_at_block(block)
+            if exit_index is not None:
+                heads.append(_median_time(lambda h=model.exits[exit_index], f=x: h(f), runs))
+        return blocks, heads
+
+    @torch.inference_mode()
     def warm_up(self, input_shape: Sequence[int], runs: int = 3) -> None:
         """Run the whole model a few times before the first real frame.
 
         torch sets up kernels lazily; without this, the first frames stall.
         """
-        x = torch.zeros(tuple(input_shape))
+        x = torch.zeros(tuple(input_shape), device=self.device)
         for _ in range(runs):
             self.model(x)
 
     @torch.inference_mode()
     def feature_shape(self, input_shape: Sequence[int], cut_point: int) -> tuple[int, ...]:
         """Shape of the tensor at a cut point for a given input shape (batch included)."""
-        x = torch.zeros(tuple(input_shape))
+        x = torch.zeros(tuple(input_shape), device=self.device)
         for block in range(cut_point):
             x = self.model.blocks[block](x)
         return tuple(x.shape)
+
+
+def _median_time(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2]

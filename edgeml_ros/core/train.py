@@ -6,6 +6,7 @@ final exit into the earlier ones.
 
 from __future__ import annotations
 
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from tqdm import tqdm
 
 from edgeml_ros.core.checkpoint import ModelMeta, save_checkpoint
 from edgeml_ros.core.data import ImageDataset, load_dataset
+from edgeml_ros.core.degrade import degrade
 from edgeml_ros.core.images import resize_and_normalize
 from edgeml_ros.core.models import INPUT_SIZES, MultiExitNet, build_model
 
@@ -39,29 +41,41 @@ class TrainConfig:
     distill_temperature: float = 3.0
     seed: int = 0
     threads: int = 2
+    device: str = "cpu"
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, numpy and torch, and ask torch for deterministic kernels."""
+def seed_everything(seed: int, warn_only: bool = False) -> None:
+    """Seed Python, numpy and torch, and ask torch for deterministic kernels.
+
+    `warn_only` lets kernels without a deterministic version run (with a warning): some CUDA
+    backward passes have none.
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(True, warn_only=warn_only)
 
 
 def to_tensors(
-    ds: ImageDataset, mean: float, std: float, input_size: tuple[int, int]
+    ds: ImageDataset,
+    mean: float,
+    std: float,
+    input_size: tuple[int, int],
+    condition: str = "clean",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalized (N, 1, H, W) float images at the model's input size, and int64 labels.
 
     Resizing matches what the perception node does to camera frames (to_model_input).
+    `condition` degrades the images first (see core.degrade).
     """
     x = torch.from_numpy(ds.images.astype(np.float32) / 255.0)
-    x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    x = degrade(x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2), condition)
     return resize_and_normalize(x, input_size, mean, std), torch.from_numpy(ds.labels)
 
 
-def split_tensors(meta: ModelMeta, split: str) -> tuple[torch.Tensor, np.ndarray]:
+def split_tensors(
+    meta: ModelMeta, split: str, condition: str = "clean"
+) -> tuple[torch.Tensor, np.ndarray]:
     """Model-ready inputs and labels of a split, preprocessed as at training time.
 
     `validation` is the last VALIDATION_SIZE images of the training set (never trained on).
@@ -69,7 +83,7 @@ def split_tensors(meta: ModelMeta, split: str) -> tuple[torch.Tensor, np.ndarray
     if split not in ("validation", "test"):
         raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
     ds = load_dataset(meta.dataset, "train" if split == "validation" else "test")
-    x, y = to_tensors(ds, meta.norm_mean, meta.norm_std, tuple(meta.input_size))
+    x, y = to_tensors(ds, meta.norm_mean, meta.norm_std, tuple(meta.input_size), condition)
     if split == "validation":
         x, y = x[-VALIDATION_SIZE:], y[-VALIDATION_SIZE:]
     return x, y.numpy()
@@ -98,12 +112,12 @@ def exit_accuracy(model: MultiExitNet, x: torch.Tensor, y: torch.Tensor) -> list
     for start in range(0, len(y), 1000):
         outs = model(x[start : start + 1000])
         for e, z in enumerate(outs):
-            correct[e] += (z.argmax(1) == y[start : start + 1000]).sum()
+            correct[e] += (z.argmax(1) == y[start : start + 1000]).sum().cpu()
     return (correct / len(y)).tolist()
 
 
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    flip = torch.rand(len(x), generator=gen) < 0.5
+    flip = (torch.rand(len(x), generator=gen) < 0.5).to(x.device)
     x = torch.where(flip[:, None, None, None], x.flip(-1), x)
     padded = F.pad(x, (2, 2, 2, 2), mode="replicate")
     dy, dx = (int(v) for v in torch.randint(0, 5, (2,), generator=gen))
@@ -111,8 +125,14 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def train(cfg: TrainConfig, out: Path, command: str) -> ModelMeta:
-    """Train a multi-exit model on Fashion-MNIST and save a checkpoint at `out`."""
-    seed_everything(cfg.seed)
+    """Train a multi-exit model on Fashion-MNIST and save a checkpoint at `out`.
+
+    On CUDA (`cfg.device`), runs are deterministic for one GPU model and software stack only.
+    """
+    cuda = cfg.device.startswith("cuda")
+    if cuda:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
+    seed_everything(cfg.seed, warn_only=cuda)
     torch.set_num_threads(cfg.threads)
     full = load_dataset(cfg.dataset, "train")
     test = load_dataset(cfg.dataset, "test")
@@ -125,7 +145,8 @@ def train(cfg: TrainConfig, out: Path, command: str) -> ModelMeta:
     in_channels = 1 if full.images.ndim == 3 else full.images.shape[-1]
     model = build_model(
         cfg.arch, num_classes=len(full.class_names), in_channels=in_channels, width=cfg.width
-    )
+    ).to(cfg.device)
+    x_train, y_train = x_train.to(cfg.device), y_train.to(cfg.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * (len(y_train) // cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
@@ -135,7 +156,7 @@ def train(cfg: TrainConfig, out: Path, command: str) -> ModelMeta:
         model.train()
         order = torch.randperm(len(y_train), generator=gen)
         for b in range(len(y_train) // cfg.batch_size):
-            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size].to(cfg.device)
             loss = multi_exit_loss(model(_augment(x_train[idx], gen)), y_train[idx], cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -144,7 +165,8 @@ def train(cfg: TrainConfig, out: Path, command: str) -> ModelMeta:
             bar.update()
             bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.3f}")
     bar.close()
-    accuracy = exit_accuracy(model, x_test, y_test)
+    accuracy = exit_accuracy(model, x_test.to(cfg.device), y_test.to(cfg.device))
+    model = model.cpu()
     meta = ModelMeta(
         model_id=f"{full.name}/{cfg.arch}",
         arch=cfg.arch,

@@ -24,7 +24,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, ModelBundle, load_checkpoint
 from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
-from edgeml_ros.core.runtime import EXIT_RULES
+from edgeml_ros.core.runtime import EXIT_RULES, check_device
 
 # Results, offload traffic and ground truth: every message counts.
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -89,6 +89,12 @@ def load_model_param(node: Node, description: str) -> ModelBundle:
         node, [Param("checkpoint", str(DEFAULT_CHECKPOINT), description, read_only=True)]
     )
     return load_checkpoint(node.get_parameter("checkpoint").value)
+
+
+def device_param() -> Param:
+    """The read-only torch `device` parameter (cpu, cuda, cuda:N), checked against the machine."""
+    return Param("device", "cpu", "torch device the model runs on: cpu, cuda or cuda:N.",
+                 read_only=True, check=check_device)  # fmt: skip
 
 
 def param_values(node: Node, names: Sequence[str]) -> dict[str, Any]:

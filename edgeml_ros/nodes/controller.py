@@ -1,39 +1,39 @@
-"""Controller node: turns link quality and battery state into ExecutionPolicy updates.
+"""Controller node: turns link quality, battery state and perception telemetry into plans.
 
-This version runs the rule policy (edgeml_ros.policy.rule). It publishes on every change and at
-least every `publish_period_s`; inputs older than `stale_after_s` count as unknown.
+It runs a learned policy (`rl`: PPO, `dqn`) or a named baseline through the `policy`
+parameter (edgeml_ros.policy.live), on the same observation the policy was trained on in the
+simulator. It publishes ExecutionPolicy on every change and at least every
+`publish_period_s`. Without a fresh link estimate or battery reading it falls back to the safe
+plan (everything on the drone); below `battery_critical_soc` it answers at the first exit.
 """
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from rclpy.node import Node
 from sensor_msgs.msg import BatteryState
 
-from edgeml_ros.core.pipeline import ExecutionPlan
-from edgeml_ros.msg import ExecutionPolicy, LinkQuality
+from edgeml_ros.core.pipeline import ExecutionPlan, Status
+from edgeml_ros.core.profiles import DEFAULT_PROFILE
+from edgeml_ros.msg import ExecutionPolicy, InferenceResult, LinkQuality
 from edgeml_ros.nodes.common import (
     LATCHED,
+    RELIABLE,
     Param,
     declare_params,
-    exit_plan_params,
-    load_model_param,
     one_of,
     param_values,
     run_node,
 )
 from edgeml_ros.nodes.conversions import plan_to_msg
-from edgeml_ros.policy.rule import Conditions, RulePolicy
+from edgeml_ros.policy.agents import POLICY_DIR, named_policies
+from edgeml_ros.policy.evaluate import World
+from edgeml_ros.policy.live import LIVE_POLICIES, LiveController
+from edgeml_ros.policy.sim import SimConfig
 
-RULE_PARAMS = (
-    "offload_cut",
-    "exit_thresholds",
-    "min_offload_mbps",
-    "max_offload_rtt_ms",
-    "low_battery_soc",
-    "low_battery_threshold_scale",
-)
+CONTROLLER_PARAMS = ("policy", "stale_after_s", "battery_critical_soc", "deadline_ms")
 
 
 class ControllerNode(Node):
@@ -41,123 +41,111 @@ class ControllerNode(Node):
 
     def __init__(self) -> None:
         super().__init__("controller")
-        model = load_model_param(
-            self, "Model checkpoint whose block and exit counts the policy is for."
-        ).model
-        self.num_blocks, num_exits = model.num_blocks, model.num_exits
         declare_params(
             self,
             [
-                Param(
-                    "policy",
-                    "rule",
-                    "Policy that chooses the execution plan.",
-                    check=one_of("rule"),
-                ),
-                Param(
-                    "offload_cut",
-                    1,
-                    "Cut point used when the link allows offloading.",
-                    int_range=(0, self.num_blocks),
-                ),
-                *exit_plan_params(num_exits),
-                Param(
-                    "min_offload_mbps",
-                    1.0,
-                    "Below this link bandwidth everything runs locally.",
-                    float_range=(0.0, 10000.0),
-                ),
-                Param(
-                    "max_offload_rtt_ms",
-                    100.0,
-                    "Above this RTT everything runs locally.",
-                    float_range=(0.0, 100000.0),
-                ),
-                Param(
-                    "low_battery_soc",
-                    0.2,
-                    "Battery fraction below which exits fire earlier.",
-                    float_range=(0.0, 1.0),
-                ),
-                Param(
-                    "low_battery_threshold_scale",
-                    0.8,
-                    "Factor applied to the exit thresholds on low battery.",
-                    float_range=(0.0, 1.0),
-                ),
-                Param(
-                    "stale_after_s",
-                    3.0,
-                    "Inputs older than this are treated as unknown.",
-                    float_range=(0.1, 3600.0),
-                ),
-                Param(
-                    "publish_period_s",
-                    1.0,
-                    "Longest time between two policy messages.",
-                    float_range=(0.05, 60.0),
-                    read_only=True,
-                ),
+                Param("profile", str(DEFAULT_PROFILE), "Measured profile of the drone's model "
+                      "(edgeml profile); the policies are trained for it.", read_only=True),
+                Param("policy_dir", str(POLICY_DIR), "Directory of the trained policies.",
+                      read_only=True),
+                Param("device_class", "jetson_nano", "Energy-model device class of the drone.",
+                      read_only=True),
+                Param("fps", 10.0, "Nominal camera rate, until results arrive.",
+                      float_range=(0.1, 1000.0), read_only=True),
+                Param("window_s", 1.0, "Decision period and telemetry window.",
+                      float_range=(0.1, 60.0), read_only=True),
+                Param("publish_period_s", 1.0, "Longest time between two policy messages.",
+                      float_range=(0.05, 60.0), read_only=True),
+                Param("policy", "rl", f"Policy choosing the plan: {', '.join(LIVE_POLICIES)}.",
+                      check=self._check_policy),
+                Param("deadline_ms", 100.0, "Frame deadline the policies plan for.",
+                      float_range=(1.0, 60000.0)),
+                Param("stale_after_s", 3.0, "Inputs older than this count as missing.",
+                      float_range=(0.1, 3600.0)),
+                Param("battery_critical_soc", 0.1, "Below this battery charge: first exit, on "
+                      "the drone.", float_range=(0.0, 1.0)),
+                Param("encoding", "fp32", "Offloaded tensor encoding: fp32, fp16 or int8.",
+                      check=one_of("fp32", "fp16", "int8")),
+                Param("compression", "none", "Lossless compression: none, zlib or zstd.",
+                      check=one_of("none", "zlib", "zstd")),
             ],
-        )
+        )  # fmt: skip
+        self.controller = self._build()
+        self.add_post_set_parameters_callback(self._on_params_set)
         self.policy_pub = self.create_publisher(ExecutionPolicy, "execution_policy", LATCHED)
         self.create_subscription(LinkQuality, "link_quality", self._on_link, 10)
         self.create_subscription(BatteryState, "battery_state", self._on_battery, 10)
-        self._link: tuple[float, LinkQuality] | None = None
-        self._battery: tuple[float, BatteryState] | None = None
-        self._last: tuple[ExecutionPlan, str] | None = None
+        self.create_subscription(InferenceResult, "perception/result", self._on_result, RELIABLE)
+        self._last: ExecutionPlan | None = None
         self._last_sent = 0.0
-        self.create_timer(0.1, self._update)
-
-    def _fresh(self, stamped):
-        if stamped is None:
-            return None
-        received, msg = stamped
-        return (
-            msg
-            if time.monotonic() - received <= self.get_parameter("stale_after_s").value
-            else None
+        self.create_timer(self.get_parameter("window_s").value, self._update)
+        self.get_logger().info(
+            f"policy {self.controller.policy.name} for {self.controller.world.profile.model_id}"
         )
+
+    def _world(self, deadline_ms: float) -> World:
+        p = param_values(self, ("profile", "fps", "device_class"))
+        config = SimConfig(fps=p["fps"], deadline_ms=deadline_ms, device_class=p["device_class"])
+        return World.load(p["profile"], config)
+
+    def _check_policy(self, name: str) -> None:
+        one_of(*LIVE_POLICIES)(name)
+        if hasattr(self, "controller"):  # load it now, so a broken policy is refused
+            named_policies(self.controller.world, [name], Path(self._param("policy_dir")))
+
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    def _build(self) -> LiveController:
+        p = param_values(self, CONTROLLER_PARAMS)
+        world = self._world(p["deadline_ms"])
+        policy = named_policies(world, [p["policy"]], Path(self._param("policy_dir")))
+        return LiveController(world, policy[p["policy"]], self._param("window_s"),
+                              p["stale_after_s"], p["battery_critical_soc"])  # fmt: skip
+
+    def _on_params_set(self, params) -> None:
+        if {p.name for p in params} & set(CONTROLLER_PARAMS):
+            self.controller = self._build()
+            self.get_logger().info(f"now running policy {self.controller.policy.name}")
 
     def _on_link(self, msg: LinkQuality) -> None:
-        self._link = (time.monotonic(), msg)
+        if msg.samples == 0:
+            return
+        try:
+            self.controller.on_link(time.monotonic(), msg.bandwidth_mbps, msg.rtt_ms)
+        except ValueError as exc:
+            self.get_logger().warn(f"ignoring LinkQuality: {exc}")
 
     def _on_battery(self, msg: BatteryState) -> None:
-        self._battery = (time.monotonic(), msg)
+        try:
+            self.controller.on_battery(time.monotonic(), float(msg.percentage))
+        except ValueError as exc:
+            self.get_logger().warn(f"ignoring BatteryState: {exc}")
 
-    def conditions(self) -> Conditions:
-        """What is known now, with stale inputs dropped."""
-        link, battery = self._fresh(self._link), self._fresh(self._battery)
-        soc = None
-        if battery is not None and 0.0 <= battery.percentage <= 1.0:
-            soc = float(battery.percentage)
-        if link is None or link.samples == 0:
-            return Conditions(battery_soc=soc)
-        return Conditions(float(link.bandwidth_mbps), float(link.rtt_ms), soc)
+    def _on_result(self, msg: InferenceResult) -> None:
+        if msg.status == Status.OK:
+            self.controller.on_result(time.monotonic(), msg.total_ms / 1000.0, msg.confidence,
+                                      msg.exit_index, msg.where)  # fmt: skip
 
     def _update(self) -> None:
-        p = param_values(self, RULE_PARAMS)
-        rule = RulePolicy(self.num_blocks, tuple(p.pop("exit_thresholds")), **p)
-        choice = rule.decide(self.conditions())
-        extra = param_values(self, ("exit_rule", "encoding", "compression", "policy"))
-        plan = ExecutionPlan(
-            choice.cut_point,
-            choice.exit_thresholds,
-            extra["exit_rule"],
-            extra["encoding"],
-            extra["compression"],
-            extra["policy"],
-        )
+        decision = self.controller.decide(time.monotonic())
+        extra = param_values(self, ("encoding", "compression"))
+        plan = ExecutionPlan(decision.plan.cut_point, decision.plan.thresholds,
+                             decision.plan.rule, extra["encoding"], extra["compression"],
+                             self.controller.policy.name)  # fmt: skip
         now = time.monotonic()
-        changed = self._last is None or self._last[0] != plan
-        if changed or now - self._last_sent >= self.get_parameter("publish_period_s").value:
-            msg = plan_to_msg(plan, choice.reason)
+        changed = plan != self._last
+        if changed or now - self._last_sent >= self._param("publish_period_s"):
+            msg = plan_to_msg(plan, f"[{decision.mode}] {decision.reason}")
             msg.header.stamp = self.get_clock().now().to_msg()
             self.policy_pub.publish(msg)
             self._last_sent = now
             if changed:
-                self.get_logger().info(f"policy: cut {plan.cut_point} ({choice.reason})")
-            self._last = (plan, choice.reason)
+                thresholds = [round(t, 3) for t in plan.exit_thresholds]
+                self.get_logger().info(
+                    f"plan: cut {plan.cut_point}, thresholds {thresholds} ({decision.reason})"
+                )
+            self._last = plan
 
 
 def main(args: list[str] | None = None) -> int:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 from edgeml_ros.core.codec import EncodedTensor
 from edgeml_ros.core.pipeline import (
+    CompressedFrame,
     ExecutionPlan,
     FrameResult,
     OffloadReply,
@@ -28,6 +29,19 @@ def image_to_raw(msg: Image) -> RawImage:
         bool(msg.is_bigendian),
         np.frombuffer(msg.data, np.uint8),
     )
+
+
+def compressed_to_frame(msg: CompressedImage) -> CompressedFrame:
+    """The fields of a CompressedImage."""
+    return CompressedFrame(msg.format, msg.data)
+
+
+def rgb_to_image(pixels: np.ndarray) -> Image:
+    """An (H, W, 3) uint8 array as an rgb8 Image."""
+    msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding="rgb8")
+    msg.step = pixels.shape[1] * 3
+    msg.data = np.ascontiguousarray(pixels, dtype=np.uint8).tobytes()
+    return msg
 
 
 def result_to_msg(result: FrameResult) -> InferenceResult:

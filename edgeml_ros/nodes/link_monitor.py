@@ -1,47 +1,65 @@
-"""Link monitor: estimates the offload link from the real transfers the drone makes.
+"""Link monitor (drone): measures the offload link and publishes LinkQuality.
 
-It reads the perception results (their offload payload sizes and round trips) and publishes
-LinkQuality: goodput, RTT and the share of offloads that missed their deadline.
+Two sources: RTT probes to the base station (`link/probe`, echoed on `link/probe_echo`;
+every second probe is padded to `probe_payload_bytes` to measure goodput), and the real offloads
+in the perception results (payload size and round trip). Probes keep the estimate fresh while
+everything runs on the drone; unanswered probes count as loss.
 """
 
 from __future__ import annotations
 
+import time
+
 from rclpy.node import Node
 
-from edgeml_ros.core.link import LinkEstimator
+from edgeml_ros.core.link import LinkEstimator, ProbeTracker
 from edgeml_ros.core.pipeline import Status, Where
-from edgeml_ros.msg import InferenceResult, LinkQuality
+from edgeml_ros.msg import InferenceResult, LinkProbe, LinkQuality
 from edgeml_ros.nodes.common import RELIABLE, Param, declare_params, run_node
 
 
 class LinkMonitorNode(Node):
-    """Publishes LinkQuality estimated from offload round trips."""
+    """Publishes LinkQuality from probes and offload round trips."""
 
     def __init__(self) -> None:
         super().__init__("link_monitor")
         declare_params(
             self,
             [
-                Param(
-                    "window",
-                    20,
-                    "Number of recent offloads the estimate covers.",
-                    int_range=(1, 10000),
-                    read_only=True,
-                ),
-                Param(
-                    "publish_period_s",
-                    0.5,
-                    "Period of LinkQuality messages.",
-                    float_range=(0.05, 60.0),
-                    read_only=True,
-                ),
+                Param("window", 12, "Number of recent probes and offloads the estimate covers.",
+                      int_range=(1, 10000), read_only=True),
+                Param("publish_period_s", 0.5, "Period of LinkQuality messages.",
+                      float_range=(0.05, 60.0), read_only=True),
+                Param("probe_period_s", 0.25, "Period of link probes.",
+                      float_range=(0.01, 60.0), read_only=True),
+                Param("probe_payload_bytes", 1024, "Padding of every second probe (goodput); "
+                      "costs payload*4/probe_period bit/s of the link.",
+                      int_range=(0, 1 << 20), read_only=True),
+                Param("probe_timeout_s", 2.0, "An unanswered probe counts as lost after this.",
+                      float_range=(0.01, 600.0), read_only=True),
             ],
-        )
-        self.estimator = LinkEstimator(self.get_parameter("window").value)
+        )  # fmt: skip
+        p = {n: self.get_parameter(n).value for n in
+             ("window", "probe_payload_bytes", "probe_timeout_s")}  # fmt: skip
+        self.estimator = LinkEstimator(p["window"])
+        self.probes = ProbeTracker(self.estimator, p["probe_payload_bytes"], p["probe_timeout_s"])
         self.pub = self.create_publisher(LinkQuality, "link_quality", 10)
+        self.probe_pub = self.create_publisher(LinkProbe, "link/probe", 10)
+        self.create_subscription(LinkProbe, "link/probe_echo", self._on_echo, 10)
         self.create_subscription(InferenceResult, "perception/result", self._on_result, RELIABLE)
+        self.create_timer(self.get_parameter("probe_period_s").value, self._probe)
         self.create_timer(self.get_parameter("publish_period_s").value, self._publish)
+
+    def _probe(self) -> None:
+        now = time.monotonic()
+        self.probes.expire(now)
+        seq, padding = self.probes.next_probe(now)
+        msg = LinkProbe(seq=seq, payload=bytes(padding))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.probe_pub.publish(msg)
+
+    def _on_echo(self, msg: LinkProbe) -> None:
+        self.probes.on_echo(msg.seq, time.monotonic())
 
     def _on_result(self, msg: InferenceResult) -> None:
         if msg.offload_bytes == 0:

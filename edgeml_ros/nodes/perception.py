@@ -19,26 +19,38 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from sensor_msgs.msg import Image
+from rclpy.time import Time
+from sensor_msgs.msg import CompressedImage, Image
 
-from edgeml_ros.core.pipeline import DronePipeline, ExecutionPlan, OffloadRequest, validate_plan
+from edgeml_ros.core.annotate import annotate
+from edgeml_ros.core.pipeline import (
+    EXPIRE_PERIOD_S,
+    DronePipeline,
+    ExecutionPlan,
+    OffloadRequest,
+    Status,
+    validate_plan,
+)
 from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult
 from edgeml_ros.nodes.common import (
     LATCHED,
     RELIABLE,
     Param,
     declare_params,
+    device_param,
     diagnostic_array,
     exit_plan_params,
     load_model_param,
     run_node,
 )
 from edgeml_ros.nodes.conversions import (
+    compressed_to_frame,
     image_to_raw,
     msg_to_plan,
     msg_to_reply,
     request_to_msg,
     result_to_msg,
+    rgb_to_image,
 )
 
 PLAN_PARAMS = ("cut_point", "exit_thresholds", "exit_rule", "encoding", "compression")
@@ -64,9 +76,31 @@ class PerceptionNode(Node):
                 *exit_plan_params(model.num_exits),
                 Param(
                     "deadline_ms",
-                    200.0,
-                    "Offload reply deadline; past it the frame falls back on the drone.",
+                    100.0,
+                    "Deadline of each frame from its arrival; an offload without a reply falls "
+                    "back on the drone in time to finish by it.",
                     float_range=(1.0, 60000.0),
+                ),
+                device_param(),
+                Param(
+                    "max_frame_age_ms",
+                    100.0,
+                    "Frames older than this (capture stamp to processing) are dropped unrun "
+                    "with a STALE result, so the node never works through a backlog.",
+                    float_range=(1.0, 60000.0),
+                ),
+                Param(
+                    "compute_slowdown",
+                    1.0,
+                    "Emulation only, 1 on a real robot: pad the drone's compute time to this "
+                    "multiple to stand in for a slower computer (reported in diagnostics).",
+                    float_range=(1.0, 100.0),
+                ),
+                Param(
+                    "annotate_rate_hz",
+                    2.0,
+                    "Rate of annotated frames on perception/annotated for rviz (0: off).",
+                    float_range=(0.0, 100.0),
                 ),
                 Param(
                     "follow_controller",
@@ -83,7 +117,12 @@ class PerceptionNode(Node):
             ],
         )
         self.pipeline = DronePipeline(
-            self.bundle, self._plan_from_params(), self.get_parameter("deadline_ms").value / 1e3
+            self.bundle,
+            self._plan_from_params(),
+            self.get_parameter("deadline_ms").value / 1e3,
+            self.get_parameter("compute_slowdown").value,
+            self.get_parameter("max_frame_age_ms").value / 1e3,
+            self.get_parameter("device").value,
         )
         self._applying_policy: str | None = None
         self.add_post_set_parameters_callback(self._on_params_set)
@@ -92,21 +131,26 @@ class PerceptionNode(Node):
         self.result_pub = self.create_publisher(InferenceResult, "perception/result", RELIABLE)
         self.request_pub = self.create_publisher(FeatureTensor, "offload/request", RELIABLE)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(
-            Image,
-            "camera/image_raw",
-            self._on_image,
-            qos_profile_sensor_data,
-            callback_group=group,
-            qos_overriding_options=QoSOverridingOptions.with_default_policies(),
-        )
+        self.annotated_pub = self.create_publisher(Image, "perception/annotated", 2)
+        self._to_annotate: dict[int, Image | CompressedImage] = {}
+        self._last_annotated = 0.0
+        for msg_type, topic in ((Image, "camera/image_raw"),
+                                (CompressedImage, "camera/image_raw/compressed")):  # fmt: skip
+            self.create_subscription(
+                msg_type,
+                topic,
+                self._on_image,
+                qos_profile_sensor_data,
+                callback_group=group,
+                qos_overriding_options=QoSOverridingOptions.with_default_policies(),
+            )
         self.create_subscription(
             InferenceResult, "offload/reply", self._on_reply, RELIABLE, callback_group=group
         )
         self.create_subscription(
             ExecutionPolicy, "execution_policy", self._on_policy, LATCHED, callback_group=group
         )
-        self.create_timer(0.01, self._expire, callback_group=group)
+        self.create_timer(EXPIRE_PERIOD_S, self._expire, callback_group=group)
         self.create_timer(
             self.get_parameter("diagnostics_period_s").value, self._publish_diagnostics
         )
@@ -133,6 +177,10 @@ class PerceptionNode(Node):
             self.pipeline.set_plan(self._plan_from_params(policy_name))
         if "deadline_ms" in names:
             self.pipeline.deadline_s = self.get_parameter("deadline_ms").value / 1e3
+        if "compute_slowdown" in names:
+            self.pipeline.compute_slowdown = self.get_parameter("compute_slowdown").value
+        if "max_frame_age_ms" in names:
+            self.pipeline.max_age_s = self.get_parameter("max_frame_age_ms").value / 1e3
 
     def _on_policy(self, msg: ExecutionPolicy) -> None:
         if not self.get_parameter("follow_controller").value:
@@ -160,8 +208,16 @@ class PerceptionNode(Node):
             self._applying_policy = None
         self.get_logger().info(f"policy {plan.policy_name}: {msg.reason} -> {self.pipeline.plan}")
 
-    def _on_image(self, msg: Image) -> None:
-        outcome = self.pipeline.process(image_to_raw(msg), msg.header)
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        stamp = Time.from_msg(msg.header.stamp)
+        age_s = (self.get_clock().now() - stamp).nanoseconds / 1e9 if stamp.nanoseconds else 0.0
+        frame = image_to_raw(msg) if isinstance(msg, Image) else compressed_to_frame(msg)
+        outcome = self.pipeline.process(frame, msg.header, age_s=age_s)
+        rate = self.get_parameter("annotate_rate_hz").value
+        now = time.monotonic()
+        if rate > 0 and now - self._last_annotated >= 1.0 / rate:
+            self._last_annotated = now
+            self._to_annotate[outcome.frame_seq] = frame
         if isinstance(outcome, OffloadRequest):
             self.request_pub.publish(request_to_msg(outcome))
             return
@@ -182,12 +238,18 @@ class PerceptionNode(Node):
         if result.reason and result.status != 0:
             self.get_logger().warn(f"frame {result.frame_seq}: {result.reason}")
         self.result_pub.publish(result_to_msg(result))
+        frame = self._to_annotate.pop(result.frame_seq, None)
+        if frame is not None and result.status != Status.BAD_INPUT:
+            image = rgb_to_image(annotate(self.pipeline.decode(frame), result))
+            image.header = result.context
+            self.annotated_pub.publish(image)
 
     def _publish_diagnostics(self) -> None:
         values = self.pipeline.counters.as_dict()
         values["pending"] = self.pipeline.pending_count
         values["cut_point"] = self.pipeline.plan.cut_point
         values["policy"] = self.pipeline.plan.policy_name
+        values["compute_slowdown_emulated"] = self.pipeline.compute_slowdown
         self.diag_pub.publish(
             diagnostic_array(self, "frames", values, "running", DiagnosticStatus.OK)
         )

@@ -1,0 +1,153 @@
+"""Link shaper for demos and benchmarks: a real, rate-limited link between drone and base station.
+
+The drone side and the base-station side run in two network namespaces joined by a veth pair;
+`tc tbf` on both ends of the veth limits the rate, replayed over time from a trace (the CSV
+format of core.traces). DDS runs over UDP on that link only (shared-memory transport off).
+Needs root, `ip` and `tc`; without them `LinkShaper.available()` says why, and the demo falls back
+to loopback.
+
+RTT: this kernel has no netem, so delay cannot be added in the kernel. The base station emulates
+it instead: the offload node holds every reply and probe echo for `emulated_rtt_ms` (set from
+the trace's RTT), so round trips measured on the drone include it. An outage (0 Mbit/s) is a
+1 kbit/s tbf with a one-packet queue: practically everything is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+from edgeml_ros.core.traces import Trace
+
+DRONE_NS, BASE_NS = "edgeml_drone", "edgeml_base"
+DRONE_IF, BASE_IF = "edgeml_d", "edgeml_b"
+DRONE_IP, BASE_IP = "10.77.0.1", "10.77.0.2"
+OUTAGE_KBIT = 1
+# Fast DDS: UDP only, so that traffic between the namespaces really crosses the shaped veth.
+DDS_ENV = {"FASTDDS_BUILTIN_TRANSPORTS": "UDPv4", "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"}
+
+
+class ShaperError(RuntimeError):
+    """The shaper could not set up or change the link."""
+
+
+def _run(*cmd: str) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise ShaperError(f"{' '.join(cmd)}: {proc.stderr.strip() or proc.returncode}")
+
+
+def tbf_args(mbps: float) -> list[str]:
+    """Tc tbf settings for a rate: a burst of a few packets, a queue of about one second."""
+    if mbps <= 0:
+        return ["rate", f"{OUTAGE_KBIT}kbit", "burst", "1600", "limit", "1600"]
+    kbit = max(OUTAGE_KBIT, round(mbps * 1000))
+    burst = max(1600, kbit * 1000 // 8 // 100)  # 10 ms of traffic, at least one packet
+    limit = max(3200, kbit * 1000 // 8)  # one second of traffic
+    return ["rate", f"{kbit}kbit", "burst", str(burst), "limit", str(limit)]
+
+
+class LinkShaper:
+    """Two network namespaces, a veth between them, and its rate over time."""
+
+    def __init__(self) -> None:
+        self.ready = False
+        self.mbps: float | None = None
+
+    @staticmethod
+    def available() -> str | None:
+        """None when shaping can work here, else the reason it cannot."""
+        if os.geteuid() != 0:
+            return "not root (network namespaces and tc need root)"
+        missing = [tool for tool in ("ip", "tc") if shutil.which(tool) is None]
+        if missing:
+            return f"{' and '.join(missing)} not found (apt-get install iproute2)"
+        return None
+
+    def setup(self) -> None:
+        """Create the namespaces and the veth, addressed and up, with multicast routed."""
+        self.teardown()
+        _run("ip", "netns", "add", DRONE_NS)
+        _run("ip", "netns", "add", BASE_NS)
+        _run("ip", "link", "add", DRONE_IF, "type", "veth", "peer", "name", BASE_IF)
+        for ns, dev, ip in ((DRONE_NS, DRONE_IF, DRONE_IP), (BASE_NS, BASE_IF, BASE_IP)):
+            _run("ip", "link", "set", dev, "netns", ns)
+            _run("ip", "-n", ns, "addr", "add", f"{ip}/24", "dev", dev)
+            _run("ip", "-n", ns, "link", "set", dev, "up", "multicast", "on")
+            _run("ip", "-n", ns, "link", "set", "lo", "up")
+            _run("ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", dev)
+        self.ready = True
+
+    def set_rate(self, mbps: float) -> None:
+        """Limit both directions of the veth to `mbps` (0: outage)."""
+        for ns, dev in ((DRONE_NS, DRONE_IF), (BASE_NS, BASE_IF)):
+            _run("ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf",
+                 *tbf_args(mbps))  # fmt: skip
+        self.mbps = mbps
+
+    def teardown(self) -> None:
+        """Remove the namespaces (and the veth with them); quiet when absent."""
+        for ns in (DRONE_NS, BASE_NS):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        self.ready = False
+
+    @staticmethod
+    def prefix(side: str) -> list[str]:
+        """Command prefix that runs a process on one side of the link ("drone" or "base")."""
+        return ["ip", "netns", "exec", DRONE_NS if side == "drone" else BASE_NS]
+
+
+class TraceReplay:
+    """Applies a trace's rate (and reports its RTT) over time, in a background thread."""
+
+    def __init__(
+        self,
+        trace: Trace,
+        set_rate: Callable[[float], None],
+        set_rtt: Callable[[float], None],
+    ) -> None:
+        self.trace, self.set_rate, self.set_rtt = trace, set_rate, set_rtt
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self.changes: list[tuple[float, float, float]] = []  # (t, mbps, rtt_ms) applied
+        self.error: Exception | None = None
+
+    def start(self) -> None:
+        """Apply the first row now and the rest at their times."""
+        self.started = time.monotonic()
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop replaying (the last rate stays)."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        try:
+            for t, mbps, rtt in zip(self.trace.t_s, self.trace.mbps, self.trace.rtt_ms,
+                                    strict=True):  # fmt: skip
+                if self._stop.wait(max(0.0, self.started + t - time.monotonic())):
+                    return
+                self.set_rate(float(mbps))
+                self.set_rtt(float(rtt))
+                self.changes.append((time.monotonic() - self.started, float(mbps), float(rtt)))
+        except Exception as exc:  # reported by the demo, which owns the thread
+            self.error = exc
+
+
+def enter_netns(name: str) -> None:
+    """Move this process's network (its threads to come included) into namespace `name`.
+
+    Call it before any network use (rclpy.init): threads started earlier stay where they were.
+    """
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    clone_newnet = 0x40000000
+    with open(f"/var/run/netns/{name}") as ns:
+        if libc.setns(ns.fileno(), clone_newnet) != 0:
+            raise ShaperError(f"setns({name}): {os.strerror(ctypes.get_errno())}")

@@ -1,0 +1,202 @@
+"""Learned controller policies: training with stable-baselines3, saving, loading, deciding.
+
+- `ppo` and `dqn`: `EdgeMLEnv` (discrete actions), observations normalized by `VecNormalize`,
+  whose statistics are saved beside the policy and loaded frozen. Discount 0.5: an action
+  mostly shapes its own window (queues and battery carry a little over). PPO: 4 environments,
+  rollouts of 256 steps, 400,000 steps; DQN: 300,000 steps; both 64x64 MLPs.
+- `edgeml_ddpg`: the EdgeML authors' formulation (`EdgeMLDDPGEnv`) with their hyperparameters
+  (RL_AGENT/ddpg.py): one hidden layer of 300 units for actor and critic, RMSprop at 1e-4 for
+  both, gamma 0.9, tau 0.01, a 10,000-transition buffer, batches of 64, Gaussian exploration
+  noise of 0.1 x the action bound, 5,000 steps, no normalization.
+
+A saved policy is `NAME.zip` (SB3), `NAME_vecnormalize.pkl` (PPO/DQN) and `NAME.json`: the
+command that made it, the model it was trained for (model id and weights digest) and the
+simulator settings. Loading refuses a policy trained for other weights.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+from stable_baselines3 import DDPG, DQN, PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.noise import NormalActionNoise
+from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+from tqdm import tqdm
+
+from edgeml_ros.policy.baselines import baseline_policies
+from edgeml_ros.policy.env import EdgeMLDDPGEnv, EdgeMLDDPGPolicy, EdgeMLEnv
+from edgeml_ros.policy.evaluate import World
+from edgeml_ros.policy.observation import Decision, Observation, action_plan
+from edgeml_ros.policy.sim import Simulation
+
+POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
+AGENTS = ("ppo", "dqn", "edgeml_ddpg")
+DEFAULT_TIMESTEPS = {"ppo": 400_000, "dqn": 300_000, "edgeml_ddpg": 5_000}
+
+
+class PolicyFileError(ValueError):
+    """A saved policy that is missing, broken, or made for another model."""
+
+
+class _ProgressBar(BaseCallback):
+    """tqdm progress over environment steps, with the recent mean episode reward."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        super().__init__()
+        self.total, self.desc = total, desc
+
+    def _on_training_start(self) -> None:
+        self.bar = tqdm(total=self.total, desc=self.desc, unit="step")
+
+    def _on_step(self) -> bool:
+        self.bar.update(self.training_env.num_envs)
+        episodes = self.model.ep_info_buffer
+        if episodes and self.n_calls % 200 == 0:
+            self.bar.set_postfix(episode_reward=f"{np.mean([e['r'] for e in episodes]):.2f}")
+        return True
+
+    def _on_training_end(self) -> None:
+        self.bar.close()
+
+
+def train_agent(
+    world: World,
+    agent: str,
+    out_dir: Path,
+    name: str,
+    timesteps: int | None = None,
+    seed: int = 0,
+    command: str = "",
+) -> dict:
+    """Train one agent in the simulator and save it as `out_dir/name.*`; returns its metadata."""
+    if agent not in AGENTS:
+        raise ValueError(f"agent {agent!r} unknown; known: {', '.join(AGENTS)}")
+    timesteps = timesteps or DEFAULT_TIMESTEPS[agent]
+    torch.set_num_threads(1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    vecnorm = None
+    if agent == "edgeml_ddpg":
+        env = Monitor(EdgeMLDDPGEnv(world))
+        bound = env.action_space.high - env.action_space.low
+        # the authors' noise is 0.1 x the bound; SB3 adds noise to actions scaled to [-1, 1]
+        noise = NormalActionNoise(np.zeros(len(bound)), np.full(len(bound), 0.2))
+        model = DDPG(
+            "MlpPolicy", env, learning_rate=1e-4, buffer_size=10_000, learning_starts=2,
+            batch_size=64, tau=0.01, gamma=0.9, action_noise=noise, seed=seed, device="cpu",
+            policy_kwargs={"net_arch": [300], "optimizer_class": torch.optim.RMSprop},
+        )  # fmt: skip
+    else:
+        n_envs = 4 if agent == "ppo" else 1
+        venv = DummyVecEnv([lambda: Monitor(EdgeMLEnv(world)) for _ in range(n_envs)])
+        venv.seed(seed)
+        vecnorm = VecNormalize(venv, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=0.5)
+        common = {"seed": seed, "device": "cpu", "gamma": 0.5,
+                  "policy_kwargs": {"net_arch": [64, 64]}}  # fmt: skip
+        if agent == "ppo":
+            model = PPO("MlpPolicy", vecnorm, n_steps=256, batch_size=256, learning_rate=3e-4,
+                        ent_coef=0.01, **common)  # fmt: skip
+        else:
+            model = DQN("MlpPolicy", vecnorm, learning_rate=5e-4, buffer_size=100_000,
+                        learning_starts=2_000, target_update_interval=1_000,
+                        exploration_fraction=0.3, train_freq=4, **common)  # fmt: skip
+    model.learn(timesteps, callback=_ProgressBar(timesteps, f"train {agent}"))
+    model.save(out_dir / f"{name}.zip")
+    if vecnorm is not None:
+        vecnorm.save(str(out_dir / f"{name}_vecnormalize.pkl"))
+    meta = {
+        "agent": agent,
+        "timesteps": timesteps,
+        "seed": seed,
+        "command": command,
+        "train_seconds": round(time.time() - started, 1),
+        "model_id": world.profile.model_id,
+        "weights_digest": world.profile.weights_digest,
+        "sim_config": asdict(world.config),
+    }
+    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
+class LearnedPolicy:
+    """A trained PPO or DQN policy with its frozen observation normalization."""
+
+    def __init__(self, name: str, model, vecnorm: VecNormalize, num_blocks: int, num_exits: int):
+        self.name, self.model, self.vecnorm = name, model, vecnorm
+        self.vecnorm.training = False
+        self.num_blocks, self.num_exits = num_blocks, num_exits
+
+    def reset(self) -> None:
+        """Nothing to forget: the policy is a function of the observation."""
+
+    def action(self, obs: Observation) -> int:
+        """The discrete action for an observation."""
+        x = self.vecnorm.normalize_obs(obs.vector(self.num_blocks)[None])
+        action, _ = self.model.predict(x, deterministic=True)
+        return int(action[0])
+
+    def decide(self, obs: Observation, sim: Simulation | None = None) -> Decision:
+        """The plan of the policy's action."""
+        return Decision(action_plan(self.action(obs), self.num_blocks, self.num_exits))
+
+
+def load_policy(path: Path | str, world: World, name: str | None = None):
+    """Load a saved policy (path without extension) for the world's model."""
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    if not meta_path.is_file():
+        raise PolicyFileError(f"policy {path}: {meta_path.name} not found")
+    try:
+        meta = json.loads(meta_path.read_text())
+        agent = meta["agent"]
+    except (json.JSONDecodeError, KeyError) as exc:
+        raise PolicyFileError(f"policy {meta_path}: unreadable metadata ({exc})") from None
+    if meta.get("weights_digest") != world.profile.weights_digest:
+        raise PolicyFileError(
+            f"policy {path.name} was trained for {meta.get('model_id')} with weights "
+            f"{str(meta.get('weights_digest'))[:19]}..., not {world.profile.model_id} with "
+            f"{world.profile.weights_digest[:19]}...: retrain it (see its command: "
+            f"{meta.get('command')})"
+        )
+    costs, name = world.costs, name or path.name
+    if agent == "edgeml_ddpg":
+        model = DDPG.load(path.with_suffix(".zip"), device="cpu")
+        policy = EdgeMLDDPGPolicy(model, costs.num_blocks, costs.num_exits, world.config.fps)
+        policy.name = name
+        return policy
+    model = (PPO if agent == "ppo" else DQN).load(path.with_suffix(".zip"), device="cpu")
+    with open(f"{path}_vecnormalize.pkl", "rb") as f:
+        vecnorm = pickle.load(f)
+    return LearnedPolicy(name, model, vecnorm, costs.num_blocks, costs.num_exits)
+
+
+LEARNED = {"rl": "ppo", "dqn": "dqn", "edgeml_ddpg": "edgeml_ddpg"}
+POLICY_NAMES = (*LEARNED, "edge_only", "cloud_only", "neurosurgeon", "branchynet", "spinn",
+                "oracle")  # fmt: skip
+
+
+def policy_file(policy_dir: Path, world: World, agent: str) -> Path:
+    """Where the committed policy of `agent` for the world's model lives (no extension)."""
+    return Path(policy_dir) / f"{world.profile.model_id.replace('/', '_')}_{agent}"
+
+
+def named_policies(world: World, names: list[str], policy_dir: Path = POLICY_DIR) -> dict:
+    """Policies by name: `rl` (PPO), `dqn`, `edgeml_ddpg`, and the baselines."""
+    baselines = baseline_policies(world.costs, world.tables["clean"])
+    out = {}
+    for name in names:
+        if name in LEARNED:
+            out[name] = load_policy(policy_file(policy_dir, world, LEARNED[name]), world, name)
+        elif name in baselines:
+            out[name] = baselines[name]
+        else:
+            raise ValueError(f"policy {name!r} unknown; known: {', '.join(POLICY_NAMES)}")
+    return out

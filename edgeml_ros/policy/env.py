@@ -1,0 +1,200 @@
+"""Gymnasium environments over the simulator: ours, and the EdgeML authors' formulation.
+
+`EdgeMLEnv`: one step is one decision window (`SimConfig.window_s`) of frames. The observation
+is `Observation.vector`, the action a discrete (cut point, threshold level) pair (see
+`policy.observation` for why discrete), the reward the mean utility of the window's frames
+(`UtilityWeights`). An episode is one scenario, drawn from the training split at reset.
+
+`EdgeMLDDPGEnv` reproduces the formulation of the EdgeML authors' public code
+(github.com/Kyrie-Zhao/EdgeML, RL_AGENT/ddpg.py and environment.py):
+- state [bandwidth, accuracy, latency, power], averaged over the frames the last action was held
+  (no normalization), then averaged with the two states before;
+- action in [0, 1]^3 x [0, N] x [0, 5]: three entropy thresholds, the cut point (truncated to
+  an integer) and the frames to hold the action (truncated, plus one: 1 to 6 frames);
+- reward, also averaged over the last three: -2 when latency > 0.1 s and power > 1.5;
+  -(2/pi) arctan(excess) when one of them is over (the absolute excess, s or W); otherwise
+  ((mean exit index + 1) / 4)^2 over the frames that met both limits (0 if none did).
+Their power was the Jetson GPU load from tegrastats (0-10); here it is the modelled power in W
+of the frames held (energy model, not a measurement). Their entropy is the natural-log entropy
+of the softmax, a frame exits when it is below the threshold; the simulator's entropy
+confidence is 1 - H / ln(classes), so the threshold maps to 1 - t / ln(classes).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from edgeml_ros.policy.evaluate import World
+from edgeml_ros.policy.observation import (
+    OBSERVATION_BOUND,
+    OBSERVATION_SIZE,
+    Decision,
+    Observation,
+    action_plan,
+    num_actions,
+    observe,
+)
+from edgeml_ros.policy.scenarios import train_scenario
+from edgeml_ros.policy.sim import FrameRecords, Plan, Scenario, Simulation
+
+ScenarioSource = Callable[[np.random.Generator], Scenario]
+
+
+class EdgeMLEnv(gym.Env):
+    """Decision windows of a simulated drone; discrete (cut, threshold level) actions."""
+
+    metadata: ClassVar[dict] = {"render_modes": []}
+
+    def __init__(self, world: World, scenarios: ScenarioSource = train_scenario) -> None:
+        super().__init__()
+        self.world, self.scenarios = world, scenarios
+        costs = world.costs
+        self.action_space = gym.spaces.Discrete(num_actions(costs.num_blocks))
+        self.observation_space = gym.spaces.Box(
+            -OBSERVATION_BOUND, OBSERVATION_BOUND, shape=(OBSERVATION_SIZE,), dtype=np.float32
+        )
+        self.sim: Simulation | None = None
+        self.plan: Plan | None = None
+
+    def _obs(self) -> np.ndarray:
+        return observe(self.sim, self.plan).vector(self.world.costs.num_blocks)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start a scenario from the training split (or `options["scenario"]`)."""
+        super().reset(seed=seed)
+        scenario = (options or {}).get("scenario") or self.scenarios(self.np_random)
+        self.sim = self.world.simulation(scenario)
+        self.plan = None
+        return self._obs(), {"scenario": scenario.name}
+
+    def step(self, action):
+        """Run one window under the action's plan."""
+        costs = self.world.costs
+        self.plan = action_plan(int(action), costs.num_blocks, costs.num_exits)
+        records = self.sim.run(self.plan, self.world.config.window_frames)
+        reward = float(np.mean(records.utility))
+        return self._obs(), reward, self.sim.done, False, {}
+
+
+# The authors' constants (environment.py): latency limit (s), power limit, held frames.
+DDPG_LATENCY_LIMIT_S = 0.1
+DDPG_POWER_LIMIT = 1.5
+DDPG_MAX_HOLD = 5
+DDPG_SMOOTHING = 3
+
+
+class EdgeMLDDPGState:
+    """The authors' state and reward bookkeeping, shared by the env and the live policy."""
+
+    def __init__(self, num_exits: int, fps: float) -> None:
+        self.num_exits, self.fps = num_exits, fps
+        self.states: deque[np.ndarray] = deque(maxlen=DDPG_SMOOTHING)
+        self.rewards: deque[float] = deque(maxlen=DDPG_SMOOTHING)
+
+    def reset(self) -> np.ndarray:
+        """Forget the history; the first state is all zeros."""
+        self.states.clear()
+        self.rewards.clear()
+        return np.zeros(4, dtype=np.float32)
+
+    def update(self, records: FrameRecords, bandwidth_mbps: float) -> tuple[np.ndarray, float]:
+        """Smoothed state and reward after the frames of one held action."""
+        power = records.energy_j * self.fps  # W over each frame period
+        latency = records.latency_s
+        state = np.array(
+            [bandwidth_mbps, np.mean(records.correct), np.mean(latency), np.mean(power)],
+            dtype=np.float32,
+        )
+        met = (latency <= DDPG_LATENCY_LIMIT_S) & (power <= DDPG_POWER_LIMIT)
+        out_point = float(np.mean(records.exit_index[met])) if met.any() else 0.0
+        self.states.append(state)
+        self.rewards.append(ddpg_reward(float(state[2]), float(state[3]), out_point))
+        return np.mean(self.states, axis=0).astype(np.float32), float(np.mean(self.rewards))
+
+    def plan(self, action: np.ndarray, num_blocks: int) -> tuple[Plan, int]:
+        """The plan and held frames of a raw action."""
+        ln_classes = math.log(10)
+        thresholds = tuple(1.0 - float(t) / ln_classes for t in action[: self.num_exits - 1])
+        cut = min(int(action[self.num_exits - 1]), num_blocks)
+        hold = int(action[self.num_exits]) + 1
+        return Plan(cut, (*thresholds, 0.0), "entropy"), hold
+
+
+def ddpg_reward(latency_s: float, power: float, mean_exit_index: float) -> float:
+    """The authors' piecewise reward (environment.py, calculate_p)."""
+    late, hot = latency_s > DDPG_LATENCY_LIMIT_S, power > DDPG_POWER_LIMIT
+    if late and hot:
+        return -2.0
+    if late:
+        return -(2 / math.pi) * math.atan(latency_s - DDPG_LATENCY_LIMIT_S)
+    if hot:
+        return -(2 / math.pi) * math.atan(power - DDPG_POWER_LIMIT)
+    return ((mean_exit_index + 1) / 4) ** 2
+
+
+class EdgeMLDDPGEnv(gym.Env):
+    """The EdgeML authors' DDPG formulation over the same simulator (see the module doc)."""
+
+    metadata: ClassVar[dict] = {"render_modes": []}
+
+    def __init__(self, world: World, scenarios: ScenarioSource = train_scenario) -> None:
+        super().__init__()
+        self.world, self.scenarios = world, scenarios
+        costs = world.costs
+        if costs.num_exits != 4:
+            raise ValueError(
+                f"the EdgeML formulation has three early exits plus the final one; this model "
+                f"has {costs.num_exits} exits"
+            )
+        high = np.array([1.0, 1.0, 1.0, costs.num_blocks, DDPG_MAX_HOLD], dtype=np.float32)
+        self.action_space = gym.spaces.Box(np.zeros(5, np.float32), high, dtype=np.float32)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32)
+        self.tracker = EdgeMLDDPGState(costs.num_exits, world.config.fps)
+        self.sim: Simulation | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start a scenario from the training split."""
+        super().reset(seed=seed)
+        scenario = (options or {}).get("scenario") or self.scenarios(self.np_random)
+        self.sim = self.world.simulation(scenario)
+        return self.tracker.reset(), {"scenario": scenario.name}
+
+    def step(self, action):
+        """Hold the action's plan for its frames."""
+        plan, hold = self.tracker.plan(np.asarray(action), self.world.costs.num_blocks)
+        bandwidth = self.sim.link_estimate()[0]
+        records = self.sim.run(plan, hold)
+        state, reward = self.tracker.update(records, bandwidth)
+        return state, reward, self.sim.done, False, {}
+
+
+class EdgeMLDDPGPolicy:
+    """A trained EdgeML-DDPG actor driving the simulator (or the drone) as the authors' did."""
+
+    name = "edgeml_ddpg"
+
+    def __init__(self, model, num_blocks: int, num_exits: int, fps: float) -> None:
+        self.model, self.num_blocks = model, num_blocks
+        self.tracker = EdgeMLDDPGState(num_exits, fps)
+        self.state = self.tracker.reset()
+        self._seen = 0
+
+    def reset(self) -> None:
+        """Start from the zero state."""
+        self.state = self.tracker.reset()
+        self._seen = 0
+
+    def decide(self, obs: Observation, sim: Simulation | None = None) -> Decision:
+        """Update the state from the frames since the last decision, then act."""
+        if sim is not None and len(sim.history) > self._seen:
+            self._seen = len(sim.history)
+            self.state, _ = self.tracker.update(sim.history[-1], obs.bandwidth_mbps)
+        action, _ = self.model.predict(self.state, deterministic=True)
+        plan, hold = self.tracker.plan(action, self.num_blocks)
+        return Decision(plan, hold)

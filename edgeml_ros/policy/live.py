@@ -1,0 +1,151 @@
+"""The controller's decision loop on a real drone, ROS-free: live readings in, a plan out.
+
+`LiveController` keeps the latest link estimate, battery reading and a window of perception
+results, builds the same `Observation` the policies saw in the simulator, and asks the policy.
+Two modes override the policy:
+
+- stale inputs (no fresh link estimate or battery reading): the safe plan, everything on the
+  drone with the validation-tuned exit threshold, which needs no link;
+- battery critical: the cheapest plan, everything on the drone answering at the first exit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeml_ros.core.bench import pick_threshold
+from edgeml_ros.policy.evaluate import World
+from edgeml_ros.policy.observation import Observation, Policy, plan_action, recent_stats
+from edgeml_ros.policy.sim import Plan
+
+# Policies that can run live: the oracle needs hindsight, EdgeML-DDPG needs ground truth.
+LIVE_POLICIES = ("rl", "dqn", "edge_only", "cloud_only", "neurosurgeon", "branchynet", "spinn")
+
+
+@dataclass(frozen=True)
+class LiveDecision:
+    """The plan to publish and why."""
+
+    plan: Plan
+    reason: str
+    mode: str  # "policy", "stale" or "battery_critical"
+
+
+class LiveController:
+    """Turns live readings into plans with a policy, with stale and battery-critical modes."""
+
+    def __init__(
+        self,
+        world: World,
+        policy: Policy,
+        window_s: float = 1.0,
+        stale_after_s: float = 3.0,
+        critical_soc: float = 0.1,
+    ) -> None:
+        self.world, self.policy = world, policy
+        self.window_s, self.stale_after_s, self.critical_soc = (
+            window_s,
+            stale_after_s,
+            critical_soc,
+        )
+        costs = world.costs
+        n_early = costs.num_exits - 1
+        self.safe_plan = Plan(costs.num_blocks, (pick_threshold(world.tables["clean"]),) * n_early
+                              + (0.0,))  # fmt: skip
+        self.critical_plan = Plan(costs.num_blocks, (0.0,) * costs.num_exits)
+        self._link: deque[tuple[float, float, float]] = deque()  # (t, mbps, rtt_ms)
+        self._battery: tuple[float, float] | None = None  # (t, soc)
+        self._results: deque[tuple[float, float, float, int, int]] = deque()
+        self.plan: Plan | None = None
+        policy.reset()
+
+    def on_link(self, now: float, bandwidth_mbps: float, rtt_ms: float) -> None:
+        """A link estimate (LinkQuality)."""
+        if not (math.isfinite(bandwidth_mbps) and math.isfinite(rtt_ms)):
+            raise ValueError(f"link estimate must be finite, got {bandwidth_mbps}, {rtt_ms}")
+        self._link.append((now, max(0.0, bandwidth_mbps), max(0.0, rtt_ms)))
+        while len(self._link) > 1 and now - self._link[1][0] >= self.window_s:
+            self._link.popleft()
+
+    def on_battery(self, now: float, soc: float) -> None:
+        """A battery reading: state of charge in [0, 1]."""
+        if not 0.0 <= soc <= 1.0:
+            raise ValueError(f"battery state of charge must be in [0, 1], got {soc}")
+        self._battery = (now, soc)
+
+    def on_result(
+        self, now: float, latency_s: float, confidence: float, exit_index: int, where: int
+    ) -> None:
+        """One perception result (frames without an answer are left out by the caller)."""
+        self._results.append((now, latency_s, confidence, exit_index, where))
+        while self._results and now - self._results[0][0] > self.window_s:
+            self._results.popleft()
+
+    def observation(self, now: float) -> Observation | None:
+        """What the policy sees now, or None while the link or the battery is stale."""
+        if not self._link or now - self._link[-1][0] > self.stale_after_s:
+            return None
+        if self._battery is None or now - self._battery[0] > self.stale_after_s:
+            return None
+        _, mbps, rtt = self._link[-1]
+        before = self._link[0][1]
+        while self._results and now - self._results[0][0] > self.window_s:
+            self._results.popleft()
+        rows = np.array([r[1:] for r in self._results]).reshape(-1, 4)
+        costs, config = self.world.costs, self.world.config
+        cut, level = plan_action(self.plan, costs.num_blocks) if self.plan else (
+            costs.num_blocks, 0)  # fmt: skip
+        fps = len(rows) / self.window_s if len(rows) else config.fps
+        return Observation(
+            bandwidth_mbps=mbps,
+            rtt_ms=rtt,
+            bandwidth_trend=math.log10(mbps + 0.01) - math.log10(before + 0.01),
+            battery_soc=self._battery[1],
+            **recent_stats(
+                rows[:, 1],
+                rows[:, 2].astype(int),
+                rows[:, 3].astype(int),
+                rows[:, 0],
+                costs.num_exits,
+                config.deadline_ms / 1000.0,
+            ),
+            fps=fps,
+            deadline_ms=config.deadline_ms,
+            cut_point=cut,
+            threshold_level=level,
+        )
+
+    def decide(self, now: float) -> LiveDecision:
+        """The plan for the coming window."""
+        if self._battery is not None and now - self._battery[0] <= self.stale_after_s:
+            soc = self._battery[1]
+            if soc < self.critical_soc:
+                decision = LiveDecision(
+                    self.critical_plan,
+                    f"battery {soc:.0%} below {self.critical_soc:.0%}: first exit on the drone",
+                    "battery_critical",
+                )
+                self.plan = decision.plan
+                return decision
+        obs = self.observation(now)
+        if obs is None:
+            missing = "link estimate" if not self._link or now - self._link[-1][0] > \
+                self.stale_after_s else "battery reading"  # fmt: skip
+            decision = LiveDecision(
+                self.safe_plan, f"no fresh {missing}: everything on the drone", "stale"
+            )
+        else:
+            plan = self.policy.decide(obs).plan
+            decision = LiveDecision(
+                plan,
+                f"{self.policy.name}: link {obs.bandwidth_mbps:.2f} Mbit/s, RTT "
+                f"{obs.rtt_ms:.0f} ms, battery {obs.battery_soc:.0%}, confidence "
+                f"{obs.recent_confidence:.2f}",
+                "policy",
+            )
+        self.plan = decision.plan
+        return decision

@@ -1,0 +1,104 @@
+"""Named scenarios and the fixed train/test split.
+
+A built-in scenario is `KIND-SEED`, with KIND one of `SCENARIO_KINDS`: the seed fixes its link
+trace (Markov-modulated, steps, an outage, or the EdgeML authors' throttle schedule), its RTT,
+the input conditions over time (clean, blur, noise, low light), the starting battery and the
+battery drain. Training draws seeds below `TEST_SEED_BASE`; evaluation uses only
+`TEST_SCENARIOS`, whose seeds are never trained on. A trace file (CSV, see core.traces) is a
+scenario too: clean inputs, a full battery, no drain unless given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgeml_ros.core.degrade import CONDITIONS
+from edgeml_ros.core.traces import load_trace, markov_trace, outage_trace, step_trace
+from edgeml_ros.core.traces import throttle_schedule as authors_throttle_schedule
+from edgeml_ros.policy.sim import Scenario
+
+SCENARIO_KINDS = ("markov", "steps", "outage", "throttle")
+SCENARIO_DURATION_S = 120.0
+TEST_SEED_BASE = 100_000
+TEST_SCENARIOS = tuple(f"{k}-{TEST_SEED_BASE + i}" for k in SCENARIO_KINDS for i in range(3))
+LINK_LEVELS_MBPS = (0.04, 0.13, 0.5, 2.0, 10.0, 40.0)
+CONDITION_ODDS = {"clean": 0.5, "blur": 0.2, "noise": 0.15, "low_light": 0.15}
+
+
+def generate_scenario(kind: str, seed: int, duration_s: float = SCENARIO_DURATION_S) -> Scenario:
+    """The built-in scenario `kind-seed`."""
+    if kind not in SCENARIO_KINDS:
+        raise ValueError(f"scenario kind {kind!r} unknown; known: {', '.join(SCENARIO_KINDS)}")
+    rng = np.random.default_rng(seed)
+    rtt = float(rng.uniform(10.0, 60.0))
+    if kind == "markov":
+        trace = markov_trace(rng, duration_s, LINK_LEVELS_MBPS, float(rng.uniform(5, 15)), rtt)
+    elif kind == "steps":
+        levels = tuple(float(x) for x in rng.choice(LINK_LEVELS_MBPS, size=6))
+        trace = step_trace(levels, duration_s / 6, rtt)
+    elif kind == "outage":
+        mbps = float(rng.choice(LINK_LEVELS_MBPS[2:]))
+        start = float(rng.uniform(0.2, 0.6) * duration_s)
+        trace = outage_trace(mbps, start, float(rng.uniform(5.0, 20.0)), rtt)
+    else:
+        trace = authors_throttle_schedule(duration_s / 5, float(rng.uniform(10.0, 50.0)), rtt)
+    return Scenario(
+        name=f"{kind}-{seed}",
+        trace=trace,
+        duration_s=duration_s,
+        difficulty=random_difficulty(rng, duration_s),
+        initial_soc=float(rng.uniform(0.15, 1.0)),
+        flight_drain_per_s=float(rng.uniform(0.0, 0.004)),
+        seed=seed,
+    )
+
+
+def random_difficulty(rng: np.random.Generator, duration_s: float) -> tuple[tuple[float, str]]:
+    """Input conditions over time: clean first, then segments of 10-40 s."""
+    names, odds = list(CONDITION_ODDS), list(CONDITION_ODDS.values())
+    segments, t = [(0.0, "clean")], float(rng.uniform(10, 40))
+    while t < duration_s:
+        segments.append((t, names[int(rng.choice(len(names), p=odds))]))
+        t += float(rng.uniform(10, 40))
+    return tuple(segments)
+
+
+def train_scenario(rng: np.random.Generator) -> Scenario:
+    """A random scenario of the training split."""
+    kind = SCENARIO_KINDS[int(rng.integers(len(SCENARIO_KINDS)))]
+    return generate_scenario(kind, int(rng.integers(TEST_SEED_BASE)))
+
+
+def resolve_scenario(
+    name_or_file: str,
+    duration_s: float | None = None,
+    condition: str = "clean",
+    initial_soc: float = 0.9,
+) -> Scenario:
+    """A built-in scenario by name (`KIND-SEED`), or a scenario replaying a trace file.
+
+    `duration_s` defaults to 120 s for built-ins and, for a file, to its last change plus 10 s
+    (at least 30 s). `condition` and `initial_soc` apply to trace files only.
+    """
+    kind, _, seed = name_or_file.rpartition("-")
+    if kind in SCENARIO_KINDS and seed.isdigit():
+        return generate_scenario(kind, int(seed), duration_s or SCENARIO_DURATION_S)
+    path = Path(name_or_file)
+    if not path.exists():
+        raise ValueError(
+            f"scenario {name_or_file!r} is neither a trace file nor a built-in name "
+            f"(KIND-SEED with KIND one of {', '.join(SCENARIO_KINDS)}; test split: "
+            f"{', '.join(TEST_SCENARIOS)})"
+        )
+    if condition not in CONDITIONS:
+        raise ValueError(f"condition {condition!r} unknown; known: {', '.join(CONDITIONS)}")
+    trace = load_trace(path)
+    return Scenario(
+        name=trace.name,
+        trace=trace,
+        duration_s=duration_s or max(30.0, trace.duration_s + 10.0),
+        difficulty=((0.0, condition),),
+        initial_soc=initial_soc,
+    )

@@ -1,0 +1,442 @@
+"""Frame-by-frame simulator of the drone, its link and the base station.
+
+It is calibrated from a measured profile (per-block latency, bytes per cut, per-sample exit
+predictions and confidences) and an energy-model device class. Each frame replays a real
+validation sample of the scenario's input condition, so accuracy is exact, and goes through the
+same decisions as `core.pipeline.DronePipeline`:
+
+- the drone runs blocks [0, cut) on its processor, checking the exits there; a confident exit
+  answers on the drone, and with the cut at the end the final exit answers there;
+- otherwise the features (bytes of the cut at the plan's encoding) queue on the link (FIFO, one
+  transfer at a time, bandwidth replayed exactly from the trace, outages included), the base
+  station runs the rest at its own speed, and the reply comes back after the RTT;
+- an offload has a fallback time: the deadline less the time the drone needs to finish the model
+  itself. If the reply is not back by then the drone answers at the deepest exit it can still
+  reach by the deadline (FALLBACK); a transfer that could not even start by then is never sent.
+
+Drone compute is the profiled latency times the device class's `compute_slowdown`; the base
+station runs at the profiled speed times `server_slowdown`. Energy is the energy model of
+`core.energy` (a model, not a measurement). The utility that rewards a frame is documented on
+`UtilityWeights`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edgeml_ros.core.battery import soc_after
+from edgeml_ros.core.degrade import CONDITIONS
+from edgeml_ros.core.energy import DeviceEnergy, device_class
+from edgeml_ros.core.pipeline import FALLBACK_MARGIN_S
+from edgeml_ros.core.profiles import ExitTable, Profile
+from edgeml_ros.core.traces import Trace
+
+# Threshold levels of the learned policies' action space; above 1 means "no early exit".
+NO_EARLY_EXIT = 2.0
+THRESHOLD_LEVELS = (0.3, 0.45, 0.55, 0.65, 0.75, 0.85, 0.92, 0.97, 0.99, NO_EARLY_EXIT)
+WHERE_DRONE, WHERE_BASE, WHERE_FALLBACK = 1, 2, 3  # as core.pipeline.Where
+MAX_CONFIDENCE = 1.0  # both exit rules score in [0, 1]
+
+
+@dataclass(frozen=True)
+class UtilityWeights:
+    """Per-frame utility, the quantity every policy is scored on (higher is better).
+
+    utility = accuracy * correct
+              - latency * latency / deadline
+              - energy * (1 + low_battery * (1 - soc)^2) * frame_energy / reference_energy
+              - deadline_miss * (latency > deadline)
+
+    `reference_energy` is the modelled energy of the whole model on the drone, so the energy
+    term is "fraction of a full local inference", weighted more as the battery empties.
+    """
+
+    accuracy: float = 1.0
+    latency: float = 0.3
+    energy: float = 0.3
+    low_battery: float = 3.0
+    deadline_miss: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name, value in self.__dict__.items():
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(
+                    f"utility weight {name} must be a finite number >= 0, got {value}"
+                )
+
+    def energy_weight(self, soc: float | np.ndarray) -> float | np.ndarray:
+        """Weight of the energy term at a battery state of charge in [0, 1]."""
+        return self.energy * (1.0 + self.low_battery * (1.0 - soc) ** 2)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """What the simulated drone runs at, and how it is scored."""
+
+    fps: float = 10.0
+    deadline_ms: float = 100.0
+    window_s: float = 1.0
+    encoding: str = "fp32"
+    exit_rule: str = "max_prob"
+    device_class: str = "jetson_nano"
+    server_slowdown: float = 1.0
+    estimate_noise: float = 0.1
+    battery_wh: float = 50.0
+    weights: UtilityWeights = field(default_factory=UtilityWeights)
+
+    def __post_init__(self) -> None:
+        for name in ("fps", "deadline_ms", "window_s", "server_slowdown", "battery_wh"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise ValueError(f"sim config {name} must be a finite number > 0, got {value}")
+        if not 0 <= self.estimate_noise < 1:
+            raise ValueError(f"estimate_noise must be in [0, 1), got {self.estimate_noise}")
+        device_class(self.device_class)
+
+    @property
+    def window_frames(self) -> int:
+        """Frames per decision window."""
+        return max(1, round(self.fps * self.window_s))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One run: a link trace, input conditions over time, and the battery."""
+
+    name: str
+    trace: Trace
+    duration_s: float
+    difficulty: tuple[tuple[float, str], ...] = ((0.0, "clean"),)
+    initial_soc: float = 0.9
+    flight_drain_per_s: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.duration_s > 0:
+            raise ValueError(f"scenario {self.name}: duration_s must be > 0")
+        if not 0 < self.initial_soc <= 1:
+            raise ValueError(f"scenario {self.name}: initial_soc must be in (0, 1]")
+        if not self.difficulty or self.difficulty[0][0] != 0:
+            raise ValueError(f"scenario {self.name}: difficulty must start at t = 0")
+        for _, condition in self.difficulty:
+            if condition not in CONDITIONS:
+                raise ValueError(f"scenario {self.name}: unknown input condition {condition!r}")
+
+    def condition_at(self, t_s: np.ndarray) -> np.ndarray:
+        """Index into CONDITIONS of the input condition at each time."""
+        starts = np.array([s for s, _ in self.difficulty])
+        names = [CONDITIONS.index(c) for _, c in self.difficulty]
+        return np.asarray(names)[np.searchsorted(starts, t_s, side="right") - 1]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One execution configuration: cut point, per-exit thresholds (final last) and rule."""
+
+    cut_point: int
+    thresholds: tuple[float, ...]
+    rule: str = "max_prob"
+
+
+class ModelCosts:
+    """Time, bytes and energy of every part of a profiled model on the simulated devices."""
+
+    def __init__(self, profile: Profile, config: SimConfig) -> None:
+        self.device: DeviceEnergy = device_class(config.device_class)
+        slow, server = self.device.compute_slowdown, config.server_slowdown
+        self.num_blocks = len(profile.blocks)
+        self.num_exits = len(profile.exits)
+        self.exit_after_block = np.array([e.after_block for e in profile.exits])
+        block_s = np.array([b.latency_ms_median for b in profile.blocks]) / 1000.0
+        exit_s = np.array([e.latency_ms_median for e in profile.exits]) / 1000.0
+        # drone time to run blocks [0, c) plus the exit heads among them, for every cut c
+        self.drone_blocks_s = np.concatenate([[0.0], np.cumsum(block_s)]) * slow
+        self.drone_exit_s = exit_s * slow
+        blocks_total = self.drone_blocks_s[-1]
+        # drone time to finish the model from cut c with the final exit only
+        self.drone_tail_s = blocks_total - self.drone_blocks_s + self.drone_exit_s[-1]
+        self.server_tail_s = self.drone_tail_s * server / slow
+        self.cut_bytes = np.array(
+            [profile.input_bytes[config.encoding]]
+            + [b.output_bytes[config.encoding] for b in profile.blocks]
+        )
+        self.full_local_s = blocks_total + self.drone_exit_s[-1]
+        self.reference_energy_j = self.device.frame_energy_j(self.full_local_s)
+
+    def head_exits(self, plan: Plan) -> np.ndarray:
+        """Early exits the drone evaluates under `plan`: before the cut, able to fire.
+
+        A threshold above 1 can never be reached, so that exit head is skipped (as the runtime
+        does).
+        """
+        thresholds = np.asarray(plan.thresholds[:-1])
+        return np.flatnonzero(
+            (self.exit_after_block[:-1] < plan.cut_point) & (thresholds <= MAX_CONFIDENCE)
+        )
+
+    def drone_part(
+        self, plan: Plan, confidence: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The drone's side of frames with these (frames, exits) confidences under `plan`.
+
+        Returns whether each frame is answered on the drone, the exit that answers it (the
+        final exit for offloaded frames), and the drone's compute time.
+        """
+        cut, head = plan.cut_point, self.head_exits(plan)
+        fires = np.zeros(confidence.shape, dtype=bool)
+        if len(head):
+            fires[:, head] = confidence[:, head] >= np.asarray(plan.thresholds)[head]
+        if cut == self.num_blocks:
+            fires[:, -1] = True
+        local = fires.any(axis=1)
+        exit_taken = np.where(local, np.argmax(fires, axis=1), self.num_exits - 1)
+        # time of the blocks up to the answering exit (or the cut), plus the heads evaluated
+        heads_s = np.zeros(self.num_exits)
+        heads_s[head] = self.drone_exit_s[head]
+        heads_s[-1] = self.drone_exit_s[-1] if cut == self.num_blocks else 0.0
+        heads_until = np.cumsum(heads_s)
+        compute_s = np.where(
+            local,
+            self.drone_blocks_s[self.exit_after_block[exit_taken] + 1] + heads_until[exit_taken],
+            self.drone_blocks_s[cut] + heads_s[:-1].sum(),
+        )
+        return local, exit_taken, compute_s
+
+    def fallback(self, plan: Plan, budget_s: float) -> tuple[int, float]:
+        """Exit and drone time of a fallback with `budget_s` left (as DronePipeline does).
+
+        The deepest exit after the cut that fits the budget; else the deepest exit the head
+        already evaluated (no extra time); else the first exit after the cut.
+        """
+        cut = plan.cut_point
+        after = np.flatnonzero(self.exit_after_block >= cut)
+        times = [self.drone_blocks_s[self.exit_after_block[e] + 1] - self.drone_blocks_s[cut]
+                 + self.drone_exit_s[e] for e in after]  # fmt: skip
+        fits = [e for e, t in zip(after, times, strict=True) if t <= budget_s]
+        if fits:
+            return int(fits[-1]), float(times[list(after).index(fits[-1])])
+        head = self.head_exits(plan)
+        if len(head):
+            return int(head[-1]), 0.0
+        return int(after[0]), float(times[0])
+
+    def offload_s(self, cut: int, mbps: float, rtt_ms: float) -> float:
+        """Predicted time from sending the features of `cut` to the reply, on a steady link."""
+        if mbps <= 0:
+            return math.inf
+        return self.cut_bytes[cut] * 8.0 / (mbps * 1e6) + rtt_ms / 1000.0 + self.server_tail_s[cut]
+
+
+@dataclass
+class FrameRecords:
+    """Per-frame outcomes of simulated frames (parallel arrays)."""
+
+    t_s: np.ndarray
+    latency_s: np.ndarray
+    correct: np.ndarray
+    energy_j: np.ndarray
+    missed: np.ndarray
+    where: np.ndarray
+    exit_index: np.ndarray
+    confidence: np.ndarray
+    utility: np.ndarray
+    cut_point: np.ndarray
+    threshold: np.ndarray
+    bandwidth_mbps: np.ndarray
+
+    @classmethod
+    def empty(cls) -> FrameRecords:
+        """No frames."""
+        return cls(**{n: np.zeros(0) for n in cls.__dataclass_fields__})
+
+    @classmethod
+    def concat(cls, parts: list[FrameRecords]) -> FrameRecords:
+        """All frames of several runs, in order."""
+        names = cls.__dataclass_fields__
+        return cls(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in names})
+
+
+@dataclass
+class _LinkState:
+    t_frame: int = 0
+    link_free_s: float = 0.0
+    drone_free_s: float = 0.0
+    soc: float = 1.0
+
+
+class Simulation:
+    """One scenario, frame by frame; deterministic for a given seed.
+
+    The frames (arrival times, input conditions, which validation sample each replays) are
+    drawn once from the scenario seed, so any two policies see the same frames, and
+    `preview` can try a plan on the coming frames without changing the state (the oracle).
+    """
+
+    def __init__(
+        self,
+        costs: ModelCosts,
+        tables: dict[str, ExitTable],
+        config: SimConfig,
+        scenario: Scenario,
+    ) -> None:
+        missing = [c for c in CONDITIONS if c not in tables]
+        if missing:
+            raise ValueError(f"the profile has no exit data for conditions {missing}")
+        self.costs, self.config, self.scenario = costs, config, scenario
+        self.deadline_s = config.deadline_ms / 1000.0
+        rng = np.random.default_rng(scenario.seed)
+        n = max(1, int(scenario.duration_s * config.fps))
+        self.arrival_s = np.arange(n) / config.fps
+        self.condition = scenario.condition_at(self.arrival_s)
+        samples = len(tables["clean"].labels)
+        self.sample = rng.integers(0, samples, size=n)
+        # per condition: predictions (exits, samples), confidences per rule, labels
+        self._preds = np.stack([tables[c].predictions for c in CONDITIONS])
+        self._conf = {
+            r: np.stack([tables[c].confidence[r] for c in CONDITIONS])
+            for r in tables["clean"].confidence
+        }
+        self._labels = np.stack([tables[c].labels for c in CONDITIONS])
+        self._noise_rng = np.random.default_rng(scenario.seed + 7919)
+        self.state = _LinkState(soc=scenario.initial_soc)
+        self.history: list[FrameRecords] = []
+
+    @property
+    def frames(self) -> int:
+        """Frames in the whole scenario."""
+        return len(self.arrival_s)
+
+    @property
+    def done(self) -> bool:
+        """Whether every frame has been simulated."""
+        return self.state.t_frame >= self.frames
+
+    @property
+    def now_s(self) -> float:
+        """Arrival time of the next frame."""
+        i = min(self.state.t_frame, self.frames - 1)
+        return float(self.arrival_s[i])
+
+    def link_estimate(self, at_s: float | None = None) -> tuple[float, float]:
+        """Bandwidth and RTT as the link monitor would report them now (or at `at_s`).
+
+        The time average of the true link over the last window (probes and transfers measure the
+        past, not the future), with multiplicative measurement noise; 0 Mbit/s during outages.
+        """
+        now = self.now_s if at_s is None else at_s
+        times = np.linspace(max(0.0, now - self.config.window_s), now, 9)
+        mbps, rtt = self.scenario.trace.at(times)
+        noise = 1.0 + self.config.estimate_noise * self._noise_rng.standard_normal()
+        return float(np.mean(mbps) * max(0.1, noise)), float(np.mean(rtt))
+
+    def run(self, plan: Plan, frames: int) -> FrameRecords:
+        """Simulate the next `frames` frames under `plan` and advance the state."""
+        records, self.state = self._simulate(plan, frames, self.state)
+        self.history.append(records)
+        return records
+
+    def preview(self, plan: Plan, frames: int) -> FrameRecords:
+        """What `run` would give, leaving the state untouched."""
+        return self._simulate(plan, frames, self.state)[0]
+
+    def _simulate(
+        self, plan: Plan, frames: int, state: _LinkState
+    ) -> tuple[FrameRecords, _LinkState]:
+        costs, cfg, trace = self.costs, self.config, self.scenario.trace
+        idx = np.arange(state.t_frame, min(self.frames, state.t_frame + frames))
+        cut, n = plan.cut_point, len(idx)
+        cond, sample = self.condition[idx], self.sample[idx]
+        conf = self._conf[plan.rule][cond, :, sample]  # (n, exits)
+        preds = self._preds[cond, :, sample]
+        labels = self._labels[cond, sample]
+        thresholds = np.asarray(plan.thresholds, dtype=np.float64)
+        local, exit_taken, compute_s = costs.drone_part(plan, conf)
+        latency = np.empty(n)
+        energy = np.empty(n)
+        where = np.where(local, WHERE_DRONE, WHERE_BASE)
+        link_free, drone_free = state.link_free_s, state.drone_free_s
+        bits = float(costs.cut_bytes[cut]) * 8.0
+        bandwidth = trace.at(self.arrival_s[idx])[0]
+        for k, i in enumerate(idx):
+            arrival = self.arrival_s[i]
+            start = max(arrival, drone_free)
+            drone_free = start + compute_s[k]
+            if local[k]:
+                latency[k] = drone_free - arrival
+                energy[k] = costs.device.frame_energy_j(compute_s[k])
+                continue
+            fallback_at = max(drone_free, arrival + self.deadline_s - costs.drone_tail_s[cut]
+                              - FALLBACK_MARGIN_S)  # fmt: skip
+            send_start = max(drone_free, link_free)
+            tx_s = wait_s = 0.0
+            reply = math.inf
+            if send_start < fallback_at:
+                sent, tx_s = _transfer(trace, send_start, bits)
+                link_free = sent
+                rtt_s = float(trace.at(sent)[1]) / 1000.0
+                reply = sent + rtt_s + costs.server_tail_s[cut]
+                wait_s = max(0.0, min(reply, fallback_at) - min(sent, fallback_at))
+            if reply <= fallback_at:
+                latency[k] = reply - arrival
+                energy[k] = costs.device.frame_energy_j(compute_s[k], tx_s, wait_s)
+            else:
+                where[k] = WHERE_FALLBACK
+                budget = arrival + self.deadline_s - fallback_at - FALLBACK_MARGIN_S
+                exit_taken[k], tail = costs.fallback(plan, budget)
+                latency[k] = fallback_at + tail - arrival
+                energy[k] = costs.device.frame_energy_j(compute_s[k] + tail, tx_s, wait_s)
+        correct = preds[np.arange(n), exit_taken] == labels
+        missed = latency > self.deadline_s
+        elapsed = np.arange(1, n + 1) / cfg.fps
+        drain = self.scenario.flight_drain_per_s
+        soc = soc_after(state.soc, elapsed, drain, np.cumsum(energy), cfg.battery_wh)
+        w = cfg.weights
+        utility = (
+            w.accuracy * correct
+            - w.latency * latency / self.deadline_s
+            - w.energy_weight(soc) * energy / costs.reference_energy_j
+            - w.deadline_miss * missed
+        )
+        records = FrameRecords(
+            t_s=self.arrival_s[idx],
+            latency_s=latency,
+            correct=correct,
+            energy_j=energy,
+            missed=missed,
+            where=where,
+            exit_index=exit_taken,
+            confidence=conf[np.arange(n), exit_taken],
+            utility=utility,
+            cut_point=np.full(n, cut),
+            threshold=np.full(n, float(np.min(thresholds[:-1])) if costs.num_exits > 1 else 0),
+            bandwidth_mbps=bandwidth,
+        )
+        new_state = _LinkState(
+            int(state.t_frame + n), link_free, drone_free, float(soc[-1]) if n else state.soc
+        )
+        return records, new_state
+
+
+def _transfer(trace: Trace, start_s: float, bits: float) -> tuple[float, float]:
+    """When a transfer of `bits` starting at `start_s` ends, and its time on the air.
+
+    Integrates the piecewise-constant bandwidth exactly; outages (0 Mbit/s) pause it. Ends at
+    infinity if the trace ends in an outage before the bits are through.
+    """
+    t, left, airtime = start_s, bits, 0.0
+    i = int(np.searchsorted(trace.t_s, start_s, side="right") - 1)
+    while True:
+        rate = float(trace.mbps[i]) * 1e6
+        end = float(trace.t_s[i + 1]) if i + 1 < len(trace.t_s) else math.inf
+        if rate > 0:
+            need = left / rate
+            if t + need <= end:
+                return t + need, airtime + need
+            left -= (end - t) * rate
+            airtime += end - t
+        if math.isinf(end):
+            return math.inf, airtime
+        t, i = end, i + 1

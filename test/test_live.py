@@ -1,0 +1,60 @@
+import pytest
+
+from edgeml_ros.policy.agents import named_policies
+from edgeml_ros.policy.evaluate import World
+from edgeml_ros.policy.live import LiveController
+from edgeml_ros.policy.sim import WHERE_DRONE
+
+
+@pytest.fixture(scope="module")
+def world():
+    return World.load("edgeml_ros/profiles/fashion_mnist_b_vgg.json")
+
+
+def controller(world, name="rl"):
+    return LiveController(world, named_policies(world, [name])[name], window_s=1.0,
+                          stale_after_s=3.0, critical_soc=0.1)  # fmt: skip
+
+
+def test_stale_inputs_give_the_safe_plan(world):
+    live = controller(world)
+    decision = live.decide(now=10.0)
+    assert decision.mode == "stale" and "link estimate" in decision.reason
+    assert decision.plan.cut_point == world.costs.num_blocks
+    live.on_link(10.0, 20.0, 15.0)
+    assert "battery" in live.decide(now=10.5).reason
+    live.on_battery(10.5, 0.8)
+    assert live.decide(now=11.0).mode == "policy"
+    assert live.decide(now=14.0).mode == "stale"  # the link estimate aged past 3 s
+
+
+def test_critical_battery_answers_at_the_first_exit(world):
+    live = controller(world)
+    live.on_link(0.0, 20.0, 15.0)
+    live.on_battery(0.0, 0.05)
+    decision = live.decide(now=0.5)
+    assert decision.mode == "battery_critical"
+    assert decision.plan.thresholds[0] == 0.0 and decision.plan.cut_point == 5
+
+
+def test_observation_matches_the_simulator_features(world):
+    live = controller(world, "neurosurgeon")
+    live.on_link(0.0, 2.0, 20.0)
+    live.on_link(1.0, 20.0, 20.0)
+    live.on_battery(1.0, 0.5)
+    for i in range(10):
+        live.on_result(1.0 + i * 0.1, 0.004, 0.9, 0, WHERE_DRONE)
+    obs = live.observation(now=2.0)
+    assert obs.bandwidth_mbps == 20.0 and obs.battery_soc == 0.5
+    assert obs.bandwidth_trend == pytest.approx(1.0, abs=0.01)  # 2 -> 20 Mbit/s
+    assert obs.recent_early_exit_rate == 1.0 and obs.fps == 10.0
+    assert obs.recent_latency_ratio == pytest.approx(0.04)
+    assert live.decide(now=2.0).plan.thresholds[0] > 1.0  # neurosurgeon: no early exits
+
+
+def test_bad_readings_are_refused(world):
+    live = controller(world)
+    with pytest.raises(ValueError, match="state of charge"):
+        live.on_battery(0.0, float("nan"))
+    with pytest.raises(ValueError, match="finite"):
+        live.on_link(0.0, float("inf"), 10.0)

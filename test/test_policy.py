@@ -1,0 +1,231 @@
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from edgeml_ros.core.traces import Trace, outage_trace, step_trace
+from edgeml_ros.policy.agents import (
+    POLICY_DIR,
+    POLICY_NAMES,
+    PolicyFileError,
+    load_policy,
+    named_policies,
+    policy_file,
+    train_agent,
+)
+from edgeml_ros.policy.baselines import Neurosurgeon
+from edgeml_ros.policy.env import EdgeMLDDPGEnv, EdgeMLEnv, ddpg_reward
+from edgeml_ros.policy.evaluate import World, evaluate, run_policy, summarize
+from edgeml_ros.policy.observation import Observation, action_plan, num_actions
+from edgeml_ros.policy.scenarios import (
+    TEST_SCENARIOS,
+    TEST_SEED_BASE,
+    resolve_scenario,
+    train_scenario,
+)
+from edgeml_ros.policy.sim import (
+    NO_EARLY_EXIT,
+    WHERE_BASE,
+    WHERE_DRONE,
+    WHERE_FALLBACK,
+    Plan,
+    Scenario,
+    SimConfig,
+    _transfer,
+)
+
+
+@pytest.fixture(scope="module")
+def world():
+    return World.load("edgeml_ros/profiles/fashion_mnist_b_vgg.json")
+
+
+def steady(mbps: float, rtt_ms: float, seconds: float = 10.0, condition="clean") -> Scenario:
+    trace = Trace(np.array([0.0]), np.array([mbps]), np.array([rtt_ms]), "steady")
+    return Scenario("steady", trace, seconds, ((0.0, condition),), 0.9)
+
+
+def no_exits(world, cut):
+    return Plan(cut, (NO_EARLY_EXIT,) * (world.costs.num_exits - 1) + (0.0,))
+
+
+def test_local_frames_cost_the_profiled_compute(world):
+    sim = world.simulation(steady(10, 20))
+    records = sim.run(no_exits(world, world.costs.num_blocks), sim.frames)
+    assert len(records.t_s) == sim.frames == 100 and sim.done
+    np.testing.assert_allclose(records.latency_s, world.costs.full_local_s)
+    assert np.all(records.where == WHERE_DRONE) and np.all(records.exit_index == 3)
+    table = world.tables["clean"]
+    expected = table.predictions[3, sim.sample] == table.labels[sim.sample]
+    np.testing.assert_array_equal(records.correct, expected)
+    energy = world.costs.device.compute_w * world.costs.full_local_s
+    np.testing.assert_allclose(records.energy_j, energy)
+
+
+def test_offload_latency_is_transfer_plus_rtt_plus_tail(world):
+    sim = world.simulation(steady(8.0, 30.0))
+    records = sim.run(no_exits(world, 0), 20)
+    costs = world.costs
+    expected = costs.cut_bytes[0] * 8 / 8e6 + 0.030 + costs.server_tail_s[0]
+    assert np.all(records.where == WHERE_BASE)
+    np.testing.assert_allclose(records.latency_s, expected)
+    assert costs.offload_s(0, 8.0, 30.0) == pytest.approx(expected)
+
+
+def test_outage_falls_back_on_the_drone_and_loses_no_frame(world):
+    trace = outage_trace(10.0, 3.0, 4.0, rtt_ms=20.0)
+    sim = world.simulation(Scenario("o", trace, 10.0, ((0.0, "clean"),)))
+    records = sim.run(no_exits(world, 2), sim.frames)
+    assert len(records.t_s) == sim.frames
+    during = (records.t_s >= 3.0) & (records.t_s < 6.9)
+    assert np.all(records.where[during] == WHERE_FALLBACK)
+    assert np.all(records.where[records.t_s < 2.9] == WHERE_BASE)
+    assert not records.missed.any()  # the fallback leaves time to finish on the drone
+    assert np.all(records.latency_s <= sim.deadline_s)
+
+
+def test_transfers_integrate_bandwidth_steps_and_outages():
+    trace = Trace(np.array([0.0, 1.0, 2.0]), np.array([1.0, 0.0, 2.0]), np.full(3, 10.0))
+    end, airtime = _transfer(trace, 0.5, 1.5e6)  # 0.5 Mbit by t=1, pause, 1 Mbit at 2 Mbit/s
+    assert end == pytest.approx(2.5) and airtime == pytest.approx(1.0)
+    dead = Trace(np.array([0.0, 1.0]), np.array([1.0, 0.0]), np.full(2, 10.0))
+    assert math.isinf(_transfer(dead, 0.5, 1e6)[0])
+
+
+def test_utility_follows_its_formula(world):
+    cfg = world.config
+    sim = world.simulation(steady(10, 20))
+    records = sim.run(action_plan(7, world.costs.num_blocks, world.costs.num_exits), 30)
+    w = cfg.weights
+    soc = 0.9 - np.cumsum(records.energy_j) / (cfg.battery_wh * 3600)
+    expected = (
+        records.correct * w.accuracy
+        - w.latency * records.latency_s / sim.deadline_s
+        - w.energy_weight(soc) * records.energy_j / world.costs.reference_energy_j
+        - w.deadline_miss * records.missed
+    )
+    np.testing.assert_allclose(records.utility, expected)
+
+
+def test_simulation_is_deterministic_and_preview_changes_nothing(world):
+    scenario = resolve_scenario(TEST_SCENARIOS[0])
+    a, b = world.simulation(scenario), world.simulation(scenario)
+    plan = action_plan(20, world.costs.num_blocks, world.costs.num_exits)
+    preview = a.preview(plan, 10)
+    ran = a.run(plan, 10)
+    np.testing.assert_array_equal(preview.utility, ran.utility)
+    np.testing.assert_array_equal(b.run(plan, 10).latency_s, ran.latency_s)
+
+
+def test_harder_inputs_are_less_accurate(world):
+    def accuracy(condition):
+        sim = world.simulation(steady(10, 20, 60.0, condition))
+        return np.mean(sim.run(no_exits(world, world.costs.num_blocks), sim.frames).correct)
+
+    assert accuracy("blur") < accuracy("clean") - 0.03
+
+
+def test_env_passes_the_gymnasium_checker_and_is_deterministic(world):
+    check_env(EdgeMLEnv(world), skip_render_check=True)
+    check_env(EdgeMLDDPGEnv(world), skip_render_check=True)
+
+    def rollout():
+        env = EdgeMLEnv(world)
+        obs, _ = env.reset(seed=3)
+        out = [obs]
+        for action in range(0, num_actions(world.costs.num_blocks), 5):
+            obs, reward, *_ = env.step(action)
+            out += [obs, reward]
+        return out
+
+    for x, y in zip(rollout(), rollout(), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_the_authors_reward_is_piecewise():
+    assert ddpg_reward(0.2, 2.0, 3) == -2.0
+    assert ddpg_reward(0.3, 1.0, 3) == pytest.approx(-(2 / math.pi) * math.atan(0.2))
+    assert ddpg_reward(0.05, 2.5, 3) == pytest.approx(-(2 / math.pi) * math.atan(1.0))
+    assert ddpg_reward(0.05, 1.0, 1.5) == pytest.approx((2.5 / 4) ** 2)
+
+
+def test_neurosurgeon_follows_the_bandwidth(world):
+    policy = Neurosurgeon(world.costs)
+    obs = Observation(0.0, 20.0, 0.0, 0.9, 1.0, 0.0, 0.0, 0.0, 10.0, 100.0, 0, 0)
+    assert policy.decide(obs).plan.cut_point == world.costs.num_blocks
+    fast = Observation(1000.0, 0.0, 0.0, 0.9, 1.0, 0.0, 0.0, 0.0, 10.0, 100.0, 0, 0)
+    assert policy.decide(fast).plan.cut_point < world.costs.num_blocks
+
+
+def test_scenarios_split_and_resolve(tmp_path):
+    rng = np.random.default_rng(0)
+    assert all(train_scenario(rng).seed < TEST_SEED_BASE for _ in range(20))
+    assert all(resolve_scenario(n).seed >= TEST_SEED_BASE for n in TEST_SCENARIOS)
+    path = tmp_path / "link.csv"
+    step_trace((5.0, 0.0, 5.0), 10.0).save(path)
+    scenario = resolve_scenario(str(path), condition="noise")
+    assert scenario.duration_s == 30.0 and scenario.difficulty == ((0.0, "noise"),)
+    with pytest.raises(ValueError, match="neither a trace file nor a built-in"):
+        resolve_scenario("nope-x")
+    with pytest.raises(ValueError, match="condition 'fog' unknown"):
+        resolve_scenario(str(path), condition="fog")
+
+
+def test_sim_config_refuses_nonsense():
+    with pytest.raises(ValueError, match="deadline_ms"):
+        SimConfig(deadline_ms=0)
+    with pytest.raises(ValueError, match="unknown device class"):
+        SimConfig(device_class="toaster")
+
+
+def test_committed_policies_load_and_beat_the_fixed_baselines(world):
+    policies = named_policies(world, list(POLICY_NAMES))
+    scenario = resolve_scenario(TEST_SCENARIOS[-1], duration_s=40.0)
+    results, records = evaluate(world, policies, [scenario])
+    scores = results["policies"]
+    assert set(scores) == set(POLICY_NAMES)
+    assert scores["oracle"]["oracle_ratio"] == 1.0
+    assert scores["rl"]["utility"] > max(scores["edge_only"]["utility"],
+                                         scores["cloud_only"]["utility"])  # fmt: skip
+    assert all(len(r.t_s) == 400 for runs in records.values() for r in runs.values())
+
+
+def test_policy_trained_for_other_weights_is_refused(world, tmp_path):
+    path = policy_file(tmp_path, world, "ppo")
+    meta = json.loads(policy_file(POLICY_DIR, world, "ppo").with_suffix(".json").read_text())
+    path.with_suffix(".json").write_text(json.dumps({**meta, "weights_digest": "sha256:00"}))
+    with pytest.raises(PolicyFileError, match="retrain it"):
+        load_policy(path, world)
+
+
+def test_short_ppo_training_saves_a_working_policy(world, tmp_path):
+    meta = train_agent(world, "ppo", tmp_path, "tiny", timesteps=512, command="test")
+    assert meta["weights_digest"] == world.profile.weights_digest
+    policy = load_policy(tmp_path / "tiny", world)
+    records = run_policy(world, policy, steady(10, 20))
+    assert summarize(records)["frames"] == 100
+
+
+def test_evaluate_command_writes_json_and_plots(tmp_path):
+    trace = tmp_path / "link.csv"
+    trace.write_text("# a throttled link\nt_s,mbps,rtt_ms\n0,20,15\n5,0.04,80\n10,20,15\n")
+    out = tmp_path / "eval.json"
+    cmd = [sys.executable, "-m", "edgeml_ros.cli", "evaluate", "--scenario", str(trace),
+           "--duration", "15", "--json", str(out), "--plots", str(tmp_path / "plots")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    keys = {"utility", "oracle_ratio", "accuracy", "latency_ms_p50", "latency_ms_p95",
+            "deadline_miss_rate", "energy_j_per_frame"}  # fmt: skip
+    assert set(results["policies"]) == set(POLICY_NAMES)
+    assert all(keys <= set(r) for r in results["policies"].values())
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "latency_cdf.png", "policy_bars.png", "timeline_link.png"]  # fmt: skip
+    bad = tmp_path / "bad.csv"
+    bad.write_text("t_s,mbps\n0,5\n3,fast\n")
+    proc = subprocess.run([*cmd[:5], str(bad)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "bad.csv:3" in proc.stderr

@@ -1,0 +1,70 @@
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from edgeml_ros.bringup.shaper import (
+    BASE_IP,
+    LinkShaper,
+    TraceReplay,
+    tbf_args,
+)
+from edgeml_ros.core.traces import step_trace
+
+
+def test_tbf_settings_follow_the_rate():
+    assert tbf_args(0.0)[:2] == ["rate", "1kbit"]  # an outage: practically nothing gets through
+    args = dict(zip(tbf_args(20.0)[::2], tbf_args(20.0)[1::2], strict=True))
+    assert args["rate"] == "20000kbit" and int(args["limit"]) == 20_000_000 // 8
+
+
+def test_trace_replay_applies_rows_on_time():
+    rates, rtts = [], []
+    replay = TraceReplay(step_trace((5.0, 0.04, 5.0), 0.2, rtt_ms=30.0), rates.append, rtts.append)
+    replay.start()
+    time.sleep(0.6)
+    replay.stop()
+    assert rates == [5.0, 0.04, 5.0] and rtts == [30.0] * 3
+    assert np.allclose([t for t, _, _ in replay.changes], [0.0, 0.2, 0.4], atol=0.05)
+
+
+RECEIVER = """
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 47001)); s.settimeout(2.0)
+got, first, last = 0, None, None
+try:
+    while True:
+        n = len(s.recv(65536)); now = time.monotonic()
+        first = first or now; last = now; got += n
+except socket.timeout:
+    pass
+print(got, (last or 0) - (first or 0))
+"""
+SENDER = f"""
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for _ in range(400):
+    s.sendto(bytes(1000), ("{BASE_IP}", 47001)); time.sleep(0.001)
+"""
+
+
+@pytest.mark.skipif(LinkShaper.available() is not None, reason="shaping needs root and iproute2")
+def test_the_shaped_link_really_limits_the_rate():
+    shaper = LinkShaper()
+    try:
+        shaper.setup()
+        shaper.set_rate(1.0)  # 1 Mbit/s: 400 kB offered in about 0.5 s
+        receiver = subprocess.Popen([*shaper.prefix("base"), sys.executable, "-c", RECEIVER],
+                                    stdout=subprocess.PIPE, text=True)  # fmt: skip
+        time.sleep(0.5)
+        subprocess.run([*shaper.prefix("drone"), sys.executable, "-c", SENDER], check=True)
+        received, seconds = receiver.communicate(timeout=30)[0].split()
+    finally:
+        shaper.teardown()
+    rate_mbps = int(received) * 8 / float(seconds) / 1e6
+    assert 0.7 < rate_mbps < 1.3, rate_mbps  # the tbf rate, not the loopback's gigabits
+    assert not os.path.exists("/var/run/netns/edgeml_drone")
