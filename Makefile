@@ -4,7 +4,8 @@ RUN := tools/run_in_env.sh
 DEMO_ARGS ?=
 TEST_ARGS ?=
 
-.PHONY: setup demo test lint format train profiles bench policies evaluate clean
+.PHONY: setup demo test lint format train profiles bench bench-system bench-scale bench-soak \
+	policies evaluate clean
 
 setup:
 	@tools/bootstrap.sh
@@ -52,6 +53,17 @@ bench: setup
 	$(RUN) python -m edgeml_ros.cli bench models --json out/bench_models.json \
 		--plot docs/bench_models_tradeoff.png --markdown docs/results.md $(BENCH_ARGS)
 	$(RUN) python -m edgeml_ros.cli bench policy --json out/bench_policy.json
+
+# The live system once per policy over a shaped link; writes docs/system_results.md.
+bench-system: setup
+	$(RUN) python -m edgeml_ros.cli bench system --json out/bench_system.json \
+		--markdown docs/system_results.md --plot docs/bench_system.png $(BENCH_ARGS)
+
+# N drones against one base station (1, 2, 4, 8), and a 10-minute soak with memory growth.
+bench-scale: setup
+	$(RUN) python -m edgeml_ros.cli bench scale --json out/bench_scale.json $(BENCH_ARGS)
+bench-soak: setup
+	$(RUN) python -m edgeml_ros.cli bench soak --json out/bench_soak.json $(BENCH_ARGS)
 
 # Re-train the committed controller policies in the simulator (minutes on two cores).
 POLICIES := edgeml_ros/policies

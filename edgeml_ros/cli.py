@@ -288,6 +288,38 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_system(args: argparse.Namespace) -> int:
+    from edgeml_ros.bringup.demo import DemoConfig
+    from edgeml_ros.bringup.system_bench import run_system_bench
+
+    cfg = DemoConfig(
+        duration_s=args.duration,
+        rate_hz=args.rate,
+        json_path=args.json,
+        policies=tuple(args.policy),
+        compute_slowdown=args.compute_slowdown,
+        plot_path=args.plot or None,
+        trace=args.trace,
+        shape=not args.no_shaping,
+        mcap_dir=None,
+        log_dir="log/bench_system",
+        command=_command_line(),
+    )
+    return run_system_bench(cfg, args.markdown)
+
+
+def _cmd_bench_scale(args: argparse.Namespace) -> int:
+    from edgeml_ros.bringup.load_bench import run_scale
+
+    return run_scale(args.drones, args.duration, args.rate, args.json)
+
+
+def _cmd_bench_soak(args: argparse.Namespace) -> int:
+    from edgeml_ros.bringup.load_bench import run_soak
+
+    return run_soak(args.duration, args.rate, args.json)
+
+
 def _cmd_bench_policy(args: argparse.Namespace) -> int:
     from edgeml_ros.policy.agents import named_policies
     from edgeml_ros.policy.bench import bench_decisions
@@ -424,6 +456,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks (see docs/results.md)")
     bench = p.add_subparsers(dest="suite", required=True)
+    p = bench.add_parser("system", help="the live system once per policy over a shaped link")
+    p.add_argument("--policy", nargs="+", default=list(LIVE_POLICIES), choices=LIVE_POLICIES)
+    p.add_argument("--duration", type=_positive_float, default=30.0, help="seconds per policy")
+    p.add_argument("--rate", type=_positive_float, default=10.0, help="camera frames per second")
+    p.add_argument("--compute-slowdown", type=_positive_float, default=4.0,
+                   help="emulate a slower drone computer (reported as emulated)")  # fmt: skip
+    p.add_argument("--trace", default="throttle", help="link trace (default: throttle schedule)")
+    p.add_argument("--no-shaping", action="store_true", help="loopback link even as root")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.add_argument("--markdown", default=None, metavar="PATH", help="also write a results page")
+    p.add_argument("--plot", default="out/bench_system.png", help="PNG of link and plans")
+    p.set_defaults(func=_cmd_bench_system)
+
+    p = bench.add_parser("scale", help="N drones against one base station")
+    p.add_argument("--drones", nargs="+", type=_positive_int, default=[1, 2, 4, 8])
+    p.add_argument("--duration", type=_positive_float, default=20.0, help="seconds per count")
+    p.add_argument("--rate", type=_positive_float, default=10.0, help="frames/s per drone")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.set_defaults(func=_cmd_bench_scale)
+
+    p = bench.add_parser("soak", help="a long run of one drone; memory growth per node")
+    p.add_argument("--duration", type=_positive_float, default=600.0, help="seconds of frames")
+    p.add_argument("--rate", type=_positive_float, default=10.0, help="camera frames per second")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.set_defaults(func=_cmd_bench_soak)
+
     p = bench.add_parser("policy", help="decision cost of each policy on this CPU")
     p.add_argument("--runs", type=_positive_int, default=2000, help="decisions timed per policy")
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")

@@ -63,6 +63,7 @@ class DemoConfig:
     trace: str = "throttle"  # a trace file, or "throttle": the authors' schedule over the run
     shape: bool = True
     mcap_dir: str | None = "out"  # telemetry of each run as out/demo_<policy>.mcap
+    command: str = ""
 
 
 class Collector(Node):
@@ -135,6 +136,32 @@ class Collector(Node):
         values = self.diagnostics.get("/perception", {})
         return int(values.get(key, -1))
 
+    def breakdown(self) -> dict:
+        """Median per-frame cost by part, over answered frames (ms).
+
+        conversion = image decoding; model = head plus tail (drone or base station); serialization
+        = feature encoding; link = offload send to reply, less the base station's tail; dds =
+        camera to perception plus result to collector; queueing = the rest of the node's time.
+        Framework overhead is everything but model and link.
+        """
+        rows = [(r, lat) for r, lat in self.results.values()
+                if r.status == InferenceResult.STATUS_OK]  # fmt: skip
+        if not rows:
+            return {}
+        parts = {
+            "conversion": [r.decode_ms for r, _ in rows],
+            "model": [r.head_ms + r.tail_ms for r, _ in rows],
+            "serialization": [r.encode_ms for r, _ in rows],
+            "link": [r.transfer_ms for r, _ in rows],
+            "dds": [max(0.0, lat - r.total_ms) for r, lat in rows],
+            "queueing": [max(0.0, r.total_ms - r.decode_ms - r.head_ms - r.encode_ms
+                             - r.transfer_ms - r.tail_ms) for r, _ in rows],
+        }  # fmt: skip
+        overhead = [lat - r.head_ms - r.tail_ms - r.transfer_ms for r, lat in rows]
+        out = {f"{k}_ms_p50": float(np.median(v)) for k, v in parts.items()}
+        out["framework_overhead_ms_p50"] = float(np.median(overhead))
+        return out
+
     def summary(self) -> dict:
         """Frame accounting, exits, accuracy and latency over everything received."""
         results = [r for r, _ in self.results.values()]
@@ -172,7 +199,9 @@ class Collector(Node):
             "deadline_miss_rate": float(np.mean(latencies > self.deadline_ms))
             if len(results)
             else None,
+            "latency_ms_p99": float(np.percentile(latencies, 99)) if len(results) else None,
             "energy_j_per_frame": float(np.mean(energy)) if energy else None,
+            **self.breakdown(),
             "stale_drops": sum(1 for r in results if r.status == InferenceResult.STATUS_STALE),
             "policy_changes": self.policy_changes(),
             "offload_bytes_mean": float(
@@ -232,7 +261,8 @@ def _format_table(runs: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _plot(runs: list[tuple[dict, Collector]], path: Path) -> None:
+def plot_runs(runs: list[tuple[dict, Collector]], path: Path) -> None:
+    """PNG of the shaped rate, the link estimate, and each run's cut point and threshold."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -281,6 +311,37 @@ def run_demo(cfg: DemoConfig) -> int:
 
     Returns 0 when every frame of every run got exactly one result.
     """
+    runs = run_session(cfg)
+    summaries = [s for s, _ in runs]
+    if len(summaries) > 1:
+        print("\n" + _format_table(summaries))
+    if cfg.plot_path:
+        plot_runs(runs, Path(cfg.plot_path))
+        print(f"[demo] wrote {cfg.plot_path}")
+    if cfg.json_path:
+        Path(cfg.json_path).parent.mkdir(parents=True, exist_ok=True)
+        out = summaries[0] if len(summaries) == 1 else {"runs": summaries}
+        Path(cfg.json_path).write_text(json.dumps(out, indent=2) + "\n")
+        print(f"[demo] wrote {cfg.json_path}")
+    return 1 if lost_frames(summaries) else 0
+
+
+def lost_frames(summaries: list[dict]) -> bool:
+    """Report runs where a frame got no result (or two); True if any did."""
+    failed = False
+    for s in summaries:
+        if s["results_out"] == 0:
+            print(f"[demo] FAILED ({s['policy']}): no results at all", file=sys.stderr)
+            failed = True
+        elif s["frames_in"] != s["results_out"] or s["duplicate_results"]:
+            print(f"[demo] FAILED ({s['policy']}): frames in and results out differ",
+                  file=sys.stderr)  # fmt: skip
+            failed = True
+    return failed
+
+
+def run_session(cfg: DemoConfig) -> list[tuple[dict, Collector]]:
+    """One run per policy, on a private ROS domain; the summaries and their collectors."""
     if cfg.domain_id is not None:
         return _run_all(cfg, cfg.domain_id)
     with private_domain_id() as domain_id:
@@ -311,7 +372,7 @@ def _start_shaper(cfg: DemoConfig) -> LinkShaper | None:
     return None
 
 
-def _run_all(cfg: DemoConfig, domain_id: int) -> int:
+def _run_all(cfg: DemoConfig, domain_id: int) -> list[tuple[dict, Collector]]:
     trace = demo_trace(cfg)
     shaper = _start_shaper(cfg)
     rclpy.init(domain_id=domain_id)
@@ -335,27 +396,7 @@ def _run_all(cfg: DemoConfig, domain_id: int) -> int:
         rclpy.try_shutdown()
         if shaper is not None:
             shaper.teardown()
-    summaries = [s for s, _ in runs]
-    if len(summaries) > 1:
-        print("\n" + _format_table(summaries))
-    if cfg.plot_path:
-        _plot(runs, Path(cfg.plot_path))
-        print(f"[demo] wrote {cfg.plot_path}")
-    if cfg.json_path:
-        Path(cfg.json_path).parent.mkdir(parents=True, exist_ok=True)
-        out = summaries[0] if len(summaries) == 1 else {"runs": summaries}
-        Path(cfg.json_path).write_text(json.dumps(out, indent=2) + "\n")
-        print(f"[demo] wrote {cfg.json_path}")
-    failed = False
-    for s in summaries:
-        if s["results_out"] == 0:
-            print(f"[demo] FAILED ({s['policy']}): no results at all", file=sys.stderr)
-            failed = True
-        elif s["frames_in"] != s["results_out"] or s["duplicate_results"]:
-            print(f"[demo] FAILED ({s['policy']}): frames in and results out differ",
-                  file=sys.stderr)  # fmt: skip
-            failed = True
-    return 1 if failed else 0
+    return runs
 
 
 def _run(

@@ -1,0 +1,101 @@
+"""Shared pieces of the multi-process ROS tests: QoS, defaults, node starting, a camera peer."""
+
+from __future__ import annotations
+
+import numpy as np
+from edgeml_ros.msg import InferenceResult
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+
+from edgeml_ros.bringup.processes import NodeProcess, share_file
+from edgeml_ros.core.checkpoint import TINY_CHECKPOINT
+
+RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+OK, BAD_INPUT, REJECTED = (
+    InferenceResult.STATUS_OK,
+    InferenceResult.STATUS_BAD_INPUT,
+    InferenceResult.STATUS_OFFLOAD_REJECTED,
+)
+DRONE_YAML, BASE_YAML = "drone.yaml", "base_station.yaml"
+# The camera subscription defaults to best-effort sensor QoS (a late frame is dropped by DDS
+# before it reaches the node). Tests that count frames override it to reliable, through the
+# QoS override parameters any user has.
+RELIABLE_CAMERA = {
+    "qos_overrides./camera/image_raw.subscription.reliability": "reliable",
+    "qos_overrides./camera/image_raw.subscription.depth": 100,
+}
+
+
+# The tests run the tiny four-block model (exits after blocks 0 and 1, final after block 3).
+TINY = {"checkpoint": str(TINY_CHECKPOINT)}
+THRESHOLDS = [0.95, 0.95, 0.0]
+# Frames the tests send in bursts may wait behind each other on this 2-core machine: the tests
+# that count results keep them (a stale-frame test sets its own limit).
+DEFAULTS = {
+    "perception": {**TINY, "cut_point": 2, "exit_thresholds": THRESHOLDS,
+                   "max_frame_age_ms": 60000.0},
+}  # fmt: skip
+
+
+def start(node, executable, params_file=None, **overrides):
+    params = share_file("config", params_file) if params_file else None
+    overrides = {**DEFAULTS.get(executable, TINY), **overrides}
+    return NodeProcess(executable, node.domain_id, params, overrides)
+
+
+def param_setter(ros_node, node_name):
+    """Set one parameter of a running node through its parameter services (as `ros2 param
+    set` does); returns the SetParametersResult."""
+    client = AsyncParameterClient(ros_node, node_name)
+    assert client.wait_for_services(timeout_sec=30)
+
+    def set_param(name, value):
+        future = client.set_parameters([Parameter(name, value=value)])
+        ros_node.spin_until(future.done, 10)
+        return future.result().results[0]
+
+    return set_param
+
+
+def image_msg(pixels: np.ndarray, frame_id: str, encoding="mono8", step=None) -> Image:
+    msg = Image(height=pixels.shape[0], width=pixels.shape[1], encoding=encoding)
+    msg.step = pixels.shape[1] if step is None else step
+    msg.data = pixels.tobytes()
+    msg.header.frame_id = frame_id
+    return msg
+
+
+class Peer:
+    """The test's side of the conversation: camera publisher and result collector."""
+
+    def __init__(self, node):
+        self.node = node
+        self.results: list[InferenceResult] = []
+        self.camera = node.create_publisher(Image, "camera/image_raw", RELIABLE)
+        self.result_sub = node.create_subscription(
+            InferenceResult, "perception/result", self.results.append, RELIABLE
+        )
+
+    def wait_for_perception(self):
+        """Wait until both directions are matched; best-effort camera frames sent before
+        discovery completes never reach the node (and so are not frames it lost)."""
+        assert self.node.spin_until(
+            lambda: (
+                self.camera.get_subscription_count() > 0
+                and self.result_sub.get_publisher_count() > 0
+            ),
+            60,
+        ), "perception node did not come up"
+        self.node.spin_until(lambda: False, 0.5)
+
+    def send(self, msg: Image):
+        msg.header.stamp = self.node.get_clock().now().to_msg()
+        self.camera.publish(msg)
+        self.node.spin_until(lambda: False, 0.03)
+
+    def wait_results(self, n: int, timeout_s=30.0) -> list[InferenceResult]:
+        self.node.spin_until(lambda: len(self.results) >= n, timeout_s)
+        self.node.spin_until(lambda: False, 0.5)  # nothing more may come
+        return self.results
