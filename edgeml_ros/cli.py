@@ -219,8 +219,31 @@ def _world(args: argparse.Namespace):
     from edgeml_ros.policy.evaluate import World
     from edgeml_ros.policy.sim import SimConfig
 
-    config = SimConfig(fps=args.fps, deadline_ms=args.deadline_ms, device_class=args.device_class)
+    config = SimConfig(fps=args.fps, deadline_ms=args.deadline_ms,
+                       device_class=args.device_class, weights=args.utility_weights)  # fmt: skip
     return World.load(args.profile, config)
+
+
+def _utility_weights(text: str):
+    """Parse `name=value,...` into UtilityWeights (unnamed weights keep their defaults)."""
+    from edgeml_ros.policy.sim import UtilityWeights
+
+    known = UtilityWeights.__dataclass_fields__
+    values = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in known:
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: expected name=value with name one of {', '.join(known)}"
+            )
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r}: {value!r} is not a number") from None
+    try:
+        return UtilityWeights(**values)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _cmd_policy_train(args: argparse.Namespace) -> int:
@@ -346,6 +369,9 @@ def _sim_arguments(p: argparse.ArgumentParser, with_policies: bool) -> None:
     p.add_argument("--deadline-ms", type=_positive_float, default=100.0, help="frame deadline")
     p.add_argument("--device-class", default="jetson_nano", choices=sorted(DEVICE_CLASSES),
                    help="simulated drone (compute slowdown and energy model)")  # fmt: skip
+    p.add_argument("--utility-weights", type=_utility_weights, default="",
+                   help="reward weights, e.g. 'energy=0.1,latency=0.5' (docs/policy.md; "
+                   "learned policies were trained with the defaults)")  # fmt: skip
     if with_policies:
         p.add_argument("--policy", nargs="+", default=list(POLICY_NAMES), choices=POLICY_NAMES,
                        help="policies to run (default: all)")  # fmt: skip

@@ -229,3 +229,16 @@ def test_evaluate_command_writes_json_and_plots(tmp_path):
     bad.write_text("t_s,mbps\n0,5\n3,fast\n")
     proc = subprocess.run([*cmd[:5], str(bad)], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "bad.csv:3" in proc.stderr
+
+
+def test_utility_weights_from_the_command_line(capsys):
+    from edgeml_ros.cli import build_parser
+
+    args = build_parser().parse_args(["evaluate", "--utility-weights", "energy=0.1,latency=0.5"])
+    assert args.utility_weights.energy == 0.1 and args.utility_weights.latency == 0.5
+    assert args.utility_weights.accuracy == 1.0  # unnamed: the default
+    for bad, why in (("speed=1", "name one of"), ("energy=lots", "not a number"),
+                     ("energy=-1", "must be a finite number >= 0")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["evaluate", "--utility-weights", bad])
+        assert why in capsys.readouterr().err

@@ -41,7 +41,13 @@ from edgeml_ros.core.battery import result_energy_j
 from edgeml_ros.core.energy import DeviceEnergy, device_class
 from edgeml_ros.core.pipeline import Where
 from edgeml_ros.core.traces import Trace, load_trace, throttle_schedule
-from edgeml_ros.msg import ExecutionPolicy, GroundTruth, InferenceResult, LinkQuality
+from edgeml_ros.msg import (
+    BaseStationLoad,
+    ExecutionPolicy,
+    GroundTruth,
+    InferenceResult,
+    LinkQuality,
+)
 from edgeml_ros.nodes.common import LATCHED, RELIABLE
 
 
@@ -82,6 +88,7 @@ class Collector(Node):
         self.plans: list[tuple[float, int, float, str]] = []  # (t, cut, threshold, reason)
         self.link: list[tuple[float, float]] = []  # (t, Mbit/s)
         self.shaped: list[tuple[float, float, float]] = []  # (t, Mbit/s, RTT ms) applied
+        self.base_load: list[tuple[float, float]] = []  # (t, requests answered per second)
         for msg_type, topic, callback, qos in (
             (InferenceResult, "perception/result", self._on_result, RELIABLE),
             (GroundTruth, "camera/ground_truth", self._on_truth, RELIABLE),
@@ -89,6 +96,7 @@ class Collector(Node):
             (ExecutionPolicy, "execution_policy", self._on_plan, LATCHED),
             (LinkQuality, "link_quality", self._on_link, 10),
             (BatteryState, "battery_state", None, 10),
+            (BaseStationLoad, "offload/load", self._on_load, 10),
         ):
             self.create_subscription(msg_type, topic, self._recording(topic, callback), qos)
 
@@ -107,6 +115,9 @@ class Collector(Node):
         early = list(msg.exit_thresholds[:-1]) or [0.0]
         self.plans.append((time.monotonic() - self.started, msg.cut_point, min(early),
                            msg.reason))  # fmt: skip
+
+    def _on_load(self, msg: BaseStationLoad) -> None:
+        self.base_load.append((time.monotonic() - self.started, msg.requests_per_s))
 
     def _on_link(self, msg: LinkQuality) -> None:
         self.link.append((time.monotonic() - self.started, msg.bandwidth_mbps))
@@ -191,7 +202,11 @@ class Collector(Node):
             "where": dict(sorted(where.items())),
             "offloaded": sum(1 for r in results if r.offload_bytes > 0),
             "fallbacks": where.get("fallback", 0),
-            "errors": len(results) - len(ok),
+            "errors": sum(
+                1
+                for r in results
+                if r.status not in (InferenceResult.STATUS_OK, InferenceResult.STATUS_STALE)
+            ),
             "accuracy": float(np.mean([r.class_id == t for r, t in scored])) if scored else None,
             "scored_frames": len(scored),
             "latency_ms_p50": float(np.percentile(latencies, 50)) if len(results) else None,
@@ -451,9 +466,14 @@ def _run(
                     offload_params.set_parameters([Parameter("emulated_rtt_ms", value=rtt_ms)])
 
                 replay = TraceReplay(trace, shaper.set_rate, set_rtt)
-                replay.start()
             camera = start("camera_source", drone, rate_hz=cfg.rate_hz, max_frames=frames)
             procs.append(camera)
+            # the trace starts with the first frame, so every run sees the same link per frame
+            first_frame = time.monotonic() + 60
+            while not collector.truth and time.monotonic() < first_frame:
+                _spin_for(collector, 0.05)
+            if replay is not None:
+                replay.start()
             link = f"shaped link replaying {trace.name}" if shaper else "loopback"
             print(f"[demo] nodes up; publishing {frames} camera frames ({link})", flush=True)
 

@@ -30,22 +30,27 @@ SETTLE_S = 3.0  # link estimates this soon after a rate change are not compared
 BATTERY_SOC, BATTERY_DRAIN = 0.9, 0.001  # battery_sim's defaults
 
 
-def goodput_ratio(collector: Collector) -> float | None:
-    """Median of the link monitor's goodput estimate over the shaped rate in force.
+def goodput_ratio(collector: Collector, summary: dict, rate_hz: float) -> float | None:
+    """Offload goodput over the shaped rate, where the offloads saturate the link.
 
-    Only throttled phases (below 1 Mbit/s) count: there a padded probe spends tens of ms on the
-    link, so the estimate measures the link rather than timer jitter.
+    Goodput is what the base station answered per second (its BaseStationLoad reports) times
+    the mean offload size. Only settled phases whose shaped rate is below what the run offered
+    (offloaded share x frame rate x mean size) count: elsewhere the link was not the limit.
+    None when no phase was saturated (a policy that keeps its frames on the drone).
     """
-    if not collector.shaped or not collector.link:
+    if not collector.shaped or not collector.base_load or not summary["offloaded"]:
         return None
+    frames = max(1, summary["results_out"])
+    bits = summary["offload_bytes_mean"] * 8
+    offered_mbps = summary["offloaded"] / frames * rate_hz * bits / 1e6
     times = np.array([t for t, _, _ in collector.shaped])
     rates = np.array([mbps for _, mbps, _ in collector.shaped])
     ratios = []
-    for t, estimate in collector.link:
+    for t, answered_per_s in collector.base_load:
         i = int(np.searchsorted(times, t, side="right")) - 1
-        if i < 0 or not 0 < rates[i] < 1.0 or t - times[i] < SETTLE_S:
+        if i < 0 or t - times[i] < SETTLE_S or not 0 < rates[i] < offered_mbps:
             continue
-        ratios.append(estimate / rates[i])
+        ratios.append(answered_per_s * bits / 1e6 / rates[i])
     return float(np.median(ratios)) if ratios else None
 
 
@@ -67,7 +72,7 @@ def run_system_bench(cfg: DemoConfig, markdown: str | None) -> int:
     for summary, collector in runs:
         name = summary["policy"]
         sim = sims[name]
-        summary["goodput_ratio"] = goodput_ratio(collector)
+        summary["goodput_ratio"] = goodput_ratio(collector, summary, cfg.rate_hz)
         summary["sim_latency_ms_p50"] = sim["latency_ms_p50"]
         summary["sim_accuracy"] = sim["accuracy"]
         summary["sim_vs_real_latency_ratio"] = (
