@@ -30,11 +30,20 @@ from edgeml_ros.bringup.processes import NodeProcess, node_processes, share_file
 def test_every_frame_gets_one_result_with_exits_and_offloads(ros_node, fmnist_test):
     procs = [
         start(ros_node, "offload", BASE_YAML),
-        start(ros_node, "perception", DRONE_YAML, follow_controller=False, **RELIABLE_CAMERA),
+        # accounting, not speed: a deadline no CI stall reaches, so offloads are answered
+        start(
+            ros_node,
+            "perception",
+            DRONE_YAML,
+            follow_controller=False,
+            deadline_ms=10000.0,
+            **RELIABLE_CAMERA,
+        ),
     ]
     with node_processes(procs):
         peer = Peer(ros_node)
         peer.wait_for_perception()
+        assert ros_node.spin_until(lambda: ros_node.count_subscribers("offload/request") > 0, 60)
         n = 60
         for i in range(n):
             peer.send(image_msg(fmnist_test.images[i], f"cam/{i}"))
