@@ -29,7 +29,8 @@ from edgeml_ros.bringup.shaper import LinkShaper
 
 def test_base_station_killed_and_restarted(ros_node, fmnist_test):
     perception = start(ros_node, "perception", DRONE_YAML, follow_controller=False,
-                       exit_thresholds=[2.0, 2.0, 0.0], **RELIABLE_CAMERA)  # fmt: skip
+                       exit_thresholds=[2.0, 2.0, 0.0], deadline_ms=3000.0,
+                       **RELIABLE_CAMERA)  # fmt: skip
     base = start(ros_node, "offload", BASE_YAML)
     with node_processes([perception, base]) as procs:
         peer = Peer(ros_node)
