@@ -59,23 +59,28 @@ def _format_train(summary: dict) -> str:
     return f"saved {summary['checkpoint']} ({summary['model_id']})\ntest accuracy: {accs}"
 
 
-def _cmd_demo(args: argparse.Namespace) -> int:
-    from edgeml_ros.bringup.demo import DemoConfig, run_demo
+def _demo_config(args: argparse.Namespace, **extra):
+    """The DemoConfig of the arguments `demo` and `bench system` share."""
+    from edgeml_ros.bringup.demo import DemoConfig
 
-    cfg = DemoConfig(
+    return DemoConfig(
         duration_s=args.duration,
         rate_hz=args.rate,
-        checkpoint=args.checkpoint,
-        domain_id=args.domain_id,
         json_path=args.json,
         policies=tuple(args.policy),
         compute_slowdown=args.compute_slowdown,
         plot_path=args.plot or None,
         trace=args.trace,
         shape=not args.no_shaping,
-        mcap_dir=args.mcap_dir or None,
+        **extra,
     )
-    return run_demo(cfg)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from edgeml_ros.bringup.demo import run_demo
+
+    return run_demo(_demo_config(args, checkpoint=args.checkpoint, domain_id=args.domain_id,
+                                 mcap_dir=args.mcap_dir or None))  # fmt: skip
 
 
 def _command_line() -> str:
@@ -312,22 +317,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_system(args: argparse.Namespace) -> int:
-    from edgeml_ros.bringup.demo import DemoConfig
     from edgeml_ros.bringup.system_bench import run_system_bench
 
-    cfg = DemoConfig(
-        duration_s=args.duration,
-        rate_hz=args.rate,
-        json_path=args.json,
-        policies=tuple(args.policy),
-        compute_slowdown=args.compute_slowdown,
-        plot_path=args.plot or None,
-        trace=args.trace,
-        shape=not args.no_shaping,
-        mcap_dir=None,
-        log_dir="log/bench_system",
-        command=_command_line(),
-    )
+    cfg = _demo_config(args, mcap_dir=None, log_dir="log/bench_system", command=_command_line())
     return run_system_bench(cfg, args.markdown)
 
 
