@@ -4,7 +4,7 @@ RUN := tools/run_in_env.sh
 DEMO_ARGS ?=
 TEST_ARGS ?=
 
-.PHONY: setup demo test lint format train profiles bench bench-system bench-scale bench-soak \
+.PHONY: setup demo test lint format train profiles bench bench-system bench-scale bench-soak faults \
 	policies evaluate clean
 
 setup:
@@ -58,6 +58,12 @@ bench: setup
 bench-system: setup
 	$(RUN) python -m edgeml_ros.cli bench system --json out/bench_system.json \
 		--markdown docs/system_results.md --plot docs/bench_system.png $(BENCH_ARGS)
+
+# Fault injection with real node processes: the link cut for 10 s, the base station killed and
+# restarted, the controller killed, a camera burst at 10x; each prints its outcome and recovery
+# time as a [fault] line (malformed messages and lying tensors: test/test_ros_nodes.py).
+faults: setup
+	$(RUN) python -m pytest -s -q test/test_faults.py
 
 # N drones against one base station (1, 2, 4, 8), and a 10-minute soak with memory growth.
 bench-scale: setup

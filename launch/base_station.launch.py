@@ -8,14 +8,16 @@ import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration, PythonExpression
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 
 def generate_launch_description():
     share = get_package_share_directory("edgeml_ros")
+    use_dds_profile = PythonExpression(["'", LaunchConfiguration("dds_profile"), "' != ''"])
     return LaunchDescription(
         [
             DeclareLaunchArgument(
@@ -37,6 +39,20 @@ def generate_launch_description():
                 default_value="info",
                 choices=["debug", "info", "warn", "error", "fatal"],
                 description="Logging level.",
+            ),
+            DeclareLaunchArgument(
+                "dds_profile",
+                default_value=os.path.join(share, "config", "fastdds_link.xml"),
+                description="Fast DDS profile for the radio link (UDP, single-packet fragments, "
+                "non-blocking sends); '' keeps the middleware's defaults.",
+            ),
+            SetEnvironmentVariable(
+                "FASTDDS_DEFAULT_PROFILES_FILE",
+                LaunchConfiguration("dds_profile"),
+                condition=IfCondition(use_dds_profile),
+            ),
+            SetEnvironmentVariable(
+                "RMW_FASTRTPS_USE_QOS_FROM_XML", "1", condition=IfCondition(use_dds_profile)
             ),
             Node(
                 package="edgeml_ros",

@@ -69,3 +69,14 @@ def test_rviz_config_shows_the_annotated_frames():
     displays = config["Visualization Manager"]["Displays"]
     topics = {d["Topic"]["Value"] for d in displays if d["Class"].endswith("/Image")}
     assert "/perception/annotated" in topics
+
+
+@pytest.mark.parametrize("name", ["drone", "base_station"])
+def test_drone_and_base_station_use_the_link_dds_profile(name):
+    tree = ast.parse((CONFIG.parent / "launch" / f"{name}.launch.py").read_text())
+    variables = {ast.literal_eval(c.args[0]) for c in calls(tree, "SetEnvironmentVariable")}
+    assert {"FASTDDS_DEFAULT_PROFILES_FILE", "RMW_FASTRTPS_USE_QOS_FROM_XML"} <= variables
+    defaults = [ast.unparse(k.value) for c in calls(tree, "DeclareLaunchArgument")
+                for k in c.keywords if k.arg == "default_value"]  # fmt: skip
+    assert any("fastdds_link.xml" in d for d in defaults)
+    assert (CONFIG / "fastdds_link.xml").is_file()

@@ -4,6 +4,7 @@ import pytest
 from edgeml_ros.core.codec import encode_tensor
 from edgeml_ros.core.pipeline import (
     FALLBACK_MARGIN_S,
+    IN_FLIGHT_HORIZON_S,
     CompressedFrame,
     DronePipeline,
     ExecutionPlan,
@@ -61,6 +62,29 @@ def test_no_reply_falls_back_in_time_for_the_deadline(bundle, fmnist_test):
     assert "in time" in result.reason
     assert pipe.on_reply(OffloadReply(request.frame_seq, Status.OK)) is None
     assert pipe.counters.late_replies == 1 and pipe.counters.fallbacks == 1
+
+
+def test_offload_window_keeps_frames_off_a_busy_link(bundle, fmnist_test):
+    pipe = DronePipeline(bundle, ExecutionPlan(2, NEVER), 0.1, max_in_flight=2)
+    images = iter(fmnist_test.images)
+    first, second = (pipe.process(raw(next(images)), i, now=100.0) for i in range(2))
+    assert isinstance(first, OffloadRequest) and isinstance(second, OffloadRequest)
+    # two offloads on the link: the third frame finishes on the drone at once, in full
+    third = pipe.process(raw(next(images)), 2, now=100.01)
+    assert third.where == Where.FALLBACK and third.exit_index == bundle.model.num_exits - 1
+    assert third.reason.startswith("2 offloads already in flight") and third.offload_bytes == 0
+    assert pipe.counters.window_full == 1 and pipe.counters.offloaded == 2
+    # both fall back at their deadline but stay on the link until their (late) replies come
+    assert len(pipe.expire(now=100.2)) == 2
+    assert not isinstance(pipe.process(raw(next(images)), 3, now=100.3), OffloadRequest)
+    assert pipe.on_reply(OffloadReply(first.frame_seq, Status.OK), now=100.4) is None
+    assert isinstance(pipe.process(raw(next(images)), 4, now=100.5), OffloadRequest)
+    # a reply lost for good holds its place only for IN_FLIGHT_HORIZON_S
+    assert not isinstance(pipe.process(raw(next(images)), 5, now=100.6), OffloadRequest)
+    later = 100.0 + IN_FLIGHT_HORIZON_S + 0.1
+    assert isinstance(pipe.process(raw(next(images)), 6, now=later), OffloadRequest)
+    c = pipe.counters
+    assert c.results_out + pipe.pending_count == c.frames_in == 7
 
 
 def test_late_fallback_answers_at_the_deepest_affordable_exit(bundle, fmnist_test):

@@ -132,8 +132,13 @@ def test_no_base_station_means_fallbacks_not_lost_frames(ros_node, fmnist_test):
     assert len(results) == 10
     assert all(r.where == InferenceResult.WHERE_FALLBACK and r.status == OK for r in results)
     # the fallback left time to finish the model on the drone (whether the executor met the
-    # deadline is a matter for the benchmarks, not a timed test on a loaded machine)
-    assert all(r.exit_index == 2 and "in time" in r.reason for r in results)
+    # deadline is a matter for the benchmarks, not a timed test on a loaded machine); with two
+    # unanswered offloads on the link, later frames finish on the drone without offloading
+    assert all(r.exit_index == 2 for r in results)
+    timed_out = [r for r in results if r.reason.startswith("no offload reply in time")]
+    window_full = [r for r in results if r.reason.startswith("2 offloads already in flight")]
+    assert len(timed_out) >= 2 and window_full and len(timed_out) + len(window_full) == 10
+    assert all(r.offload_bytes == 0 for r in window_full)
 
 
 def test_controller_runs_the_learned_policy_with_safe_modes(ros_node):

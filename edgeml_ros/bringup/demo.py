@@ -30,11 +30,11 @@ from sensor_msgs.msg import BatteryState
 from edgeml_ros.bringup.processes import NodeProcess, node_processes, private_domain_id, share_file
 from edgeml_ros.bringup.recorder import McapRecorder
 from edgeml_ros.bringup.shaper import (
-    DDS_ENV,
     DRONE_NS,
     LinkShaper,
     ShaperError,
     TraceReplay,
+    dds_env,
     enter_netns,
 )
 from edgeml_ros.core.battery import result_energy_j
@@ -151,9 +151,10 @@ class Collector(Node):
         """Median per-frame cost by part, over answered frames (ms).
 
         conversion = image decoding; model = head plus tail (drone or base station); serialization
-        = feature encoding; link = offload send to reply, less the base station's tail; dds =
-        camera to perception plus result to collector; queueing = the rest of the node's time.
-        Framework overhead is everything but model and link.
+        = feature encoding; link = offload send to reply, less the base station's tail; dds_in =
+        camera to perception (the frame's age on arrival); dds_out = result to this collector;
+        queueing = the rest of the node's time. Framework overhead is everything but model and
+        link.
         """
         rows = [(r, lat) for r, lat in self.results.values()
                 if r.status == InferenceResult.STATUS_OK]  # fmt: skip
@@ -164,7 +165,8 @@ class Collector(Node):
             "model": [r.head_ms + r.tail_ms for r, _ in rows],
             "serialization": [r.encode_ms for r, _ in rows],
             "link": [r.transfer_ms for r, _ in rows],
-            "dds": [max(0.0, lat - r.total_ms) for r, lat in rows],
+            "dds_in": [r.input_age_ms for r, _ in rows],
+            "dds_out": [max(0.0, lat - r.input_age_ms - r.total_ms) for r, lat in rows],
             "queueing": [max(0.0, r.total_ms - r.decode_ms - r.head_ms - r.encode_ms
                              - r.transfer_ms - r.tail_ms) for r, _ in rows],
         }  # fmt: skip
@@ -222,7 +224,20 @@ class Collector(Node):
             "offload_bytes_mean": float(
                 np.mean([r.offload_bytes for r in results if r.offload_bytes] or [0])
             ),
+            "offload_window_full": self.perception_counter("window_full"),
+            "longest_offload_gap_s": self.longest_offload_gap_s(results),
         }
+
+    @staticmethod
+    def longest_offload_gap_s(results: list[InferenceResult]) -> float | None:
+        """Longest time, by camera stamp, between two frames the base station answered.
+
+        With the link cut for T seconds, this minus T is how long offloading took to recover.
+        """
+        ok = InferenceResult.STATUS_OK
+        answered = [r for r in results if r.where == Where.BASE and r.status == ok]
+        stamps = sorted(r.header.stamp.sec + r.header.stamp.nanosec / 1e9 for r in answered)
+        return float(np.max(np.diff(stamps))) if len(stamps) > 1 else None
 
 
 def _format_summary(s: dict, cfg: DemoConfig) -> str:
@@ -249,7 +264,8 @@ def _format_summary(s: dict, cfg: DemoConfig) -> str:
             f"  exits                 {exits}",
             f"  where                 {where}",
             f"  offloaded             {s['offloaded']} (mean {s['offload_bytes_mean']:.0f} B)",
-            f"  fallbacks             {s['fallbacks']}",
+            f"  fallbacks             {s['fallbacks']} ({s['offload_window_full']} at once: "
+            "offload window full)",
             f"  errors                {s['errors']}",
             f"  policy changes        {s['policy_changes']}",
             f"  accuracy              {pct(s['accuracy'])} over {s['scored_frames']} frames",
@@ -378,7 +394,7 @@ def _start_shaper(cfg: DemoConfig) -> LinkShaper | None:
         try:
             shaper.setup()
             enter_netns(DRONE_NS)
-            os.environ.update(DDS_ENV)
+            os.environ.update(dds_env())
             return shaper
         except (ShaperError, OSError) as exc:
             shaper.teardown()

@@ -21,20 +21,27 @@ import threading
 import time
 from collections.abc import Callable
 
+from edgeml_ros.bringup.processes import share_file
 from edgeml_ros.core.traces import Trace
 
 DRONE_NS, BASE_NS = "edgeml_drone", "edgeml_base"
 DRONE_IF, BASE_IF = "edgeml_d", "edgeml_b"
 DRONE_IP, BASE_IP = "10.77.0.1", "10.77.0.2"
 OUTAGE_KBIT = 1
-# Fast DDS: UDP only, so that traffic between the namespaces really crosses the shaped veth;
-# asynchronous publication, so that a publish into a saturated link never blocks the node
-# (synchronous sends blocked the perception node for hundreds of ms on throttled phases).
-DDS_ENV = {
-    "FASTDDS_BUILTIN_TRANSPORTS": "UDPv4",
-    "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET",
-    "RMW_FASTRTPS_PUBLICATION_MODE": "ASYNCHRONOUS",
-}
+
+
+def dds_env() -> dict[str, str]:
+    """Environment of every node on the shaped link: the package's Fast DDS link profile.
+
+    The profile (config/fastdds_link.xml) keeps DDS on UDP, so that traffic between the
+    namespaces really crosses the shaped veth, fragments samples into single packets, and never
+    blocks a node on a full socket; SUBNET discovery reaches the other namespace.
+    """
+    return {
+        "FASTDDS_DEFAULT_PROFILES_FILE": str(share_file("config", "fastdds_link.xml")),
+        "RMW_FASTRTPS_USE_QOS_FROM_XML": "1",
+        "ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET",
+    }
 
 
 class ShaperError(RuntimeError):

@@ -33,10 +33,12 @@ BATTERY_SOC, BATTERY_DRAIN = 0.9, 0.001  # battery_sim's defaults
 def goodput_ratio(collector: Collector, summary: dict, rate_hz: float) -> float | None:
     """Offload goodput over the shaped rate, where the offloads saturate the link.
 
-    Goodput is what the base station answered per second (its BaseStationLoad reports) times
-    the mean offload size. Only settled phases whose shaped rate is below what the run offered
-    (offloaded share x frame rate x mean size) count: elsewhere the link was not the limit.
-    None when no phase was saturated (a policy that keeps its frames on the drone).
+    Goodput is what the base station answered (its BaseStationLoad reports, one a second) times
+    the mean offload size, summed over the seconds of settled phases whose shaped rate is below
+    what the run offered (offloaded share x frame rate x mean size), over what the link could
+    carry in those seconds: elsewhere the link was not the limit. Summed, not a median of
+    seconds, because on a slow link answers come in bursts. None when no phase was saturated
+    (a policy that keeps its frames on the drone).
     """
     if not collector.shaped or not collector.base_load or not summary["offloaded"]:
         return None
@@ -45,13 +47,14 @@ def goodput_ratio(collector: Collector, summary: dict, rate_hz: float) -> float 
     offered_mbps = summary["offloaded"] / frames * rate_hz * bits / 1e6
     times = np.array([t for t, _, _ in collector.shaped])
     rates = np.array([mbps for _, mbps, _ in collector.shaped])
-    ratios = []
+    answered_mbit = capacity_mbit = 0.0
     for t, answered_per_s in collector.base_load:
         i = int(np.searchsorted(times, t, side="right")) - 1
         if i < 0 or t - times[i] < SETTLE_S or not 0 < rates[i] < offered_mbps:
             continue
-        ratios.append(answered_per_s * bits / 1e6 / rates[i])
-    return float(np.median(ratios)) if ratios else None
+        answered_mbit += answered_per_s * bits / 1e6
+        capacity_mbit += rates[i]
+    return answered_mbit / capacity_mbit if capacity_mbit else None
 
 
 def simulated(cfg: DemoConfig, policies: list[str]) -> dict[str, dict]:
@@ -110,7 +113,7 @@ COLUMNS = (
     ("goodput_ratio", "goodput", 1, "{:.2f}"),
     ("sim_vs_real_latency_ratio", "sim/real p50", 1, "{:.2f}"),
 )
-PARTS = ("conversion", "model", "serialization", "link", "dds", "queueing")
+PARTS = ("conversion", "model", "serialization", "link", "dds_in", "dds_out", "queueing")
 
 
 def _cell(value, scale: float, fmt: str) -> str:

@@ -115,6 +115,7 @@ class FrameResult:
     transfer_ms: float = 0.0
     tail_ms: float = 0.0
     total_ms: float = 0.0
+    input_age_ms: float = 0.0
     offload_bytes: int = 0
 
 
@@ -147,6 +148,9 @@ class OffloadReply:
 # before the last moment at which finishing on the drone still meets the deadline.
 EXPIRE_PERIOD_S = 0.01
 FALLBACK_MARGIN_S = EXPIRE_PERIOD_S + 0.002
+# An offload counts as on the link until its reply (even a late one) or for this long: a request
+# or reply lost for good must not hold the window shut.
+IN_FLIGHT_HORIZON_S = 2.0
 
 
 @dataclass
@@ -173,6 +177,7 @@ class PipelineCounters:
     internal_errors: int = 0
     rejected: int = 0
     late_replies: int = 0
+    window_full: int = 0
     exits: Counter = field(default_factory=Counter)
     where: Counter = field(default_factory=Counter)
 
@@ -217,11 +222,16 @@ class DronePipeline:
         compute_slowdown: float = 1.0,
         max_age_s: float = float("inf"),
         device: str = "cpu",
+        max_in_flight: int = 2,
     ) -> None:
         self.bundle = bundle
         self.runner = SplitRunner(bundle.model, device)
         self.counters = PipelineCounters()
         self._pending: dict[int, _Pending] = {}
+        self._in_flight: dict[int, float] = {}  # frame -> when its offload was sent
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
+        self.max_in_flight = max_in_flight
         self._next_seq = 0
         self.plan = plan
         self.deadline_s = deadline_s
@@ -293,6 +303,7 @@ class DronePipeline:
             cut_point=plan.cut_point,
             policy_name=plan.policy_name,
         )
+        result.input_age_ms = 1000.0 * age_s
         t0 = time.perf_counter()
         if age_s > self.max_age_s:
             self.counters.stale += 1
@@ -332,21 +343,25 @@ class DronePipeline:
         if outcome.fired is not None:
             self._answer(result, outcome.fired, Where.DRONE)
             return self._finish(result, arrived, arrived + (t2 - t0))
+        pending = _Pending(result, arrived, arrived + (t2 - t0), 0.0, outcome.features,
+                           outcome.deepest_local, plan.exit_rule)  # fmt: skip
+        in_flight = self._count_in_flight(pending.sent)
+        if in_flight >= self.max_in_flight:
+            # The link is still busy with earlier offloads: queueing behind them would only
+            # make this frame late, so it finishes on the drone now.
+            self.counters.window_full += 1
+            return self._fallback(pending, pending.sent, f"{in_flight} offloads already in flight")
         tensor = encode_tensor(outcome.features.cpu().numpy(), plan.encoding, plan.compression)
         t3 = time.perf_counter()
         result.encode_ms = _ms(t3 - t2)
         result.offload_bytes = len(tensor.data)
-        sent = arrived + (t3 - t0)
+        pending.sent = arrived + (t3 - t0)
         finish_locally = self.local_time_s(plan.cut_point, self.bundle.model.num_exits - 1)
-        self._pending[result.frame_seq] = _Pending(
-            result,
-            arrived,
-            sent,
-            max(sent, arrived + self.deadline_s - finish_locally - FALLBACK_MARGIN_S),
-            outcome.features,
-            outcome.deepest_local,
-            plan.exit_rule,
+        pending.fallback_at = max(
+            pending.sent, arrived + self.deadline_s - finish_locally - FALLBACK_MARGIN_S
         )
+        self._pending[result.frame_seq] = pending
+        self._in_flight[result.frame_seq] = pending.sent
         self.counters.offloaded += 1
         return OffloadRequest(
             result.frame_seq,
@@ -360,6 +375,7 @@ class DronePipeline:
     def on_reply(self, reply: OffloadReply, now: float | None = None) -> FrameResult | None:
         """Finish the frame a reply belongs to; None for a late or unknown reply (counted)."""
         now = time.monotonic() if now is None else now
+        self._in_flight.pop(reply.frame_seq, None)
         pending = self._pending.pop(reply.frame_seq, None)
         if pending is None:
             self.counters.late_replies += 1
@@ -379,7 +395,14 @@ class DronePipeline:
         """Fall back locally for offloads past their fallback time (all of them when `force`)."""
         now = time.monotonic() if now is None else now
         late = [s for s, p in self._pending.items() if force or now >= p.fallback_at]
-        return [self._fallback(self._pending.pop(seq), now) for seq in late]
+        return [self._fallback(self._pending.pop(seq), now, "no offload reply in time")
+                for seq in late]  # fmt: skip
+
+    def _count_in_flight(self, now: float) -> int:
+        """Offloads sent and not yet answered, forgetting those past IN_FLIGHT_HORIZON_S."""
+        for seq in [s for s, sent in self._in_flight.items() if now - sent > IN_FLIGHT_HORIZON_S]:
+            del self._in_flight[seq]
+        return len(self._in_flight)
 
     def fallback_exit(self, cut_point: int, budget_s: float) -> int | None:
         """The deepest exit after the cut the drone can reach within `budget_s` (None: none)."""
@@ -388,14 +411,15 @@ class DronePipeline:
         affordable = [e for e in after_cut if self.local_time_s(cut_point, e) <= budget_s]
         return affordable[-1] if affordable else None
 
-    def _fallback(self, pending: _Pending, now: float) -> FrameResult:
+    def _fallback(self, pending: _Pending, now: float, why: str) -> FrameResult:
+        """Finish an offloaded frame on the drone, at the deepest exit still in time."""
         result = pending.result
         self.counters.fallbacks += 1
         budget = pending.arrived + self.deadline_s - now - FALLBACK_MARGIN_S
         exit_index = self.fallback_exit(result.cut_point, budget)
         if exit_index is None and pending.deepest_local is not None:
             decision = pending.deepest_local
-            result.reason = "no offload reply in time, no time left: deepest local exit answered"
+            result.reason = f"{why}, no time left: deepest local exit answered"
         else:
             if exit_index is None:  # no time for any exit: the first one after the cut is fastest
                 exit_index = min(
@@ -409,7 +433,7 @@ class DronePipeline:
             self._pad(t0)
             result.tail_ms = _ms(time.perf_counter() - t0)
             now += time.perf_counter() - t0
-            result.reason = f"no offload reply in time: finished on the drone at exit {exit_index}"
+            result.reason = f"{why}: finished on the drone at exit {exit_index}"
         self._answer(result, decision, Where.FALLBACK)
         return self._finish(result, pending.arrived, now)
 

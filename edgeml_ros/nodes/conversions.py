@@ -64,6 +64,7 @@ def result_to_msg(result: FrameResult) -> InferenceResult:
     msg.transfer_ms = float(result.transfer_ms)
     msg.tail_ms = float(result.tail_ms)
     msg.total_ms = float(result.total_ms)
+    msg.input_age_ms = float(result.input_age_ms)
     msg.offload_bytes = result.offload_bytes
     return msg
 

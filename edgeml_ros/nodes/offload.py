@@ -159,4 +159,4 @@ class OffloadNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the offload node."""
-    return run_node(OffloadNode, args)
+    return run_node(OffloadNode, args, threads=2)  # probe echoes never wait behind a tail

@@ -90,6 +90,13 @@ class PerceptionNode(Node):
                     float_range=(1.0, 60000.0),
                 ),
                 Param(
+                    "max_offloads_in_flight",
+                    2,
+                    "Offloads on the link at once (sent, not yet answered); a frame that would "
+                    "exceed it finishes on the drone at once instead of queueing on a slow link.",
+                    int_range=(1, 1000),
+                ),
+                Param(
                     "compute_slowdown",
                     1.0,
                     "Emulation only, 1 on a real robot: pad the drone's compute time to this "
@@ -123,6 +130,7 @@ class PerceptionNode(Node):
             self.get_parameter("compute_slowdown").value,
             self.get_parameter("max_frame_age_ms").value / 1e3,
             self.get_parameter("device").value,
+            self.get_parameter("max_offloads_in_flight").value,
         )
         self._applying_policy: str | None = None
         self.add_post_set_parameters_callback(self._on_params_set)
@@ -181,6 +189,8 @@ class PerceptionNode(Node):
             self.pipeline.compute_slowdown = self.get_parameter("compute_slowdown").value
         if "max_frame_age_ms" in names:
             self.pipeline.max_age_s = self.get_parameter("max_frame_age_ms").value / 1e3
+        if "max_offloads_in_flight" in names:
+            self.pipeline.max_in_flight = self.get_parameter("max_offloads_in_flight").value
 
     def _on_policy(self, msg: ExecutionPolicy) -> None:
         if not self.get_parameter("follow_controller").value:
