@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult, LinkQuality
+from edgeml_ros.msg import (
+    ExecutionPolicy,
+    FeatureTensor,
+    InferenceResult,
+    LinkProbe,
+    LinkQuality,
+)
 from rclpy.duration import Duration
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_helpers import (
@@ -266,6 +272,34 @@ def test_compressed_stale_and_annotated_frames_probes_and_battery(ros_node, fmni
     # the base station echoed the probes: a loopback RTT, no loss
     assert links[-1].rtt_ms < 100 and links[-1].bandwidth_mbps > 0 and links[-1].samples >= 4
     assert 0 < batteries[-1].percentage < batteries[0].percentage <= 0.8
+
+
+def test_link_monitor_measures_offloads_and_pauses_probes_meanwhile(ros_node):
+    links, probes = [], []
+    ros_node.create_subscription(LinkQuality, "link_quality", links.append, 10)
+    ros_node.create_subscription(LinkProbe, "link/probe", probes.append, 10)
+    results = ros_node.create_publisher(InferenceResult, "perception/result", RELIABLE)
+    offloaded = InferenceResult(where=InferenceResult.WHERE_BASE, offload_bytes=50_000,
+                                transfer_ms=45.0)  # fmt: skip
+    local = InferenceResult(where=InferenceResult.WHERE_DRONE)
+    with node_processes([start(ros_node, "link_monitor", DRONE_YAML, probe_period_s=0.1)]):
+        assert ros_node.spin_until(lambda: len(probes) >= 3, 30)  # nothing offloaded: probing
+
+        def feed(msg):
+            def publish():
+                results.publish(msg)
+                return False
+
+            return publish
+
+        ros_node.spin_until(feed(offloaded), 1.0)  # results at 10-30 Hz: offloads measure
+        during = len(probes)
+        ros_node.spin_until(feed(offloaded), 2.0)
+        probes_while_offloading = len(probes) - during
+        ros_node.spin_until(feed(local), 2.0)  # local frames only: probing again
+    assert probes_while_offloading <= 2 and len(probes) - during - probes_while_offloading >= 5
+    # the offloaded results reached it through its content filter: their round trips measured
+    assert any(m.rtt_ms == 45.0 and m.bandwidth_mbps > 0 for m in links)
 
 
 def test_one_base_station_serves_several_drones(ros_node, fmnist_test):

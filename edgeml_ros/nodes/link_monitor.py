@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 from rclpy.node import Node
+from rclpy.subscription_content_filter_options import ContentFilterOptions
 
 from edgeml_ros.core.link import LinkEstimator, ProbeTracker
 from edgeml_ros.core.pipeline import Status, Where
@@ -48,7 +49,15 @@ class LinkMonitorNode(Node):
         self.pub = self.create_publisher(LinkQuality, "link_quality", 10)
         self.probe_pub = self.create_publisher(LinkProbe, "link/probe", 10)
         self.create_subscription(LinkProbe, "link/probe_echo", self._on_echo, 10)
-        self.create_subscription(InferenceResult, "perception/result", self._on_result, RELIABLE)
+        # Only offloaded frames measure the link: a content filter keeps the others from waking
+        # this node (Fast DDS filters on the writer's side), so it takes no CPU per local frame.
+        self.create_subscription(
+            InferenceResult,
+            "perception/result",
+            self._on_result,
+            RELIABLE,
+            content_filter_options=ContentFilterOptions("offload_bytes > %0", ["0"]),
+        )
         self.probe_period_s = self.get_parameter("probe_period_s").value
         self.last_offload = float("-inf")  # when the last offloaded frame's result came
         self.create_timer(self.probe_period_s, self._probe)

@@ -158,7 +158,9 @@ class PerceptionNode(Node):
         self.create_subscription(
             ExecutionPolicy, "execution_policy", self._on_policy, LATCHED, callback_group=group
         )
-        self.create_timer(EXPIRE_PERIOD_S, self._expire, callback_group=group)
+        # Checks for offloads past their fallback time; runs only while some are pending.
+        self.expire_timer = self.create_timer(EXPIRE_PERIOD_S, self._expire, callback_group=group)
+        self.expire_timer.cancel()
         self.create_timer(
             self.get_parameter("diagnostics_period_s").value, self._publish_diagnostics
         )
@@ -230,6 +232,8 @@ class PerceptionNode(Node):
             self._to_annotate[outcome.frame_seq] = frame
         if isinstance(outcome, OffloadRequest):
             self.request_pub.publish(request_to_msg(outcome))
+            if self.expire_timer.is_canceled():
+                self.expire_timer.reset()
             return
         self._publish(outcome)
 
@@ -243,6 +247,8 @@ class PerceptionNode(Node):
     def _expire(self) -> None:
         for result in self.pipeline.expire():
             self._publish(result)
+        if not self.pipeline.pending_count:
+            self.expire_timer.cancel()
 
     def _publish(self, result) -> None:
         if result.reason and result.status != 0:
