@@ -4,8 +4,8 @@ RUN := tools/run_in_env.sh
 DEMO_ARGS ?=
 TEST_ARGS ?=
 
-.PHONY: setup demo test lint format train profiles bench bench-system bench-scale bench-soak faults \
-	policies evaluate clean
+.PHONY: setup demo test lint format train profiles bench bench-system bench-goodput bench-scale \
+	bench-soak faults policies evaluate clean
 
 setup:
 	@tools/bootstrap.sh
@@ -64,6 +64,11 @@ bench-system: setup
 # time as a [fault] line (malformed messages and lying tensors: test/test_ros_nodes.py).
 faults: setup
 	$(RUN) python -m pytest -s -q test/test_faults.py
+
+# Offload goodput over the shaped link at several rates (root: network namespaces + tc tbf).
+bench-goodput: setup
+	$(RUN) python -m edgeml_ros.cli bench goodput --json out/bench_goodput.json \
+		--markdown docs/goodput_results.md --plot docs/bench_goodput.png $(BENCH_ARGS)
 
 # N drones against one base station (1, 2, 4, 8), and a 10-minute soak with memory growth.
 bench-scale: setup

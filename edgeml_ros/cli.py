@@ -329,6 +329,21 @@ def _cmd_bench_scale(args: argparse.Namespace) -> int:
     return run_scale(args.drones, args.duration, args.rate, args.json)
 
 
+def _cmd_bench_goodput(args: argparse.Namespace) -> int:
+    from edgeml_ros.bringup.goodput_bench import run_goodput
+
+    return run_goodput(args.points, args.duration, args.rate, args.json, args.markdown, args.plot)
+
+
+def _goodput_point(text: str):
+    from edgeml_ros.bringup.goodput_bench import GoodputPoint
+
+    try:
+        return GoodputPoint.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _cmd_bench_soak(args: argparse.Namespace) -> int:
     from edgeml_ros.bringup.load_bench import run_soak
 
@@ -493,6 +508,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=_positive_float, default=10.0, help="frames/s per drone")
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
     p.set_defaults(func=_cmd_bench_scale)
+
+    p = bench.add_parser("goodput", help="offload goodput over the shaped link, per rate")
+    p.add_argument(
+        "--points",
+        nargs="+",
+        type=_goodput_point,
+        default=["0.04:0", "0.13:0", "0.5:2", "2:1"],
+        help="RATE:CUT pairs: shaped Mbit/s and the cut whose tensors are offloaded",
+    )
+    p.add_argument(
+        "--duration", type=_positive_float, default=20.0, help="seconds measured per point"
+    )
+    p.add_argument("--rate", type=_positive_float, default=10.0, help="camera frames per second")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.add_argument("--markdown", default=None, metavar="PATH", help="also write a results page")
+    p.add_argument("--plot", default=None, metavar="PATH", help="also write a PNG")
+    p.set_defaults(func=_cmd_bench_goodput)
 
     p = bench.add_parser("soak", help="a long run of one drone; memory growth per node")
     p.add_argument("--duration", type=_positive_float, default=600.0, help="seconds of frames")

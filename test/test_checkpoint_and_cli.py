@@ -38,6 +38,9 @@ def test_missing_checkpoint(tmp_path):
         (["demo", "--rate", "fast"], "expected a number, got 'fast'"),
         (["train", "--epochs", "0"], "must be > 0"),
         (["fly"], "invalid choice"),
+        (["bench", "goodput", "--points", "0.13"], "'0.13' is not RATE:CUT"),
+        (["bench", "goodput", "--points", "fast:1"], "'fast:1' is not RATE:CUT"),
+        (["bench", "goodput", "--points", "0:1"], "Mbit/s in (0, 1000)"),
     ],
 )
 def test_cli_rejects_bad_arguments(argv, match, capsys):

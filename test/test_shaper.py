@@ -89,10 +89,14 @@ def test_the_shaped_link_really_limits_the_rate():
         receiver = subprocess.Popen([*shaper.prefix("base"), sys.executable, "-c", RECEIVER],
                                     stdout=subprocess.PIPE, text=True)  # fmt: skip
         time.sleep(0.5)
+        before = shaper.stats()
         subprocess.run([*shaper.prefix("drone"), sys.executable, "-c", SENDER], check=True)
         received, seconds = receiver.communicate(timeout=30)[0].split()
+        after = shaper.stats()
     finally:
         shaper.teardown()
     rate_mbps = int(received) * 8 / float(seconds) / 1e6
     assert 0.7 < rate_mbps < 1.3, rate_mbps  # the tbf rate, not the loopback's gigabits
+    # tc's counters saw what went through the drone's queue: the payload plus its headers
+    assert int(received) <= after["bytes"] - before["bytes"] < 1.2 * int(received) + 10_000
     assert not os.path.exists("/var/run/netns/edgeml_drone")

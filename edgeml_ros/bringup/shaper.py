@@ -14,6 +14,7 @@ the trace's RTT), so round trips measured on the drone include it. An outage (0 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -101,6 +102,17 @@ class LinkShaper:
             _run("ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf",
                  *tbf_args(mbps))  # fmt: skip
         self.mbps = mbps
+
+    @staticmethod
+    def stats(side: str = "drone") -> dict[str, int]:
+        """Tc's counters of one side's outgoing queue: bytes and packets sent, drops."""
+        ns, dev = (DRONE_NS, DRONE_IF) if side == "drone" else (BASE_NS, BASE_IF)
+        proc = subprocess.run(["ip", "netns", "exec", ns, "tc", "-s", "-j", "qdisc", "show",
+                               "dev", dev], capture_output=True, text=True)  # fmt: skip
+        if proc.returncode != 0:
+            raise ShaperError(f"tc -s qdisc show dev {dev}: {proc.stderr.strip()}")
+        [qdisc] = [q for q in json.loads(proc.stdout) if q.get("root")]
+        return {k: int(qdisc[k]) for k in ("bytes", "packets", "drops")}
 
     def teardown(self) -> None:
         """Remove the namespaces (and the veth with them); quiet when absent."""
