@@ -5,7 +5,7 @@ DEMO_ARGS ?=
 TEST_ARGS ?=
 
 .PHONY: setup demo test lint format train profiles bench bench-system bench-goodput bench-scale \
-	bench-soak faults policies evaluate clean
+	bench-soak bench-dds faults policies evaluate clean
 
 setup:
 	@tools/bootstrap.sh
@@ -64,6 +64,11 @@ bench-system: setup
 # time as a [fault] line (malformed messages and lying tensors: test/test_ros_nodes.py).
 faults: setup
 	$(RUN) python -m pytest -s -q test/test_faults.py
+
+# One DDS hop per publication mode and subscriber executor (why the nodes publish synchronously
+# and spin single-threaded).
+bench-dds: setup
+	$(RUN) python -m edgeml_ros.cli bench dds --json out/bench_dds.json $(BENCH_ARGS)
 
 # Offload goodput over the shaped link at several rates (root: network namespaces + tc tbf).
 bench-goodput: setup

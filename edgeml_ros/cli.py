@@ -335,6 +335,12 @@ def _cmd_bench_goodput(args: argparse.Namespace) -> int:
     return run_goodput(args.points, args.duration, args.rate, args.json, args.markdown, args.plot)
 
 
+def _cmd_bench_dds(args: argparse.Namespace) -> int:
+    from edgeml_ros.bringup.dds_bench import run_dds_bench
+
+    return run_dds_bench(args.rate, args.messages, args.json)
+
+
 def _goodput_point(text: str):
     from edgeml_ros.bringup.goodput_bench import GoodputPoint
 
@@ -508,6 +514,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=_positive_float, default=10.0, help="frames/s per drone")
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
     p.set_defaults(func=_cmd_bench_scale)
+
+    p = bench.add_parser("dds", help="one DDS hop per publication mode and executor")
+    p.add_argument("--rate", type=_positive_float, default=20.0, help="messages per second")
+    p.add_argument("--messages", type=_positive_int, default=300, help="messages per config")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.set_defaults(func=_cmd_bench_dds)
 
     p = bench.add_parser("goodput", help="offload goodput over the shaped link, per rate")
     p.add_argument(
