@@ -330,9 +330,10 @@ def _cmd_bench_scale(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_goodput(args: argparse.Namespace) -> int:
-    from edgeml_ros.bringup.goodput_bench import run_goodput
+    from edgeml_ros.bringup.goodput_bench import DEFAULT_POINTS, GoodputPoint, run_goodput
 
-    return run_goodput(args.points, args.duration, args.rate, args.json, args.markdown, args.plot)
+    points = args.points or [GoodputPoint.parse(p) for p in DEFAULT_POINTS]
+    return run_goodput(points, args.duration, args.rate, args.json, args.markdown, args.plot)
 
 
 def _cmd_bench_dds(args: argparse.Namespace) -> int:
@@ -526,8 +527,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--points",
         nargs="+",
         type=_goodput_point,
-        default=["0.04:0", "0.13:0", "0.5:2", "2:1"],
-        help="RATE:CUT pairs: shaped Mbit/s and the cut whose tensors are offloaded",
+        default=None,
+        help="RATE:CUT pairs: shaped Mbit/s and the cut whose tensors are offloaded "
+        "(default: 0.04:0 0.13:0 0.5:2 2:1)",
     )
     p.add_argument(
         "--duration", type=_positive_float, default=20.0, help="seconds measured per point"

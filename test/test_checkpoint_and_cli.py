@@ -55,3 +55,12 @@ def test_cli_help_runs():
         [sys.executable, "-m", "edgeml_ros.cli", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0 and "demo" in out.stdout
+
+
+def test_goodput_points_parse_by_default_and_from_the_command_line():
+    from edgeml_ros.bringup.goodput_bench import DEFAULT_POINTS, GoodputPoint
+
+    assert build_parser().parse_args(["bench", "goodput"]).points is None  # DEFAULT_POINTS
+    assert [GoodputPoint.parse(p).cut_point for p in DEFAULT_POINTS] == [0, 0, 2, 1]
+    args = build_parser().parse_args(["bench", "goodput", "--points", "0.13:0", "2:1"])
+    assert args.points == [GoodputPoint(0.13, 0), GoodputPoint(2.0, 1)]

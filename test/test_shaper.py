@@ -9,6 +9,7 @@ import pytest
 from edgeml_ros.bringup.shaper import (
     BASE_IP,
     LinkShaper,
+    ShaperError,
     TraceReplay,
     dds_env,
     tbf_args,
@@ -99,4 +100,20 @@ def test_the_shaped_link_really_limits_the_rate():
     assert 0.7 < rate_mbps < 1.3, rate_mbps  # the tbf rate, not the loopback's gigabits
     # tc's counters saw what went through the drone's queue: the payload plus its headers
     assert int(received) <= after["bytes"] - before["bytes"] < 1.2 * int(received) + 10_000
+    assert not os.path.exists("/var/run/netns/edgeml_drone")
+
+
+@pytest.mark.skipif(LinkShaper.available() is not None, reason="shaping needs root and iproute2")
+def test_one_shaped_link_at_a_time():
+    first, second = LinkShaper(), LinkShaper()
+    try:
+        first.setup()
+        with pytest.raises(ShaperError, match="another demo or benchmark"):
+            second.setup()
+        second.teardown()  # a no-op: it never held the link
+        assert os.path.exists("/var/run/netns/edgeml_drone")
+    finally:
+        first.teardown()
+    second.setup()  # free again
+    second.teardown()
     assert not os.path.exists("/var/run/netns/edgeml_drone")

@@ -14,6 +14,7 @@ the trace's RTT), so round trips measured on the drone include it. An outage (0 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ DRONE_NS, BASE_NS = "edgeml_drone", "edgeml_base"
 DRONE_IF, BASE_IF = "edgeml_d", "edgeml_b"
 DRONE_IP, BASE_IP = "10.77.0.1", "10.77.0.2"
 OUTAGE_KBIT = 1
+LOCK_FILE = "/run/edgeml_ros_shaper.lock"
 
 
 def dds_env() -> dict[str, str]:
@@ -71,6 +73,7 @@ class LinkShaper:
     def __init__(self) -> None:
         self.ready = False
         self.mbps: float | None = None
+        self._lock: int | None = None
 
     @staticmethod
     def available() -> str | None:
@@ -83,8 +86,19 @@ class LinkShaper:
         return None
 
     def setup(self) -> None:
-        """Create the namespaces and the veth, addressed and up, with multicast routed."""
-        self.teardown()
+        """Create the namespaces and the veth, addressed and up, with multicast routed.
+
+        One shaped link per host: a second demo or benchmark gets a ShaperError instead of
+        tearing down the link under the first.
+        """
+        self._lock = os.open(LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock)
+            self._lock = None
+            raise ShaperError("another demo or benchmark is using the shaped link") from None
+        self._remove_namespaces()
         _run("ip", "netns", "add", DRONE_NS)
         _run("ip", "netns", "add", BASE_NS)
         _run("ip", "link", "add", DRONE_IF, "type", "veth", "peer", "name", BASE_IF)
@@ -115,10 +129,18 @@ class LinkShaper:
         return {k: int(qdisc[k]) for k in ("bytes", "packets", "drops")}
 
     def teardown(self) -> None:
-        """Remove the namespaces (and the veth with them); quiet when absent."""
+        """Remove the namespaces (and the veth with them) this shaper set up."""
+        if self._lock is None:
+            return
+        self._remove_namespaces()
+        self.ready = False
+        os.close(self._lock)  # releases the lock
+        self._lock = None
+
+    @staticmethod
+    def _remove_namespaces() -> None:
         for ns in (DRONE_NS, BASE_NS):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        self.ready = False
 
     @staticmethod
     def prefix(side: str) -> list[str]:

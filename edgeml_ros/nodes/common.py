@@ -171,8 +171,8 @@ def run_node(
     """Spin a node until SIGINT/SIGTERM, then shut down cleanly.
 
     One thread (a single-threaded executor) unless the node has callback groups that must run
-    side by side (`threads` > 1): the multi-threaded executor's hand-off to a thread pool costs
-    milliseconds of latency at the tail on a small computer.
+    side by side (`threads` > 1): the multi-threaded executor's hand-off to a thread pool makes
+    every message later (`make bench-dds`, docs/system.md).
 
     A node may define `on_shutdown()`. It runs before the node is destroyed, while the context
     is still up and publishers still work (the perception node finishes in-flight frames there).
