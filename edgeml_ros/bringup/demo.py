@@ -27,7 +27,13 @@ from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import BatteryState
 
-from edgeml_ros.bringup.processes import NodeProcess, node_processes, private_domain_id, share_file
+from edgeml_ros.bringup.processes import (
+    NodeProcess,
+    node_processes,
+    private_domain_id,
+    share_file,
+    spin_for,
+)
 from edgeml_ros.bringup.recorder import McapRecorder
 from edgeml_ros.bringup.shaper import (
     DRONE_NS,
@@ -327,16 +333,6 @@ def plot_runs(runs: list[tuple[dict, Collector]], path: Path) -> None:
     plt.close(fig)
 
 
-def _spin_for(node: Node, seconds: float, status=None) -> None:
-    end = time.monotonic() + seconds
-    next_status = time.monotonic() + 1.0
-    while time.monotonic() < end:
-        rclpy.spin_once(node, timeout_sec=0.05)
-        if status is not None and time.monotonic() >= next_status:
-            status()
-            next_status += 1.0
-
-
 def run_demo(cfg: DemoConfig) -> int:
     """Run the demo once per policy and print (and optionally write) the summaries.
 
@@ -471,7 +467,7 @@ def _run(
                 collector.perception_counter("frames_in") < 0
                 or not names <= set(collector.get_node_names())
             ):
-                _spin_for(collector, 0.2)
+                spin_for(collector, 0.2)
                 if not all(p.alive() for p in procs):
                     raise RuntimeError("a node exited during start-up; see its log")
             replay = None
@@ -487,7 +483,7 @@ def _run(
             # the trace starts with the first frame, so every run sees the same link per frame
             first_frame = time.monotonic() + 60
             while not collector.truth and time.monotonic() < first_frame:
-                _spin_for(collector, 0.05)
+                spin_for(collector, 0.05)
             if replay is not None:
                 replay.start()
             link = f"shaped link replaying {trace.name}" if shaper else "loopback"
@@ -513,15 +509,15 @@ def _run(
                 if dead:
                     raise RuntimeError(f"node(s) {', '.join(dead)} exited; see {log_dir}/")
 
-            _spin_for(collector, frames / cfg.rate_hz, status_and_health)
+            spin_for(collector, frames / cfg.rate_hz, status_and_health)
             # Let the last frames finish: results until every frame in has one.
             drain_end = time.monotonic() + 10
             while time.monotonic() < drain_end:
-                _spin_for(collector, 0.5)
+                spin_for(collector, 0.5)
                 s = collector.summary()
                 if s["results_out"] >= frames and s["frames_in"] == s["results_out"]:
                     break
-            _spin_for(collector, 1.5)  # one more diagnostics period
+            spin_for(collector, 1.5)  # one more diagnostics period
             if replay is not None:
                 replay.stop()
                 if replay.error is not None:

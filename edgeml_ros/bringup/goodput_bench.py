@@ -27,7 +27,13 @@ import numpy as np
 import rclpy
 from rclpy.node import Node
 
-from edgeml_ros.bringup.processes import NodeProcess, node_processes, private_domain_id, share_file
+from edgeml_ros.bringup.processes import (
+    NodeProcess,
+    node_processes,
+    private_domain_id,
+    share_file,
+    spin_for,
+)
 from edgeml_ros.bringup.shaper import DRONE_NS, LinkShaper, ShaperError, dds_env, enter_netns
 from edgeml_ros.msg import BaseStationLoad, InferenceResult
 from edgeml_ros.nodes.common import RELIABLE
@@ -76,11 +82,6 @@ class _Listener(Node):
     def _on_load(self, msg: BaseStationLoad) -> None:
         self.load.append((time.monotonic(), round(msg.requests_per_s)))
 
-    def spin_for(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            rclpy.spin_once(self, timeout_sec=0.05)
-
 
 def _measure(domain_id: int, shaper: LinkShaper, point: GoodputPoint, duration_s: float,
              rate_hz: float, log_dir: Path) -> dict:  # fmt: skip
@@ -102,20 +103,20 @@ def _measure(domain_id: int, shaper: LinkShaper, point: GoodputPoint, duration_s
         with node_processes(procs):
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not listener.load:  # the base station is up
-                listener.spin_for(0.5)
+                spin_for(listener, 0.5)
                 if not all(p.alive() for p in procs):
                     raise RuntimeError(f"a node exited during start-up; see {log_dir}/")
             camera = {"rate_hz": rate_hz, "max_frames": frames, "publish_ground_truth": False}
             procs.append(NodeProcess("camera_source", domain_id, drone_yaml, camera,
                                      log=logs["camera"]))  # fmt: skip
             while time.monotonic() < deadline and not listener.results:
-                listener.spin_for(0.05)
+                spin_for(listener, 0.05)
             shaper.set_rate(point.mbps)
-            listener.spin_for(SETTLE_S)
+            spin_for(listener, SETTLE_S)
             before, started = shaper.stats(), time.monotonic()
-            listener.spin_for(duration_s)
+            spin_for(listener, duration_s)
             after, ended = shaper.stats(), time.monotonic()
-            listener.spin_for(1.5)  # the last load report of the window
+            spin_for(listener, 1.5)  # the last load report of the window
     finally:
         listener.destroy_node()
         for f in logs.values():

@@ -21,7 +21,13 @@ import numpy as np
 import rclpy
 from rclpy.node import Node
 
-from edgeml_ros.bringup.processes import NodeProcess, node_processes, private_domain_id, share_file
+from edgeml_ros.bringup.processes import (
+    NodeProcess,
+    node_processes,
+    private_domain_id,
+    share_file,
+    spin_for,
+)
 from edgeml_ros.msg import BaseStationLoad, InferenceResult
 from edgeml_ros.nodes.common import RELIABLE
 
@@ -48,12 +54,6 @@ class _Listener(Node):
         self.results[drone].append((msg, (now - stamp) / 1e6))
 
 
-def _spin(node: Node, seconds: float) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        rclpy.spin_once(node, timeout_sec=0.05)
-
-
 def jain_index(values: list[float]) -> float:
     """Jain's fairness index: 1 when all equal, 1/n when one takes everything."""
     x = np.asarray(values, dtype=float)
@@ -77,8 +77,8 @@ def _scale_point(domain_id: int, drones: int, duration_s: float, rate_hz: float)
             while time.monotonic() < deadline and not all(
                 listener.count_publishers(f"/{d}/perception/result") for d in names
             ):
-                _spin(listener, 0.5)
-            _spin(listener, 3.0)  # models warmed up
+                spin_for(listener, 0.5)
+            spin_for(listener, 3.0)  # models warmed up
             cameras = [NodeProcess("camera_source", domain_id, drone_yaml,
                                    {"rate_hz": rate_hz, "max_frames": frames,
                                     "publish_ground_truth": False}, namespace=d)
@@ -88,8 +88,8 @@ def _scale_point(domain_id: int, drones: int, duration_s: float, rate_hz: float)
             while time.monotonic() < end and any(
                 len(r) < frames for r in listener.results.values()
             ):
-                _spin(listener, 0.5)
-            _spin(listener, 1.5)
+                spin_for(listener, 0.5)
+            spin_for(listener, 1.5)
     finally:
         listener.destroy_node()
     per_drone = {}

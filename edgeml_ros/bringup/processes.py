@@ -12,7 +12,8 @@ import os
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -112,3 +113,16 @@ def node_processes(procs: list[NodeProcess]) -> Iterator[list[NodeProcess]]:
     finally:
         for p in reversed(procs):
             p.stop()
+
+
+def spin_for(node, seconds: float, status: Callable[[], None] | None = None) -> None:
+    """Spin `node` for `seconds`, calling `status` (if any) once a second."""
+    import rclpy
+
+    end = time.monotonic() + seconds
+    next_status = time.monotonic() + 1.0
+    while time.monotonic() < end:
+        rclpy.spin_once(node, timeout_sec=0.05)
+        if status is not None and time.monotonic() >= next_status:
+            status()
+            next_status += 1.0
