@@ -315,13 +315,21 @@ def test_one_base_station_serves_several_drones(ros_node, fmnist_test):
     drone_procs = [
         NodeProcess("perception", ros_node.domain_id, share_file("config", DRONE_YAML),
                     {**DEFAULTS["perception"], "exit_thresholds": [2.0, 2.0, 0.0],
-                     "follow_controller": False, "deadline_ms": 5000.0, **RELIABLE_CAMERA},
+                     "follow_controller": False, "deadline_ms": 5000.0, **RELIABLE_CAMERA,
+                     "max_offloads_in_flight": 20},  # frames come faster than replies here
                     namespace=d)
         for d in drones
     ]  # fmt: skip
     with node_processes([base, *drone_procs]):
+        # the cameras reach perception and the base station serves both drones: offloads sent
+        # before it is up are never answered and would hold the offload window for 2 s
         assert ros_node.spin_until(
-            lambda: all(c.get_subscription_count() > 0 for c in cameras.values()), 60
+            lambda: all(
+                cameras[d].get_subscription_count() > 0
+                and ros_node.count_subscribers(f"/{d}/offload/request") > 0
+                for d in drones
+            ),
+            60,
         )
         ros_node.spin_until(lambda: False, 1.0)
         for i in range(10):
