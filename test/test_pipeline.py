@@ -87,6 +87,19 @@ def test_offload_window_keeps_frames_off_a_busy_link(bundle, fmnist_test):
     assert c.results_out + pipe.pending_count == c.frames_in == 7
 
 
+def test_reply_to_a_later_offload_frees_the_window_of_lost_ones(bundle, fmnist_test):
+    pipe = DronePipeline(bundle, ExecutionPlan(2, NEVER), 0.1, max_in_flight=2)
+    images = iter(fmnist_test.images)
+    lost, answered = (pipe.process(raw(next(images)), i, now=100.0) for i in range(2))
+    assert not isinstance(pipe.process(raw(next(images)), 2, now=100.01), OffloadRequest)
+    pipe.expire(now=100.2)
+    # requests cross the link in order: the second one's reply means the first was lost
+    assert pipe.on_reply(OffloadReply(answered.frame_seq, Status.OK), now=100.3) is None
+    third, fourth = (pipe.process(raw(next(images)), i, now=100.4) for i in (3, 4))
+    assert isinstance(third, OffloadRequest) and isinstance(fourth, OffloadRequest)
+    assert lost.frame_seq < answered.frame_seq and pipe.counters.window_full == 1
+
+
 def test_late_fallback_answers_at_the_deepest_affordable_exit(bundle, fmnist_test):
     # the tiny model: exits after blocks 0, 1 and 3; pretend each block takes 10 ms
     pipe = make(bundle, cut=1, thresholds=(1.0, 1.0, 1.0), deadline_s=0.1)

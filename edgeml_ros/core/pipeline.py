@@ -148,8 +148,8 @@ class OffloadReply:
 # before the last moment at which finishing on the drone still meets the deadline.
 EXPIRE_PERIOD_S = 0.01
 FALLBACK_MARGIN_S = EXPIRE_PERIOD_S + 0.002
-# An offload counts as on the link until its reply (even a late one) or for this long: a request
-# or reply lost for good must not hold the window shut.
+# An offload counts as on the link until its reply (even a late one), a reply to a later one, or
+# for this long: a request or reply lost for good must not hold the window shut.
 IN_FLIGHT_HORIZON_S = 2.0
 
 
@@ -375,7 +375,10 @@ class DronePipeline:
     def on_reply(self, reply: OffloadReply, now: float | None = None) -> FrameResult | None:
         """Finish the frame a reply belongs to; None for a late or unknown reply (counted)."""
         now = time.monotonic() if now is None else now
-        self._in_flight.pop(reply.frame_seq, None)
+        # Requests cross the link in order: a reply to this one means any sent before it and
+        # still unanswered were lost on the way (best effort) and no longer occupy the link.
+        for seq in [s for s in self._in_flight if s <= reply.frame_seq]:
+            del self._in_flight[seq]
         pending = self._pending.pop(reply.frame_seq, None)
         if pending is None:
             self.counters.late_replies += 1

@@ -26,8 +26,12 @@ from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, ModelBundle, load_che
 from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
 from edgeml_ros.core.runtime import EXIT_RULES, check_device
 
-# Results, offload traffic and ground truth: every message counts.
+# Results, replies and ground truth: every message counts.
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+# Offload tensors: a repair would come after the frame's deadline (the drone has finished it by
+# then), and on a throttled link the reliable protocol resent fragments that were only queued
+# (docs/system.md, "Offload goodput"). A lost tensor is a fallback on the drone.
+OFFLOAD = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 # Execution policy: late joiners get the latest one.
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL

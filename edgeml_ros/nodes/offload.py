@@ -23,6 +23,7 @@ from rclpy.node import Node
 from edgeml_ros.core.pipeline import Status, TailServer
 from edgeml_ros.msg import BaseStationLoad, FeatureTensor, InferenceResult, LinkProbe
 from edgeml_ros.nodes.common import (
+    OFFLOAD,
     RELIABLE,
     Param,
     declare_params,
@@ -107,7 +108,7 @@ class OffloadNode(Node):
                 FeatureTensor,
                 _topic(ns, "offload/request"),
                 lambda msg, pub=reply_pub: self._on_request(msg, pub),
-                RELIABLE,
+                OFFLOAD,
                 callback_group=group,
             )
             self._drones.append(ns or "(own namespace)")

@@ -34,6 +34,7 @@ from edgeml_ros.core.pipeline import (
 from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult
 from edgeml_ros.nodes.common import (
     LATCHED,
+    OFFLOAD,
     RELIABLE,
     Param,
     declare_params,
@@ -137,7 +138,7 @@ class PerceptionNode(Node):
 
         group = MutuallyExclusiveCallbackGroup()
         self.result_pub = self.create_publisher(InferenceResult, "perception/result", RELIABLE)
-        self.request_pub = self.create_publisher(FeatureTensor, "offload/request", RELIABLE)
+        self.request_pub = self.create_publisher(FeatureTensor, "offload/request", OFFLOAD)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.annotated_pub = self.create_publisher(Image, "perception/annotated", 2)
         self._to_annotate: dict[int, Image | CompressedImage] = {}
