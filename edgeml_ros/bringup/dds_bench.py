@@ -2,10 +2,10 @@
 
 A camera-sized `sensor_msgs/Image` (28x28 mono8, sensor-data QoS) goes from a publisher process
 to a subscriber process on this host, once per configuration: Fast DDS's synchronous or
-asynchronous publication, and rclpy's single- or multi-threaded executor on the subscriber
-(which also runs a 100 Hz timer, as the perception node's fallback checks did). The latency is
-receive time minus the stamp set just before publishing; medians and p90 are reported side by
-side from one run.
+asynchronous publication, and rclpy's events, single- or multi-threaded executor on the
+subscriber (which also runs a 100 Hz timer, as the perception node's fallback checks did).
+The latency is receive time minus the stamp set just before publishing; medians and p90 are
+reported side by side from one run.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 from edgeml_ros.bringup.processes import private_domain_id
 
 CONFIGS = (  # (name, publication mode, subscriber executor)
+    ("sync + events", "SYNCHRONOUS", "events"),
     ("sync + single-threaded", "SYNCHRONOUS", "single"),
     ("async + single-threaded", "ASYNCHRONOUS", "single"),
     ("sync + multi-threaded", "SYNCHRONOUS", "multi"),
@@ -35,6 +35,10 @@ def _subscriber(executor_kind: str, seconds: float) -> None:
     """Child process: collect hop latencies for `seconds`, print them as JSON."""
     import rclpy
     from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+    from rclpy.experimental import EventsExecutor
+
+    executors = {"events": EventsExecutor, "single": SingleThreadedExecutor,
+                 "multi": lambda: MultiThreadedExecutor(2)}  # fmt: skip
     from rclpy.qos import qos_profile_sensor_data
     from rclpy.time import Time
     from sensor_msgs.msg import Image
@@ -49,18 +53,17 @@ def _subscriber(executor_kind: str, seconds: float) -> None:
 
     node.create_subscription(Image, "dds_bench/image", on_image, qos_profile_sensor_data)
     node.create_timer(0.01, lambda: None)
-    executor = MultiThreadedExecutor(2) if executor_kind == "multi" else SingleThreadedExecutor()
+    executor = executors[executor_kind]()
     executor.add_node(node)
-    threading.Thread(target=executor.spin, daemon=True).start()
     end, last_count, quiet_since = time.monotonic() + seconds, 0, time.monotonic()
     while time.monotonic() < end:  # until the publisher has been quiet for 2 s
-        time.sleep(0.1)
+        executor.spin_once(timeout_sec=0.1)
         if len(latencies) != last_count:
             last_count, quiet_since = len(latencies), time.monotonic()
         elif latencies and time.monotonic() - quiet_since > 2.0:
             break
     print(json.dumps(latencies[WARM_UP:]), flush=True)
-    os._exit(0)  # the executor thread is still spinning
+    rclpy.try_shutdown()
 
 
 def _publisher(rate_hz: float, count: int) -> None:

@@ -107,13 +107,18 @@ class Collector(Node):
             self.create_subscription(msg_type, topic, self._recording(topic, callback), qos)
 
     def _recording(self, topic: str, callback):
-        """`callback`, after writing the message to the MCAP recording (if any)."""
+        """`callback`, then the message into the MCAP recording (if any) with its receive time.
+
+        The callback comes first: a result's latency ends when it arrives, not after the
+        recording's serialization.
+        """
 
         def handle(msg) -> None:
-            if self.recorder is not None:
-                self.recorder.write(topic, msg, self.get_clock().now().nanoseconds)
+            received = self.get_clock().now().nanoseconds
             if callback is not None:
                 callback(msg)
+            if self.recorder is not None:
+                self.recorder.write(topic, msg, received)
 
         return handle
 

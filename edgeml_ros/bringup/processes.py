@@ -117,12 +117,18 @@ def node_processes(procs: list[NodeProcess]) -> Iterator[list[NodeProcess]]:
 
 def spin_for(node, seconds: float, status: Callable[[], None] | None = None) -> None:
     """Spin `node` for `seconds`, calling `status` (if any) once a second."""
-    import rclpy
+    from rclpy.experimental import EventsExecutor
 
+    executor = EventsExecutor()  # one for the whole call: adding a node costs a wake-up
+    executor.add_node(node)
     end = time.monotonic() + seconds
     next_status = time.monotonic() + 1.0
-    while time.monotonic() < end:
-        rclpy.spin_once(node, timeout_sec=0.05)
-        if status is not None and time.monotonic() >= next_status:
-            status()
-            next_status += 1.0
+    try:
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+            if status is not None and time.monotonic() >= next_status:
+                status()
+                next_status += 1.0
+    finally:
+        executor.remove_node(node)
+        executor.shutdown()

@@ -111,14 +111,14 @@ class CameraSourceNode(Node):
             step=pixels.shape[1],
         )
         msg.data = pixels.tobytes()
-        msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self.get_parameter("frame_id").value
+        msg.header.stamp = self.get_clock().now().to_msg()  # the capture: nothing left but sending
+        self.image_pub.publish(msg)
         if truth:
             label = int(self.dataset.labels[self.index])
             self.truth_pub.publish(
                 GroundTruth(header=msg.header, class_id=label, dataset_index=self.index)
             )
-        self.image_pub.publish(msg)
         self.published += 1
         self.index = (self.index + 1) % len(self.dataset)
         if max_frames and self.published == max_frames:

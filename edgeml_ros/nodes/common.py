@@ -16,7 +16,8 @@ from rcl_interfaces.msg import (
     ParameterDescriptor,
     SetParametersResult,
 )
-from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.experimental import EventsExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -174,9 +175,9 @@ def run_node(
 ) -> int:
     """Spin a node until SIGINT/SIGTERM, then shut down cleanly.
 
-    One thread (a single-threaded executor) unless the node has callback groups that must run
-    side by side (`threads` > 1): the multi-threaded executor's hand-off to a thread pool makes
-    every message later (`make bench-dds`, docs/system.md).
+    One thread with rclpy's events executor (its dispatch runs in C++) unless the node has
+    callback groups that must run side by side (`threads` > 1): the multi-threaded executor's
+    hand-off to a thread pool makes every message later (`make bench-dds`, docs/system.md).
 
     A node may define `on_shutdown()`. It runs before the node is destroyed, while the context
     is still up and publishers still work (the perception node finishes in-flight frames there).
@@ -186,32 +187,18 @@ def run_node(
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     node = None
-    executor = (
-        MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
-    )
+    executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else EventsExecutor()
     try:
         node = node_factory()
         executor.add_node(node)
-        failure: list[BaseException] = []
-
-        def spin() -> None:
-            try:
-                executor.spin()
-            except BaseException as exc:  # re-raised in the main thread below
-                failure.append(exc)
-
-        spinner = threading.Thread(target=spin, daemon=True)
-        spinner.start()
-        while not stop.wait(0.2) and rclpy.ok() and spinner.is_alive():
-            pass
-        executor.shutdown()
-        spinner.join()
-        if failure:
-            raise failure[0]
+        while not stop.is_set() and rclpy.ok():
+            executor.spin_once(timeout_sec=0.2)  # a signal is handled between two calls
     finally:
         if node is not None:
             if hasattr(node, "on_shutdown"):
                 node.on_shutdown()
+            executor.remove_node(node)
             node.destroy_node()
+        executor.shutdown()
         rclpy.try_shutdown()
     return 0
