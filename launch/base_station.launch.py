@@ -43,8 +43,8 @@ def generate_launch_description():
             DeclareLaunchArgument(
                 "dds_profile",
                 default_value=os.path.join(share, "config", "fastdds_link.xml"),
-                description="Fast DDS profile for the radio link (UDP, single-packet fragments, "
-                "non-blocking sends); '' keeps the middleware's defaults.",
+                description="Fast DDS profile for the radio link (UDP, non-blocking sends); '' "
+                "keeps the middleware's defaults.",
             ),
             SetEnvironmentVariable(
                 "FASTDDS_DEFAULT_PROFILES_FILE",

@@ -22,7 +22,7 @@ def generate_launch_description():
     use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
     log_level = LaunchConfiguration("log_level")
 
-    def node(executable, remappings=(), condition=None):
+    def node(executable, remappings=(), condition=None, prefix=None):
         return Node(
             package="edgeml_ros",
             executable=executable,
@@ -33,9 +33,12 @@ def generate_launch_description():
             arguments=["--ros-args", "--log-level", log_level],
             output="screen",
             condition=condition,
+            prefix=prefix,
         )
 
     image_remap = [("camera/image_raw", LaunchConfiguration("image_topic"))]
+    # the controller and the link monitor yield the CPU to the perception path (docs/system.md)
+    background = ["nice -n ", LaunchConfiguration("background_nice")]
     return LaunchDescription(
         [
             DeclareLaunchArgument(
@@ -70,10 +73,16 @@ def generate_launch_description():
                 description="Also start the Fashion-MNIST camera source (no real camera).",
             ),
             DeclareLaunchArgument(
+                "background_nice",
+                default_value="10",
+                description="Niceness of the controller and link monitor (0-19): they give way "
+                "to the perception node and the consumers of its results on a small CPU.",
+            ),
+            DeclareLaunchArgument(
                 "dds_profile",
                 default_value=os.path.join(share, "config", "fastdds_link.xml"),
-                description="Fast DDS profile for the radio link (UDP, single-packet fragments, "
-                "non-blocking sends); '' keeps the middleware's defaults.",
+                description="Fast DDS profile for the radio link (UDP, non-blocking sends); '' "
+                "keeps the middleware's defaults.",
             ),
             SetEnvironmentVariable(
                 "FASTDDS_DEFAULT_PROFILES_FILE",
@@ -84,8 +93,8 @@ def generate_launch_description():
                 "RMW_FASTRTPS_USE_QOS_FROM_XML", "1", condition=IfCondition(use_dds_profile)
             ),
             node("perception", image_remap),
-            node("controller"),
-            node("link_monitor"),
+            node("controller", prefix=background),
+            node("link_monitor", prefix=background),
             node(
                 "camera_source",
                 image_remap,

@@ -1,13 +1,20 @@
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
 
-from edgeml_ros.core.images import ImageDecodeError, decode_image, to_model_input
+from edgeml_ros.core.images import (
+    ImageDecodeError,
+    decode_image,
+    resize_and_normalize,
+    to_model_input,
+)
 
 
 def test_mono8_round_trip():
     img = np.arange(12, dtype=np.uint8).reshape(3, 4) * 20
     out = decode_image("mono8", 3, 4, 4, False, img.tobytes())
-    np.testing.assert_allclose(out[:, :, 0], img / 255.0, atol=1e-6)
+    np.testing.assert_allclose(out[:, :, 0], img / 255.0, atol=1e-5)
 
 
 def test_row_padding_is_skipped():
@@ -65,3 +72,15 @@ def test_model_input_resizes_and_normalizes():
     x = to_model_input(np.ones((56, 40, 1), np.float32), (28, 28), 0.5, 0.25)
     assert tuple(x.shape) == (1, 1, 28, 28)
     assert float(x.mean()) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("size_in, size_out", [((28, 28), (32, 32)), ((56, 40), (28, 28)),
+                                               ((7, 9), (20, 5))])  # fmt: skip
+def test_resizing_matches_torch_bilinear_interpolation(size_in, size_out):
+    """The trained checkpoints saw torch's bilinear interpolate: frames must resize the same."""
+    images = torch.rand(3, 2, *size_in, generator=torch.Generator().manual_seed(0))
+    expected = F.interpolate(images, size=size_out, mode="bilinear", align_corners=False) - 0.5
+    batch = resize_and_normalize(images, size_out, 0.5, 1.0)
+    assert torch.allclose(batch, expected, atol=1e-5)
+    frame = to_model_input(images[0].permute(1, 2, 0).numpy(), size_out, 0.5, 1.0)
+    assert torch.allclose(frame, expected[:1], atol=1e-5)

@@ -80,3 +80,13 @@ def test_drone_and_base_station_use_the_link_dds_profile(name):
                 for k in c.keywords if k.arg == "default_value"]  # fmt: skip
     assert any("fastdds_link.xml" in d for d in defaults)
     assert (CONFIG / "fastdds_link.xml").is_file()
+
+
+def test_drone_launch_starts_the_background_nodes_niced():
+    tree = ast.parse((CONFIG.parent / "launch" / "drone.launch.py").read_text())
+    niced = {ast.literal_eval(c.args[0]) for c in calls(tree, "node")
+             if any(k.arg == "prefix" for k in c.keywords)}  # fmt: skip
+    assert niced == {"controller", "link_monitor"}
+    [nice] = [c for c in calls(tree, "DeclareLaunchArgument")
+              if ast.literal_eval(c.args[0]) == "background_nice"]  # fmt: skip
+    assert {k.arg: ast.literal_eval(k.value) for k in nice.keywords}["default_value"] == "10"

@@ -56,6 +56,11 @@ from edgeml_ros.msg import (
 )
 from edgeml_ros.nodes.common import LATCHED, RELIABLE
 
+# Started at a lower CPU priority, as drone.launch.py starts the controller and link monitor
+# (launch argument background_nice): they give way to the perception node and its consumers.
+BACKGROUND_NODES = ("controller", "link_monitor", "battery_sim")
+BACKGROUND_NICE = 10
+
 
 @dataclass
 class DemoConfig:
@@ -449,6 +454,8 @@ def _run(
     def start(name: str, params: Path | None, base: bool = False, **overrides) -> NodeProcess:
         logs[name] = open(log_dir / f"{name}.log", "w")  # noqa: SIM115
         prefix = shaper.prefix("base") if shaper and base else None
+        if name in BACKGROUND_NODES:  # as drone.launch.py starts them
+            prefix = ["nice", "-n", str(BACKGROUND_NICE)]
         return NodeProcess(name, domain_id, params, overrides, log=logs[name], prefix=prefix)
 
     print(f"[demo] policy {policy}: starting base station and drone nodes (logs in "

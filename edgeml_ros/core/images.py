@@ -6,11 +6,12 @@ the channels the model takes, refusing anything inconsistent with a clear `Image
 
 from __future__ import annotations
 
+import functools
 import io
+from typing import TypeVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F  # noqa: N812
 from PIL import Image as PILImage
 
 # encoding -> (numpy dtype, channels, scale that maps the value range to [0, 1])
@@ -31,6 +32,9 @@ SUPPORTED_ENCODINGS = tuple(_ENCODINGS)
 MAX_IMAGE_PIXELS = 4096 * 4096
 # ITU-R BT.601 luma weights, in R, G, B order.
 _LUMA_RGB = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+
+ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 
 
 class ImageDecodeError(ValueError):
@@ -113,12 +117,33 @@ def decode_compressed(image_format: str, data, channels: int = 1) -> np.ndarray:
     return pixels / np.float32(255.0)
 
 
+@functools.lru_cache(maxsize=32)
+def _resize_matrix(size_in: int, size_out: int) -> np.ndarray:
+    """(size_out, size_in) weights of 1-D bilinear resampling, as torch's align_corners=False."""
+    src = np.maximum((np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5, 0.0)
+    low = np.minimum(src.astype(np.int64), size_in - 1)
+    high = np.minimum(low + 1, size_in - 1)
+    frac = (src - low).astype(np.float32)
+    weights = np.zeros((size_out, size_in), np.float32)
+    np.add.at(weights, (np.arange(size_out), low), 1.0 - frac)
+    np.add.at(weights, (np.arange(size_out), high), frac)
+    return weights
+
+
 def resize_and_normalize(
-    x: torch.Tensor, input_size: tuple[int, int], mean: float, std: float
-) -> torch.Tensor:
-    """(N, C, H, W) images in [0, 1] at the model's input size, normalized."""
-    if tuple(x.shape[-2:]) != tuple(input_size):
-        x = F.interpolate(x, size=tuple(input_size), mode="bilinear", align_corners=False)
+    x: ArrayT, input_size: tuple[int, int], mean: float, std: float
+) -> ArrayT:
+    """(..., H, W) images in [0, 1] at the model's input size, normalized (numpy or torch).
+
+    Bilinear resampling as two small matrix products: on one camera frame that is a handful of
+    numpy operations instead of torch's interpolate (docs/system.md, "Framework overhead").
+    """
+    height, width = x.shape[-2:]
+    if (height, width) != tuple(input_size):
+        rows, cols = _resize_matrix(height, input_size[0]), _resize_matrix(width, input_size[1])
+        if isinstance(x, torch.Tensor):
+            rows, cols = torch.from_numpy(rows), torch.from_numpy(cols)
+        x = rows @ x @ cols.T
     return (x - mean) / std
 
 
@@ -126,5 +151,5 @@ def to_model_input(
     image: np.ndarray, input_size: tuple[int, int], mean: float, std: float
 ) -> torch.Tensor:
     """Turn a [0, 1] (H, W, C) image into a normalized (1, C, H, W) model input."""
-    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None]
-    return resize_and_normalize(x, input_size, mean, std)
+    x = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
+    return torch.from_numpy(np.ascontiguousarray(resize_and_normalize(x, input_size, mean, std)))
