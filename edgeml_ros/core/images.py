@@ -79,6 +79,8 @@ def decode_image(
     else:
         rgb = pixels[:, :, :3] if encoding.startswith("rgb") else pixels[:, :, 2::-1]
         out = rgb if channels == 3 else (rgb @ _LUMA_RGB)[:, :, None]
+    if dtype.kind != "f":  # integers scaled to [0, 1] already
+        return out
     if not np.all(np.isfinite(out)):
         raise ImageDecodeError("image contains NaN or infinite values")
     return np.clip(out, 0.0, 1.0)
