@@ -1,3 +1,5 @@
+import itertools
+
 import numpy as np
 import pytest
 
@@ -5,6 +7,7 @@ from edgeml_ros.core.codec import encode_tensor
 from edgeml_ros.core.pipeline import (
     FALLBACK_MARGIN_S,
     IN_FLIGHT_HORIZON_S,
+    WINDOW_REGROWTH,
     CompressedFrame,
     DronePipeline,
     ExecutionPlan,
@@ -81,23 +84,32 @@ def test_offload_window_keeps_frames_off_a_busy_link(bundle, fmnist_test):
     assert isinstance(pipe.process(raw(next(images)), 4, now=100.5), OffloadRequest)
     # a reply lost for good holds its place only for IN_FLIGHT_HORIZON_S
     assert not isinstance(pipe.process(raw(next(images)), 5, now=100.6), OffloadRequest)
-    later = 100.0 + IN_FLIGHT_HORIZON_S + 0.1
+    later = 100.5 + IN_FLIGHT_HORIZON_S + 0.1
     assert isinstance(pipe.process(raw(next(images)), 6, now=later), OffloadRequest)
     c = pipe.counters
     assert c.results_out + pipe.pending_count == c.frames_in == 7
+    assert c.offloads_lost == 2 and pipe.window == 1  # lost: one offload at a time for now
 
 
-def test_reply_to_a_later_offload_frees_the_window_of_lost_ones(bundle, fmnist_test):
+def test_a_lost_offload_shrinks_the_window_until_offloads_get_through(bundle, fmnist_test):
     pipe = DronePipeline(bundle, ExecutionPlan(2, NEVER), 0.1, max_in_flight=2)
-    images = iter(fmnist_test.images)
+    images = itertools.cycle(fmnist_test.images[:50])
     lost, answered = (pipe.process(raw(next(images)), i, now=100.0) for i in range(2))
     assert not isinstance(pipe.process(raw(next(images)), 2, now=100.01), OffloadRequest)
     pipe.expire(now=100.2)
     # requests cross the link in order: the second one's reply means the first was lost
     assert pipe.on_reply(OffloadReply(answered.frame_seq, Status.OK), now=100.3) is None
-    third, fourth = (pipe.process(raw(next(images)), i, now=100.4) for i in (3, 4))
-    assert isinstance(third, OffloadRequest) and isinstance(fourth, OffloadRequest)
-    assert lost.frame_seq < answered.frame_seq and pipe.counters.window_full == 1
+    assert lost.frame_seq < answered.frame_seq and pipe.counters.offloads_lost == 1
+    # the link's queue overflowed: one offload at a time until WINDOW_REGROWTH got through
+    now = 101.0
+    for i in range(WINDOW_REGROWTH):
+        first, second = (pipe.process(raw(next(images)), i, now=now) for _ in range(2))
+        assert isinstance(first, OffloadRequest) and not isinstance(second, OffloadRequest)
+        pipe.on_reply(OffloadReply(first.frame_seq, Status.OK), now=now + 0.01)
+        now += 1.0
+    assert pipe.window == 2 and pipe.counters.offloads_lost == 1
+    both = [pipe.process(raw(next(images)), i, now=now) for i in range(2)]
+    assert all(isinstance(r, OffloadRequest) for r in both)
 
 
 def test_late_fallback_answers_at_the_deepest_affordable_exit(bundle, fmnist_test):

@@ -151,6 +151,9 @@ FALLBACK_MARGIN_S = EXPIRE_PERIOD_S + 0.002
 # An offload counts as on the link until its reply (even a late one), a reply to a later one, or
 # for this long: a request or reply lost for good must not hold the window shut.
 IN_FLIGHT_HORIZON_S = 2.0
+# After a lost offload (the link's queue overflowed) the window is one offload; it grows back by
+# one after this many offloads answered in a row.
+WINDOW_REGROWTH = 8
 
 
 @dataclass
@@ -178,6 +181,7 @@ class PipelineCounters:
     rejected: int = 0
     late_replies: int = 0
     window_full: int = 0
+    offloads_lost: int = 0
     exits: Counter = field(default_factory=Counter)
     where: Counter = field(default_factory=Counter)
 
@@ -232,6 +236,8 @@ class DronePipeline:
         if max_in_flight < 1:
             raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
         self.max_in_flight = max_in_flight
+        self.window = max_in_flight  # offloads allowed on the link now (<= max_in_flight)
+        self._answered_in_a_row = 0
         self._next_seq = 0
         self.plan = plan
         self.deadline_s = deadline_s
@@ -346,7 +352,7 @@ class DronePipeline:
         pending = _Pending(result, arrived, arrived + (t2 - t0), 0.0, outcome.features,
                            outcome.deepest_local, plan.exit_rule)  # fmt: skip
         in_flight = self._count_in_flight(pending.sent)
-        if in_flight >= self.max_in_flight:
+        if in_flight >= min(self.window, self.max_in_flight):
             # The link is still busy with earlier offloads: queueing behind them would only
             # make this frame late, so it finishes on the drone now.
             self.counters.window_full += 1
@@ -377,8 +383,12 @@ class DronePipeline:
         now = time.monotonic() if now is None else now
         # Requests cross the link in order: a reply to this one means any sent before it and
         # still unanswered were lost on the way (best effort) and no longer occupy the link.
-        for seq in [s for s in self._in_flight if s <= reply.frame_seq]:
-            del self._in_flight[seq]
+        lost = [s for s in self._in_flight if s < reply.frame_seq]
+        if self._in_flight.pop(reply.frame_seq, None) is not None and not lost:
+            self._answered_in_a_row += 1
+            if self._answered_in_a_row >= WINDOW_REGROWTH and self.window < self.max_in_flight:
+                self.window, self._answered_in_a_row = self.window + 1, 0
+        self._lose(lost)
         pending = self._pending.pop(reply.frame_seq, None)
         if pending is None:
             self.counters.late_replies += 1
@@ -403,9 +413,17 @@ class DronePipeline:
 
     def _count_in_flight(self, now: float) -> int:
         """Offloads sent and not yet answered, forgetting those past IN_FLIGHT_HORIZON_S."""
-        for seq in [s for s, sent in self._in_flight.items() if now - sent > IN_FLIGHT_HORIZON_S]:
-            del self._in_flight[seq]
+        self._lose([s for s, sent in self._in_flight.items() if now - sent > IN_FLIGHT_HORIZON_S])
         return len(self._in_flight)
+
+    def _lose(self, seqs: list[int]) -> None:
+        """Offloads lost on the link: off the window, which shrinks to one (the queue is full)."""
+        if not seqs:
+            return
+        for seq in seqs:
+            del self._in_flight[seq]
+        self.counters.offloads_lost += len(seqs)
+        self.window, self._answered_in_a_row = 1, 0
 
     def fallback_exit(self, cut_point: int, budget_s: float) -> int | None:
         """The deepest exit after the cut the drone can reach within `budget_s` (None: none)."""

@@ -25,6 +25,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from edgeml_ros.core.annotate import annotate
 from edgeml_ros.core.pipeline import (
     EXPIRE_PERIOD_S,
+    WINDOW_REGROWTH,
     DronePipeline,
     ExecutionPlan,
     OffloadRequest,
@@ -94,7 +95,9 @@ class PerceptionNode(Node):
                     "max_offloads_in_flight",
                     2,
                     "Offloads on the link at once (sent, not yet answered); a frame that would "
-                    "exceed it finishes on the drone at once instead of queueing on a slow link.",
+                    "exceed it finishes on the drone at once instead of queueing on a slow link. "
+                    f"After a lost offload the window is 1 until {WINDOW_REGROWTH} offloads in a "
+                    "row got through.",
                     int_range=(1, 1000),
                 ),
                 Param(
@@ -264,6 +267,7 @@ class PerceptionNode(Node):
     def _publish_diagnostics(self) -> None:
         values = self.pipeline.counters.as_dict()
         values["pending"] = self.pipeline.pending_count
+        values["offload_window"] = self.pipeline.window
         values["cut_point"] = self.pipeline.plan.cut_point
         values["policy"] = self.pipeline.plan.policy_name
         values["compute_slowdown_emulated"] = self.pipeline.compute_slowdown
