@@ -66,6 +66,11 @@ def generate_launch_description():
                 description="Emulated drone computer: pad its compute to this multiple.",
             ),
             DeclareLaunchArgument(
+                "background_nice",
+                default_value="10",
+                description="Niceness of the controller, link monitor and battery simulator.",
+            ),
+            DeclareLaunchArgument(
                 "policy",
                 default_value="rl",
                 description="Controller policy: rl, dqn, edge_only, cloud_only, neurosurgeon, "
@@ -80,6 +85,7 @@ def generate_launch_description():
                 "drone.launch.py",
                 params_file=LaunchConfiguration("params_file"),
                 use_camera_source="true",
+                background_nice=LaunchConfiguration("background_nice"),
             ),
             include("base_station.launch.py"),
             Node(
@@ -92,6 +98,7 @@ def generate_launch_description():
                 ],
                 arguments=["--ros-args", "--log-level", log_level],
                 output="screen",
+                prefix=["nice -n ", LaunchConfiguration("background_nice")],
             ),
         ]
     )

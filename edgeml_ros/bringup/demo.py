@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,7 @@ from edgeml_ros.bringup.processes import (
     node_processes,
     private_domain_id,
     share_file,
-    spin_for,
+    spinning,
 )
 from edgeml_ros.bringup.recorder import McapRecorder
 from edgeml_ros.bringup.shaper import (
@@ -420,7 +421,8 @@ def _run_all(cfg: DemoConfig, domain_id: int) -> list[tuple[dict, Collector]]:
                 if cfg.mcap_dir else None  # fmt: skip
             collector = Collector(cfg.deadline_ms, device_class(cfg.device_class), recorder)
             try:
-                summary = _run(cfg, domain_id, policy, collector, shaper, trace)
+                with spinning(collector) as spin_for:
+                    summary = _run(cfg, domain_id, policy, collector, spin_for, shaper, trace)
             finally:
                 collector.destroy_node()
                 if recorder is not None:
@@ -441,6 +443,7 @@ def _run(
     domain_id: int,
     policy: str,
     collector: Collector,
+    spin_for: Callable[..., None],
     shaper: LinkShaper | None,
     trace: Trace,
 ) -> dict:
@@ -479,7 +482,7 @@ def _run(
                 collector.perception_counter("frames_in") < 0
                 or not names <= set(collector.get_node_names())
             ):
-                spin_for(collector, 0.2)
+                spin_for(0.2)
                 if not all(p.alive() for p in procs):
                     raise RuntimeError("a node exited during start-up; see its log")
             replay = None
@@ -495,7 +498,7 @@ def _run(
             # the trace starts with the first frame, so every run sees the same link per frame
             first_frame = time.monotonic() + 60
             while not collector.truth and time.monotonic() < first_frame:
-                spin_for(collector, 0.05)
+                spin_for(0.05)
             if replay is not None:
                 replay.start()
             link = f"shaped link replaying {trace.name}" if shaper else "loopback"
@@ -521,15 +524,15 @@ def _run(
                 if dead:
                     raise RuntimeError(f"node(s) {', '.join(dead)} exited; see {log_dir}/")
 
-            spin_for(collector, frames / cfg.rate_hz, status_and_health)
+            spin_for(frames / cfg.rate_hz, status_and_health)
             # Let the last frames finish: results until every frame in has one.
             drain_end = time.monotonic() + 10
             while time.monotonic() < drain_end:
-                spin_for(collector, 0.5)
+                spin_for(0.5)
                 s = collector.summary()
                 if s["results_out"] >= frames and s["frames_in"] == s["results_out"]:
                     break
-            spin_for(collector, 1.5)  # one more diagnostics period
+            spin_for(1.5)  # one more diagnostics period
             if replay is not None:
                 replay.stop()
                 if replay.error is not None:

@@ -32,7 +32,7 @@ from edgeml_ros.bringup.processes import (
     node_processes,
     private_domain_id,
     share_file,
-    spin_for,
+    spinning,
 )
 from edgeml_ros.bringup.shaper import DRONE_NS, LinkShaper, ShaperError, dds_env, enter_netns
 from edgeml_ros.msg import BaseStationLoad, InferenceResult
@@ -100,23 +100,23 @@ def _measure(domain_id: int, shaper: LinkShaper, point: GoodputPoint, duration_s
                      "exit_thresholds": NO_EARLY_EXIT}, log=logs["perception"]),
     ]  # fmt: skip
     try:
-        with node_processes(procs):
+        with spinning(listener) as spin_for, node_processes(procs):
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not listener.load:  # the base station is up
-                spin_for(listener, 0.5)
+                spin_for(0.5)
                 if not all(p.alive() for p in procs):
                     raise RuntimeError(f"a node exited during start-up; see {log_dir}/")
             camera = {"rate_hz": rate_hz, "max_frames": frames, "publish_ground_truth": False}
             procs.append(NodeProcess("camera_source", domain_id, drone_yaml, camera,
                                      log=logs["camera"]))  # fmt: skip
             while time.monotonic() < deadline and not listener.results:
-                spin_for(listener, 0.05)
+                spin_for(0.05)
             shaper.set_rate(point.mbps)
-            spin_for(listener, SETTLE_S)
+            spin_for(SETTLE_S)
             before, started = shaper.stats(), time.monotonic()
-            spin_for(listener, duration_s)
+            spin_for(duration_s)
             after, ended = shaper.stats(), time.monotonic()
-            spin_for(listener, 1.5)  # the last load report of the window
+            spin_for(1.5)  # the last load report of the window
     finally:
         listener.destroy_node()
         for f in logs.values():

@@ -4,7 +4,8 @@ Scale: for each drone count, one offload node serves N drones, each a perception
 Fashion-MNIST camera in its own namespace, all frames offloaded (cut 2, no early exit), over
 loopback. Reported per count: per-drone median latency, Jain's fairness index over the drones'
 median latencies, the base station's utilization (its own BaseStationLoad reports), and every
-frame's accounting.
+frame's accounting: frames that entered a perception node (its diagnostics' `frames_in`) without
+a result, and frames the best-effort camera topic lost before the node (published, never in).
 
 Soak: one drone and the base station (perception, offload, controller, link monitor, battery
 simulator, camera) for a long run; the resident memory of every node is sampled, and its growth
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 
 from edgeml_ros.bringup.processes import (
@@ -26,7 +28,7 @@ from edgeml_ros.bringup.processes import (
     node_processes,
     private_domain_id,
     share_file,
-    spin_for,
+    spinning,
 )
 from edgeml_ros.msg import BaseStationLoad, InferenceResult
 from edgeml_ros.nodes.common import RELIABLE
@@ -43,10 +45,25 @@ class _Listener(Node):
         super().__init__("load_bench")
         self.results: dict[str, list[tuple[InferenceResult, float]]] = {d: [] for d in drones}
         self.load: list[BaseStationLoad] = []
+        self.frames_in: dict[str, int] = {}  # drone -> its perception node's latest frames_in
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         for d in drones:
             self.create_subscription(InferenceResult, f"/{d}/perception/result",
                                      lambda m, d=d: self._on_result(d, m), RELIABLE)  # fmt: skip
         self.create_subscription(BaseStationLoad, "offload/load", self.load.append, 10)
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            drone = status.hardware_id.strip("/").removesuffix("/perception")
+            if drone in self.results and status.hardware_id.endswith("/perception"):
+                values = {kv.key: kv.value for kv in status.values}
+                self.frames_in[drone] = int(values.get("frames_in", -1))
+
+    def answered_all(self, frames: int, cameras_done: bool) -> bool:
+        """Every drone answered all frames published (or all it took in, cameras done)."""
+        return all(len(rows) >= frames
+                   or (cameras_done and self.frames_in.get(d, -1) == len(rows))
+                   for d, rows in self.results.items())  # fmt: skip
 
     def _on_result(self, drone: str, msg: InferenceResult) -> None:
         now = self.get_clock().now().nanoseconds
@@ -72,30 +89,31 @@ def _scale_point(domain_id: int, drones: int, duration_s: float, rate_hz: float)
     procs += [NodeProcess("perception", domain_id, drone_yaml, ALL_OFFLOADED, namespace=d)
               for d in names]  # fmt: skip
     try:
-        with node_processes(procs):
+        with spinning(listener) as spin_for, node_processes(procs):
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and not all(
                 listener.count_publishers(f"/{d}/perception/result") for d in names
             ):
-                spin_for(listener, 0.5)
-            spin_for(listener, 3.0)  # models warmed up
+                spin_for(0.5)
+            spin_for(3.0)  # models warmed up
             cameras = [NodeProcess("camera_source", domain_id, drone_yaml,
                                    {"rate_hz": rate_hz, "max_frames": frames,
                                     "publish_ground_truth": False}, namespace=d)
                        for d in names]  # fmt: skip
             procs += cameras
-            end = time.monotonic() + duration_s + 60
-            while time.monotonic() < end and any(
-                len(r) < frames for r in listener.results.values()
+            cameras_done, end = (time.monotonic() + duration_s + t for t in (3.0, 60.0))
+            while time.monotonic() < end and not listener.answered_all(
+                frames, time.monotonic() > cameras_done
             ):
-                spin_for(listener, 0.5)
-            spin_for(listener, 1.5)
+                spin_for(0.5)
+            spin_for(1.5)
     finally:
         listener.destroy_node()
     per_drone = {}
     for d, rows in listener.results.items():
         lat = np.array([lat for _, lat in rows]) if rows else np.zeros(1)
         per_drone[d] = {
+            "frames_in": listener.frames_in.get(d, -1),
             "results": len(rows),
             "latency_ms_p50": float(np.median(lat)),
             "latency_ms_p95": float(np.percentile(lat, 95)),
@@ -112,7 +130,13 @@ def _scale_point(domain_id: int, drones: int, duration_s: float, rate_hz: float)
         ),
         "fairness_jain": jain_index([p["latency_ms_p50"] for p in per_drone.values()]),
         "base_utilization_mean": float(np.mean(busy)) if busy else 0.0,
-        "frames_without_result": sum(max(0, frames - p["results"]) for p in per_drone.values()),
+        "frames_without_result": sum(
+            max(0, p["frames_in"] - p["results"]) if p["frames_in"] >= 0 else frames
+            for p in per_drone.values()
+        ),
+        "lost_before_perception": sum(
+            max(0, frames - p["frames_in"]) for p in per_drone.values() if p["frames_in"] >= 0
+        ),
     }
 
 
@@ -128,10 +152,11 @@ def run_scale(counts: list[int], duration_s: float, rate_hz: float, json_path: s
         finally:
             rclpy.try_shutdown()
     print(f"{'drones':>7}{'p50 ms (median drone)':>23}{'fairness':>10}{'base busy':>11}"
-          f"{'no result':>11}")  # fmt: skip
+          f"{'no result':>11}{'lost before perception':>24}")  # fmt: skip
     for p in points:
         print(f"{p['drones']:>7}{p['latency_ms_p50_median']:>23.1f}{p['fairness_jain']:>10.3f}"
-              f"{p['base_utilization_mean']:>11.2f}{p['frames_without_result']:>11}")  # fmt: skip
+              f"{p['base_utilization_mean']:>11.2f}{p['frames_without_result']:>11}"
+              f"{p['lost_before_perception']:>24}")  # fmt: skip
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps({"points": points}, indent=1) + "\n")

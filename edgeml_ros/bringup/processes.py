@@ -115,20 +115,30 @@ def node_processes(procs: list[NodeProcess]) -> Iterator[list[NodeProcess]]:
             p.stop()
 
 
-def spin_for(node, seconds: float, status: Callable[[], None] | None = None) -> None:
-    """Spin `node` for `seconds`, calling `status` (if any) once a second."""
+@contextmanager
+def spinning(node) -> Iterator[Callable[..., None]]:
+    """One events executor for `node` while the block runs; yields `spin_for(seconds, status)`.
+
+    `spin_for` spins for `seconds`, calling `status` (if any) once a second. The executor lives as
+    long as the block: adding the node to a fresh one for every spin could miss a message that
+    arrived in between.
+    """
     from rclpy.experimental import EventsExecutor
 
-    executor = EventsExecutor()  # one for the whole call: adding a node costs a wake-up
+    executor = EventsExecutor()
     executor.add_node(node)
-    end = time.monotonic() + seconds
-    next_status = time.monotonic() + 1.0
-    try:
+
+    def spin_for(seconds: float, status: Callable[[], None] | None = None) -> None:
+        end = time.monotonic() + seconds
+        next_status = time.monotonic() + 1.0
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
             if status is not None and time.monotonic() >= next_status:
                 status()
                 next_status += 1.0
+
+    try:
+        yield spin_for
     finally:
         executor.remove_node(node)
         executor.shutdown()
