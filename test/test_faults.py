@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from edgeml_ros.msg import InferenceResult, LinkQuality
+from edgeml_ros.msg import ExecutionPolicy, InferenceResult, LinkQuality
 from ros_helpers import (
     BASE_YAML,
     DRONE_YAML,
@@ -76,10 +76,13 @@ def test_controller_killed_leaves_perception_on_its_last_plan(ros_node, fmnist_t
                              {**RELIABLE_CAMERA, "max_frame_age_ms": 60000.0})  # fmt: skip
     controller = NodeProcess("controller", ros_node.domain_id, share_file("config", DRONE_YAML),
                              {"policy": "edge_only", "window_s": 0.2})  # fmt: skip
+    plans = []
+    ros_node.create_subscription(ExecutionPolicy, "execution_policy", plans.append, RELIABLE)
     with node_processes([perception, controller]):
         peer = Peer(ros_node)
         peer.wait_for_perception()
-        ros_node.spin_until(lambda: False, 2.0)
+        assert ros_node.spin_until(lambda: bool(plans), 60), "the controller published no plan"
+        ros_node.spin_until(lambda: False, 1.0)  # perception applies it
         peer.send(image_msg(fmnist_test.images[0], "with_controller"))
         peer.wait_results(1)
         controller.proc.kill()
@@ -126,8 +129,6 @@ def test_camera_burst_at_ten_times_the_rate(ros_node, fmnist_test):
 
 
 def test_malformed_link_and_battery_readings_are_ignored(ros_node):
-    from edgeml_ros.msg import ExecutionPolicy
-
     policies = []
     ros_node.create_subscription(ExecutionPolicy, "execution_policy", policies.append, RELIABLE)
     link_pub = ros_node.create_publisher(LinkQuality, "link_quality", 10)
