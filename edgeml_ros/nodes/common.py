@@ -31,7 +31,7 @@ from edgeml_ros.core.runtime import EXIT_RULES, check_device
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 # Offload tensors: a repair would come after the frame's deadline (the drone has finished it by
 # then), and on a throttled link the reliable protocol resent fragments that were only queued
-# (docs/system.md, "Offload goodput"). A lost tensor is a fallback on the drone.
+# (docs/system.md, "DDS on the radio link"). A lost tensor is a fallback on the drone.
 OFFLOAD = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 # Execution policy: late joiners get the latest one.
 LATCHED = QoSProfile(
