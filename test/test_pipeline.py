@@ -251,3 +251,15 @@ def test_stale_frames_are_dropped_and_counted(bundle, fmnist_test):
     assert result.status == Status.STALE and "250 ms old" in result.reason
     assert pipe.process(raw(fmnist_test.images[0]), "fresh", age_s=0.05).status == Status.OK
     assert pipe.counters.stale == 1 and pipe.counters.results_out == pipe.counters.frames_in == 2
+
+
+def test_raising_the_window_limit_applies_at_once(bundle, fmnist_test):
+    pipe = DronePipeline(bundle, ExecutionPlan(2, NEVER), 0.1, max_in_flight=1)
+    images = iter(fmnist_test.images)
+    assert isinstance(pipe.process(raw(next(images)), 0, now=100.0), OffloadRequest)
+    pipe.max_in_flight = 3
+    assert pipe.window == 3
+    assert all(isinstance(pipe.process(raw(next(images)), i, now=100.0), OffloadRequest)
+               for i in (1, 2))  # fmt: skip
+    with pytest.raises(ValueError, match="at least 1"):
+        pipe.max_in_flight = 0

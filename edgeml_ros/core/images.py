@@ -137,8 +137,8 @@ def resize_and_normalize(
 ) -> ArrayT:
     """(..., H, W) images in [0, 1] at the model's input size, normalized (numpy or torch).
 
-    Bilinear resampling as two small matrix products: on one camera frame that is a handful of
-    numpy operations instead of torch's interpolate (docs/system.md, "Framework overhead").
+    Bilinear resampling as two small matrix products: on one camera frame, a handful of numpy
+    operations instead of torch's interpolate (docs/system.md, "Policies over a shaped link").
     """
     height, width = x.shape[-2:]
     if (height, width) != tuple(input_size):

@@ -233,11 +233,7 @@ class DronePipeline:
         self.counters = PipelineCounters()
         self._pending: dict[int, _Pending] = {}
         self._in_flight: dict[int, float] = {}  # frame -> when its offload was sent
-        if max_in_flight < 1:
-            raise ValueError(f"max_in_flight must be at least 1, not {max_in_flight}")
         self.max_in_flight = max_in_flight
-        self.window = max_in_flight  # offloads allowed on the link now (<= max_in_flight)
-        self._answered_in_a_row = 0
         self._next_seq = 0
         self.plan = plan
         self.deadline_s = deadline_s
@@ -246,6 +242,18 @@ class DronePipeline:
         self.set_plan(plan)
         self.runner.warm_up(model_input_shape(bundle))
         self.block_s, self.head_s = self.runner.measure(model_input_shape(bundle))
+
+    @property
+    def max_in_flight(self) -> int:
+        """Offloads on the link at most; the window shrinks below it after a loss."""
+        return self._max_in_flight
+
+    @max_in_flight.setter
+    def max_in_flight(self, value: int) -> None:
+        if value < 1:
+            raise ValueError(f"max_in_flight must be at least 1, not {value}")
+        self._max_in_flight = self.window = value  # window: offloads allowed on the link now
+        self._answered_in_a_row = 0
 
     def local_time_s(self, cut_point: int, exit_index: int) -> float:
         """Estimated drone time from `cut_point` to exit `exit_index`, slowdown included."""
@@ -352,7 +360,7 @@ class DronePipeline:
         pending = _Pending(result, arrived, arrived + (t2 - t0), 0.0, outcome.features,
                            outcome.deepest_local, plan.exit_rule)  # fmt: skip
         in_flight = self._count_in_flight(pending.sent)
-        if in_flight >= min(self.window, self.max_in_flight):
+        if in_flight >= self.window:
             # The link is still busy with earlier offloads: queueing behind them would only
             # make this frame late, so it finishes on the drone now.
             self.counters.window_full += 1
