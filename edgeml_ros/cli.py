@@ -498,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = p.add_subparsers(dest="suite", required=True)
     p = bench.add_parser("system", help="the live system once per policy over a shaped link")
     p.add_argument("--policy", nargs="+", default=list(LIVE_POLICIES), choices=LIVE_POLICIES)
-    p.add_argument("--duration", type=_positive_float, default=30.0, help="seconds per policy")
+    p.add_argument("--duration", type=_positive_float, default=60.0, help="seconds per policy")
     p.add_argument("--rate", type=_positive_float, default=10.0, help="camera frames per second")
     p.add_argument("--compute-slowdown", type=_positive_float, default=4.0,
                    help="emulate a slower drone computer (reported as emulated)")  # fmt: skip

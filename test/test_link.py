@@ -33,3 +33,19 @@ def test_probes_measure_rtt_and_goodput_and_count_losses():
     probes.next_probe(now=2.0)
     assert probes.expire(now=2.5) == 0 and probes.expire(now=3.1) == 1
     assert est.estimate().loss_ratio == pytest.approx(1 / 3)
+
+
+def test_probes_stay_within_their_share_of_a_slow_link():
+    est = LinkEstimator(window=10)
+    probes = ProbeTracker(est, payload_bytes=1000, timeout_s=5.0, budget=0.05)
+    est.add_transfer(0, 20.0)
+    est.add_transfer(5000, 1020.0)  # 40 kbit in 1 s beyond the RTT: 40 kbit/s
+    # 5 % of 40 kbit/s is 250 B/s: a small probe (150 B on the wire) every 0.6 s ...
+    seq, padding = probes.next_probe(now=0.0)
+    assert padding == 0
+    # ... then the padded one (1150 B) 4.6 s after it
+    assert probes.next_probe(now=0.5) is None and probes.next_probe(now=4.5) is None
+    seq_next, padding = probes.next_probe(now=4.7)
+    assert seq_next == seq + 1 and padding == 1000
+    with pytest.raises(ValueError, match="budget"):
+        ProbeTracker(est, payload_bytes=10, timeout_s=1.0, budget=0.0)

@@ -9,7 +9,9 @@ the bit rate and packet rate of each kind of RTPS message (DATA, DATA_FRAG, HEAR
 ACKNACK, NACK_FRAG, ... with the writer or reader entity id: 000100c2 is participant discovery,
 000003c2/000004c2 endpoint discovery, 000300c3/000301c3 XTypes type lookup, user entities end
 in 02/03/04/07), and how many DATA_FRAG fragments went out more than once. Outgoing packets are
-seen after the interface's queue, so what a `tc` qdisc dropped is not among them.
+seen after the interface's queue, so what a `tc` qdisc dropped is not among them. Later IP
+fragments of a datagram bigger than a packet (a tensor in one 64 KB datagram) count as
+"IP fragment".
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ def capture(iface: str, seconds: float) -> None:
         if frame[12:14] != b"\x08\x00" or frame[23] != 17:  # IPv4, UDP
             continue
         direction = "out" if addr[2] == socket.PACKET_OUTGOING else "in"
+        if int.from_bytes(frame[20:22], "big") & 0x1FFF:  # a later fragment of a big datagram
+            bits[(direction, "IP fragment")] += 8 * len(frame)
+            packets[(direction, "IP fragment")] += 1
+            continue
         rtps = frame[14 + (frame[14] & 15) * 4 + 8 :]
         if rtps[:4] != b"RTPS":
             continue

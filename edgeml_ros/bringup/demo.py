@@ -438,6 +438,23 @@ def _run_all(cfg: DemoConfig, domain_id: int) -> list[tuple[dict, Collector]]:
     return runs
 
 
+def start_camera_when_quiet(node: Node, shaper: LinkShaper, spin_for: Callable[..., None]) -> None:
+    """Let the camera publish once DDS discovery across the link is over.
+
+    Discovery (endpoints, type lookups) of the nodes just started would otherwise share the
+    link with the first frames' offloads, and on a throttled link it takes minutes.
+    """
+    waited = shaper.wait_quiet(spin_for)
+    state = f"settled after {waited:.1f} s" if waited is not None else "still busy after 60 s"
+    print(f"[demo] discovery across the link {state}; starting the camera", flush=True)
+    camera = AsyncParameterClient(node, "camera_source")
+    if not camera.wait_for_services(timeout_sec=30.0):
+        raise RuntimeError("camera_source has no parameter service; see its log")
+    done = camera.set_parameters([Parameter("publishing", value=True)])
+    while not done.done():
+        spin_for(0.05)
+
+
 def _run(
     cfg: DemoConfig,
     domain_id: int,
@@ -486,6 +503,9 @@ def _run(
                 if not all(p.alive() for p in procs):
                     raise RuntimeError("a node exited during start-up; see its log")
             replay = None
+            camera = start("camera_source", drone, rate_hz=cfg.rate_hz, max_frames=frames,
+                           publishing=shaper is None)  # fmt: skip
+            procs.append(camera)
             if shaper is not None:
                 offload_params = AsyncParameterClient(collector, "offload")
 
@@ -493,8 +513,7 @@ def _run(
                     offload_params.set_parameters([Parameter("emulated_rtt_ms", value=rtt_ms)])
 
                 replay = TraceReplay(trace, shaper.set_rate, set_rtt)
-            camera = start("camera_source", drone, rate_hz=cfg.rate_hz, max_frames=frames)
-            procs.append(camera)
+                start_camera_when_quiet(collector, shaper, spin_for)
             # the trace starts with the first frame, so every run sees the same link per frame
             first_frame = time.monotonic() + 60
             while not collector.truth and time.monotonic() < first_frame:

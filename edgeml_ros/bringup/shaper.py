@@ -31,6 +31,10 @@ DRONE_IF, BASE_IF = "edgeml_d", "edgeml_b"
 DRONE_IP, BASE_IP = "10.77.0.1", "10.77.0.2"
 OUTAGE_KBIT = 1
 LOCK_FILE = "/run/edgeml_ros_shaper.lock"
+# Discovery has settled when both directions together carry less than this for QUIET_HOLD_S
+# (the link monitor's probes and the participant announcements stay; discovery bursts are
+# 35-140 KB/s, with pauses of up to a heartbeat period, 3 s, in between).
+QUIET_BYTES_PER_S, QUIET_HOLD_S, QUIET_POLL_S = 15000, 5.0, 0.5
 
 
 def dds_env() -> dict[str, str]:
@@ -127,6 +131,39 @@ class LinkShaper:
             raise ShaperError(f"tc -s qdisc show dev {dev}: {proc.stderr.strip()}")
         [qdisc] = [q for q in json.loads(proc.stdout) if q.get("root")]
         return {k: int(qdisc[k]) for k in ("bytes", "packets", "drops")}
+
+    @staticmethod
+    def sent_bytes() -> int:
+        """Bytes both ends of the veth have sent so far (whatever the qdisc)."""
+        total = 0
+        for ns, dev in ((DRONE_NS, DRONE_IF), (BASE_NS, BASE_IF)):
+            proc = subprocess.run(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev],
+                                  capture_output=True, text=True)  # fmt: skip
+            if proc.returncode != 0:
+                raise ShaperError(f"ip -s link show dev {dev}: {proc.stderr.strip()}")
+            total += int(json.loads(proc.stdout)[0]["stats64"]["tx"]["bytes"])
+        return total
+
+    def wait_quiet(self, wait: Callable[[float], None], max_s: float = 60.0) -> float | None:
+        """Wait (with `wait(seconds)`) until DDS discovery across the link is over.
+
+        Done once the link has carried less than QUIET_BYTES_PER_S for QUIET_HOLD_S: only the
+        periodic participant announcements are left. Returns the seconds it took, or None when
+        the link was still busy after `max_s`.
+        """
+        started = time.monotonic()
+        quiet_since, last = None, self.sent_bytes()
+        while time.monotonic() - started < max_s:
+            wait(QUIET_POLL_S)
+            now = self.sent_bytes()
+            if now - last > QUIET_BYTES_PER_S * QUIET_POLL_S:
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = time.monotonic()
+            elif time.monotonic() - quiet_since >= QUIET_HOLD_S:
+                return time.monotonic() - started
+            last = now
+        return None
 
     def teardown(self) -> None:
         """Remove the namespaces (and the veth with them) this shaper set up."""

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_GOODPUT_BYTES = 512
+# Bytes one probe takes on the wire besides its padding: the LinkProbe message and the RTPS,
+# UDP, IP and Ethernet headers.
+PROBE_OVERHEAD_BYTES = 150
 
 
 @dataclass(frozen=True)
@@ -60,20 +63,38 @@ class ProbeTracker:
 
     Echoes feed the estimator like transfers; a probe not echoed within `timeout_s` counts as
     lost, so a dead link shows as loss and no bandwidth even when no frame is offloaded.
+    Probes take at most `budget` (a fraction) of the estimated bandwidth: on a slow link they
+    are spaced out so that they do not crowd out the offloads they measure the link for.
     """
 
-    def __init__(self, estimator: LinkEstimator, payload_bytes: int, timeout_s: float) -> None:
-        if payload_bytes < 0 or timeout_s <= 0:
-            raise ValueError("probe payload must be >= 0 bytes and the timeout > 0 s")
+    def __init__(
+        self, estimator: LinkEstimator, payload_bytes: int, timeout_s: float, budget: float = 1.0
+    ) -> None:
+        if payload_bytes < 0 or timeout_s <= 0 or not 0 < budget <= 1:
+            raise ValueError(
+                "probe payload must be >= 0 bytes, the timeout > 0 s and the budget in (0, 1]"
+            )
         self.estimator, self.payload_bytes, self.timeout_s = estimator, payload_bytes, timeout_s
+        self.budget = budget
         self._sent: dict[int, tuple[float, int]] = {}
         self._seq = 0
+        self._last_sent = float("-inf")
 
-    def next_probe(self, now: float) -> tuple[int, int]:
-        """Sequence number and padding of the next probe, sent at `now`."""
+    def next_probe(self, now: float) -> tuple[int, int] | None:
+        """Sequence number and padding of the probe to send at `now`; None: over budget."""
+        padding = self.payload_bytes if (self._seq + 1) % 2 == 0 else 0
+        estimate = self.estimator.estimate()
+        if estimate is not None and estimate.bandwidth_mbps > 0:
+            spacing_s = (
+                8
+                * (padding + PROBE_OVERHEAD_BYTES)
+                / (self.budget * estimate.bandwidth_mbps * 1e6)
+            )
+            if now - self._last_sent < spacing_s:
+                return None
         self._seq += 1
-        padding = self.payload_bytes if self._seq % 2 == 0 else 0
         self._sent[self._seq] = (now, padding)
+        self._last_sent = now
         return self._seq, padding
 
     def on_echo(self, seq: int, now: float) -> float | None:

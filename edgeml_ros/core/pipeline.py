@@ -8,6 +8,7 @@ finishes them. The ROS nodes only convert messages to and from these types.
 Deadlines: every frame has `deadline_s` from its arrival. An offload falls back when the reply
 is not back by the deadline less the time the drone needs to finish the model itself (measured
 per block at start-up); the drone then answers at the deepest exit it can still reach in time.
+A frame whose offload the link cannot take now (core.offload_window) finishes on the drone.
 
 Emulating a slower drone: with `compute_slowdown` > 1 the drone pads its measured compute time
 to that multiple (sleeping), so a desktop can stand in for, say, a Jetson Nano. Off (1) on a
@@ -40,6 +41,7 @@ from edgeml_ros.core.images import (
     decode_image,
     to_model_input,
 )
+from edgeml_ros.core.offload_window import OffloadWindow
 from edgeml_ros.core.runtime import EXIT_RULES, ExitDecision, SplitRunner, check_policy
 
 
@@ -148,12 +150,6 @@ class OffloadReply:
 # before the last moment at which finishing on the drone still meets the deadline.
 EXPIRE_PERIOD_S = 0.01
 FALLBACK_MARGIN_S = EXPIRE_PERIOD_S + 0.002
-# An offload counts as on the link until its reply (even a late one), a reply to a later one, or
-# for this long: a request or reply lost for good must not hold the window shut.
-IN_FLIGHT_HORIZON_S = 2.0
-# After a lost offload (the link's queue overflowed) the window is one offload; it grows back by
-# one after this many offloads answered in a row.
-WINDOW_REGROWTH = 8
 
 
 @dataclass
@@ -232,8 +228,7 @@ class DronePipeline:
         self.runner = SplitRunner(bundle.model, device)
         self.counters = PipelineCounters()
         self._pending: dict[int, _Pending] = {}
-        self._in_flight: dict[int, float] = {}  # frame -> when its offload was sent
-        self.max_in_flight = max_in_flight
+        self.window = OffloadWindow(max_in_flight)
         self._next_seq = 0
         self.plan = plan
         self.deadline_s = deadline_s
@@ -242,18 +237,6 @@ class DronePipeline:
         self.set_plan(plan)
         self.runner.warm_up(model_input_shape(bundle))
         self.block_s, self.head_s = self.runner.measure(model_input_shape(bundle))
-
-    @property
-    def max_in_flight(self) -> int:
-        """Offloads on the link at most; the window shrinks below it after a loss."""
-        return self._max_in_flight
-
-    @max_in_flight.setter
-    def max_in_flight(self, value: int) -> None:
-        if value < 1:
-            raise ValueError(f"max_in_flight must be at least 1, not {value}")
-        self._max_in_flight = self.window = value  # window: offloads allowed on the link now
-        self._answered_in_a_row = 0
 
     def local_time_s(self, cut_point: int, exit_index: int) -> float:
         """Estimated drone time from `cut_point` to exit `exit_index`, slowdown included."""
@@ -305,6 +288,7 @@ class DronePipeline:
         stamp) is dropped as STALE: the drone works on fresh frames, never on a backlog.
         """
         arrived = time.monotonic() if now is None else now
+        self.window.frame_arrived(arrived)
         plan = self.plan
         seq = self._next_seq
         self._next_seq += 1
@@ -359,12 +343,13 @@ class DronePipeline:
             return self._finish(result, arrived, arrived + (t2 - t0))
         pending = _Pending(result, arrived, arrived + (t2 - t0), 0.0, outcome.features,
                            outcome.deepest_local, plan.exit_rule)  # fmt: skip
-        in_flight = self._count_in_flight(pending.sent)
-        if in_flight >= self.window:
+        busy, lost = self.window.full(pending.sent)
+        self.counters.offloads_lost += lost
+        if busy is not None:
             # The link is still busy with earlier offloads: queueing behind them would only
             # make this frame late, so it finishes on the drone now.
             self.counters.window_full += 1
-            return self._fallback(pending, pending.sent, f"{in_flight} offloads already in flight")
+            return self._fallback(pending, pending.sent, busy)
         tensor = encode_tensor(outcome.features.cpu().numpy(), plan.encoding, plan.compression)
         t3 = time.perf_counter()
         result.encode_ms = _ms(t3 - t2)
@@ -375,7 +360,7 @@ class DronePipeline:
             pending.sent, arrived + self.deadline_s - finish_locally - FALLBACK_MARGIN_S
         )
         self._pending[result.frame_seq] = pending
-        self._in_flight[result.frame_seq] = pending.sent
+        self.window.sent(result.frame_seq, pending.sent, len(tensor.data))
         self.counters.offloaded += 1
         return OffloadRequest(
             result.frame_seq,
@@ -389,14 +374,9 @@ class DronePipeline:
     def on_reply(self, reply: OffloadReply, now: float | None = None) -> FrameResult | None:
         """Finish the frame a reply belongs to; None for a late or unknown reply (counted)."""
         now = time.monotonic() if now is None else now
-        # Requests cross the link in order: a reply to this one means any sent before it and
-        # still unanswered were lost on the way (best effort) and no longer occupy the link.
-        lost = [s for s in self._in_flight if s < reply.frame_seq]
-        if self._in_flight.pop(reply.frame_seq, None) is not None and not lost:
-            self._answered_in_a_row += 1
-            if self._answered_in_a_row >= WINDOW_REGROWTH and self.window < self.max_in_flight:
-                self.window, self._answered_in_a_row = self.window + 1, 0
-        self._lose(lost)
+        self.counters.offloads_lost += self.window.answered(
+            reply.frame_seq, now, reply.tail_ms / 1000.0
+        )
         pending = self._pending.pop(reply.frame_seq, None)
         if pending is None:
             self.counters.late_replies += 1
@@ -418,20 +398,6 @@ class DronePipeline:
         late = [s for s, p in self._pending.items() if force or now >= p.fallback_at]
         return [self._fallback(self._pending.pop(seq), now, "no offload reply in time")
                 for seq in late]  # fmt: skip
-
-    def _count_in_flight(self, now: float) -> int:
-        """Offloads sent and not yet answered, forgetting those past IN_FLIGHT_HORIZON_S."""
-        self._lose([s for s, sent in self._in_flight.items() if now - sent > IN_FLIGHT_HORIZON_S])
-        return len(self._in_flight)
-
-    def _lose(self, seqs: list[int]) -> None:
-        """Offloads lost on the link: off the window, which shrinks to one (the queue is full)."""
-        if not seqs:
-            return
-        for seq in seqs:
-            del self._in_flight[seq]
-        self.counters.offloads_lost += len(seqs)
-        self.window, self._answered_in_a_row = 1, 0
 
     def fallback_exit(self, cut_point: int, budget_s: float) -> int | None:
         """The deepest exit after the cut the drone can reach within `budget_s` (None: none)."""

@@ -55,6 +55,12 @@ class CameraSourceNode(Node):
                     "Publish each frame's label on camera/ground_truth.",
                 ),
                 Param(
+                    "publishing",
+                    True,
+                    "Publish frames (false: hold them; set true to start, e.g. once the DDS "
+                    "discovery across a slow link has finished).",
+                ),
+                Param(
                     "wait_for_subscribers",
                     True,
                     "Hold frames until the image (and ground-truth) topics have subscribers.",
@@ -95,7 +101,9 @@ class CameraSourceNode(Node):
 
     def _tick(self) -> None:
         max_frames = self.get_parameter("max_frames").value
-        if max_frames and self.published >= max_frames:
+        if not self.get_parameter("publishing").value or (
+            max_frames and self.published >= max_frames
+        ):
             return
         truth = self.get_parameter("publish_ground_truth").value
         if self.get_parameter("wait_for_subscribers").value and not self._subscribers_settled(

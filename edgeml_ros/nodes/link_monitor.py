@@ -5,7 +5,8 @@ every second probe is padded to `probe_payload_bytes` to measure goodput), and t
 in the perception results (payload size and round trip). Probes keep the estimate fresh while
 everything runs on the drone; unanswered probes count as loss. While frames are being offloaded
 the offloads themselves measure the link, and probes pause so as not to take its capacity from
-them (a padded probe every 0.5 s is 16 kbit/s: 40 % of a 40 kbit/s link).
+them; otherwise they take at most `probe_budget` of the estimated bandwidth (at full pace a
+padded probe every 0.5 s is 16 kbit/s: 40 % of a 40 kbit/s link).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from edgeml_ros.core.link import LinkEstimator, ProbeTracker
 from edgeml_ros.core.pipeline import Status, Where
 from edgeml_ros.msg import InferenceResult, LinkProbe, LinkQuality
 from edgeml_ros.nodes.common import RELIABLE, Param, declare_params, run_node
+
+# Probes pause while an offloaded frame's result came within this (at 40 kbit/s a 4 KB offload
+# takes about 0.9 s).
+OFFLOADS_MEASURE_S = 1.5
 
 
 class LinkMonitorNode(Node):
@@ -38,14 +43,18 @@ class LinkMonitorNode(Node):
                 Param("probe_payload_bytes", 1024, "Padding of every second probe (goodput); "
                       "costs payload*4/probe_period bit/s of the link.",
                       int_range=(0, 1 << 20), read_only=True),
+                Param("probe_budget", 0.05, "Most of the estimated bandwidth (a fraction) the "
+                      "probes may take; on a slow link they are spaced out to stay within it.",
+                      float_range=(0.001, 1.0), read_only=True),
                 Param("probe_timeout_s", 2.0, "An unanswered probe counts as lost after this.",
                       float_range=(0.01, 600.0), read_only=True),
             ],
         )  # fmt: skip
         p = {n: self.get_parameter(n).value for n in
-             ("window", "probe_payload_bytes", "probe_timeout_s")}  # fmt: skip
+             ("window", "probe_payload_bytes", "probe_timeout_s", "probe_budget")}  # fmt: skip
         self.estimator = LinkEstimator(p["window"])
-        self.probes = ProbeTracker(self.estimator, p["probe_payload_bytes"], p["probe_timeout_s"])
+        self.probes = ProbeTracker(self.estimator, p["probe_payload_bytes"], p["probe_timeout_s"],
+                                   p["probe_budget"])  # fmt: skip
         self.pub = self.create_publisher(LinkQuality, "link_quality", 10)
         self.probe_pub = self.create_publisher(LinkProbe, "link/probe", 10)
         self.create_subscription(LinkProbe, "link/probe_echo", self._on_echo, 10)
@@ -66,9 +75,12 @@ class LinkMonitorNode(Node):
     def _probe(self) -> None:
         now = time.monotonic()
         self.probes.expire(now)
-        if now - self.last_offload < self.probe_period_s:
+        if now - self.last_offload < max(self.probe_period_s, OFFLOADS_MEASURE_S):
             return  # offloads are measuring the link
-        seq, padding = self.probes.next_probe(now)
+        probe = self.probes.next_probe(now)
+        if probe is None:
+            return  # over the probe budget
+        seq, padding = probe
         msg = LinkProbe(seq=seq, payload=bytes(padding))
         msg.header.stamp = self.get_clock().now().to_msg()
         self.probe_pub.publish(msg)

@@ -25,7 +25,6 @@ from sensor_msgs.msg import CompressedImage, Image
 from edgeml_ros.core.annotate import annotate
 from edgeml_ros.core.pipeline import (
     EXPIRE_PERIOD_S,
-    WINDOW_REGROWTH,
     DronePipeline,
     ExecutionPlan,
     OffloadRequest,
@@ -96,8 +95,9 @@ class PerceptionNode(Node):
                     2,
                     "Offloads on the link at once (sent, not yet answered); a frame that would "
                     "exceed it finishes on the drone at once instead of queueing on a slow link. "
-                    f"After a lost offload the window is 1 until {WINDOW_REGROWTH} offloads in a "
-                    "row got through.",
+                    "Below it, another offload goes only when the link (at the delivery rate the "
+                    "replies show, halved after a loss) would otherwise idle before the next "
+                    "frame.",
                     int_range=(1, 1000),
                 ),
                 Param(
@@ -196,7 +196,7 @@ class PerceptionNode(Node):
         if "max_frame_age_ms" in names:
             self.pipeline.max_age_s = self.get_parameter("max_frame_age_ms").value / 1e3
         if "max_offloads_in_flight" in names:
-            self.pipeline.max_in_flight = self.get_parameter("max_offloads_in_flight").value
+            self.pipeline.window.max_in_flight = self.get_parameter("max_offloads_in_flight").value
 
     def _on_policy(self, msg: ExecutionPolicy) -> None:
         if not self.get_parameter("follow_controller").value:
@@ -267,7 +267,8 @@ class PerceptionNode(Node):
     def _publish_diagnostics(self) -> None:
         values = self.pipeline.counters.as_dict()
         values["pending"] = self.pipeline.pending_count
-        values["offload_window"] = self.pipeline.window
+        rate = self.pipeline.window.delivery_rate_bps
+        values["offload_delivery_kbps"] = "n/a" if rate is None else f"{rate * 8 / 1000:.1f}"
         values["cut_point"] = self.pipeline.plan.cut_point
         values["policy"] = self.pipeline.plan.policy_name
         values["compute_slowdown_emulated"] = self.pipeline.compute_slowdown
