@@ -27,6 +27,7 @@ import numpy as np
 import rclpy
 from rclpy.node import Node
 
+from edgeml_ros.bringup.demo import start_camera_when_quiet
 from edgeml_ros.bringup.processes import (
     NodeProcess,
     node_processes,
@@ -106,9 +107,11 @@ def _measure(domain_id: int, shaper: LinkShaper, point: GoodputPoint, duration_s
                 spin_for(0.5)
                 if not all(p.alive() for p in procs):
                     raise RuntimeError(f"a node exited during start-up; see {log_dir}/")
-            camera = {"rate_hz": rate_hz, "max_frames": frames, "publish_ground_truth": False}
+            camera = {"rate_hz": rate_hz, "max_frames": frames, "publish_ground_truth": False,
+                      "publishing": False}  # fmt: skip
             procs.append(NodeProcess("camera_source", domain_id, drone_yaml, camera,
                                      log=logs["camera"]))  # fmt: skip
+            start_camera_when_quiet(listener, shaper, spin_for)
             while time.monotonic() < deadline and not listener.results:
                 spin_for(0.05)
             shaper.set_rate(point.mbps)
