@@ -1,6 +1,11 @@
 import pytest
 
-from edgeml_ros.core.offload_window import IN_FLIGHT_HORIZON_S, OffloadWindow
+from edgeml_ros.core.offload_window import (
+    IN_FLIGHT_HORIZON_S,
+    LEAD_MAX,
+    LEAD_REGROWTH,
+    OffloadWindow,
+)
 
 TENSOR = 4096
 
@@ -35,7 +40,7 @@ def test_queued_replies_measure_the_link_and_pace_the_next_offload():
     why, lost = window.full(sent + 0.1)
     assert lost == 0 and why.startswith("the link is busy for another")
     assert window.drain_s(sent + 0.1) == pytest.approx(TENSOR / 5000 - 0.1)
-    assert window.full(sent + TENSOR / 5000 - 0.04) == (None, 0)  # 40 ms: half an interval
+    assert window.full(sent + TENSOR / 5000 - 0.09) == (None, 0)  # 90 ms: within an interval
 
 
 def test_a_fast_link_is_never_paced():
@@ -59,13 +64,17 @@ def test_a_loss_halves_the_pace_until_new_offloads_measure_it():
     assert window.answered(4, 1.0, 0.0) == 2  # the two before it never arrived
     # offloads sent before the loss met the old rate on part of their way: half the old pace
     assert window.delivery_rate_bps == pytest.approx(TENSOR / 0.1 / 2)
-    # the window keeps its size, at half the pace (0.2 s a tensor), frames every 0.1 s
+    # the window keeps its size, at half the pace (0.2 s a tensor) and half the lead (the
+    # queue overflowed): with frames every 0.1 s, another goes with 50 ms of work left
+    assert window.lead == pytest.approx(LEAD_MAX / 2)
     frames(window, 0.5, 0.1, 5)
     window.sent(5, 1.1, TENSOR)
     assert window.full(1.15)[0] == "the link is busy for another 150 ms"
     assert window.full(1.26) == (None, 0)
     window.answered(5, 2.0, 0.0)
     assert window.delivery_rate_bps == pytest.approx(TENSOR / 0.9)
+    # each answered offload gives back part of the lead
+    assert window.lead == pytest.approx(LEAD_MAX / 2 + LEAD_REGROWTH)
 
 
 def test_an_offload_lost_for_good_leaves_the_window_after_the_horizon():

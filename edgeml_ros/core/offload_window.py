@@ -5,9 +5,11 @@ Two limits, both of which must allow a send:
 - A count: at most `max_in_flight` offloads sent and not yet answered.
 - The link's pace: the replies show how fast the link delivers (the delivery rate), so the
   window knows how long the link still needs for what is in flight. Another offload goes only
-  when the link has at most half a frame interval of work left (LEAD): the queue then never
-  holds much more than one tensor, so it does not overflow, and the link idles at most half a
-  frame interval before the next frame's offload.
+  when the link has at most `lead` frame intervals of work left: up to one, so that the link
+  does not idle until the next frame, and the queue then never holds much more than one tensor.
+  Where the link's queue holds little more than a tensor (5 KB, one second, at 40 kbit/s,
+  against a 4.6 KB tensor on the wire) even that overflows it: each loss halves the lead, and
+  each answered offload gives back a tenth of an interval.
 
 Requests cross the link in order, so a reply to one offload means any sent before it and still
 unanswered were lost on the way (best effort). A loss means the link got slower than the
@@ -25,11 +27,9 @@ from collections import deque
 IN_FLIGHT_HORIZON_S = 2.0
 # Delivery-rate samples older than this are forgotten (the link changes).
 RATE_MEMORY_S = 3.0
-# Another offload goes when the link's work in flight is down to this share of a frame interval.
-# Sending whatever is left (1) would never idle the link, but queues up to a frame interval of
-# bytes on top of the tensor: on a 40 kbit/s link whose queue holds one second (5 KB) that
-# overflows with a 4.6 KB tensor.
-LEAD = 0.5
+# Another offload goes when the link's work in flight is down to `lead` frame intervals: at most
+# LEAD_MAX, halved by a loss, LEAD_REGROWTH more per answered offload.
+LEAD_MAX, LEAD_REGROWTH = 1.0, 0.1
 # Frame interval: exponentially weighted mean of the gaps between frames, this weight per frame.
 INTERVAL_WEIGHT = 0.2
 
@@ -47,6 +47,7 @@ class OffloadWindow:
         self._last_reply_at = float("-inf")
         self._lost_at = float("-inf")  # offloads sent before this do not measure the rate
         self._rate_after_loss: float | None = None  # the pace until they do
+        self.lead = LEAD_MAX
         self._last_frame_at: float | None = None
         self.frame_interval_s: float | None = None
         self.max_in_flight = max_in_flight
@@ -104,7 +105,7 @@ class OffloadWindow:
         if len(self._in_flight) >= self.max_in_flight:
             return f"{len(self._in_flight)} offloads already in flight", lost
         drain = self.drain_s(now)
-        if self.frame_interval_s is not None and drain > LEAD * self.frame_interval_s:
+        if self.frame_interval_s is not None and drain > self.lead * self.frame_interval_s:
             return f"the link is busy for another {1000 * drain:.0f} ms", lost
         return None, lost
 
@@ -127,6 +128,9 @@ class OffloadWindow:
                     self._queued.append((now, size, on_link))
                 else:
                     self._alone.append((now, size / on_link))
+                self._rate_after_loss = None
+            if not lost:
+                self.lead = min(LEAD_MAX, self.lead + LEAD_REGROWTH)
         self._last_reply_at = now
         for samples in (self._queued, self._alone):
             while samples and now - samples[0][0] > RATE_MEMORY_S:
@@ -134,7 +138,7 @@ class OffloadWindow:
         return lost
 
     def _lose(self, seqs: list[int], now: float) -> int:
-        """Offloads lost on the link: off the window; the pace halves until measured anew.
+        """Offloads lost: off the window; the lead and, until measured anew, the rate halve.
 
         Offloads already on the link met the old rate on part of their way, so only those sent
         from now on measure the new one.
@@ -144,6 +148,7 @@ class OffloadWindow:
         if seqs:
             rate = self.delivery_rate_bps
             self._rate_after_loss = None if rate is None else rate / 2
+            self.lead /= 2
             self._queued.clear()
             self._alone.clear()
             self._lost_at = now
