@@ -46,6 +46,8 @@ class _Listener(Node):
         self.results: dict[str, list[tuple[InferenceResult, float]]] = {d: [] for d in drones}
         self.load: list[BaseStationLoad] = []
         self.frames_in: dict[str, int] = {}  # drone -> its perception node's latest frames_in
+        self.counted_at: dict[str, float] = {}  # drone -> when that count came
+        self.last_result_at: dict[str, float] = {}
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
         for d in drones:
             self.create_subscription(InferenceResult, f"/{d}/perception/result",
@@ -58,6 +60,11 @@ class _Listener(Node):
             if drone in self.results and status.hardware_id.endswith("/perception"):
                 values = {kv.key: kv.value for kv in status.values}
                 self.frames_in[drone] = int(values.get("frames_in", -1))
+                self.counted_at[drone] = time.monotonic()
+
+    def counts_current(self) -> bool:
+        """Every drone's frames_in came after its last result (so it counts every frame)."""
+        return all(self.counted_at.get(d, -1.0) > t for d, t in self.last_result_at.items())
 
     def answered_all(self, frames: int, cameras_done: bool) -> bool:
         """Every drone answered all frames published (or all it took in, cameras done)."""
@@ -69,6 +76,7 @@ class _Listener(Node):
         now = self.get_clock().now().nanoseconds
         stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
         self.results[drone].append((msg, (now - stamp) / 1e6))
+        self.last_result_at[drone] = time.monotonic()
 
 
 def jain_index(values: list[float]) -> float:
@@ -106,7 +114,11 @@ def _scale_point(domain_id: int, drones: int, duration_s: float, rate_hz: float)
                 frames, time.monotonic() > cameras_done
             ):
                 spin_for(0.5)
+            # the nodes' counts from after their last results (diagnostics come once a second)
+            counted = time.monotonic() + 5.0
             spin_for(1.5)
+            while time.monotonic() < counted and not listener.counts_current():
+                spin_for(0.2)
     finally:
         listener.destroy_node()
     per_drone = {}
