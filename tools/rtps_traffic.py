@@ -9,9 +9,9 @@ the bit rate and packet rate of each kind of RTPS message (DATA, DATA_FRAG, HEAR
 ACKNACK, NACK_FRAG, ... with the writer or reader entity id: 000100c2 is participant discovery,
 000003c2/000004c2 endpoint discovery, 000300c3/000301c3 XTypes type lookup, user entities end
 in 02/03/04/07), and how many DATA_FRAG fragments went out more than once. Outgoing packets are
-seen after the interface's queue, so what a `tc` qdisc dropped is not among them. Later IP
-fragments of a datagram bigger than a packet (a tensor in one 64 KB datagram) count as
-"IP fragment".
+seen after the interface's queue, so what a `tc` qdisc dropped is not among them. The later IP
+fragments of a datagram bigger than a packet (a tensor in one 64 KB datagram) count with its
+first; B/msg is the mean size of a datagram on the wire, Ethernet headers included.
 """
 
 from __future__ import annotations
@@ -50,8 +50,9 @@ def capture(iface: str, seconds: float) -> None:
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(3))
     sock.bind((iface, 0))
     sock.settimeout(0.5)
-    bits, packets = collections.Counter(), collections.Counter()
+    bits, packets, datagrams = collections.Counter(), collections.Counter(), collections.Counter()
     fragments = collections.Counter()
+    datagram_key: dict[tuple[str, bytes], tuple[str, str]] = {}  # (direction, IP id) -> key
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         try:
@@ -62,8 +63,9 @@ def capture(iface: str, seconds: float) -> None:
             continue
         direction = "out" if addr[2] == socket.PACKET_OUTGOING else "in"
         if int.from_bytes(frame[20:22], "big") & 0x1FFF:  # a later fragment of a big datagram
-            bits[(direction, "IP fragment")] += 8 * len(frame)
-            packets[(direction, "IP fragment")] += 1
+            key = datagram_key.get((direction, frame[18:20]), (direction, "IP fragment"))
+            bits[key] += 8 * len(frame)
+            packets[key] += 1
             continue
         rtps = frame[14 + (frame[14] & 15) * 4 + 8 :]
         if rtps[:4] != b"RTPS":
@@ -75,12 +77,15 @@ def capture(iface: str, seconds: float) -> None:
                 writer_sn_fragment = body[8:12] + body[12:20] + body[20:24]
                 fragments[(rtps[8:20], writer_sn_fragment)] += 1
         key = (direction, "+".join(dict.fromkeys(kinds)) or "other")
+        datagram_key[(direction, frame[18:20])] = key
         bits[key] += 8 * len(frame)
         packets[key] += 1
-    print(f"{'dir':<4}{'kbit/s':>9}{'pkt/s':>8}  RTPS submessages (entity id)")
-    for (direction, kinds), b in sorted(bits.items(), key=lambda kv: -kv[1])[:20]:
+        datagrams[key] += 1
+    print(f"{'dir':<4}{'kbit/s':>9}{'pkt/s':>8}{'B/msg':>8}  RTPS submessages (entity id)")
+    for key, b in sorted(bits.items(), key=lambda kv: -kv[1])[:20]:
+        size = f"{b / 8 / datagrams[key]:.0f}" if datagrams[key] else "-"
         rate = b / seconds / 1000
-        print(f"{direction:<4}{rate:>9.1f}{packets[(direction, kinds)] / seconds:>8.1f}  {kinds}")
+        print(f"{key[0]:<4}{rate:>9.1f}{packets[key] / seconds:>8.1f}{size:>8}  {key[1]}")
     again = sum(1 for n in fragments.values() if n > 1)
     print(f"DATA_FRAG fragments sent: {len(fragments)}, of which more than once: {again}")
 
