@@ -8,8 +8,8 @@ Two limits, both of which must allow a send:
   when the link has at most `lead` frame intervals of work left: up to one, so that the link
   does not idle until the next frame, and the queue then never holds much more than one tensor.
   Where the link's queue holds little more than a tensor (5 KB, one second, at 40 kbit/s,
-  against a 4.6 KB tensor on the wire) even that overflows it: each loss halves the lead, and
-  each answered offload gives back a tenth of an interval.
+  against a 4 KB tensor that takes 4.5 KB on the wire) even that overflows it: each loss
+  halves the lead, and each answered offload gives back a tenth of an interval.
 
 Requests cross the link in order, so a reply to one offload means any sent before it and still
 unanswered were lost on the way (best effort). A loss means the link got slower than the
