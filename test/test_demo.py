@@ -33,7 +33,9 @@ def test_demo_runs_nodes_as_processes_and_accounts_for_every_frame(tmp_path):
     assert summary["frames_published"] == 40
     assert 36 <= summary["frames_in"] == summary["results_out"] <= 40
     assert summary["frames_without_result"] == 0 and summary["duplicate_results"] == 0
-    assert summary["where"].get("drone", 0) + summary["where"].get("base", 0) > 30
+    # most frames are answered where the plan put them; the throttled phases last 0.8 s here,
+    # and frames offloaded into one fall back until the controller's next plan
+    assert summary["where"].get("drone", 0) + summary["where"].get("base", 0) >= 28
     assert 0.6 < summary["accuracy"] <= 1.0
     assert 0 < summary["latency_ms_p50"] <= summary["latency_ms_p95"]
     # the controller ran the learned policy once its inputs were fresh (it starts in safe mode)
