@@ -80,13 +80,16 @@ def test_offload_window_keeps_frames_off_a_busy_link(bundle, fmnist_test):
     assert len(pipe.expire(now=100.2)) == 2
     assert not isinstance(pipe.process(raw(next(images)), 3, now=100.3), OffloadRequest)
     assert pipe.on_reply(OffloadReply(first.frame_seq, Status.OK), now=100.4) is None
-    assert isinstance(pipe.process(raw(next(images)), 4, now=100.5), OffloadRequest)
+    # the link took up the second when the first's reply came: it is busy until about 100.8
+    busy = pipe.process(raw(next(images)), 4, now=100.5)
+    assert busy.reason.startswith("the link is busy for another")
+    assert isinstance(pipe.process(raw(next(images)), 5, now=100.9), OffloadRequest)
     # a reply lost for good holds its place only for IN_FLIGHT_HORIZON_S
-    assert not isinstance(pipe.process(raw(next(images)), 5, now=100.6), OffloadRequest)
-    later = 100.5 + IN_FLIGHT_HORIZON_S + 0.1
-    assert isinstance(pipe.process(raw(next(images)), 6, now=later), OffloadRequest)
+    assert not isinstance(pipe.process(raw(next(images)), 6, now=101.0), OffloadRequest)
+    later = 100.9 + IN_FLIGHT_HORIZON_S + 0.1
+    assert isinstance(pipe.process(raw(next(images)), 7, now=later), OffloadRequest)
     c = pipe.counters
-    assert c.results_out + pipe.pending_count == c.frames_in == 7
+    assert c.results_out + pipe.pending_count == c.frames_in == 8
     assert c.offloads_lost == 2
 
 

@@ -3,15 +3,13 @@
 Two limits, both of which must allow a send:
 
 - A count: at most `max_in_flight` offloads sent and not yet answered.
-- The link's pace, once the link's queue has overflowed (a loss): the replies show how fast
-  the link delivers (the delivery rate), so the window knows how long the link still needs for
-  what is in flight. Another offload goes only when the link has at most `lead` frame
-  intervals of work left, so the queue never holds much more than one tensor. Where the link's
-  queue holds little more than that (5 KB, one second, at 40 kbit/s, against a 4 KB tensor
-  that takes 4.5 KB on the wire) even that overflows it: the first loss sets the lead to half
-  an interval, each further one halves it, and each answered offload gives back a tenth; past
-  one interval the pacing ends. Without losses it stays off: replies that come later than the
-  next offload's sending do not tell a slow link from a long round trip.
+- The link's pace: the replies show how fast the link delivers (the delivery rate), so the
+  window knows how long the link still needs for what is in flight. Another offload goes only
+  when the link has at most `lead` frame intervals of work left: up to one, so that the link
+  does not idle until the next frame, and the queue then never holds much more than one tensor.
+  Where the link's queue holds little more than a tensor (5 KB, one second, at 40 kbit/s,
+  against a 4 KB tensor that takes 4.5 KB on the wire) even that overflows it: each loss
+  halves the lead, and each answered offload gives back a tenth of an interval.
 
 Requests cross the link in order, so a reply to one offload means any sent before it and still
 unanswered were lost on the way (best effort). A loss means the link got slower than the
@@ -29,9 +27,8 @@ from collections import deque
 IN_FLIGHT_HORIZON_S = 2.0
 # Delivery-rate samples older than this are forgotten (the link changes).
 RATE_MEMORY_S = 3.0
-# Paced, another offload goes when the link's work in flight is down to `lead` frame intervals:
-# LEAD_MAX / 2 after the first loss, halved by each further one, LEAD_REGROWTH more per answered
-# offload; above LEAD_MAX the pacing ends.
+# Another offload goes when the link's work in flight is down to `lead` frame intervals: at most
+# LEAD_MAX, halved by a loss, LEAD_REGROWTH more per answered offload.
 LEAD_MAX, LEAD_REGROWTH = 1.0, 0.1
 # Frame interval: exponentially weighted mean of the gaps between frames, this weight per frame.
 INTERVAL_WEIGHT = 0.2
@@ -50,7 +47,7 @@ class OffloadWindow:
         self._last_reply_at = float("-inf")
         self._lost_at = float("-inf")  # offloads sent before this do not measure the rate
         self._rate_after_loss: float | None = None  # the pace until they do
-        self.lead: float | None = None  # None: not pacing
+        self.lead = LEAD_MAX
         self._last_frame_at: float | None = None
         self.frame_interval_s: float | None = None
         self.max_in_flight = max_in_flight
@@ -108,8 +105,7 @@ class OffloadWindow:
         if len(self._in_flight) >= self.max_in_flight:
             return f"{len(self._in_flight)} offloads already in flight", lost
         drain = self.drain_s(now)
-        if (self.lead is not None and self.frame_interval_s is not None
-                and drain > self.lead * self.frame_interval_s):  # fmt: skip
+        if self.frame_interval_s is not None and drain > self.lead * self.frame_interval_s:
             return f"the link is busy for another {1000 * drain:.0f} ms", lost
         return None, lost
 
@@ -133,10 +129,8 @@ class OffloadWindow:
                 else:
                     self._alone.append((now, size / on_link))
                 self._rate_after_loss = None
-            if not lost and self.lead is not None:
-                self.lead += LEAD_REGROWTH
-                if self.lead > LEAD_MAX:
-                    self.lead = None
+            if not lost:
+                self.lead = min(LEAD_MAX, self.lead + LEAD_REGROWTH)
         self._last_reply_at = now
         for samples in (self._queued, self._alone):
             while samples and now - samples[0][0] > RATE_MEMORY_S:
@@ -154,7 +148,7 @@ class OffloadWindow:
         if seqs:
             rate = self.delivery_rate_bps
             self._rate_after_loss = None if rate is None else rate / 2
-            self.lead = LEAD_MAX / 2 if self.lead is None else self.lead / 2
+            self.lead /= 2
             self._queued.clear()
             self._alone.clear()
             self._lost_at = now
