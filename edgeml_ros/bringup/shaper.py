@@ -148,8 +148,8 @@ class LinkShaper:
         """Wait (with `wait(seconds)`) until DDS discovery across the link is over.
 
         Done once the link has carried less than QUIET_BYTES_PER_S for QUIET_HOLD_S: only the
-        periodic participant announcements are left. Returns the seconds it took, or None when
-        the link was still busy after `max_s`.
+        link monitor's probes and the periodic participant announcements are left. Returns the
+        seconds it took, or None when the link was still busy after `max_s`.
         """
         started = time.monotonic()
         quiet_since, last = None, self.sent_bytes()

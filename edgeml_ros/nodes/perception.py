@@ -96,8 +96,8 @@ class PerceptionNode(Node):
                     "Offloads on the link at once (sent, not yet answered); a frame that would "
                     "exceed it finishes on the drone at once instead of queueing on a slow link. "
                     "Below it, another offload goes only when the link (at the delivery rate the "
-                    "replies show, halved after a loss) would otherwise idle before the next "
-                    "frame.",
+                    "replies show) has at most a frame interval of work left, less after a "
+                    "loss.",
                     int_range=(1, 1000),
                 ),
                 Param(
