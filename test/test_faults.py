@@ -10,7 +10,7 @@ import sys
 import time
 
 import pytest
-from edgeml_ros.msg import ExecutionPolicy, InferenceResult, LinkQuality
+from edgeml_ros.msg import ExecutionPolicy, InferenceResult, LinkQuality, ResultBatch
 from ros_helpers import (
     BASE_YAML,
     DRONE_YAML,
@@ -128,26 +128,47 @@ def test_camera_burst_at_ten_times_the_rate(ros_node, fmnist_test):
     )
 
 
-def test_malformed_link_and_battery_readings_are_ignored(ros_node):
+def test_malformed_link_battery_and_result_readings_are_ignored(ros_node, tmp_path):
     policies = []
     ros_node.create_subscription(ExecutionPolicy, "execution_policy", policies.append, RELIABLE)
     link_pub = ros_node.create_publisher(LinkQuality, "link_quality", 10)
     battery_pub = ros_node.create_publisher(BatteryState, "battery_state", 10)
-    proc = NodeProcess("controller", ros_node.domain_id, share_file("config", DRONE_YAML),
-                       {"window_s": 0.2})  # fmt: skip
-    with node_processes([proc]):
-        assert ros_node.spin_until(lambda: bool(policies), 30)
+    results_pub = ros_node.create_publisher(ResultBatch, "perception/result_batch", RELIABLE)
+    batteries = []  # the simulator's readings (present), not the garbage published here
+    ros_node.create_subscription(
+        BatteryState, "battery_state", lambda m: m.present and batteries.append(m), 10
+    )
+    bad_results = ResultBatch(results=[
+        InferenceResult(confidence=math.nan, total_ms=5.0, head_ms=5.0),
+        InferenceResult(confidence=0.9, total_ms=math.inf, head_ms=math.inf),
+        InferenceResult(confidence=7.0, total_ms=-3.0, transfer_ms=math.nan, where=2),
+    ])  # fmt: skip
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("controller", "battery_sim")}  # noqa: SIM115
+    procs = [
+        NodeProcess("controller", ros_node.domain_id, share_file("config", DRONE_YAML),
+                    {"window_s": 0.2}, log=logs["controller"]),
+        NodeProcess("battery_sim", ros_node.domain_id, None, {"publish_period_s": 0.1},
+                    log=logs["battery_sim"]),
+    ]  # fmt: skip
+    with node_processes(procs):
+        assert ros_node.spin_until(lambda: bool(policies) and bool(batteries), 30)
 
         def garbage():
             link_pub.publish(LinkQuality(bandwidth_mbps=math.inf, rtt_ms=math.nan, samples=3))
             battery_pub.publish(BatteryState(percentage=math.nan))
+            results_pub.publish(bad_results)
             return False
 
         ros_node.spin_until(garbage, 2.0)
-        count = len(policies)
+        count, readings = len(policies), len(batteries)
         assert ros_node.spin_until(lambda: len(policies) > count + 2, 10)  # still publishing
-        assert proc.alive()
+        assert ros_node.spin_until(lambda: len(batteries) > readings + 2, 10)
+        assert all(p.alive() for p in procs)
     assert "[stale]" in policies[-1].reason  # the garbage never counted as a reading
+    assert all(math.isfinite(b.percentage) for b in batteries)
+    controller_log = (tmp_path / "controller.log").read_text()
+    assert "ignoring result" in controller_log and "confidence in [0, 1]" in controller_log
+    assert "non-finite timings" in (tmp_path / "battery_sim.log").read_text()
 
 
 @pytest.mark.skipif(LinkShaper.available() is not None, reason="shaping needs root and iproute2")

@@ -58,3 +58,7 @@ def test_bad_readings_are_refused(world):
         live.on_battery(0.0, float("nan"))
     with pytest.raises(ValueError, match="finite"):
         live.on_link(0.0, float("inf"), 10.0)
+    with pytest.raises(ValueError, match="confidence in"):
+        live.on_result(0.0, 0.01, float("nan"), 0, 1)
+    with pytest.raises(ValueError, match="finite latency"):
+        live.on_result(0.0, -0.01, 0.9, 0, 1)

@@ -10,6 +10,7 @@ from edgeml_ros.msg import (
     InferenceResult,
     LinkProbe,
     LinkQuality,
+    ResultBatch,
 )
 from rclpy.duration import Duration
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -281,10 +282,15 @@ def test_link_monitor_measures_offloads_and_pauses_probes_meanwhile(ros_node):
     links, probes = [], []
     ros_node.create_subscription(LinkQuality, "link_quality", links.append, 10)
     ros_node.create_subscription(LinkProbe, "link/probe", probes.append, 10)
-    results = ros_node.create_publisher(InferenceResult, "perception/result", RELIABLE)
-    offloaded = InferenceResult(where=InferenceResult.WHERE_BASE, offload_bytes=50_000,
-                                transfer_ms=45.0)  # fmt: skip
-    local = InferenceResult(where=InferenceResult.WHERE_DRONE)
+    results = ros_node.create_publisher(ResultBatch, "perception/result_batch", RELIABLE)
+    offloaded = ResultBatch(
+        results=[
+            InferenceResult(
+                where=InferenceResult.WHERE_BASE, offload_bytes=50_000, transfer_ms=45.0
+            )
+        ]
+    )
+    local = ResultBatch(results=[InferenceResult(where=InferenceResult.WHERE_DRONE)])
     with node_processes([start(ros_node, "link_monitor", DRONE_YAML, probe_period_s=0.1)]):
         assert ros_node.spin_until(lambda: len(probes) >= 3, 30)  # nothing offloaded: probing
 
@@ -301,7 +307,7 @@ def test_link_monitor_measures_offloads_and_pauses_probes_meanwhile(ros_node):
         probes_while_offloading = len(probes) - during
         ros_node.spin_until(feed(local), 2.0)  # local frames only: probing again
     assert probes_while_offloading <= 2 and len(probes) - during - probes_while_offloading >= 5
-    # the offloaded results reached it through its content filter: their round trips measured
+    # the offloaded results' round trips measured
     assert any(m.rtt_ms == 45.0 and m.bandwidth_mbps > 0 for m in links)
 
 

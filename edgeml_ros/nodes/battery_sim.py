@@ -1,8 +1,9 @@
 """Battery simulator node (demos): publishes BatteryState draining with flight and perception.
 
 Synthetic, for demos and benchmarks: the charge falls by a flight drain per second plus the
-modelled energy (core.energy, a model, not a measurement) of every perception result. On a real
-robot, remap the controller's `battery_state` to the flight controller's battery topic instead.
+modelled energy (core.energy, a model, not a measurement) of every perception result (taken a
+period at a time from `perception/result_batch`). On a real robot, remap the controller's
+`battery_state` to the flight controller's battery topic instead.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sensor_msgs.msg import BatteryState
 from edgeml_ros.core.battery import Battery, result_energy_j
 from edgeml_ros.core.energy import DEVICE_CLASSES, device_class
 from edgeml_ros.core.pipeline import Where
-from edgeml_ros.msg import InferenceResult
+from edgeml_ros.msg import ResultBatch
 from edgeml_ros.nodes.common import (
     RELIABLE,
     Param,
@@ -56,19 +57,22 @@ class BatterySimNode(Node):
         self.frames = 0
         self.pub = self.create_publisher(BatteryState, "battery_state", 10)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(InferenceResult, "perception/result", self._on_result, RELIABLE)
+        self.create_subscription(ResultBatch, "perception/result_batch", self._on_results,
+                                 RELIABLE)  # fmt: skip
         self._last = time.monotonic()
         self.create_timer(self.get_parameter("publish_period_s").value, self._publish)
 
-    def _on_result(self, msg: InferenceResult) -> None:
-        compute_ms = msg.head_ms + (msg.tail_ms if msg.where == Where.FALLBACK else 0.0)
-        radio_ms = msg.transfer_ms + (msg.tail_ms if msg.where == Where.BASE else 0.0)
-        if not (math.isfinite(compute_ms) and math.isfinite(radio_ms)):
-            self.get_logger().warn(f"ignoring result {msg.frame_seq}: non-finite timings")
-            return
+    def _on_results(self, msg: ResultBatch) -> None:
         device = device_class(self.get_parameter("device_class").value)
-        self.battery.drain(0.0, result_energy_j(device, max(0.0, compute_ms), max(0.0, radio_ms)))
-        self.frames += 1
+        for r in msg.results:
+            compute_ms = r.head_ms + (r.tail_ms if r.where == Where.FALLBACK else 0.0)
+            radio_ms = r.transfer_ms + (r.tail_ms if r.where == Where.BASE else 0.0)
+            if not (math.isfinite(compute_ms) and math.isfinite(radio_ms)):
+                self.get_logger().warn(f"ignoring result {r.frame_seq}: non-finite timings")
+                continue
+            energy_j = result_energy_j(device, max(0.0, compute_ms), max(0.0, radio_ms))
+            self.battery.drain(0.0, energy_j)
+            self.frames += 1
 
     def _publish(self) -> None:
         now = time.monotonic()

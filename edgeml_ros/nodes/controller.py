@@ -17,7 +17,7 @@ from sensor_msgs.msg import BatteryState
 
 from edgeml_ros.core.pipeline import ExecutionPlan, Status
 from edgeml_ros.core.profiles import DEFAULT_PROFILE
-from edgeml_ros.msg import ExecutionPolicy, InferenceResult, LinkQuality
+from edgeml_ros.msg import ExecutionPolicy, LinkQuality, ResultBatch
 from edgeml_ros.nodes.common import (
     LATCHED,
     RELIABLE,
@@ -26,6 +26,7 @@ from edgeml_ros.nodes.common import (
     one_of,
     param_values,
     run_node,
+    stamp_age_s,
 )
 from edgeml_ros.nodes.conversions import plan_to_msg
 from edgeml_ros.policy.agents import POLICY_DIR, named_policies
@@ -75,7 +76,8 @@ class ControllerNode(Node):
         self.policy_pub = self.create_publisher(ExecutionPolicy, "execution_policy", LATCHED)
         self.create_subscription(LinkQuality, "link_quality", self._on_link, 10)
         self.create_subscription(BatteryState, "battery_state", self._on_battery, 10)
-        self.create_subscription(InferenceResult, "perception/result", self._on_result, RELIABLE)
+        self.create_subscription(ResultBatch, "perception/result_batch", self._on_results,
+                                 RELIABLE)  # fmt: skip
         self._last: ExecutionPlan | None = None
         self._last_sent = 0.0
         self.create_timer(self.get_parameter("window_s").value, self._update)
@@ -122,10 +124,17 @@ class ControllerNode(Node):
         except ValueError as exc:
             self.get_logger().warn(f"ignoring BatteryState: {exc}")
 
-    def _on_result(self, msg: InferenceResult) -> None:
-        if msg.status == Status.OK:
-            self.controller.on_result(time.monotonic(), msg.total_ms / 1000.0, msg.confidence,
-                                      msg.exit_index, msg.where)  # fmt: skip
+    def _on_results(self, msg: ResultBatch) -> None:
+        now = time.monotonic()
+        for r in msg.results:
+            if r.status != Status.OK:
+                continue
+            captured = now - max(0.0, stamp_age_s(self, r.header.stamp))  # the window counts
+            try:  # the frames captured in it
+                self.controller.on_result(captured, r.total_ms / 1000.0, r.confidence,
+                                          r.exit_index, r.where)  # fmt: skip
+            except ValueError as exc:
+                self.get_logger().warn(f"ignoring result {r.frame_seq}: {exc}")
 
     def _update(self) -> None:
         decision = self.controller.decide(time.monotonic())

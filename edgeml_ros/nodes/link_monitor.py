@@ -2,11 +2,12 @@
 
 Two sources: RTT probes to the base station (`link/probe`, echoed on `link/probe_echo`;
 every second probe is padded to `probe_payload_bytes` to measure goodput), and the real offloads
-in the perception results (payload size and round trip). Probes keep the estimate fresh while
-everything runs on the drone; unanswered probes count as loss. While frames are being offloaded
-the offloads themselves measure the link, and probes pause so as not to take its capacity from
-them; otherwise they take at most `probe_budget` of the estimated bandwidth (at full pace a
-padded probe every 0.5 s is 16 kbit/s: 40 % of a 40 kbit/s link).
+in the perception results (payload size and round trip, from `perception/result_batch`). Probes
+keep the estimate fresh while everything runs on the drone; unanswered probes count as loss.
+While frames are being offloaded the offloads themselves measure the link, and probes pause so
+as not to take its capacity from them; otherwise they take at most `probe_budget` of the
+estimated bandwidth (at full pace a padded probe every 0.5 s is 16 kbit/s: 40 % of a 40 kbit/s
+link).
 """
 
 from __future__ import annotations
@@ -14,15 +15,14 @@ from __future__ import annotations
 import time
 
 from rclpy.node import Node
-from rclpy.subscription_content_filter_options import ContentFilterOptions
 
 from edgeml_ros.core.link import LinkEstimator, ProbeTracker
 from edgeml_ros.core.pipeline import Status, Where
-from edgeml_ros.msg import InferenceResult, LinkProbe, LinkQuality
+from edgeml_ros.msg import LinkProbe, LinkQuality, ResultBatch
 from edgeml_ros.nodes.common import RELIABLE, Param, declare_params, run_node
 
-# Probes pause while an offloaded frame's result came within this (at 40 kbit/s a 4 KB offload
-# takes about 0.9 s).
+# Probes pause while a batch with an offloaded frame's result came within this (at 40 kbit/s a
+# 4 KB offload takes about 0.9 s; batches come every 0.25 s).
 OFFLOADS_MEASURE_S = 1.5
 
 
@@ -58,17 +58,12 @@ class LinkMonitorNode(Node):
         self.pub = self.create_publisher(LinkQuality, "link_quality", 10)
         self.probe_pub = self.create_publisher(LinkProbe, "link/probe", 10)
         self.create_subscription(LinkProbe, "link/probe_echo", self._on_echo, 10)
-        # Only offloaded frames measure the link: a content filter keeps the others from waking
-        # this node (Fast DDS filters on the writer's side), so it takes no CPU per local frame.
-        self.create_subscription(
-            InferenceResult,
-            "perception/result",
-            self._on_result,
-            RELIABLE,
-            content_filter_options=ContentFilterOptions("offload_bytes > %0", ["0"]),
-        )
+        # Results a period at a time: the perception node's per-frame results wake only the nodes
+        # that need each one at once.
+        self.create_subscription(ResultBatch, "perception/result_batch", self._on_results,
+                                 RELIABLE)  # fmt: skip
         self.probe_period_s = self.get_parameter("probe_period_s").value
-        self.last_offload = float("-inf")  # when the last offloaded frame's result came
+        self.last_offload = float("-inf")  # when a batch last had an offloaded frame's result
         self.create_timer(self.probe_period_s, self._probe)
         self.create_timer(self.get_parameter("publish_period_s").value, self._publish)
 
@@ -88,14 +83,15 @@ class LinkMonitorNode(Node):
     def _on_echo(self, msg: LinkProbe) -> None:
         self.probes.on_echo(msg.seq, time.monotonic())
 
-    def _on_result(self, msg: InferenceResult) -> None:
-        if msg.offload_bytes == 0:
-            return
-        self.last_offload = time.monotonic()
-        if msg.where == Where.BASE and msg.status == Status.OK:
-            self.estimator.add_transfer(msg.offload_bytes, msg.transfer_ms)
-        elif msg.where == Where.FALLBACK:
-            self.estimator.add_loss()
+    def _on_results(self, msg: ResultBatch) -> None:
+        for r in msg.results:
+            if r.offload_bytes == 0:
+                continue
+            self.last_offload = time.monotonic()
+            if r.where == Where.BASE and r.status == Status.OK:
+                self.estimator.add_transfer(r.offload_bytes, r.transfer_ms)
+            elif r.where == Where.FALLBACK:
+                self.estimator.add_loss()
 
     def _publish(self) -> None:
         estimate = self.estimator.estimate()

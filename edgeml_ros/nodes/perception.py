@@ -1,5 +1,9 @@
 """Perception node (drone): camera frames in, one InferenceResult out per frame.
 
+Each result goes out as its frame finishes (`perception/result`) and again, with the others of
+its period, in a `ResultBatch` (`perception/result_batch`) for the controller and the battery
+simulator.
+
 Runs the early-exit head under the current execution policy, offloads the features at the cut
 point to the base station when no exit fired, and falls back locally when no reply arrives by
 the deadline. All model work happens in one mutually exclusive callback group, so parameter
@@ -19,7 +23,6 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 from rclpy.qos_overriding_options import QoSOverridingOptions
-from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image
 
 from edgeml_ros.core.annotate import annotate
@@ -31,7 +34,7 @@ from edgeml_ros.core.pipeline import (
     Status,
     validate_plan,
 )
-from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult
+from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult, ResultBatch
 from edgeml_ros.nodes.common import (
     LATCHED,
     OFFLOAD,
@@ -43,6 +46,7 @@ from edgeml_ros.nodes.common import (
     exit_plan_params,
     load_model_param,
     run_node,
+    stamp_age_s,
 )
 from edgeml_ros.nodes.conversions import (
     compressed_to_frame,
@@ -119,6 +123,15 @@ class PerceptionNode(Node):
                     "Apply ExecutionPolicy messages from the controller (false: parameters only).",
                 ),
                 Param(
+                    "result_batch_period_s",
+                    0.25,
+                    "Period of perception/result_batch: the results of the period in one "
+                    "message, for the controller and the battery simulator (one wake-up per "
+                    "period instead of one per frame).",
+                    float_range=(0.01, 60.0),
+                    read_only=True,
+                ),
+                Param(
                     "diagnostics_period_s",
                     1.0,
                     "Period of /diagnostics updates.",
@@ -141,6 +154,8 @@ class PerceptionNode(Node):
 
         group = MutuallyExclusiveCallbackGroup()
         self.result_pub = self.create_publisher(InferenceResult, "perception/result", RELIABLE)
+        self.batch_pub = self.create_publisher(ResultBatch, "perception/result_batch", RELIABLE)
+        self._batch: list[InferenceResult] = []
         self.request_pub = self.create_publisher(FeatureTensor, "offload/request", OFFLOAD)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.annotated_pub = self.create_publisher(Image, "perception/annotated", 2)
@@ -167,6 +182,11 @@ class PerceptionNode(Node):
         self.expire_timer.cancel()
         self.create_timer(
             self.get_parameter("diagnostics_period_s").value, self._publish_diagnostics
+        )
+        self.create_timer(
+            self.get_parameter("result_batch_period_s").value,
+            self._publish_batch,
+            callback_group=group,
         )
         self.get_logger().info(
             f"model {self.bundle.meta.model_id} ({model.num_blocks} blocks, "
@@ -225,8 +245,7 @@ class PerceptionNode(Node):
         self.get_logger().info(f"policy {plan.policy_name}: {msg.reason} -> {self.pipeline.plan}")
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
-        stamp = Time.from_msg(msg.header.stamp)
-        age_s = (self.get_clock().now() - stamp).nanoseconds / 1e9 if stamp.nanoseconds else 0.0
+        age_s = stamp_age_s(self, msg.header.stamp)
         frame = image_to_raw(msg) if isinstance(msg, Image) else compressed_to_frame(msg)
         outcome = self.pipeline.process(frame, msg.header, age_s=age_s)
         rate = self.get_parameter("annotate_rate_hz").value
@@ -257,12 +276,21 @@ class PerceptionNode(Node):
     def _publish(self, result) -> None:
         if result.reason and result.status != 0:
             self.get_logger().warn(f"frame {result.frame_seq}: {result.reason}")
-        self.result_pub.publish(result_to_msg(result))
+        msg = result_to_msg(result)
+        self.result_pub.publish(msg)
+        self._batch.append(msg)
         frame = self._to_annotate.pop(result.frame_seq, None)
         if frame is not None and result.status != Status.BAD_INPUT:
             image = rgb_to_image(annotate(self.pipeline.decode(frame), result))
             image.header = result.context
             self.annotated_pub.publish(image)
+
+    def _publish_batch(self) -> None:
+        if self._batch:
+            batch = ResultBatch(results=self._batch)
+            batch.header.stamp = self.get_clock().now().to_msg()
+            self.batch_pub.publish(batch)
+            self._batch = []
 
     def _publish_diagnostics(self) -> None:
         values = self.pipeline.counters.as_dict()
@@ -281,6 +309,7 @@ class PerceptionNode(Node):
         flushed = self.pipeline.expire(force=True)
         for result in flushed:
             self._publish(result)
+        self._publish_batch()
         self._publish_diagnostics()
         self.get_logger().info(f"shutting down: {self.pipeline.counters.as_dict()}")
         time.sleep(0.2)

@@ -81,6 +81,11 @@ class LiveController:
         self, now: float, latency_s: float, confidence: float, exit_index: int, where: int
     ) -> None:
         """One perception result (frames without an answer are left out by the caller)."""
+        if not (math.isfinite(latency_s) and latency_s >= 0.0 and 0.0 <= confidence <= 1.0):
+            raise ValueError(
+                f"result needs a finite latency >= 0 and a confidence in [0, 1], got "
+                f"{latency_s} s, {confidence}"
+            )
         self._results.append((now, latency_s, confidence, exit_index, where))
         while self._results and now - self._results[0][0] > self.window_s:
             self._results.popleft()
