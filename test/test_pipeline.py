@@ -3,6 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
+from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS
 from edgeml_ros.core.codec import encode_tensor
 from edgeml_ros.core.offload_window import IN_FLIGHT_HORIZON_S
 from edgeml_ros.core.pipeline import (
@@ -174,7 +175,8 @@ def _request(bundle, fmnist_test, **change):
     "change,match",
     [
         ({"model_id": "imagenet/resnet50"}, "model_id 'imagenet/resnet50' is not served"),
-        ({"weights_digest": "sha256:00"}, "weights digest"),
+        ({"weights_digest": "sha256:00"}, "weights digest 'sha256:00' is not"),
+        ({"weights_digest": "sha256:0123456789abcdef"}, "weights digest"),
         ({"cut_point": 9}, "cut_point 9 outside"),
         ({"shape": (1, 3, 14, 14)}, "does not match cut 2"),
         ({"data": b"\x00" * 100}, "payload has 100 bytes"),
@@ -256,3 +258,11 @@ def test_raising_the_window_limit_applies_at_once(bundle, fmnist_test):
                for i in (1, 2))  # fmt: skip
     with pytest.raises(ValueError, match="at least 1"):
         pipe.window.max_in_flight = 0
+
+
+def test_requests_carry_the_digest_start_and_the_whole_one_is_accepted(bundle, fmnist_test):
+    request = _request(bundle, fmnist_test)
+    assert request.weights_digest == bundle.meta.weights_digest[:OFFLOAD_DIGEST_CHARS]
+    whole = _request(bundle, fmnist_test, weights_digest=bundle.meta.weights_digest)
+    server = TailServer(bundle)
+    assert [server.handle(r).status for r in (request, whole)] == [Status.OK, Status.OK]

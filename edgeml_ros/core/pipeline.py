@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgeml_ros.core.checkpoint import ModelBundle
+from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS, ModelBundle, digest_matches
 from edgeml_ros.core.codec import (
     COMPRESSIONS,
     ENCODINGS,
@@ -366,7 +366,7 @@ class DronePipeline:
             result.frame_seq,
             result.context,
             meta.model_id,
-            meta.weights_digest,
+            meta.weights_digest[:OFFLOAD_DIGEST_CHARS],
             plan.cut_point,
             tensor,
         )
@@ -462,10 +462,11 @@ class TailServer:
         meta = self.bundle.meta
         if request.model_id != meta.model_id:
             raise ValueError(f"model_id {request.model_id!r} is not served ({meta.model_id!r})")
-        if request.weights_digest != meta.weights_digest:
+        if not digest_matches(request.weights_digest, meta.weights_digest):
             raise ValueError(
-                f"weights digest {request.weights_digest[:19]}... differs from the served "
-                f"model's {meta.weights_digest[:19]}..."
+                f"weights digest {request.weights_digest[:OFFLOAD_DIGEST_CHARS]!r} is not the "
+                f"served model's {meta.weights_digest[:OFFLOAD_DIGEST_CHARS]!r} (the first "
+                f"{OFFLOAD_DIGEST_CHARS} characters at least)"
             )
         if not 0 <= request.cut_point < len(self._feature_shapes):
             raise ValueError(
