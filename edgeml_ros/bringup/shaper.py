@@ -112,17 +112,12 @@ class LinkShaper:
             _run("ip", "-n", ns, "link", "set", dev, "up", "multicast", "on")
             _run("ip", "-n", ns, "link", "set", "lo", "up")
             _run("ip", "-n", ns, "route", "add", "224.0.0.0/4", "dev", dev)
-        self.ready, self.mbps = True, None
+        self.ready = True
 
     def set_rate(self, mbps: float) -> None:
-        """Limit both directions of the veth to `mbps` (0: outage).
-
-        A new rate changes the queue in place: what it holds stays and drains at the new rate,
-        as on a radio whose rate drops. An outage replaces it: what it held is lost.
-        """
-        action = "replace" if self.mbps is None or mbps <= 0 else "change"
+        """Limit both directions of the veth to `mbps` (0: outage)."""
         for ns, dev in ((DRONE_NS, DRONE_IF), (BASE_NS, BASE_IF)):
-            _run("ip", "netns", "exec", ns, "tc", "qdisc", action, "dev", dev, "root", "tbf",
+            _run("ip", "netns", "exec", ns, "tc", "qdisc", "replace", "dev", dev, "root", "tbf",
                  *tbf_args(mbps))  # fmt: skip
         self.mbps = mbps
 
