@@ -1,8 +1,8 @@
 """Perception node (drone): camera frames in, one InferenceResult out per frame.
 
 Each result goes out as its frame finishes (`perception/result`) and again, with the others of
-its period, in a `ResultBatch` (`perception/result_batch`) for the controller and the battery
-simulator.
+its period, in a `ResultBatch` (`perception/result_batch`) for the controller, the link monitor
+and the battery simulator.
 
 Runs the early-exit head under the current execution policy, offloads the features at the cut
 point to the base station when no exit fired, and falls back locally when no reply arrives by
@@ -126,8 +126,8 @@ class PerceptionNode(Node):
                     "result_batch_period_s",
                     0.25,
                     "Period of perception/result_batch: the results of the period in one "
-                    "message, for the controller and the battery simulator (one wake-up per "
-                    "period instead of one per frame).",
+                    "message, for the controller, the link monitor and the battery simulator "
+                    "(one wake-up per period instead of one per frame).",
                     float_range=(0.01, 60.0),
                     read_only=True,
                 ),
