@@ -107,14 +107,21 @@ def test_offload_node_rejects_lying_tensors(ros_node, bundle):
         return msg
 
     with node_processes([start(ros_node, "offload", BASE_YAML, max_payload_bytes=65536)]):
-        assert ros_node.spin_until(lambda: pub.get_subscription_count() > 0, 60)
+        # a well-formed probe, resent until answered: both directions are matched after it
+        answered = False
+        for _ in range(60):
+            pub.publish(tensor(0))
+            answered = ros_node.spin_until(lambda: any(r.frame_seq == 0 for r in replies), 1.0)
+            if answered:
+                break
+        assert answered, "the offload node never answered the well-formed probe"
         pub.publish(tensor(1, nbytes=100))  # shape does not match the bytes
         pub.publish(tensor(2, shape=(1, 3, 7, 7)))  # shape does not match the cut
         pub.publish(tensor(3, model_id="other/model"))
         pub.publish(tensor(4, nbytes=100_000))  # oversized
         pub.publish(tensor(5))  # well-formed
-        ros_node.spin_until(lambda: len(replies) >= 5, 30)
-    by_seq = {r.frame_seq: r for r in replies}
+        ros_node.spin_until(lambda: {1, 2, 3, 4, 5} <= {r.frame_seq for r in replies}, 30)
+    by_seq = {r.frame_seq: r for r in replies if r.frame_seq != 0}
     assert sorted(by_seq) == [1, 2, 3, 4, 5]
     assert by_seq[1].status == REJECTED and "payload has 100 bytes" in by_seq[1].reason
     assert by_seq[2].status == REJECTED and "does not match cut 2" in by_seq[2].reason
