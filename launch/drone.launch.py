@@ -21,8 +21,9 @@ def generate_launch_description():
     params_file = LaunchConfiguration("params_file")
     use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
     log_level = LaunchConfiguration("log_level")
+    local_range = LaunchConfiguration("local_discovery_range")
 
-    def node(executable, remappings=(), condition=None, prefix=None):
+    def node(executable, remappings=(), condition=None, prefix=None, drone_only=False):
         return Node(
             package="edgeml_ros",
             executable=executable,
@@ -34,6 +35,7 @@ def generate_launch_description():
             output="screen",
             condition=condition,
             prefix=prefix,
+            additional_env={"ROS_AUTOMATIC_DISCOVERY_RANGE": local_range} if drone_only else None,
         )
 
     image_remap = [("camera/image_raw", LaunchConfiguration("image_topic"))]
@@ -79,6 +81,15 @@ def generate_launch_description():
                 "to the perception node and the consumers of its results on a small CPU.",
             ),
             DeclareLaunchArgument(
+                "local_discovery_range",
+                default_value="LOCALHOST",
+                choices=["LOCALHOST", "SUBNET", "SYSTEM_DEFAULT"],
+                description="ROS_AUTOMATIC_DISCOVERY_RANGE of the nodes that talk only to nodes "
+                "on the drone (controller, camera source): LOCALHOST keeps their participant "
+                "announcements and discovery off the radio link (the ground station does not see "
+                "them); SUBNET makes them visible from the ground.",
+            ),
+            DeclareLaunchArgument(
                 "dds_profile",
                 default_value=os.path.join(share, "config", "fastdds_link.xml"),
                 description="Fast DDS profile for the radio link (UDP, non-blocking sends); '' "
@@ -93,12 +104,13 @@ def generate_launch_description():
                 "RMW_FASTRTPS_USE_QOS_FROM_XML", "1", condition=IfCondition(use_dds_profile)
             ),
             node("perception", image_remap),
-            node("controller", prefix=background),
+            node("controller", prefix=background, drone_only=True),
             node("link_monitor", prefix=background),
             node(
                 "camera_source",
                 image_remap,
                 condition=IfCondition(LaunchConfiguration("use_camera_source")),
+                drone_only=True,
             ),
         ]
     )

@@ -90,3 +90,17 @@ def test_drone_launch_starts_the_background_nodes_niced():
     [nice] = [c for c in calls(tree, "DeclareLaunchArgument")
               if ast.literal_eval(c.args[0]) == "background_nice"]  # fmt: skip
     assert {k.arg: ast.literal_eval(k.value) for k in nice.keywords}["default_value"] == "10"
+
+
+def test_drone_launch_keeps_the_drone_only_nodes_discovery_on_the_drone():
+    from edgeml_ros.bringup.processes import DRONE_LOCAL_ENV, DRONE_LOCAL_NODES
+
+    tree = ast.parse((CONFIG.parent / "launch" / "drone.launch.py").read_text())
+    local = {ast.literal_eval(c.args[0]) for c in calls(tree, "node")
+             if any(k.arg == "drone_only" and ast.literal_eval(k.value)
+                    for k in c.keywords)}  # fmt: skip
+    assert local == {"controller", "camera_source"} and local <= set(DRONE_LOCAL_NODES)
+    [arg] = [c for c in calls(tree, "DeclareLaunchArgument")
+             if ast.literal_eval(c.args[0]) == "local_discovery_range"]  # fmt: skip
+    default = {k.arg: ast.literal_eval(k.value) for k in arg.keywords}["default_value"]
+    assert {"ROS_AUTOMATIC_DISCOVERY_RANGE": default} == DRONE_LOCAL_ENV

@@ -29,6 +29,8 @@ from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import BatteryState
 
 from edgeml_ros.bringup.processes import (
+    DRONE_LOCAL_ENV,
+    DRONE_LOCAL_NODES,
     NodeProcess,
     node_processes,
     private_domain_id,
@@ -55,7 +57,7 @@ from edgeml_ros.msg import (
     InferenceResult,
     LinkQuality,
 )
-from edgeml_ros.nodes.common import LATCHED, RELIABLE
+from edgeml_ros.nodes.common import LATCHED, MONITOR, RELIABLE
 
 # Started at a lower CPU priority, as drone.launch.py starts the controller and link monitor
 # (launch argument background_nice): they give way to the perception node and its consumers.
@@ -104,11 +106,11 @@ class Collector(Node):
         for msg_type, topic, callback, qos in (
             (InferenceResult, "perception/result", self._on_result, RELIABLE),
             (GroundTruth, "camera/ground_truth", self._on_truth, RELIABLE),
-            (DiagnosticArray, "/diagnostics", self._on_diag, 10),
+            (DiagnosticArray, "/diagnostics", self._on_diag, MONITOR),
             (ExecutionPolicy, "execution_policy", self._on_plan, LATCHED),
             (LinkQuality, "link_quality", self._on_link, 10),
             (BatteryState, "battery_state", None, 10),
-            (BaseStationLoad, "offload/load", self._on_load, 10),
+            (BaseStationLoad, "offload/load", self._on_load, MONITOR),
         ):
             self.create_subscription(msg_type, topic, self._recording(topic, callback), qos)
 
@@ -476,7 +478,9 @@ def _run(
         prefix = shaper.prefix("base") if shaper and base else None
         if name in BACKGROUND_NODES:  # as drone.launch.py starts them
             prefix = ["nice", "-n", str(BACKGROUND_NICE)]
-        return NodeProcess(name, domain_id, params, overrides, log=logs[name], prefix=prefix)
+        env = DRONE_LOCAL_ENV if name in DRONE_LOCAL_NODES else None
+        return NodeProcess(name, domain_id, params, overrides, log=logs[name], prefix=prefix,
+                           env=env)  # fmt: skip
 
     print(f"[demo] policy {policy}: starting base station and drone nodes (logs in "
           f"{log_dir}/)", flush=True)  # fmt: skip

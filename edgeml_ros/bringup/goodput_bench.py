@@ -29,6 +29,7 @@ from rclpy.node import Node
 
 from edgeml_ros.bringup.demo import start_camera_when_quiet
 from edgeml_ros.bringup.processes import (
+    DRONE_LOCAL_ENV,
     NodeProcess,
     node_processes,
     private_domain_id,
@@ -37,13 +38,14 @@ from edgeml_ros.bringup.processes import (
 )
 from edgeml_ros.bringup.shaper import DRONE_NS, LinkShaper, ShaperError, dds_env, enter_netns
 from edgeml_ros.msg import BaseStationLoad, InferenceResult
-from edgeml_ros.nodes.common import RELIABLE
+from edgeml_ros.nodes.common import MONITOR, RELIABLE
 
 SETTLE_S = 4.0
-# The nodes start and discover each other on a fast link; the point's rate applies from the
-# first frame on. (Started on a 40 kbit/s link, DDS discovery, XTypes type lookups included, had
-# not finished after the whole run.)
+# The nodes start and discover each other on a fast link; the point's rate applies once the
+# base station has answered an offload. (Started on a 40 kbit/s link, DDS discovery, XTypes type
+# lookups included, had not finished after the whole run.)
 DISCOVERY_MBPS = 20.0
+FIRST_ANSWER_S = 30.0  # at most this long on the fast link for the first answered offload
 RTT_MS = 20.0
 NO_EARLY_EXIT = [2.0, 2.0, 2.0, 0.0]
 # B-VGG tensors: 4 KB at cut 0 (the image), 16 KB at cut 2, 32 KB at cut 1; at 10 Hz each
@@ -78,7 +80,11 @@ class _Listener(Node):
         self.load: list[tuple[float, int]] = []  # (received, requests answered in the second)
         self.create_subscription(InferenceResult, "perception/result", self.results.append,
                                  RELIABLE)  # fmt: skip
-        self.create_subscription(BaseStationLoad, "offload/load", self._on_load, 10)
+        self.create_subscription(BaseStationLoad, "offload/load", self._on_load, MONITOR)
+
+    def base_answered(self) -> bool:
+        """Whether a result came back from the base station (the offload path works)."""
+        return any(r.where == InferenceResult.WHERE_BASE for r in self.results)
 
     def _on_load(self, msg: BaseStationLoad) -> None:
         self.load.append((time.monotonic(), round(msg.requests_per_s)))
@@ -92,7 +98,7 @@ def _measure(domain_id: int, shaper: LinkShaper, point: GoodputPoint, duration_s
     logs = {n: open(log_dir / f"{n}.log", "w") for n in ("offload", "perception", "camera")}  # noqa: SIM115
     shaper.set_rate(DISCOVERY_MBPS)
     listener = _Listener()
-    frames = round((duration_s + SETTLE_S) * rate_hz)
+    frames = round((duration_s + SETTLE_S + FIRST_ANSWER_S) * rate_hz)
     procs = [
         NodeProcess("offload", domain_id, base_yaml, {"emulated_rtt_ms": RTT_MS},
                     log=logs["offload"], prefix=shaper.prefix("base")),
@@ -103,17 +109,24 @@ def _measure(domain_id: int, shaper: LinkShaper, point: GoodputPoint, duration_s
     try:
         with spinning(listener) as spin_for, node_processes(procs):
             deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not listener.load:  # the base station is up
+            # the base station and the perception node are up (the latter's endpoints exist)
+            while time.monotonic() < deadline and not (
+                listener.load and listener.count_publishers("offload/request")
+            ):
                 spin_for(0.5)
                 if not all(p.alive() for p in procs):
                     raise RuntimeError(f"a node exited during start-up; see {log_dir}/")
             camera = {"rate_hz": rate_hz, "max_frames": frames, "publish_ground_truth": False,
                       "publishing": False}  # fmt: skip
             procs.append(NodeProcess("camera_source", domain_id, drone_yaml, camera,
-                                     log=logs["camera"]))  # fmt: skip
+                                     log=logs["camera"], env=DRONE_LOCAL_ENV))  # fmt: skip
             start_camera_when_quiet(listener, shaper, spin_for)
-            while time.monotonic() < deadline and not listener.results:
+            give_up = time.monotonic() + FIRST_ANSWER_S
+            while time.monotonic() < give_up and not listener.base_answered():
                 spin_for(0.05)
+            if not listener.base_answered():
+                raise RuntimeError(f"the base station answered no offload on the fast link in "
+                                   f"{FIRST_ANSWER_S:.0f} s; see {log_dir}/")  # fmt: skip
             shaper.set_rate(point.mbps)
             spin_for(SETTLE_S)
             before, started = shaper.stats(), time.monotonic()

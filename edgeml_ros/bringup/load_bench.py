@@ -31,7 +31,7 @@ from edgeml_ros.bringup.processes import (
     spinning,
 )
 from edgeml_ros.msg import BaseStationLoad, InferenceResult
-from edgeml_ros.nodes.common import RELIABLE
+from edgeml_ros.nodes.common import MONITOR, RELIABLE
 
 ALL_OFFLOADED = {"cut_point": 2, "exit_thresholds": [2.0, 2.0, 2.0, 0.0],
                  "follow_controller": False}  # fmt: skip
@@ -48,11 +48,11 @@ class _Listener(Node):
         self.frames_in: dict[str, int] = {}  # drone -> its perception node's latest frames_in
         self.counted_at: dict[str, float] = {}  # drone -> when that count came
         self.last_result_at: dict[str, float] = {}
-        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, MONITOR)
         for d in drones:
             self.create_subscription(InferenceResult, f"/{d}/perception/result",
                                      lambda m, d=d: self._on_result(d, m), RELIABLE)  # fmt: skip
-        self.create_subscription(BaseStationLoad, "offload/load", self.load.append, 10)
+        self.create_subscription(BaseStationLoad, "offload/load", self.load.append, MONITOR)
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:

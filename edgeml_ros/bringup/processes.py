@@ -23,6 +23,11 @@ from ament_index_python.packages import get_package_prefix, get_package_share_di
 PACKAGE = "edgeml_ros"
 # Domain IDs handed out to tests and demos; Fast DDS accepts 0..232.
 _DOMAIN_RANGE = range(30, 230)
+# Nodes that talk only to nodes on the drone. As drone.launch.py starts them (launch argument
+# local_discovery_range), their DDS participants discover on their own host only: their
+# announcements and discovery traffic stay off the radio link.
+DRONE_LOCAL_NODES = ("controller", "battery_sim", "camera_source")
+DRONE_LOCAL_ENV = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
 
 
 @contextmanager
@@ -63,7 +68,7 @@ def _ros_value(value: Any) -> str:
 
 
 class NodeProcess:
-    """One node executable running as a child process."""
+    """One node executable running as a child process (`env`: added to this one's environment)."""
 
     def __init__(
         self,
@@ -74,6 +79,7 @@ class NodeProcess:
         namespace: str = "",
         log: IO | None = None,
         prefix: list[str] | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         exe = Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / executable
         cmd = [*(prefix or []), str(exe), "--ros-args"]
@@ -83,7 +89,7 @@ class NodeProcess:
             cmd += ["-p", f"{name}:={_ros_value(value)}"]
         if namespace:
             cmd += ["-r", f"__ns:=/{namespace.strip('/')}"]
-        env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id))
+        env = dict(os.environ, **(env or {}), ROS_DOMAIN_ID=str(domain_id))
         self.name = f"{namespace}/{executable}" if namespace else executable
         self.proc = subprocess.Popen(
             cmd, env=env, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT

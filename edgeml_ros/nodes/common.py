@@ -35,6 +35,10 @@ RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 # then), and on a throttled link the reliable protocol resent fragments that were only queued
 # (docs/system.md, "DDS on the radio link"). A lost tensor is a fallback on the drone.
 OFFLOAD = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+# Monitoring read across the radio link (diagnostics, the base station's load): a lost report is
+# replaced by the next one a second later, where a reliable reader would acknowledge the
+# writer's heartbeats over the link.
+MONITOR = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 # Execution policy: late joiners get the latest one.
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
