@@ -1,8 +1,12 @@
+import itertools
+
 import pytest
 
 from edgeml_ros.core.offload_window import (
     IN_FLIGHT_HORIZON_S,
+    LEAD_CEILING,
     LEAD_MAX,
+    LEAD_PROBE,
     LEAD_REGROWTH,
     OffloadWindow,
 )
@@ -75,6 +79,36 @@ def test_a_loss_halves_the_pace_until_new_offloads_measure_it():
     assert window.delivery_rate_bps == pytest.approx(TENSOR / 0.9)
     # each answered offload gives back part of the lead
     assert window.lead == pytest.approx(LEAD_MAX / 2 + LEAD_REGROWTH)
+
+
+def answer_alone(window: OffloadWindow, seq: int, at: float, link_s: float) -> float:
+    """An offload sent at `at`, alone on the link, answered `link_s` later; the reply's time."""
+    window.sent(seq, at, TENSOR)
+    window.answered(seq, at + link_s, 0.0)
+    return at + link_s
+
+
+def test_after_a_loss_the_lead_grows_back_fast_only_to_most_of_where_it_was():
+    window = OffloadWindow(max_in_flight=2)
+    now = answer_alone(window, 1, 0.0, 0.8)
+    window.sent(2, now, TENSOR)
+    window.sent(3, now + 0.1, TENSOR)
+    now = answer_alone(window, 4, now + 0.2, 0.8)  # 2 and 3 were lost: the lead halves
+    assert window.lead == pytest.approx(LEAD_MAX / 2)
+    leads = []
+    for seq in range(5, 15):
+        now = answer_alone(window, seq, now, 0.8)
+        leads.append(window.lead)
+    fast = [lead for lead in leads if lead <= LEAD_CEILING * LEAD_MAX + 1e-9]
+    assert len(fast) == 3  # 0.5 -> 0.8 in tenths
+    assert fast == pytest.approx([LEAD_MAX / 2 + LEAD_REGROWTH * i for i in (1, 2, 3)])
+    slow = leads[len(fast) - 1 :]
+    assert all(b - a == pytest.approx(LEAD_PROBE) for a, b in itertools.pairwise(slow))
+    # a link twice as fast as at the loss is another link: the lead grows back fast again
+    lead = window.lead
+    now = answer_alone(window, 15, now, 0.8)
+    now = answer_alone(window, 16, now, 0.3)
+    assert window.lead == pytest.approx(lead + LEAD_PROBE + LEAD_REGROWTH)
 
 
 def test_an_offload_lost_for_good_leaves_the_window_after_the_horizon():

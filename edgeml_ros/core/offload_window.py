@@ -9,7 +9,11 @@ Two limits, both of which must allow a send:
   does not idle until the next frame, and the queue then never holds much more than one tensor.
   Where the link's queue holds little more than a tensor (5 KB, one second, at 40 kbit/s,
   against a 4 KB tensor that takes 4.5 KB on the wire) even that overflows it: each loss
-  halves the lead, and each answered offload gives back a tenth of an interval.
+  halves the lead, and each answered offload gives back a tenth of an interval up to most of
+  the lead the loss came at, then a hundredth (as TCP grows its window slowly near the size of
+  its last loss): where the queue holds only a little more than a tensor, losses to the lead
+  become rare instead of coming every few offloads. A link that got much faster than at that
+  loss is a different link: the lead grows back fast again.
 
 Requests cross the link in order, so a reply to one offload means any sent before it and still
 unanswered were lost on the way (best effort). A loss means the link got slower than the
@@ -28,8 +32,11 @@ IN_FLIGHT_HORIZON_S = 2.0
 # Delivery-rate samples older than this are forgotten (the link changes).
 RATE_MEMORY_S = 3.0
 # Another offload goes when the link's work in flight is down to `lead` frame intervals: at most
-# LEAD_MAX, halved by a loss, LEAD_REGROWTH more per answered offload.
-LEAD_MAX, LEAD_REGROWTH = 1.0, 0.1
+# LEAD_MAX, halved by a loss, LEAD_REGROWTH more per answered offload up to LEAD_CEILING of the
+# lead at the last loss, LEAD_PROBE more above it (until the rate exceeds FASTER_LINK times the
+# rate at that loss).
+LEAD_MAX, LEAD_REGROWTH, LEAD_PROBE, LEAD_CEILING = 1.0, 0.1, 0.01, 0.8
+FASTER_LINK = 1.5
 # Frame interval: exponentially weighted mean of the gaps between frames, this weight per frame.
 INTERVAL_WEIGHT = 0.2
 
@@ -48,6 +55,8 @@ class OffloadWindow:
         self._lost_at = float("-inf")  # offloads sent before this do not measure the rate
         self._rate_after_loss: float | None = None  # the pace until they do
         self.lead = LEAD_MAX
+        self._lead_ceiling = LEAD_MAX  # fast regrowth up to here
+        self._ceiling_rate = 0.0  # the delivery rate when the ceiling was set
         self._last_frame_at: float | None = None
         self.frame_interval_s: float | None = None
         self.max_in_flight = max_in_flight
@@ -130,7 +139,10 @@ class OffloadWindow:
                     self._alone.append((now, size / on_link))
                 self._rate_after_loss = None
             if not lost:
-                self.lead = min(LEAD_MAX, self.lead + LEAD_REGROWTH)
+                if (self.delivery_rate_bps or 0.0) > FASTER_LINK * self._ceiling_rate:
+                    self._lead_ceiling = LEAD_MAX
+                fast = self.lead + LEAD_REGROWTH <= self._lead_ceiling
+                self.lead = min(LEAD_MAX, self.lead + (LEAD_REGROWTH if fast else LEAD_PROBE))
         self._last_reply_at = now
         for samples in (self._queued, self._alone):
             while samples and now - samples[0][0] > RATE_MEMORY_S:
@@ -140,14 +152,16 @@ class OffloadWindow:
     def _lose(self, seqs: list[int], now: float) -> int:
         """Offloads lost: off the window; the lead and, until measured anew, the rate halve.
 
-        Offloads already on the link met the old rate on part of their way, so only those sent
-        from now on measure the new one.
+        The lead grows back fast only to LEAD_CEILING of what it was. Offloads already on the
+        link met the old rate on part of their way, so only those sent from now on measure the
+        new one.
         """
         for seq in seqs:
             del self._in_flight[seq]
         if seqs:
             rate = self.delivery_rate_bps
             self._rate_after_loss = None if rate is None else rate / 2
+            self._lead_ceiling, self._ceiling_rate = LEAD_CEILING * self.lead, rate or 0.0
             self.lead /= 2
             self._queued.clear()
             self._alone.clear()
