@@ -11,7 +11,9 @@ ACKNACK, NACK_FRAG, ... with the writer or reader entity id: 000100c2 is partici
 in 02/03/04/07), and how many DATA_FRAG fragments went out more than once. Outgoing packets are
 seen after the interface's queue, so what a `tc` qdisc dropped is not among them. The later IP
 fragments of a datagram bigger than a packet (a tensor in one 64 KB datagram) count with its
-first; B/msg is the mean size of a datagram on the wire, Ethernet headers included.
+first; B/msg is the mean size of a datagram on the wire, Ethernet headers included. Last, how
+many outgoing datagrams of several packets never finished: their first packet left but not
+their last (the queue dropped a fragment, and so the whole datagram: a lost tensor).
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ def capture(iface: str, seconds: float) -> None:
     bits, packets, datagrams = collections.Counter(), collections.Counter(), collections.Counter()
     fragments = collections.Counter()
     datagram_key: dict[tuple[str, bytes], tuple[str, str]] = {}  # (direction, IP id) -> key
+    unfinished: dict[bytes, float] = {}  # IP id -> when the first of its packets went out
+    finished = 0
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         try:
@@ -62,7 +66,13 @@ def capture(iface: str, seconds: float) -> None:
         if frame[12:14] != b"\x08\x00" or frame[23] != 17:  # IPv4, UDP
             continue
         direction = "out" if addr[2] == socket.PACKET_OUTGOING else "in"
-        if int.from_bytes(frame[20:22], "big") & 0x1FFF:  # a later fragment of a big datagram
+        flags_offset = int.from_bytes(frame[20:22], "big")
+        more_fragments, offset = flags_offset & 0x2000, flags_offset & 0x1FFF
+        if direction == "out" and more_fragments and not offset:  # the first of several
+            unfinished[frame[18:20]] = time.monotonic()
+        elif direction == "out" and offset and not more_fragments:  # the last of several
+            finished += unfinished.pop(frame[18:20], None) is not None
+        if offset:  # a later fragment of a big datagram
             key = datagram_key.get((direction, frame[18:20]), (direction, "IP fragment"))
             bits[key] += 8 * len(frame)
             packets[key] += 1
@@ -88,6 +98,9 @@ def capture(iface: str, seconds: float) -> None:
         print(f"{key[0]:<4}{rate:>9.1f}{packets[key] / seconds:>8.1f}{size:>8}  {key[1]}")
     again = sum(1 for n in fragments.values() if n > 1)
     print(f"DATA_FRAG fragments sent: {len(fragments)}, of which more than once: {again}")
+    # a datagram whose first packet left in the last second may still be on its way
+    lost = sum(1 for t in unfinished.values() if t < end - 1.0)
+    print(f"datagrams of several packets sent: {finished + lost}, never finished: {lost}")
 
 
 if __name__ == "__main__":

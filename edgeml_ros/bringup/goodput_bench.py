@@ -256,7 +256,8 @@ def markdown_goodput(out: dict, plot: str | None) -> str:
         "",
         "Produced by `make bench-goodput`: every frame offloaded (no early exit) at "
         f"{out['rate_hz']:g} Hz over the veth shaped with `tc tbf` (the nodes discover each "
-        f"other at {DISCOVERY_MBPS:g} Mbit/s first), {out['duration_s']:g} s "
+        f"other at {DISCOVERY_MBPS:g} Mbit/s first; the point's rate applies once the base "
+        f"station has answered an offload), {out['duration_s']:g} s "
         "measured per point after a settling period; the Fast DDS link profile "
         "(config/fastdds_link.xml) and the perception node's default offload window. "
         "Goodput counts only tensor bytes the base station answered; link busy counts every "
