@@ -18,6 +18,7 @@ OK, BAD_INPUT, REJECTED = (
     InferenceResult.STATUS_BAD_INPUT,
     InferenceResult.STATUS_OFFLOAD_REJECTED,
 )
+WHERE_BASE = InferenceResult.WHERE_BASE
 DRONE_YAML, BASE_YAML = "drone.yaml", "base_station.yaml"
 # The camera subscription defaults to best-effort sensor QoS (a late frame is dropped by DDS
 # before it reaches the node). Tests that count frames override it to reliable, through the
@@ -70,12 +71,13 @@ def image_msg(pixels: np.ndarray, frame_id: str, encoding="mono8", step=None) ->
 class Peer:
     """The test's side of the conversation: camera publisher and result collector."""
 
-    def __init__(self, node):
+    def __init__(self, node, namespace: str = ""):
         self.node = node
         self.results: list[InferenceResult] = []
-        self.camera = node.create_publisher(Image, "camera/image_raw", RELIABLE)
+        prefix = f"/{namespace}/" if namespace else ""
+        self.camera = node.create_publisher(Image, f"{prefix}camera/image_raw", RELIABLE)
         self.result_sub = node.create_subscription(
-            InferenceResult, "perception/result", self.results.append, RELIABLE
+            InferenceResult, f"{prefix}perception/result", self.results.append, RELIABLE
         )
 
     def wait_for_perception(self):
@@ -89,6 +91,20 @@ class Peer:
             60,
         ), "perception node did not come up"
         self.node.spin_until(lambda: False, 0.5)
+
+    def wait_for_base(self, pixels: np.ndarray, timeout_s: float = 60.0):
+        """Send warm-up frames until the base station answers one, wait for every warm-up
+        result, then forget them. The base station's reply writer matches the perception
+        node's reader a moment after the request path is up: replies sent before are lost."""
+        sent = 0
+        for _ in range(int(timeout_s)):
+            self.send(image_msg(pixels, "warm-up"))
+            sent += 1
+            if self.node.spin_until(lambda: any(r.where == WHERE_BASE for r in self.results), 1):
+                break
+        assert any(r.where == WHERE_BASE for r in self.results), "the base never answered"
+        assert self.node.spin_until(lambda: len(self.results) >= sent, 30)
+        self.results.clear()
 
     def send(self, msg: Image):
         msg.header.stamp = self.node.get_clock().now().to_msg()

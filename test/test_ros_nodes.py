@@ -320,12 +320,7 @@ def test_link_monitor_measures_offloads_and_pauses_probes_meanwhile(ros_node):
 
 def test_one_base_station_serves_several_drones(ros_node, fmnist_test):
     drones = ("drone1", "drone2")
-    results = {d: [] for d in drones}
-    cameras = {}
-    for d in drones:
-        ros_node.create_subscription(InferenceResult, f"/{d}/perception/result",
-                                     results[d].append, RELIABLE)  # fmt: skip
-        cameras[d] = ros_node.create_publisher(Image, f"/{d}/camera/image_raw", RELIABLE)
+    peers = {d: Peer(ros_node, d) for d in drones}
     base = NodeProcess("offload", ros_node.domain_id, share_file("config", BASE_YAML),
                        {**TINY, "drone_namespaces": list(drones)})  # fmt: skip
     drone_procs = [
@@ -337,26 +332,17 @@ def test_one_base_station_serves_several_drones(ros_node, fmnist_test):
         for d in drones
     ]  # fmt: skip
     with node_processes([base, *drone_procs]):
-        # the cameras reach perception and the base station serves both drones: offloads sent
-        # before it is up are never answered and would hold the offload window for 2 s
-        assert ros_node.spin_until(
-            lambda: all(
-                cameras[d].get_subscription_count() > 0
-                and ros_node.count_subscribers(f"/{d}/offload/request") > 0
-                for d in drones
-            ),
-            60,
-        )
-        ros_node.spin_until(lambda: False, 1.0)
+        for peer in peers.values():
+            peer.wait_for_perception()
+            peer.wait_for_base(fmnist_test.images[0])
         for i in range(10):
             for d in drones:
-                msg = image_msg(fmnist_test.images[i], f"{d}/{i}")
-                msg.header.stamp = ros_node.get_clock().now().to_msg()
-                cameras[d].publish(msg)
+                peers[d].send(image_msg(fmnist_test.images[i], f"{d}/{i}"))
             # a camera's pace: faster, replies from the shared base station come after the
             # next frame, and the drones' offload pacing reads that as a slow link
             ros_node.spin_until(lambda: False, 0.1)
-        ros_node.spin_until(lambda: all(len(r) >= 10 for r in results.values()), 30)
+        ros_node.spin_until(lambda: all(len(p.results) >= 10 for p in peers.values()), 30)
+    results = {d: peer.results for d, peer in peers.items()}
     for d in drones:
         assert len(results[d]) == 10
         assert all(r.status == OK for r in results[d])
