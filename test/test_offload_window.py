@@ -1,15 +1,6 @@
-import itertools
-
 import pytest
 
-from edgeml_ros.core.offload_window import (
-    IN_FLIGHT_HORIZON_S,
-    LEAD_CEILING,
-    LEAD_MAX,
-    LEAD_PROBE,
-    LEAD_REGROWTH,
-    OffloadWindow,
-)
+from edgeml_ros.core.offload_window import IN_FLIGHT_HORIZON_S, QUEUE_REGROWTH, OffloadWindow
 
 TENSOR = 4096
 
@@ -56,7 +47,7 @@ def test_a_fast_link_is_never_paced():
     assert window.full(now + 0.1) == (None, 0)
 
 
-def test_a_loss_halves_the_pace_until_new_offloads_measure_it():
+def test_a_late_reply_slows_the_pace_until_new_offloads_measure_it():
     window = OffloadWindow(max_in_flight=2)
     window.sent(1, 0.0, TENSOR)
     window.sent(2, 0.0, TENSOR)
@@ -65,20 +56,43 @@ def test_a_loss_halves_the_pace_until_new_offloads_measure_it():
     assert window.delivery_rate_bps == pytest.approx(TENSOR / 0.1)
     window.sent(3, 0.2, TENSOR)
     window.sent(4, 0.25, TENSOR)
-    assert window.answered(4, 1.0, 0.0) == 2  # the two before it never arrived
-    # offloads sent before the loss met the old rate on part of their way: half the old pace
-    assert window.delivery_rate_bps == pytest.approx(TENSOR / 0.1 / 2)
-    # the window keeps its size, at half the pace (0.2 s a tensor) and half the lead (the
-    # queue overflowed): with frames every 0.1 s, another goes with 50 ms of work left
-    assert window.lead == pytest.approx(LEAD_MAX / 2)
+    # the two before it never arrived, and the reply came 0.9 s after the last, not 0.3 s:
+    # the link is slower. Offloads sent before the loss met the old rate on part of their way,
+    # so the pace is what this reply shows (at most three tensors in 0.9 s) or half the old
+    assert window.answered(4, 1.0, 0.0) == 2
+    assert window.delivery_rate_bps == pytest.approx(3 * TENSOR / 0.9)
+    # the window keeps its size, at that pace (0.3 s a tensor): with frames every 0.1 s,
+    # another goes with 100 ms of work left
     frames(window, 0.5, 0.1, 5)
     window.sent(5, 1.1, TENSOR)
-    assert window.full(1.15)[0] == "the link is busy for another 150 ms"
-    assert window.full(1.26) == (None, 0)
+    assert window.full(1.15)[0] == "the link is busy for another 250 ms"
+    assert window.full(1.31) == (None, 0)
     window.answered(5, 2.0, 0.0)
     assert window.delivery_rate_bps == pytest.approx(TENSOR / 0.9)
-    # each answered offload gives back part of the lead
-    assert window.lead == pytest.approx(LEAD_MAX / 2 + LEAD_REGROWTH)
+    assert window.queue_bytes == float("inf")  # a slower link's losses say nothing of its queue
+
+
+def test_a_loss_revealed_in_time_keeps_the_pace():
+    # a 40 kbit/s link (5000 B/s) whose queue another node's packet filled for a moment
+    window = OffloadWindow(max_in_flight=2)
+    now = frames(window, 10.0, 0.1, 5)
+    window.sent(1, now, TENSOR)
+    window.sent(2, now, TENSOR)
+    window.answered(1, now + TENSOR / 5000, 0.0)
+    now = now + 2 * TENSOR / 5000
+    window.answered(2, now, 0.0)
+    assert window.delivery_rate_bps == pytest.approx(5000)
+    window.sent(3, now, TENSOR)  # its last packet did not fit in the queue
+    window.sent(4, now + 0.7, TENSOR)
+    # 4's reply comes when the link was done with the part of 3 it carried, and with 4
+    now += 0.6 * TENSOR / 5000 + TENSOR / 5000
+    assert window.answered(4, now, 0.0) == 1
+    # the link is as fast as before: the pace stays; 3 went onto an idle link, so its loss
+    # says nothing of the queue
+    assert window.delivery_rate_bps == pytest.approx(5000)
+    assert window.queue_bytes == float("inf")
+    window.sent(5, now, TENSOR)
+    assert window.full(now + TENSOR / 5000 - 0.09) == (None, 0)
 
 
 def answer_alone(window: OffloadWindow, seq: int, at: float, link_s: float) -> float:
@@ -88,27 +102,36 @@ def answer_alone(window: OffloadWindow, seq: int, at: float, link_s: float) -> f
     return at + link_s
 
 
-def test_after_a_loss_the_lead_grows_back_fast_only_to_most_of_where_it_was():
+def test_an_offload_that_did_not_fit_teaches_the_queue_size():
+    # a 40 kbit/s link (5000 B/s) whose queue holds little more than a tensor
     window = OffloadWindow(max_in_flight=2)
-    now = answer_alone(window, 1, 0.0, 0.8)
+    now = frames(window, 10.0, 0.1, 5)
+    window.sent(1, now, TENSOR)
     window.sent(2, now, TENSOR)
-    window.sent(3, now + 0.1, TENSOR)
-    now = answer_alone(window, 4, now + 0.2, 0.8)  # 2 and 3 were lost: the lead halves
-    assert window.lead == pytest.approx(LEAD_MAX / 2)
-    leads = []
-    for seq in range(5, 15):
-        now = answer_alone(window, seq, now, 0.8)
-        leads.append(window.lead)
-    fast = [lead for lead in leads if lead <= LEAD_CEILING * LEAD_MAX + 1e-9]
-    assert len(fast) == 3  # 0.5 -> 0.8 in tenths
-    assert fast == pytest.approx([LEAD_MAX / 2 + LEAD_REGROWTH * i for i in (1, 2, 3)])
-    slow = leads[len(fast) - 1 :]
-    assert all(b - a == pytest.approx(LEAD_PROBE) for a, b in itertools.pairwise(slow))
-    # a link twice as fast as at the loss is another link: the lead grows back fast again
-    lead = window.lead
-    now = answer_alone(window, 15, now, 0.8)
-    now = answer_alone(window, 16, now, 0.3)
-    assert window.lead == pytest.approx(lead + LEAD_PROBE + LEAD_REGROWTH)
+    window.answered(1, now + TENSOR / 5000, 0.0)
+    now += 2 * TENSOR / 5000
+    window.answered(2, now, 0.0)
+    window.sent(3, now, TENSOR)
+    window.sent(4, now + TENSOR / 5000 - 0.06, TENSOR)  # 300 B of 3 still ahead: it overflowed
+    now += TENSOR / 5000 + 0.02
+    window.answered(3, now, 0.0)
+    window.sent(5, now + 0.05, TENSOR)
+    # 5's reply comes in time (4 had taken part of the link before its last packet was dropped)
+    now += 0.05 + 1.5 * TENSOR / 5000
+    assert window.answered(5, now, 0.0) == 1
+    assert window.queue_bytes == pytest.approx(300 + TENSOR)
+    # the next offload waits until the one ahead is done and the queue has room for it
+    window.sent(6, now, TENSOR)
+    done = now + window.drain_s(now)
+    why, _ = window.full(done - 0.05)
+    assert why == f"the link's queue holds about {300 + TENSOR} B"
+    assert window.full(done + 0.03) == (None, 0)
+    # each answered offload lets the learnt size grow back a little
+    window.answered(6, done + 0.02, 0.0)
+    assert window.queue_bytes == pytest.approx((300 + TENSOR) * QUEUE_REGROWTH)
+    # a link twice as fast as when the size was learnt is another link: the size is forgotten
+    answer_alone(window, 7, done + 0.1, TENSOR / 10000)
+    assert window.queue_bytes == float("inf")
 
 
 def test_an_offload_lost_for_good_leaves_the_window_after_the_horizon():
@@ -116,6 +139,8 @@ def test_an_offload_lost_for_good_leaves_the_window_after_the_horizon():
     window.sent(1, 0.0, TENSOR)
     assert window.full(IN_FLIGHT_HORIZON_S)[0] is not None
     assert window.full(IN_FLIGHT_HORIZON_S + 0.01) == (None, 1)
+    # at any faster rate its reply would have come within the horizon
+    assert window.delivery_rate_bps == pytest.approx(TENSOR / IN_FLIGHT_HORIZON_S)
 
 
 def test_frame_interval_is_a_running_mean_of_the_gaps():

@@ -1,25 +1,28 @@
 """The drone's offload window: whether the link can take another offload now.
 
-Two limits, both of which must allow a send:
+Three limits, all of which must allow a send:
 
 - A count: at most `max_in_flight` offloads sent and not yet answered.
 - The link's pace: the replies show how fast the link delivers (the delivery rate), so the
   window knows how long the link still needs for what is in flight. Another offload goes only
-  when the link has at most `lead` frame intervals of work left: up to one, so that the link
-  does not idle until the next frame, and the queue then never holds much more than one tensor.
-  Where the link's queue holds little more than a tensor (5 KB, one second, at 40 kbit/s,
-  against a 4 KB tensor that takes 4.5 KB on the wire) even that overflows it: each loss
-  halves the lead, and each answered offload gives back a tenth of an interval up to most of
-  the lead the loss came at, then a hundredth (as TCP grows its window slowly near the size of
-  its last loss): where the queue holds only a little more than a tensor, losses to the lead
-  become rare instead of coming every few offloads. A link that got much faster than at that
-  loss is a different link: the lead grows back fast again.
+  when the link has at most LEAD frame intervals of work left, so that it does not idle until
+  the next frame.
+- The link's queue: an offload lost though its link kept its pace (see below) did not fit in
+  the queue with what was ahead of it, so the queue holds less than that. Where it holds
+  little more than a tensor (5 KB, one second, at 40 kbit/s, against a 4 KB tensor that takes
+  4.5 KB on the wire; and tc's token bucket keeps a packet in the queue until all its bytes can
+  go), the next offload then waits until the link is done with the one ahead, often until its
+  reply. The learnt size grows back slowly (the link may have changed) and is forgotten when
+  the link gets FASTER_LINK times faster.
 
 Requests cross the link in order, so a reply to one offload means any sent before it and still
-unanswered were lost on the way (best effort). A loss means the link got slower than the
-window knew (its queue overflowed): the rate is halved until replies to offloads sent after the
-loss have measured it anew. The window keeps sending at that pace rather than waiting for the
-lost offload's reply, so the next reply finds the loss at once.
+unanswered were lost on the way (best effort). If that reply came much later than the window
+expected, the link got slower than it knew: the rate is halved (or set to what the reply shows,
+if less) until replies to offloads sent after the loss have measured it anew. If it came in
+time, the link kept its rate and something else filled its queue for a moment (another node's
+packet, or an offload sent too early): the window keeps its pace, since halving it would idle
+the link for a tensor's time after every such loss. Either way the window keeps sending rather
+than waiting for the lost offload's reply, so the next reply finds the loss at once.
 """
 
 from __future__ import annotations
@@ -31,12 +34,15 @@ from collections import deque
 IN_FLIGHT_HORIZON_S = 2.0
 # Delivery-rate samples older than this are forgotten (the link changes).
 RATE_MEMORY_S = 3.0
-# Another offload goes when the link's work in flight is down to `lead` frame intervals: at most
-# LEAD_MAX, halved by a loss, LEAD_REGROWTH more per answered offload up to LEAD_CEILING of the
-# lead at the last loss, LEAD_PROBE more above it (until the rate exceeds FASTER_LINK times the
-# rate at that loss).
-LEAD_MAX, LEAD_REGROWTH, LEAD_PROBE, LEAD_CEILING = 1.0, 0.1, 0.01, 0.8
+# Another offload goes when the link's work in flight is down to this many frame intervals.
+LEAD = 1.0
+# Sends keep what is ahead on the link plus the offload under this share of the queue size the
+# losses showed; the learnt size grows this much per answered offload.
+QUEUE_FILL, QUEUE_REGROWTH = 0.9, 1.002
+# A link this many times faster than when the queue size was learnt is another link.
 FASTER_LINK = 1.5
+# A reply later than this many times the link time the window expected: the link got slower.
+SLOWER_LINK = 1.5
 # Frame interval: exponentially weighted mean of the gaps between frames, this weight per frame.
 INTERVAL_WEIGHT = 0.2
 
@@ -45,18 +51,22 @@ class OffloadWindow:
     """Offloads on the link, their count and the link's pace."""
 
     def __init__(self, max_in_flight: int = 2) -> None:
-        self._in_flight: dict[int, tuple[float, int]] = {}  # seq -> (sent at, bytes)
+        # seq -> (sent at, bytes, bytes ahead of it on the link when sent: negative when the
+        # link had been idle that long at the rate; None when the rate was not known)
+        self._in_flight: dict[int, tuple[float, int, float | None]] = {}
         # Replies to offloads that waited behind another: (reply at, bytes, seconds on the link),
-        # exact but for jitter. Replies to offloads that went alone: (reply at, bytes/s), a
-        # lower bound (their time includes the round trip).
+        # exact but for jitter. Replies to offloads that went alone: (reply at, bytes/s), which
+        # include the round trip but also any burst an idle link lets through at once (a token
+        # bucket's: 11 % more than its rate for a 4 KB tensor at 40 kbit/s).
         self._queued: deque[tuple[float, int, float]] = deque()
         self._alone: deque[tuple[float, float]] = deque()
         self._last_reply_at = float("-inf")
         self._lost_at = float("-inf")  # offloads sent before this do not measure the rate
-        self._rate_after_loss: float | None = None  # the pace until they do
-        self.lead = LEAD_MAX
-        self._lead_ceiling = LEAD_MAX  # fast regrowth up to here
-        self._ceiling_rate = 0.0  # the delivery rate when the ceiling was set
+        # The rate as queued replies last measured it or a loss left it, for when none is recent.
+        self._known_rate: float | None = None
+        self.queue_bytes = float("inf")  # the link's queue, as the losses showed it
+        self._queue_rate = 0.0  # the delivery rate when it was learnt
+        self._last_size = 0
         self._last_frame_at: float | None = None
         self.frame_interval_s: float | None = None
         self.max_in_flight = max_in_flight
@@ -76,14 +86,18 @@ class OffloadWindow:
     def delivery_rate_bps(self) -> float | None:
         """Bytes per second the link delivers, as the window paces it (None: not known yet).
 
-        The mean over the recent queued replies (total bytes over total time), unless a reply
-        that went alone shows more (the link got faster); after a loss and before new samples,
-        half the rate before it.
+        The mean over the recent queued replies (total bytes over total time) or, with none,
+        the rate the window last knew. Replies that went alone count where they show a link
+        FASTER_LINK times faster (it got faster), where nothing else is known, and, with no
+        queued replies, where they show a slower link than the one known.
         """
-        queued = sum(b for _, b, _ in self._queued) / sum(t for _, _, t in self._queued) \
-            if self._queued else 0.0  # fmt: skip
-        alone = max((r for _, r in self._alone), default=0.0)
-        return max(queued, alone) or self._rate_after_loss
+        alone = [r for _, r in self._alone]
+        if self._queued:
+            known = sum(b for _, b, _ in self._queued) / sum(t for _, _, t in self._queued)
+        elif (known := self._known_rate) is None or (alone and min(alone) < known):
+            known = min(alone, default=None)
+        fastest = max(alone, default=0.0)
+        return fastest if known and fastest > FASTER_LINK * known else known
 
     def frame_arrived(self, now: float) -> None:
         """Note a camera frame's arrival (the window learns the frame interval)."""
@@ -96,38 +110,68 @@ class OffloadWindow:
     def drain_s(self, now: float) -> float:
         """Seconds the link still needs for the offloads in flight (0 when unknown or done)."""
         rate = self.delivery_rate_bps
-        if not rate:
-            return 0.0
+        return max(0.0, self._link_done(rate) - now) if rate else 0.0
+
+    def _link_done(self, rate: float, last_seq: float = float("inf")) -> float:
+        """When the link is done with the offloads in flight up to `last_seq`, at `rate`."""
         # The link took up the oldest offload in flight when it was sent or, if it waited behind
         # an answered one, when that reply came (a little later than the link was free).
         done = self._last_reply_at
-        for sent, size in sorted(self._in_flight.values()):
+        for seq, (sent, size, _) in sorted(self._in_flight.items()):
+            if seq > last_seq:
+                break
             done = max(sent, done) + size / rate
-        return max(0.0, done - now)
+        return done
+
+    def _slower_rate(self, seq: int, now: float) -> float | None:
+        """The rate the reply to `seq` shows if it came late (the link got slower), else None.
+
+        `now`: when the link was done with it (the reply's arrival less the base station's time).
+        """
+        started = max(min(sent for sent, _, _ in self._in_flight.values()), self._last_reply_at)
+        rate = self.delivery_rate_bps
+        expected = self._link_done(rate, seq) - started if rate else 0.0
+        if now <= started or now - started <= SLOWER_LINK * expected:
+            return None
+        delivered = sum(size for s, (_, size, _) in self._in_flight.items() if s <= seq)
+        return delivered / (now - started)
 
     def full(self, now: float) -> tuple[str | None, int]:
         """(why another offload may not go now, or None; offloads just found lost)."""
-        lost = self._lose([s for s, (sent, _) in self._in_flight.items()
-                           if now - sent > IN_FLIGHT_HORIZON_S], now)  # fmt: skip
+        expired = [s for s, (sent, _, _) in self._in_flight.items()
+                   if now - sent > IN_FLIGHT_HORIZON_S]  # fmt: skip
+        # the link would have delivered them within the horizon at any faster rate
+        lost = self._lose(expired, now, sum(self._in_flight[s][1] for s in expired)
+                          / IN_FLIGHT_HORIZON_S)  # fmt: skip
         if not self._in_flight:
             return None, lost
         if len(self._in_flight) >= self.max_in_flight:
             return f"{len(self._in_flight)} offloads already in flight", lost
         drain = self.drain_s(now)
-        if self.frame_interval_s is not None and drain > self.lead * self.frame_interval_s:
+        if self.frame_interval_s is not None and drain > LEAD * self.frame_interval_s:
             return f"the link is busy for another {1000 * drain:.0f} ms", lost
+        ahead = self._ahead(now)
+        if ahead is not None and ahead + self._last_size > QUEUE_FILL * self.queue_bytes:
+            return f"the link's queue holds about {self.queue_bytes:.0f} B", lost
         return None, lost
+
+    def _ahead(self, now: float) -> float | None:
+        """Bytes ahead on the link (negative: it has been idle that long), None if not known."""
+        rate = self.delivery_rate_bps
+        return (self._link_done(rate) - now) * rate if rate and self._in_flight else None
 
     def sent(self, seq: int, now: float, size: int) -> None:
         """An offload of `size` bytes went on the link."""
-        self._in_flight[seq] = (now, size)
+        self._in_flight[seq] = (now, size, self._ahead(now))
+        self._last_size = size
 
     def answered(self, seq: int, now: float, tail_s: float) -> int:
         """A reply came (`tail_s`: the base station's time on it); returns offloads found lost."""
-        lost = self._lose([s for s in self._in_flight if s < seq], now)
+        earlier = [s for s in self._in_flight if s < seq]
+        lost = self._lose(earlier, now, self._slower_rate(seq, now - tail_s) if earlier else None)
         entry = self._in_flight.pop(seq, None)
         if entry is not None:
-            sent, size = entry
+            sent, size, _ = entry
             # It left when it was sent or, queued behind an earlier one, when that one's reply
             # came: what remains is its time on the link (plus, when it went alone, the RTT).
             waited = sent < self._last_reply_at
@@ -135,35 +179,39 @@ class OffloadWindow:
             if on_link > 0 and sent > self._lost_at:
                 if waited:
                     self._queued.append((now, size, on_link))
+                    self._known_rate = self.delivery_rate_bps
                 else:
                     self._alone.append((now, size / on_link))
-                self._rate_after_loss = None
             if not lost:
-                if (self.delivery_rate_bps or 0.0) > FASTER_LINK * self._ceiling_rate:
-                    self._lead_ceiling = LEAD_MAX
-                fast = self.lead + LEAD_REGROWTH <= self._lead_ceiling
-                self.lead = min(LEAD_MAX, self.lead + (LEAD_REGROWTH if fast else LEAD_PROBE))
+                self.queue_bytes *= QUEUE_REGROWTH
+                if (self.delivery_rate_bps or 0.0) > FASTER_LINK * self._queue_rate:
+                    self.queue_bytes = float("inf")
         self._last_reply_at = now
         for samples in (self._queued, self._alone):
             while samples and now - samples[0][0] > RATE_MEMORY_S:
                 samples.popleft()
         return lost
 
-    def _lose(self, seqs: list[int], now: float) -> int:
-        """Offloads lost: off the window; the lead and, until measured anew, the rate halve.
+    def _lose(self, seqs: list[int], now: float, slower_rate: float | None) -> int:
+        """Offloads lost: off the window.
 
-        The lead grows back fast only to LEAD_CEILING of what it was. Offloads already on the
-        link met the old rate on part of their way, so only those sent from now on measure the
-        new one.
+        `slower_rate`: where the link got slower, the most it delivers now (None: it kept its
+        pace, so the lost ones did not fit in its queue with what was ahead of them). Offloads
+        already on the link shared it with the lost ones, so only those sent from now on
+        measure the rate; a slower link's rate stays at half what it was, or `slower_rate` if
+        less, until they have.
         """
-        for seq in seqs:
-            del self._in_flight[seq]
-        if seqs:
-            rate = self.delivery_rate_bps
-            self._rate_after_loss = None if rate is None else rate / 2
-            self._lead_ceiling, self._ceiling_rate = LEAD_CEILING * self.lead, rate or 0.0
-            self.lead /= 2
+        overflowed = [ahead + size for _, size, ahead in map(self._in_flight.pop, seqs)
+                      if ahead is not None]  # fmt: skip
+        if not seqs:
+            return 0
+        rate = self.delivery_rate_bps
+        if slower_rate is not None:
+            self._known_rate = min(rate / 2, slower_rate) if rate else slower_rate
             self._queued.clear()
             self._alone.clear()
-            self._lost_at = now
+        elif overflowed:
+            self.queue_bytes = min(self.queue_bytes, *overflowed)
+            self._queue_rate = rate or 0.0
+        self._lost_at = now
         return len(seqs)

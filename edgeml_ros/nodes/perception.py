@@ -297,6 +297,10 @@ class PerceptionNode(Node):
         values["pending"] = self.pipeline.pending_count
         rate = self.pipeline.window.delivery_rate_bps
         values["offload_delivery_kbps"] = "n/a" if rate is None else f"{rate * 8 / 1000:.1f}"
+        queue = self.pipeline.window.queue_bytes
+        values["offload_link_queue_bytes"] = (
+            "not seen full" if queue == float("inf") else round(queue)
+        )
         values["cut_point"] = self.pipeline.plan.cut_point
         values["policy"] = self.pipeline.plan.policy_name
         values["compute_slowdown_emulated"] = self.pipeline.compute_slowdown
