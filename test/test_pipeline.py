@@ -63,6 +63,8 @@ def test_no_reply_falls_back_in_time_for_the_deadline(bundle, fmnist_test):
     # time was left to run the rest of the model on the drone: the final exit answers
     assert result.where == Where.FALLBACK and result.exit_index == bundle.model.num_exits - 1
     assert "in time" in result.reason
+    # the time it waited for the reply counts as time on the link (as its radio listened)
+    assert 0 < result.transfer_ms <= 1000 * (fallback_at - 100.0)
     assert pipe.on_reply(OffloadReply(request.frame_seq, Status.OK)) is None
     assert pipe.counters.late_replies == 1 and pipe.counters.fallbacks == 1
 
@@ -76,6 +78,7 @@ def test_offload_window_keeps_frames_off_a_busy_link(bundle, fmnist_test):
     third = pipe.process(raw(next(images)), 2, now=100.01)
     assert third.where == Where.FALLBACK and third.exit_index == bundle.model.num_exits - 1
     assert third.reason.startswith("2 offloads already in flight") and third.offload_bytes == 0
+    assert third.transfer_ms == 0.0
     assert pipe.counters.window_full == 1 and pipe.counters.offloaded == 2
     # both fall back at their deadline but stay on the link until their (late) replies come
     assert len(pipe.expire(now=100.2)) == 2

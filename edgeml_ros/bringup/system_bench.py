@@ -30,31 +30,42 @@ SETTLE_S = 3.0  # link estimates this soon after a rate change are not compared
 BATTERY_SOC, BATTERY_DRAIN = 0.9, 0.001  # battery_sim's defaults
 
 
-def goodput_ratio(collector: Collector, summary: dict, rate_hz: float) -> float | None:
-    """Offload goodput over the shaped rate, where the offloads saturate the link.
+def goodput_phases(collector: Collector, summary: dict, rate_hz: float) -> list[dict]:
+    """Offload goodput in each phase of the trace where the offloads saturated the link.
 
     Goodput is what the base station answered (its BaseStationLoad reports, one a second) times
-    the mean offload size, summed over the seconds of settled phases whose shaped rate is below
-    what the run offered (offloaded share x frame rate x mean size), over what the link could
-    carry in those seconds: elsewhere the link was not the limit. Summed, not a median of
-    seconds, because on a slow link answers come in bursts. None when no phase was saturated
-    (a policy that keeps its frames on the drone).
+    the mean offload size, summed over the settled seconds (SETTLE_S after the change) of each
+    phase whose shaped rate is below what the run offered (offloaded share x frame rate x mean
+    size), over what the link could carry in those seconds: elsewhere the link was not the
+    limit. Summed, not a median of seconds, because on a slow link answers come in bursts. Empty
+    when no phase was saturated (a policy that keeps its frames on the drone).
     """
     if not collector.shaped or not collector.base_load or not summary["offloaded"]:
-        return None
+        return []
     frames = max(1, summary["results_out"])
     bits = summary["offload_bytes_mean"] * 8
     offered_mbps = summary["offloaded"] / frames * rate_hz * bits / 1e6
     times = np.array([t for t, _, _ in collector.shaped])
     rates = np.array([mbps for _, mbps, _ in collector.shaped])
-    answered_mbit = capacity_mbit = 0.0
+    phases: dict[int, dict] = {}
     for t, answered_per_s in collector.base_load:
         i = int(np.searchsorted(times, t, side="right")) - 1
         if i < 0 or t - times[i] < SETTLE_S or not 0 < rates[i] < offered_mbps:
             continue
-        answered_mbit += answered_per_s * bits / 1e6
-        capacity_mbit += rates[i]
-    return answered_mbit / capacity_mbit if capacity_mbit else None
+        phase = phases.setdefault(i, {"start_s": float(times[i] - times[0]),
+                                      "mbps": float(rates[i]), "answered_mbit": 0.0,
+                                      "capacity_mbit": 0.0})  # fmt: skip
+        phase["answered_mbit"] += answered_per_s * bits / 1e6
+        phase["capacity_mbit"] += rates[i]
+    for phase in phases.values():
+        phase["goodput_ratio"] = phase["answered_mbit"] / phase["capacity_mbit"]
+    return list(phases.values())
+
+
+def goodput_ratio(phases: list[dict]) -> float | None:
+    """Offload goodput over the shaped rate, over all the saturated phases (None: none)."""
+    capacity = sum(p["capacity_mbit"] for p in phases)
+    return sum(p["answered_mbit"] for p in phases) / capacity if capacity else None
 
 
 def simulated(cfg: DemoConfig, policies: list[str]) -> dict[str, dict]:
@@ -75,7 +86,8 @@ def run_system_bench(cfg: DemoConfig, markdown: str | None) -> int:
     for summary, collector in runs:
         name = summary["policy"]
         sim = sims[name]
-        summary["goodput_ratio"] = goodput_ratio(collector, summary, cfg.rate_hz)
+        summary["goodput_phases"] = goodput_phases(collector, summary, cfg.rate_hz)
+        summary["goodput_ratio"] = goodput_ratio(summary["goodput_phases"])
         summary["sim_latency_ms_p50"] = sim["latency_ms_p50"]
         summary["sim_accuracy"] = sim["accuracy"]
         summary["sim_vs_real_latency_ratio"] = (
@@ -131,7 +143,14 @@ def format_system(results: dict[str, dict]) -> str:
     for name, r in results.items():
         parts = "  ".join(f"{p} {r.get(f'{p}_ms_p50', float('nan')):.2f}" for p in PARTS)
         lines.append(f"{name:<14}{parts}")
+    lines += [f"goodput by phase, {name}: {_phases(r)}" for name, r in results.items()
+              if r.get("goodput_phases")]  # fmt: skip
     return "\n".join(lines)
+
+
+def _phases(summary: dict) -> str:
+    return ", ".join(f"{1000 * p['mbps']:g} kbit/s from {p['start_s']:.0f} s: "
+                     f"{p['goodput_ratio']:.3f}" for p in summary["goodput_phases"])  # fmt: skip
 
 
 def markdown_system(out: dict) -> str:
@@ -155,4 +174,6 @@ def markdown_system(out: dict) -> str:
     for name, r in out["policies"].items():
         rows.append(f"| {name} | " + " | ".join(f"{r.get(f'{p}_ms_p50', float('nan')):.2f}"
                                                  for p in PARTS) + " |")  # fmt: skip
+    rows += [f"\nGoodput by saturated phase (settled seconds), {name}: {_phases(r)}."
+             for name, r in out["policies"].items() if r.get("goodput_phases")]  # fmt: skip
     return "\n".join(rows) + "\n"

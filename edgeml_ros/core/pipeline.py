@@ -410,6 +410,7 @@ class DronePipeline:
         """Finish an offloaded frame on the drone, at the deepest exit still in time."""
         result = pending.result
         self.counters.fallbacks += 1
+        result.transfer_ms = _ms(now - pending.sent)  # waiting on the link for a reply (or 0)
         budget = pending.arrived + self.deadline_s - now - FALLBACK_MARGIN_S
         exit_index = self.fallback_exit(result.cut_point, budget)
         if exit_index is None and pending.deepest_local is not None:
