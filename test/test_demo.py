@@ -67,18 +67,22 @@ def test_demo_runs_nodes_as_processes_and_accounts_for_every_frame(tmp_path):
 
 
 def test_goodput_counts_the_settled_seconds_of_saturated_phases():
-    # 20 Mbit/s (not saturated by 10 Hz of 4 KB tensors), then 130 and 40 kbit/s, 10 s each
+    # 20 Mbit/s, then 130 and 40 kbit/s, 10 s each; every frame (10 Hz, 4 KB) sent to the base
     collector = SimpleNamespace(
         shaped=[(100.0, 20.0, 20.0), (110.0, 0.13, 20.0), (120.0, 0.04, 20.0)],
         base_load=[(100.5 + s, 10.0 if s < 10 else 3.5 if s < 20 else 1.0) for s in range(30)],
+        offload_wanted=[100.05 + 0.1 * k for k in range(300)],
     )
-    summary = {"offloaded": 300, "results_out": 300, "offload_bytes_mean": 4096}
-    phases = goodput_phases(collector, summary, rate_hz=10.0)
+    summary = {"offloaded": 300, "offload_bytes_mean": 4096}
+    phases = goodput_phases(collector, summary)
     tensor_mbit = 4096 * 8 / 1e6
+    # 20 Mbit/s was not the limit; the first 3 s after each change are not counted
     assert [(p["start_s"], p["mbps"]) for p in phases] == [(10.0, 0.13), (20.0, 0.04)]
-    # the first 3 s after each change are not counted: 7 reports a phase
     assert phases[0]["capacity_mbit"] == pytest.approx(7 * 0.13)
     assert phases[0]["goodput_ratio"] == pytest.approx(3.5 * tensor_mbit / 0.13)
     assert phases[1]["goodput_ratio"] == pytest.approx(tensor_mbit / 0.04)
     assert goodput_ratio(phases) == pytest.approx(4.5 * tensor_mbit / 0.17)
-    assert goodput_ratio(goodput_phases(collector, {**summary, "offloaded": 0}, 10.0)) is None
+    # a plan that kept its frames on the drone at 40 kbit/s did not saturate that phase
+    collector.offload_wanted = [t for t in collector.offload_wanted if t < 120.0]
+    assert [p["mbps"] for p in goodput_phases(collector, summary)] == [0.13]
+    assert goodput_ratio(goodput_phases(collector, {**summary, "offloaded": 0})) is None

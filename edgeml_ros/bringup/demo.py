@@ -103,6 +103,8 @@ class Collector(Node):
         self.link: list[tuple[float, float]] = []  # (t, Mbit/s)
         self.shaped: list[tuple[float, float, float]] = []  # (t, Mbit/s, RTT ms) applied
         self.base_load: list[tuple[float, float]] = []  # (t, requests answered per second)
+        # arrival times of results the plan sent to the base station (answered there or not)
+        self.offload_wanted: list[float] = []
         for msg_type, topic, callback, qos in (
             (InferenceResult, "perception/result", self._on_result, RELIABLE),
             (GroundTruth, "camera/ground_truth", self._on_truth, RELIABLE),
@@ -152,6 +154,8 @@ class Collector(Node):
         if msg.frame_seq in self.results:
             self.duplicates += 1
         self.results[msg.frame_seq] = (msg, (now - stamp) / 1e6)
+        if msg.where in (InferenceResult.WHERE_BASE, InferenceResult.WHERE_FALLBACK):
+            self.offload_wanted.append(time.monotonic() - self.started)
 
     def _on_truth(self, msg: GroundTruth) -> None:
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id)

@@ -2,7 +2,7 @@
 
 Each run is a demo run (bringup.demo): every node a process, the same trace and the same camera
 frames. On top of the demo's summary it reports the per-frame cost by part, the framework
-overhead, the link monitor's goodput against the shaped rate, and what the simulator predicted
+overhead, the offload goodput against the shaped rate (per phase the offloads saturated), and what the simulator predicted
 for the same trace and policy.
 """
 
@@ -30,36 +30,43 @@ SETTLE_S = 3.0  # link estimates this soon after a rate change are not compared
 BATTERY_SOC, BATTERY_DRAIN = 0.9, 0.001  # battery_sim's defaults
 
 
-def goodput_phases(collector: Collector, summary: dict, rate_hz: float) -> list[dict]:
+def goodput_phases(collector: Collector, summary: dict) -> list[dict]:
     """Offload goodput in each phase of the trace where the offloads saturated the link.
 
     Goodput is what the base station answered (its BaseStationLoad reports, one a second) times
-    the mean offload size, summed over the settled seconds (SETTLE_S after the change) of each
-    phase whose shaped rate is below what the run offered (offloaded share x frame rate x mean
-    size), over what the link could carry in those seconds: elsewhere the link was not the
-    limit. Summed, not a median of seconds, because on a slow link answers come in bursts. Empty
-    when no phase was saturated (a policy that keeps its frames on the drone).
+    the mean offload size, summed over the settled seconds (SETTLE_S after the change) of a
+    phase, over what the link could carry in those seconds. A phase counts where the frames the
+    plan sent to the base station in those seconds (answered there or finished on the drone
+    when the link could not take them) came to more than that: elsewhere the link was not the
+    limit. Summed, not a median of seconds, because on a slow link answers come in bursts.
+    Empty when no phase was saturated (a policy that keeps its frames on the drone there).
     """
     if not collector.shaped or not collector.base_load or not summary["offloaded"]:
         return []
-    frames = max(1, summary["results_out"])
-    bits = summary["offload_bytes_mean"] * 8
-    offered_mbps = summary["offloaded"] / frames * rate_hz * bits / 1e6
+    tensor_mbit = summary["offload_bytes_mean"] * 8 / 1e6
     times = np.array([t for t, _, _ in collector.shaped])
     rates = np.array([mbps for _, mbps, _ in collector.shaped])
+
+    def settled_phase(t: float) -> int | None:
+        i = int(np.searchsorted(times, t, side="right")) - 1
+        return i if i >= 0 and t - times[i] >= SETTLE_S and rates[i] > 0 else None
+
     phases: dict[int, dict] = {}
     for t, answered_per_s in collector.base_load:
-        i = int(np.searchsorted(times, t, side="right")) - 1
-        if i < 0 or t - times[i] < SETTLE_S or not 0 < rates[i] < offered_mbps:
+        if (i := settled_phase(t)) is None:
             continue
         phase = phases.setdefault(i, {"start_s": float(times[i] - times[0]),
                                       "mbps": float(rates[i]), "answered_mbit": 0.0,
-                                      "capacity_mbit": 0.0})  # fmt: skip
-        phase["answered_mbit"] += answered_per_s * bits / 1e6
+                                      "capacity_mbit": 0.0, "wanted_mbit": 0.0})  # fmt: skip
+        phase["answered_mbit"] += answered_per_s * tensor_mbit
         phase["capacity_mbit"] += rates[i]
-    for phase in phases.values():
+    for t in collector.offload_wanted:
+        if (i := settled_phase(t)) in phases:
+            phases[i]["wanted_mbit"] += tensor_mbit
+    saturated = [p for p in phases.values() if p["wanted_mbit"] > p["capacity_mbit"]]
+    for phase in saturated:
         phase["goodput_ratio"] = phase["answered_mbit"] / phase["capacity_mbit"]
-    return list(phases.values())
+    return saturated
 
 
 def goodput_ratio(phases: list[dict]) -> float | None:
@@ -86,7 +93,7 @@ def run_system_bench(cfg: DemoConfig, markdown: str | None) -> int:
     for summary, collector in runs:
         name = summary["policy"]
         sim = sims[name]
-        summary["goodput_phases"] = goodput_phases(collector, summary, cfg.rate_hz)
+        summary["goodput_phases"] = goodput_phases(collector, summary)
         summary["goodput_ratio"] = goodput_ratio(summary["goodput_phases"])
         summary["sim_latency_ms_p50"] = sim["latency_ms_p50"]
         summary["sim_accuracy"] = sim["accuracy"]
