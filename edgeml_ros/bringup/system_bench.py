@@ -2,8 +2,8 @@
 
 Each run is a demo run (bringup.demo): every node a process, the same trace and the same camera
 frames. On top of the demo's summary it reports the per-frame cost by part, the framework
-overhead, the offload goodput against the shaped rate (per phase the offloads saturated), and what the simulator predicted
-for the same trace and policy.
+overhead, the offload goodput against the shaped rate (per phase the offloads saturated), and
+what the simulator predicted for the same trace and policy.
 """
 
 from __future__ import annotations
