@@ -100,8 +100,8 @@ class PerceptionNode(Node):
                     "Offloads on the link at once (sent, not yet answered); a frame that would "
                     "exceed it finishes on the drone at once instead of queueing on a slow link. "
                     "Below it, another offload goes only when the link (at the delivery rate the "
-                    "replies show) has at most a frame interval of work left, less after a "
-                    "loss.",
+                    "replies show) has at most a frame interval of work left and, once a loss "
+                    "has shown the link's queue, the tensor fits in it.",
                     int_range=(1, 1000),
                 ),
                 Param(
