@@ -72,16 +72,22 @@ def test_a_late_reply_slows_the_pace_until_new_offloads_measure_it():
     assert window.queue_bytes == float("inf")  # a slower link's losses say nothing of its queue
 
 
-def test_a_loss_revealed_in_time_keeps_the_pace():
-    # a 40 kbit/s link (5000 B/s) whose queue another node's packet filled for a moment
+def paced_at_40_kbits() -> tuple[OffloadWindow, float]:
+    """A window that measured a 40 kbit/s link (5000 B/s), and its last reply's time."""
     window = OffloadWindow(max_in_flight=2)
     now = frames(window, 10.0, 0.1, 5)
     window.sent(1, now, TENSOR)
     window.sent(2, now, TENSOR)
     window.answered(1, now + TENSOR / 5000, 0.0)
-    now = now + 2 * TENSOR / 5000
+    now += 2 * TENSOR / 5000
     window.answered(2, now, 0.0)
     assert window.delivery_rate_bps == pytest.approx(5000)
+    return window, now
+
+
+def test_a_loss_revealed_in_time_keeps_the_pace():
+    # a 40 kbit/s link whose queue another node's packet filled for a moment
+    window, now = paced_at_40_kbits()
     window.sent(3, now, TENSOR)  # its last packet did not fit in the queue
     window.sent(4, now + 0.7, TENSOR)
     # 4's reply comes when the link was done with the part of 3 it carried, and with 4
@@ -103,14 +109,8 @@ def answer_alone(window: OffloadWindow, seq: int, at: float, link_s: float) -> f
 
 
 def test_an_offload_that_did_not_fit_teaches_the_queue_size():
-    # a 40 kbit/s link (5000 B/s) whose queue holds little more than a tensor
-    window = OffloadWindow(max_in_flight=2)
-    now = frames(window, 10.0, 0.1, 5)
-    window.sent(1, now, TENSOR)
-    window.sent(2, now, TENSOR)
-    window.answered(1, now + TENSOR / 5000, 0.0)
-    now += 2 * TENSOR / 5000
-    window.answered(2, now, 0.0)
+    # a 40 kbit/s link whose queue holds little more than a tensor
+    window, now = paced_at_40_kbits()
     window.sent(3, now, TENSOR)
     window.sent(4, now + TENSOR / 5000 - 0.06, TENSOR)  # 300 B of 3 still ahead: it overflowed
     now += TENSOR / 5000 + 0.02
