@@ -147,11 +147,12 @@ class OffloadWindow:
             return None, lost
         if len(self._in_flight) >= self.max_in_flight:
             return f"{len(self._in_flight)} offloads already in flight", lost
-        drain = self.drain_s(now)
+        if not (rate := self.delivery_rate_bps):
+            return None, lost
+        drain = self._link_done(rate) - now  # negative: the link has been idle that long
         if self.frame_interval_s is not None and drain > LEAD * self.frame_interval_s:
             return f"the link is busy for another {1000 * drain:.0f} ms", lost
-        ahead = self._ahead(now)
-        if ahead is not None and ahead + self._last_size > QUEUE_FILL * self.queue_bytes:
+        if drain * rate + self._last_size > QUEUE_FILL * self.queue_bytes:
             return f"the link's queue holds about {self.queue_bytes:.0f} B", lost
         return None, lost
 
