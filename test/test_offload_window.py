@@ -1,6 +1,12 @@
 import pytest
 
-from edgeml_ros.core.offload_window import IN_FLIGHT_HORIZON_S, QUEUE_REGROWTH, OffloadWindow
+from edgeml_ros.core.offload_window import (
+    IN_FLIGHT_HORIZON_S,
+    QUEUE_REGROWTH,
+    REPLY_SLACK_S,
+    SLOWER_LINK,
+    OffloadWindow,
+)
 
 TENSOR = 4096
 
@@ -61,15 +67,15 @@ def test_a_late_reply_slows_the_pace_until_new_offloads_measure_it():
     # so the pace is what this reply shows (at most three tensors in 0.9 s) or half the old
     assert window.answered(4, 1.0, 0.0) == 2
     assert window.delivery_rate_bps == pytest.approx(3 * TENSOR / 0.9)
-    # the window keeps its size, at that pace (0.3 s a tensor): with frames every 0.1 s,
-    # another goes with 100 ms of work left
-    frames(window, 0.5, 0.1, 5)
+    # 3 went when the window thought 2 was done: the queue may not have held 3 with the rest
+    assert window.queue_bytes == pytest.approx(TENSOR)
+    # the link takes 0.3 s a tensor at that pace, and the next offload waits for 5's reply
     window.sent(5, 1.1, TENSOR)
-    assert window.full(1.15)[0] == "the link is busy for another 250 ms"
-    assert window.full(1.31) == (None, 0)
+    assert window.drain_s(1.15) == pytest.approx(0.25)
+    assert window.full(1.45)[0] == f"the link's queue holds about {TENSOR} B"
     window.answered(5, 2.0, 0.0)
+    assert window.full(2.0) == (None, 0)
     assert window.delivery_rate_bps == pytest.approx(TENSOR / 0.9)
-    assert window.queue_bytes == float("inf")  # a slower link's losses say nothing of its queue
 
 
 def paced_at_40_kbits() -> tuple[OffloadWindow, float]:
@@ -120,14 +126,15 @@ def test_an_offload_that_did_not_fit_teaches_the_queue_size():
     now += 0.05 + 1.5 * TENSOR / 5000
     assert window.answered(5, now, 0.0) == 1
     assert window.queue_bytes == pytest.approx(300 + TENSOR)
-    # the next offload waits until the one ahead is done and the queue has room for it
+    # the queue holds one tensor: the next offload waits for the reply to the one ahead, not
+    # for when the delivery rate says the link is done with it
     window.sent(6, now, TENSOR)
     done = now + window.drain_s(now)
-    why, _ = window.full(done - 0.05)
+    why, _ = window.full(done + 0.03)
     assert why == f"the link's queue holds about {300 + TENSOR} B"
-    assert window.full(done + 0.03) == (None, 0)
     # each answered offload lets the learnt size grow back a little
-    window.answered(6, done + 0.02, 0.0)
+    window.answered(6, done + 0.05, 0.0)
+    assert window.full(done + 0.05) == (None, 0)
     assert window.queue_bytes == pytest.approx((300 + TENSOR) * QUEUE_REGROWTH)
     # a link twice as fast as when the size was learnt is another link: the size is forgotten
     answer_alone(window, 7, done + 0.1, TENSOR / 10000)
@@ -141,6 +148,26 @@ def test_an_offload_lost_for_good_leaves_the_window_after_the_horizon():
     assert window.full(IN_FLIGHT_HORIZON_S + 0.01) == (None, 1)
     # at any faster rate its reply would have come within the horizon
     assert window.delivery_rate_bps == pytest.approx(TENSOR / IN_FLIGHT_HORIZON_S)
+
+
+def test_offloads_lost_without_a_reply_count_as_lost_once_overdue():
+    # the link's queue was flushed with both offloads in it (its rate changed): no reply comes
+    window, now = paced_at_40_kbits()
+    window.sent(3, now, TENSOR)
+    window.sent(4, now + 0.72, TENSOR)
+    # 3's reply is overdue once later than a late one (1.5x its 0.82 s) and the slack
+    overdue = now + SLOWER_LINK * TENSOR / 5000 + REPLY_SLACK_S
+    assert window.full(overdue - 0.01)[1] == 0
+    assert window.full(overdue + 0.01)[1] == 1
+    # the link got slower or lost it: half the pace, as a late reply would have set it
+    assert window.delivery_rate_bps == pytest.approx(2500)
+    # 4 was on the link with 3: its loss (here past the horizon) does not halve the pace again,
+    # and as it went with 3 still ahead, the queue may not have held both
+    assert window.full(now + 0.72 + IN_FLIGHT_HORIZON_S + 0.01)[1] == 1
+    assert window.delivery_rate_bps == pytest.approx(2500)
+    assert window.queue_bytes == pytest.approx(2 * TENSOR - 0.72 * 5000)
+    # a reply that comes after all finds nothing in flight
+    assert window.answered(3, now + 3.0, 0.0) == 0
 
 
 def test_frame_interval_is_a_running_mean_of_the_gaps():

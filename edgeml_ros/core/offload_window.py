@@ -7,13 +7,15 @@ Three limits, all of which must allow a send:
   window knows how long the link still needs for what is in flight. Another offload goes only
   when the link has at most LEAD frame intervals of work left, so that it does not idle until
   the next frame.
-- The link's queue: an offload lost though its link kept its pace (see below) did not fit in
-  the queue with what was ahead of it, so the queue holds less than that. Where it holds
-  little more than a tensor (5 KB, one second, at 40 kbit/s, against a 4 KB tensor that takes
-  4.5 KB on the wire; and tc's token bucket keeps a packet in the queue until all its bytes can
-  go), the next offload then waits until the link is done with the one ahead, often until its
-  reply. The learnt size grows back slowly (the link may have changed) and is forgotten when
-  the link gets FASTER_LINK times faster.
+- The link's queue: an offload lost while others were ahead of it on the link may not have
+  fitted in the queue with them, so the queue holds less than that, and no more offloads stay
+  in flight than fit in it (at least one). Where it holds little more than a tensor (5 KB, one
+  second, at 40 kbit/s, against a 4 KB tensor that takes 4.5 KB on the wire; and tc's token
+  bucket keeps a packet in the queue until all its bytes can go), the next offload waits for
+  the reply to the one ahead: the delivery rate the replies show cannot time a send to the
+  moment the link is done (a reply to an offload that went alone reads faster than the link).
+  The learnt size grows back slowly (the link may have changed) and is forgotten when the link
+  gets FASTER_LINK times faster.
 
 Requests cross the link in order, so a reply to one offload means any sent before it and still
 unanswered were lost on the way (best effort). If that reply came much later than the window
@@ -23,6 +25,13 @@ time, the link kept its rate and something else filled its queue for a moment (a
 packet, or an offload sent too early): the window keeps its pace, since halving it would idle
 the link for a tensor's time after every such loss. Either way the window keeps sending rather
 than waiting for the lost offload's reply, so the next reply finds the loss at once.
+
+An offload lost with every other in flight (the link cut, or its queue flushed when its rate
+changed) leaves no reply to reveal it: it counts as lost once its reply is overdue, later than
+a late one would be (the link may have got slower: the rate is halved), or, while the rate is
+unknown, after IN_FLIGHT_HORIZON_S.
+Offloads that were in flight when a slower link was found shared its slowdown: their loss does
+not slow the pace again.
 """
 
 from __future__ import annotations
@@ -36,13 +45,16 @@ IN_FLIGHT_HORIZON_S = 2.0
 RATE_MEMORY_S = 3.0
 # Another offload goes when the link's work in flight is down to this many frame intervals.
 LEAD = 1.0
-# Sends keep what is ahead on the link plus the offload under this share of the queue size the
-# losses showed; the learnt size grows this much per answered offload.
+# Offloads in flight stay within this share of the queue size the losses showed (at least one);
+# the learnt size grows this much per answered offload.
 QUEUE_FILL, QUEUE_REGROWTH = 0.9, 1.002
 # A link this many times faster than when the queue size was learnt is another link.
 FASTER_LINK = 1.5
 # A reply later than this many times the link time the window expected: the link got slower.
 SLOWER_LINK = 1.5
+# An offload whose reply is this much later still (for the reply's way back and jitter) than a
+# late reply would be, after the base station's time on the last, counts as lost.
+REPLY_SLACK_S = 0.3
 # Frame interval: exponentially weighted mean of the gaps between frames, this weight per frame.
 INTERVAL_WEIGHT = 0.2
 
@@ -61,6 +73,7 @@ class OffloadWindow:
         self._queued: deque[tuple[float, int, float]] = deque()
         self._alone: deque[tuple[float, float]] = deque()
         self._last_reply_at = float("-inf")
+        self._last_tail_s = 0.0  # the base station's time on the last reply
         self._lost_at = float("-inf")  # offloads sent before this do not measure the rate
         # The rate as queued replies last measured it or a loss left it, for when none is recent.
         self._known_rate: float | None = None
@@ -123,37 +136,55 @@ class OffloadWindow:
             done = max(sent, done) + size / rate
         return done
 
-    def _slower_rate(self, seq: int, now: float) -> float | None:
+    def _slower_rate(self, seq: int, now: float, slack_s: float = 0.0) -> float | None:
         """The rate the reply to `seq` shows if it came late (the link got slower), else None.
 
         `now`: when the link was done with it (the reply's arrival less the base station's time).
+        `slack_s`: how much later than that a reply must be to count as late.
         """
         started = max(min(sent for sent, _, _ in self._in_flight.values()), self._last_reply_at)
         rate = self.delivery_rate_bps
         expected = self._link_done(rate, seq) - started if rate else 0.0
-        if now <= started or now - started <= SLOWER_LINK * expected:
+        if now <= started or now - started <= SLOWER_LINK * expected + slack_s:
             return None
         delivered = sum(size for s, (_, size, _) in self._in_flight.items() if s <= seq)
         return delivered / (now - started)
 
-    def full(self, now: float) -> tuple[str | None, int]:
-        """(why another offload may not go now, or None; offloads just found lost)."""
+    def _lose_overdue(self, now: float) -> int:
+        """Lose the offloads past the horizon, and those whose replies are overdue."""
         expired = [s for s, (sent, _, _) in self._in_flight.items()
                    if now - sent > IN_FLIGHT_HORIZON_S]  # fmt: skip
         # the link would have delivered them within the horizon at any faster rate
         lost = self._lose(expired, now, sum(self._in_flight[s][1] for s in expired)
                           / IN_FLIGHT_HORIZON_S)  # fmt: skip
+        if not self.delivery_rate_bps:
+            return lost
+        overdue: list[int] = []
+        slower_rate = None
+        for seq in sorted(self._in_flight):  # a later offload's reply is due later
+            late = self._slower_rate(seq, now - self._last_tail_s, REPLY_SLACK_S)
+            if late is None:
+                break
+            overdue.append(seq)
+            slower_rate = late
+        return lost + self._lose(overdue, now, slower_rate)
+
+    def full(self, now: float) -> tuple[str | None, int]:
+        """(why another offload may not go now, or None; offloads just found lost)."""
+        lost = self._lose_overdue(now)
         if not self._in_flight:
             return None, lost
         if len(self._in_flight) >= self.max_in_flight:
             return f"{len(self._in_flight)} offloads already in flight", lost
+        if self.queue_bytes < float("inf") and len(self._in_flight) >= max(
+            1, int(QUEUE_FILL * self.queue_bytes / self._last_size)
+        ):
+            return f"the link's queue holds about {self.queue_bytes:.0f} B", lost
         if not (rate := self.delivery_rate_bps):
             return None, lost
-        drain = self._link_done(rate) - now  # negative: the link has been idle that long
+        drain = self._link_done(rate) - now
         if self.frame_interval_s is not None and drain > LEAD * self.frame_interval_s:
             return f"the link is busy for another {1000 * drain:.0f} ms", lost
-        if drain * rate + self._last_size > QUEUE_FILL * self.queue_bytes:
-            return f"the link's queue holds about {self.queue_bytes:.0f} B", lost
         return None, lost
 
     def _ahead(self, now: float) -> float | None:
@@ -188,6 +219,7 @@ class OffloadWindow:
                 if (self.delivery_rate_bps or 0.0) > FASTER_LINK * self._queue_rate:
                     self.queue_bytes = float("inf")
         self._last_reply_at = now
+        self._last_tail_s = tail_s
         for samples in (self._queued, self._alone):
             while samples and now - samples[0][0] > RATE_MEMORY_S:
                 samples.popleft()
@@ -196,23 +228,28 @@ class OffloadWindow:
     def _lose(self, seqs: list[int], now: float, slower_rate: float | None) -> int:
         """Offloads lost: off the window.
 
-        `slower_rate`: where the link got slower, the most it delivers now (None: it kept its
-        pace, so the lost ones did not fit in its queue with what was ahead of them). Offloads
-        already on the link shared it with the lost ones, so only those sent from now on
-        measure the rate; a slower link's rate stays at half what it was, or `slower_rate` if
-        less, until they have.
+        `slower_rate`: where the link may have got slower, the most it delivers now (None: it
+        kept its pace). A lost offload sent with others ahead of it may not have fitted in the
+        link's queue with them: the queue holds less than that. Offloads already on the link
+        shared it with the lost ones, so only those sent from now on measure the rate; a slower
+        link's rate stays at half what it was, or `slower_rate` if less, until they have. Lost
+        offloads all sent before the last loss met the slowdown that loss found: the rate stays.
         """
-        overflowed = [ahead + size for _, size, ahead in map(self._in_flight.pop, seqs)
-                      if ahead is not None]  # fmt: skip
-        if not seqs:
+        lost = [self._in_flight.pop(seq) for seq in seqs]
+        if not lost:
             return 0
-        rate = self.delivery_rate_bps
-        if slower_rate is not None:
+        slowdown = slower_rate is not None and max(sent for sent, _, _ in lost) > self._lost_at
+        if slowdown:
+            rate = self.delivery_rate_bps
             self._known_rate = min(rate / 2, slower_rate) if rate else slower_rate
             self._queued.clear()
             self._alone.clear()
-        elif overflowed:
+        if slowdown or slower_rate is None:
+            self._lost_at = now
+        if overflowed := [ahead + size for _, size, ahead in lost if ahead is not None]:
+            # the link whose queue this is: its fastest pace since (a halved pace is a guess)
+            rate = self.delivery_rate_bps or 0.0
+            learnt = self.queue_bytes < float("inf")
+            self._queue_rate = max(self._queue_rate, rate) if learnt else rate
             self.queue_bytes = min(self.queue_bytes, *overflowed)
-            self._queue_rate = rate or 0.0
-        self._lost_at = now
-        return len(seqs)
+        return len(lost)

@@ -101,7 +101,7 @@ class PerceptionNode(Node):
                     "exceed it finishes on the drone at once instead of queueing on a slow link. "
                     "Below it, another offload goes only when the link (at the delivery rate the "
                     "replies show) has at most a frame interval of work left and, once a loss "
-                    "has shown the link's queue, the tensor fits in it.",
+                    "has shown the link's queue, no more are in flight than it holds.",
                     int_range=(1, 1000),
                 ),
                 Param(
