@@ -32,6 +32,7 @@ from ros_helpers import (
 from sensor_msgs.msg import BatteryState, CompressedImage, Image
 
 from edgeml_ros.bringup.processes import NodeProcess, node_processes, share_file
+from edgeml_ros.nodes.link_monitor import OFFLOADS_MEASURE_S
 
 
 def test_every_frame_gets_one_result_with_exits_and_offloads(ros_node, fmnist_test):
@@ -312,7 +313,8 @@ def test_link_monitor_measures_offloads_and_pauses_probes_meanwhile(ros_node):
         during = len(probes)
         ros_node.spin_until(feed(offloaded), 2.0)
         probes_while_offloading = len(probes) - during
-        ros_node.spin_until(feed(local), 2.0)  # local frames only: probing again
+        # local frames only: probing again once the last offload is OFFLOADS_MEASURE_S old
+        ros_node.spin_until(feed(local), OFFLOADS_MEASURE_S + 1.5)
     assert probes_while_offloading <= 2 and len(probes) - during - probes_while_offloading >= 5
     # the offloaded results' round trips measured
     assert any(m.rtt_ms == 45.0 and m.bandwidth_mbps > 0 for m in links)

@@ -17,13 +17,16 @@ import time
 from rclpy.node import Node
 
 from edgeml_ros.core.link import LinkEstimator, ProbeTracker
+from edgeml_ros.core.offload_window import IN_FLIGHT_HORIZON_S
 from edgeml_ros.core.pipeline import Status, Where
 from edgeml_ros.msg import LinkProbe, LinkQuality, ResultBatch
 from edgeml_ros.nodes.common import RELIABLE, Param, declare_params, run_node
 
-# Probes pause while a batch with an offloaded frame's result came within this (at 40 kbit/s a
-# 4 KB offload takes about 0.9 s; batches come every 0.25 s).
-OFFLOADS_MEASURE_S = 1.5
+# Probes pause while a batch with an offloaded frame's result came within this: at 40 kbit/s a
+# 4 KB offload takes about 0.9 s, after a lost one the drone may wait up to the offload window's
+# horizon before the next, and batches come every 0.25 s. (A padded probe queued with a tensor
+# at 40 kbit/s is enough to drop the tensor.)
+OFFLOADS_MEASURE_S = IN_FLIGHT_HORIZON_S + 1.0
 
 
 class LinkMonitorNode(Node):
