@@ -69,7 +69,7 @@ class OffloadWindow:
         # Replies to offloads that waited behind another: (reply at, bytes, seconds on the link),
         # exact but for jitter. Replies to offloads that went alone: (reply at, bytes/s), which
         # include the round trip but also any burst an idle link lets through at once (a token
-        # bucket's: 11 % more than its rate for a 4 KB tensor at 40 kbit/s).
+        # bucket's: up to about 40 % more than its rate for a 4 KB tensor at 40 kbit/s).
         self._queued: deque[tuple[float, int, float]] = deque()
         self._alone: deque[tuple[float, float]] = deque()
         self._last_reply_at = float("-inf")
