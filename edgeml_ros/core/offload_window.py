@@ -29,9 +29,8 @@ than waiting for the lost offload's reply, so the next reply finds the loss at o
 An offload lost with every other in flight (the link cut, or its queue flushed when its rate
 changed) leaves no reply to reveal it: it counts as lost once its reply is overdue, later than
 a late one would be (the link may have got slower: the rate is halved), or, while the rate is
-unknown, after IN_FLIGHT_HORIZON_S.
-Offloads that were in flight when a slower link was found shared its slowdown: their loss does
-not slow the pace again.
+unknown, after IN_FLIGHT_HORIZON_S. Offloads that were in flight when a slower link was found
+shared its slowdown: their loss does not slow the pace again.
 """
 
 from __future__ import annotations
