@@ -254,25 +254,28 @@ def test_compressed_stale_and_annotated_frames_probes_and_battery(ros_node, fmni
     procs = [
         start(ros_node, "offload", BASE_YAML),
         start(ros_node, "perception", DRONE_YAML, follow_controller=False, annotate_rate_hz=50.0,
-              max_frame_age_ms=1500.0, **RELIABLE_CAMERA,
+              max_frame_age_ms=1500.0, image_transport="compressed",
               **{"qos_overrides./camera/image_raw/compressed.subscription.reliability":
                  "reliable"}),
         start(ros_node, "link_monitor", DRONE_YAML, probe_period_s=0.1),
         start(ros_node, "battery_sim", initial_soc=0.8, flight_drain_per_s=0.01),
     ]  # fmt: skip
+
+    def png(index: int, frame_id: str, age_s: float = 0.0) -> CompressedImage:
+        data = io.BytesIO()
+        PILImage.fromarray(fmnist_test.images[index]).save(data, format="PNG")
+        msg = CompressedImage(format="png", data=data.getvalue())
+        msg.header.frame_id = frame_id
+        msg.header.stamp = (ros_node.get_clock().now() - Duration(seconds=age_s)).to_msg()
+        return msg
+
     with node_processes(procs):
         peer = Peer(ros_node)
-        peer.wait_for_perception()
-        png = io.BytesIO()
-        PILImage.fromarray(fmnist_test.images[5]).save(png, format="PNG")
-        compressed = CompressedImage(format="png", data=png.getvalue())
-        compressed.header.frame_id = "png"
-        compressed.header.stamp = ros_node.get_clock().now().to_msg()
-        compressed_pub.publish(compressed)
-        old = image_msg(fmnist_test.images[6], "old")
-        old.header.stamp = (ros_node.get_clock().now() - Duration(seconds=2)).to_msg()
-        peer.camera.publish(old)  # two seconds old on arrival: dropped unrun
-        peer.send(image_msg(fmnist_test.images[7], "fresh"))
+        assert ros_node.spin_until(lambda: compressed_pub.get_subscription_count() > 0, 60)
+        ros_node.spin_until(lambda: False, 0.5)
+        compressed_pub.publish(png(5, "png"))
+        compressed_pub.publish(png(6, "old", age_s=2.0))  # two seconds old on arrival: dropped
+        compressed_pub.publish(png(7, "fresh"))
         results = {r.header.frame_id: r for r in peer.wait_results(3)}
         # probes sent before the base station was up time out; then every probe is answered
         assert ros_node.spin_until(lambda: links and links[-1].loss_ratio == 0, 30)

@@ -48,7 +48,7 @@ from edgeml_ros.bringup.shaper import (
 )
 from edgeml_ros.core.battery import result_energy_j
 from edgeml_ros.core.energy import DeviceEnergy, device_class
-from edgeml_ros.core.pipeline import Where
+from edgeml_ros.core.outcome import Where
 from edgeml_ros.core.traces import Trace, load_trace, throttle_schedule
 from edgeml_ros.msg import (
     BaseStationLoad,

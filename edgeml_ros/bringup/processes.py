@@ -1,14 +1,15 @@
-"""Start and stop edgeml_ros nodes as separate processes, each on a private ROS domain.
+"""Start and stop edgeml_ros launch files and nodes as separate processes on private domains.
 
-Used by the demo runner and by the tests. Nodes are the executables colcon installs under
-`lib/edgeml_ros` (what `ros2 run edgeml_ros <node>` starts), with `--ros-args` for the params
-file, overrides and namespace.
+`LaunchProcess` runs one of the package's launch files with the real `ros2 launch`, as a user
+does. `NodeProcess` starts one node executable (what `ros2 run edgeml_ros <node>` starts), with
+`--ros-args` for the params file, overrides and namespace.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -67,8 +68,91 @@ def _ros_value(value: Any) -> str:
     return repr(value)
 
 
+# What tools/run_in_env.sh and the radio link set, and a user's shell does not.
+NON_DEFAULT_ENV = (
+    "ROS_AUTOMATIC_DISCOVERY_RANGE",
+    "ROS_STATIC_PEERS",
+    "FASTDDS_DEFAULT_PROFILES_FILE",
+    "RMW_FASTRTPS_USE_QOS_FROM_XML",
+)
+
+
+def ros2_command() -> str | None:
+    """The `ros2` command line with its `launch` verb, or None where neither is installed."""
+    ros2 = shutil.which("ros2")
+    if ros2 is None:
+        return None
+    probe = subprocess.run([ros2, "launch", "--help"], capture_output=True)
+    return ros2 if probe.returncode == 0 else None
+
+
+def default_ros_env(domain_id: int) -> dict[str, str]:
+    """The environment of this process as a plain ROS 2 shell has it, on `domain_id`."""
+    env = {k: v for k, v in os.environ.items() if k not in NON_DEFAULT_ENV}
+    env["ROS_DOMAIN_ID"] = str(domain_id)
+    return env
+
+
+class LaunchProcess:
+    """`ros2 launch edgeml_ros <launch_file> name:=value ...` as a child process.
+
+    Its own session, so that stopping it can reach every node even if the launch itself hangs.
+    """
+
+    def __init__(
+        self,
+        launch_file: str,
+        domain_id: int,
+        arguments: dict[str, Any] | None = None,
+        log: IO | None = None,
+        env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
+    ) -> None:
+        ros2 = ros2_command()
+        if ros2 is None:
+            raise RuntimeError("`ros2 launch` is not installed: run `make setup` or source a "
+                               "ROS 2 install")  # fmt: skip
+        args = [f"{k}:={_launch_value(v)}" for k, v in (arguments or {}).items()]
+        self.command = [*(prefix or []), ros2, "launch", PACKAGE, launch_file, *args]
+        self.proc = subprocess.Popen(
+            self.command,
+            env={**(env or os.environ), "ROS_DOMAIN_ID": str(domain_id)},
+            stdout=log or subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        """Whether `ros2 launch` is still running."""
+        return self.proc.poll() is None
+
+    def interrupt(self) -> None:
+        """One SIGINT, as Ctrl-C gives `ros2 launch`: it stops every node."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)
+
+    def stop(self, timeout_s: float = 15.0) -> int:
+        """SIGINT, then SIGKILL for the whole session if it has not ended within `timeout_s`."""
+        self.interrupt()
+        try:
+            self.proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        return self.proc.returncode
+
+
+def _launch_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 class NodeProcess:
-    """One node executable running as a child process (`env`: added to this one's environment)."""
+    """One node executable running as a child process (`env`: added to this one's environment).
+
+    The node brings itself to active (its `autostart` parameter) unless `overrides` say not.
+    """
 
     def __init__(
         self,
@@ -85,7 +169,7 @@ class NodeProcess:
         cmd = [*(prefix or []), str(exe), "--ros-args"]
         if params_file is not None:
             cmd += ["--params-file", str(params_file)]
-        for name, value in (overrides or {}).items():
+        for name, value in {"autostart": True, **(overrides or {})}.items():
             cmd += ["-p", f"{name}:={_ros_value(value)}"]
         if namespace:
             cmd += ["-r", f"__ns:=/{namespace.strip('/')}"]

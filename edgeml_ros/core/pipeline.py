@@ -20,7 +20,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 import numpy as np
@@ -42,26 +41,8 @@ from edgeml_ros.core.images import (
     to_model_input,
 )
 from edgeml_ros.core.offload_window import OffloadWindow
+from edgeml_ros.core.outcome import Status, Where
 from edgeml_ros.core.runtime import EXIT_RULES, ExitDecision, SplitRunner, check_policy
-
-
-class Where(IntEnum):
-    """Where a frame's answer was computed (values match InferenceResult.WHERE_*)."""
-
-    NONE = 0
-    DRONE = 1
-    BASE = 2
-    FALLBACK = 3
-
-
-class Status(IntEnum):
-    """Outcome of a frame (values match InferenceResult.STATUS_*)."""
-
-    OK = 0
-    BAD_INPUT = 1
-    OFFLOAD_REJECTED = 2
-    INTERNAL_ERROR = 3
-    STALE = 4
 
 
 @dataclass(frozen=True)

@@ -11,56 +11,60 @@ from __future__ import annotations
 import math
 import time
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.node import Node
 from sensor_msgs.msg import BatteryState
 
 from edgeml_ros.core.battery import Battery, result_energy_j
 from edgeml_ros.core.energy import DEVICE_CLASSES, device_class
-from edgeml_ros.core.pipeline import Where
+from edgeml_ros.core.outcome import Where
 from edgeml_ros.msg import ResultBatch
-from edgeml_ros.nodes.common import (
-    RELIABLE,
-    Param,
-    declare_params,
-    diagnostic_array,
-    one_of,
-    run_node,
-)
+from edgeml_ros.nodes.common import RELIABLE, ManagedNode, Param, one_of, param_values, run_node
 
 
-class BatterySimNode(Node):
+class BatterySimNode(ManagedNode):
     """A simulated battery: BatteryState at a fixed rate."""
 
+    diagnostic_name = "battery"
+
     def __init__(self) -> None:
-        super().__init__("battery_sim")
-        declare_params(
-            self,
+        super().__init__(
+            "battery_sim",
             [
                 Param("capacity_wh", 50.0, "Battery capacity.", float_range=(0.001, 100000.0),
-                      read_only=True),
+                      at_configure=True),
                 Param("initial_soc", 0.9, "State of charge at start.", float_range=(0.0, 1.0),
-                      read_only=True),
+                      at_configure=True),
                 Param("flight_drain_per_s", 0.001, "Charge fraction flight uses per second "
                       "(accelerated for demos).", float_range=(0.0, 1.0)),
                 Param("device_class", "jetson_nano", "Energy-model device class of the drone.",
                       check=one_of(*DEVICE_CLASSES)),
                 Param("publish_period_s", 0.5, "Period of BatteryState messages.",
-                      float_range=(0.05, 60.0), read_only=True),
+                      float_range=(0.05, 60.0), at_configure=True),
             ],
         )  # fmt: skip
-        self.battery = Battery(
-            self.get_parameter("capacity_wh").value,
-            self.get_parameter("initial_soc").value,
-            self.get_parameter("flight_drain_per_s").value,
-        )
-        self.frames = 0
         self.pub = self.create_publisher(BatteryState, "battery_state", 10)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_subscription(ResultBatch, "perception/result_batch", self._on_results,
-                                 RELIABLE)  # fmt: skip
+        self.battery: Battery | None = None
+
+    def configure(self) -> None:
+        """A battery at its initial charge."""
+        p = param_values(self, ("capacity_wh", "initial_soc", "flight_drain_per_s"))
+        self.battery = Battery(p["capacity_wh"], p["initial_soc"], p["flight_drain_per_s"])
+        self.frames = 0
+
+    def activate(self) -> None:
+        """Drain with flight time and the results' modelled energy."""
+        self.subscribe(ResultBatch, "perception/result_batch", self._on_results, RELIABLE)
         self._last = time.monotonic()
-        self.create_timer(self.get_parameter("publish_period_s").value, self._publish)
+        self.every(self.get_parameter("publish_period_s").value, self._publish)
+
+    def cleanup(self) -> None:
+        """Forget the battery."""
+        self.battery = None
+
+    def diagnostic_values(self) -> dict:
+        """Charge and modelled energy (synthetic)."""
+        return {"soc": f"{self.battery.soc:.4f}", "frames": self.frames,
+                "perception_energy_j": f"{self.battery.energy_j:.3f}",
+                "synthetic": True}  # fmt: skip
 
     def _on_results(self, msg: ResultBatch) -> None:
         device = device_class(self.get_parameter("device_class").value)
@@ -92,15 +96,6 @@ class BatterySimNode(Node):
         )
         msg.header.stamp = self.get_clock().now().to_msg()
         self.pub.publish(msg)
-        values = {
-            "soc": f"{soc:.4f}",
-            "frames": self.frames,
-            "perception_energy_j": f"{self.battery.energy_j:.3f}",
-            "synthetic": True,
-        }
-        self.diag_pub.publish(
-            diagnostic_array(self, "battery", values, "simulated", DiagnosticStatus.OK)
-        )
 
 
 def main(args: list[str] | None = None) -> int:

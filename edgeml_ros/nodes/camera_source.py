@@ -1,97 +1,88 @@
 """Camera source: publishes real Fashion-MNIST test images as sensor_msgs/Image (mono8).
 
 A stand-in for a drone camera in demos and tests, with ground-truth labels on
-`camera/ground_truth` so accuracy can be scored live.
+`camera/ground_truth` so accuracy can be scored live. A managed node: configure loads the
+dataset, activate starts the frames.
 """
 
 from __future__ import annotations
 
 import time
 
-from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from edgeml_ros.core.data import load_fashion_mnist
 from edgeml_ros.msg import GroundTruth
-from edgeml_ros.nodes.common import RELIABLE, Param, declare_params, one_of, run_node
+from edgeml_ros.nodes.common import RELIABLE, ManagedNode, Param, one_of, run_node
 
 SETTLE_S = 0.5
 
 
-class CameraSourceNode(Node):
+class CameraSourceNode(ManagedNode):
     """Publishes dataset frames at `rate_hz`."""
 
+    diagnostic_name = "camera"
+
     def __init__(self) -> None:
-        super().__init__("camera_source")
-        declare_params(
-            self,
+        super().__init__(
+            "camera_source",
             [
                 Param("rate_hz", 10.0, "Frames per second.", float_range=(0.1, 1000.0)),
-                Param(
-                    "split",
-                    "test",
-                    "Dataset split: test or train.",
-                    check=one_of("test", "train"),
-                    read_only=True,
-                ),
-                Param(
-                    "start_index",
-                    0,
-                    "First dataset index to publish.",
-                    int_range=(0, 59999),
-                    read_only=True,
-                ),
-                Param(
-                    "max_frames",
-                    0,
-                    "Stop after this many frames (0 = never stop).",
-                    int_range=(0, 1 << 31),
-                ),
+                Param("split", "test", "Dataset split: test or train.",
+                      check=one_of("test", "train"), at_configure=True),
+                Param("start_index", 0, "First dataset index to publish.",
+                      int_range=(0, 59999), at_configure=True),
+                Param("max_frames", 0, "Stop after this many frames (0 = never stop).",
+                      int_range=(0, 1 << 31)),
                 Param("frame_id", "camera_optical_frame", "header.frame_id of the images."),
-                Param(
-                    "publish_ground_truth",
-                    True,
-                    "Publish each frame's label on camera/ground_truth.",
-                ),
-                Param(
-                    "publishing",
-                    True,
-                    "Publish frames (false: hold them; set true to start, e.g. once the DDS "
-                    "discovery across a slow link has finished).",
-                ),
-                Param(
-                    "wait_for_subscribers",
-                    True,
-                    "Hold frames until the image (and ground-truth) topics have subscribers.",
-                ),
+                Param("publish_ground_truth", True,
+                      "Publish each frame's label on camera/ground_truth."),
+                Param("publishing", True, "Publish frames (false: hold them; set true to start, "
+                      "e.g. once the DDS discovery across a slow link has finished)."),
+                Param("wait_for_subscribers", True, "Hold frames until the image topic has had "
+                      f"a subscriber for {SETTLE_S} s (until that subscriber has matched this "
+                      "publisher in turn)."),
             ],
-        )
+        )  # fmt: skip
+        self.image_pub = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
+        self.truth_pub = self.create_publisher(GroundTruth, "camera/ground_truth", RELIABLE)
+        self.add_post_set_parameters_callback(self._on_params_set)
+        self.dataset = None
+        self.timer = None
+        self.published = 0
+
+    def configure(self) -> None:
+        """Load the dataset split."""
         self.dataset = load_fashion_mnist(self.get_parameter("split").value)
         self.index = self.get_parameter("start_index").value % len(self.dataset)
         self.published = 0
         self._matched_since: float | None = None
-        self.image_pub = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
-        self.truth_pub = self.create_publisher(GroundTruth, "camera/ground_truth", RELIABLE)
-        self.timer = self.create_timer(1.0 / self.get_parameter("rate_hz").value, self._tick)
-        self.add_post_set_parameters_callback(self._on_params_set)
+
+    def activate(self) -> None:
+        """Publish at `rate_hz`."""
+        self.timer = self.every(1.0 / self.get_parameter("rate_hz").value, self._tick)
+
+    def cleanup(self) -> None:
+        """Release the dataset."""
+        self.dataset, self.timer = None, None
+
+    def diagnostic_values(self) -> dict:
+        """Frames published so far."""
+        return {"published": self.published, "next_index": self.index}
 
     def _on_params_set(self, params) -> None:
-        if any(p.name == "rate_hz" for p in params):
-            self.timer.cancel()
-            self.destroy_timer(self.timer)
-            self.timer = self.create_timer(1.0 / self.get_parameter("rate_hz").value, self._tick)
+        if self.timer is not None and any(p.name == "rate_hz" for p in params):
+            self.timer.timer_period_ns = int(1e9 / self.get_parameter("rate_hz").value)
 
-    def _subscribers_settled(self, truth: bool) -> bool:
-        """True once the topics have had subscribers for SETTLE_S.
+    def _subscribers_settled(self) -> bool:
+        """True once the image topic has had a subscriber for SETTLE_S.
 
         A publisher sees a subscriber before that subscriber has matched the publisher in
-        turn; best-effort frames sent in between are lost.
+        turn; best-effort frames sent in between are lost. Ground truth does not wait: whoever
+        scores the frames subscribes before they start.
         """
-        matched = self.image_pub.get_subscription_count() > 0 and (
-            not truth or self.truth_pub.get_subscription_count() > 0
-        )
-        if not matched:
+        if self.image_pub.get_subscription_count() == 0:
             self._matched_since = None
             return False
         now = time.monotonic()
@@ -105,10 +96,7 @@ class CameraSourceNode(Node):
             max_frames and self.published >= max_frames
         ):
             return
-        truth = self.get_parameter("publish_ground_truth").value
-        if self.get_parameter("wait_for_subscribers").value and not self._subscribers_settled(
-            truth
-        ):
+        if self.get_parameter("wait_for_subscribers").value and not self._subscribers_settled():
             return
         pixels = self.dataset.images[self.index]
         msg = Image(
@@ -122,7 +110,7 @@ class CameraSourceNode(Node):
         msg.header.frame_id = self.get_parameter("frame_id").value
         msg.header.stamp = self.get_clock().now().to_msg()  # the capture: nothing left but sending
         self.image_pub.publish(msg)
-        if truth:
+        if self.get_parameter("publish_ground_truth").value:
             label = int(self.dataset.labels[self.index])
             self.truth_pub.publish(
                 GroundTruth(header=msg.header, class_id=label, dataset_index=self.index)

@@ -1,4 +1,8 @@
-"""Shared node plumbing: self-describing validated parameters, diagnostics, and `main`."""
+"""Shared node plumbing: managed (lifecycle) nodes, self-describing parameters, diagnostics, main.
+
+Torch-free: the nodes that need no model (camera source, link monitor, battery simulator) start
+without importing it.
+"""
 
 from __future__ import annotations
 
@@ -19,15 +23,14 @@ from rcl_interfaces.msg import (
 )
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.experimental import EventsExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 from rclpy.time import Time
-
-from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, ModelBundle, load_checkpoint
-from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
-from edgeml_ros.core.runtime import EXIT_RULES, check_device
+from rclpy.timer import Timer
 
 # Results, replies and ground truth: every message counts.
 RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -44,6 +47,8 @@ LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
 
+UNCONFIGURED = "unconfigured"
+
 
 def stamp_age_s(node: Node, stamp: TimeMsg) -> float:
     """Seconds from a header stamp to now on the node's clock; 0 for an unset (zero) stamp."""
@@ -56,7 +61,10 @@ class Param:
     """A node parameter: default, description, optional range and validator.
 
     `check` raises ValueError with a reason when a value is unacceptable; the set-parameters
-    callback turns that into a rejection, so `ros2 param set` prints the reason.
+    callback turns that into a rejection, so `ros2 param set` prints the reason. A parameter
+    `at_configure` is read when the node configures: it can be changed only while the node is
+    unconfigured. A `default` that is a `Parameter.Type` declares the parameter without a value
+    (the node fills it in on configure, e.g. from the model).
     """
 
     name: str
@@ -64,15 +72,19 @@ class Param:
     description: str
     float_range: tuple[float, float] | None = None
     int_range: tuple[int, int] | None = None
-    read_only: bool = False
+    at_configure: bool = False
     check: Callable[[Any], None] | None = None
 
 
-def declare_params(node: Node, params: Sequence[Param]) -> None:
+AT_CONFIGURE_NOTE = " Read on configure: change it while the node is unconfigured."
+
+
+def declare_params(node: ManagedNode, params: Sequence[Param]) -> None:
     """Declare parameters with descriptors and validate every later change."""
     by_name = {}
     for p in params:
-        descriptor = ParameterDescriptor(description=p.description, read_only=p.read_only)
+        description = p.description + (AT_CONFIGURE_NOTE if p.at_configure else "")
+        descriptor = ParameterDescriptor(description=description)
         if p.float_range is not None:
             descriptor.floating_point_range = [
                 FloatingPointRange(from_value=p.float_range[0], to_value=p.float_range[1])
@@ -81,15 +93,24 @@ def declare_params(node: Node, params: Sequence[Param]) -> None:
             descriptor.integer_range = [
                 IntegerRange(from_value=p.int_range[0], to_value=p.int_range[1], step=1)
             ]
-        node.declare_parameter(p.name, p.default, descriptor)
+        declared = node.declare_parameter(p.name, p.default, descriptor)
         by_name[p.name] = p
-        if p.check is not None:
-            p.check(node.get_parameter(p.name).value)
+        if p.check is not None and declared.type_ != Parameter.Type.NOT_SET:
+            p.check(declared.value)
 
     def validate(changes: list[Parameter]) -> SetParametersResult:
         for change in changes:
             spec = by_name.get(change.name)
-            if spec is None or spec.check is None:
+            if spec is None:
+                continue
+            if spec.at_configure and node.lifecycle_state != UNCONFIGURED:
+                return SetParametersResult(
+                    successful=False,
+                    reason=f"{change.name}: read on configure; the node is "
+                    f"{node.lifecycle_state} (ros2 lifecycle set {node.get_fully_qualified_name()}"
+                    " deactivate, then cleanup, to change it)",
+                )
+            if spec.check is None:
                 continue
             try:
                 spec.check(change.value)
@@ -98,20 +119,6 @@ def declare_params(node: Node, params: Sequence[Param]) -> None:
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(validate)
-
-
-def load_model_param(node: Node, description: str) -> ModelBundle:
-    """Declare the read-only `checkpoint` parameter and load the model it names."""
-    declare_params(
-        node, [Param("checkpoint", str(DEFAULT_CHECKPOINT), description, read_only=True)]
-    )
-    return load_checkpoint(node.get_parameter("checkpoint").value)
-
-
-def device_param() -> Param:
-    """The read-only torch `device` parameter (cpu, cuda, cuda:N), checked against the machine."""
-    return Param("device", "cpu", "torch device the model runs on: cpu, cuda or cuda:N.",
-                 read_only=True, check=check_device)  # fmt: skip
 
 
 def param_values(node: Node, names: Sequence[str]) -> dict[str, Any]:
@@ -127,43 +134,6 @@ def one_of(*choices: str) -> Callable[[Any], None]:
             raise ValueError(f"{value!r} is not one of {', '.join(choices)}")
 
     return check
-
-
-def exit_plan_params(num_exits: int) -> list[Param]:
-    """The execution-plan parameters that perception and controller share."""
-
-    def check_thresholds(value: Any) -> None:
-        if len(value) != num_exits:
-            raise ValueError(f"needs {num_exits} values (one per exit), got {len(value)}")
-        if any(not 0.0 <= t <= 10.0 for t in value):
-            raise ValueError(f"values must lie in [0, 10], got {list(value)}")
-
-    return [
-        Param(
-            "exit_thresholds",
-            [0.9] * num_exits,
-            "Confidence threshold per exit, final exit last (ignored); > 1 disables an exit.",
-            check=check_thresholds,
-        ),
-        Param(
-            "exit_rule",
-            "max_prob",
-            "Exit confidence score: max_prob or entropy.",
-            check=one_of(*EXIT_RULES),
-        ),
-        Param(
-            "encoding",
-            "fp32",
-            "Offloaded tensor encoding: fp32, fp16 or int8.",
-            check=one_of(*ENCODINGS),
-        ),
-        Param(
-            "compression",
-            "none",
-            "Lossless compression of offloads: none, zlib or zstd.",
-            check=one_of(*COMPRESSIONS),
-        ),
-    ]
 
 
 def diagnostic_array(
@@ -182,17 +152,181 @@ def diagnostic_array(
     return array
 
 
+class ManagedNode(LifecycleNode):
+    """A lifecycle node: parameters at construction, work built on configure, run while active.
+
+    Subclasses implement `configure()` (load and check; an exception fails the transition with
+    its message as the reason, logged and on /diagnostics, and the node stays unconfigured),
+    `activate()` (create the subscriptions, timers and publishers that do the work through
+    `subscribe`, `every` and `publisher`; deactivating removes them), and where needed
+    `finish()` (before the work stops: answer what is in flight), `cleanup()` (release what
+    configure built) and `diagnostic_values()`. Parameter and lifecycle services answer in
+    every state.
+    """
+
+    diagnostic_name = "state"
+
+    def __init__(self, name: str, params: Sequence[Param]) -> None:
+        super().__init__(name)
+        self._work: list[Any] = []
+        self._failure = ""
+        declare_params(
+            self,
+            [
+                *params,
+                Param("diagnostics_period_s", 1.0, "Period of /diagnostics updates.",
+                      float_range=(0.1, 60.0), at_configure=True),
+                Param("autostart", False, "Configure and activate right after start (the launch "
+                      "files set it; false: wait for `ros2 lifecycle set`).", at_configure=True),
+            ],
+        )  # fmt: skip
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(
+            self.get_parameter("diagnostics_period_s").value, self.publish_diagnostics
+        )
+
+    # What subclasses implement.
+    def configure(self) -> None:
+        """Load and check what the work needs (raise with a reason to refuse)."""
+
+    def activate(self) -> None:
+        """Start the work: subscriptions and timers, through `subscribe` and `every`."""
+
+    def finish(self) -> None:
+        """Before the work stops: answer what is still in flight."""
+
+    def cleanup(self) -> None:
+        """Release what `configure` built."""
+
+    def diagnostic_values(self) -> dict[str, Any]:
+        """Counters for /diagnostics while configured."""
+        return {}
+
+    # Work that lives while the node is active.
+    def subscribe(self, msg_type, topic: str, callback, qos, **kwargs):
+        """A subscription that deactivating removes."""
+        sub = self.create_subscription(msg_type, topic, callback, qos, **kwargs)
+        self._work.append(sub)
+        return sub
+
+    def publisher(self, msg_type, topic: str, qos, **kwargs):
+        """A publisher that deactivating removes."""
+        pub = self.create_publisher(msg_type, topic, qos, **kwargs)
+        self._work.append(pub)
+        return pub
+
+    def every(self, period_s: float, callback, **kwargs):
+        """A timer that deactivating removes."""
+        timer = self.create_timer(period_s, callback, **kwargs)
+        self._work.append(timer)
+        return timer
+
+    def _stop_work(self) -> None:
+        for entity in self._work:
+            if isinstance(entity, Timer):
+                entity.cancel()
+                self.destroy_timer(entity)
+            elif isinstance(entity, Publisher):
+                self.destroy_publisher(entity)
+            else:
+                self.destroy_subscription(entity)
+        self._work.clear()
+
+    @property
+    def lifecycle_state(self) -> str:
+        """The current lifecycle state's label (unconfigured, inactive, active, ...)."""
+        return self._state_machine.current_state[1]
+
+    def _run_step(self, step: str, fn: Callable[[], None]) -> TransitionCallbackReturn:
+        try:
+            fn()
+        except Exception as exc:  # a transition fails with its reason; the node lives on
+            self._failure = f"{step} failed: {exc}"
+            self.get_logger().error(self._failure)
+            self.publish_diagnostics()
+            return TransitionCallbackReturn.FAILURE
+        self._failure = ""
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Build the work; `diagnostics_period_s` applies from here."""
+        self._diag_timer.timer_period_ns = int(
+            self.get_parameter("diagnostics_period_s").value * 1e9
+        )
+        self._diag_timer.reset()
+        result = self._run_step("configure", self.configure)
+        if result == TransitionCallbackReturn.SUCCESS:
+            self.get_logger().info("configured")
+        return result
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Start the work (what started before a failure is removed again)."""
+        result = self._run_step("activate", self.activate)
+        if result != TransitionCallbackReturn.SUCCESS:
+            self._stop_work()
+        else:
+            self.get_logger().info("active")
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Finish what is in flight, then stop the work."""
+        self.finish()
+        self._stop_work()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Release the work."""
+        self.cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Leave nothing unanswered, from whatever state."""
+        if state.label == "active":
+            self.on_deactivate(state)
+        if state.label in ("active", "inactive"):
+            self.cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """An exception escaped a transition: drop the work and return to unconfigured."""
+        self.get_logger().error(f"error while {state.label}: work stopped, node unconfigured")
+        self._stop_work()
+        self.cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def start_up(self) -> None:
+        """Configure and activate when `autostart` is set."""
+        if self.get_parameter("autostart").value and (
+            self.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        ):
+            self.trigger_activate()
+
+    def publish_diagnostics(self) -> None:
+        """The lifecycle state, the last failure (if any) and the node's counters."""
+        state = self.lifecycle_state
+        values: dict[str, Any] = {"lifecycle_state": state}
+        if state in ("inactive", "active"):
+            values.update(self.diagnostic_values())
+        if self._failure:
+            level, message = DiagnosticStatus.ERROR, self._failure
+        elif state == "active":
+            level, message = DiagnosticStatus.OK, "running"
+        else:
+            level, message = DiagnosticStatus.WARN, f"not active ({state})"
+        self.diag_pub.publish(diagnostic_array(self, self.diagnostic_name, values, message,
+                                               level))  # fmt: skip
+
+
 def run_node(
-    node_factory: Callable[[], Node], args: list[str] | None = None, threads: int = 1
+    node_factory: Callable[[], ManagedNode], args: list[str] | None = None, threads: int = 1
 ) -> int:
-    """Spin a node until SIGINT/SIGTERM, then shut down cleanly.
+    """Spin a node until SIGINT/SIGTERM, then shut it down through its lifecycle.
 
     One thread with rclpy's events executor (its dispatch runs in C++) unless the node has
     callback groups that must run side by side (`threads` > 1): the multi-threaded executor's
     hand-off to a thread pool makes every message later (`make bench-dds`, docs/system.md).
-
-    A node may define `on_shutdown()`. It runs before the node is destroyed, while the context
-    is still up and publishers still work (the perception node finishes in-flight frames there).
+    Shutting down runs the node's lifecycle shutdown while the context is still up, so what is
+    in flight is answered first (the perception node finishes waiting frames there).
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
@@ -203,12 +337,13 @@ def run_node(
     try:
         node = node_factory()
         executor.add_node(node)
+        node.start_up()
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.2)  # a signal is handled between two calls
     finally:
         if node is not None:
-            if hasattr(node, "on_shutdown"):
-                node.on_shutdown()
+            if node.lifecycle_state in ("unconfigured", "inactive", "active"):
+                node.trigger_shutdown()
             executor.remove_node(node)
             node.destroy_node()
         executor.shutdown()

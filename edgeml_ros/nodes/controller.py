@@ -1,6 +1,7 @@
 """Controller node: turns link quality, battery state and perception telemetry into plans.
 
-It runs a learned policy (`rl`: PPO, `dqn`) or a named baseline through the `policy`
+A managed node: configure loads the profile and the policy, activate starts deciding. It runs
+a learned policy (`rl`: PPO, `dqn`) or a named baseline through the `policy`
 parameter (edgeml_ros.policy.live), on the same observation the policy was trained on in the
 simulator. It publishes ExecutionPolicy on every change and at least every
 `publish_period_s`. Without a fresh link estimate or battery reading it falls back to the safe
@@ -12,17 +13,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from rclpy.node import Node
 from sensor_msgs.msg import BatteryState
 
-from edgeml_ros.core.pipeline import ExecutionPlan, Status
+from edgeml_ros.core.outcome import Status
+from edgeml_ros.core.pipeline import ExecutionPlan
 from edgeml_ros.core.profiles import DEFAULT_PROFILE
 from edgeml_ros.msg import ExecutionPolicy, LinkQuality, ResultBatch
 from edgeml_ros.nodes.common import (
     LATCHED,
     RELIABLE,
+    ManagedNode,
     Param,
-    declare_params,
     one_of,
     param_values,
     run_node,
@@ -37,26 +38,26 @@ from edgeml_ros.policy.sim import SimConfig
 CONTROLLER_PARAMS = ("policy", "stale_after_s", "battery_critical_soc", "deadline_ms")
 
 
-class ControllerNode(Node):
+class ControllerNode(ManagedNode):
     """Publishes the execution policy chosen for the current conditions."""
 
     def __init__(self) -> None:
-        super().__init__("controller")
-        declare_params(
-            self,
+        self.controller: LiveController | None = None  # the policy check reads it
+        super().__init__(
+            "controller",
             [
                 Param("profile", str(DEFAULT_PROFILE), "Measured profile of the drone's model "
-                      "(edgeml profile); the policies are trained for it.", read_only=True),
+                      "(edgeml profile); the policies are trained for it.", at_configure=True),
                 Param("policy_dir", str(POLICY_DIR), "Directory of the trained policies.",
-                      read_only=True),
+                      at_configure=True),
                 Param("device_class", "jetson_nano", "Energy-model device class of the drone.",
-                      read_only=True),
+                      at_configure=True),
                 Param("fps", 10.0, "Nominal camera rate, until results arrive.",
-                      float_range=(0.1, 1000.0), read_only=True),
+                      float_range=(0.1, 1000.0), at_configure=True),
                 Param("window_s", 1.0, "Decision period and telemetry window.",
-                      float_range=(0.1, 60.0), read_only=True),
+                      float_range=(0.1, 60.0), at_configure=True),
                 Param("publish_period_s", 1.0, "Longest time between two policy messages.",
-                      float_range=(0.05, 60.0), read_only=True),
+                      float_range=(0.05, 60.0), at_configure=True),
                 Param("policy", "rl", f"Policy choosing the plan: {', '.join(LIVE_POLICIES)}.",
                       check=self._check_policy),
                 Param("deadline_ms", 100.0, "Frame deadline the policies plan for.",
@@ -71,19 +72,35 @@ class ControllerNode(Node):
                       check=one_of("none", "zlib", "zstd")),
             ],
         )  # fmt: skip
-        self.controller = self._build()
         self.add_post_set_parameters_callback(self._on_params_set)
         self.policy_pub = self.create_publisher(ExecutionPolicy, "execution_policy", LATCHED)
-        self.create_subscription(LinkQuality, "link_quality", self._on_link, 10)
-        self.create_subscription(BatteryState, "battery_state", self._on_battery, 10)
-        self.create_subscription(ResultBatch, "perception/result_batch", self._on_results,
-                                 RELIABLE)  # fmt: skip
         self._last: ExecutionPlan | None = None
         self._last_sent = 0.0
-        self.create_timer(self.get_parameter("window_s").value, self._update)
+
+    def configure(self) -> None:
+        """Load the profile and the policy."""
+        self.controller = self._build()
         self.get_logger().info(
             f"policy {self.controller.policy.name} for {self.controller.world.profile.model_id}"
         )
+
+    def activate(self) -> None:
+        """Read the link, the battery and the results; decide every window."""
+        self._last = None
+        self.subscribe(LinkQuality, "link_quality", self._on_link, 10)
+        self.subscribe(BatteryState, "battery_state", self._on_battery, 10)
+        self.subscribe(ResultBatch, "perception/result_batch", self._on_results, RELIABLE)
+        self.every(self.get_parameter("window_s").value, self._update)
+
+    def cleanup(self) -> None:
+        """Release the policy."""
+        self.controller = None
+
+    def diagnostic_values(self) -> dict:
+        """The policy and the plan last published."""
+        plan = self._last
+        return {"policy": self.controller.policy.name,
+                "cut_point": "-" if plan is None else plan.cut_point}  # fmt: skip
 
     def _world(self, deadline_ms: float) -> World:
         p = param_values(self, ("profile", "fps", "device_class"))
@@ -92,7 +109,7 @@ class ControllerNode(Node):
 
     def _check_policy(self, name: str) -> None:
         one_of(*LIVE_POLICIES)(name)
-        if hasattr(self, "controller"):  # load it now, so a broken policy is refused
+        if self.controller is not None:  # load it now, so a broken policy is refused
             named_policies(self.controller.world, [name], Path(self._param("policy_dir")))
 
     def _param(self, name: str):
@@ -106,7 +123,7 @@ class ControllerNode(Node):
                               p["stale_after_s"], p["battery_critical_soc"])  # fmt: skip
 
     def _on_params_set(self, params) -> None:
-        if {p.name for p in params} & set(CONTROLLER_PARAMS):
+        if self.controller is not None and {p.name for p in params} & set(CONTROLLER_PARAMS):
             self.controller = self._build()
             self.get_logger().info(f"now running policy {self.controller.policy.name}")
 

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import time
 
-from rclpy.node import Node
-
 from edgeml_ros.core.link import LinkEstimator, ProbeTracker
 from edgeml_ros.core.offload_window import IN_FLIGHT_HORIZON_S
-from edgeml_ros.core.pipeline import Status, Where
+from edgeml_ros.core.outcome import Status, Where
 from edgeml_ros.msg import LinkProbe, LinkQuality, ResultBatch
-from edgeml_ros.nodes.common import RELIABLE, Param, declare_params, run_node
+from edgeml_ros.nodes.common import RELIABLE, ManagedNode, Param, param_values, run_node
 
 # Probes pause while a batch with an offloaded frame's result came within this: at 40 kbit/s a
 # 4 KB offload takes about 0.9 s, after a lost one the drone may wait up to the offload window's
@@ -29,46 +27,65 @@ from edgeml_ros.nodes.common import RELIABLE, Param, declare_params, run_node
 OFFLOADS_MEASURE_S = IN_FLIGHT_HORIZON_S + 1.0
 
 
-class LinkMonitorNode(Node):
+class LinkMonitorNode(ManagedNode):
     """Publishes LinkQuality from probes and offload round trips."""
 
     def __init__(self) -> None:
-        super().__init__("link_monitor")
-        declare_params(
-            self,
+        super().__init__(
+            "link_monitor",
             [
                 Param("window", 12, "Number of recent probes and offloads the estimate covers.",
-                      int_range=(1, 10000), read_only=True),
+                      int_range=(1, 10000), at_configure=True),
                 Param("publish_period_s", 0.5, "Period of LinkQuality messages.",
-                      float_range=(0.05, 60.0), read_only=True),
+                      float_range=(0.05, 60.0), at_configure=True),
                 Param("probe_period_s", 0.25, "Period of link probes.",
-                      float_range=(0.01, 60.0), read_only=True),
+                      float_range=(0.01, 60.0), at_configure=True),
                 Param("probe_payload_bytes", 1024, "Padding of every second probe (goodput); "
                       "costs payload*4/probe_period bit/s of the link.",
-                      int_range=(0, 1 << 20), read_only=True),
+                      int_range=(0, 1 << 20), at_configure=True),
                 Param("probe_budget", 0.05, "Most of the estimated bandwidth (a fraction) the "
                       "probes may take; on a slow link they are spaced out to stay within it.",
-                      float_range=(0.001, 1.0), read_only=True),
+                      float_range=(0.001, 1.0), at_configure=True),
                 Param("probe_timeout_s", 2.0, "An unanswered probe counts as lost after this.",
-                      float_range=(0.01, 600.0), read_only=True),
+                      float_range=(0.01, 600.0), at_configure=True),
             ],
         )  # fmt: skip
-        p = {n: self.get_parameter(n).value for n in
-             ("window", "probe_payload_bytes", "probe_timeout_s", "probe_budget")}  # fmt: skip
+        self.pub = self.create_publisher(LinkQuality, "link_quality", 10)
+        self.probe_pub = self.create_publisher(LinkProbe, "link/probe", 10)
+        self.estimator: LinkEstimator | None = None
+        self.probes: ProbeTracker | None = None
+
+    def configure(self) -> None:
+        """A fresh estimate with the configured window and probe settings."""
+        p = param_values(self, ("window", "probe_payload_bytes", "probe_timeout_s",
+                                "probe_budget", "probe_period_s"))  # fmt: skip
         self.estimator = LinkEstimator(p["window"])
         self.probes = ProbeTracker(self.estimator, p["probe_payload_bytes"], p["probe_timeout_s"],
                                    p["probe_budget"])  # fmt: skip
-        self.pub = self.create_publisher(LinkQuality, "link_quality", 10)
-        self.probe_pub = self.create_publisher(LinkProbe, "link/probe", 10)
-        self.create_subscription(LinkProbe, "link/probe_echo", self._on_echo, 10)
-        # Results a period at a time: the perception node's per-frame results wake only the nodes
-        # that need each one at once.
-        self.create_subscription(ResultBatch, "perception/result_batch", self._on_results,
-                                 RELIABLE)  # fmt: skip
-        self.probe_period_s = self.get_parameter("probe_period_s").value
+        self.probe_period_s = p["probe_period_s"]
         self.last_offload = float("-inf")  # when a batch last had an offloaded frame's result
-        self.create_timer(self.probe_period_s, self._probe)
-        self.create_timer(self.get_parameter("publish_period_s").value, self._publish)
+
+    def activate(self) -> None:
+        """Probe, read the results, publish the estimate."""
+        self.subscribe(LinkProbe, "link/probe_echo", self._on_echo, 10)
+        # Results a period at a time: the perception node's per-frame results wake only the
+        # nodes that need each one at once.
+        self.subscribe(ResultBatch, "perception/result_batch", self._on_results, RELIABLE)
+        self.every(self.probe_period_s, self._probe)
+        self.every(self.get_parameter("publish_period_s").value, self._publish)
+
+    def cleanup(self) -> None:
+        """Forget the estimate."""
+        self.estimator, self.probes = None, None
+
+    def diagnostic_values(self) -> dict:
+        """The current estimate."""
+        estimate = self.estimator.estimate()
+        if estimate is None:
+            return {"samples": 0}
+        return {"bandwidth_mbps": f"{estimate.bandwidth_mbps:.3f}",
+                "rtt_ms": f"{estimate.rtt_ms:.1f}", "loss_ratio": f"{estimate.loss_ratio:.3f}",
+                "samples": estimate.samples}  # fmt: skip
 
     def _probe(self) -> None:
         now = time.monotonic()

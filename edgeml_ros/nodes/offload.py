@@ -1,6 +1,7 @@
 """Offload node (base station): finishes the DNN for one or more drones.
 
-For every drone namespace in `drone_namespaces` it serves `<ns>/offload/request` and answers on
+A managed node: configure loads the checkpoint (it must be the drones'), activate serves. For
+every drone namespace in `drone_namespaces` it serves `<ns>/offload/request` and answers on
 `<ns>/offload/reply`, and echoes the link monitor's probes (`<ns>/link/probe` ->
 `<ns>/link/probe_echo`, without their padding). Each request is validated (model id, weights
 digest, cut point, shape, dtype, size) before it is touched; a bad one gets a rejection that
@@ -16,23 +17,22 @@ import threading
 import time
 
 import torch
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
 
-from edgeml_ros.core.pipeline import Status, TailServer
+from edgeml_ros.core.checkpoint import load_checkpoint
+from edgeml_ros.core.outcome import Status
+from edgeml_ros.core.pipeline import TailServer
 from edgeml_ros.msg import BaseStationLoad, FeatureTensor, InferenceResult, LinkProbe
 from edgeml_ros.nodes.common import (
     OFFLOAD,
     RELIABLE,
+    ManagedNode,
     Param,
-    declare_params,
-    device_param,
-    diagnostic_array,
-    load_model_param,
+    param_values,
     run_node,
 )
 from edgeml_ros.nodes.conversions import msg_to_request, reply_to_msg
+from edgeml_ros.nodes.model_params import checkpoint_param, device_param
 
 
 def _topic(namespace: str, name: str) -> str:
@@ -40,59 +40,52 @@ def _topic(namespace: str, name: str) -> str:
     return f"/{namespace}/{name}" if namespace else name
 
 
-class OffloadNode(Node):
+class OffloadNode(ManagedNode):
     """Runs the tail of the model for offload requests."""
 
+    diagnostic_name = "offload"
+
     def __init__(self) -> None:
-        super().__init__("offload")
-        self.bundle = load_model_param(
-            self, "Model checkpoint (.pt), loaded once at start-up; must match the drones'."
-        )
-        declare_params(
-            self,
+        super().__init__(
+            "offload",
             [
-                Param(
-                    "drone_namespaces",
-                    [""],
-                    "Namespaces of the drones to serve ('' = this node's own namespace).",
-                    read_only=True,
-                ),
-                Param(
-                    "max_payload_bytes",
-                    16 * 1024 * 1024,
-                    "Largest accepted offload payload, in bytes.",
-                    int_range=(1, 1 << 30),
-                ),
+                checkpoint_param("Model checkpoint (.pt) loaded on configure; must be the "
+                                 "drones'."),
+                Param("drone_namespaces", [""], "Namespaces of the drones to serve ('' = this "
+                      "node's own namespace).", at_configure=True),
+                Param("max_payload_bytes", 16 * 1024 * 1024, "Largest accepted offload payload, "
+                      "in bytes.", int_range=(1, 1 << 30)),
                 device_param(),
-                Param(
-                    "emulated_rtt_ms",
-                    0.0,
-                    "Emulation only (0 on a real link): hold replies and probe echoes this long, "
-                    "to add round-trip delay to a shaped link.",
-                    float_range=(0.0, 10000.0),
-                ),
-                Param(
-                    "threads",
-                    2,
-                    "torch CPU threads for the tail.",
-                    int_range=(1, 64),
-                    read_only=True,
-                ),
+                Param("emulated_rtt_ms", 0.0, "Emulation only (0 on a real link): hold replies "
+                      "and probe echoes this long, to add round-trip delay to a shaped link.",
+                      float_range=(0.0, 10000.0)),
+                Param("threads", 2, "torch CPU threads for the tail.", int_range=(1, 64),
+                      at_configure=True),
             ],
-        )
-        torch.set_num_threads(self.get_parameter("threads").value)
-        self.server = TailServer(
-            self.bundle,
-            self.get_parameter("max_payload_bytes").value,
-            self.get_parameter("device").value,
-        )
+        )  # fmt: skip
+        self.server: TailServer | None = None
         self.add_post_set_parameters_callback(self._on_params_set)
-        group = MutuallyExclusiveCallbackGroup()
+        self.load_pub = self.create_publisher(BaseStationLoad, "offload/load", 10)
+        self._drones: list[str] = []
+        self._load_since = time.monotonic()
+        self._load = BaseStationLoad()
+
+    def configure(self) -> None:
+        """Load the checkpoint and build the tail server."""
+        p = param_values(self, ("checkpoint", "max_payload_bytes", "device", "threads"))
+        bundle = load_checkpoint(p["checkpoint"])
+        torch.set_num_threads(p["threads"])
+        self.server = TailServer(bundle, p["max_payload_bytes"], p["device"])
+        self._drones = [ns or "(own namespace)"
+                        for ns in self.get_parameter("drone_namespaces").value]  # fmt: skip
+
+    def activate(self) -> None:
+        """Serve every drone's requests and probes; report the load every second."""
+        tails = MutuallyExclusiveCallbackGroup()
         probes = MutuallyExclusiveCallbackGroup()  # echoes never wait behind a tail
-        self._drones = []
         for ns in self.get_parameter("drone_namespaces").value:
-            echo_pub = self.create_publisher(LinkProbe, _topic(ns, "link/probe_echo"), 10)
-            self.create_subscription(
+            echo_pub = self.publisher(LinkProbe, _topic(ns, "link/probe_echo"), 10)
+            self.subscribe(
                 LinkProbe,
                 _topic(ns, "link/probe"),
                 lambda msg, pub=echo_pub: self._send(
@@ -101,27 +94,27 @@ class OffloadNode(Node):
                 10,
                 callback_group=probes,
             )
-            reply_pub = self.create_publisher(
-                InferenceResult, _topic(ns, "offload/reply"), RELIABLE
-            )
-            self.create_subscription(
+            reply_pub = self.publisher(InferenceResult, _topic(ns, "offload/reply"), RELIABLE)
+            self.subscribe(
                 FeatureTensor,
                 _topic(ns, "offload/request"),
                 lambda msg, pub=reply_pub: self._on_request(msg, pub),
                 OFFLOAD,
-                callback_group=group,
+                callback_group=tails,
             )
-            self._drones.append(ns or "(own namespace)")
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.load_pub = self.create_publisher(BaseStationLoad, "offload/load", 10)
         self._load_since = time.monotonic()
-        self.create_timer(1.0, self._publish_load, callback_group=group)
+        self.every(1.0, self._publish_load, callback_group=tails)
         self.get_logger().info(
-            f"serving {self.bundle.meta.model_id} to drones: {', '.join(self._drones)}"
+            f"serving {self.server.bundle.meta.model_id} to drones: {', '.join(self._drones)}"
         )
 
+    def cleanup(self) -> None:
+        """Release the model."""
+        self.server = None
+
     def _on_params_set(self, params) -> None:
-        self.server.max_payload_bytes = self.get_parameter("max_payload_bytes").value
+        if self.server is not None:
+            self.server.max_payload_bytes = self.get_parameter("max_payload_bytes").value
 
     def _on_request(self, msg: FeatureTensor, reply_pub) -> None:
         request = msg_to_request(msg)
@@ -150,12 +143,13 @@ class OffloadNode(Node):
         )
         load.header.stamp = self.get_clock().now().to_msg()
         self.load_pub.publish(load)
-        values = {"served": self.server.served, "rejected": self.server.rejected,
-                  "utilization": f"{load.utilization:.3f}",
-                  "requests_per_s": f"{load.requests_per_s:.1f}"}  # fmt: skip
-        self.diag_pub.publish(
-            diagnostic_array(self, "offload", values, "running", DiagnosticStatus.OK)
-        )
+        self._load = load
+
+    def diagnostic_values(self) -> dict:
+        """Requests served and rejected, and the last second's load."""
+        return {"served": self.server.served, "rejected": self.server.rejected,
+                "utilization": f"{self._load.utilization:.3f}",
+                "requests_per_s": f"{self._load.requests_per_s:.1f}"}  # fmt: skip
 
 
 def main(args: list[str] | None = None) -> int:

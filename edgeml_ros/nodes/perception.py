@@ -1,50 +1,50 @@
 """Perception node (drone): camera frames in, one InferenceResult out per frame.
 
-Each result goes out as its frame finishes (`perception/result`) and again, with the others of
-its period, in a `ResultBatch` (`perception/result_batch`) for the controller, the link monitor
-and the battery simulator.
+A managed node: configure loads the checkpoint and checks the plan parameters against it,
+activate subscribes to the camera, the offload replies and the controller's policy. Each result
+goes out as its frame finishes (`perception/result`) and again, with the others of its period,
+in a `ResultBatch` (`perception/result_batch`) for the controller, the link monitor and the
+battery simulator.
 
-Runs the early-exit head under the current execution policy, offloads the features at the cut
+It runs the early-exit head under the current execution plan, offloads the features at the cut
 point to the base station when no exit fired, and falls back locally when no reply arrives by
-the deadline. All model work happens in one mutually exclusive callback group, so parameter
-services stay responsive.
+the deadline. One thread serves everything (rclpy's events executor; `make bench-dds` measured
+it fastest): a parameter or lifecycle request waits at most for the frame being computed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import torch
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.node import Node
+from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
-from rclpy.qos import (
-    qos_profile_sensor_data,
-)
+from rclpy.qos import qos_profile_sensor_data
 from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import CompressedImage, Image
 
 from edgeml_ros.core.annotate import annotate
+from edgeml_ros.core.checkpoint import ModelBundle, load_checkpoint
+from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
+from edgeml_ros.core.outcome import Status
 from edgeml_ros.core.pipeline import (
     EXPIRE_PERIOD_S,
     DronePipeline,
     ExecutionPlan,
     OffloadRequest,
-    Status,
     validate_plan,
 )
+from edgeml_ros.core.runtime import EXIT_RULES
 from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult, ResultBatch
 from edgeml_ros.nodes.common import (
     LATCHED,
     OFFLOAD,
     RELIABLE,
+    ManagedNode,
     Param,
-    declare_params,
-    device_param,
-    diagnostic_array,
-    exit_plan_params,
-    load_model_param,
+    one_of,
+    param_values,
     run_node,
     stamp_age_s,
 )
@@ -57,166 +57,229 @@ from edgeml_ros.nodes.conversions import (
     result_to_msg,
     rgb_to_image,
 )
+from edgeml_ros.nodes.model_params import checkpoint_param, device_param
 
 PLAN_PARAMS = ("cut_point", "exit_thresholds", "exit_rule", "encoding", "compression")
+IMAGE_TOPIC = "camera/image_raw"
+# Ranges before a model is loaded; configure and every later change check against the model.
+MAX_BLOCKS = 256
 
 
-class PerceptionNode(Node):
+class PerceptionNode(ManagedNode):
     """Early-exit, partition-offloading inference on the drone."""
 
-    def __init__(self) -> None:
-        super().__init__("perception")
-        self.bundle = load_model_param(self, "Model checkpoint (.pt), loaded once at start-up.")
-        torch.set_num_threads(1)
-        model = self.bundle.model
-        declare_params(
-            self,
-            [
-                Param(
-                    "cut_point",
-                    model.num_blocks,
-                    "Blocks run on the drone before offloading (num_blocks = all on the drone).",
-                    int_range=(0, model.num_blocks),
-                ),
-                *exit_plan_params(model.num_exits),
-                Param(
-                    "deadline_ms",
-                    100.0,
-                    "Deadline of each frame from its arrival; an offload without a reply falls "
-                    "back on the drone in time to finish by it.",
-                    float_range=(1.0, 60000.0),
-                ),
-                device_param(),
-                Param(
-                    "max_frame_age_ms",
-                    100.0,
-                    "Frames older than this (capture stamp to processing) are dropped unrun "
-                    "with a STALE result, so the node never works through a backlog.",
-                    float_range=(1.0, 60000.0),
-                ),
-                Param(
-                    "max_offloads_in_flight",
-                    2,
-                    "Offloads on the link at once (sent, not yet answered); a frame that would "
-                    "exceed it finishes on the drone at once instead of queueing on a slow link. "
-                    "Below it, another offload goes only when the link (at the delivery rate the "
-                    "replies show) has at most a frame interval of work left and, once a loss "
-                    "has shown the link's queue, no more are in flight than it holds.",
-                    int_range=(1, 1000),
-                ),
-                Param(
-                    "compute_slowdown",
-                    1.0,
-                    "Emulation only, 1 on a real robot: pad the drone's compute time to this "
-                    "multiple to stand in for a slower computer (reported in diagnostics).",
-                    float_range=(1.0, 100.0),
-                ),
-                Param(
-                    "annotate_rate_hz",
-                    2.0,
-                    "Rate of annotated frames on perception/annotated for rviz (0: off).",
-                    float_range=(0.0, 100.0),
-                ),
-                Param(
-                    "follow_controller",
-                    True,
-                    "Apply ExecutionPolicy messages from the controller (false: parameters only).",
-                ),
-                Param(
-                    "result_batch_period_s",
-                    0.25,
-                    "Period of perception/result_batch: the results of the period in one "
-                    "message, for the controller, the link monitor and the battery simulator "
-                    "(one wake-up per period instead of one per frame).",
-                    float_range=(0.01, 60.0),
-                    read_only=True,
-                ),
-                Param(
-                    "diagnostics_period_s",
-                    1.0,
-                    "Period of /diagnostics updates.",
-                    float_range=(0.1, 60.0),
-                    read_only=True,
-                ),
-            ],
-        )
-        self.pipeline = DronePipeline(
-            self.bundle,
-            self._plan_from_params(),
-            self.get_parameter("deadline_ms").value / 1e3,
-            self.get_parameter("compute_slowdown").value,
-            self.get_parameter("max_frame_age_ms").value / 1e3,
-            self.get_parameter("device").value,
-            self.get_parameter("max_offloads_in_flight").value,
-        )
-        self._applying_policy: str | None = None
-        self.add_post_set_parameters_callback(self._on_params_set)
+    diagnostic_name = "frames"
 
-        group = MutuallyExclusiveCallbackGroup()
+    def __init__(self) -> None:
+        self.bundle: ModelBundle | None = None
+        self.pipeline: DronePipeline | None = None  # the plan checks read it from declaration on
+        super().__init__("perception", self._params())
+        self.add_post_set_parameters_callback(self._on_params_set)
         self.result_pub = self.create_publisher(InferenceResult, "perception/result", RELIABLE)
         self.batch_pub = self.create_publisher(ResultBatch, "perception/result_batch", RELIABLE)
-        self._batch: list[InferenceResult] = []
         self.request_pub = self.create_publisher(FeatureTensor, "offload/request", OFFLOAD)
-        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.annotated_pub = self.create_publisher(Image, "perception/annotated", 2)
+        self._batch: list[InferenceResult] = []
         self._to_annotate: dict[int, Image | CompressedImage] = {}
         self._last_annotated = 0.0
-        for msg_type, topic in ((Image, "camera/image_raw"),
-                                (CompressedImage, "camera/image_raw/compressed")):  # fmt: skip
-            self.create_subscription(
-                msg_type,
-                topic,
-                self._on_image,
-                qos_profile_sensor_data,
-                callback_group=group,
-                qos_overriding_options=QoSOverridingOptions.with_default_policies(),
-            )
-        self.create_subscription(
-            InferenceResult, "offload/reply", self._on_reply, RELIABLE, callback_group=group
-        )
-        self.create_subscription(
-            ExecutionPolicy, "execution_policy", self._on_policy, LATCHED, callback_group=group
-        )
-        # Checks for offloads past their fallback time; runs only while some are pending.
-        self.expire_timer = self.create_timer(EXPIRE_PERIOD_S, self._expire, callback_group=group)
-        self.expire_timer.cancel()
-        self.create_timer(
-            self.get_parameter("diagnostics_period_s").value, self._publish_diagnostics
-        )
-        self.create_timer(
-            self.get_parameter("result_batch_period_s").value,
-            self._publish_batch,
-            callback_group=group,
-        )
+        self.expire_timer = None
+
+    def _params(self) -> list[Param]:
+        return [
+            checkpoint_param("Model checkpoint (.pt) loaded on configure."),
+            device_param(),
+            Param(
+                "cut_point",
+                Parameter.Type.INTEGER,
+                "Blocks run on the drone before offloading, 0 to the model's block count (= all "
+                "on the drone, the default).",
+                int_range=(0, MAX_BLOCKS),
+                check=self._plan_check("cut_point"),
+            ),
+            Param(
+                "exit_thresholds",
+                Parameter.Type.DOUBLE_ARRAY,
+                "Confidence threshold per exit, final exit last (ignored); > 1 disables an exit. "
+                "One value per exit of the model (default 0.9 each).",
+                check=self._plan_check("exit_thresholds"),
+            ),
+            Param("exit_rule", "max_prob", "Exit confidence score: max_prob or entropy.",
+                  check=one_of(*EXIT_RULES)),
+            Param("encoding", "fp32", "Offloaded tensor encoding: fp32, fp16 or int8.",
+                  check=one_of(*ENCODINGS)),
+            Param("compression", "none", "Lossless compression of offloads: none, zlib or zstd.",
+                  check=one_of(*COMPRESSIONS)),
+            Param(
+                "image_transport",
+                "raw",
+                f"Camera input: raw (sensor_msgs/Image on {IMAGE_TOPIC}) or compressed "
+                f"(sensor_msgs/CompressedImage, JPEG or PNG, on {IMAGE_TOPIC}/compressed), "
+                "as image_transport names them; remap camera/image_raw to your camera's topic.",
+                at_configure=True,
+                check=one_of("raw", "compressed"),
+            ),
+            Param(
+                "deadline_ms",
+                100.0,
+                "Deadline of each frame from its arrival; an offload without a reply falls "
+                "back on the drone in time to finish by it.",
+                float_range=(1.0, 60000.0),
+            ),
+            Param(
+                "max_frame_age_ms",
+                100.0,
+                "Frames older than this (capture stamp to processing) are dropped unrun "
+                "with a STALE result, so the node never works through a backlog.",
+                float_range=(1.0, 60000.0),
+            ),
+            Param(
+                "max_offloads_in_flight",
+                2,
+                "Offloads on the link at once (sent, not yet answered); a frame that would "
+                "exceed it finishes on the drone at once instead of queueing on a slow link. "
+                "Below it, another offload goes only when the link (at the delivery rate the "
+                "replies show) has at most a frame interval of work left and, once a loss "
+                "has shown the link's queue, no more are in flight than it holds.",
+                int_range=(1, 1000),
+            ),
+            Param(
+                "compute_slowdown",
+                1.0,
+                "Emulation only, 1 on a real robot: pad the drone's compute time to this "
+                "multiple to stand in for a slower computer (reported in diagnostics).",
+                float_range=(1.0, 100.0),
+            ),
+            Param(
+                "annotate_rate_hz",
+                2.0,
+                "Rate of annotated frames on perception/annotated for rviz (0: off).",
+                float_range=(0.0, 100.0),
+            ),
+            Param(
+                "follow_controller",
+                True,
+                "Apply ExecutionPolicy messages from the controller (false: parameters only).",
+            ),
+            Param(
+                "result_batch_period_s",
+                0.25,
+                "Period of perception/result_batch: the results of the period in one "
+                "message, for the controller, the link monitor and the battery simulator "
+                "(one wake-up per period instead of one per frame).",
+                float_range=(0.01, 60.0),
+                at_configure=True,
+            ),
+        ]  # fmt: skip
+
+    def _plan_check(self, name: str):
+        """A validator of one plan parameter: against the model once it is loaded."""
+
+        def check(value) -> None:
+            if self.pipeline is not None:
+                plan = dataclasses.replace(self.pipeline.plan, **{name: _plan_field(name, value)})
+                validate_plan(self.bundle, plan)
+            elif name == "exit_thresholds" and any(not 0.0 <= t <= 10.0 for t in value):
+                raise ValueError(f"values must lie in [0, 10], got {list(value)}")
+
+        return check
+
+    def configure(self) -> None:
+        """Load the checkpoint, fill the model's defaults, check the plan, measure the model."""
+        bundle = load_checkpoint(self.get_parameter("checkpoint").value)
+        model = bundle.model
+        defaults = {"cut_point": model.num_blocks, "exit_thresholds": [0.9] * model.num_exits}
+        unset = [Parameter(n, value=v) for n, v in defaults.items() if not self._is_set(n)]
+        if unset:
+            self.set_parameters(unset)
+        plan = self._plan_from_params()
+        try:
+            validate_plan(bundle, plan)
+        except ValueError as exc:
+            raise ValueError(
+                f"the plan parameters do not fit {bundle.meta.model_id}: {exc}"
+            ) from None
+        torch.set_num_threads(1)
+        p = param_values(self, ("deadline_ms", "compute_slowdown", "max_frame_age_ms", "device",
+                                "max_offloads_in_flight"))  # fmt: skip
+        self.pipeline = DronePipeline(bundle, plan, p["deadline_ms"] / 1e3, p["compute_slowdown"],
+                                      p["max_frame_age_ms"] / 1e3, p["device"],
+                                      p["max_offloads_in_flight"])  # fmt: skip
+        self.bundle = bundle
         self.get_logger().info(
-            f"model {self.bundle.meta.model_id} ({model.num_blocks} blocks, "
-            f"{model.num_exits} exits); plan {self.pipeline.plan}"
+            f"model {bundle.meta.model_id} ({model.num_blocks} blocks, {model.num_exits} "
+            f"exits); plan {plan}"
         )
+
+    def _is_set(self, name: str) -> bool:
+        try:
+            self.get_parameter(name)
+        except ParameterUninitializedException:
+            return False
+        return True
+
+    def activate(self) -> None:
+        """Subscribe to the camera, the replies and the policy; start the timers."""
+        if self.get_parameter("image_transport").value == "compressed":
+            msg_type, topic = CompressedImage, self.resolve_topic_name(IMAGE_TOPIC) + "/compressed"
+        else:
+            msg_type, topic = Image, IMAGE_TOPIC
+        self.subscribe(
+            msg_type,
+            topic,
+            self._on_image,
+            qos_profile_sensor_data,
+            qos_overriding_options=QoSOverridingOptions.with_default_policies(),
+        )
+        self.subscribe(InferenceResult, "offload/reply", self._on_reply, RELIABLE)
+        self.subscribe(ExecutionPolicy, "execution_policy", self._on_policy, LATCHED)
+        # Checks for offloads past their fallback time; runs only while some are pending.
+        self.expire_timer = self.every(EXPIRE_PERIOD_S, self._expire)
+        self.expire_timer.cancel()
+        self.every(self.get_parameter("result_batch_period_s").value, self._publish_batch)
+        self.get_logger().info(f"reading {msg_type.__name__} frames on "
+                               f"{self.resolve_topic_name(topic)}")  # fmt: skip
+
+    def finish(self) -> None:
+        """Finish every in-flight offload locally so no frame is left without a result."""
+        if self.pipeline is None:
+            return
+        for result in self.pipeline.expire(force=True):
+            self._publish(result)
+        self._publish_batch()
+        self.publish_diagnostics()
+        self.get_logger().info(f"stopping: {self.pipeline.counters.as_dict()}")
+        time.sleep(0.2)  # let DDS deliver the last results before the work stops
+
+    def cleanup(self) -> None:
+        """Release the model."""
+        self.pipeline, self.bundle = None, None
+        self._to_annotate.clear()
 
     def _plan_from_params(self, policy_name: str = "parameters") -> ExecutionPlan:
-        p = {n: self.get_parameter(n).value for n in PLAN_PARAMS}
-        return ExecutionPlan(
-            p["cut_point"],
-            tuple(p["exit_thresholds"]),
-            p["exit_rule"],
-            p["encoding"],
-            p["compression"],
-            policy_name,
-        )
+        p = param_values(self, PLAN_PARAMS)
+        return ExecutionPlan(p["cut_point"], tuple(p["exit_thresholds"]), p["exit_rule"],
+                             p["encoding"], p["compression"], policy_name)  # fmt: skip
 
     def _on_params_set(self, params) -> None:
+        """Apply changed parameters from the next frame on.
+
+        The plan parameters always show the plan in force: a plan from the controller is
+        written into them, and only values that differ from it are a plan set by hand.
+        """
+        pipeline = self.pipeline
+        if pipeline is None:
+            return
         names = {p.name for p in params}
         if names & set(PLAN_PARAMS):
-            policy_name = self._applying_policy or "parameters"
-            self.pipeline.set_plan(self._plan_from_params(policy_name))
-        if "deadline_ms" in names:
-            self.pipeline.deadline_s = self.get_parameter("deadline_ms").value / 1e3
-        if "compute_slowdown" in names:
-            self.pipeline.compute_slowdown = self.get_parameter("compute_slowdown").value
-        if "max_frame_age_ms" in names:
-            self.pipeline.max_age_s = self.get_parameter("max_frame_age_ms").value / 1e3
-        if "max_offloads_in_flight" in names:
-            self.pipeline.window.max_in_flight = self.get_parameter("max_offloads_in_flight").value
+            plan = self._plan_from_params()
+            if dataclasses.replace(plan, policy_name=pipeline.plan.policy_name) != pipeline.plan:
+                pipeline.set_plan(plan)
+        p = param_values(self, ("deadline_ms", "compute_slowdown", "max_frame_age_ms",
+                                "max_offloads_in_flight"))  # fmt: skip
+        pipeline.deadline_s = p["deadline_ms"] / 1e3
+        pipeline.compute_slowdown = p["compute_slowdown"]
+        pipeline.max_age_s = p["max_frame_age_ms"] / 1e3
+        pipeline.window.max_in_flight = p["max_offloads_in_flight"]
 
     def _on_policy(self, msg: ExecutionPolicy) -> None:
         if not self.get_parameter("follow_controller").value:
@@ -229,20 +292,11 @@ class PerceptionNode(Node):
             return
         if plan == self.pipeline.plan:
             return
-        self._applying_policy = plan.policy_name
-        try:
-            self.set_parameters_atomically(
-                [
-                    Parameter("cut_point", value=plan.cut_point),
-                    Parameter("exit_thresholds", value=list(plan.exit_thresholds)),
-                    Parameter("exit_rule", value=plan.exit_rule),
-                    Parameter("encoding", value=plan.encoding),
-                    Parameter("compression", value=plan.compression),
-                ]
-            )
-        finally:
-            self._applying_policy = None
-        self.get_logger().info(f"policy {plan.policy_name}: {msg.reason} -> {self.pipeline.plan}")
+        self.pipeline.set_plan(plan)
+        self.set_parameters_atomically(
+            [Parameter(n, value=_param_value(getattr(plan, n))) for n in PLAN_PARAMS]
+        )
+        self.get_logger().info(f"policy {plan.policy_name}: {msg.reason} -> {plan}")
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         age_s = stamp_age_s(self, msg.header.stamp)
@@ -274,7 +328,7 @@ class PerceptionNode(Node):
             self.expire_timer.cancel()
 
     def _publish(self, result) -> None:
-        if result.reason and result.status != 0:
+        if result.reason and result.status != Status.OK:
             self.get_logger().warn(f"frame {result.frame_seq}: {result.reason}")
         msg = result_to_msg(result)
         self.result_pub.publish(msg)
@@ -292,31 +346,31 @@ class PerceptionNode(Node):
             self.batch_pub.publish(batch)
             self._batch = []
 
-    def _publish_diagnostics(self) -> None:
-        values = self.pipeline.counters.as_dict()
-        values["pending"] = self.pipeline.pending_count
-        rate = self.pipeline.window.delivery_rate_bps
+    def diagnostic_values(self) -> dict:
+        """Frame counters, the offload window's view of the link, and the plan in force."""
+        pipeline = self.pipeline
+        values = pipeline.counters.as_dict()
+        values["pending"] = pipeline.pending_count
+        rate = pipeline.window.delivery_rate_bps
         values["offload_delivery_kbps"] = "n/a" if rate is None else f"{rate * 8 / 1000:.1f}"
-        queue = self.pipeline.window.queue_bytes
+        queue = pipeline.window.queue_bytes
         values["offload_link_queue_bytes"] = (
             "not seen full" if queue == float("inf") else round(queue)
         )
-        values["cut_point"] = self.pipeline.plan.cut_point
-        values["policy"] = self.pipeline.plan.policy_name
-        values["compute_slowdown_emulated"] = self.pipeline.compute_slowdown
-        self.diag_pub.publish(
-            diagnostic_array(self, "frames", values, "running", DiagnosticStatus.OK)
-        )
+        values["cut_point"] = pipeline.plan.cut_point
+        values["policy"] = pipeline.plan.policy_name
+        values["compute_slowdown_emulated"] = pipeline.compute_slowdown
+        return values
 
-    def on_shutdown(self) -> None:
-        """Finish every in-flight offload locally so no frame is left without a result."""
-        flushed = self.pipeline.expire(force=True)
-        for result in flushed:
-            self._publish(result)
-        self._publish_batch()
-        self._publish_diagnostics()
-        self.get_logger().info(f"shutting down: {self.pipeline.counters.as_dict()}")
-        time.sleep(0.2)
+
+def _plan_field(name: str, value):
+    """A parameter's value as the plan holds it."""
+    return tuple(value) if name == "exit_thresholds" else value
+
+
+def _param_value(value):
+    """A plan field as a parameter value."""
+    return [float(v) for v in value] if isinstance(value, tuple) else value
 
 
 def main(args: list[str] | None = None) -> int:
