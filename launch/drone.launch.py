@@ -1,78 +1,73 @@
 """Drone side of edgeml_ros: perception, controller and link monitor (camera source optional).
 
-ros2 launch edgeml_ros drone.launch.py namespace:=drone1 image_topic:=/camera/image_raw
+    ros2 launch edgeml_ros drone.launch.py image_topic:=/camera/image_raw
+    ros2 launch edgeml_ros drone.launch.py namespace:=drone1 radio_link:=true
+
+Every node is a lifecycle node, brought to active unless autostart:=false.
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.actions import DeclareLaunchArgument
 from launch.conditions import IfCondition
-from launch.substitutions import LaunchConfiguration, PythonExpression
-from launch_ros.actions import Node
+from launch.substitutions import LaunchConfiguration
 from launch_ros.parameter_descriptions import ParameterValue
+
+from edgeml_ros.bringup.launch_support import (
+    BOOLEAN,
+    drone_local,
+    managed_node,
+    radio_link_arguments,
+    standard_arguments,
+)
 
 
 def generate_launch_description():
-    share = get_package_share_directory("edgeml_ros")
-    use_dds_profile = PythonExpression(["'", LaunchConfiguration("dds_profile"), "' != ''"])
-    namespace = LaunchConfiguration("namespace")
-    params_file = LaunchConfiguration("params_file")
-    use_sim_time = ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)
-    log_level = LaunchConfiguration("log_level")
-    local_range = LaunchConfiguration("local_discovery_range")
-
-    def node(executable, remappings=(), condition=None, prefix=None, drone_only=False):
-        return Node(
-            package="edgeml_ros",
-            executable=executable,
-            name=executable,
-            namespace=namespace,
-            parameters=[params_file, {"use_sim_time": use_sim_time}],
-            remappings=list(remappings),
-            arguments=["--ros-args", "--log-level", log_level],
-            output="screen",
-            condition=condition,
-            prefix=prefix,
-            additional_env={"ROS_AUTOMATIC_DISCOVERY_RANGE": local_range} if drone_only else None,
-        )
-
     image_remap = [("camera/image_raw", LaunchConfiguration("image_topic"))]
     # the controller and the link monitor yield the CPU to the perception path (docs/system.md)
     background = ["nice -n ", LaunchConfiguration("background_nice")]
+    perception = {
+        "image_transport": LaunchConfiguration("image_transport"),
+        "compute_slowdown": ParameterValue(
+            LaunchConfiguration("compute_slowdown"), value_type=float
+        ),
+    }
     return LaunchDescription(
         [
-            DeclareLaunchArgument(
-                "namespace", default_value="", description="Namespace of this drone's nodes."
-            ),
-            DeclareLaunchArgument(
-                "params_file",
-                default_value=os.path.join(share, "config", "drone.yaml"),
-                description="Parameters for the drone-side nodes.",
-            ),
-            DeclareLaunchArgument(
-                "use_sim_time",
-                default_value="false",
-                choices=["true", "false"],
-                description="Use the /clock topic (simulation) instead of the system clock.",
-            ),
-            DeclareLaunchArgument(
-                "log_level",
-                default_value="info",
-                choices=["debug", "info", "warn", "error", "fatal"],
-                description="Logging level of every node.",
+            *standard_arguments(
+                "Namespace of this drone's nodes.",
+                "drone.yaml",
+                "Parameters for the drone-side nodes.",
             ),
             DeclareLaunchArgument(
                 "image_topic",
                 default_value="camera/image_raw",
-                description="Camera image topic the perception node subscribes to.",
+                description="Camera image topic the perception node subscribes to (with "
+                "image_transport:=compressed, it reads <image_topic>/compressed).",
+            ),
+            DeclareLaunchArgument(
+                "image_transport",
+                default_value="raw",
+                choices=["raw", "compressed"],
+                description="raw: sensor_msgs/Image; compressed: sensor_msgs/CompressedImage.",
             ),
             DeclareLaunchArgument(
                 "use_camera_source",
                 default_value="false",
-                choices=["true", "false"],
+                choices=BOOLEAN,
                 description="Also start the Fashion-MNIST camera source (no real camera).",
+            ),
+            DeclareLaunchArgument(
+                "policy",
+                default_value="rl",
+                description="Controller policy: rl (PPO), dqn, edge_only, cloud_only, "
+                "neurosurgeon, branchynet or spinn (ros2 param set /controller policy ... "
+                "switches it live).",
+            ),
+            DeclareLaunchArgument(
+                "compute_slowdown",
+                default_value="1.0",
+                description="Emulation only, 1 on a real drone: pad the perception node's "
+                "compute to this multiple to stand in for a slower computer.",
             ),
             DeclareLaunchArgument(
                 "background_nice",
@@ -80,37 +75,22 @@ def generate_launch_description():
                 description="Niceness of the controller and link monitor (0-19): they give way "
                 "to the perception node and the consumers of its results on a small CPU.",
             ),
-            DeclareLaunchArgument(
-                "local_discovery_range",
-                default_value="LOCALHOST",
-                choices=["LOCALHOST", "SUBNET", "SYSTEM_DEFAULT"],
-                description="ROS_AUTOMATIC_DISCOVERY_RANGE of the nodes that talk only to nodes "
-                "on the drone (controller, camera source): LOCALHOST keeps their participant "
-                "announcements and discovery off the radio link (the ground station does not see "
-                "them); SUBNET makes them visible from the ground.",
-            ),
-            DeclareLaunchArgument(
-                "dds_profile",
-                default_value=os.path.join(share, "config", "fastdds_link.xml"),
-                description="Fast DDS profile for the radio link (UDP, non-blocking sends); '' "
-                "keeps the middleware's defaults.",
-            ),
-            SetEnvironmentVariable(
-                "FASTDDS_DEFAULT_PROFILES_FILE",
-                LaunchConfiguration("dds_profile"),
-                condition=IfCondition(use_dds_profile),
-            ),
-            SetEnvironmentVariable(
-                "RMW_FASTRTPS_USE_QOS_FROM_XML", "1", condition=IfCondition(use_dds_profile)
-            ),
-            node("perception", image_remap),
-            node("controller", prefix=background, drone_only=True),
-            node("link_monitor", prefix=background),
-            node(
-                "camera_source",
-                image_remap,
-                condition=IfCondition(LaunchConfiguration("use_camera_source")),
-                drone_only=True,
+            *radio_link_arguments(),
+            managed_node("perception", [perception], image_remap),
+            managed_node("link_monitor", prefix=background),
+            drone_local(
+                [
+                    managed_node(
+                        "controller",
+                        [{"policy": LaunchConfiguration("policy")}],
+                        prefix=background,
+                    ),
+                    managed_node(
+                        "camera_source",
+                        remappings=image_remap,
+                        condition=IfCondition(LaunchConfiguration("use_camera_source")),
+                    ),
+                ]
             ),
         ]
     )

@@ -5,65 +5,55 @@ reported as emulated in its diagnostics).
     ros2 launch edgeml_ros sim.launch.py
     ros2 launch edgeml_ros sim.launch.py compute_slowdown:=4.0 policy:=spinn
 
-Link shaping needs root and network namespaces; `make demo` sets it up around the same nodes
-(see the README). Without it the link is the loopback.
+`make demo` runs this file with the base station in a second network namespace behind a link
+shaped with tc tbf (base_prefix, radio_link; see the README). Without it the link is the
+loopback.
 """
 
-import os
-
-from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node, SetParameter
-from launch_ros.parameter_descriptions import ParameterValue
+
+from edgeml_ros.bringup.launch_support import (
+    drone_local,
+    managed_node,
+    radio_link_arguments,
+    share_path,
+    standard_arguments,
+)
+
+# Passed on to both included launch files as they are.
+SHARED = ("namespace", "use_sim_time", "log_level", "autostart", "radio_link", "dds_profile")
 
 
 def generate_launch_description():
-    share = get_package_share_directory("edgeml_ros")
-    launch_dir = os.path.join(share, "launch")
-    namespace = LaunchConfiguration("namespace")
-    use_sim_time = LaunchConfiguration("use_sim_time")
-    log_level = LaunchConfiguration("log_level")
-
     def include(name, **arguments):
         return IncludeLaunchDescription(
-            PythonLaunchDescriptionSource(os.path.join(launch_dir, name)),
+            PythonLaunchDescriptionSource(share_path("launch", name)),
             launch_arguments={
-                "namespace": namespace,
-                "use_sim_time": use_sim_time,
-                "log_level": log_level,
+                **{a: LaunchConfiguration(a) for a in SHARED},
                 **arguments,
             }.items(),
         )
 
     return LaunchDescription(
         [
-            DeclareLaunchArgument(
-                "namespace", default_value="", description="Namespace of the simulated drone."
+            *standard_arguments(
+                "Namespace of the simulated drone.",
+                "drone.yaml",
+                "Parameters for the drone-side nodes.",
             ),
             DeclareLaunchArgument(
-                "params_file",
-                default_value=os.path.join(share, "config", "drone.yaml"),
-                description="Parameters for the drone-side nodes.",
-            ),
-            DeclareLaunchArgument(
-                "use_sim_time",
-                default_value="false",
-                choices=["true", "false"],
-                description="Use the /clock topic (simulation) instead of the system clock.",
-            ),
-            DeclareLaunchArgument(
-                "log_level",
-                default_value="info",
-                choices=["debug", "info", "warn", "error", "fatal"],
-                description="Logging level of every node.",
+                "base_params_file",
+                default_value=share_path("config", "base_station.yaml"),
+                description="Parameters for the base station's offload node.",
             ),
             DeclareLaunchArgument(
                 "compute_slowdown",
                 default_value="4.0",
-                description="Emulated drone computer: pad its compute to this multiple.",
+                description="Emulated drone computer: pad its compute to this multiple (about "
+                "a Jetson Nano's CPU against this class of desktop).",
             ),
             DeclareLaunchArgument(
                 "background_nice",
@@ -73,32 +63,36 @@ def generate_launch_description():
             DeclareLaunchArgument(
                 "policy",
                 default_value="rl",
-                description="Controller policy: rl, dqn, edge_only, cloud_only, neurosurgeon, "
-                "branchynet or spinn.",
+                description="Controller policy: rl (PPO), dqn, edge_only, cloud_only, "
+                "neurosurgeon, branchynet or spinn.",
             ),
-            SetParameter(
-                "compute_slowdown",
-                ParameterValue(LaunchConfiguration("compute_slowdown"), value_type=float),
+            DeclareLaunchArgument(
+                "base_prefix",
+                default_value="",
+                description="Command prefix of the base station's node, e.g. 'ip netns exec "
+                "NAME' to put it behind a shaped link.",
             ),
-            SetParameter("policy", LaunchConfiguration("policy")),
+            *radio_link_arguments(),
             include(
                 "drone.launch.py",
                 params_file=LaunchConfiguration("params_file"),
                 use_camera_source="true",
+                compute_slowdown=LaunchConfiguration("compute_slowdown"),
+                policy=LaunchConfiguration("policy"),
                 background_nice=LaunchConfiguration("background_nice"),
             ),
-            include("base_station.launch.py"),
-            Node(
-                package="edgeml_ros",
-                executable="battery_sim",
-                name="battery_sim",
-                namespace=namespace,
-                parameters=[
-                    {"use_sim_time": ParameterValue(use_sim_time, value_type=bool)},
-                ],
-                arguments=["--ros-args", "--log-level", log_level],
-                output="screen",
-                prefix=["nice -n ", LaunchConfiguration("background_nice")],
+            include(
+                "base_station.launch.py",
+                params_file=LaunchConfiguration("base_params_file"),
+                prefix=LaunchConfiguration("base_prefix"),
+            ),
+            drone_local(
+                [
+                    managed_node(
+                        "battery_sim",
+                        prefix=["nice -n ", LaunchConfiguration("background_nice")],
+                    )
+                ]
             ),
         ]
     )

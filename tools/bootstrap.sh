@@ -4,7 +4,9 @@
 #   2. A Python venv with the pinned requirements.lock, cached per lock hash under
 #      $EDGEML_CACHE_DIR (default ~/.cache/edgeml_ros) and linked as .venv, so that fresh clones
 #      on the same machine reuse it.
-#   3. A colcon build of the package (messages + Python) into install/.
+#   3. The real ROS 2 command line and `launch` (../shared/ros2_tools/install.sh) when this host
+#      has no ROS 2 install that provides `ros2 launch`.
+#   4. A colcon build of the package (messages + Python) into install/.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
@@ -43,7 +45,18 @@ if [ "$(readlink .venv 2>/dev/null)" != "$venv" ]; then
   ln -s "$venv" .venv
 fi
 
-# 3. colcon build, when a build input is newer than the last build.
+# 3. ros2 launch/param/topic/node/lifecycle: a ROS 2 install's, or the upstream releases in
+#    ../shared/ros2_tools installed into the venv (a no-op once done).
+tools=$root/../shared/ros2_tools
+if ! command -v ros2 >/dev/null || ! ros2 launch --help >/dev/null 2>&1; then
+  if [ -f "$tools/install.sh" ]; then
+    bash "$tools/install.sh" .venv >/dev/null
+  elif [ ! -f .venv/ros2_tools/local_setup.bash ]; then
+    log "no ROS 2 command line: the launch tests will skip (source a ROS 2 install to run them)"
+  fi
+fi
+
+# 4. colcon build, when a build input is newer than the last build.
 stamp=install/.edgeml_build_stamp
 if [ ! -f "$stamp" ] || [ -n "$(find msg scripts launch config edgeml_ros CMakeLists.txt \
     package.xml -newer "$stamp" -print -quit)" ] || [ "$(cat "$stamp")" != "$venv" ]; then
