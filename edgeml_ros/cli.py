@@ -221,8 +221,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _world(args: argparse.Namespace):
-    from edgeml_ros.policy.evaluate import World
     from edgeml_ros.policy.sim import SimConfig
+    from edgeml_ros.policy.world import World
 
     config = SimConfig(fps=args.fps, deadline_ms=args.deadline_ms,
                        device_class=args.device_class, weights=args.utility_weights)  # fmt: skip

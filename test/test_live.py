@@ -1,9 +1,9 @@
 import pytest
 
 from edgeml_ros.policy.agents import named_policies
-from edgeml_ros.policy.evaluate import World
 from edgeml_ros.policy.live import LiveController
 from edgeml_ros.policy.sim import WHERE_DRONE
+from edgeml_ros.policy.world import World
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from edgeml_ros.policy.agents import (
 )
 from edgeml_ros.policy.baselines import Neurosurgeon
 from edgeml_ros.policy.env import EdgeMLDDPGEnv, EdgeMLEnv, ddpg_reward
-from edgeml_ros.policy.evaluate import World, evaluate, run_policy, summarize
+from edgeml_ros.policy.evaluate import evaluate, run_policy, summarize
 from edgeml_ros.policy.observation import Observation, action_plan, num_actions
 from edgeml_ros.policy.scenarios import (
     TEST_SCENARIOS,
@@ -37,6 +37,7 @@ from edgeml_ros.policy.sim import (
     SimConfig,
     _transfer,
 )
+from edgeml_ros.policy.world import World
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from edgeml_ros.core.bench import pick_threshold, threshold_sweep
 from edgeml_ros.core.degrade import degrade
 from edgeml_ros.core.energy import DEVICE_CLASSES, device_class
 from edgeml_ros.core.profiles import (
@@ -15,9 +14,11 @@ from edgeml_ros.core.profiles import (
     load_profile,
     load_profile_conditions,
     profile_model,
+    threshold_sweep,
 )
 from edgeml_ros.core.runtime import SplitRunner
 from edgeml_ros.core.train import split_tensors
+from edgeml_ros.policy.thresholds import pick_threshold
 
 
 @pytest.fixture(scope="module")

@@ -196,6 +196,19 @@ class ExitTable:
         return [float(np.mean(p == self.labels)) for p in self.predictions]
 
 
+# Shared thresholds swept from "every early exit fires" (0) to "only the most confident" (1).
+THRESHOLD_GRID = np.round(np.arange(0.0, 1.0001, 0.005), 3)
+
+
+def threshold_sweep(table: ExitTable, rule: str = "max_prob") -> list[tuple[float, float, float]]:
+    """(threshold, accuracy, compute fraction) with one threshold for every early exit."""
+    out = []
+    for t in THRESHOLD_GRID:
+        acc, compute, _ = table.evaluate([t] * len(table.cost), rule)
+        out.append((float(t), acc, compute))
+    return out
+
+
 def exit_costs(profile: Profile) -> tuple[np.ndarray, float]:
     """MACs to reach each exit locally, and MACs of the plain model.
 

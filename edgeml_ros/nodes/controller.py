@@ -30,9 +30,9 @@ from edgeml_ros.nodes.common import (
 )
 from edgeml_ros.nodes.conversions import plan_to_msg
 from edgeml_ros.policy.agents import POLICY_DIR, named_policies
-from edgeml_ros.policy.evaluate import World
 from edgeml_ros.policy.live import LIVE_POLICIES, LiveController
 from edgeml_ros.policy.sim import SimConfig
+from edgeml_ros.policy.world import World
 
 CONTROLLER_PARAMS = ("policy", "stale_after_s", "battery_critical_soc", "deadline_ms")
 

@@ -33,9 +33,9 @@ from tqdm import tqdm
 
 from edgeml_ros.policy.baselines import baseline_policies
 from edgeml_ros.policy.env import EdgeMLDDPGEnv, EdgeMLDDPGPolicy, EdgeMLEnv
-from edgeml_ros.policy.evaluate import World
 from edgeml_ros.policy.observation import Decision, Observation, action_plan
 from edgeml_ros.policy.sim import Simulation
+from edgeml_ros.policy.world import World
 
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 AGENTS = ("ppo", "dqn", "edgeml_ddpg")

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeml_ros.core.bench import pick_threshold
 from edgeml_ros.core.profiles import ExitTable
 from edgeml_ros.policy.observation import (
     Decision,
@@ -28,6 +27,7 @@ from edgeml_ros.policy.observation import (
     num_actions,
 )
 from edgeml_ros.policy.sim import NO_EARLY_EXIT, ModelCosts, Plan, Simulation
+from edgeml_ros.policy.thresholds import pick_threshold
 
 SPINN_ACCURACY_SLACK = 0.005
 

@@ -7,10 +7,10 @@ import time
 import numpy as np
 import torch
 
-from edgeml_ros.policy.evaluate import World
 from edgeml_ros.policy.observation import Observation, Policy, observe
 from edgeml_ros.policy.scenarios import TEST_SCENARIOS, resolve_scenario
 from edgeml_ros.policy.sim import Plan
+from edgeml_ros.policy.world import World
 
 
 def sample_observations(world: World, count: int) -> list[Observation]:

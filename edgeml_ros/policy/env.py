@@ -30,7 +30,6 @@ from typing import ClassVar
 import gymnasium as gym
 import numpy as np
 
-from edgeml_ros.policy.evaluate import World
 from edgeml_ros.policy.observation import (
     OBSERVATION_BOUND,
     OBSERVATION_SIZE,
@@ -42,6 +41,7 @@ from edgeml_ros.policy.observation import (
 )
 from edgeml_ros.policy.scenarios import train_scenario
 from edgeml_ros.policy.sim import FrameRecords, Plan, Scenario, Simulation
+from edgeml_ros.policy.world import World
 
 ScenarioSource = Callable[[np.random.Generator], Scenario]
 

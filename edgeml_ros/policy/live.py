@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeml_ros.core.bench import pick_threshold
-from edgeml_ros.policy.evaluate import World
 from edgeml_ros.policy.observation import Observation, Policy, plan_action, recent_stats
 from edgeml_ros.policy.sim import Plan
+from edgeml_ros.policy.thresholds import pick_threshold
+from edgeml_ros.policy.world import World
 
 # Policies that can run live: the oracle needs hindsight, EdgeML-DDPG needs ground truth.
 LIVE_POLICIES = ("rl", "dqn", "edge_only", "cloud_only", "neurosurgeon", "branchynet", "spinn")
