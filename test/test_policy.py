@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
+from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan
 from edgeml_ros.core.traces import Trace, outage_trace, step_trace
 from edgeml_ros.policy.agents import (
     POLICY_DIR,
@@ -28,11 +29,9 @@ from edgeml_ros.policy.scenarios import (
     train_scenario,
 )
 from edgeml_ros.policy.sim import (
-    NO_EARLY_EXIT,
     WHERE_BASE,
     WHERE_DRONE,
     WHERE_FALLBACK,
-    Plan,
     Scenario,
     SimConfig,
     _transfer,
@@ -51,7 +50,7 @@ def steady(mbps: float, rtt_ms: float, seconds: float = 10.0, condition="clean")
 
 
 def no_exits(world, cut):
-    return Plan(cut, (NO_EARLY_EXIT,) * (world.costs.num_exits - 1) + (0.0,))
+    return ExecutionPlan(cut, (NO_EARLY_EXIT,) * (world.costs.num_exits - 1) + (0.0,))
 
 
 def test_local_frames_cost_the_profiled_compute(world):

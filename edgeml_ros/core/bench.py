@@ -14,6 +14,7 @@ from tqdm import tqdm
 from edgeml_ros.core.checkpoint import CHECKPOINT_DIR, ModelBundle, load_checkpoint
 from edgeml_ros.core.codec import ENCODINGS, decode_tensor, encode_tensor
 from edgeml_ros.core.energy import device_class
+from edgeml_ros.core.plan import NO_EARLY_EXIT
 from edgeml_ros.core.profiles import (
     ExitTable,
     collect_exit_table,
@@ -92,7 +93,7 @@ def bench_model(
     test_table = ExitTable(preds, conf, y_test, val_table.cost, val_table.full_cost)
     threshold = pick_threshold(val_table)
     acc_at, compute_at, rates_at = test_table.evaluate([threshold] * model.num_exits)
-    never = [2.0] * model.num_exits
+    never = [NO_EARLY_EXIT] * model.num_exits
     frame = x_test[:1]
     mid = model.num_blocks // 2
     cuts = []

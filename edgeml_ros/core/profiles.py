@@ -25,7 +25,7 @@ from edgeml_ros.core.checkpoint import ModelBundle
 from edgeml_ros.core.codec import ENCODINGS, encode_tensor
 from edgeml_ros.core.energy import DeviceEnergy
 from edgeml_ros.core.models import MultiExitNet
-from edgeml_ros.core.runtime import EXIT_RULES
+from edgeml_ros.core.plan import EXIT_RULES
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 DEFAULT_PROFILE = PROFILE_DIR / "fashion_mnist_b_vgg.json"

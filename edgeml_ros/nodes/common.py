@@ -27,6 +27,7 @@ from rclpy.time import Time
 
 from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, ModelBundle, load_checkpoint
 from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
+from edgeml_ros.core.plan import check_exit_thresholds
 from edgeml_ros.core.runtime import EXIT_RULES, check_device
 
 # Results, replies and ground truth: every message counts.
@@ -133,10 +134,7 @@ def exit_plan_params(num_exits: int) -> list[Param]:
     """The execution-plan parameters that perception and controller share."""
 
     def check_thresholds(value: Any) -> None:
-        if len(value) != num_exits:
-            raise ValueError(f"needs {num_exits} values (one per exit), got {len(value)}")
-        if any(not 0.0 <= t <= 10.0 for t in value):
-            raise ValueError(f"values must lie in [0, 10], got {list(value)}")
+        check_exit_thresholds(value, num_exits)
 
     return [
         Param(

@@ -139,8 +139,8 @@ class ControllerNode(Node):
     def _update(self) -> None:
         decision = self.controller.decide(time.monotonic())
         extra = param_values(self, ("encoding", "compression"))
-        plan = ExecutionPlan(decision.plan.cut_point, decision.plan.thresholds,
-                             decision.plan.rule, extra["encoding"], extra["compression"],
+        plan = ExecutionPlan(decision.plan.cut_point, decision.plan.exit_thresholds,
+                             decision.plan.exit_rule, extra["encoding"], extra["compression"],
                              self.controller.policy.name)  # fmt: skip
         now = time.monotonic()
         changed = plan != self._last

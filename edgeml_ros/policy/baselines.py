@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan, shared_thresholds
 from edgeml_ros.core.profiles import ExitTable
 from edgeml_ros.policy.observation import (
     Decision,
@@ -26,14 +27,14 @@ from edgeml_ros.policy.observation import (
     action_plan,
     num_actions,
 )
-from edgeml_ros.policy.sim import NO_EARLY_EXIT, ModelCosts, Plan, Simulation
+from edgeml_ros.policy.sim import ModelCosts, Simulation
 from edgeml_ros.policy.thresholds import pick_threshold
 
 SPINN_ACCURACY_SLACK = 0.005
 
 
-def _no_exits(costs: ModelCosts, cut: int) -> Plan:
-    return Plan(cut, (NO_EARLY_EXIT,) * (costs.num_exits - 1) + (0.0,))
+def _no_exits(costs: ModelCosts, cut: int) -> ExecutionPlan:
+    return ExecutionPlan(cut, shared_thresholds(NO_EARLY_EXIT, costs.num_exits))
 
 
 @dataclass
@@ -41,7 +42,7 @@ class FixedPolicy:
     """The same plan whatever happens (edge_only, cloud_only, branchynet)."""
 
     name: str
-    plan: Plan
+    plan: ExecutionPlan
 
     def reset(self) -> None:
         """Nothing to forget."""
@@ -146,7 +147,7 @@ def baseline_policies(costs: ModelCosts, table: ExitTable) -> dict[str, object]:
         "neurosurgeon": Neurosurgeon(costs),
         "branchynet": FixedPolicy(
             "branchynet",
-            Plan(costs.num_blocks, (branchy,) * (costs.num_exits - 1) + (0.0,)),
+            ExecutionPlan(costs.num_blocks, shared_thresholds(branchy, costs.num_exits)),
         ),
         "spinn": Spinn(costs, table),
         "oracle": Oracle(costs),

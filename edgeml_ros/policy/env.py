@@ -30,6 +30,7 @@ from typing import ClassVar
 import gymnasium as gym
 import numpy as np
 
+from edgeml_ros.core.plan import ExecutionPlan
 from edgeml_ros.policy.observation import (
     OBSERVATION_BOUND,
     OBSERVATION_SIZE,
@@ -40,7 +41,7 @@ from edgeml_ros.policy.observation import (
     observe,
 )
 from edgeml_ros.policy.scenarios import train_scenario
-from edgeml_ros.policy.sim import FrameRecords, Plan, Scenario, Simulation
+from edgeml_ros.policy.sim import FrameRecords, Scenario, Simulation
 from edgeml_ros.policy.world import World
 
 ScenarioSource = Callable[[np.random.Generator], Scenario]
@@ -60,7 +61,7 @@ class EdgeMLEnv(gym.Env):
             -OBSERVATION_BOUND, OBSERVATION_BOUND, shape=(OBSERVATION_SIZE,), dtype=np.float32
         )
         self.sim: Simulation | None = None
-        self.plan: Plan | None = None
+        self.plan: ExecutionPlan | None = None
 
     def _obs(self) -> np.ndarray:
         return observe(self.sim, self.plan).vector(self.world.costs.num_blocks)
@@ -117,13 +118,13 @@ class EdgeMLDDPGState:
         self.rewards.append(ddpg_reward(float(state[2]), float(state[3]), out_point))
         return np.mean(self.states, axis=0).astype(np.float32), float(np.mean(self.rewards))
 
-    def plan(self, action: np.ndarray, num_blocks: int) -> tuple[Plan, int]:
+    def plan(self, action: np.ndarray, num_blocks: int) -> tuple[ExecutionPlan, int]:
         """The plan and held frames of a raw action."""
         ln_classes = math.log(10)
         thresholds = tuple(1.0 - float(t) / ln_classes for t in action[: self.num_exits - 1])
         cut = min(int(action[self.num_exits - 1]), num_blocks)
         hold = int(action[self.num_exits]) + 1
-        return Plan(cut, (*thresholds, 0.0), "entropy"), hold
+        return ExecutionPlan(cut, (*thresholds, 0.0), "entropy"), hold
 
 
 def ddpg_reward(latency_s: float, power: float, mean_exit_index: float) -> float:

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from edgeml_ros.core.plan import ExecutionPlan
 from edgeml_ros.policy.observation import Policy, observe
-from edgeml_ros.policy.sim import FrameRecords, Plan, Scenario
+from edgeml_ros.policy.sim import FrameRecords, Scenario
 from edgeml_ros.policy.world import World
 
 
@@ -17,7 +18,7 @@ def run_policy(world: World, policy: Policy, scenario: Scenario) -> FrameRecords
     """Every frame of `scenario` under `policy`."""
     sim = world.simulation(scenario)
     policy.reset()
-    plan: Plan | None = None
+    plan: ExecutionPlan | None = None
     while not sim.done:
         decision = policy.decide(observe(sim, plan), sim)
         plan = decision.plan
