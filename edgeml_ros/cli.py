@@ -265,7 +265,6 @@ def _cmd_policy_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from edgeml_ros.policy.agents import named_policies
     from edgeml_ros.policy.evaluate import (
         evaluate,
         format_table,
@@ -273,6 +272,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         plot_results,
         speedups,
     )
+    from edgeml_ros.policy.registry import named_policies
     from edgeml_ros.policy.scenarios import TEST_SCENARIOS, resolve_scenario
 
     names = args.scenario or ["test"]
@@ -358,8 +358,8 @@ def _cmd_bench_soak(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_policy(args: argparse.Namespace) -> int:
-    from edgeml_ros.policy.agents import named_policies
     from edgeml_ros.policy.bench import bench_decisions
+    from edgeml_ros.policy.registry import named_policies
 
     world = _world(args)
     policies = named_policies(world, args.policy, Path(args.policy_dir))
@@ -376,7 +376,8 @@ def _cmd_bench_policy(args: argparse.Namespace) -> int:
 def _sim_arguments(p: argparse.ArgumentParser, with_policies: bool) -> None:
     from edgeml_ros.core.energy import DEVICE_CLASSES
     from edgeml_ros.core.profiles import DEFAULT_PROFILE
-    from edgeml_ros.policy.agents import POLICY_DIR, POLICY_NAMES
+    from edgeml_ros.policy.agents import POLICY_DIR
+    from edgeml_ros.policy.registry import policy_names
 
     p.add_argument("--profile", default=str(DEFAULT_PROFILE), help="measured model profile")
     p.add_argument("--fps", type=_positive_float, default=10.0, help="camera frames per second")
@@ -387,7 +388,7 @@ def _sim_arguments(p: argparse.ArgumentParser, with_policies: bool) -> None:
                    help="reward weights, e.g. 'energy=0.1,latency=0.5' (docs/policy.md; "
                    "learned policies were trained with the defaults)")  # fmt: skip
     if with_policies:
-        p.add_argument("--policy", nargs="+", default=list(POLICY_NAMES), choices=POLICY_NAMES,
+        p.add_argument("--policy", nargs="+", default=list(policy_names()), choices=policy_names(),
                        help="policies to run (default: all)")  # fmt: skip
         p.add_argument("--policy-dir", default=str(POLICY_DIR), help="saved learned policies")
 
@@ -398,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT
     from edgeml_ros.core.energy import DEVICE_CLASSES
     from edgeml_ros.core.models import ARCHITECTURES
-    from edgeml_ros.policy.live import LIVE_POLICIES
+    from edgeml_ros.policy.registry import policy_names
 
     parser = argparse.ArgumentParser(prog="edgeml", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -438,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ROS_DOMAIN_ID for the demo (default: a free one from the pid)",
     )
     p.add_argument("--json", default=None, metavar="PATH", help="also write the summary here")
-    p.add_argument("--policy", nargs="+", default=["rl"], choices=LIVE_POLICIES,
+    p.add_argument("--policy", nargs="+", default=["rl"], choices=policy_names(live_only=True),
                    help="controller policy; several: one run each, then a table")  # fmt: skip
     p.add_argument("--compute-slowdown", type=_positive_float, default=4.0,
                    help="emulate a slower drone computer (reported as emulated)")  # fmt: skip
@@ -497,7 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks (see docs/results.md)")
     bench = p.add_subparsers(dest="suite", required=True)
     p = bench.add_parser("system", help="the live system once per policy over a shaped link")
-    p.add_argument("--policy", nargs="+", default=list(LIVE_POLICIES), choices=LIVE_POLICIES)
+    live_policies = policy_names(live_only=True)
+    p.add_argument("--policy", nargs="+", default=list(live_policies), choices=live_policies)
     p.add_argument("--duration", type=_positive_float, default=60.0, help="seconds per policy")
     p.add_argument("--rate", type=_positive_float, default=10.0, help="camera frames per second")
     p.add_argument("--compute-slowdown", type=_positive_float, default=4.0,

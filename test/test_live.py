@@ -1,7 +1,7 @@
 import pytest
 
-from edgeml_ros.policy.agents import named_policies
 from edgeml_ros.policy.live import LiveController
+from edgeml_ros.policy.registry import named_policies
 from edgeml_ros.policy.sim import WHERE_DRONE
 from edgeml_ros.policy.world import World
 

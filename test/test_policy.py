@@ -11,10 +11,8 @@ from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan
 from edgeml_ros.core.traces import Trace, outage_trace, step_trace
 from edgeml_ros.policy.agents import (
     POLICY_DIR,
-    POLICY_NAMES,
     PolicyFileError,
     load_policy,
-    named_policies,
     policy_file,
     train_agent,
 )
@@ -22,6 +20,7 @@ from edgeml_ros.policy.baselines import Neurosurgeon
 from edgeml_ros.policy.env import EdgeMLDDPGEnv, EdgeMLEnv, ddpg_reward
 from edgeml_ros.policy.evaluate import evaluate, run_policy, summarize
 from edgeml_ros.policy.observation import Observation, action_plan, num_actions
+from edgeml_ros.policy.registry import named_policies, policy_names, policy_spec, register
 from edgeml_ros.policy.scenarios import (
     TEST_SCENARIOS,
     TEST_SEED_BASE,
@@ -183,15 +182,27 @@ def test_sim_config_refuses_nonsense():
 
 
 def test_committed_policies_load_and_beat_the_fixed_baselines(world):
-    policies = named_policies(world, list(POLICY_NAMES))
+    policies = named_policies(world, list(policy_names()))
+    assert all(policy.name == name for name, policy in policies.items())
     scenario = resolve_scenario(TEST_SCENARIOS[-1], duration_s=40.0)
     results, records = evaluate(world, policies, [scenario])
     scores = results["policies"]
-    assert set(scores) == set(POLICY_NAMES)
+    assert set(scores) == set(policy_names())
     assert scores["oracle"]["oracle_ratio"] == 1.0
     assert scores["rl"]["utility"] > max(scores["edge_only"]["utility"],
                                          scores["cloud_only"]["utility"])  # fmt: skip
     assert all(len(r.t_s) == 400 for runs in records.values() for r in runs.values())
+
+
+def test_the_registry_names_every_policy_once_and_which_run_live():
+    assert policy_names() == ("rl", "dqn", "edgeml_ddpg", "edge_only", "cloud_only",
+                              "neurosurgeon", "branchynet", "spinn", "oracle")  # fmt: skip
+    assert set(policy_names()) - set(policy_names(live_only=True)) == {"edgeml_ddpg", "oracle"}
+    assert all(policy_spec(name).description for name in policy_names())
+    with pytest.raises(ValueError, match="policy 'nope' unknown; known: rl, dqn, edgeml_ddpg"):
+        policy_spec("nope")
+    with pytest.raises(ValueError, match="registered twice"):
+        register("rl", "again")(lambda world, policy_dir: None)
 
 
 def test_policy_trained_for_other_weights_is_refused(world, tmp_path):
@@ -221,7 +232,7 @@ def test_evaluate_command_writes_json_and_plots(tmp_path):
     results = json.loads(out.read_text())
     keys = {"utility", "oracle_ratio", "accuracy", "latency_ms_p50", "latency_ms_p95",
             "deadline_miss_rate", "energy_j_per_frame"}  # fmt: skip
-    assert set(results["policies"]) == set(POLICY_NAMES)
+    assert set(results["policies"]) == set(policy_names())
     assert all(keys <= set(r) for r in results["policies"].values())
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
         "latency_cdf.png", "policy_bars.png", "timeline_link.png"]  # fmt: skip

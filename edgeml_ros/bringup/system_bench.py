@@ -22,8 +22,8 @@ from edgeml_ros.bringup.demo import (
     run_session,
 )
 from edgeml_ros.core.profiles import DEFAULT_PROFILE
-from edgeml_ros.policy.agents import named_policies
 from edgeml_ros.policy.evaluate import run_policy, summarize
+from edgeml_ros.policy.registry import named_policies
 from edgeml_ros.policy.sim import Scenario, SimConfig
 from edgeml_ros.policy.world import World
 

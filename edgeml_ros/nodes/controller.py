@@ -29,12 +29,14 @@ from edgeml_ros.nodes.common import (
     stamp_age_s,
 )
 from edgeml_ros.nodes.conversions import plan_to_msg
-from edgeml_ros.policy.agents import POLICY_DIR, named_policies
-from edgeml_ros.policy.live import LIVE_POLICIES, LiveController
+from edgeml_ros.policy.agents import POLICY_DIR
+from edgeml_ros.policy.live import LiveController
+from edgeml_ros.policy.registry import named_policies, policy_names
 from edgeml_ros.policy.sim import SimConfig
 from edgeml_ros.policy.world import World
 
 CONTROLLER_PARAMS = ("policy", "stale_after_s", "battery_critical_soc", "deadline_ms")
+LIVE_POLICIES = policy_names(live_only=True)
 
 
 class ControllerNode(Node):

@@ -28,12 +28,12 @@ from edgeml_ros.policy.observation import (
     num_actions,
 )
 from edgeml_ros.policy.sim import ModelCosts, Simulation
-from edgeml_ros.policy.thresholds import pick_threshold
 
 SPINN_ACCURACY_SLACK = 0.005
 
 
-def _no_exits(costs: ModelCosts, cut: int) -> ExecutionPlan:
+def no_exit_plan(costs: ModelCosts, cut: int) -> ExecutionPlan:
+    """The plan cutting at `cut` with every early exit disabled."""
     return ExecutionPlan(cut, shared_thresholds(NO_EARLY_EXIT, costs.num_exits))
 
 
@@ -69,7 +69,7 @@ class Neurosurgeon:
             costs.drone_blocks_s[c] + costs.offload_s(c, obs.bandwidth_mbps, obs.rtt_ms)
             for c in range(costs.num_blocks)
         ] + [costs.full_local_s]
-        return Decision(_no_exits(costs, int(np.argmin(latency))))
+        return Decision(no_exit_plan(costs, int(np.argmin(latency))))
 
 
 @dataclass
@@ -136,19 +136,3 @@ class Oracle:
             if utility > best_utility:
                 best, best_utility = plan, utility
         return Decision(best)
-
-
-def baseline_policies(costs: ModelCosts, table: ExitTable) -> dict[str, object]:
-    """Every baseline by name, for one profiled model."""
-    branchy = pick_threshold(table)
-    return {
-        "edge_only": FixedPolicy("edge_only", _no_exits(costs, costs.num_blocks)),
-        "cloud_only": FixedPolicy("cloud_only", _no_exits(costs, 0)),
-        "neurosurgeon": Neurosurgeon(costs),
-        "branchynet": FixedPolicy(
-            "branchynet",
-            ExecutionPlan(costs.num_blocks, shared_thresholds(branchy, costs.num_exits)),
-        ),
-        "spinn": Spinn(costs, table),
-        "oracle": Oracle(costs),
-    }

@@ -22,9 +22,6 @@ from edgeml_ros.policy.observation import Observation, Policy, plan_action, rece
 from edgeml_ros.policy.thresholds import pick_threshold
 from edgeml_ros.policy.world import World
 
-# Policies that can run live: the oracle needs hindsight, EdgeML-DDPG needs ground truth.
-LIVE_POLICIES = ("rl", "dqn", "edge_only", "cloud_only", "neurosurgeon", "branchynet", "spinn")
-
 
 @dataclass(frozen=True)
 class LiveDecision:
