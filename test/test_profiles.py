@@ -61,6 +61,17 @@ def test_profile_round_trip(tmp_path, profiled):
                                               "int8": 32 * 49}  # fmt: skip
 
 
+def test_profiles_load_with_energy_fields_the_model_does_not_use(tmp_path, profiled):
+    profile, tables = profiled
+    path = tmp_path / "p.json"
+    profile.save(path, tables)
+    raw = json.loads(path.read_text())
+    assert set(raw["device_class"]) == set(device_class("jetson_nano").as_dict())
+    raw["device_class"]["idle_w"] = 1.25
+    path.write_text(json.dumps(raw))
+    assert load_profile(path)[0].device_class["idle_w"] == 1.25
+
+
 def test_bad_profiles_are_refused(tmp_path, profiled):
     profile, tables = profiled
     table = tables["clean"]
