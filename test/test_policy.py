@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan
 from edgeml_ros.core.traces import Trace, outage_trace, step_trace
@@ -131,6 +132,8 @@ def test_harder_inputs_are_less_accurate(world):
 def test_env_passes_the_gymnasium_checker_and_is_deterministic(world):
     check_env(EdgeMLEnv(world), skip_render_check=True)
     check_env(EdgeMLDDPGEnv(world), skip_render_check=True)
+    sb3_check_env(EdgeMLEnv(world))
+    sb3_check_env(EdgeMLDDPGEnv(world), warn=False)  # the authors' asymmetric action bounds
 
     def rollout():
         env = EdgeMLEnv(world)
@@ -143,6 +146,32 @@ def test_env_passes_the_gymnasium_checker_and_is_deterministic(world):
 
     for x, y in zip(rollout(), rollout(), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_episodes_end_truncated_at_the_time_limit_and_steps_report_their_frames(world):
+    costs = world.costs
+    ddpg_action = np.array([0.5, 0.5, 0.5, 2.0, 5.0], dtype=np.float32)  # 6 frames a step
+    ddpg_plan = EdgeMLDDPGEnv(world).tracker.plan(ddpg_action, costs.num_blocks)[0]
+    for env, action, plan in (
+        (EdgeMLEnv(world), 7, action_plan(7, costs.num_blocks, costs.num_exits)),
+        (EdgeMLDDPGEnv(world), ddpg_action, ddpg_plan),
+    ):
+        env.reset(options={"scenario": steady(10, 20, seconds=3.0)})
+        steps = [env.step(action)]
+        while not (steps[-1][2] or steps[-1][3]):
+            steps.append(env.step(action))
+        terminated = [step[2] for step in steps]
+        truncated = [step[3] for step in steps]
+        assert not any(terminated) and truncated == [False] * (len(steps) - 1) + [True]
+        infos = [step[4] for step in steps]
+        assert sum(info["frames"] for info in infos) == 30
+        for info, records in zip(infos, env.sim.history, strict=True):
+            assert info["plan"] == plan and info["frames"] == len(records.t_s)
+            assert info["accuracy"] == np.mean(records.correct)
+            assert info["latency_ms_mean"] == pytest.approx(1000 * np.mean(records.latency_s))
+            assert info["energy_j"] == pytest.approx(np.sum(records.energy_j))
+            assert info["deadline_misses"] == np.sum(records.missed)
+            assert info["fallbacks"] == np.sum(records.where == WHERE_FALLBACK)
 
 
 def test_the_authors_reward_is_piecewise():
