@@ -1,9 +1,9 @@
 import pytest
 
-from edgeml_ros.policy.agents import named_policies
-from edgeml_ros.policy.evaluate import World
 from edgeml_ros.policy.live import LiveController
+from edgeml_ros.policy.registry import named_policies
 from edgeml_ros.policy.sim import WHERE_DRONE
+from edgeml_ros.policy.world import World
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_critical_battery_answers_at_the_first_exit(world):
     live.on_battery(0.0, 0.05)
     decision = live.decide(now=0.5)
     assert decision.mode == "battery_critical"
-    assert decision.plan.thresholds[0] == 0.0 and decision.plan.cut_point == 5
+    assert decision.plan.exit_thresholds[0] == 0.0 and decision.plan.cut_point == 5
 
 
 def test_observation_matches_the_simulator_features(world):
@@ -49,7 +49,7 @@ def test_observation_matches_the_simulator_features(world):
     assert obs.bandwidth_trend == pytest.approx(1.0, abs=0.01)  # 2 -> 20 Mbit/s
     assert obs.recent_early_exit_rate == 1.0 and obs.fps == 10.0
     assert obs.recent_latency_ratio == pytest.approx(0.04)
-    assert live.decide(now=2.0).plan.thresholds[0] > 1.0  # neurosurgeon: no early exits
+    assert live.decide(now=2.0).plan.exit_thresholds[0] > 1.0  # neurosurgeon: no early exits
 
 
 def test_bad_readings_are_refused(world):

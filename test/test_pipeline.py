@@ -10,7 +10,6 @@ from edgeml_ros.core.pipeline import (
     FALLBACK_MARGIN_S,
     CompressedFrame,
     DronePipeline,
-    ExecutionPlan,
     OffloadReply,
     OffloadRequest,
     RawImage,
@@ -18,6 +17,7 @@ from edgeml_ros.core.pipeline import (
     TailServer,
     Where,
 )
+from edgeml_ros.core.plan import ExecutionPlan
 
 NEVER = (2.0, 2.0, 2.0)
 
@@ -156,7 +156,7 @@ def test_rejected_offload_still_ends_the_frame(bundle, fmnist_test):
 
 def test_invalid_plan_is_refused(bundle):
     pipe = make(bundle)
-    with pytest.raises(ValueError, match="encoding 'bf16'"):
+    with pytest.raises(ValueError, match="encoding: 'bf16'"):
         pipe.set_plan(ExecutionPlan(1, NEVER, encoding="bf16"))
     with pytest.raises(ValueError, match="cut_point"):
         pipe.set_plan(ExecutionPlan(7, NEVER))

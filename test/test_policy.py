@@ -6,21 +6,22 @@ import sys
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
+from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan
 from edgeml_ros.core.traces import Trace, outage_trace, step_trace
 from edgeml_ros.policy.agents import (
     POLICY_DIR,
-    POLICY_NAMES,
     PolicyFileError,
     load_policy,
-    named_policies,
     policy_file,
     train_agent,
 )
 from edgeml_ros.policy.baselines import Neurosurgeon
 from edgeml_ros.policy.env import EdgeMLDDPGEnv, EdgeMLEnv, ddpg_reward
-from edgeml_ros.policy.evaluate import World, evaluate, run_policy, summarize
+from edgeml_ros.policy.evaluate import evaluate, run_policy, summarize
 from edgeml_ros.policy.observation import Observation, action_plan, num_actions
+from edgeml_ros.policy.registry import named_policies, policy_names, policy_spec, register
 from edgeml_ros.policy.scenarios import (
     TEST_SCENARIOS,
     TEST_SEED_BASE,
@@ -28,15 +29,14 @@ from edgeml_ros.policy.scenarios import (
     train_scenario,
 )
 from edgeml_ros.policy.sim import (
-    NO_EARLY_EXIT,
     WHERE_BASE,
     WHERE_DRONE,
     WHERE_FALLBACK,
-    Plan,
     Scenario,
     SimConfig,
     _transfer,
 )
+from edgeml_ros.policy.world import World
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def steady(mbps: float, rtt_ms: float, seconds: float = 10.0, condition="clean")
 
 
 def no_exits(world, cut):
-    return Plan(cut, (NO_EARLY_EXIT,) * (world.costs.num_exits - 1) + (0.0,))
+    return ExecutionPlan(cut, (NO_EARLY_EXIT,) * (world.costs.num_exits - 1) + (0.0,))
 
 
 def test_local_frames_cost_the_profiled_compute(world):
@@ -132,6 +132,8 @@ def test_harder_inputs_are_less_accurate(world):
 def test_env_passes_the_gymnasium_checker_and_is_deterministic(world):
     check_env(EdgeMLEnv(world), skip_render_check=True)
     check_env(EdgeMLDDPGEnv(world), skip_render_check=True)
+    sb3_check_env(EdgeMLEnv(world))
+    sb3_check_env(EdgeMLDDPGEnv(world), warn=False)  # the authors' asymmetric action bounds
 
     def rollout():
         env = EdgeMLEnv(world)
@@ -144,6 +146,32 @@ def test_env_passes_the_gymnasium_checker_and_is_deterministic(world):
 
     for x, y in zip(rollout(), rollout(), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_episodes_end_truncated_at_the_time_limit_and_steps_report_their_frames(world):
+    costs = world.costs
+    ddpg_action = np.array([0.5, 0.5, 0.5, 2.0, 5.0], dtype=np.float32)  # 6 frames a step
+    ddpg_plan = EdgeMLDDPGEnv(world).tracker.plan(ddpg_action, costs.num_blocks)[0]
+    for env, action, plan in (
+        (EdgeMLEnv(world), 7, action_plan(7, costs.num_blocks, costs.num_exits)),
+        (EdgeMLDDPGEnv(world), ddpg_action, ddpg_plan),
+    ):
+        env.reset(options={"scenario": steady(10, 20, seconds=3.0)})
+        steps = [env.step(action)]
+        while not (steps[-1][2] or steps[-1][3]):
+            steps.append(env.step(action))
+        terminated = [step[2] for step in steps]
+        truncated = [step[3] for step in steps]
+        assert not any(terminated) and truncated == [False] * (len(steps) - 1) + [True]
+        infos = [step[4] for step in steps]
+        assert sum(info["frames"] for info in infos) == 30
+        for info, records in zip(infos, env.sim.history, strict=True):
+            assert info["plan"] == plan and info["frames"] == len(records.t_s)
+            assert info["accuracy"] == np.mean(records.correct)
+            assert info["latency_ms_mean"] == pytest.approx(1000 * np.mean(records.latency_s))
+            assert info["energy_j"] == pytest.approx(np.sum(records.energy_j))
+            assert info["deadline_misses"] == np.sum(records.missed)
+            assert info["fallbacks"] == np.sum(records.where == WHERE_FALLBACK)
 
 
 def test_the_authors_reward_is_piecewise():
@@ -183,15 +211,27 @@ def test_sim_config_refuses_nonsense():
 
 
 def test_committed_policies_load_and_beat_the_fixed_baselines(world):
-    policies = named_policies(world, list(POLICY_NAMES))
+    policies = named_policies(world, list(policy_names()))
+    assert all(policy.name == name for name, policy in policies.items())
     scenario = resolve_scenario(TEST_SCENARIOS[-1], duration_s=40.0)
     results, records = evaluate(world, policies, [scenario])
     scores = results["policies"]
-    assert set(scores) == set(POLICY_NAMES)
+    assert set(scores) == set(policy_names())
     assert scores["oracle"]["oracle_ratio"] == 1.0
     assert scores["rl"]["utility"] > max(scores["edge_only"]["utility"],
                                          scores["cloud_only"]["utility"])  # fmt: skip
     assert all(len(r.t_s) == 400 for runs in records.values() for r in runs.values())
+
+
+def test_the_registry_names_every_policy_once_and_which_run_live():
+    assert policy_names() == ("rl", "dqn", "edgeml_ddpg", "edge_only", "cloud_only",
+                              "neurosurgeon", "branchynet", "spinn", "oracle")  # fmt: skip
+    assert set(policy_names()) - set(policy_names(live_only=True)) == {"edgeml_ddpg", "oracle"}
+    assert all(policy_spec(name).description for name in policy_names())
+    with pytest.raises(ValueError, match="policy 'nope' unknown; known: rl, dqn, edgeml_ddpg"):
+        policy_spec("nope")
+    with pytest.raises(ValueError, match="registered twice"):
+        register("rl", "again")(lambda world, policy_dir: None)
 
 
 def test_policy_trained_for_other_weights_is_refused(world, tmp_path):
@@ -221,7 +261,7 @@ def test_evaluate_command_writes_json_and_plots(tmp_path):
     results = json.loads(out.read_text())
     keys = {"utility", "oracle_ratio", "accuracy", "latency_ms_p50", "latency_ms_p95",
             "deadline_miss_rate", "energy_j_per_frame"}  # fmt: skip
-    assert set(results["policies"]) == set(POLICY_NAMES)
+    assert set(results["policies"]) == set(policy_names())
     assert all(keys <= set(r) for r in results["policies"].values())
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
         "latency_cdf.png", "policy_bars.png", "timeline_link.png"]  # fmt: skip

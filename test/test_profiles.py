@@ -4,7 +4,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from edgeml_ros.core.bench import pick_threshold, threshold_sweep
 from edgeml_ros.core.degrade import degrade
 from edgeml_ros.core.energy import DEVICE_CLASSES, device_class
 from edgeml_ros.core.profiles import (
@@ -15,9 +14,11 @@ from edgeml_ros.core.profiles import (
     load_profile,
     load_profile_conditions,
     profile_model,
+    threshold_sweep,
 )
 from edgeml_ros.core.runtime import SplitRunner
 from edgeml_ros.core.train import split_tensors
+from edgeml_ros.policy.thresholds import pick_threshold
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,17 @@ def test_profile_round_trip(tmp_path, profiled):
     assert first_conf["noise"] < first_conf["clean"]
     assert profile.blocks[1].output_bytes == {"fp32": 4 * 32 * 49, "fp16": 2 * 32 * 49,
                                               "int8": 32 * 49}  # fmt: skip
+
+
+def test_profiles_load_with_energy_fields_the_model_does_not_use(tmp_path, profiled):
+    profile, tables = profiled
+    path = tmp_path / "p.json"
+    profile.save(path, tables)
+    raw = json.loads(path.read_text())
+    assert set(raw["device_class"]) == set(device_class("jetson_nano").as_dict())
+    raw["device_class"]["idle_w"] = 1.25
+    path.write_text(json.dumps(raw))
+    assert load_profile(path)[0].device_class["idle_w"] == 1.25
 
 
 def test_bad_profiles_are_refused(tmp_path, profiled):

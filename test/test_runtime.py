@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from edgeml_ros.core.images import to_model_input
-from edgeml_ros.core.runtime import SplitRunner, check_device, check_policy, exit_score
+from edgeml_ros.core.runtime import SplitRunner, check_device, exit_score
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +63,6 @@ def test_exit_scores():
     assert exit_score(confident, "entropy")[1] > 0.99
     with pytest.raises(ValueError, match="unknown exit rule"):
         exit_score(uniform, "margin")
-
-
-def test_check_policy_names_the_problem(bundle):
-    with pytest.raises(ValueError, match="cut_point 9 outside"):
-        check_policy(bundle.model, 9, [0.5] * bundle.model.num_exits)
-    with pytest.raises(ValueError, match="2 exit thresholds given"):
-        check_policy(bundle.model, 1, [0.5, 0.5])
-    with pytest.raises(ValueError, match="finite"):
-        check_policy(bundle.model, 1, [float("nan")] * bundle.model.num_exits)
 
 
 def test_tail_can_use_the_remaining_exits(bundle, inputs):

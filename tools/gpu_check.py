@@ -14,7 +14,8 @@ import torch
 
 from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from edgeml_ros.core.data import load_dataset
-from edgeml_ros.core.pipeline import DronePipeline, ExecutionPlan, RawImage, TailServer
+from edgeml_ros.core.pipeline import DronePipeline, RawImage, TailServer
+from edgeml_ros.core.plan import ExecutionPlan
 
 
 def main() -> None:

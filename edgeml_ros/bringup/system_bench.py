@@ -22,9 +22,10 @@ from edgeml_ros.bringup.demo import (
     run_session,
 )
 from edgeml_ros.core.profiles import DEFAULT_PROFILE
-from edgeml_ros.policy.agents import named_policies
-from edgeml_ros.policy.evaluate import World, run_policy, summarize
+from edgeml_ros.policy.evaluate import run_policy, summarize
+from edgeml_ros.policy.registry import named_policies
 from edgeml_ros.policy.sim import Scenario, SimConfig
+from edgeml_ros.policy.world import World
 
 SETTLE_S = 3.0  # link estimates this soon after a rate change are not compared
 BATTERY_SOC, BATTERY_DRAIN = 0.9, 0.001  # battery_sim's defaults

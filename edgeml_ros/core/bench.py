@@ -14,33 +14,23 @@ from tqdm import tqdm
 from edgeml_ros.core.checkpoint import CHECKPOINT_DIR, ModelBundle, load_checkpoint
 from edgeml_ros.core.codec import ENCODINGS, decode_tensor, encode_tensor
 from edgeml_ros.core.energy import device_class
-from edgeml_ros.core.profiles import ExitTable, collect_exit_table, profile_model, time_call
+from edgeml_ros.core.plan import NO_EARLY_EXIT
+from edgeml_ros.core.profiles import (
+    ExitTable,
+    collect_exit_table,
+    profile_model,
+    threshold_sweep,
+    time_call,
+)
 from edgeml_ros.core.runtime import SplitRunner
 from edgeml_ros.core.train import split_tensors
+from edgeml_ros.policy.thresholds import pick_threshold
 
 BENCH_MODELS = {
     "b_vgg": CHECKPOINT_DIR / "fashion_mnist_b_vgg.pt",
     "resnet": CHECKPOINT_DIR / "fashion_mnist_resnet.pt",
     "mobilenet_v2": CHECKPOINT_DIR / "fashion_mnist_mobilenet_v2.pt",
 }
-THRESHOLD_GRID = np.round(np.arange(0.0, 1.0001, 0.005), 3)
-MAX_ACCURACY_LOSS = 0.01
-
-
-def threshold_sweep(table: ExitTable, rule: str = "max_prob") -> list[tuple[float, float, float]]:
-    """(threshold, accuracy, compute fraction) with one threshold for every early exit."""
-    out = []
-    for t in THRESHOLD_GRID:
-        acc, compute, _ = table.evaluate([t] * len(table.cost), rule)
-        out.append((float(t), acc, compute))
-    return out
-
-
-def pick_threshold(table: ExitTable, max_loss: float = MAX_ACCURACY_LOSS) -> float:
-    """The threshold of least compute whose accuracy is within `max_loss` of the final exit."""
-    target = table.exit_accuracy()[-1] - max_loss
-    ok = [(compute, t) for t, acc, compute in threshold_sweep(table) if acc >= target]
-    return min(ok)[1] if ok else 1.0
 
 
 @torch.inference_mode()
@@ -103,7 +93,7 @@ def bench_model(
     test_table = ExitTable(preds, conf, y_test, val_table.cost, val_table.full_cost)
     threshold = pick_threshold(val_table)
     acc_at, compute_at, rates_at = test_table.evaluate([threshold] * model.num_exits)
-    never = [2.0] * model.num_exits
+    never = [NO_EARLY_EXIT] * model.num_exits
     frame = x_test[:1]
     mid = model.num_blocks // 2
     cuts = []

@@ -18,7 +18,6 @@ class DeviceEnergy:
 
     name: str
     compute_w: float
-    idle_w: float
     radio_tx_w: float
     radio_rx_w: float
     compute_slowdown: float
@@ -41,7 +40,6 @@ DEVICE_CLASSES: dict[str, DeviceEnergy] = {
     "jetson_nano": DeviceEnergy(
         name="jetson_nano",
         compute_w=10.0,
-        idle_w=1.25,
         radio_tx_w=_WIFI_TX_W,
         radio_rx_w=_WIFI_RX_W,
         compute_slowdown=4.0,
@@ -55,7 +53,6 @@ DEVICE_CLASSES: dict[str, DeviceEnergy] = {
     "raspberry_pi_4": DeviceEnergy(
         name="raspberry_pi_4",
         compute_w=6.4,
-        idle_w=2.7,
         radio_tx_w=_WIFI_TX_W,
         radio_rx_w=_WIFI_RX_W,
         compute_slowdown=8.0,

@@ -119,11 +119,6 @@ class OffloadWindow:
             self.frame_interval_s = gap if mean is None else mean + INTERVAL_WEIGHT * (gap - mean)
         self._last_frame_at = now
 
-    def drain_s(self, now: float) -> float:
-        """Seconds the link still needs for the offloads in flight (0 when unknown or done)."""
-        rate = self.delivery_rate_bps
-        return max(0.0, self._link_done(rate) - now) if rate else 0.0
-
     def _link_done(self, rate: float, last_seq: float = float("inf")) -> float:
         """When the link is done with the offloads in flight up to `last_seq`, at `rate`."""
         # The link took up the oldest offload in flight when it was sent or, if it waited behind

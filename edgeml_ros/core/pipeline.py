@@ -26,14 +26,7 @@ import numpy as np
 import torch
 
 from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS, ModelBundle, digest_matches
-from edgeml_ros.core.codec import (
-    COMPRESSIONS,
-    ENCODINGS,
-    CodecError,
-    EncodedTensor,
-    decode_tensor,
-    encode_tensor,
-)
+from edgeml_ros.core.codec import CodecError, EncodedTensor, decode_tensor, encode_tensor
 from edgeml_ros.core.images import (
     ImageDecodeError,
     decode_compressed,
@@ -42,19 +35,8 @@ from edgeml_ros.core.images import (
 )
 from edgeml_ros.core.offload_window import OffloadWindow
 from edgeml_ros.core.outcome import Status, Where
-from edgeml_ros.core.runtime import EXIT_RULES, ExitDecision, SplitRunner, check_policy
-
-
-@dataclass(frozen=True)
-class ExecutionPlan:
-    """The execution policy in force: cut point, exit thresholds and offload encoding."""
-
-    cut_point: int
-    exit_thresholds: tuple[float, ...]
-    exit_rule: str = "max_prob"
-    encoding: str = "fp32"
-    compression: str = "none"
-    policy_name: str = "manual"
+from edgeml_ros.core.plan import ExecutionPlan, check_plan
+from edgeml_ros.core.runtime import ExitDecision, SplitRunner
 
 
 @dataclass
@@ -175,16 +157,8 @@ def _ms(seconds: float) -> float:
 
 
 def validate_plan(bundle: ModelBundle, plan: ExecutionPlan) -> None:
-    """Raise ValueError naming what in `plan` does not fit the model or the runtime."""
-    check_policy(bundle.model, plan.cut_point, plan.exit_thresholds)
-    if plan.exit_rule not in EXIT_RULES:
-        raise ValueError(f"exit_rule {plan.exit_rule!r} unknown; known: {', '.join(EXIT_RULES)}")
-    if plan.encoding not in ENCODINGS:
-        raise ValueError(f"encoding {plan.encoding!r} unknown; known: {', '.join(ENCODINGS)}")
-    if plan.compression not in COMPRESSIONS:
-        raise ValueError(
-            f"compression {plan.compression!r} unknown; known: {', '.join(COMPRESSIONS)}"
-        )
+    """Raise ValueError naming the field of `plan` that does not fit the bundle's model."""
+    check_plan(plan, bundle.model.num_blocks, bundle.model.num_exits)
 
 
 def model_input_shape(bundle: ModelBundle) -> tuple[int, ...]:

@@ -25,7 +25,7 @@ from edgeml_ros.core.checkpoint import ModelBundle
 from edgeml_ros.core.codec import ENCODINGS, encode_tensor
 from edgeml_ros.core.energy import DeviceEnergy
 from edgeml_ros.core.models import MultiExitNet
-from edgeml_ros.core.runtime import EXIT_RULES
+from edgeml_ros.core.plan import EXIT_RULES
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 DEFAULT_PROFILE = PROFILE_DIR / "fashion_mnist_b_vgg.json"
@@ -194,6 +194,19 @@ class ExitTable:
     def exit_accuracy(self) -> list[float]:
         """Accuracy of every exit on its own."""
         return [float(np.mean(p == self.labels)) for p in self.predictions]
+
+
+# Shared thresholds swept from "every early exit fires" (0) to "only the most confident" (1).
+THRESHOLD_GRID = np.round(np.arange(0.0, 1.0001, 0.005), 3)
+
+
+def threshold_sweep(table: ExitTable, rule: str = "max_prob") -> list[tuple[float, float, float]]:
+    """(threshold, accuracy, compute fraction) with one threshold for every early exit."""
+    out = []
+    for t in THRESHOLD_GRID:
+        acc, compute, _ = table.evaluate([t] * len(table.cost), rule)
+        out.append((float(t), acc, compute))
+    return out
 
 
 def exit_costs(profile: Profile) -> tuple[np.ndarray, float]:

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from edgeml_ros.core.models import MultiExitNet
-
-EXIT_RULES = ("max_prob", "entropy")
+from edgeml_ros.core.plan import EXIT_RULES, exit_enabled
 
 
 @dataclass(frozen=True)
@@ -68,16 +67,6 @@ def check_device(device: str) -> torch.device:
     return dev
 
 
-def check_policy(model: MultiExitNet, cut_point: int, thresholds: Sequence[float]) -> None:
-    """Raise ValueError when a cut point or threshold list does not fit the model."""
-    if not 0 <= cut_point <= model.num_blocks:
-        raise ValueError(f"cut_point {cut_point} outside 0..{model.num_blocks}")
-    if len(thresholds) != model.num_exits:
-        raise ValueError(f"{len(thresholds)} exit thresholds given, model has {model.num_exits}")
-    if any(not math.isfinite(t) or t < 0.0 for t in thresholds):
-        raise ValueError(f"exit thresholds must be finite and >= 0, got {list(thresholds)}")
-
-
 class SplitRunner:
     """Runs a model's head and tail for any cut point, without gradients."""
 
@@ -95,7 +84,7 @@ class SplitRunner:
         """Run blocks [start, stop), checking the exits on the way unless `thresholds` is None.
 
         An exit fires when its score reaches its threshold; the final exit always answers. An
-        exit whose threshold is above 1 can never fire, so its head is not evaluated.
+        exit that cannot fire (core.plan.exit_enabled) is not evaluated.
         """
         model = self.model
         x = x.to(self.device)
@@ -105,7 +94,7 @@ class SplitRunner:
             exit_index = model.exit_at_block(block)
             final = exit_index == model.num_exits - 1
             if exit_index is None or (
-                not final and (thresholds is None or thresholds[exit_index] > 1.0)
+                not final and (thresholds is None or not exit_enabled(thresholds[exit_index]))
             ):
                 continue
             deepest = self._decide(exit_index, x, rule)

@@ -114,8 +114,11 @@ def declare_params(node: ManagedNode, params: Sequence[Param]) -> None:
                 continue
             try:
                 spec.check(change.value)
-            except ValueError as exc:
-                return SetParametersResult(successful=False, reason=f"{change.name}: {exc}")
+            except ValueError as exc:  # the reason names the parameter once
+                reason = str(exc)
+                if not reason.startswith(f"{change.name}: "):
+                    reason = f"{change.name}: {reason}"
+                return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
 
     node.add_on_set_parameters_callback(validate)

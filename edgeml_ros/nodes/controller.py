@@ -10,13 +10,14 @@ plan (everything on the drone); below `battery_critical_soc` it answers at the f
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
 from sensor_msgs.msg import BatteryState
 
 from edgeml_ros.core.outcome import Status
-from edgeml_ros.core.pipeline import ExecutionPlan
+from edgeml_ros.core.plan import ExecutionPlan
 from edgeml_ros.core.profiles import DEFAULT_PROFILE
 from edgeml_ros.msg import ExecutionPolicy, LinkQuality, ResultBatch
 from edgeml_ros.nodes.common import (
@@ -30,12 +31,14 @@ from edgeml_ros.nodes.common import (
     stamp_age_s,
 )
 from edgeml_ros.nodes.conversions import plan_to_msg
-from edgeml_ros.policy.agents import POLICY_DIR, named_policies
-from edgeml_ros.policy.evaluate import World
-from edgeml_ros.policy.live import LIVE_POLICIES, LiveController
+from edgeml_ros.policy.agents import POLICY_DIR
+from edgeml_ros.policy.live import LiveController
+from edgeml_ros.policy.registry import named_policies, policy_names
 from edgeml_ros.policy.sim import SimConfig
+from edgeml_ros.policy.world import World
 
 CONTROLLER_PARAMS = ("policy", "stale_after_s", "battery_critical_soc", "deadline_ms")
+LIVE_POLICIES = policy_names(live_only=True)
 
 
 class ControllerNode(ManagedNode):
@@ -156,9 +159,7 @@ class ControllerNode(ManagedNode):
     def _update(self) -> None:
         decision = self.controller.decide(time.monotonic())
         extra = param_values(self, ("encoding", "compression"))
-        plan = ExecutionPlan(decision.plan.cut_point, decision.plan.thresholds,
-                             decision.plan.rule, extra["encoding"], extra["compression"],
-                             self.controller.policy.name)  # fmt: skip
+        plan = dataclasses.replace(decision.plan, **extra, policy_name=self.controller.policy.name)
         now = time.monotonic()
         changed = plan != self._last
         if changed or now - self._last_sent >= self._param("publish_period_s"):

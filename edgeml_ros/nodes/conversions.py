@@ -8,7 +8,6 @@ from sensor_msgs.msg import CompressedImage, Image
 from edgeml_ros.core.codec import EncodedTensor
 from edgeml_ros.core.pipeline import (
     CompressedFrame,
-    ExecutionPlan,
     FrameResult,
     OffloadReply,
     OffloadRequest,
@@ -16,6 +15,7 @@ from edgeml_ros.core.pipeline import (
     Status,
     Where,
 )
+from edgeml_ros.core.plan import ExecutionPlan
 from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult
 
 

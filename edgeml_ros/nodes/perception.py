@@ -28,14 +28,8 @@ from edgeml_ros.core.annotate import annotate
 from edgeml_ros.core.checkpoint import ModelBundle, load_checkpoint
 from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
 from edgeml_ros.core.outcome import Status
-from edgeml_ros.core.pipeline import (
-    EXPIRE_PERIOD_S,
-    DronePipeline,
-    ExecutionPlan,
-    OffloadRequest,
-    validate_plan,
-)
-from edgeml_ros.core.runtime import EXIT_RULES
+from edgeml_ros.core.pipeline import EXPIRE_PERIOD_S, DronePipeline, OffloadRequest, validate_plan
+from edgeml_ros.core.plan import EXIT_RULES, ExecutionPlan, check_exit_thresholds
 from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult, ResultBatch
 from edgeml_ros.nodes.common import (
     LATCHED,
@@ -178,8 +172,8 @@ class PerceptionNode(ManagedNode):
             if self.pipeline is not None:
                 plan = dataclasses.replace(self.pipeline.plan, **{name: _plan_field(name, value)})
                 validate_plan(self.bundle, plan)
-            elif name == "exit_thresholds" and any(not 0.0 <= t <= 10.0 for t in value):
-                raise ValueError(f"values must lie in [0, 10], got {list(value)}")
+            elif name == "exit_thresholds":  # the count is checked on configure
+                check_exit_thresholds(value, len(value))
 
         return check
 

@@ -31,11 +31,10 @@ from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from tqdm import tqdm
 
-from edgeml_ros.policy.baselines import baseline_policies
 from edgeml_ros.policy.env import EdgeMLDDPGEnv, EdgeMLDDPGPolicy, EdgeMLEnv
-from edgeml_ros.policy.evaluate import World
 from edgeml_ros.policy.observation import Decision, Observation, action_plan
 from edgeml_ros.policy.sim import Simulation
+from edgeml_ros.policy.world import World
 
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 AGENTS = ("ppo", "dqn", "edgeml_ddpg")
@@ -178,25 +177,6 @@ def load_policy(path: Path | str, world: World, name: str | None = None):
     return LearnedPolicy(name, model, vecnorm, costs.num_blocks, costs.num_exits)
 
 
-LEARNED = {"rl": "ppo", "dqn": "dqn", "edgeml_ddpg": "edgeml_ddpg"}
-POLICY_NAMES = (*LEARNED, "edge_only", "cloud_only", "neurosurgeon", "branchynet", "spinn",
-                "oracle")  # fmt: skip
-
-
 def policy_file(policy_dir: Path, world: World, agent: str) -> Path:
     """Where the committed policy of `agent` for the world's model lives (no extension)."""
     return Path(policy_dir) / f"{world.profile.model_id.replace('/', '_')}_{agent}"
-
-
-def named_policies(world: World, names: list[str], policy_dir: Path = POLICY_DIR) -> dict:
-    """Policies by name: `rl` (PPO), `dqn`, `edgeml_ddpg`, and the baselines."""
-    baselines = baseline_policies(world.costs, world.tables["clean"])
-    out = {}
-    for name in names:
-        if name in LEARNED:
-            out[name] = load_policy(policy_file(policy_dir, world, LEARNED[name]), world, name)
-        elif name in baselines:
-            out[name] = baselines[name]
-        else:
-            raise ValueError(f"policy {name!r} unknown; known: {', '.join(POLICY_NAMES)}")
-    return out

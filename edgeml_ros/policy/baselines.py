@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeml_ros.core.bench import pick_threshold
+from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan, shared_thresholds
 from edgeml_ros.core.profiles import ExitTable
 from edgeml_ros.policy.observation import (
     Decision,
@@ -27,13 +27,14 @@ from edgeml_ros.policy.observation import (
     action_plan,
     num_actions,
 )
-from edgeml_ros.policy.sim import NO_EARLY_EXIT, ModelCosts, Plan, Simulation
+from edgeml_ros.policy.sim import ModelCosts, Simulation
 
 SPINN_ACCURACY_SLACK = 0.005
 
 
-def _no_exits(costs: ModelCosts, cut: int) -> Plan:
-    return Plan(cut, (NO_EARLY_EXIT,) * (costs.num_exits - 1) + (0.0,))
+def no_exit_plan(costs: ModelCosts, cut: int) -> ExecutionPlan:
+    """The plan cutting at `cut` with every early exit disabled."""
+    return ExecutionPlan(cut, shared_thresholds(NO_EARLY_EXIT, costs.num_exits))
 
 
 @dataclass
@@ -41,7 +42,7 @@ class FixedPolicy:
     """The same plan whatever happens (edge_only, cloud_only, branchynet)."""
 
     name: str
-    plan: Plan
+    plan: ExecutionPlan
 
     def reset(self) -> None:
         """Nothing to forget."""
@@ -68,7 +69,7 @@ class Neurosurgeon:
             costs.drone_blocks_s[c] + costs.offload_s(c, obs.bandwidth_mbps, obs.rtt_ms)
             for c in range(costs.num_blocks)
         ] + [costs.full_local_s]
-        return Decision(_no_exits(costs, int(np.argmin(latency))))
+        return Decision(no_exit_plan(costs, int(np.argmin(latency))))
 
 
 @dataclass
@@ -135,19 +136,3 @@ class Oracle:
             if utility > best_utility:
                 best, best_utility = plan, utility
         return Decision(best)
-
-
-def baseline_policies(costs: ModelCosts, table: ExitTable) -> dict[str, object]:
-    """Every baseline by name, for one profiled model."""
-    branchy = pick_threshold(table)
-    return {
-        "edge_only": FixedPolicy("edge_only", _no_exits(costs, costs.num_blocks)),
-        "cloud_only": FixedPolicy("cloud_only", _no_exits(costs, 0)),
-        "neurosurgeon": Neurosurgeon(costs),
-        "branchynet": FixedPolicy(
-            "branchynet",
-            Plan(costs.num_blocks, (branchy,) * (costs.num_exits - 1) + (0.0,)),
-        ),
-        "spinn": Spinn(costs, table),
-        "oracle": Oracle(costs),
-    }

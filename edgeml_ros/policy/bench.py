@@ -7,10 +7,10 @@ import time
 import numpy as np
 import torch
 
-from edgeml_ros.policy.evaluate import World
+from edgeml_ros.core.plan import ExecutionPlan, shared_thresholds
 from edgeml_ros.policy.observation import Observation, Policy, observe
 from edgeml_ros.policy.scenarios import TEST_SCENARIOS, resolve_scenario
-from edgeml_ros.policy.sim import Plan
+from edgeml_ros.policy.world import World
 
 
 def sample_observations(world: World, count: int) -> list[Observation]:
@@ -20,11 +20,11 @@ def sample_observations(world: World, count: int) -> list[Observation]:
     costs = world.costs
     for name in TEST_SCENARIOS:
         sim = world.simulation(resolve_scenario(name))
-        plan: Plan | None = None
+        plan: ExecutionPlan | None = None
         while not sim.done and len(observations) < count:
             observations.append(observe(sim, plan))
             cut = int(rng.integers(costs.num_blocks + 1))
-            plan = Plan(cut, (0.9,) * (costs.num_exits - 1) + (0.0,))
+            plan = ExecutionPlan(cut, shared_thresholds(0.9, costs.num_exits))
             sim.run(plan, world.config.window_frames)
         if len(observations) >= count:
             break

@@ -5,6 +5,10 @@ is `Observation.vector`, the action a discrete (cut point, threshold level) pair
 `policy.observation` for why discrete), the reward the mean utility of the window's frames
 (`UtilityWeights`). An episode is one scenario, drawn from the training split at reset.
 
+Both environments end an episode when its scenario ends: a time limit, so the last step is
+truncated, never terminated (the simulated drone has no terminal state; a flat battery is
+scored, not an end). Each step's info holds the facts of its frames (`step_info`).
+
 `EdgeMLDDPGEnv` reproduces the formulation of the EdgeML authors' public code
 (github.com/Kyrie-Zhao/EdgeML, RL_AGENT/ddpg.py and environment.py):
 - state [bandwidth, accuracy, latency, power], averaged over the frames the last action was held
@@ -30,7 +34,7 @@ from typing import ClassVar
 import gymnasium as gym
 import numpy as np
 
-from edgeml_ros.policy.evaluate import World
+from edgeml_ros.core.plan import ExecutionPlan
 from edgeml_ros.policy.observation import (
     OBSERVATION_BOUND,
     OBSERVATION_SIZE,
@@ -41,7 +45,8 @@ from edgeml_ros.policy.observation import (
     observe,
 )
 from edgeml_ros.policy.scenarios import train_scenario
-from edgeml_ros.policy.sim import FrameRecords, Plan, Scenario, Simulation
+from edgeml_ros.policy.sim import WHERE_FALLBACK, FrameRecords, Scenario, Simulation
+from edgeml_ros.policy.world import World
 
 ScenarioSource = Callable[[np.random.Generator], Scenario]
 
@@ -60,7 +65,7 @@ class EdgeMLEnv(gym.Env):
             -OBSERVATION_BOUND, OBSERVATION_BOUND, shape=(OBSERVATION_SIZE,), dtype=np.float32
         )
         self.sim: Simulation | None = None
-        self.plan: Plan | None = None
+        self.plan: ExecutionPlan | None = None
 
     def _obs(self) -> np.ndarray:
         return observe(self.sim, self.plan).vector(self.world.costs.num_blocks)
@@ -74,12 +79,25 @@ class EdgeMLEnv(gym.Env):
         return self._obs(), {"scenario": scenario.name}
 
     def step(self, action):
-        """Run one window under the action's plan."""
+        """Run one window under the action's plan (truncated once the scenario is over)."""
         costs = self.world.costs
         self.plan = action_plan(int(action), costs.num_blocks, costs.num_exits)
         records = self.sim.run(self.plan, self.world.config.window_frames)
         reward = float(np.mean(records.utility))
-        return self._obs(), reward, self.sim.done, False, {}
+        return self._obs(), reward, False, self.sim.done, step_info(records, self.plan)
+
+
+def step_info(records: FrameRecords, plan: ExecutionPlan) -> dict:
+    """What one step's frames did under `plan`, for monitoring (the agent does not see it)."""
+    return {
+        "frames": len(records.t_s),
+        "accuracy": float(np.mean(records.correct)),
+        "latency_ms_mean": 1000.0 * float(np.mean(records.latency_s)),
+        "energy_j": float(np.sum(records.energy_j)),
+        "deadline_misses": int(np.sum(records.missed)),
+        "fallbacks": int(np.sum(records.where == WHERE_FALLBACK)),
+        "plan": plan,
+    }
 
 
 # The authors' constants (environment.py): latency limit (s), power limit, held frames.
@@ -117,13 +135,13 @@ class EdgeMLDDPGState:
         self.rewards.append(ddpg_reward(float(state[2]), float(state[3]), out_point))
         return np.mean(self.states, axis=0).astype(np.float32), float(np.mean(self.rewards))
 
-    def plan(self, action: np.ndarray, num_blocks: int) -> tuple[Plan, int]:
+    def plan(self, action: np.ndarray, num_blocks: int) -> tuple[ExecutionPlan, int]:
         """The plan and held frames of a raw action."""
         ln_classes = math.log(10)
         thresholds = tuple(1.0 - float(t) / ln_classes for t in action[: self.num_exits - 1])
         cut = min(int(action[self.num_exits - 1]), num_blocks)
         hold = int(action[self.num_exits]) + 1
-        return Plan(cut, (*thresholds, 0.0), "entropy"), hold
+        return ExecutionPlan(cut, (*thresholds, 0.0), "entropy"), hold
 
 
 def ddpg_reward(latency_s: float, power: float, mean_exit_index: float) -> float:
@@ -166,12 +184,12 @@ class EdgeMLDDPGEnv(gym.Env):
         return self.tracker.reset(), {"scenario": scenario.name}
 
     def step(self, action):
-        """Hold the action's plan for its frames."""
+        """Hold the action's plan for its frames (truncated once the scenario is over)."""
         plan, hold = self.tracker.plan(np.asarray(action), self.world.costs.num_blocks)
         bandwidth = self.sim.link_estimate()[0]
         records = self.sim.run(plan, hold)
         state, reward = self.tracker.update(records, bandwidth)
-        return state, reward, self.sim.done, False, {}
+        return state, reward, False, self.sim.done, step_info(records, plan)
 
 
 class EdgeMLDDPGPolicy:

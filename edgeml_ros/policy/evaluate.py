@@ -3,43 +3,22 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from edgeml_ros.core.profiles import ExitTable, Profile, load_profile_conditions
+from edgeml_ros.core.plan import ExecutionPlan
 from edgeml_ros.policy.observation import Policy, observe
-from edgeml_ros.policy.sim import FrameRecords, ModelCosts, Plan, Scenario, SimConfig, Simulation
-
-
-@dataclass
-class World:
-    """A profiled model on simulated devices: everything a simulation needs but the scenario."""
-
-    profile: Profile
-    tables: dict[str, ExitTable]
-    config: SimConfig
-    costs: ModelCosts
-
-    @classmethod
-    def load(cls, profile_path: Path | str, config: SimConfig | None = None) -> World:
-        """Load a profile and set up its costs under `config`."""
-        config = config or SimConfig()
-        profile, tables = load_profile_conditions(profile_path)
-        return cls(profile, tables, config, ModelCosts(profile, config))
-
-    def simulation(self, scenario: Scenario) -> Simulation:
-        """A fresh simulation of `scenario`."""
-        return Simulation(self.costs, self.tables, self.config, scenario)
+from edgeml_ros.policy.sim import FrameRecords, Scenario
+from edgeml_ros.policy.world import World
 
 
 def run_policy(world: World, policy: Policy, scenario: Scenario) -> FrameRecords:
     """Every frame of `scenario` under `policy`."""
     sim = world.simulation(scenario)
     policy.reset()
-    plan: Plan | None = None
+    plan: ExecutionPlan | None = None
     while not sim.done:
         decision = policy.decide(observe(sim, plan), sim)
         plan = decision.plan

@@ -17,20 +17,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgeml_ros.core.bench import pick_threshold
-from edgeml_ros.policy.evaluate import World
+from edgeml_ros.core.plan import ExecutionPlan, shared_thresholds
 from edgeml_ros.policy.observation import Observation, Policy, plan_action, recent_stats
-from edgeml_ros.policy.sim import Plan
-
-# Policies that can run live: the oracle needs hindsight, EdgeML-DDPG needs ground truth.
-LIVE_POLICIES = ("rl", "dqn", "edge_only", "cloud_only", "neurosurgeon", "branchynet", "spinn")
+from edgeml_ros.policy.thresholds import pick_threshold
+from edgeml_ros.policy.world import World
 
 
 @dataclass(frozen=True)
 class LiveDecision:
     """The plan to publish and why."""
 
-    plan: Plan
+    plan: ExecutionPlan
     reason: str
     mode: str  # "policy", "stale" or "battery_critical"
 
@@ -52,15 +49,14 @@ class LiveController:
             stale_after_s,
             critical_soc,
         )
-        costs = world.costs
-        n_early = costs.num_exits - 1
-        self.safe_plan = Plan(costs.num_blocks, (pick_threshold(world.tables["clean"]),) * n_early
-                              + (0.0,))  # fmt: skip
-        self.critical_plan = Plan(costs.num_blocks, (0.0,) * costs.num_exits)
+        blocks, exits = world.costs.num_blocks, world.costs.num_exits
+        safe_threshold = pick_threshold(world.tables["clean"])
+        self.safe_plan = ExecutionPlan(blocks, shared_thresholds(safe_threshold, exits))
+        self.critical_plan = ExecutionPlan(blocks, shared_thresholds(0.0, exits))
         self._link: deque[tuple[float, float, float]] = deque()  # (t, mbps, rtt_ms)
         self._battery: tuple[float, float] | None = None  # (t, soc)
         self._results: deque[tuple[float, float, float, int, int]] = deque()
-        self.plan: Plan | None = None
+        self.plan: ExecutionPlan | None = None
         policy.reset()
 
     def on_link(self, now: float, bandwidth_mbps: float, rtt_ms: float) -> None:

@@ -19,13 +19,8 @@ from typing import Protocol
 
 import numpy as np
 
-from edgeml_ros.policy.sim import (
-    THRESHOLD_LEVELS,
-    WHERE_FALLBACK,
-    FrameRecords,
-    Plan,
-    Simulation,
-)
+from edgeml_ros.core.plan import ExecutionPlan, shared_thresholds
+from edgeml_ros.policy.sim import THRESHOLD_LEVELS, WHERE_FALLBACK, FrameRecords, Simulation
 
 
 @dataclass(frozen=True)
@@ -96,27 +91,24 @@ def num_actions(num_blocks: int) -> int:
     return (num_blocks + 1) * len(THRESHOLD_LEVELS)
 
 
-def action_plan(action: int, num_blocks: int, num_exits: int, rule: str = "max_prob") -> Plan:
+def action_plan(
+    action: int, num_blocks: int, num_exits: int, rule: str = "max_prob"
+) -> ExecutionPlan:
     """The plan of a discrete action."""
     if not 0 <= action < num_actions(num_blocks):
         raise ValueError(f"action {action} outside 0..{num_actions(num_blocks) - 1}")
     cut, level = divmod(int(action), len(THRESHOLD_LEVELS))
-    return Plan(cut, level_thresholds(level, num_exits), rule)
+    return ExecutionPlan(cut, shared_thresholds(THRESHOLD_LEVELS[level], num_exits), rule)
 
 
-def level_thresholds(level: int, num_exits: int) -> tuple[float, ...]:
-    """Per-exit thresholds of a threshold level (final exit last, always 0)."""
-    return (THRESHOLD_LEVELS[level],) * (num_exits - 1) + (0.0,)
-
-
-def plan_action(plan: Plan, num_blocks: int) -> tuple[int, int]:
+def plan_action(plan: ExecutionPlan, num_blocks: int) -> tuple[int, int]:
     """Cut point and nearest threshold level of a plan (for observing the plan in force)."""
-    thr = min(plan.thresholds[:-1], default=THRESHOLD_LEVELS[-1])
+    thr = min(plan.exit_thresholds[:-1], default=THRESHOLD_LEVELS[-1])
     level = int(np.argmin([abs(t - thr) for t in THRESHOLD_LEVELS]))
     return plan.cut_point, level
 
 
-def observe(sim: Simulation, plan: Plan | None) -> Observation:
+def observe(sim: Simulation, plan: ExecutionPlan | None) -> Observation:
     """The controller's view of a simulation before its next frame, with `plan` in force."""
     costs, cfg = sim.costs, sim.config
     mbps, rtt = sim.link_estimate()
@@ -148,7 +140,7 @@ def observe(sim: Simulation, plan: Plan | None) -> Observation:
 class Decision:
     """A policy's choice: the plan, and for how many frames (None: one decision window)."""
 
-    plan: Plan
+    plan: ExecutionPlan
     frames: int | None = None
 
 

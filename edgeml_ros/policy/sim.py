@@ -31,14 +31,13 @@ from edgeml_ros.core.battery import soc_after
 from edgeml_ros.core.degrade import CONDITIONS
 from edgeml_ros.core.energy import DeviceEnergy, device_class
 from edgeml_ros.core.pipeline import FALLBACK_MARGIN_S
+from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan, check_plan, exit_enabled
 from edgeml_ros.core.profiles import ExitTable, Profile
 from edgeml_ros.core.traces import Trace
 
-# Threshold levels of the learned policies' action space; above 1 means "no early exit".
-NO_EARLY_EXIT = 2.0
+# Threshold levels of the learned policies' action space, the last one "no early exit".
 THRESHOLD_LEVELS = (0.3, 0.45, 0.55, 0.65, 0.75, 0.85, 0.92, 0.97, 0.99, NO_EARLY_EXIT)
 WHERE_DRONE, WHERE_BASE, WHERE_FALLBACK = 1, 2, 3  # as core.pipeline.Where
-MAX_CONFIDENCE = 1.0  # both exit rules score in [0, 1]
 
 
 @dataclass(frozen=True)
@@ -132,15 +131,6 @@ class Scenario:
         return np.asarray(names)[np.searchsorted(starts, t_s, side="right") - 1]
 
 
-@dataclass(frozen=True)
-class Plan:
-    """One execution configuration: cut point, per-exit thresholds (final last) and rule."""
-
-    cut_point: int
-    thresholds: tuple[float, ...]
-    rule: str = "max_prob"
-
-
 class ModelCosts:
     """Time, bytes and energy of every part of a profiled model on the simulated devices."""
 
@@ -166,19 +156,18 @@ class ModelCosts:
         self.full_local_s = blocks_total + self.drone_exit_s[-1]
         self.reference_energy_j = self.device.frame_energy_j(self.full_local_s)
 
-    def head_exits(self, plan: Plan) -> np.ndarray:
+    def head_exits(self, plan: ExecutionPlan) -> np.ndarray:
         """Early exits the drone evaluates under `plan`: before the cut, able to fire.
 
-        A threshold above 1 can never be reached, so that exit head is skipped (as the runtime
-        does).
+        An exit that cannot fire (core.plan.exit_enabled) is skipped, as the runtime does.
         """
-        thresholds = np.asarray(plan.thresholds[:-1])
+        thresholds = np.asarray(plan.exit_thresholds[:-1])
         return np.flatnonzero(
-            (self.exit_after_block[:-1] < plan.cut_point) & (thresholds <= MAX_CONFIDENCE)
+            (self.exit_after_block[:-1] < plan.cut_point) & exit_enabled(thresholds)
         )
 
     def drone_part(
-        self, plan: Plan, confidence: np.ndarray
+        self, plan: ExecutionPlan, confidence: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The drone's side of frames with these (frames, exits) confidences under `plan`.
 
@@ -188,7 +177,7 @@ class ModelCosts:
         cut, head = plan.cut_point, self.head_exits(plan)
         fires = np.zeros(confidence.shape, dtype=bool)
         if len(head):
-            fires[:, head] = confidence[:, head] >= np.asarray(plan.thresholds)[head]
+            fires[:, head] = confidence[:, head] >= np.asarray(plan.exit_thresholds)[head]
         if cut == self.num_blocks:
             fires[:, -1] = True
         local = fires.any(axis=1)
@@ -205,7 +194,7 @@ class ModelCosts:
         )
         return local, exit_taken, compute_s
 
-    def fallback(self, plan: Plan, budget_s: float) -> tuple[int, float]:
+    def fallback(self, plan: ExecutionPlan, budget_s: float) -> tuple[int, float]:
         """Exit and drone time of a fallback with `budget_s` left (as DronePipeline does).
 
         The deepest exit after the cut that fits the budget; else the deepest exit the head
@@ -332,27 +321,31 @@ class Simulation:
         noise = 1.0 + self.config.estimate_noise * self._noise_rng.standard_normal()
         return float(np.mean(mbps) * max(0.1, noise)), float(np.mean(rtt))
 
-    def run(self, plan: Plan, frames: int) -> FrameRecords:
-        """Simulate the next `frames` frames under `plan` and advance the state."""
+    def run(self, plan: ExecutionPlan, frames: int) -> FrameRecords:
+        """Simulate the next `frames` frames under `plan` and advance the state.
+
+        ValueError (core.plan.check_plan) when `plan` does not fit the profiled model.
+        """
         records, self.state = self._simulate(plan, frames, self.state)
         self.history.append(records)
         return records
 
-    def preview(self, plan: Plan, frames: int) -> FrameRecords:
+    def preview(self, plan: ExecutionPlan, frames: int) -> FrameRecords:
         """What `run` would give, leaving the state untouched."""
         return self._simulate(plan, frames, self.state)[0]
 
     def _simulate(
-        self, plan: Plan, frames: int, state: _LinkState
+        self, plan: ExecutionPlan, frames: int, state: _LinkState
     ) -> tuple[FrameRecords, _LinkState]:
         costs, cfg, trace = self.costs, self.config, self.scenario.trace
+        check_plan(plan, costs.num_blocks, costs.num_exits)
         idx = np.arange(state.t_frame, min(self.frames, state.t_frame + frames))
         cut, n = plan.cut_point, len(idx)
         cond, sample = self.condition[idx], self.sample[idx]
-        conf = self._conf[plan.rule][cond, :, sample]  # (n, exits)
+        conf = self._conf[plan.exit_rule][cond, :, sample]  # (n, exits)
         preds = self._preds[cond, :, sample]
         labels = self._labels[cond, sample]
-        thresholds = np.asarray(plan.thresholds, dtype=np.float64)
+        thresholds = np.asarray(plan.exit_thresholds, dtype=np.float64)
         local, exit_taken, compute_s = costs.drone_part(plan, conf)
         latency = np.empty(n)
         energy = np.empty(n)

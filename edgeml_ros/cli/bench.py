@@ -1,0 +1,154 @@
+"""`edgeml bench models|policy`: the committed models, and the cost of policy decisions."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edgeml_ros.cli.common import command_line, positive_int, sim_arguments, sim_world
+
+
+def _format_bench(results: dict) -> str:
+    lines = [
+        f"{'model':<14}{'exit accuracy (test, final last)':<40}{'compute@<=1pt':>14}"
+        f"{'int8 mid-cut drop':>19}{'int8/fp32 bytes':>17}{'frame ms':>10}{'fps':>8}"
+    ]
+    for name, r in results.items():
+        accs = " ".join(f"{100 * a:.1f}" for a in r["exit_accuracy"])
+        lines.append(
+            f"{name:<14}{accs:<40}{r['compute_fraction_at_1pt_loss']:>14.2f}"
+            f"{r['int8_mid_cut_accuracy_drop_pts']:>15.2f} pts"
+            f"{r['int8_mid_cut_bytes_ratio']:>17.3f}"
+            f"{r['single_frame_ms_median']:>10.2f}{r['single_frame_fps']:>8.0f}"
+        )
+    for name, r in results.items():
+        lines.append(
+            f"\n{name}: per cut: head/tail median ms ({r['threads']} threads); per encoding: "
+            "bytes per frame (zstd-compressed) and final-exit test accuracy"
+        )
+        for c in r["cuts"]:
+            tail = f"{c['tail_ms_median']:7.2f}" if "tail_ms_median" in c else "      -"
+            size = "  ".join(
+                f"{k} {v['bytes']:.0f} B ({v['bytes_zstd']:.0f}) {100 * v['accuracy']:.2f}%"
+                for k, v in c.get("encodings", {}).items()
+            )
+            lines.append(
+                f"  cut {c['cut']:2d}  head {c['head_ms_median']:7.2f}  tail {tail}  "
+                + (size or "(all local)")
+            )
+    return "\n".join(lines)
+
+
+def _markdown_bench(results: dict, plot: str) -> str:
+    cmd = command_line()
+    out = [
+        "# Model benchmarks",
+        "",
+        f"Measured with `{cmd}` (`make bench`) on the 2-core development machine, torch CPU,"
+        " single frames. Accuracy is on the 10,000 Fashion-MNIST test images; thresholds are"
+        " chosen on the 5,000 validation images (never trained on). Compute is counted in MACs"
+        " (multiply-accumulates of convolutions and linear layers); exit heads evaluated on the"
+        " way count. This file is written by that command.",
+        "",
+        "| model | params | exit accuracy % (final last) | threshold | accuracy % (loss, pts) |"
+        " compute at <= 1 pt loss | int8 mid-cut drop (pts) | int8/fp32 bytes |"
+        " frame ms (median) | frames/s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        accs = ", ".join(f"{100 * a:.2f}" for a in r["exit_accuracy"])
+        out.append(
+            f"| {name} | {r['params']:,} | {accs} | {r['threshold_at_1pt_loss']:.3f} |"
+            f" {100 * r['accuracy_at_1pt_loss']:.2f} ({r['accuracy_loss_at_threshold_pts']:.2f}) |"
+            f" {r['compute_fraction_at_1pt_loss']:.3f} |"
+            f" {r['int8_mid_cut_accuracy_drop_pts']:.2f} | {r['int8_mid_cut_bytes_ratio']:.3f} |"
+            f" {r['single_frame_ms_median']:.2f} | {r['single_frame_fps']:.0f} |"
+        )
+    out += ["", f"![accuracy against compute]({Path(plot).name})", ""]
+    for name, r in results.items():
+        out += [
+            f"## {name}: per cut",
+            "",
+            f"Head = blocks before the cut, tail = blocks after it, medians over {r['runs']}"
+            f" runs on {r['threads']} threads. Bytes per frame on the wire (zstd-compressed in"
+            " brackets, over up to the first 500 images) and the final-exit test accuracy when the"
+            " tensor travels in that encoding, over the first `samples` test images (the whole"
+            f" test set at the middle cut, {r['mid_cut']}).",
+            "",
+            "| cut | head ms | tail ms | samples | fp32 | fp16 | int8 |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for c in r["cuts"]:
+            enc = c.get("encodings")
+            cells = [
+                f"{e['bytes']:.0f} B ({e['bytes_zstd']:.0f}), {100 * e['accuracy']:.2f} %"
+                for e in enc.values()
+            ] if enc else ["all local"] * 3  # fmt: skip
+            tail = f"{c['tail_ms_median']:.2f}" if "tail_ms_median" in c else "-"
+            row = [
+                str(c["cut"]),
+                f"{c['head_ms_median']:.2f}",
+                tail,
+                str(c.get("encoding_samples", "-")),
+            ]
+            out.append("| " + " | ".join(row + cells) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edgeml_ros.core.bench import plot_tradeoff, run_bench
+
+    results = run_bench(args.models, args.runs, args.threads, args.encoding_samples)
+    print(_format_bench(results))
+    plot_tradeoff(results, Path(args.plot))
+    print(f"wrote {args.plot}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps({"command": command_line(), "models": results},
+                                              indent=1) + "\n")  # fmt: skip
+        print(f"wrote {args.json}")
+    if args.markdown:
+        Path(args.markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.markdown).write_text(_markdown_bench(results, args.plot))
+        print(f"wrote {args.markdown}")
+    return 0
+
+
+def _cmd_bench_policy(args: argparse.Namespace) -> int:
+    from edgeml_ros.policy.bench import bench_decisions
+    from edgeml_ros.policy.registry import named_policies
+
+    world = sim_world(args)
+    policies = named_policies(world, args.policy, Path(args.policy_dir))
+    results = bench_decisions(world, policies, args.runs)
+    for name, r in results.items():
+        print(f"{name:<14} decision p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "
+              f"({r['runs']} decisions)")  # fmt: skip
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+def add_parsers(suites: argparse._SubParsersAction) -> None:
+    """Add the `bench` suites policy and models."""
+    from edgeml_ros.core.bench import BENCH_MODELS
+
+    p = suites.add_parser("policy", help="decision cost of each policy on this CPU")
+    p.add_argument("--runs", type=positive_int, default=2000, help="decisions timed per policy")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    sim_arguments(p, with_policies=True)
+    p.set_defaults(func=_cmd_bench_policy, policy=["rl", "dqn", "edgeml_ddpg", "spinn"])
+    p = suites.add_parser("models", help="exits, compute, split latency and bytes per model")
+    p.add_argument("--models", nargs="+", default=list(BENCH_MODELS), choices=list(BENCH_MODELS))
+    p.add_argument("--runs", type=positive_int, default=30, help="timed runs per measurement")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
+    p.add_argument("--encoding-samples", type=positive_int, default=2000,
+                   help="test images per cut for accuracy by encoding (mid cut: all)")  # fmt: skip
+    p.add_argument("--plot", default="out/bench_models_tradeoff.png", help="trade-off PNG path")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.add_argument("--markdown", default=None, metavar="PATH",
+                   help="also write a results page (docs/results.md)")  # fmt: skip
+    p.set_defaults(func=_cmd_bench)

@@ -1,0 +1,88 @@
+"""What several `edgeml` verbs share: argument types, the simulator's options, the command line."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edgeml_ros.policy.world import World
+
+
+def _positive(kind: type, noun: str):
+    """An argparse type accepting numbers of `kind` above zero, with a readable error."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = _positive(int, "a whole number")
+positive_float = _positive(float, "a number")
+
+
+def command_line() -> str:
+    """The command as typed, for the records that say how they were made."""
+    return "edgeml " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def sim_world(args: argparse.Namespace) -> World:
+    """The simulated world of the options `sim_arguments` added."""
+    from edgeml_ros.policy.sim import SimConfig
+    from edgeml_ros.policy.world import World
+
+    config = SimConfig(fps=args.fps, deadline_ms=args.deadline_ms,
+                       device_class=args.device_class, weights=args.utility_weights)  # fmt: skip
+    return World.load(args.profile, config)
+
+
+def _utility_weights(text: str):
+    """Parse `name=value,...` into UtilityWeights (unnamed weights keep their defaults)."""
+    from edgeml_ros.policy.sim import UtilityWeights
+
+    known = UtilityWeights.__dataclass_fields__
+    values = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or name.strip() not in known:
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: expected name=value with name one of {', '.join(known)}"
+            )
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r}: {value!r} is not a number") from None
+    try:
+        return UtilityWeights(**values)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def sim_arguments(p: argparse.ArgumentParser, with_policies: bool) -> None:
+    """The simulator's options (profile, rates, device, weights), and the policies to run."""
+    from edgeml_ros.core.energy import DEVICE_CLASSES
+    from edgeml_ros.core.profiles import DEFAULT_PROFILE
+    from edgeml_ros.policy.agents import POLICY_DIR
+    from edgeml_ros.policy.registry import policy_names
+
+    p.add_argument("--profile", default=str(DEFAULT_PROFILE), help="measured model profile")
+    p.add_argument("--fps", type=positive_float, default=10.0, help="camera frames per second")
+    p.add_argument("--deadline-ms", type=positive_float, default=100.0, help="frame deadline")
+    p.add_argument("--device-class", default="jetson_nano", choices=sorted(DEVICE_CLASSES),
+                   help="simulated drone (compute slowdown and energy model)")  # fmt: skip
+    p.add_argument("--utility-weights", type=_utility_weights, default="",
+                   help="reward weights, e.g. 'energy=0.1,latency=0.5' (docs/policy.md; "
+                   "learned policies were trained with the defaults)")  # fmt: skip
+    if with_policies:
+        p.add_argument("--policy", nargs="+", default=list(policy_names()), choices=policy_names(),
+                       help="policies to run (default: all)")  # fmt: skip
+        p.add_argument("--policy-dir", default=str(POLICY_DIR), help="saved learned policies")

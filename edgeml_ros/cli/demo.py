@@ -1,0 +1,64 @@
+"""`edgeml demo`: the drone and base-station nodes as processes over real DDS."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgeml_ros.cli.common import positive_float
+
+
+def demo_config(args: argparse.Namespace, **extra):
+    """The DemoConfig of the arguments `demo` and `bench system` share."""
+    from edgeml_ros.bringup.demo import DemoConfig
+
+    return DemoConfig(
+        duration_s=args.duration,
+        rate_hz=args.rate,
+        json_path=args.json,
+        policies=tuple(args.policy),
+        compute_slowdown=args.compute_slowdown,
+        plot_path=args.plot or None,
+        trace=args.trace,
+        shape=not args.no_shaping,
+        **extra,
+    )
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from edgeml_ros.bringup.demo import run_demo
+
+    return run_demo(demo_config(args, checkpoint=args.checkpoint, domain_id=args.domain_id,
+                                 mcap_dir=args.mcap_dir or None))  # fmt: skip
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add `demo`."""
+    from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT
+    from edgeml_ros.policy.registry import policy_names
+
+    p = sub.add_parser(
+        "demo", help="run the drone and base-station nodes as processes over real DDS"
+    )
+    p.add_argument("--duration", type=positive_float, default=30.0, help="seconds of frames")
+    p.add_argument("--rate", type=positive_float, default=10.0, help="camera frames per second")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model checkpoint")
+    p.add_argument(
+        "--domain-id",
+        type=int,
+        default=None,
+        help="ROS_DOMAIN_ID for the demo (default: a free one from the pid)",
+    )
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the summary here")
+    p.add_argument("--policy", nargs="+", default=["rl"], choices=policy_names(live_only=True),
+                   help="controller policy; several: one run each, then a table")  # fmt: skip
+    p.add_argument("--compute-slowdown", type=positive_float, default=4.0,
+                   help="emulate a slower drone computer (reported as emulated)")  # fmt: skip
+    p.add_argument("--plot", default="out/demo.png", help="PNG of link and plan ('' for none)")
+    p.add_argument("--trace", default="throttle",
+                   help="link trace to replay (CSV t_s,mbps[,rtt_ms]); default: the EdgeML "
+                   "authors' throttle schedule, five equal phases over the run")  # fmt: skip
+    p.add_argument("--mcap-dir", default="out",
+                   help="record telemetry to DIR/demo_<policy>.mcap ('' for none)")  # fmt: skip
+    p.add_argument("--no-shaping", action="store_true",
+                   help="use the loopback link even where shaping works (root)")  # fmt: skip
+    p.set_defaults(func=_cmd_demo)

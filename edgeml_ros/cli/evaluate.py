@@ -1,0 +1,83 @@
+"""`edgeml evaluate`: score policies on scenarios in the simulator."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edgeml_ros.cli.common import command_line, positive_float, sim_arguments, sim_world
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from edgeml_ros.policy.evaluate import (
+        evaluate,
+        format_table,
+        markdown_results,
+        plot_results,
+        speedups,
+    )
+    from edgeml_ros.policy.registry import named_policies
+    from edgeml_ros.policy.scenarios import TEST_SCENARIOS, resolve_scenario
+
+    names = args.scenario or ["test"]
+    names = [n for name in names for n in (TEST_SCENARIOS if name == "test" else [name])]
+    scenarios = [
+        resolve_scenario(n, args.duration, args.condition, args.initial_soc) for n in names
+    ]
+    world = sim_world(args)
+    policies = named_policies(world, args.policy, Path(args.policy_dir))
+    results, records = evaluate(world, policies, scenarios)
+    results["scenarios"] = names
+    results["sim_config"] = {
+        "fps": args.fps,
+        "deadline_ms": args.deadline_ms,
+        "device_class": args.device_class,
+        "profile": str(args.profile),
+    }
+    results["command"] = command_line()
+    if "rl" in policies:
+        results["rl_vs_baselines"] = speedups(results["per_scenario"], "rl")
+    print(format_table(results))
+    if "rl_vs_baselines" in results:
+        print("\nrl against each policy, per scenario (utility ratio where the other's is > 0):")
+        for base, s in results["rl_vs_baselines"].items():
+            up_to = f"up to {s['up_to']:.2f}x" if s["up_to"] is not None else "no positive runs"
+            nonpositive = s["scenarios_with_baseline_utility_le_0"]
+            print(f"  {base:<14}{up_to:<18} won {s['scenarios_won']}/{s['scenarios']} "
+                  f"(other's utility <= 0 in {nonpositive})")  # fmt: skip
+    plots = plot_results(results, records, Path(args.plots)) if args.plots else []
+    for path in plots:
+        print(f"wrote {path}")
+    if args.markdown:
+        page = Path(args.markdown)
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(markdown_results(results, plots, page.parent))
+        print(f"wrote {page}")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add `evaluate`."""
+    from edgeml_ros.policy.scenarios import TEST_SCENARIOS
+
+    p = sub.add_parser("evaluate", help="score policies on scenarios in the simulator")
+    p.add_argument("--scenario", action="append", default=None, metavar="FILE_OR_NAME",
+                   help="a trace file (CSV t_s,mbps[,rtt_ms]) or a built-in KIND-SEED; 'test' "
+                   f"(the default) is the test split: {' '.join(TEST_SCENARIOS)}")  # fmt: skip
+    p.add_argument("--duration", type=positive_float, default=None,
+                   help="seconds to simulate (default: 120 built-in, trace + 10 s)")  # fmt: skip
+    p.add_argument("--condition", default="clean", help="input condition for trace files")
+    p.add_argument("--initial-soc", type=positive_float, default=0.9,
+                   help="starting battery for trace files (0-1]")  # fmt: skip
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.add_argument("--plots", default="out/evaluate", metavar="DIR",
+                   help="where to write the PNG plots ('' for none)")  # fmt: skip
+    p.add_argument("--markdown", default=None, metavar="PATH",
+                   help="also write a results page (docs/policy_results.md)")  # fmt: skip
+    sim_arguments(p, with_policies=True)
+    p.set_defaults(func=_cmd_evaluate)

@@ -1,0 +1,49 @@
+"""`edgeml profile`: measure a model on this machine and save its profile."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edgeml_ros.cli.common import command_line, positive_int
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from edgeml_ros.core.checkpoint import load_checkpoint
+    from edgeml_ros.core.degrade import CONDITIONS
+    from edgeml_ros.core.energy import device_class
+    from edgeml_ros.core.profiles import profile_model
+    from edgeml_ros.core.train import split_tensors
+
+    bundle = load_checkpoint(args.checkpoint)
+    inputs = {}
+    for condition in CONDITIONS:
+        inputs[condition], y = split_tensors(bundle.meta, "validation", condition)
+    profile, tables = profile_model(
+        bundle, inputs, y, device_class(args.device_class), args.runs, args.threads,
+        command_line(),
+    )  # fmt: skip
+    out = Path(args.out)
+    profile.save(out, tables)
+    blocks = ", ".join(f"{b.latency_ms_median:.2f}" for b in profile.blocks)
+    print(f"saved {out} and {out.with_suffix('.npz').name}: {profile.model_id}")
+    print(f"  block latency medians (ms, {args.threads} threads): {blocks}")
+    for condition, table in tables.items():
+        print(f"  exit accuracy on {profile.samples} validation samples ({condition}): "
+              + ", ".join(f"{a:.2%}" for a in table.exit_accuracy()))  # fmt: skip
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    """Add `profile`."""
+    from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT
+    from edgeml_ros.core.energy import DEVICE_CLASSES
+
+    p = sub.add_parser("profile", help="measure a model on this machine and save its profile")
+    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model checkpoint")
+    p.add_argument("--device-class", default="jetson_nano", choices=sorted(DEVICE_CLASSES),
+                   help="energy-model table recorded with the profile")  # fmt: skip
+    p.add_argument("--runs", type=positive_int, default=50, help="timed runs per block")
+    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
+    p.add_argument("--out", required=True, help="profile JSON path (.npz written beside it)")
+    p.set_defaults(func=_cmd_profile)

@@ -1,0 +1,105 @@
+"""`edgeml bench system|scale|dds|goodput|soak`: the live system as node processes."""
+
+from __future__ import annotations
+
+import argparse
+
+from edgeml_ros.cli.common import command_line, positive_float, positive_int
+from edgeml_ros.cli.demo import demo_config
+
+
+def _cmd_bench_system(args: argparse.Namespace) -> int:
+    from edgeml_ros.bringup.system_bench import run_system_bench
+
+    cfg = demo_config(args, mcap_dir=None, log_dir="log/bench_system", command=command_line())
+    return run_system_bench(cfg, args.markdown)
+
+
+def _cmd_bench_scale(args: argparse.Namespace) -> int:
+    from edgeml_ros.bringup.load_bench import run_scale
+
+    return run_scale(args.drones, args.duration, args.rate, args.json)
+
+
+def _cmd_bench_goodput(args: argparse.Namespace) -> int:
+    from edgeml_ros.bringup.goodput_bench import DEFAULT_POINTS, GoodputPoint, run_goodput
+
+    points = args.points or [GoodputPoint.parse(p) for p in DEFAULT_POINTS]
+    return run_goodput(points, args.duration, args.rate, args.json, args.markdown, args.plot)
+
+
+def _cmd_bench_dds(args: argparse.Namespace) -> int:
+    from edgeml_ros.bringup.dds_bench import run_dds_bench
+
+    return run_dds_bench(args.rate, args.messages, args.json)
+
+
+def _goodput_point(text: str):
+    from edgeml_ros.bringup.goodput_bench import GoodputPoint
+
+    try:
+        return GoodputPoint.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cmd_bench_soak(args: argparse.Namespace) -> int:
+    from edgeml_ros.bringup.load_bench import run_soak
+
+    return run_soak(args.duration, args.rate, args.json)
+
+
+def add_parsers(suites: argparse._SubParsersAction) -> None:
+    """Add the `bench` suites system, scale, dds, goodput and soak."""
+    from edgeml_ros.policy.registry import policy_names
+
+    p = suites.add_parser("system", help="the live system once per policy over a shaped link")
+    live_policies = policy_names(live_only=True)
+    p.add_argument("--policy", nargs="+", default=list(live_policies), choices=live_policies)
+    p.add_argument("--duration", type=positive_float, default=60.0, help="seconds per policy")
+    p.add_argument("--rate", type=positive_float, default=10.0, help="camera frames per second")
+    p.add_argument("--compute-slowdown", type=positive_float, default=4.0,
+                   help="emulate a slower drone computer (reported as emulated)")  # fmt: skip
+    p.add_argument("--trace", default="throttle", help="link trace (default: throttle schedule)")
+    p.add_argument("--no-shaping", action="store_true", help="loopback link even as root")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.add_argument("--markdown", default=None, metavar="PATH", help="also write a results page")
+    p.add_argument("--plot", default="out/bench_system.png", help="PNG of link and plans")
+    p.set_defaults(func=_cmd_bench_system)
+
+    p = suites.add_parser("scale", help="N drones against one base station")
+    p.add_argument("--drones", nargs="+", type=positive_int, default=[1, 2, 4, 8])
+    p.add_argument("--duration", type=positive_float, default=20.0, help="seconds per count")
+    p.add_argument("--rate", type=positive_float, default=10.0, help="frames/s per drone")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.set_defaults(func=_cmd_bench_scale)
+
+    p = suites.add_parser("dds", help="one DDS hop per publication mode and executor")
+    p.add_argument("--rate", type=positive_float, default=20.0, help="messages per second")
+    p.add_argument("--messages", type=positive_int, default=300, help="messages per config")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.set_defaults(func=_cmd_bench_dds)
+
+    p = suites.add_parser("goodput", help="offload goodput over the shaped link, per rate")
+    p.add_argument(
+        "--points",
+        nargs="+",
+        type=_goodput_point,
+        default=None,
+        help="RATE:CUT pairs: shaped Mbit/s and the cut whose tensors are offloaded "
+        "(default: 0.04:0 0.13:0 0.5:2 2:1)",
+    )
+    p.add_argument(
+        "--duration", type=positive_float, default=20.0, help="seconds measured per point"
+    )
+    p.add_argument("--rate", type=positive_float, default=10.0, help="camera frames per second")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.add_argument("--markdown", default=None, metavar="PATH", help="also write a results page")
+    p.add_argument("--plot", default=None, metavar="PATH", help="also write a PNG")
+    p.set_defaults(func=_cmd_bench_goodput)
+
+    p = suites.add_parser("soak", help="a long run of one drone; memory growth per node")
+    p.add_argument("--duration", type=positive_float, default=600.0, help="seconds of frames")
+    p.add_argument("--rate", type=positive_float, default=10.0, help="camera frames per second")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.set_defaults(func=_cmd_bench_soak)

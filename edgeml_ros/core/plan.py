@@ -1,0 +1,83 @@
+"""The execution plan: where the model is cut, which exits may answer, how offloads travel.
+
+One type everywhere: the policies and the controller choose an `ExecutionPlan`, the drone
+pipeline runs it, the simulator prices it. `check_plan` is the one check of a plan against a
+model, from its block and exit counts (the torch model's or a profile's).
+
+Exit thresholds come one per exit, the final exit last: an exit answers once its confidence
+reaches its threshold. Both exit rules score confidence in [0, 1], so a threshold above 1
+disables that exit (`exit_enabled`); the final exit always answers, whatever its threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
+
+EXIT_RULES = ("max_prob", "entropy")
+MAX_CONFIDENCE = 1.0  # the highest score of either exit rule
+NO_EARLY_EXIT = 2.0  # a threshold above MAX_CONFIDENCE: the exit never fires
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """The execution policy in force: cut point, exit thresholds and offload encoding.
+
+    The drone runs blocks [0, cut_point) and offloads the rest unless an exit fires first
+    (cut_point = number of blocks: everything on the drone). The simulator prices offloads at
+    its configured encoding and ignores `encoding` and `compression`.
+    """
+
+    cut_point: int
+    exit_thresholds: tuple[float, ...]
+    exit_rule: str = "max_prob"
+    encoding: str = "fp32"
+    compression: str = "none"
+    policy_name: str = "manual"
+
+
+def exit_enabled(threshold: float | np.ndarray) -> bool | np.ndarray:
+    """Whether an early exit with this threshold (or each of these) can ever fire."""
+    return threshold <= MAX_CONFIDENCE
+
+
+def shared_thresholds(threshold: float, num_exits: int) -> tuple[float, ...]:
+    """Exit thresholds with one `threshold` for every early exit (the final exit's is 0)."""
+    return (threshold,) * (num_exits - 1) + (0.0,)
+
+
+def check_exit_thresholds(thresholds: Sequence[float], num_exits: int) -> None:
+    """Raise ValueError with the reason when `thresholds` do not fit a model's exits.
+
+    The reason leaves out the field's name, for callers that name it themselves (a node
+    parameter); `check_plan` names it.
+    """
+    if len(thresholds) != num_exits:
+        raise ValueError(f"needs {num_exits} values (one per exit), got {len(thresholds)}")
+    if any(not math.isfinite(t) or t < 0.0 for t in thresholds):
+        raise ValueError(f"values must be finite and >= 0, got {list(thresholds)}")
+
+
+def check_plan(plan: ExecutionPlan, num_blocks: int, num_exits: int) -> None:
+    """Raise ValueError naming the field of `plan` that does not fit the model or the runtime.
+
+    `num_blocks` and `num_exits` are the model's, from the model itself or from its profile.
+    """
+    if not 0 <= plan.cut_point <= num_blocks:
+        raise ValueError(f"cut_point: {plan.cut_point} outside 0..{num_blocks}")
+    try:
+        check_exit_thresholds(plan.exit_thresholds, num_exits)
+    except ValueError as exc:
+        raise ValueError(f"exit_thresholds: {exc}") from None
+    for field, value, known in (
+        ("exit_rule", plan.exit_rule, EXIT_RULES),
+        ("encoding", plan.encoding, ENCODINGS),
+        ("compression", plan.compression, COMPRESSIONS),
+    ):
+        if value not in known:
+            raise ValueError(f"{field}: {value!r} unknown; known: {', '.join(known)}")

@@ -1,0 +1,30 @@
+"""The world the policies act in: a measured model profile priced on the simulated devices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from edgeml_ros.core.profiles import ExitTable, Profile, load_profile_conditions
+from edgeml_ros.policy.sim import ModelCosts, Scenario, SimConfig, Simulation
+
+
+@dataclass
+class World:
+    """A profiled model on simulated devices: everything a simulation needs but the scenario."""
+
+    profile: Profile
+    tables: dict[str, ExitTable]
+    config: SimConfig
+    costs: ModelCosts
+
+    @classmethod
+    def load(cls, profile_path: Path | str, config: SimConfig | None = None) -> World:
+        """Load a profile and set up its costs under `config`."""
+        config = config or SimConfig()
+        profile, tables = load_profile_conditions(profile_path)
+        return cls(profile, tables, config, ModelCosts(profile, config))
+
+    def simulation(self, scenario: Scenario) -> Simulation:
+        """A fresh simulation of `scenario`."""
+        return Simulation(self.costs, self.tables, self.config, scenario)

@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from edgeml_ros.core.plan import (
+    NO_EARLY_EXIT,
+    ExecutionPlan,
+    check_exit_thresholds,
+    check_plan,
+    exit_enabled,
+)
+from edgeml_ros.policy.world import World
+
+
+def test_check_plan_names_the_field(bundle):
+    model = bundle.model
+    blocks, exits = model.num_blocks, model.num_exits
+    with pytest.raises(ValueError, match="cut_point: 9 outside"):
+        check_plan(ExecutionPlan(9, (0.5,) * exits), blocks, exits)
+    with pytest.raises(
+        ValueError, match=r"exit_thresholds: needs 3 values \(one per exit\), got 2"
+    ):
+        check_plan(ExecutionPlan(1, (0.5, 0.5)), blocks, exits)
+    with pytest.raises(ValueError, match="exit_thresholds: values must be finite"):
+        check_plan(ExecutionPlan(1, (float("nan"),) * exits), blocks, exits)
+    with pytest.raises(ValueError, match="exit_rule: 'margin' unknown; known: max_prob, entropy"):
+        check_plan(ExecutionPlan(1, (0.5,) * exits, "margin"), blocks, exits)
+    with pytest.raises(ValueError, match="compression: 'lz4' unknown"):
+        check_plan(ExecutionPlan(1, (0.5,) * exits, compression="lz4"), blocks, exits)
+    check_plan(ExecutionPlan(blocks, (NO_EARLY_EXIT,) * exits, "entropy", "int8"), blocks, exits)
+
+
+def test_thresholds_alone_are_checked_without_the_field_name():
+    with pytest.raises(ValueError, match=r"^needs 4 values \(one per exit\), got 3$"):
+        check_exit_thresholds([0.5, 0.5, 0.0], 4)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        check_exit_thresholds([0.5, -0.1, 0.5, 0.0], 4)
+
+
+def test_a_threshold_above_one_disables_an_exit():
+    assert exit_enabled(1.0) and exit_enabled(0.0) and not exit_enabled(NO_EARLY_EXIT)
+    np.testing.assert_array_equal(exit_enabled(np.array([0.3, 1.0, 1.01])), [True, True, False])
+
+
+def test_the_simulator_checks_plans_against_the_profile():
+    from edgeml_ros.policy.scenarios import resolve_scenario
+
+    world = World.load("edgeml_ros/profiles/fashion_mnist_b_vgg.json")
+    sim = world.simulation(resolve_scenario("markov-100000", duration_s=5.0))
+    with pytest.raises(ValueError, match="exit_thresholds: needs 4 values"):
+        sim.run(ExecutionPlan(2, (0.5, 0.5, 0.0)), 5)
+    with pytest.raises(ValueError, match=r"cut_point: 6 outside 0\.\.5"):
+        sim.preview(ExecutionPlan(6, (0.5, 0.5, 0.5, 0.0)), 5)
