@@ -234,3 +234,79 @@ def test_drone_and_base_station_launched_apart_answer_together(shell, launch):
         battery.kill()
         for proc, log_path, processes in ((drone, drone_log, 4), (base, base_log, 1)):
             assert_clean_shutdown(proc, log_path, processes)
+
+
+def launched_pids(log_path: Path) -> dict[str, int]:
+    """Node name -> pid, from `ros2 launch`'s "process started with pid" lines."""
+    found = re.findall(r"\[(\w+)-\d+\]: process started with pid \[(\d+)\]", log_path.read_text())
+    return {name: int(pid) for name, pid in found}
+
+
+def process_env(pid: int) -> dict[str, str]:
+    raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+
+
+def process_nice(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])
+
+
+def test_radio_link_tunes_dds_and_the_background_nodes_run_niced(launch):
+    drone, log_path = launch("drone.launch.py", use_camera_source=True, radio_link=True,
+                             autostart=False)  # fmt: skip
+    nodes = {"perception", "controller", "link_monitor", "camera_source"}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and log_path.read_text().count("unconfigured: ") < 4:
+        time.sleep(0.2)  # every node is up, waiting to be configured
+    pids = launched_pids(log_path)
+    assert set(pids) == nodes, log_path.read_text()
+    for name, pid in pids.items():
+        env = process_env(pid)
+        assert env["FASTDDS_DEFAULT_PROFILES_FILE"].endswith("config/fastdds_link.xml"), name
+        assert env["RMW_FASTRTPS_USE_QOS_FROM_XML"] == "1", name
+        drone_only = name in ("controller", "camera_source")
+        assert (env.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST") == drone_only, name
+        assert process_nice(pid) == (10 if name in ("controller", "link_monitor") else 0), name
+    assert_clean_shutdown(drone, log_path, processes=len(nodes))
+
+
+def test_a_node_goes_through_its_lifecycle_and_a_failed_configure_says_why(shell, ros_domain):
+    from edgeml_ros.bringup.processes import NodeProcess
+    from edgeml_ros.core.checkpoint import TINY_CHECKPOINT
+
+    proc = NodeProcess("perception", ros_domain, None,
+                       {"autostart": False, "checkpoint": "/nonexistent.pt"},
+                       env={"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET"})  # fmt: skip
+    try:
+        assert shell.wait_for_nodes({"/perception"}) >= {"/perception"}
+        assert "unconfigured [1]" in shell.run("lifecycle", "get", "/perception")
+        diagnostics = shell.start("topic", "echo", "--once", "--filter",
+                                  "m.status[0].level == b'\\x02'", "/diagnostics")  # fmt: skip
+        failed = shell.run("lifecycle", "set", "/perception", "configure", check=False)
+        assert "Transitioning failed" in failed, failed
+        assert "unconfigured [1]" in shell.run("lifecycle", "get", "/perception")
+        error, _ = diagnostics.communicate(timeout=20)
+        assert "configure failed: checkpoint /nonexistent.pt not found" in error, error
+
+        shell.run("param", "set", "/perception", "checkpoint", str(TINY_CHECKPOINT))
+        assert "Transitioning successful" in shell.run("lifecycle", "set", "/perception",
+                                                       "configure")  # fmt: skip
+        refused = shell.run("param", "set", "/perception", "checkpoint", "/other.pt",
+                            check=False)  # fmt: skip
+        assert "read on configure" in refused, refused
+        shell.run("lifecycle", "set", "/perception", "activate")
+        assert "active [3]" in shell.run("lifecycle", "get", "/perception")
+        result = shell.start("topic", "echo", "--once", "/perception/result")
+        frame = ("{height: 28, width: 28, encoding: mono8, step: 28, data: "
+                 f"{[0] * 28 * 28}}}")  # fmt: skip
+        shell.run("topic", "pub", "--once", "-w", "1", "/camera/image_raw",
+                  "sensor_msgs/msg/Image", frame)  # fmt: skip
+        answered, _ = result.communicate(timeout=20)
+        assert "status: 0" in answered, answered
+        for transition, state in (("deactivate", "inactive [2]"), ("cleanup", "unconfigured [1]"),
+                                  ("shutdown", "finalized [4]")):  # fmt: skip
+            shell.run("lifecycle", "set", "/perception", transition)
+            assert state in shell.run("lifecycle", "get", "/perception"), transition
+        assert proc.alive()
+    finally:
+        assert proc.stop() == 0

@@ -298,10 +298,13 @@ class ManagedNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def start_up(self) -> None:
-        """Configure and activate when `autostart` is set."""
-        if self.get_parameter("autostart").value and (
-            self.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        ):
+        """Configure and activate when `autostart` is set; otherwise say what to do."""
+        if not self.get_parameter("autostart").value:
+            self.get_logger().info(
+                f"unconfigured: `ros2 lifecycle set {self.get_fully_qualified_name()} configure`,"
+                " then activate (or start it with -p autostart:=true)"
+            )
+        elif self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
     def publish_diagnostics(self) -> None:
