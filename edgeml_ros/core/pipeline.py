@@ -17,6 +17,7 @@ real robot.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from edgeml_ros.core.images import (
 )
 from edgeml_ros.core.offload_window import OffloadWindow
 from edgeml_ros.core.runtime import EXIT_RULES, ExitDecision, SplitRunner, check_policy
+from edgeml_ros.core.untrusted import shown
 
 
 class Where(IntEnum):
@@ -135,15 +137,26 @@ class OffloadRequest:
 
 @dataclass
 class OffloadReply:
-    """The base station's answer to one request."""
+    """The base station's answer to one request; `context` echoes the request's."""
 
     frame_seq: int
-    status: Status
+    status: int  # a Status, as received (the drone refuses others)
     reason: str = ""
     class_id: int = -1
     confidence: float = 0.0
     exit_index: int = -1
     tail_ms: float = 0.0
+    context: Any = None
+
+
+class ReplyError(ValueError):
+    """A reply the drone does not take: it answers no offload awaiting one, or is malformed."""
+
+
+# What a base station answers with; a reason it gives is cut to MAX_REASON_CHARS.
+REPLY_STATUSES = (Status.OK, Status.OFFLOAD_REJECTED, Status.INTERNAL_ERROR)
+MAX_REASON_CHARS = 512
+MAX_POLICY_NAME_CHARS = 64
 
 
 # The node checks for fallbacks this often; a fallback starts this much (plus 2 ms of slack)
@@ -176,6 +189,9 @@ class PipelineCounters:
     internal_errors: int = 0
     rejected: int = 0
     late_replies: int = 0
+    unknown_replies: int = 0
+    bad_replies: int = 0
+    bad_plans: int = 0
     window_full: int = 0
     offloads_lost: int = 0
     exits: Counter = field(default_factory=Counter)
@@ -197,12 +213,18 @@ def validate_plan(bundle: ModelBundle, plan: ExecutionPlan) -> None:
     """Raise ValueError naming what in `plan` does not fit the model or the runtime."""
     check_policy(bundle.model, plan.cut_point, plan.exit_thresholds)
     if plan.exit_rule not in EXIT_RULES:
-        raise ValueError(f"exit_rule {plan.exit_rule!r} unknown; known: {', '.join(EXIT_RULES)}")
+        raise ValueError(
+            f"exit_rule {shown(plan.exit_rule)} unknown; known: {', '.join(EXIT_RULES)}"
+        )
     if plan.encoding not in ENCODINGS:
-        raise ValueError(f"encoding {plan.encoding!r} unknown; known: {', '.join(ENCODINGS)}")
+        raise ValueError(f"encoding {shown(plan.encoding)} unknown; known: {', '.join(ENCODINGS)}")
     if plan.compression not in COMPRESSIONS:
         raise ValueError(
-            f"compression {plan.compression!r} unknown; known: {', '.join(COMPRESSIONS)}"
+            f"compression {shown(plan.compression)} unknown; known: {', '.join(COMPRESSIONS)}"
+        )
+    if len(plan.policy_name) > MAX_POLICY_NAME_CHARS:
+        raise ValueError(
+            f"policy_name of {len(plan.policy_name)} characters, more than {MAX_POLICY_NAME_CHARS}"
         )
 
 
@@ -229,6 +251,8 @@ class DronePipeline:
         self.counters = PipelineCounters()
         self._pending: dict[int, _Pending] = {}
         self.window = OffloadWindow(max_in_flight)
+        # Offloads a reply may still come for (pending, or on the link): seq -> context.
+        self._awaiting: dict[int, Any] = {}
         self._next_seq = 0
         self.plan = plan
         self.deadline_s = deadline_s
@@ -253,6 +277,14 @@ class DronePipeline:
         """Switch to a new execution plan from the next frame on (ValueError if invalid)."""
         validate_plan(self.bundle, plan)
         self.plan = plan
+
+    def check_plan(self, plan: ExecutionPlan) -> None:
+        """validate_plan for a plan sent from outside (a controller); a refusal is counted."""
+        try:
+            validate_plan(self.bundle, plan)
+        except ValueError:
+            self.counters.bad_plans += 1
+            raise
 
     @property
     def pending_count(self) -> int:
@@ -345,6 +377,7 @@ class DronePipeline:
                            outcome.deepest_local, plan.exit_rule)  # fmt: skip
         busy, lost = self.window.full(pending.sent)
         self.counters.offloads_lost += lost
+        self._forget_unawaited()
         if busy is not None:
             # The link is still busy with earlier offloads: queueing behind them would only
             # make this frame late, so it finishes on the drone now.
@@ -360,6 +393,7 @@ class DronePipeline:
             pending.sent, arrived + self.deadline_s - finish_locally - FALLBACK_MARGIN_S
         )
         self._pending[result.frame_seq] = pending
+        self._awaiting[result.frame_seq] = result.context
         self.window.sent(result.frame_seq, pending.sent, len(tensor.data))
         self.counters.offloaded += 1
         return OffloadRequest(
@@ -371,13 +405,53 @@ class DronePipeline:
             tensor,
         )
 
+    def _forget_unawaited(self) -> None:
+        """Offloads neither pending nor on the link (the window found them lost): no reply."""
+        self._awaiting = {
+            s: c for s, c in self._awaiting.items() if s in self._pending or s in self.window
+        }
+
+    def _reply_problem(self, reply: OffloadReply) -> str | None:
+        """What in a reply's fields no base station sends (None: nothing)."""
+        if reply.status not in REPLY_STATUSES:
+            names = ", ".join(s.name for s in REPLY_STATUSES)
+            return f"status {reply.status} is not a base station's ({names})"
+        if not (math.isfinite(reply.tail_ms) and reply.tail_ms >= 0.0):
+            return f"tail_ms {reply.tail_ms} is not a time (finite, >= 0)"
+        if reply.status != Status.OK:
+            return None
+        classes, exits = len(self.bundle.meta.class_names), self.bundle.model.num_exits
+        if not 0 <= reply.class_id < classes:
+            return f"class_id {reply.class_id} outside 0..{classes - 1}"
+        if not 0 <= reply.exit_index < exits:
+            return f"exit_index {reply.exit_index} outside 0..{exits - 1}"
+        if not 0.0 <= reply.confidence <= 1.0:
+            return f"confidence {reply.confidence} outside [0, 1]"
+        return None
+
     def on_reply(self, reply: OffloadReply, now: float | None = None) -> FrameResult | None:
-        """Finish the frame a reply belongs to; None for a late or unknown reply (counted)."""
+        """Finish the frame a reply belongs to; None for a late reply (its frame fell back).
+
+        Only a reply to an offload still awaiting one, with the request's context (the camera
+        header) echoed back and fields a base station sends, is taken. Any other (a duplicate,
+        one for a frame never offloaded, a forged or garbled one) raises ReplyError, counted,
+        and changes nothing: that frame still ends by its own reply or its fallback.
+        """
         now = time.monotonic() if now is None else now
-        self.counters.offloads_lost += self.window.answered(
-            reply.frame_seq, now, reply.tail_ms / 1000.0
-        )
-        pending = self._pending.pop(reply.frame_seq, None)
+        seq = reply.frame_seq
+        if seq not in self._awaiting:
+            self.counters.unknown_replies += 1
+            raise ReplyError(f"no offload of frame {seq} awaits a reply (a duplicate, or unsent)")
+        problem = self._reply_problem(reply)
+        if problem is None and reply.context != self._awaiting[seq]:
+            problem = "its header is not the request's"
+        if problem is not None:
+            self.counters.bad_replies += 1
+            raise ReplyError(problem)
+        del self._awaiting[seq]
+        self.counters.offloads_lost += self.window.answered(seq, now, reply.tail_ms / 1000.0)
+        self._forget_unawaited()
+        pending = self._pending.pop(seq, None)
         if pending is None:
             self.counters.late_replies += 1
             return None
@@ -389,7 +463,8 @@ class DronePipeline:
             self._answer(result, decision, Where.BASE)
         else:
             self.counters.rejected += 1
-            result.status, result.where, result.reason = reply.status, Where.BASE, reply.reason
+            result.status, result.where = Status(reply.status), Where.BASE
+            result.reason = reply.reason[:MAX_REASON_CHARS]
         return self._finish(result, pending.arrived, now)
 
     def expire(self, now: float | None = None, force: bool = False) -> list[FrameResult]:
@@ -500,13 +575,18 @@ class TailServer:
             features = self._check(request)
         except (ValueError, CodecError) as exc:
             self.rejected += 1
-            return OffloadReply(request.frame_seq, Status.OFFLOAD_REJECTED, str(exc))
+            return OffloadReply(
+                request.frame_seq, Status.OFFLOAD_REJECTED, str(exc), context=request.context
+            )
         try:
             decision = self.runner.run_tail(torch.from_numpy(features), request.cut_point)
         except Exception as exc:  # a request must always get a reply
             self.rejected += 1
             return OffloadReply(
-                request.frame_seq, Status.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
+                request.frame_seq,
+                Status.INTERNAL_ERROR,
+                f"{type(exc).__name__}: {exc}",
+                context=request.context,
             )
         self.served += 1
         return OffloadReply(
@@ -517,4 +597,5 @@ class TailServer:
             decision.confidence,
             decision.exit_index,
             _ms(time.perf_counter() - t0),
+            request.context,
         )

@@ -23,7 +23,6 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from rclpy.time import Time
 
 from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, ModelBundle, load_checkpoint
 from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
@@ -46,9 +45,13 @@ LATCHED = QoSProfile(
 
 
 def stamp_age_s(node: Node, stamp: TimeMsg) -> float:
-    """Seconds from a header stamp to now on the node's clock; 0 for an unset (zero) stamp."""
-    then = Time.from_msg(stamp)
-    return (node.get_clock().now() - then).nanoseconds / 1e9 if then.nanoseconds else 0.0
+    """Seconds from a header stamp to now on the node's clock; 0 for an unset (zero) stamp.
+
+    Arithmetic on the fields (rclpy's Time refuses negative seconds): a stamp from before 1970
+    is merely very old.
+    """
+    then_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+    return (node.get_clock().now().nanoseconds - then_ns) / 1e9 if then_ns else 0.0
 
 
 @dataclass(frozen=True)

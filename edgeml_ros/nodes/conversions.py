@@ -13,7 +13,6 @@ from edgeml_ros.core.pipeline import (
     OffloadReply,
     OffloadRequest,
     RawImage,
-    Status,
     Where,
 )
 from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult
@@ -121,16 +120,16 @@ def reply_to_msg(reply: OffloadReply, request: OffloadRequest) -> InferenceResul
 
 
 def msg_to_reply(msg: InferenceResult) -> OffloadReply:
-    """A received base-station answer."""
-    status = msg.status if msg.status in Status._value2member_map_ else Status.INTERNAL_ERROR
+    """A received base-station answer (checked by the DronePipeline)."""
     return OffloadReply(
         msg.frame_seq,
-        Status(status),
+        msg.status,
         msg.reason,
         msg.class_id,
         msg.confidence,
         msg.exit_index,
         msg.tail_ms,
+        msg.header,
     )
 
 

@@ -31,8 +31,8 @@ from edgeml_ros.core.pipeline import (
     DronePipeline,
     ExecutionPlan,
     OffloadRequest,
-    Status,
-    validate_plan,
+    ReplyError,
+    Where,
 )
 from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult, ResultBatch
 from edgeml_ros.nodes.common import (
@@ -223,15 +223,18 @@ class PerceptionNode(Node):
             return
         plan = msg_to_plan(msg)
         try:
-            validate_plan(self.bundle, plan)
+            self.pipeline.check_plan(plan)
         except ValueError as exc:
-            self.get_logger().error(f"ignoring ExecutionPolicy from {msg.policy_name!r}: {exc}")
+            self.get_logger().error(
+                f"ignoring ExecutionPolicy ({self.pipeline.counters.bad_plans} so far): {exc}",
+                throttle_duration_sec=1.0,
+            )
             return
         if plan == self.pipeline.plan:
             return
         self._applying_policy = plan.policy_name
         try:
-            self.set_parameters_atomically(
+            outcome = self.set_parameters_atomically(
                 [
                     Parameter("cut_point", value=plan.cut_point),
                     Parameter("exit_thresholds", value=list(plan.exit_thresholds)),
@@ -242,6 +245,9 @@ class PerceptionNode(Node):
             )
         finally:
             self._applying_policy = None
+        if not outcome.successful:
+            self.get_logger().error(f"ignoring ExecutionPolicy: {outcome.reason}")
+            return
         self.get_logger().info(f"policy {plan.policy_name}: {msg.reason} -> {self.pipeline.plan}")
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
@@ -261,9 +267,16 @@ class PerceptionNode(Node):
         self._publish(outcome)
 
     def _on_reply(self, msg: InferenceResult) -> None:
-        result = self.pipeline.on_reply(msg_to_reply(msg))
+        try:
+            result = self.pipeline.on_reply(msg_to_reply(msg))
+        except ReplyError as exc:
+            self.get_logger().warn(
+                f"ignoring offload reply for frame {msg.frame_seq}: {exc}",
+                throttle_duration_sec=1.0,
+            )
+            return
         if result is None:
-            self.get_logger().warn(f"late or unknown offload reply for frame {msg.frame_seq}")
+            self.get_logger().warn(f"late offload reply for frame {msg.frame_seq}")
             return
         self._publish(result)
 
@@ -275,12 +288,14 @@ class PerceptionNode(Node):
 
     def _publish(self, result) -> None:
         if result.reason and result.status != 0:
-            self.get_logger().warn(f"frame {result.frame_seq}: {result.reason}")
+            self.get_logger().warn(
+                f"frame {result.frame_seq}: {result.reason}", throttle_duration_sec=1.0
+            )
         msg = result_to_msg(result)
         self.result_pub.publish(msg)
         self._batch.append(msg)
         frame = self._to_annotate.pop(result.frame_seq, None)
-        if frame is not None and result.status != Status.BAD_INPUT:
+        if frame is not None and result.where != Where.NONE:  # it decoded
             image = rgb_to_image(annotate(self.pipeline.decode(frame), result))
             image.header = result.context
             self.annotated_pub.publish(image)
