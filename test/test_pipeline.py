@@ -1,5 +1,6 @@
 import contextlib
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS
 from edgeml_ros.core.codec import encode_tensor
 from edgeml_ros.core.offload_window import IN_FLIGHT_HORIZON_S
 from edgeml_ros.core.pipeline import (
+    DUPLICATE_WINDOW,
     FALLBACK_MARGIN_S,
     MAX_REASON_CHARS,
     CompressedFrame,
@@ -221,6 +223,7 @@ def test_tail_server_accepts_every_encoding(bundle, fmnist_test):
     baseline = server.handle(request).class_id
     for encoding in ("fp16", "int8"):
         request.tensor = encode_tensor(features, encoding, "zstd")
+        request.frame_seq += 1  # another request, not a duplicate
         reply = server.handle(request)
         assert reply.status == Status.OK and reply.class_id == baseline
 
@@ -279,7 +282,7 @@ def test_raising_the_window_limit_applies_at_once(bundle, fmnist_test):
 def test_requests_carry_the_digest_start_and_the_whole_one_is_accepted(bundle, fmnist_test):
     request = _request(bundle, fmnist_test)
     assert request.weights_digest == bundle.meta.weights_digest[:OFFLOAD_DIGEST_CHARS]
-    whole = _request(bundle, fmnist_test, weights_digest=bundle.meta.weights_digest)
+    whole = _request(bundle, fmnist_test, weights_digest=bundle.meta.weights_digest, frame_seq=1)
     server = TailServer(bundle)
     assert [server.handle(r).status for r in (request, whole)] == [Status.OK, Status.OK]
 
@@ -362,3 +365,70 @@ def test_plans_from_outside_are_checked_and_refusals_counted(bundle):
         pipe.check_plan(ExecutionPlan(2, NEVER, policy_name="p" * 1000))
     pipe.check_plan(ExecutionPlan(1, NEVER, policy_name="rl"))
     assert pipe.counters.bad_plans == 6 and pipe.plan.cut_point == 2
+
+
+def test_tail_server_answers_a_request_once(bundle, fmnist_test):
+    server = TailServer(bundle)
+    request = _request(bundle, fmnist_test)
+    request.stamp_ns = 1_000
+    assert server.handle(request, "drone1").status == Status.OK
+    assert server.handle(request, "drone1") is None  # the same again: dropped
+    bad = _request(bundle, fmnist_test, model_id="other/model")
+    assert server.handle(bad, "drone1").status == Status.OFFLOAD_REJECTED
+    assert server.handle(bad, "drone1") is None  # a rejection is an answer too
+    assert server.handle(request, "drone2").status == Status.OK  # another drone's frame
+    restarted = _request(bundle, fmnist_test)  # same frame_seq, another capture stamp
+    restarted.stamp_ns = 2_000
+    assert server.handle(restarted, "drone1").status == Status.OK
+    assert server.duplicates == 2 and server.served == 3 and server.rejected == 1
+
+
+def test_tail_server_remembers_a_bounded_window_of_requests(bundle, fmnist_test):
+    server = TailServer(bundle)
+    request = _request(bundle, fmnist_test, model_id="other/model")  # cheap to answer
+    for seq in range(DUPLICATE_WINDOW + 1):
+        request.frame_seq = seq
+        assert server.handle(request) is not None
+    assert len(server._answered[""]) == DUPLICATE_WINDOW
+    request.frame_seq = 0  # forgotten: answered again
+    assert server.handle(request) is not None
+    request.frame_seq = DUPLICATE_WINDOW
+    assert server.handle(request) is None
+
+
+def test_tail_server_payload_limit_defaults_to_the_models_largest_tensor(bundle, fmnist_test):
+    server = TailServer(bundle)
+    largest = max(int(np.prod(s)) for s in server._feature_shapes)
+    assert largest * 4 < server.max_payload_bytes == server.largest_payload_bytes < 16_000
+    request = _request(bundle, fmnist_test, data=bytes(server.max_payload_bytes + 1))
+    reply = server.handle(request)
+    assert reply.status == Status.OFFLOAD_REJECTED
+    assert f"exceeds {server.max_payload_bytes}" in reply.reason
+    server.max_payload_bytes = 0  # as the node's parameter: the model's largest
+    assert server.max_payload_bytes == server.largest_payload_bytes
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"model_id": "m" * 100_000}, r"model_id 'm{64}'\.\.\. \(100000 characters\)"),
+        (
+            {"shape": (1,) * 100_000},
+            r"shape \[1, 1, 1, 1, 1, 1, 1, 1, \.\.\.\] \(100000 dimensions",
+        ),
+        ({"compression": "zstd", "data": bytes(10_000)}, "payload has 10000 bytes, more than"),
+        ({"encoding": "int8", "quant_zero_point": -7}, "quant_zero_point must be in 0..255"),
+    ],
+)
+def test_tail_server_rejections_name_the_problem_briefly(bundle, fmnist_test, change, match):
+    reply = TailServer(bundle).handle(_request(bundle, fmnist_test, **change))
+    assert reply.status == Status.OFFLOAD_REJECTED and len(reply.reason) < 300
+    assert re.search(match, reply.reason), reply.reason
+    assert reply.context == "hdr"
+
+
+def test_lost_requests_are_counted_without_fast_dds_bogus_counts(bundle):
+    server = TailServer(bundle)
+    for change in (1, 2**31 - 1, 1, 3, 0):  # as Fast DDS 3.2 reports three fragmented losses
+        server.count_lost(change)
+    assert server.lost_in_transport == 5

@@ -35,6 +35,7 @@ from edgeml_ros.core.codec import (
     EncodedTensor,
     decode_tensor,
     encode_tensor,
+    max_wire_bytes,
 )
 from edgeml_ros.core.images import (
     ImageDecodeError,
@@ -44,7 +45,7 @@ from edgeml_ros.core.images import (
 )
 from edgeml_ros.core.offload_window import OffloadWindow
 from edgeml_ros.core.runtime import EXIT_RULES, ExitDecision, SplitRunner, check_policy
-from edgeml_ros.core.untrusted import shown
+from edgeml_ros.core.untrusted import RecentKeys, shown, shown_shape
 
 
 class Where(IntEnum):
@@ -125,7 +126,11 @@ class FrameResult:
 
 @dataclass
 class OffloadRequest:
-    """The features of one frame, on their way to the base station."""
+    """The features of one frame, on their way to the base station.
+
+    `stamp_ns`: the frame's capture stamp, as received; with `frame_seq` it tells a request
+    from a duplicate (a drone that restarts numbers its frames from 0 again).
+    """
 
     frame_seq: int
     context: Any
@@ -133,6 +138,7 @@ class OffloadRequest:
     weights_digest: str
     cut_point: int
     tensor: EncodedTensor
+    stamp_ns: int = 0
 
 
 @dataclass
@@ -509,24 +515,50 @@ class DronePipeline:
         return self._finish(result, pending.arrived, now)
 
 
+# Requests remembered per drone, so that the base station answers each once.
+DUPLICATE_WINDOW = 1024
+# Fast DDS 3.2 reports, with each fragmented sample lost after the first, a bogus lost-sample
+# change of 2**31 - 1 (its 32-bit total wraps) next to the true one: not a count.
+_BOGUS_LOST_COUNT = 2**31 - 1
+
+
 class TailServer:
-    """Base-station side: validate an offload request, then finish it with the tail."""
+    """Base-station side: validate an offload request, then finish it with the tail.
+
+    `max_payload_bytes` 0: the most the model's tensors can take (fp32 at its largest cut,
+    compressed at worst, `largest_payload_bytes`).
+    """
 
     def __init__(
-        self, bundle: ModelBundle, max_payload_bytes: int = 16 * 1024 * 1024, device: str = "cpu"
+        self, bundle: ModelBundle, max_payload_bytes: int = 0, device: str = "cpu"
     ) -> None:
         self.bundle = bundle
         self.runner = SplitRunner(bundle.model, device)
-        self.max_payload_bytes = max_payload_bytes
         input_shape = model_input_shape(bundle)
         self._feature_shapes = [
             self.runner.feature_shape(input_shape, cut) for cut in range(bundle.model.num_blocks)
         ]
+        self.largest_payload_bytes = max(
+            max_wire_bytes(math.prod(shape), "fp32", "zlib") for shape in self._feature_shapes
+        )
+        self.max_payload_bytes = max_payload_bytes
         self.runner.warm_up(input_shape)
         self.served = 0
         self.rejected = 0
+        self.duplicates = 0  # requests answered already: dropped
+        self.lost_in_transport = 0  # requests DDS lost before delivering them
+        self._answered: dict[str, RecentKeys] = {}
         self.busy_s = 0.0  # time spent answering requests, for the load report
         self.service_ms: list[float] = []  # per request since the last load report
+
+    @property
+    def max_payload_bytes(self) -> int:
+        """Largest accepted payload, in bytes."""
+        return self._max_payload_bytes
+
+    @max_payload_bytes.setter
+    def max_payload_bytes(self, value: int) -> None:
+        self._max_payload_bytes = value or self.largest_payload_bytes
 
     def take_load(self) -> tuple[int, float, float]:
         """Requests answered, busy seconds and median service ms since the last call."""
@@ -534,10 +566,18 @@ class TailServer:
         busy, self.busy_s = self.busy_s, 0.0
         return len(times), busy, float(np.median(times)) if times else 0.0
 
+    def count_lost(self, count_change: int) -> None:
+        """Requests DDS lost on the way (a subscription's message-lost event)."""
+        if 0 < count_change < _BOGUS_LOST_COUNT:
+            self.lost_in_transport += count_change
+
     def _check(self, request: OffloadRequest) -> np.ndarray:
+        """The request's features, or ValueError naming what is wrong (cheapest checks first)."""
         meta = self.bundle.meta
         if request.model_id != meta.model_id:
-            raise ValueError(f"model_id {request.model_id!r} is not served ({meta.model_id!r})")
+            raise ValueError(
+                f"model_id {shown(request.model_id)} is not served ({meta.model_id!r})"
+            )
         if not digest_matches(request.weights_digest, meta.weights_digest):
             raise ValueError(
                 f"weights digest {request.weights_digest[:OFFLOAD_DIGEST_CHARS]!r} is not the "
@@ -548,20 +588,29 @@ class TailServer:
             raise ValueError(
                 f"cut_point {request.cut_point} outside 0..{len(self._feature_shapes) - 1}"
             )
-        expected = self._feature_shapes[request.cut_point]
-        if tuple(request.tensor.shape) != expected:
-            raise ValueError(
-                f"shape {list(request.tensor.shape)} does not match cut {request.cut_point}, "
-                f"which produces {list(expected)}"
-            )
         if len(request.tensor.data) > self.max_payload_bytes:
             raise ValueError(
                 f"payload of {len(request.tensor.data)} bytes exceeds {self.max_payload_bytes}"
             )
-        return decode_tensor(request.tensor, max_elements=int(np.prod(expected)))
+        expected = self._feature_shapes[request.cut_point]
+        if tuple(request.tensor.shape) != expected:
+            raise ValueError(
+                f"shape {shown_shape(request.tensor.shape)} does not match cut "
+                f"{request.cut_point}, which produces {list(expected)}"
+            )
+        return decode_tensor(request.tensor, max_elements=math.prod(expected))
 
-    def handle(self, request: OffloadRequest) -> OffloadReply:
-        """Answer one request; a bad one gets a rejection naming the problem."""
+    def handle(self, request: OffloadRequest, source: str = "") -> OffloadReply | None:
+        """Answer a request once; a bad one gets a rejection naming the problem.
+
+        A request from `source` (a drone) already answered, the same frame_seq and stamp among
+        its last DUPLICATE_WINDOW, gets None: dropped, counted in `duplicates`.
+        """
+        if self._answered.setdefault(source, RecentKeys(DUPLICATE_WINDOW)).seen(
+            (request.frame_seq, request.stamp_ns)
+        ):
+            self.duplicates += 1
+            return None
         t0 = time.perf_counter()
         try:
             return self._handle(request, t0)
@@ -570,24 +619,19 @@ class TailServer:
             self.busy_s += spent
             self.service_ms.append(spent * 1000.0)
 
+    def _refuse(self, request: OffloadRequest, status: Status, reason: str) -> OffloadReply:
+        self.rejected += 1
+        return OffloadReply(request.frame_seq, status, reason, context=request.context)
+
     def _handle(self, request: OffloadRequest, t0: float) -> OffloadReply:
         try:
             features = self._check(request)
         except (ValueError, CodecError) as exc:
-            self.rejected += 1
-            return OffloadReply(
-                request.frame_seq, Status.OFFLOAD_REJECTED, str(exc), context=request.context
-            )
+            return self._refuse(request, Status.OFFLOAD_REJECTED, str(exc))
         try:
             decision = self.runner.run_tail(torch.from_numpy(features), request.cut_point)
         except Exception as exc:  # a request must always get a reply
-            self.rejected += 1
-            return OffloadReply(
-                request.frame_seq,
-                Status.INTERNAL_ERROR,
-                f"{type(exc).__name__}: {exc}",
-                context=request.context,
-            )
+            return self._refuse(request, Status.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
         self.served += 1
         return OffloadReply(
             request.frame_seq,

@@ -98,9 +98,9 @@ def msg_to_request(msg: FeatureTensor) -> OffloadRequest:
         msg.quant_scale,
         msg.quant_zero_point,
     )
-    return OffloadRequest(
-        msg.frame_seq, msg.header, msg.model_id, msg.weights_digest, msg.cut_point, tensor
-    )
+    stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    return OffloadRequest(msg.frame_seq, msg.header, msg.model_id, msg.weights_digest,
+                          msg.cut_point, tensor, stamp_ns)  # fmt: skip
 
 
 def reply_to_msg(reply: OffloadReply, request: OffloadRequest) -> InferenceResult:

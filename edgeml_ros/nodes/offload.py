@@ -4,7 +4,9 @@ For every drone namespace in `drone_namespaces` it serves `<ns>/offload/request`
 `<ns>/offload/reply`, and echoes the link monitor's probes (`<ns>/link/probe` ->
 `<ns>/link/probe_echo`, without their padding). Each request is validated (model id, weights
 digest, cut point, shape, dtype, size) before it is touched; a bad one gets a rejection that
-names the problem. It publishes its load on `offload/load` every second.
+names the problem. A request already answered (same drone, frame_seq and stamp) is dropped and
+counted, as are requests DDS lost on the way (its message-lost event), in diagnostics. It
+publishes its load on `offload/load` every second.
 
 `emulated_rtt_ms` (demos and benchmarks only, 0 on a real link) holds every reply and echo that
 long before sending it: the link shaper's stand-in for network delay where netem is missing.
@@ -18,6 +20,7 @@ import time
 import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 
 from edgeml_ros.core.pipeline import Status, TailServer
@@ -59,9 +62,10 @@ class OffloadNode(Node):
                 ),
                 Param(
                     "max_payload_bytes",
-                    16 * 1024 * 1024,
-                    "Largest accepted offload payload, in bytes.",
-                    int_range=(1, 1 << 30),
+                    0,
+                    "Largest accepted offload payload, in bytes (0: the most the model's "
+                    "tensors take, fp32 at its largest cut point, compressed at worst).",
+                    int_range=(0, 1 << 30),
                 ),
                 device_param(),
                 Param(
@@ -107,9 +111,12 @@ class OffloadNode(Node):
             self.create_subscription(
                 FeatureTensor,
                 _topic(ns, "offload/request"),
-                lambda msg, pub=reply_pub: self._on_request(msg, pub),
+                lambda msg, pub=reply_pub, ns=ns: self._on_request(msg, pub, ns),
                 OFFLOAD,
                 callback_group=group,
+                event_callbacks=SubscriptionEventCallbacks(
+                    message_lost=lambda info: self.server.count_lost(info.total_count_change)
+                ),
             )
             self._drones.append(ns or "(own namespace)")
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -123,11 +130,19 @@ class OffloadNode(Node):
     def _on_params_set(self, params) -> None:
         self.server.max_payload_bytes = self.get_parameter("max_payload_bytes").value
 
-    def _on_request(self, msg: FeatureTensor, reply_pub) -> None:
+    def _on_request(self, msg: FeatureTensor, reply_pub, drone: str) -> None:
         request = msg_to_request(msg)
-        reply = self.server.handle(request)
+        reply = self.server.handle(request, drone)
+        if reply is None:
+            self.get_logger().warn(
+                f"dropped a duplicate of frame {msg.frame_seq} ({self.server.duplicates} so far)",
+                throttle_duration_sec=1.0,
+            )
+            return
         if reply.status != Status.OK:
-            self.get_logger().warn(f"rejected frame {msg.frame_seq}: {reply.reason}")
+            self.get_logger().warn(
+                f"rejected frame {msg.frame_seq}: {reply.reason}", throttle_duration_sec=1.0
+            )
         self._send(reply_pub, reply_to_msg(reply, request))
 
     def _send(self, pub, msg) -> None:
@@ -151,6 +166,8 @@ class OffloadNode(Node):
         load.header.stamp = self.get_clock().now().to_msg()
         self.load_pub.publish(load)
         values = {"served": self.server.served, "rejected": self.server.rejected,
+                  "duplicates": self.server.duplicates,
+                  "lost_in_transport": self.server.lost_in_transport,
                   "utilization": f"{load.utilization:.3f}",
                   "requests_per_s": f"{load.requests_per_s:.1f}"}  # fmt: skip
         self.diag_pub.publish(
