@@ -5,6 +5,8 @@ parameter (edgeml_ros.policy.live), on the same observation the policy was train
 simulator. It publishes ExecutionPolicy on every change and at least every
 `publish_period_s`. Without a fresh link estimate or battery reading it falls back to the safe
 plan (everything on the drone); below `battery_critical_soc` it answers at the first exit.
+A reading that cannot be true is ignored with a warning that counts them (and a count of each
+kind in its shutdown log).
 """
 
 from __future__ import annotations
@@ -110,19 +112,25 @@ class ControllerNode(Node):
             self.controller = self._build()
             self.get_logger().info(f"now running policy {self.controller.policy.name}")
 
+    def _ignore(self, kind: str, what: str, exc: ValueError) -> None:
+        count = self.controller.refused[kind]
+        self.get_logger().warn(
+            f"ignoring {what} ({count} so far): {exc}", throttle_duration_sec=1.0
+        )
+
     def _on_link(self, msg: LinkQuality) -> None:
         if msg.samples == 0:
             return
         try:
             self.controller.on_link(time.monotonic(), msg.bandwidth_mbps, msg.rtt_ms)
         except ValueError as exc:
-            self.get_logger().warn(f"ignoring LinkQuality: {exc}")
+            self._ignore("link", "LinkQuality", exc)
 
     def _on_battery(self, msg: BatteryState) -> None:
         try:
             self.controller.on_battery(time.monotonic(), float(msg.percentage))
         except ValueError as exc:
-            self.get_logger().warn(f"ignoring BatteryState: {exc}")
+            self._ignore("battery", "BatteryState", exc)
 
     def _on_results(self, msg: ResultBatch) -> None:
         now = time.monotonic()
@@ -134,7 +142,7 @@ class ControllerNode(Node):
                 self.controller.on_result(captured, r.total_ms / 1000.0, r.confidence,
                                           r.exit_index, r.where)  # fmt: skip
             except ValueError as exc:
-                self.get_logger().warn(f"ignoring result {r.frame_seq}: {exc}")
+                self._ignore("result", f"result {r.frame_seq}", exc)
 
     def _update(self) -> None:
         decision = self.controller.decide(time.monotonic())
@@ -155,6 +163,10 @@ class ControllerNode(Node):
                     f"plan: cut {plan.cut_point}, thresholds {thresholds} ({decision.reason})"
                 )
             self._last = plan
+
+    def on_shutdown(self) -> None:
+        """Log the readings refused, by kind."""
+        self.get_logger().info(f"shutting down: refused {dict(self.controller.refused)}")
 
 
 def main(args: list[str] | None = None) -> int:
