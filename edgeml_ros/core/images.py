@@ -126,6 +126,10 @@ def decode_compressed(image_format: str, data, channels: int = 1) -> np.ndarray:
             pixels = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
     except ImageDecodeError:
         raise
+    except PILImage.UnidentifiedImageError:  # its message names the BytesIO object
+        raise ImageDecodeError(
+            f"{shown(image_format)} data is not a {'/'.join(formats)} image"
+        ) from None
     except Exception as exc:  # the decoder's every complaint about these bytes: bad input
         raise ImageDecodeError(
             f"cannot decode {shown(image_format)} data as {'/'.join(formats)}: "
