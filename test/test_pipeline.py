@@ -424,7 +424,7 @@ def test_tail_server_rejections_name_the_problem_briefly(bundle, fmnist_test, ch
     reply = TailServer(bundle).handle(_request(bundle, fmnist_test, **change))
     assert reply.status == Status.OFFLOAD_REJECTED and len(reply.reason) < 300
     assert re.search(match, reply.reason), reply.reason
-    assert reply.context == "hdr"
+    assert reply.context == "hdr" and 0.0 < reply.tail_ms < 100.0  # the time it took to refuse
 
 
 def test_lost_requests_are_counted_without_fast_dds_bogus_counts(bundle):

@@ -619,19 +619,25 @@ class TailServer:
             self.busy_s += spent
             self.service_ms.append(spent * 1000.0)
 
-    def _refuse(self, request: OffloadRequest, status: Status, reason: str) -> OffloadReply:
+    def _refuse(
+        self, request: OffloadRequest, status: Status, reason: str, t0: float
+    ) -> OffloadReply:
+        """A rejection; its tail_ms is the time it took to find the problem."""
         self.rejected += 1
-        return OffloadReply(request.frame_seq, status, reason, context=request.context)
+        spent_ms = _ms(time.perf_counter() - t0)
+        return OffloadReply(request.frame_seq, status, reason, tail_ms=spent_ms,
+                            context=request.context)  # fmt: skip
 
     def _handle(self, request: OffloadRequest, t0: float) -> OffloadReply:
         try:
             features = self._check(request)
         except (ValueError, CodecError) as exc:
-            return self._refuse(request, Status.OFFLOAD_REJECTED, str(exc))
+            return self._refuse(request, Status.OFFLOAD_REJECTED, str(exc), t0)
         try:
             decision = self.runner.run_tail(torch.from_numpy(features), request.cut_point)
         except Exception as exc:  # a request must always get a reply
-            return self._refuse(request, Status.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}")
+            reason = f"{type(exc).__name__}: {exc}"
+            return self._refuse(request, Status.INTERNAL_ERROR, reason, t0)
         self.served += 1
         return OffloadReply(
             request.frame_seq,
