@@ -1,14 +1,11 @@
 import contextlib
-import io
-import struct
 import tracemalloc
-import zlib
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
-from PIL import Image as PILImage
+from image_helpers import encoded, jpeg_claiming, png_claiming
 
 from edgeml_ros.core.images import (
     MAX_COMPRESSED_BYTES,
@@ -96,33 +93,8 @@ def test_resizing_matches_torch_bilinear_interpolation(size_in, size_out):
     assert torch.allclose(frame, expected[:1], atol=1e-5)
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    """A grey PNG whose header claims width x height, with almost no pixel data behind it."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    pixels = chunk(b"IDAT", zlib.compress(b"\0" * 8))
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
-
-
-def _jpeg_claiming(width: int, height: int) -> bytes:
-    """A real 8x8 JPEG whose start-of-frame header is changed to claim width x height."""
-    out = io.BytesIO()
-    PILImage.new("L", (8, 8)).save(out, format="JPEG")
-    data = bytearray(out.getvalue())
-    sof = data.index(b"\xff\xc0")
-    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
-    return bytes(data)
-
-
 def _encoded(fmt: str) -> bytes:
-    out = io.BytesIO()
-    PILImage.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8)).save(out, format=fmt)
-    return out.getvalue()
+    return encoded(np.arange(64, dtype=np.uint8).reshape(8, 8), fmt)
 
 
 @contextlib.contextmanager
@@ -162,12 +134,12 @@ def test_compressed_formats_decode(fmt):
 @pytest.mark.parametrize(
     "fmt,data,match",
     [
-        ("png", _png_claiming(5000, 5000), r"image too large \(5000x5000 > 16777216 pixels\)"),
-        ("jpeg", _jpeg_claiming(5000, 5000), r"image too large \(5000x5000 > 16777216 pixels\)"),
+        ("png", png_claiming(5000, 5000), r"image too large \(5000x5000 > 16777216 pixels\)"),
+        ("jpeg", jpeg_claiming(5000, 5000), r"image too large \(5000x5000 > 16777216 pixels\)"),
         # past Pillow's own decompression-bomb limit: refused as it opens the header
-        ("png", _png_claiming(100_000, 100_000), "DecompressionBombError: Image size"),
-        ("jpeg", _jpeg_claiming(60_000, 60_000), "DecompressionBombError: Image size"),
-        ("png", _png_claiming(64, 64), "cannot decode 'png' data as PNG: OSError"),  # truncated
+        ("png", png_claiming(100_000, 100_000), "DecompressionBombError: Image size"),
+        ("jpeg", jpeg_claiming(60_000, 60_000), "DecompressionBombError: Image size"),
+        ("png", png_claiming(64, 64), "cannot decode 'png' data as PNG: OSError"),  # truncated
         ("png", _encoded("JPEG"), "^'png' data is not a PNG image$"),
         ("jpeg", _encoded("PNG"), "^'jpeg' data is not a JPEG image$"),
         ("jpeg", _encoded("GIF"), "'jpeg' data is not a JPEG image"),  # Pillow reads GIF
