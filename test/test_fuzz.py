@@ -588,7 +588,9 @@ def test_nodes_answer_hostile_input_correctly_and_keep_serving(
             session.offload_requests(big=round_ % 10 == 0)
             session.policy()
             session.readings()
-            assert ros_node.spin_until(session.answered, 30), f"round {round_}: no answer"
+            assert ros_node.spin_until(session.answered, 30), (
+                f"round {round_}: frames unanswered; alive: {[p.alive() for p in procs]}"
+            )
         elapsed = time.monotonic() - started
         ros_node.spin_until(lambda: False, 2.5)  # the last diagnostics; any stray answer
         alive = {p.name: p.alive() for p in procs}
