@@ -81,6 +81,7 @@ class ControllerNode(Node):
         self.create_subscription(ResultBatch, "perception/result_batch", self._on_results,
                                  RELIABLE)  # fmt: skip
         self._last: ExecutionPlan | None = None
+        self._warned: dict[str, float] = {}  # kind of reading -> when its refusal was logged
         self._last_sent = 0.0
         self.create_timer(self.get_parameter("window_s").value, self._update)
         self.get_logger().info(
@@ -113,10 +114,12 @@ class ControllerNode(Node):
             self.get_logger().info(f"now running policy {self.controller.policy.name}")
 
     def _ignore(self, kind: str, what: str, exc: ValueError) -> None:
-        count = self.controller.refused[kind]
-        self.get_logger().warn(
-            f"ignoring {what} ({count} so far): {exc}", throttle_duration_sec=1.0
-        )
+        """Warn of a refused reading, at most once a second for each kind."""
+        now = time.monotonic()
+        if now - self._warned.get(kind, float("-inf")) >= 1.0:
+            self._warned[kind] = now
+            count = self.controller.refused[kind]
+            self.get_logger().warn(f"ignoring {what} ({count} so far): {exc}")
 
     def _on_link(self, msg: LinkQuality) -> None:
         if msg.samples == 0:
