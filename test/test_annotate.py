@@ -1,6 +1,6 @@
 import numpy as np
 
-from edgeml_ros.core.annotate import annotate, result_lines
+from edgeml_ros.core.annotate import MAX_ASPECT, annotate, result_lines
 from edgeml_ros.core.pipeline import FrameResult, Status, Where
 
 
@@ -17,3 +17,9 @@ def test_annotated_frame_has_the_image_and_a_banner():
     assert out[112:].max() > 0  # text was drawn
     bad = FrameResult(8, None, Status.BAD_INPUT, Where.NONE, reason="unsupported encoding 'x'")
     assert result_lines(bad)[0] == "bad_input"
+
+
+def test_a_tall_thin_frame_is_squeezed_not_blown_up():
+    result = FrameResult(9, None, Status.OK, Where.DRONE, class_name="Bag", confidence=0.5)
+    out = annotate(np.ones((1_000_000, 1, 1), np.float32), result, width_px=64)
+    assert out.shape[:2] == (MAX_ASPECT * 64 + 3 * 14 + 4, 64)

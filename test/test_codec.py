@@ -1,3 +1,4 @@
+import tracemalloc
 import zlib
 
 import numpy as np
@@ -10,6 +11,7 @@ from edgeml_ros.core.codec import (
     EncodedTensor,
     decode_tensor,
     encode_tensor,
+    max_wire_bytes,
 )
 
 RNG = np.random.default_rng(0)
@@ -57,6 +59,10 @@ def _good():
         ({"dtype": "float64"}, "dtype"),
         ({"compression": "zlib", "data": b"not zlib at all"}, "bad zlib payload"),
         ({"compression": "zstd", "data": b"not zstd at all"}, "bad zstd payload"),
+        ({"shape": (1,) * 9}, "shape has 9 dimensions; 1 to 8 allowed"),
+        ({"shape": ()}, "shape has 0 dimensions"),
+        ({"encoding": "x" * 100_000}, r"unknown encoding 'x{64}'\.\.\. \(100000 characters\)"),
+        ({"dtype": "y" * 100_000}, r"dtype 'y{64}'\.\.\. \(100000 characters\)"),
     ],
 )
 def test_malformed_payloads_are_refused(change, match):
@@ -67,17 +73,62 @@ def test_malformed_payloads_are_refused(change, match):
         decode_tensor(enc)
 
 
+def _zstd_stream(data: bytes) -> bytes:
+    """zstd without the content size in the frame header (as a streaming compressor writes)."""
+    compressor = zstandard.ZstdCompressor().compressobj()
+    return compressor.compress(data) + compressor.flush()
+
+
 @pytest.mark.parametrize(
-    "compression,bomb",
+    "compression,bomb,match",
     [
-        ("zlib", zlib.compress(bytes(10_000_000))),
-        ("zstd", zstandard.ZstdCompressor().compress(bytes(10_000_000))),
+        ("zlib", zlib.compress(bytes(1_000_000), 9), "inflates past the 4000 bytes"),
+        ("zstd", zstandard.ZstdCompressor().compress(bytes(100_000_000)), "declares 100000000"),
+        ("zstd", _zstd_stream(bytes(100_000_000)), "bad zstd payload"),
     ],
 )
-def test_compression_bomb_is_refused(compression, bomb):
-    enc = EncodedTensor((1, 10), "float32", "fp32", compression, bomb)
-    with pytest.raises(CodecError, match=r"more than expected|inflates past"):
+def test_compression_bomb_is_refused_without_inflating_it(compression, bomb, match):
+    enc = EncodedTensor((1, 1000), "float32", "fp32", compression, bomb)
+    assert len(bomb) < max_wire_bytes(1000, "fp32", compression)  # past the length check
+    tracemalloc.start()
+    try:
+        with pytest.raises(CodecError, match=match):
+            decode_tensor(enc)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000  # never more than the 4000 bytes the shape needs, and some change
+
+
+@pytest.mark.parametrize("compression", ["zlib", "zstd"])
+def test_compressed_payload_longer_than_any_compression_of_the_shape(compression):
+    enc = EncodedTensor((1, 10), "float32", "fp32", compression, bytes(200))
+    with pytest.raises(CodecError, match="payload has 200 bytes, more than 109, the most that"):
         decode_tensor(enc)
+
+
+@pytest.mark.parametrize("compression", ["zlib", "zstd"])
+def test_data_after_the_compressed_stream_is_refused(compression):
+    enc = encode_tensor(FEATURES, "fp32", compression)
+    enc.data += b"\x00junk"
+    with pytest.raises(CodecError, match=f"5 bytes follow the {compression}"):
+        decode_tensor(enc)
+
+
+def test_truncated_zlib_stream_is_refused():
+    enc = encode_tensor(FEATURES, "fp32", "zlib")
+    enc.data = enc.data[:-20]
+    with pytest.raises(CodecError, match="truncated"):
+        decode_tensor(enc)
+
+
+@pytest.mark.parametrize("size", [0, 1, 100, 4096, 100_000])
+def test_max_wire_bytes_bounds_incompressible_data(size):
+    data = RNG.integers(0, 256, size, dtype=np.uint8).tobytes()
+    compressed = [zlib.compress(data, level) for level in (0, 1, 9)]
+    compressed += [zstandard.ZstdCompressor(level=level).compress(data) for level in (1, 19)]
+    assert max(map(len, compressed)) <= max_wire_bytes(size, "int8", "zlib")
+    assert max_wire_bytes(size, "int8", "none") == size
 
 
 def test_int8_needs_a_positive_scale():
@@ -87,9 +138,26 @@ def test_int8_needs_a_positive_scale():
         decode_tensor(enc)
 
 
-def test_nan_payload_is_refused():
-    enc = encode_tensor(np.array([1.0, np.nan], np.float32))
-    with pytest.raises(CodecError, match="NaN"):
+@pytest.mark.parametrize("zero_point", [-1, 256, 2**31 - 1])
+def test_int8_zero_point_outside_a_byte_is_refused(zero_point):
+    enc = encode_tensor(FEATURES, "int8")
+    enc.quant_zero_point = zero_point
+    with pytest.raises(CodecError, match=f"quant_zero_point must be in 0..255, got {zero_point}"):
+        decode_tensor(enc)
+
+
+def test_int8_scale_that_overflows_float32_is_refused():
+    enc = encode_tensor(FEATURES, "int8")
+    enc.quant_scale = 3e38  # finite, but 255 steps of it are not
+    with pytest.raises(CodecError, match="NaN or infinite"):
+        decode_tensor(enc)
+
+
+@pytest.mark.parametrize("encoding", ["fp32", "fp16"])
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_nan_and_infinite_payloads_are_refused(encoding, value):
+    enc = encode_tensor(np.array([1.0, value], np.float32), encoding)
+    with pytest.raises(CodecError, match="NaN or infinite"):
         decode_tensor(enc)
 
 

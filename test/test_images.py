@@ -1,10 +1,17 @@
+import contextlib
+import tracemalloc
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
+from image_helpers import encoded, jpeg_claiming, png_claiming
 
 from edgeml_ros.core.images import (
+    MAX_COMPRESSED_BYTES,
+    MAX_IMAGE_BYTES,
     ImageDecodeError,
+    decode_compressed,
     decode_image,
     resize_and_normalize,
     to_model_input,
@@ -84,3 +91,71 @@ def test_resizing_matches_torch_bilinear_interpolation(size_in, size_out):
     assert torch.allclose(batch, expected, atol=1e-5)
     frame = to_model_input(images[0].permute(1, 2, 0).numpy(), size_out, 0.5, 1.0)
     assert torch.allclose(frame, expected[:1], atol=1e-5)
+
+
+def _encoded(fmt: str) -> bytes:
+    return encoded(np.arange(64, dtype=np.uint8).reshape(8, 8), fmt)
+
+
+@contextlib.contextmanager
+def _allocations_below(limit: int):
+    tracemalloc.start()
+    try:
+        yield
+        assert tracemalloc.get_traced_memory()[1] < limit
+    finally:
+        tracemalloc.stop()
+
+
+def test_huge_claimed_size_with_little_data_is_refused_first():
+    with pytest.raises(ImageDecodeError, match=r"image too large \(100000x100000 > 16777216"):
+        decode_image("mono8", 100_000, 100_000, 100_000, False, bytes(10))
+
+
+def test_more_data_than_any_image_is_refused_before_copying():
+    data = np.zeros(MAX_IMAGE_BYTES + 1, np.uint8)  # zero pages: not touched
+    with _allocations_below(100_000), pytest.raises(ImageDecodeError, match="more than 134217728"):
+        decode_image("mono8", 4096, 4096, 8193, False, data)
+
+
+def test_an_unknown_encoding_is_quoted_short():
+    with pytest.raises(ImageDecodeError, match=r"'y{64}'\.\.\. \(1000000 characters\)") as exc:
+        decode_image("y" * 1_000_000, 1, 1, 1, False, bytes(1))
+    assert len(str(exc.value)) < 300
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "bgr8; jpeg compressed bgr8"])
+def test_compressed_formats_decode(fmt):
+    data = _encoded("PNG" if "png" in fmt else "JPEG")
+    out = decode_compressed(fmt, data)
+    assert out.shape == (8, 8, 1) and 0.0 <= out.min() <= out.max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    "fmt,data,match",
+    [
+        ("png", png_claiming(5000, 5000), r"image too large \(5000x5000 > 16777216 pixels\)"),
+        ("jpeg", jpeg_claiming(5000, 5000), r"image too large \(5000x5000 > 16777216 pixels\)"),
+        # past Pillow's own decompression-bomb limit: refused as it opens the header
+        ("png", png_claiming(100_000, 100_000), "DecompressionBombError: Image size"),
+        ("jpeg", jpeg_claiming(60_000, 60_000), "DecompressionBombError: Image size"),
+        ("png", png_claiming(64, 64), "cannot decode 'png' data as PNG: OSError"),  # truncated
+        ("png", _encoded("JPEG"), "^'png' data is not a PNG image$"),
+        ("jpeg", _encoded("PNG"), "^'jpeg' data is not a JPEG image$"),
+        ("jpeg", _encoded("GIF"), "'jpeg' data is not a JPEG image"),  # Pillow reads GIF
+        ("png", _encoded("BMP"), "'png' data is not a PNG image"),
+        ("png", bytes(range(256)) * 4, "'png' data is not a PNG image"),
+        ("png", b"", "no data"),
+        ("tiff", _encoded("TIFF"), "unsupported compressed format 'tiff'"),
+        ("z" * 100_000, b"x", r"unsupported compressed format 'z{64}'\.\.\. \(100000 characters"),
+    ],
+)
+def test_bad_compressed_images_are_refused_before_decoding(fmt, data, match):
+    with _allocations_below(1_000_000), pytest.raises(ImageDecodeError, match=match):
+        decode_compressed(fmt, data)
+
+
+def test_oversized_compressed_image_is_refused_before_copying():
+    data = np.zeros(MAX_COMPRESSED_BYTES + 1, np.uint8)
+    with _allocations_below(100_000), pytest.raises(ImageDecodeError, match="> 33554432"):
+        decode_compressed("png", data)

@@ -29,6 +29,9 @@ if ROS2 is None:
 SIM_NODES = {"/perception", "/controller", "/link_monitor", "/camera_source", "/offload",
              "/battery_sim"}  # fmt: skip
 FIRST_RESULT_S = 10.0
+# `ros2 topic echo` with the type given, so it need not have seen the topic yet
+RESULT = ("/perception/result", "edgeml_ros/msg/InferenceResult")
+DIAGNOSTICS = ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray")
 SHUTDOWN_S = 5.0
 
 
@@ -110,14 +113,13 @@ def first_stamp_s(echo: subprocess.Popen, timeout_s: float) -> float:
 def test_sim_launch_answers_and_a_second_shell_sees_and_tunes_it(shell, launch, tmp_path):
     started = time.time()
     sim, log_path = launch("sim.launch.py")
-    first = shell.start("topic", "echo", "--once", "/perception/result",
-                        "edgeml_ros/msg/InferenceResult", "--field", "header.stamp")  # fmt: skip
+    first = shell.start("topic", "echo", "--once", *RESULT, "--field", "header.stamp")  # fmt: skip
     try:
         first_result = first_stamp_s(first, timeout_s=60) - started
         assert first_result < FIRST_RESULT_S, f"first result {first_result:.1f} s after launch"
         assert shell.wait_for_nodes(SIM_NODES) >= SIM_NODES
 
-        result = shell.run("topic", "echo", "--once", "/perception/result")
+        result = shell.run("topic", "echo", "--once", *RESULT)
         assert "class_name:" in result and "status: 0" in result
         diagnostics = shell.run(
             "topic",
@@ -125,7 +127,7 @@ def test_sim_launch_answers_and_a_second_shell_sees_and_tunes_it(shell, launch, 
             "--once",
             "--filter",
             "'/perception' in m.status[0].hardware_id",
-            "/diagnostics",
+            *DIAGNOSTICS,
         )
         assert "frames_in" in diagnostics and "lifecycle_state" in diagnostics
 
@@ -148,7 +150,7 @@ def test_sim_launch_answers_and_a_second_shell_sees_and_tunes_it(shell, launch, 
         shell.run("param", "set", "/perception", "follow_controller", "false")
         assert "successful" in shell.run("param", "set", "/perception", "cut_point", "5")
         after = shell.run("topic", "echo", "--once", "--filter", "m.cut_point == 5",
-                          "/perception/result", timeout_s=20)  # fmt: skip
+                          *RESULT, timeout_s=20)  # fmt: skip
         assert "cut_point: 5" in after and "where: 1" in after
         refused = shell.run("param", "set", "/perception", "exit_thresholds", "[0.9, 0.9]",
                             check=False)  # fmt: skip
@@ -171,7 +173,7 @@ def test_sim_launch_answers_and_a_second_shell_sees_and_tunes_it(shell, launch, 
         assert "inactive [2]" in shell.run("lifecycle", "get", "/perception")
         shell.run("lifecycle", "set", "/perception", "activate")
         assert "active [3]" in shell.run("lifecycle", "get", "/perception")
-        shell.run("topic", "echo", "--once", "/perception/result", timeout_s=20)
+        shell.run("topic", "echo", "--once", *RESULT, timeout_s=20)
     finally:
         first.kill()
     assert_clean_shutdown(sim, log_path, processes=len(SIM_NODES))
@@ -228,7 +230,7 @@ def test_drone_and_base_station_launched_apart_answer_together(shell, launch):
         nodes = {"/perception", "/controller", "/link_monitor", "/camera_source", "/offload"}
         assert shell.wait_for_nodes(nodes) >= nodes
         answered = shell.run("topic", "echo", "--once", "--filter", "m.where == 2",
-                             "/perception/result", timeout_s=30)  # fmt: skip
+                             *RESULT, timeout_s=30)  # fmt: skip
         assert "status: 0" in answered and "policy_name: cloud_only" in answered
     finally:
         battery.kill()
@@ -281,7 +283,7 @@ def test_a_node_goes_through_its_lifecycle_and_a_failed_configure_says_why(shell
         assert shell.wait_for_nodes({"/perception"}) >= {"/perception"}
         assert "unconfigured [1]" in shell.run("lifecycle", "get", "/perception")
         diagnostics = shell.start("topic", "echo", "--once", "--filter",
-                                  "m.status[0].level == b'\\x02'", "/diagnostics")  # fmt: skip
+                                  "m.status[0].level == b'\\x02'", *DIAGNOSTICS)  # fmt: skip
         failed = shell.run("lifecycle", "set", "/perception", "configure", check=False)
         assert "Transitioning failed" in failed, failed
         assert "unconfigured [1]" in shell.run("lifecycle", "get", "/perception")
@@ -296,12 +298,15 @@ def test_a_node_goes_through_its_lifecycle_and_a_failed_configure_says_why(shell
         assert "read on configure" in refused, refused
         shell.run("lifecycle", "set", "/perception", "activate")
         assert "active [3]" in shell.run("lifecycle", "get", "/perception")
-        result = shell.start("topic", "echo", "--once", "/perception/result")
+        result = shell.start("topic", "echo", "--once", *RESULT)
         frame = ("{height: 28, width: 28, encoding: mono8, step: 28, data: "
                  f"{[0] * 28 * 28}}}")  # fmt: skip
-        shell.run("topic", "pub", "--once", "-w", "1", "/camera/image_raw",
-                  "sensor_msgs/msg/Image", frame)  # fmt: skip
-        answered, _ = result.communicate(timeout=20)
+        camera = shell.start("topic", "pub", "-r", "2", "/camera/image_raw",
+                             "sensor_msgs/msg/Image", frame)  # fmt: skip
+        try:
+            answered, _ = result.communicate(timeout=20)
+        finally:
+            camera.kill()
         assert "status: 0" in answered, answered
         for transition, state in (("deactivate", "inactive [2]"), ("cleanup", "unconfigured [1]"),
                                   ("shutdown", "finalized [4]")):  # fmt: skip

@@ -1,6 +1,6 @@
 import pytest
 
-from edgeml_ros.policy.live import LiveController
+from edgeml_ros.policy.live import MAX_WINDOW_RESULTS, LiveController
 from edgeml_ros.policy.registry import named_policies
 from edgeml_ros.policy.sim import WHERE_DRONE
 from edgeml_ros.policy.world import World
@@ -62,3 +62,37 @@ def test_bad_readings_are_refused(world):
         live.on_result(0.0, 0.01, float("nan"), 0, 1)
     with pytest.raises(ValueError, match="finite latency"):
         live.on_result(0.0, -0.01, 0.9, 0, 1)
+
+
+@pytest.mark.parametrize(
+    "reading,match",
+    [
+        (("link", (-1.0, 10.0)), r"bandwidth must be finite and in \[0, 100000\] Mbit/s, got -1"),
+        (("link", (1e9, 10.0)), "got 1000000000.0"),
+        (("link", (20.0, float("nan"))), r"RTT must be finite and in \[0, 600000\] ms, got nan"),
+        (("link", (20.0, -5.0)), "RTT must be finite"),
+        (("battery", (1.5,)), "state of charge must be in"),
+        (("result", (0.01, 0.9, 7, WHERE_DRONE)), "exit_index 7 outside 0..3"),
+        (("result", (0.01, 0.9, -1, WHERE_DRONE)), "exit_index -1 outside"),
+        (("result", (0.01, 0.9, 0, 0)), "where 0 is not drone, base or fallback"),
+        (("result", (float("inf"), 0.9, 0, WHERE_DRONE)), "finite latency"),
+    ],
+)
+def test_impossible_readings_are_refused_counted_and_change_nothing(world, reading, match):
+    live = controller(world, "neurosurgeon")
+    live.on_link(0.0, 20.0, 15.0)
+    live.on_battery(0.0, 0.8)
+    live.on_result(0.0, 0.004, 0.9, 0, WHERE_DRONE)
+    before = live.observation(now=0.5)
+    kind, args = reading
+    with pytest.raises(ValueError, match=match):
+        getattr(live, f"on_{kind}")(0.4, *args)
+    assert live.refused == {kind: 1}
+    assert live.observation(now=0.5) == before
+
+
+def test_results_kept_for_a_window_are_bounded(world):
+    live = controller(world)
+    for _ in range(MAX_WINDOW_RESULTS + 10):
+        live.on_result(1.0, 0.004, 0.9, 0, WHERE_DRONE)
+    assert len(live._results) == MAX_WINDOW_RESULTS

@@ -1,4 +1,6 @@
+import contextlib
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -7,12 +9,15 @@ from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS
 from edgeml_ros.core.codec import encode_tensor
 from edgeml_ros.core.offload_window import IN_FLIGHT_HORIZON_S
 from edgeml_ros.core.pipeline import (
+    DUPLICATE_WINDOW,
     FALLBACK_MARGIN_S,
+    MAX_REASON_CHARS,
     CompressedFrame,
     DronePipeline,
     OffloadReply,
     OffloadRequest,
     RawImage,
+    ReplyError,
     Status,
     TailServer,
     Where,
@@ -24,6 +29,14 @@ NEVER = (2.0, 2.0, 2.0)
 
 def raw(img: np.ndarray) -> RawImage:
     return RawImage("mono8", img.shape[0], img.shape[1], img.shape[1], False, img.tobytes())
+
+
+def ok_reply(request: OffloadRequest, **change) -> OffloadReply:
+    """A well-formed answer to `request` (class 0 at the final exit), with `change` made."""
+    reply = OffloadReply(request.frame_seq, Status.OK, "", 0, 0.9, 2, 1.0, request.context)
+    for k, v in change.items():
+        setattr(reply, k, v)
+    return reply
 
 
 def make(bundle, cut=2, thresholds=NEVER, deadline_s=0.2):
@@ -65,7 +78,7 @@ def test_no_reply_falls_back_in_time_for_the_deadline(bundle, fmnist_test):
     assert "in time" in result.reason
     # the time it waited for the reply counts as time on the link (as its radio listened)
     assert 0 < result.transfer_ms <= 1000 * (fallback_at - 100.0)
-    assert pipe.on_reply(OffloadReply(request.frame_seq, Status.OK)) is None
+    assert pipe.on_reply(ok_reply(request)) is None
     assert pipe.counters.late_replies == 1 and pipe.counters.fallbacks == 1
 
 
@@ -83,7 +96,7 @@ def test_offload_window_keeps_frames_off_a_busy_link(bundle, fmnist_test):
     # both fall back at their deadline but stay on the link until their (late) replies come
     assert len(pipe.expire(now=100.2)) == 2
     assert not isinstance(pipe.process(raw(next(images)), 3, now=100.3), OffloadRequest)
-    assert pipe.on_reply(OffloadReply(first.frame_seq, Status.OK), now=100.4) is None
+    assert pipe.on_reply(ok_reply(first), now=100.4) is None
     # the link took up the second when the first's reply came: it is busy until about 100.8
     busy = pipe.process(raw(next(images)), 4, now=100.5)
     assert busy.reason.startswith("the link is busy for another")
@@ -104,7 +117,7 @@ def test_the_next_reply_finds_a_lost_offload(bundle, fmnist_test):
     assert not isinstance(pipe.process(raw(next(images)), 2, now=100.01), OffloadRequest)
     pipe.expire(now=100.2)
     # requests cross the link in order: the second one's reply means the first was lost
-    assert pipe.on_reply(OffloadReply(answered.frame_seq, Status.OK), now=100.3) is None
+    assert pipe.on_reply(ok_reply(answered), now=100.3) is None
     assert lost.frame_seq < answered.frame_seq and pipe.counters.offloads_lost == 1
     # the lost offload left the window: the link takes the next frame's offload
     assert isinstance(pipe.process(raw(next(images)), 3, now=100.4), OffloadRequest)
@@ -149,7 +162,9 @@ def test_bad_image_gives_bad_input_result(bundle):
 def test_rejected_offload_still_ends_the_frame(bundle, fmnist_test):
     pipe = make(bundle)
     request = pipe.process(raw(fmnist_test.images[0]), "hdr")
-    result = pipe.on_reply(OffloadReply(request.frame_seq, Status.OFFLOAD_REJECTED, "nope"))
+    result = pipe.on_reply(
+        OffloadReply(request.frame_seq, Status.OFFLOAD_REJECTED, "nope", context="hdr")
+    )
     assert result.status == Status.OFFLOAD_REJECTED and result.reason == "nope"
     assert pipe.counters.frames_in == pipe.counters.results_out
 
@@ -208,6 +223,7 @@ def test_tail_server_accepts_every_encoding(bundle, fmnist_test):
     baseline = server.handle(request).class_id
     for encoding in ("fp16", "int8"):
         request.tensor = encode_tensor(features, encoding, "zstd")
+        request.frame_seq += 1  # another request, not a duplicate
         reply = server.handle(request)
         assert reply.status == Status.OK and reply.class_id == baseline
 
@@ -238,7 +254,7 @@ def test_compressed_frames_decode_like_raw_ones(bundle, fmnist_test):
     assert from_png.status == Status.OK and from_png.class_id == from_raw.class_id
     assert from_png.confidence == pytest.approx(from_raw.confidence, abs=1e-6)
     bad = pipe.process(CompressedFrame("jpeg", b"\xff\xd8 not a jpeg"), "bad")
-    assert bad.status == Status.BAD_INPUT and "cannot decode" in bad.reason
+    assert bad.status == Status.BAD_INPUT and "not a JPEG image" in bad.reason
     tiff = pipe.process(CompressedFrame("tiff", png.getvalue()), "tiff")
     assert tiff.status == Status.BAD_INPUT and "unsupported compressed format" in tiff.reason
 
@@ -266,6 +282,153 @@ def test_raising_the_window_limit_applies_at_once(bundle, fmnist_test):
 def test_requests_carry_the_digest_start_and_the_whole_one_is_accepted(bundle, fmnist_test):
     request = _request(bundle, fmnist_test)
     assert request.weights_digest == bundle.meta.weights_digest[:OFFLOAD_DIGEST_CHARS]
-    whole = _request(bundle, fmnist_test, weights_digest=bundle.meta.weights_digest)
+    whole = _request(bundle, fmnist_test, weights_digest=bundle.meta.weights_digest, frame_seq=1)
     server = TailServer(bundle)
     assert [server.handle(r).status for r in (request, whole)] == [Status.OK, Status.OK]
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"context": "another frame's header"}, "its header is not the request's"),
+        ({"status": 9}, "status 9 is not a base station's"),
+        ({"status": Status.BAD_INPUT}, "status 1 is not a base station's"),
+        ({"class_id": 10}, "class_id 10 outside 0..9"),
+        ({"class_id": -1}, "class_id -1 outside 0..9"),
+        ({"exit_index": 3}, "exit_index 3 outside 0..2"),
+        ({"confidence": float("nan")}, "confidence nan outside"),
+        ({"confidence": 1.5}, "confidence 1.5 outside"),
+        ({"tail_ms": float("inf")}, "tail_ms inf is not a time"),
+        ({"tail_ms": -1.0, "status": Status.OFFLOAD_REJECTED}, "tail_ms -1.0 is not a time"),
+    ],
+)
+def test_forged_or_garbled_reply_changes_nothing(bundle, fmnist_test, change, match):
+    pipe = make(bundle)
+    first, second = (pipe.process(raw(fmnist_test.images[i]), f"cam/{i}", now=100.0)
+                     for i in range(2))  # fmt: skip
+    with pytest.raises(ReplyError, match=match):
+        pipe.on_reply(ok_reply(second, **change), now=100.01)
+    assert pipe.counters.bad_replies == 1 and pipe.pending_count == 2
+    # a reply to the second would have shown the first lost: this one must not
+    assert first.frame_seq in pipe.window and pipe.counters.offloads_lost == 0
+    result = pipe.on_reply(ok_reply(second), now=100.02)
+    assert result.status == Status.OK and result.where == Where.BASE and result.context == "cam/1"
+
+
+def test_duplicate_and_unknown_replies_are_counted_and_ignored(bundle, fmnist_test):
+    pipe = make(bundle)
+    request = pipe.process(raw(fmnist_test.images[0]), "cam/0", now=100.0)
+    assert pipe.on_reply(ok_reply(request), now=100.01).status == Status.OK
+    for reply in (ok_reply(request), ok_reply(request, frame_seq=request.frame_seq + 1)):
+        with pytest.raises(ReplyError, match="awaits a reply"):
+            pipe.on_reply(reply, now=100.02)
+    c = pipe.counters
+    assert c.unknown_replies == 2 and c.results_out == c.frames_in == 1
+
+
+def test_a_rejection_reason_is_cut_short(bundle, fmnist_test):
+    pipe = make(bundle)
+    request = pipe.process(raw(fmnist_test.images[0]), "hdr")
+    reply = ok_reply(request, status=Status.OFFLOAD_REJECTED, reason="x" * 100_000)
+    assert len(pipe.on_reply(reply).reason) == MAX_REASON_CHARS
+
+
+def test_every_frame_ends_once_whatever_the_base_station_sends(bundle, fmnist_test):
+    rng = np.random.default_rng(1)
+    pipe = DronePipeline(bundle, ExecutionPlan(2, NEVER), 10.0, max_in_flight=1000)
+    requests = [pipe.process(raw(fmnist_test.images[i]), f"cam/{i}", now=100.0 + i * 0.01)
+                for i in range(40)]  # fmt: skip
+    replies = [ok_reply(r) for r in requests]
+    replies += [ok_reply(r, context="forged") for r in requests]
+    replies += [ok_reply(r, class_id=int(rng.integers(-5, 50))) for r in requests]
+    replies += [ok_reply(r, frame_seq=r.frame_seq + 1000) for r in requests]
+    replies += [ok_reply(requests[i]) for i in rng.integers(0, 40, 40)]  # duplicates
+    results = []
+    for i in rng.permutation(len(replies)):
+        with contextlib.suppress(ReplyError):
+            results.append(pipe.on_reply(replies[i], now=101.0))
+    results = [r for r in results if r is not None] + pipe.expire(force=True)
+    assert sorted(r.context for r in results) == sorted(f"cam/{i}" for i in range(40))
+    assert all(r.status == Status.OK and r.class_id != -1 for r in results)
+    c = pipe.counters
+    assert c.results_out == c.frames_in == 40 and c.bad_replies + c.unknown_replies == 160
+
+
+def test_plans_from_outside_are_checked_and_refusals_counted(bundle):
+    pipe = make(bundle)
+    for plan in (ExecutionPlan(9, NEVER), ExecutionPlan(2, (0.5,)),
+                 ExecutionPlan(2, (float("nan"),) * 3), ExecutionPlan(2, NEVER, "vote"),
+                 ExecutionPlan(2, NEVER, policy_name="p" * 1000)):  # fmt: skip
+        with pytest.raises(ValueError):
+            pipe.check_plan(plan)
+    with pytest.raises(ValueError, match="policy_name: 1000 characters, more than 64"):
+        pipe.check_plan(ExecutionPlan(2, NEVER, policy_name="p" * 1000))
+    pipe.check_plan(ExecutionPlan(1, NEVER, policy_name="rl"))
+    assert pipe.counters.bad_plans == 6 and pipe.plan.cut_point == 2
+
+
+def test_tail_server_answers_a_request_once(bundle, fmnist_test):
+    server = TailServer(bundle)
+    request = _request(bundle, fmnist_test)
+    request.stamp_ns = 1_000
+    assert server.handle(request, "drone1").status == Status.OK
+    assert server.handle(request, "drone1") is None  # the same again: dropped
+    bad = _request(bundle, fmnist_test, model_id="other/model")
+    assert server.handle(bad, "drone1").status == Status.OFFLOAD_REJECTED
+    assert server.handle(bad, "drone1") is None  # a rejection is an answer too
+    assert server.handle(request, "drone2").status == Status.OK  # another drone's frame
+    restarted = _request(bundle, fmnist_test)  # same frame_seq, another capture stamp
+    restarted.stamp_ns = 2_000
+    assert server.handle(restarted, "drone1").status == Status.OK
+    assert server.duplicates == 2 and server.served == 3 and server.rejected == 1
+
+
+def test_tail_server_remembers_a_bounded_window_of_requests(bundle, fmnist_test):
+    server = TailServer(bundle)
+    request = _request(bundle, fmnist_test, model_id="other/model")  # cheap to answer
+    for seq in range(DUPLICATE_WINDOW + 1):
+        request.frame_seq = seq
+        assert server.handle(request) is not None
+    assert len(server._answered[""]) == DUPLICATE_WINDOW
+    request.frame_seq = 0  # forgotten: answered again
+    assert server.handle(request) is not None
+    request.frame_seq = DUPLICATE_WINDOW
+    assert server.handle(request) is None
+
+
+def test_tail_server_payload_limit_defaults_to_the_models_largest_tensor(bundle, fmnist_test):
+    server = TailServer(bundle)
+    largest = max(int(np.prod(s)) for s in server._feature_shapes)
+    assert largest * 4 < server.max_payload_bytes == server.largest_payload_bytes < 16_000
+    request = _request(bundle, fmnist_test, data=bytes(server.max_payload_bytes + 1))
+    reply = server.handle(request)
+    assert reply.status == Status.OFFLOAD_REJECTED
+    assert f"exceeds {server.max_payload_bytes}" in reply.reason
+    server.max_payload_bytes = 0  # as the node's parameter: the model's largest
+    assert server.max_payload_bytes == server.largest_payload_bytes
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"model_id": "m" * 100_000}, r"model_id 'm{64}'\.\.\. \(100000 characters\)"),
+        (
+            {"shape": (1,) * 100_000},
+            r"shape \[1, 1, 1, 1, 1, 1, 1, 1, \.\.\.\] \(100000 dimensions",
+        ),
+        ({"compression": "zstd", "data": bytes(10_000)}, "payload has 10000 bytes, more than"),
+        ({"encoding": "int8", "quant_zero_point": -7}, "quant_zero_point must be in 0..255"),
+    ],
+)
+def test_tail_server_rejections_name_the_problem_briefly(bundle, fmnist_test, change, match):
+    reply = TailServer(bundle).handle(_request(bundle, fmnist_test, **change))
+    assert reply.status == Status.OFFLOAD_REJECTED and len(reply.reason) < 300
+    assert re.search(match, reply.reason), reply.reason
+    assert reply.context == "hdr" and 0.0 < reply.tail_ms < 100.0  # the time it took to refuse
+
+
+def test_lost_requests_are_counted_without_fast_dds_bogus_counts(bundle):
+    server = TailServer(bundle)
+    for change in (1, 2**31 - 1, 1, 3, 0):  # as Fast DDS 3.2 reports three fragmented losses
+        server.count_lost(change)
+    assert server.lost_in_transport == 5

@@ -10,6 +10,9 @@ from edgeml_ros.core.pipeline import FrameResult, Status, Where
 
 BANNER_ROWS = 3
 ROW_PX = 14
+# An image taller than this many widths is squeezed to it: a 1-pixel-wide camera image would
+# otherwise take a canvas of 256 x 256 times its height.
+MAX_ASPECT = 4
 
 
 def result_lines(result: FrameResult) -> list[str]:
@@ -31,7 +34,8 @@ def annotate(pixels: np.ndarray, result: FrameResult, width_px: int = 256) -> np
     """An RGB uint8 image: the (H, W, C) [0, 1] frame scaled to `width_px`, plus a text banner."""
     rgb = np.repeat(pixels, 3, axis=2) if pixels.shape[2] == 1 else pixels[:, :, :3]
     image = PILImage.fromarray((np.clip(rgb, 0, 1) * 255).astype(np.uint8))
-    height_px = max(1, round(width_px * pixels.shape[0] / pixels.shape[1]))
+    height_px = min(max(1, round(width_px * pixels.shape[0] / pixels.shape[1])),
+                    MAX_ASPECT * width_px)  # fmt: skip
     image = image.resize((width_px, height_px), PILImage.NEAREST)
     canvas = PILImage.new("RGB", (width_px, height_px + BANNER_ROWS * ROW_PX + 4), (0, 0, 0))
     canvas.paste(image, (0, 0))

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
+from edgeml_ros.core.untrusted import shown
+
 # encoding -> (numpy dtype, channels, scale that maps the value range to [0, 1])
 _ENCODINGS: dict[str, tuple[np.dtype, int, float]] = {
     "mono8": (np.dtype(np.uint8), 1, 1 / 255.0),
@@ -30,6 +32,8 @@ _ENCODINGS: dict[str, tuple[np.dtype, int, float]] = {
 }
 SUPPORTED_ENCODINGS = tuple(_ENCODINGS)
 MAX_IMAGE_PIXELS = 4096 * 4096
+# The most data an Image may carry: the largest image of the largest pixels (rgb16), padded.
+MAX_IMAGE_BYTES = MAX_IMAGE_PIXELS * 8
 # ITU-R BT.601 luma weights, in R, G, B order.
 _LUMA_RGB = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -41,24 +45,31 @@ class ImageDecodeError(ValueError):
     """An image message whose fields are unsupported or inconsistent."""
 
 
+def _check_size(width: int, height: int) -> None:
+    if height <= 0 or width <= 0:
+        raise ImageDecodeError(f"zero-size image ({width}x{height})")
+    if height * width > MAX_IMAGE_PIXELS:
+        raise ImageDecodeError(f"image too large ({width}x{height} > {MAX_IMAGE_PIXELS} pixels)")
+
+
 def decode_image(
     encoding: str, height: int, width: int, step: int, is_bigendian: bool, data, channels: int = 1
 ) -> np.ndarray:
     """Decode sensor_msgs/Image fields to a (height, width, channels) float32 image in [0, 1].
 
+    The fields are checked against each other and the limits before anything is copied.
     `channels` is what the model takes: 1 (colour is converted to luma) or 3 (RGB order; a
     single-channel image is repeated).
     """
     if encoding not in _ENCODINGS:
         raise ImageDecodeError(
-            f"unsupported encoding {encoding!r}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
+            f"unsupported encoding {shown(encoding)}; supported: {', '.join(SUPPORTED_ENCODINGS)}"
         )
     if channels not in (1, 3):
         raise ValueError(f"models take 1 or 3 channels, not {channels}")
-    if height <= 0 or width <= 0:
-        raise ImageDecodeError(f"zero-size image ({width}x{height})")
-    if height * width > MAX_IMAGE_PIXELS:
-        raise ImageDecodeError(f"image too large ({width}x{height} > {MAX_IMAGE_PIXELS} pixels)")
+    _check_size(width, height)
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ImageDecodeError(f"data has {len(data)} bytes, more than {MAX_IMAGE_BYTES}")
     dtype, in_channels, scale = _ENCODINGS[encoding]
     row_bytes = width * in_channels * dtype.itemsize
     if step < row_bytes:
@@ -87,34 +98,43 @@ def decode_image(
 
 
 MAX_COMPRESSED_BYTES = 32 * 1024 * 1024
+# Words of a CompressedImage's `format` (image_transport writes e.g. "bgr8; jpeg compressed
+# bgr8") and the one decoder each allows: data in any other format is refused, not sniffed.
+_COMPRESSED_FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG"}
 
 
 def decode_compressed(image_format: str, data, channels: int = 1) -> np.ndarray:
     """Decode a sensor_msgs/CompressedImage (JPEG or PNG) to (height, width, channels) in [0, 1].
 
     `image_format` is the message's `format` field ("jpeg", "png", or image_transport's
-    "bgr8; jpeg compressed bgr8"). The size is checked from the header before decoding.
+    "bgr8; jpeg compressed bgr8"); the data must be in that format. The size is checked from
+    the header before decoding, so the decoder allocates only for an image within the limits.
     """
     fmt = image_format.lower()
-    if not any(k in fmt for k in ("jpeg", "jpg", "png")):
-        raise ImageDecodeError(f"unsupported compressed format {image_format!r}; use jpeg or png")
-    raw = bytes(data)
-    if not raw:
+    formats = sorted({pil for word, pil in _COMPRESSED_FORMATS.items() if word in fmt})
+    if not formats:
+        raise ImageDecodeError(
+            f"unsupported compressed format {shown(image_format)}; use jpeg or png"
+        )
+    if not len(data):
         raise ImageDecodeError("compressed image has no data")
-    if len(raw) > MAX_COMPRESSED_BYTES:
-        raise ImageDecodeError(f"compressed image of {len(raw)} bytes > {MAX_COMPRESSED_BYTES}")
+    if len(data) > MAX_COMPRESSED_BYTES:
+        raise ImageDecodeError(f"compressed image of {len(data)} bytes > {MAX_COMPRESSED_BYTES}")
     try:
-        with PILImage.open(io.BytesIO(raw)) as img:
-            width, height = img.size
-            if width * height > MAX_IMAGE_PIXELS:
-                raise ImageDecodeError(
-                    f"image too large ({width}x{height} > {MAX_IMAGE_PIXELS} pixels)"
-                )
+        with PILImage.open(io.BytesIO(bytes(data)), formats=formats) as img:
+            _check_size(*img.size)
             pixels = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
-    except (OSError, ValueError, SyntaxError) as exc:
-        if isinstance(exc, ImageDecodeError):
-            raise
-        raise ImageDecodeError(f"cannot decode {image_format!r} data: {exc}") from None
+    except ImageDecodeError:
+        raise
+    except PILImage.UnidentifiedImageError:  # its message names the BytesIO object
+        raise ImageDecodeError(
+            f"{shown(image_format)} data is not a {'/'.join(formats)} image"
+        ) from None
+    except Exception as exc:  # the decoder's every complaint about these bytes: bad input
+        raise ImageDecodeError(
+            f"cannot decode {shown(image_format)} data as {'/'.join(formats)}: "
+            f"{type(exc).__name__}: {exc}"
+        ) from None
     pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels
     return pixels / np.float32(255.0)
 

@@ -111,6 +111,10 @@ class OffloadWindow:
         fastest = max(alone, default=0.0)
         return fastest if known and fastest > FASTER_LINK * known else known
 
+    def __contains__(self, seq: int) -> bool:
+        """Whether offload `seq` is on the link (sent, not answered, not found lost)."""
+        return seq in self._in_flight
+
     def frame_arrived(self, now: float) -> None:
         """Note a camera frame's arrival (the window learns the frame interval)."""
         if self._last_frame_at is not None and now > self._last_frame_at:

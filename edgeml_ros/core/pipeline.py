@@ -17,6 +17,7 @@ real robot.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,7 +27,13 @@ import numpy as np
 import torch
 
 from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS, ModelBundle, digest_matches
-from edgeml_ros.core.codec import CodecError, EncodedTensor, decode_tensor, encode_tensor
+from edgeml_ros.core.codec import (
+    CodecError,
+    EncodedTensor,
+    decode_tensor,
+    encode_tensor,
+    max_wire_bytes,
+)
 from edgeml_ros.core.images import (
     ImageDecodeError,
     decode_compressed,
@@ -37,6 +44,7 @@ from edgeml_ros.core.offload_window import OffloadWindow
 from edgeml_ros.core.outcome import Status, Where
 from edgeml_ros.core.plan import ExecutionPlan, check_plan
 from edgeml_ros.core.runtime import ExitDecision, SplitRunner
+from edgeml_ros.core.untrusted import RecentKeys, shown, shown_shape
 
 
 @dataclass
@@ -86,7 +94,11 @@ class FrameResult:
 
 @dataclass
 class OffloadRequest:
-    """The features of one frame, on their way to the base station."""
+    """The features of one frame, on their way to the base station.
+
+    `stamp_ns`: the frame's capture stamp, as received; with `frame_seq` it tells a request
+    from a duplicate (a drone that restarts numbers its frames from 0 again).
+    """
 
     frame_seq: int
     context: Any
@@ -94,19 +106,30 @@ class OffloadRequest:
     weights_digest: str
     cut_point: int
     tensor: EncodedTensor
+    stamp_ns: int = 0
 
 
 @dataclass
 class OffloadReply:
-    """The base station's answer to one request."""
+    """The base station's answer to one request; `context` echoes the request's."""
 
     frame_seq: int
-    status: Status
+    status: int  # a Status, as received (the drone refuses others)
     reason: str = ""
     class_id: int = -1
     confidence: float = 0.0
     exit_index: int = -1
     tail_ms: float = 0.0
+    context: Any = None
+
+
+class ReplyError(ValueError):
+    """A reply the drone does not take: it answers no offload awaiting one, or is malformed."""
+
+
+# What a base station answers with; a reason it gives is cut to MAX_REASON_CHARS.
+REPLY_STATUSES = (Status.OK, Status.OFFLOAD_REJECTED, Status.INTERNAL_ERROR)
+MAX_REASON_CHARS = 512
 
 
 # The node checks for fallbacks this often; a fallback starts this much (plus 2 ms of slack)
@@ -139,6 +162,9 @@ class PipelineCounters:
     internal_errors: int = 0
     rejected: int = 0
     late_replies: int = 0
+    unknown_replies: int = 0
+    bad_replies: int = 0
+    bad_plans: int = 0
     window_full: int = 0
     offloads_lost: int = 0
     exits: Counter = field(default_factory=Counter)
@@ -184,6 +210,8 @@ class DronePipeline:
         self.counters = PipelineCounters()
         self._pending: dict[int, _Pending] = {}
         self.window = OffloadWindow(max_in_flight)
+        # Offloads a reply may still come for (pending, or on the link): seq -> context.
+        self._awaiting: dict[int, Any] = {}
         self._next_seq = 0
         self.plan = plan
         self.deadline_s = deadline_s
@@ -208,6 +236,14 @@ class DronePipeline:
         """Switch to a new execution plan from the next frame on (ValueError if invalid)."""
         validate_plan(self.bundle, plan)
         self.plan = plan
+
+    def check_plan(self, plan: ExecutionPlan) -> None:
+        """validate_plan for a plan sent from outside (a controller); a refusal is counted."""
+        try:
+            validate_plan(self.bundle, plan)
+        except ValueError:
+            self.counters.bad_plans += 1
+            raise
 
     @property
     def pending_count(self) -> int:
@@ -300,6 +336,7 @@ class DronePipeline:
                            outcome.deepest_local, plan.exit_rule)  # fmt: skip
         busy, lost = self.window.full(pending.sent)
         self.counters.offloads_lost += lost
+        self._forget_unawaited()
         if busy is not None:
             # The link is still busy with earlier offloads: queueing behind them would only
             # make this frame late, so it finishes on the drone now.
@@ -315,6 +352,7 @@ class DronePipeline:
             pending.sent, arrived + self.deadline_s - finish_locally - FALLBACK_MARGIN_S
         )
         self._pending[result.frame_seq] = pending
+        self._awaiting[result.frame_seq] = result.context
         self.window.sent(result.frame_seq, pending.sent, len(tensor.data))
         self.counters.offloaded += 1
         return OffloadRequest(
@@ -326,13 +364,53 @@ class DronePipeline:
             tensor,
         )
 
+    def _forget_unawaited(self) -> None:
+        """Offloads neither pending nor on the link (the window found them lost): no reply."""
+        self._awaiting = {
+            s: c for s, c in self._awaiting.items() if s in self._pending or s in self.window
+        }
+
+    def _reply_problem(self, reply: OffloadReply) -> str | None:
+        """What in a reply's fields no base station sends (None: nothing)."""
+        if reply.status not in REPLY_STATUSES:
+            names = ", ".join(s.name for s in REPLY_STATUSES)
+            return f"status {reply.status} is not a base station's ({names})"
+        if not (math.isfinite(reply.tail_ms) and reply.tail_ms >= 0.0):
+            return f"tail_ms {reply.tail_ms} is not a time (finite, >= 0)"
+        if reply.status != Status.OK:
+            return None
+        classes, exits = len(self.bundle.meta.class_names), self.bundle.model.num_exits
+        if not 0 <= reply.class_id < classes:
+            return f"class_id {reply.class_id} outside 0..{classes - 1}"
+        if not 0 <= reply.exit_index < exits:
+            return f"exit_index {reply.exit_index} outside 0..{exits - 1}"
+        if not 0.0 <= reply.confidence <= 1.0:
+            return f"confidence {reply.confidence} outside [0, 1]"
+        return None
+
     def on_reply(self, reply: OffloadReply, now: float | None = None) -> FrameResult | None:
-        """Finish the frame a reply belongs to; None for a late or unknown reply (counted)."""
+        """Finish the frame a reply belongs to; None for a late reply (its frame fell back).
+
+        Only a reply to an offload still awaiting one, with the request's context (the camera
+        header) echoed back and fields a base station sends, is taken. Any other (a duplicate,
+        one for a frame never offloaded, a forged or garbled one) raises ReplyError, counted,
+        and changes nothing: that frame still ends by its own reply or its fallback.
+        """
         now = time.monotonic() if now is None else now
-        self.counters.offloads_lost += self.window.answered(
-            reply.frame_seq, now, reply.tail_ms / 1000.0
-        )
-        pending = self._pending.pop(reply.frame_seq, None)
+        seq = reply.frame_seq
+        if seq not in self._awaiting:
+            self.counters.unknown_replies += 1
+            raise ReplyError(f"no offload of frame {seq} awaits a reply (a duplicate, or unsent)")
+        problem = self._reply_problem(reply)
+        if problem is None and reply.context != self._awaiting[seq]:
+            problem = "its header is not the request's"
+        if problem is not None:
+            self.counters.bad_replies += 1
+            raise ReplyError(problem)
+        del self._awaiting[seq]
+        self.counters.offloads_lost += self.window.answered(seq, now, reply.tail_ms / 1000.0)
+        self._forget_unawaited()
+        pending = self._pending.pop(seq, None)
         if pending is None:
             self.counters.late_replies += 1
             return None
@@ -344,7 +422,8 @@ class DronePipeline:
             self._answer(result, decision, Where.BASE)
         else:
             self.counters.rejected += 1
-            result.status, result.where, result.reason = reply.status, Where.BASE, reply.reason
+            result.status, result.where = Status(reply.status), Where.BASE
+            result.reason = reply.reason[:MAX_REASON_CHARS]
         return self._finish(result, pending.arrived, now)
 
     def expire(self, now: float | None = None, force: bool = False) -> list[FrameResult]:
@@ -389,24 +468,50 @@ class DronePipeline:
         return self._finish(result, pending.arrived, now)
 
 
+# Requests remembered per drone, so that the base station answers each once.
+DUPLICATE_WINDOW = 1024
+# Fast DDS 3.2 reports, with each fragmented sample lost after the first, a bogus lost-sample
+# change of 2**31 - 1 (its 32-bit total wraps) next to the true one: not a count.
+_BOGUS_LOST_COUNT = 2**31 - 1
+
+
 class TailServer:
-    """Base-station side: validate an offload request, then finish it with the tail."""
+    """Base-station side: validate an offload request, then finish it with the tail.
+
+    `max_payload_bytes` 0: the most the model's tensors can take (fp32 at its largest cut,
+    compressed at worst, `largest_payload_bytes`).
+    """
 
     def __init__(
-        self, bundle: ModelBundle, max_payload_bytes: int = 16 * 1024 * 1024, device: str = "cpu"
+        self, bundle: ModelBundle, max_payload_bytes: int = 0, device: str = "cpu"
     ) -> None:
         self.bundle = bundle
         self.runner = SplitRunner(bundle.model, device)
-        self.max_payload_bytes = max_payload_bytes
         input_shape = model_input_shape(bundle)
         self._feature_shapes = [
             self.runner.feature_shape(input_shape, cut) for cut in range(bundle.model.num_blocks)
         ]
+        self.largest_payload_bytes = max(
+            max_wire_bytes(math.prod(shape), "fp32", "zlib") for shape in self._feature_shapes
+        )
+        self.max_payload_bytes = max_payload_bytes
         self.runner.warm_up(input_shape)
         self.served = 0
         self.rejected = 0
+        self.duplicates = 0  # requests answered already: dropped
+        self.lost_in_transport = 0  # requests DDS lost before delivering them
+        self._answered: dict[str, RecentKeys] = {}
         self.busy_s = 0.0  # time spent answering requests, for the load report
         self.service_ms: list[float] = []  # per request since the last load report
+
+    @property
+    def max_payload_bytes(self) -> int:
+        """Largest accepted payload, in bytes."""
+        return self._max_payload_bytes
+
+    @max_payload_bytes.setter
+    def max_payload_bytes(self, value: int) -> None:
+        self._max_payload_bytes = value or self.largest_payload_bytes
 
     def take_load(self) -> tuple[int, float, float]:
         """Requests answered, busy seconds and median service ms since the last call."""
@@ -414,10 +519,18 @@ class TailServer:
         busy, self.busy_s = self.busy_s, 0.0
         return len(times), busy, float(np.median(times)) if times else 0.0
 
+    def count_lost(self, count_change: int) -> None:
+        """Requests DDS lost on the way (a subscription's message-lost event)."""
+        if 0 < count_change < _BOGUS_LOST_COUNT:
+            self.lost_in_transport += count_change
+
     def _check(self, request: OffloadRequest) -> np.ndarray:
+        """The request's features, or ValueError naming what is wrong (cheapest checks first)."""
         meta = self.bundle.meta
         if request.model_id != meta.model_id:
-            raise ValueError(f"model_id {request.model_id!r} is not served ({meta.model_id!r})")
+            raise ValueError(
+                f"model_id {shown(request.model_id)} is not served ({meta.model_id!r})"
+            )
         if not digest_matches(request.weights_digest, meta.weights_digest):
             raise ValueError(
                 f"weights digest {request.weights_digest[:OFFLOAD_DIGEST_CHARS]!r} is not the "
@@ -428,20 +541,29 @@ class TailServer:
             raise ValueError(
                 f"cut_point {request.cut_point} outside 0..{len(self._feature_shapes) - 1}"
             )
-        expected = self._feature_shapes[request.cut_point]
-        if tuple(request.tensor.shape) != expected:
-            raise ValueError(
-                f"shape {list(request.tensor.shape)} does not match cut {request.cut_point}, "
-                f"which produces {list(expected)}"
-            )
         if len(request.tensor.data) > self.max_payload_bytes:
             raise ValueError(
                 f"payload of {len(request.tensor.data)} bytes exceeds {self.max_payload_bytes}"
             )
-        return decode_tensor(request.tensor, max_elements=int(np.prod(expected)))
+        expected = self._feature_shapes[request.cut_point]
+        if tuple(request.tensor.shape) != expected:
+            raise ValueError(
+                f"shape {shown_shape(request.tensor.shape)} does not match cut "
+                f"{request.cut_point}, which produces {list(expected)}"
+            )
+        return decode_tensor(request.tensor, max_elements=math.prod(expected))
 
-    def handle(self, request: OffloadRequest) -> OffloadReply:
-        """Answer one request; a bad one gets a rejection naming the problem."""
+    def handle(self, request: OffloadRequest, source: str = "") -> OffloadReply | None:
+        """Answer a request once; a bad one gets a rejection naming the problem.
+
+        A request from `source` (a drone) already answered, the same frame_seq and stamp among
+        its last DUPLICATE_WINDOW, gets None: dropped, counted in `duplicates`.
+        """
+        if self._answered.setdefault(source, RecentKeys(DUPLICATE_WINDOW)).seen(
+            (request.frame_seq, request.stamp_ns)
+        ):
+            self.duplicates += 1
+            return None
         t0 = time.perf_counter()
         try:
             return self._handle(request, t0)
@@ -450,19 +572,25 @@ class TailServer:
             self.busy_s += spent
             self.service_ms.append(spent * 1000.0)
 
+    def _refuse(
+        self, request: OffloadRequest, status: Status, reason: str, t0: float
+    ) -> OffloadReply:
+        """A rejection; its tail_ms is the time it took to find the problem."""
+        self.rejected += 1
+        spent_ms = _ms(time.perf_counter() - t0)
+        return OffloadReply(request.frame_seq, status, reason, tail_ms=spent_ms,
+                            context=request.context)  # fmt: skip
+
     def _handle(self, request: OffloadRequest, t0: float) -> OffloadReply:
         try:
             features = self._check(request)
         except (ValueError, CodecError) as exc:
-            self.rejected += 1
-            return OffloadReply(request.frame_seq, Status.OFFLOAD_REJECTED, str(exc))
+            return self._refuse(request, Status.OFFLOAD_REJECTED, str(exc), t0)
         try:
             decision = self.runner.run_tail(torch.from_numpy(features), request.cut_point)
         except Exception as exc:  # a request must always get a reply
-            self.rejected += 1
-            return OffloadReply(
-                request.frame_seq, Status.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
-            )
+            reason = f"{type(exc).__name__}: {exc}"
+            return self._refuse(request, Status.INTERNAL_ERROR, reason, t0)
         self.served += 1
         return OffloadReply(
             request.frame_seq,
@@ -472,4 +600,5 @@ class TailServer:
             decision.confidence,
             decision.exit_index,
             _ms(time.perf_counter() - t0),
+            request.context,
         )

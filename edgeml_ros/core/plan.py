@@ -18,9 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
+from edgeml_ros.core.untrusted import shown
 
 EXIT_RULES = ("max_prob", "entropy")
 MAX_CONFIDENCE = 1.0  # the highest score of either exit rule
+MAX_POLICY_NAME_CHARS = 64  # a plan's name travels in every result
 NO_EARLY_EXIT = 2.0  # a threshold above MAX_CONFIDENCE: the exit never fires
 
 
@@ -80,4 +82,8 @@ def check_plan(plan: ExecutionPlan, num_blocks: int, num_exits: int) -> None:
         ("compression", plan.compression, COMPRESSIONS),
     ):
         if value not in known:
-            raise ValueError(f"{field}: {value!r} unknown; known: {', '.join(known)}")
+            raise ValueError(f"{field}: {shown(value)} unknown; known: {', '.join(known)}")
+    if len(plan.policy_name) > MAX_POLICY_NAME_CHARS:
+        raise ValueError(
+            f"policy_name: {len(plan.policy_name)} characters, more than {MAX_POLICY_NAME_CHARS}"
+        )

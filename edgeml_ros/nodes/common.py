@@ -29,7 +29,6 @@ from rclpy.parameter import Parameter
 from rclpy.publisher import Publisher
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
-from rclpy.time import Time
 from rclpy.timer import Timer
 
 # Results, replies and ground truth: every message counts.
@@ -38,6 +37,9 @@ RELIABLE = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
 # then), and on a throttled link the reliable protocol resent fragments that were only queued
 # (docs/system.md, "DDS on the radio link"). A lost tensor is a fallback on the drone.
 OFFLOAD = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
+# The base station's reader of offload tensors: deeper, so that a burst from several drones
+# waits instead of being replaced unseen (DDS reports no loss for a sample a newer one replaced).
+OFFLOAD_SERVED = QoSProfile(depth=32, reliability=ReliabilityPolicy.BEST_EFFORT)
 # Monitoring read across the radio link (diagnostics, the base station's load): a lost report is
 # replaced by the next one a second later, where a reliable reader would acknowledge the
 # writer's heartbeats over the link.
@@ -51,9 +53,13 @@ UNCONFIGURED = "unconfigured"
 
 
 def stamp_age_s(node: Node, stamp: TimeMsg) -> float:
-    """Seconds from a header stamp to now on the node's clock; 0 for an unset (zero) stamp."""
-    then = Time.from_msg(stamp)
-    return (node.get_clock().now() - then).nanoseconds / 1e9 if then.nanoseconds else 0.0
+    """Seconds from a header stamp to now on the node's clock; 0 for an unset (zero) stamp.
+
+    Arithmetic on the fields (rclpy's Time refuses negative seconds): a stamp from before 1970
+    is merely very old.
+    """
+    then_ns = stamp.sec * 1_000_000_000 + stamp.nanosec
+    return (node.get_clock().now().nanoseconds - then_ns) / 1e9 if then_ns else 0.0
 
 
 @dataclass(frozen=True)

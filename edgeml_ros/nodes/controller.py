@@ -6,6 +6,8 @@ parameter (edgeml_ros.policy.live), on the same observation the policy was train
 simulator. It publishes ExecutionPolicy on every change and at least every
 `publish_period_s`. Without a fresh link estimate or battery reading it falls back to the safe
 plan (everything on the drone); below `battery_critical_soc` it answers at the first exit.
+A reading that cannot be true is ignored with a warning that counts them (and a count of each
+kind in its shutdown log).
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class ControllerNode(ManagedNode):
         self.add_post_set_parameters_callback(self._on_params_set)
         self.policy_pub = self.create_publisher(ExecutionPolicy, "execution_policy", LATCHED)
         self._last: ExecutionPlan | None = None
+        self._warned: dict[str, float] = {}  # kind of reading -> when its refusal was logged
         self._last_sent = 0.0
 
     def configure(self) -> None:
@@ -102,8 +105,9 @@ class ControllerNode(ManagedNode):
     def diagnostic_values(self) -> dict:
         """The policy and the plan last published."""
         plan = self._last
+        refused = {f"refused_{kind}": n for kind, n in self.controller.refused.items()}
         return {"policy": self.controller.policy.name,
-                "cut_point": "-" if plan is None else plan.cut_point}  # fmt: skip
+                "cut_point": "-" if plan is None else plan.cut_point, **refused}  # fmt: skip
 
     def _world(self, deadline_ms: float) -> World:
         p = param_values(self, ("profile", "fps", "device_class"))
@@ -130,19 +134,27 @@ class ControllerNode(ManagedNode):
             self.controller = self._build()
             self.get_logger().info(f"now running policy {self.controller.policy.name}")
 
+    def _ignore(self, kind: str, what: str, exc: ValueError) -> None:
+        """Warn of a refused reading, at most once a second for each kind."""
+        now = time.monotonic()
+        if now - self._warned.get(kind, float("-inf")) >= 1.0:
+            self._warned[kind] = now
+            count = self.controller.refused[kind]
+            self.get_logger().warn(f"ignoring {what} ({count} so far): {exc}")
+
     def _on_link(self, msg: LinkQuality) -> None:
         if msg.samples == 0:
             return
         try:
             self.controller.on_link(time.monotonic(), msg.bandwidth_mbps, msg.rtt_ms)
         except ValueError as exc:
-            self.get_logger().warn(f"ignoring LinkQuality: {exc}")
+            self._ignore("link", "LinkQuality", exc)
 
     def _on_battery(self, msg: BatteryState) -> None:
         try:
             self.controller.on_battery(time.monotonic(), float(msg.percentage))
         except ValueError as exc:
-            self.get_logger().warn(f"ignoring BatteryState: {exc}")
+            self._ignore("battery", "BatteryState", exc)
 
     def _on_results(self, msg: ResultBatch) -> None:
         now = time.monotonic()
@@ -154,7 +166,7 @@ class ControllerNode(ManagedNode):
                 self.controller.on_result(captured, r.total_ms / 1000.0, r.confidence,
                                           r.exit_index, r.where)  # fmt: skip
             except ValueError as exc:
-                self.get_logger().warn(f"ignoring result {r.frame_seq}: {exc}")
+                self._ignore("result", f"result {r.frame_seq}", exc)
 
     def _update(self) -> None:
         decision = self.controller.decide(time.monotonic())
@@ -173,6 +185,10 @@ class ControllerNode(ManagedNode):
                     f"plan: cut {plan.cut_point}, thresholds {thresholds} ({decision.reason})"
                 )
             self._last = plan
+
+    def finish(self) -> None:
+        """Log the readings refused, by kind."""
+        self.get_logger().info(f"stopping: refused {dict(self.controller.refused)}")
 
 
 def main(args: list[str] | None = None) -> int:

@@ -12,7 +12,6 @@ from edgeml_ros.core.pipeline import (
     OffloadReply,
     OffloadRequest,
     RawImage,
-    Status,
     Where,
 )
 from edgeml_ros.core.plan import ExecutionPlan
@@ -99,9 +98,9 @@ def msg_to_request(msg: FeatureTensor) -> OffloadRequest:
         msg.quant_scale,
         msg.quant_zero_point,
     )
-    return OffloadRequest(
-        msg.frame_seq, msg.header, msg.model_id, msg.weights_digest, msg.cut_point, tensor
-    )
+    stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+    return OffloadRequest(msg.frame_seq, msg.header, msg.model_id, msg.weights_digest,
+                          msg.cut_point, tensor, stamp_ns)  # fmt: skip
 
 
 def reply_to_msg(reply: OffloadReply, request: OffloadRequest) -> InferenceResult:
@@ -121,16 +120,16 @@ def reply_to_msg(reply: OffloadReply, request: OffloadRequest) -> InferenceResul
 
 
 def msg_to_reply(msg: InferenceResult) -> OffloadReply:
-    """A received base-station answer."""
-    status = msg.status if msg.status in Status._value2member_map_ else Status.INTERNAL_ERROR
+    """A received base-station answer (checked by the DronePipeline)."""
     return OffloadReply(
         msg.frame_seq,
-        Status(status),
+        msg.status,
         msg.reason,
         msg.class_id,
         msg.confidence,
         msg.exit_index,
         msg.tail_ms,
+        msg.header,
     )
 
 

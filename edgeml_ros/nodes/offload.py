@@ -5,7 +5,9 @@ every drone namespace in `drone_namespaces` it serves `<ns>/offload/request` and
 `<ns>/offload/reply`, and echoes the link monitor's probes (`<ns>/link/probe` ->
 `<ns>/link/probe_echo`, without their padding). Each request is validated (model id, weights
 digest, cut point, shape, dtype, size) before it is touched; a bad one gets a rejection that
-names the problem. It publishes its load on `offload/load` every second.
+names the problem. A request already answered (same drone, frame_seq and stamp) is dropped and
+counted, as are requests DDS lost on the way (its message-lost event), in diagnostics. It
+publishes its load on `offload/load` every second.
 
 `emulated_rtt_ms` (demos and benchmarks only, 0 on a real link) holds every reply and echo that
 long before sending it: the link shaper's stand-in for network delay where netem is missing.
@@ -18,13 +20,14 @@ import time
 
 import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.event_handler import SubscriptionEventCallbacks
 
 from edgeml_ros.core.checkpoint import load_checkpoint
 from edgeml_ros.core.outcome import Status
 from edgeml_ros.core.pipeline import TailServer
 from edgeml_ros.msg import BaseStationLoad, FeatureTensor, InferenceResult, LinkProbe
 from edgeml_ros.nodes.common import (
-    OFFLOAD,
+    OFFLOAD_SERVED,
     RELIABLE,
     ManagedNode,
     Param,
@@ -53,8 +56,9 @@ class OffloadNode(ManagedNode):
                                  "drones'."),
                 Param("drone_namespaces", [""], "Namespaces of the drones to serve ('' = this "
                       "node's own namespace).", at_configure=True),
-                Param("max_payload_bytes", 16 * 1024 * 1024, "Largest accepted offload payload, "
-                      "in bytes.", int_range=(1, 1 << 30)),
+                Param("max_payload_bytes", 0, "Largest accepted offload payload, in bytes (0: "
+                      "the most the model's tensors take, fp32 at its largest cut point, "
+                      "compressed at worst).", int_range=(0, 1 << 30)),
                 device_param(),
                 Param("emulated_rtt_ms", 0.0, "Emulation only (0 on a real link): hold replies "
                       "and probe echoes this long, to add round-trip delay to a shaped link.",
@@ -98,9 +102,12 @@ class OffloadNode(ManagedNode):
             self.subscribe(
                 FeatureTensor,
                 _topic(ns, "offload/request"),
-                lambda msg, pub=reply_pub: self._on_request(msg, pub),
-                OFFLOAD,
+                lambda msg, pub=reply_pub, ns=ns: self._on_request(msg, pub, ns),
+                OFFLOAD_SERVED,
                 callback_group=tails,
+                event_callbacks=SubscriptionEventCallbacks(
+                    message_lost=lambda info: self.server.count_lost(info.total_count_change)
+                ),
             )
         self._load_since = time.monotonic()
         self.every(1.0, self._publish_load, callback_group=tails)
@@ -116,11 +123,19 @@ class OffloadNode(ManagedNode):
         if self.server is not None:
             self.server.max_payload_bytes = self.get_parameter("max_payload_bytes").value
 
-    def _on_request(self, msg: FeatureTensor, reply_pub) -> None:
+    def _on_request(self, msg: FeatureTensor, reply_pub, drone: str) -> None:
         request = msg_to_request(msg)
-        reply = self.server.handle(request)
+        reply = self.server.handle(request, drone)
+        if reply is None:
+            self.get_logger().warn(
+                f"dropped a duplicate of frame {msg.frame_seq} ({self.server.duplicates} so far)",
+                throttle_duration_sec=1.0,
+            )
+            return
         if reply.status != Status.OK:
-            self.get_logger().warn(f"rejected frame {msg.frame_seq}: {reply.reason}")
+            self.get_logger().warn(
+                f"rejected frame {msg.frame_seq}: {reply.reason}", throttle_duration_sec=1.0
+            )
         self._send(reply_pub, reply_to_msg(reply, request))
 
     def _send(self, pub, msg) -> None:
@@ -146,8 +161,10 @@ class OffloadNode(ManagedNode):
         self._load = load
 
     def diagnostic_values(self) -> dict:
-        """Requests served and rejected, and the last second's load."""
+        """Requests served, rejected, duplicated and lost on the way; the last second's load."""
         return {"served": self.server.served, "rejected": self.server.rejected,
+                "duplicates": self.server.duplicates,
+                "lost_in_transport": self.server.lost_in_transport,
                 "utilization": f"{self._load.utilization:.3f}",
                 "requests_per_s": f"{self._load.requests_per_s:.1f}"}  # fmt: skip
 

@@ -27,8 +27,14 @@ from sensor_msgs.msg import CompressedImage, Image
 from edgeml_ros.core.annotate import annotate
 from edgeml_ros.core.checkpoint import ModelBundle, load_checkpoint
 from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
-from edgeml_ros.core.outcome import Status
-from edgeml_ros.core.pipeline import EXPIRE_PERIOD_S, DronePipeline, OffloadRequest, validate_plan
+from edgeml_ros.core.outcome import Status, Where
+from edgeml_ros.core.pipeline import (
+    EXPIRE_PERIOD_S,
+    DronePipeline,
+    OffloadRequest,
+    ReplyError,
+    validate_plan,
+)
 from edgeml_ros.core.plan import EXIT_RULES, ExecutionPlan, check_exit_thresholds
 from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult, ResultBatch
 from edgeml_ros.nodes.common import (
@@ -280,16 +286,24 @@ class PerceptionNode(ManagedNode):
             return
         plan = msg_to_plan(msg)
         try:
-            validate_plan(self.bundle, plan)
+            self.pipeline.check_plan(plan)
         except ValueError as exc:
-            self.get_logger().error(f"ignoring ExecutionPolicy from {msg.policy_name!r}: {exc}")
+            self.get_logger().error(
+                f"ignoring ExecutionPolicy ({self.pipeline.counters.bad_plans} so far): {exc}",
+                throttle_duration_sec=1.0,
+            )
             return
         if plan == self.pipeline.plan:
             return
+        previous = self.pipeline.plan
         self.pipeline.set_plan(plan)
-        self.set_parameters_atomically(
+        outcome = self.set_parameters_atomically(
             [Parameter(n, value=_param_value(getattr(plan, n))) for n in PLAN_PARAMS]
         )
+        if not outcome.successful:
+            self.pipeline.set_plan(previous)
+            self.get_logger().error(f"ignoring ExecutionPolicy: {outcome.reason}")
+            return
         self.get_logger().info(f"policy {plan.policy_name}: {msg.reason} -> {plan}")
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
@@ -309,9 +323,16 @@ class PerceptionNode(ManagedNode):
         self._publish(outcome)
 
     def _on_reply(self, msg: InferenceResult) -> None:
-        result = self.pipeline.on_reply(msg_to_reply(msg))
+        try:
+            result = self.pipeline.on_reply(msg_to_reply(msg))
+        except ReplyError as exc:
+            self.get_logger().warn(
+                f"ignoring offload reply for frame {msg.frame_seq}: {exc}",
+                throttle_duration_sec=1.0,
+            )
+            return
         if result is None:
-            self.get_logger().warn(f"late or unknown offload reply for frame {msg.frame_seq}")
+            self.get_logger().warn(f"late offload reply for frame {msg.frame_seq}")
             return
         self._publish(result)
 
@@ -323,12 +344,14 @@ class PerceptionNode(ManagedNode):
 
     def _publish(self, result) -> None:
         if result.reason and result.status != Status.OK:
-            self.get_logger().warn(f"frame {result.frame_seq}: {result.reason}")
+            self.get_logger().warn(
+                f"frame {result.frame_seq}: {result.reason}", throttle_duration_sec=1.0
+            )
         msg = result_to_msg(result)
         self.result_pub.publish(msg)
         self._batch.append(msg)
         frame = self._to_annotate.pop(result.frame_seq, None)
-        if frame is not None and result.status != Status.BAD_INPUT:
+        if frame is not None and result.where != Where.NONE:  # it decoded
             image = rgb_to_image(annotate(self.pipeline.decode(frame), result))
             image.header = result.context
             self.annotated_pub.publish(image)

@@ -7,20 +7,30 @@ Two modes override the policy:
 - stale inputs (no fresh link estimate or battery reading): the safe plan, everything on the
   drone with the validation-tuned exit threshold, which needs no link;
 - battery critical: the cheapest plan, everything on the drone answering at the first exit.
+
+A reading that cannot be true (not finite, out of range) is refused with a ValueError naming it
+and counted in `refused`; it changes nothing.
 """
 
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass
 
 import numpy as np
 
+from edgeml_ros.core.outcome import Where
 from edgeml_ros.core.plan import ExecutionPlan, shared_thresholds
 from edgeml_ros.policy.observation import Observation, Policy, plan_action, recent_stats
 from edgeml_ros.policy.thresholds import pick_threshold
 from edgeml_ros.policy.world import World
+
+# Readings beyond these are not a link's.
+MAX_BANDWIDTH_MBPS = 100_000.0
+MAX_RTT_MS = 600_000.0
+# Results kept for the window at most, however many arrive in it.
+MAX_WINDOW_RESULTS = 10_000
 
 
 @dataclass(frozen=True)
@@ -55,22 +65,37 @@ class LiveController:
         self.critical_plan = ExecutionPlan(blocks, shared_thresholds(0.0, exits))
         self._link: deque[tuple[float, float, float]] = deque()  # (t, mbps, rtt_ms)
         self._battery: tuple[float, float] | None = None  # (t, soc)
-        self._results: deque[tuple[float, float, float, int, int]] = deque()
+        self._results: deque[tuple[float, float, float, int, int]] = deque(
+            maxlen=MAX_WINDOW_RESULTS
+        )
         self.plan: ExecutionPlan | None = None
+        self.refused: Counter[str] = Counter()  # readings refused, by kind
         policy.reset()
+
+    def _refuse(self, kind: str, why: str) -> ValueError:
+        self.refused[kind] += 1
+        return ValueError(why)
 
     def on_link(self, now: float, bandwidth_mbps: float, rtt_ms: float) -> None:
         """A link estimate (LinkQuality)."""
-        if not (math.isfinite(bandwidth_mbps) and math.isfinite(rtt_ms)):
-            raise ValueError(f"link estimate must be finite, got {bandwidth_mbps}, {rtt_ms}")
-        self._link.append((now, max(0.0, bandwidth_mbps), max(0.0, rtt_ms)))
+        if not 0.0 <= bandwidth_mbps <= MAX_BANDWIDTH_MBPS:
+            raise self._refuse(
+                "link",
+                f"bandwidth must be finite and in [0, {MAX_BANDWIDTH_MBPS:g}] Mbit/s, got "
+                f"{bandwidth_mbps}",
+            )
+        if not 0.0 <= rtt_ms <= MAX_RTT_MS:
+            raise self._refuse(
+                "link", f"RTT must be finite and in [0, {MAX_RTT_MS:g}] ms, got {rtt_ms}"
+            )
+        self._link.append((now, bandwidth_mbps, rtt_ms))
         while len(self._link) > 1 and now - self._link[1][0] >= self.window_s:
             self._link.popleft()
 
     def on_battery(self, now: float, soc: float) -> None:
         """A battery reading: state of charge in [0, 1]."""
         if not 0.0 <= soc <= 1.0:
-            raise ValueError(f"battery state of charge must be in [0, 1], got {soc}")
+            raise self._refuse("battery", f"battery state of charge must be in [0, 1], got {soc}")
         self._battery = (now, soc)
 
     def on_result(
@@ -78,10 +103,16 @@ class LiveController:
     ) -> None:
         """One perception result (frames without an answer are left out by the caller)."""
         if not (math.isfinite(latency_s) and latency_s >= 0.0 and 0.0 <= confidence <= 1.0):
-            raise ValueError(
+            raise self._refuse(
+                "result",
                 f"result needs a finite latency >= 0 and a confidence in [0, 1], got "
-                f"{latency_s} s, {confidence}"
+                f"{latency_s} s, {confidence}",
             )
+        exits = self.world.costs.num_exits
+        if not 0 <= exit_index < exits:
+            raise self._refuse("result", f"exit_index {exit_index} outside 0..{exits - 1}")
+        if where not in (Where.DRONE, Where.BASE, Where.FALLBACK):
+            raise self._refuse("result", f"where {where} is not drone, base or fallback (1..3)")
         self._results.append((now, latency_s, confidence, exit_index, where))
         while self._results and now - self._results[0][0] > self.window_s:
             self._results.popleft()
