@@ -20,7 +20,7 @@ from edgeml_ros.core.checkpoint import ModelMeta, save_checkpoint
 from edgeml_ros.core.data import ImageDataset, load_dataset
 from edgeml_ros.core.degrade import degrade
 from edgeml_ros.core.images import resize_and_normalize
-from edgeml_ros.core.models import INPUT_SIZES, MultiExitNet, build_model
+from edgeml_ros.core.models import MultiExitNet, build_model
 
 VALIDATION_SIZE = 5000
 
@@ -138,14 +138,14 @@ def train(cfg: TrainConfig, out: Path, command: str) -> ModelMeta:
     test = load_dataset(cfg.dataset, "test")
     mean = float(full.images.mean() / 255.0)
     std = float(full.images.std() / 255.0)
-    input_size = INPUT_SIZES[cfg.arch]
-    x_all, y_all = to_tensors(full, mean, std, input_size)
-    x_train, y_train = x_all[:-VALIDATION_SIZE], y_all[:-VALIDATION_SIZE]
-    x_test, y_test = to_tensors(test, mean, std, input_size)
     in_channels = 1 if full.images.ndim == 3 else full.images.shape[-1]
     model = build_model(
         cfg.arch, num_classes=len(full.class_names), in_channels=in_channels, width=cfg.width
     ).to(cfg.device)
+    input_size = model.input_shape[1:]
+    x_all, y_all = to_tensors(full, mean, std, input_size)
+    x_train, y_train = x_all[:-VALIDATION_SIZE], y_all[:-VALIDATION_SIZE]
+    x_test, y_test = to_tensors(test, mean, std, input_size)
     x_train, y_train = x_train.to(cfg.device), y_train.to(cfg.device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * (len(y_train) // cfg.batch_size)
