@@ -5,6 +5,13 @@ import torch
 from torch import nn
 from torchvision.models import resnet18
 
+from edgeml_ros.core.checkpoint import (
+    CHECKPOINT_DIR,
+    ModelMeta,
+    load_checkpoint,
+    save_checkpoint,
+    weights_digest,
+)
 from edgeml_ros.core.models import (
     ArchitectureError,
     MultiExitNet,
@@ -188,3 +195,45 @@ def test_a_factory_that_does_not_give_a_model_says_why(arch, match):
 def test_a_factory_is_called_with_arguments_it_takes():
     with pytest.raises(ArchitectureError, match=r"does not take \{'width': 2\.0\}"):
         build_model(FACTORY, width=2.0)
+
+
+def test_a_checkpoint_names_its_factory_and_loads_back(tmp_path):
+    path = tmp_path / "tiny.pt"
+    model = build_model(FACTORY, num_classes=3)
+    meta = ModelMeta("clothes/tiny_resnet", FACTORY, {"num_classes": 3}, "clothes",
+                     ["a", "b", "c"], [28, 28], [0.3], [0.3], [0.5, 0.5], channels=1)  # fmt: skip
+    save_checkpoint(path, model.eval(), meta)
+    bundle = load_checkpoint(path)
+    assert bundle.meta.weights_digest == weights_digest(bundle.model) == weights_digest(model)
+    blob = torch.load(path, weights_only=True)
+    for change, error, match in [
+        ({"arch": "gone_package:tiny_resnet"}, ArchitectureError,
+         r"bad\.pt: model factory 'gone_package:tiny_resnet': cannot import"),
+        ({"arch_kwargs": {"num_classes": 5}}, ValueError,
+         r"the weights do not fit the model 'test_byom:tiny_resnet' builds"),
+        ({"input_size": [32, 32]}, ValueError,
+         r"inputs are \(1, 32, 32\), but 'test_byom:tiny_resnet' builds a model for "
+         r"\(1, 28, 28\)"),
+        ({"norm_mean": [0.1, 0.2]}, ValueError, r"2 normalisation values for 1 channels"),
+    ]:  # fmt: skip
+        bad = tmp_path / "bad.pt"
+        torch.save({**blob, "meta": {**blob["meta"], **change}}, bad)
+        with pytest.raises(error, match=match):
+            load_checkpoint(bad)
+
+
+@pytest.mark.parametrize(
+    "name, digest",
+    [
+        ("b_vgg", "608ccc65e5283dcfa90a08de12a7e83217a9540328271d2e7fe6c72e6009d8c3"),
+        ("mobilenet_v2", "674504f7c90a09b3493dbd4a1affff6e873a0905f970b0a5baa54498231f63cf"),
+        ("resnet", "55b06ff1f22808f02a8234c8ca535a8badaaa887fbed7369513a069cdbe1cec0"),
+        ("small_cnn", "c3754b289bd432ef4f843d8cbb3d6dcab1141f2b00e35ca19a99c283d5c530a5"),
+    ],
+)
+def test_committed_checkpoints_load_with_their_digests(name, digest):
+    bundle = load_checkpoint(CHECKPOINT_DIR / f"fashion_mnist_{name}.pt")
+    assert bundle.meta.weights_digest == weights_digest(bundle.model) == f"sha256:{digest}"
+    # format 1: one scalar mean and std, loaded as one channel's
+    assert bundle.meta.channels == 1 and len(bundle.meta.norm_mean) == 1
+    assert bundle.model.input_shape == bundle.meta.input_shape
