@@ -1,10 +1,16 @@
 """Bring your own model: a classifier defined here, not in the core, wrapped, trained, loaded."""
 
+import json
+import shutil
+from dataclasses import replace
+
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 from torchvision.models import resnet18
 
+from edgeml_ros.cli import main
 from edgeml_ros.core.checkpoint import (
     CHECKPOINT_DIR,
     ModelMeta,
@@ -12,6 +18,7 @@ from edgeml_ros.core.checkpoint import (
     save_checkpoint,
     weights_digest,
 )
+from edgeml_ros.core.data import DatasetError
 from edgeml_ros.core.models import (
     ArchitectureError,
     MultiExitNet,
@@ -20,6 +27,7 @@ from edgeml_ros.core.models import (
     wrap_model,
 )
 from edgeml_ros.core.runtime import SplitRunner
+from edgeml_ros.core.train import TrainConfig, split_tensors, train
 
 FACTORY = "test_byom:tiny_resnet"  # test/ is on the path (pytest.ini)
 NOT_A_FACTORY = 42
@@ -69,10 +77,16 @@ BLOCKS = {"stem": ["conv1", "bn1", "relu"], "layer1": "layer1", "layer2": "layer
 HEAD = ["avgpool", nn.Flatten(1), "fc"]
 
 
-def tiny_resnet(num_classes: int = 3, in_channels: int = 1) -> MultiExitNet:
-    """The factory a checkpoint names: TinyResNet with an exit after layer1."""
-    return wrap_model(TinyResNet(num_classes, in_channels), blocks=BLOCKS, head=HEAD,
-                      exits=["layer1"], input_shape=(in_channels, 28, 28))  # fmt: skip
+def tiny_resnet(
+    num_classes: int = 3, in_channels: int = 1, weights: str | None = None
+) -> MultiExitNet:
+    """The factory a checkpoint names: TinyResNet, trained `weights` if given, with an exit
+    after layer1."""
+    model = TinyResNet(num_classes, in_channels)
+    if weights is not None:
+        model.load_state_dict(torch.load(weights, weights_only=True))
+    return wrap_model(model, blocks=BLOCKS, head=HEAD, exits=["layer1"],
+                      input_shape=(in_channels, 28, 28))  # fmt: skip
 
 
 def not_wrapped() -> nn.Module:
@@ -197,6 +211,84 @@ def test_a_factory_is_called_with_arguments_it_takes():
         build_model(FACTORY, width=2.0)
 
 
+@pytest.fixture
+def image_folder(tmp_path, fmnist_test):
+    """Three classes of 20 real Fashion-MNIST images, PNG files of two sizes."""
+    root = tmp_path / "clothes"
+    for label, name in [(0, "tshirt"), (1, "trouser"), (8, "bag")]:
+        (root / name).mkdir(parents=True)
+        for k, i in enumerate((fmnist_test.labels == label).nonzero()[0][:20]):
+            image = Image.fromarray(fmnist_test.images[i])
+            (image.resize((40, 40)) if k % 2 else image).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def restore_torch_state():
+    """train() seeds torch and sets its threads: give the other tests theirs back."""
+    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("train_final_exit", [False, True])
+def test_a_trained_user_model_trains_its_exits_saves_and_loads_back(
+    image_folder, tmp_path, capsys, restore_torch_state, train_final_exit
+):
+    torch.manual_seed(1)
+    trained = TinyResNet()  # stands for a model trained elsewhere
+    torch.save(trained.state_dict(), tmp_path / "trained.pth")
+    out = tmp_path / "tiny.pt"
+    argv = ["train", "--model", FACTORY, "--data-dir", str(image_folder), "--mode", "heads",
+            "--init-kwargs", json.dumps({"weights": str(tmp_path / "trained.pth")}),
+            "--epochs", "1", "--batch-size", "8", "--threads", "1", "--out", str(out),
+            *(["--train-final-exit"] if train_final_exit else [])]  # fmt: skip
+    assert main(argv) == 0
+    assert "saved" in capsys.readouterr().out
+    (tmp_path / "trained.pth").unlink()  # the checkpoint holds the weights
+    bundle = load_checkpoint(out)
+    meta, model = bundle.meta, bundle.model
+    assert meta.arch == FACTORY and meta.arch_kwargs == {"num_classes": 3, "in_channels": 1}
+    assert meta.model_id == "clothes/tiny_resnet" and meta.class_names == ["bag", "trouser",
+                                                                           "tshirt"]  # fmt: skip
+    assert meta.weights_digest == weights_digest(model)
+    assert meta.channels == 1 and meta.input_size == [28, 28] and len(meta.norm_mean) == 1
+    assert meta.extra["data_split"]["validation"] == 6
+    assert meta.extra["accuracy_split"] == "validation"
+    # heads mode: the backbone (batch-norm statistics too) is the trained model's, and so is
+    # its classifier unless it trained too
+    wrapped = wrap_model(trained, blocks=BLOCKS, head=HEAD, input_shape=(1, 28, 28))
+    backbone = {f"blocks.{k}": v for k, v in wrapped.blocks.state_dict().items()}
+    classifier = {f"exits.1.{k}": v for k, v in wrapped.exits[0].state_dict().items()}
+    state = model.state_dict()
+    for key, value in backbone.items():
+        assert torch.equal(state[key], value), key
+    for key, value in classifier.items():
+        assert torch.equal(state[key], value) != train_final_exit, key
+    torch.manual_seed(0)  # train() draws the initial exit head after seeding with 0
+    initial = build_model(FACTORY, num_classes=3).exits[0].state_dict()
+    assert initial and all(not torch.equal(state[f"exits.0.{k}"], v) for k, v in initial.items())
+    x = torch.randn(3, 1, 28, 28)
+    assert_splits_everywhere(model, x, original_logits(model, x)[-1])
+    x, y = split_tensors(meta, "validation")
+    assert x.shape == (6, 1, 28, 28) and sorted(y) == [0, 0, 1, 1, 2, 2]
+    with pytest.raises(DatasetError, match=r"has no 'test' split; it has train, validation"):
+        split_tensors(meta, "test")
+    shutil.rmtree(image_folder / "bag")
+    with pytest.raises(DatasetError, match="clothes changed since clothes/tiny_resnet"):
+        split_tensors(meta, "validation")
+
+
+def test_training_is_deterministic_for_a_seed(image_folder, tmp_path, restore_torch_state):
+    cfg = TrainConfig(arch=FACTORY, dataset=f"imagefolder:{image_folder}", epochs=1,
+                      batch_size=8, threads=1)  # fmt: skip
+    digests = [train(cfg, tmp_path / f"{i}.pt", "test").weights_digest for i in range(2)]
+    assert digests[0] == digests[1]
+    other = train(replace(cfg, seed=1), tmp_path / "2.pt", "test").weights_digest
+    assert other != digests[0]
+
+
 def test_a_checkpoint_names_its_factory_and_loads_back(tmp_path):
     path = tmp_path / "tiny.pt"
     model = build_model(FACTORY, num_classes=3)
@@ -220,6 +312,21 @@ def test_a_checkpoint_names_its_factory_and_loads_back(tmp_path):
         torch.save({**blob, "meta": {**blob["meta"], **change}}, bad)
         with pytest.raises(error, match=match):
             load_checkpoint(bad)
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--model", "no_such_package:net"], "cannot import 'no_such_package'"),
+        (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
+        (["--data-dir", "/no/such/folder"], r"image folder /no/such/folder not found"),
+        (["--mode", "heads", "--train-final-exit", "--mode", "joint"], "heads mode"),
+    ],
+)
+def test_train_command_names_what_is_wrong(argv, match, capsys, restore_torch_state):
+    assert main(["train", "--epochs", "1", "--out", "/nonexistent/x.pt", *argv]) == 2
+    err = capsys.readouterr().err
+    assert match in err, err
 
 
 @pytest.mark.parametrize(
