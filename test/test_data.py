@@ -1,9 +1,11 @@
 import gzip
+import shutil
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from edgeml_ros.core.data import DatasetError, load_fashion_mnist
+from edgeml_ros.core.data import VALIDATION_SIZE, DatasetError, load_fashion_mnist, open_dataset
 
 
 def test_real_fashion_mnist_test_split(fmnist_test):
@@ -36,3 +38,71 @@ def test_cifar10_is_never_downloaded(tmp_path):
         load_cifar10("test", root=tmp_path)
     with pytest.raises(ValueError, match="unknown dataset 'imagenet'"):
         load_dataset("imagenet", "test")
+
+
+def make_folder(root, fmnist_test, classes, per_class, colour=False):
+    """An ImageFolder of real Fashion-MNIST images, sizes varying; tinted RGB if `colour`."""
+    for label, name in enumerate(classes):
+        (root / name).mkdir(parents=True)
+        for k, i in enumerate(np.flatnonzero(fmnist_test.labels == label)[:per_class]):
+            pixels = fmnist_test.images[i]
+            if colour:
+                pixels = np.stack([pixels, pixels // 2, 255 - pixels], axis=-1)
+            image = Image.fromarray(pixels)
+            image.resize((28 + 4 * k, 28 + 2 * k)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_image_folder_of_colour_images_of_any_size(tmp_path, fmnist_test):
+    root = make_folder(tmp_path / "f", fmnist_test, ["b", "a"], 10, colour=True)
+    source = open_dataset(f"imagefolder:{root}", validation_fraction=0.2)
+    assert source.class_names == ("a", "b") and source.channels == 3
+    assert source.name == f"imagefolder:{root.resolve()}" and source.splits == (
+        "train",
+        "validation",
+    )
+    train, val = source.load("train", (16, 12)), source.load("validation", (16, 12))
+    assert train.images.shape == (16, 16, 12, 3) and train.images.dtype == np.uint8
+    assert val.images.shape == (4, 16, 12, 3) and sorted(val.labels) == [0, 0, 1, 1]
+    assert source.split_record["train"] == 16 and len(source.split_record["files_sha256"]) == 64
+    # the split is fixed by the seed, and differs between seeds
+    again = open_dataset(f"imagefolder:{root}", validation_fraction=0.2)
+    assert again.split_record == source.split_record
+    np.testing.assert_array_equal(again.load("validation", (16, 12)).images, val.images)
+    other = [open_dataset(f"imagefolder:{root}", s, 0.2).load("validation", (8, 8)).images
+             for s in range(1, 4)]  # fmt: skip
+    assert any(not np.array_equal(o, source.load("validation", (8, 8)).images) for o in other)
+
+
+def test_image_folder_of_grey_images(tmp_path, fmnist_test):
+    root = make_folder(tmp_path / "g", fmnist_test, ["x", "y"], 4)
+    source = open_dataset(f"imagefolder:{root}", validation_fraction=0.25)
+    assert source.channels == 1 and source.load("train", (28, 28)).images.shape == (6, 28, 28)
+
+
+def test_image_folder_errors_name_what_is_wrong(tmp_path, fmnist_test):
+    with pytest.raises(DatasetError, match=r"image folder .*nowhere not found"):
+        open_dataset(f"imagefolder:{tmp_path / 'nowhere'}")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match=r"Couldn't find any class folder"):
+        open_dataset(f"imagefolder:{tmp_path / 'empty'}")
+    root = make_folder(tmp_path / "h", fmnist_test, ["x", "y"], 4)
+    (root / "hat").mkdir()
+    with pytest.raises(DatasetError, match=r"no valid file for the classes hat"):
+        open_dataset(f"imagefolder:{root}")
+    (root / "hat" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match=r"broken\.png: not a readable image"):
+        open_dataset(f"imagefolder:{root}")
+    (root / "hat" / "broken.png").unlink()
+    shutil.rmtree(root / "hat")
+    with pytest.raises(DatasetError, match=r"the validation split is empty \(8 images\)"):
+        open_dataset(f"imagefolder:{root}", validation_fraction=0.01)
+    with pytest.raises(DatasetError, match=r"has no 'test' split"):
+        open_dataset(f"imagefolder:{root}", validation_fraction=0.3).load("test", (8, 8))
+
+
+def test_fashion_mnist_source_holds_out_the_last_training_images():
+    source = open_dataset("fashion_mnist")
+    train, val = source.load("train"), source.load("validation")
+    assert (len(train), len(val)) == (60000 - VALIDATION_SIZE, VALIDATION_SIZE)
+    assert source.channels == 1 and len(source.load("test")) == 10000

@@ -81,6 +81,15 @@ def test_model_input_resizes_and_normalizes():
     assert float(x.mean()) == pytest.approx(2.0)
 
 
+def test_model_input_normalizes_each_channel():
+    image = np.stack([np.full((4, 6), v, np.float32) for v in (0.2, 0.5, 0.8)], axis=-1)
+    x = to_model_input(image, (2, 3), [0.2, 0.4, 0.6], [0.1, 0.5, 0.2])
+    assert tuple(x.shape) == (1, 3, 2, 3)
+    assert torch.allclose(x[0, :, 0, 0], torch.tensor([0.0, 0.2, 1.0]))
+    one_for_all = to_model_input(image, (2, 3), [0.5], [0.5])  # a format-1 checkpoint's
+    assert torch.allclose(one_for_all[0, :, 1, 2], torch.tensor([-0.6, 0.0, 0.6]))
+
+
 @pytest.mark.parametrize("size_in, size_out", [((28, 28), (32, 32)), ((56, 40), (28, 28)),
                                                ((7, 9), (20, 5))])  # fmt: skip
 def test_resizing_matches_torch_bilinear_interpolation(size_in, size_out):

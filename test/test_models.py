@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from edgeml_ros.core.models import ARCHITECTURES, INPUT_SIZES, build_model
+from edgeml_ros.core.models import ARCHITECTURES, build_model
 from edgeml_ros.core.runtime import SplitRunner
 
 BACKBONES = ["b_vgg", "resnet", "mobilenet_v2"]
@@ -11,7 +11,7 @@ BACKBONES = ["b_vgg", "resnet", "mobilenet_v2"]
 def test_backbone_shape_and_exits(arch):
     torch.manual_seed(0)
     model = build_model(arch, num_classes=10, in_channels=1, width=0.25).eval()
-    x = torch.randn(2, 1, *INPUT_SIZES[arch])
+    x = torch.randn(2, *model.input_shape)
     outs = model(x)
     assert len(outs) == model.num_exits >= 3
     assert all(tuple(o.shape) == (2, 10) for o in outs)
@@ -23,7 +23,7 @@ def test_split_anywhere_equals_unsplit(arch):
     model = build_model(arch, num_classes=10, in_channels=1, width=0.25).eval()
     runner = SplitRunner(model)
     never = [2.0] * model.num_exits
-    x = torch.randn(1, 1, *INPUT_SIZES[arch])
+    x = torch.randn(1, *model.input_shape)
     with torch.inference_mode():
         full = torch.softmax(model(x)[-1], 1)
     for cut in range(model.num_blocks + 1):
@@ -36,8 +36,10 @@ def test_split_anywhere_equals_unsplit(arch):
         assert decision.confidence == pytest.approx(float(full.max()), abs=1e-5)
 
 
-def test_every_architecture_has_an_input_size():
-    assert set(ARCHITECTURES) == set(INPUT_SIZES)
+@pytest.mark.parametrize("arch, size", [("small_cnn", 28), *((b, 32) for b in BACKBONES)])
+def test_built_ins_are_registered_with_their_input_shape(arch, size):
+    assert arch in ARCHITECTURES
+    assert build_model(arch, in_channels=3, width=0.25).input_shape == (3, size, size)
 
 
 def test_unknown_architecture():

@@ -8,18 +8,26 @@ from pathlib import Path
 
 import torch
 
-from edgeml_ros.core.models import MultiExitNet, build_model
+from edgeml_ros.core.models import ArchitectureError, MultiExitNet, build_model
 
 CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "fashion_mnist_b_vgg.pt"
 # A tiny four-block model: quick to run, used by the tests of the mechanics.
 TINY_CHECKPOINT = CHECKPOINT_DIR / "fashion_mnist_small_cnn.pt"
-FORMAT_VERSION = 1
+# 2: channels and per-channel normalisation; format 1 (one scalar mean and std) still loads.
+FORMAT_VERSION = 2
+_READABLE_FORMATS = (1, 2)
 
 
 @dataclass
 class ModelMeta:
-    """What a checkpoint says about its model."""
+    """What a checkpoint says about its model.
+
+    `arch` is a registered architecture or a `package.module:function` factory, called with
+    `arch_kwargs`. Inputs are `channels` x `input_size` (height, width), normalised per channel
+    by `norm_mean` and `norm_std` (one value, or one per channel). A format-1 checkpoint's
+    scalar mean and std load as one-value lists, its channels from `arch_kwargs`' in_channels.
+    """
 
     model_id: str
     arch: str
@@ -27,12 +35,34 @@ class ModelMeta:
     dataset: str
     class_names: list[str]
     input_size: list[int]
-    norm_mean: float
-    norm_std: float
+    norm_mean: list[float]
+    norm_std: list[float]
     exit_accuracy: list[float]
     weights_digest: str = ""
     command: str = ""
     extra: dict = field(default_factory=dict)
+    channels: int | None = None
+
+    def __post_init__(self) -> None:
+        self.norm_mean = _per_channel(self.norm_mean)
+        self.norm_std = _per_channel(self.norm_std)
+        if self.channels is None:
+            self.channels = int(self.arch_kwargs.get("in_channels", 1))
+        for values in (self.norm_mean, self.norm_std):
+            if len(values) not in (1, self.channels):
+                raise ValueError(
+                    f"{self.model_id}: {len(values)} normalisation values for "
+                    f"{self.channels} channels"
+                )
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """(channels, height, width) of one model input."""
+        return (self.channels, *self.input_size)
+
+
+def _per_channel(values: float | list[float]) -> list[float]:
+    return [float(v) for v in values] if isinstance(values, (list, tuple)) else [float(values)]
 
 
 @dataclass
@@ -78,16 +108,33 @@ def save_checkpoint(path: Path, model: MultiExitNet, meta: ModelMeta) -> ModelMe
 
 
 def load_checkpoint(path: Path | str = DEFAULT_CHECKPOINT) -> ModelBundle:
-    """Load a checkpoint, rebuild its model and verify its weights digest."""
+    """Load a checkpoint, rebuild its model and verify its weights digest.
+
+    A model named by a factory (`package.module:function`) is built by importing and calling
+    it: load checkpoints whose factories you trust.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found")
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    if blob.get("format_version") != FORMAT_VERSION:
+    if blob.get("format_version") not in _READABLE_FORMATS:
         raise ValueError(f"{path}: checkpoint format {blob.get('format_version')} unsupported")
     meta = ModelMeta(**blob["meta"])
-    model = build_model(meta.arch, **meta.arch_kwargs)
-    model.load_state_dict(blob["state_dict"])
+    try:
+        model = build_model(meta.arch, **meta.arch_kwargs)
+    except ArchitectureError as exc:
+        raise ArchitectureError(f"{path}: {exc}") from exc
+    if model.input_shape != meta.input_shape:
+        raise ValueError(
+            f"{path}: the checkpoint's inputs are {meta.input_shape}, but {meta.arch!r} builds "
+            f"a model for {model.input_shape}"
+        )
+    try:
+        model.load_state_dict(blob["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(
+            f"{path}: the weights do not fit the model {meta.arch!r} builds: {exc}"
+        ) from None
     model.eval()
     digest = weights_digest(model)
     if digest != meta.weights_digest:

@@ -1,14 +1,18 @@
 """Real datasets read from local files, never downloaded.
 
 Fashion-MNIST comes from Debian's dataset-fashion-mnist; CIFAR-10 is used when a local copy in
-the torchvision layout exists (`cifar-10-batches-py` under EDGEML_CIFAR10_DIR).
+the torchvision layout exists (`cifar-10-batches-py` under EDGEML_CIFAR10_DIR); any torchvision
+ImageFolder directory (one sub-folder of images per class) is named `imagefolder:/path`.
+`open_dataset` gives each as a source of train, validation and (where there is one) test
+splits.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +37,15 @@ _IDX_IMAGES_MAGIC = 2051
 _IDX_LABELS_MAGIC = 2049
 
 
-class DatasetError(RuntimeError):
-    """A dataset file is missing or malformed."""
+IMAGE_FOLDER = "imagefolder:"
+# The validation split of datasets with a test split: the last images of the training file.
+VALIDATION_SIZE = 5000
+# PIL modes of single-channel images.
+_GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+
+
+class DatasetError(ValueError):
+    """A dataset that is missing, malformed or unknown; the message names it."""
 
 
 @dataclass(frozen=True)
@@ -113,5 +124,169 @@ DATASETS = {"fashion_mnist": load_fashion_mnist, "cifar10": load_cifar10}
 def load_dataset(name: str, split: str) -> ImageDataset:
     """Load a dataset by name (`fashion_mnist` or `cifar10`)."""
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+        raise DatasetError(
+            f"unknown dataset {name!r}; known: {', '.join(DATASETS)}, or {IMAGE_FOLDER}/path"
+        )
     return DATASETS[name](split)
+
+
+class ArrayDataSource:
+    """A dataset of `DATASETS`, read whole.
+
+    `train` is the training file less its last VALIDATION_SIZE images, which are `validation`;
+    `test` is the test file. Images keep their size (training resizes them).
+    """
+
+    splits = ("train", "validation", "test")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._train = load_dataset(name, "train")
+        self.class_names = self._train.class_names
+        self.channels = 1 if self._train.images.ndim == 3 else 3
+        self.split_record = {"validation": f"last {VALIDATION_SIZE} of train"}
+
+    def load(self, split: str, size: tuple[int, int] | None = None) -> ImageDataset:
+        """The images of `split` at their own size (`size` is for image folders)."""
+        _check_split(self, split)
+        if split == "test":
+            return load_dataset(self.name, "test")
+        part = slice(-VALIDATION_SIZE) if split == "train" else slice(-VALIDATION_SIZE, None)
+        train = self._train
+        return replace(train, split=split, images=train.images[part], labels=train.labels[part])
+
+
+class ImageFolderSource:
+    """A torchvision ImageFolder directory: one sub-folder of images per class.
+
+    Images may be grey or colour (the source is grey if all are) and of any size. There is no
+    test split: `validation` holds `validation_fraction` of every class, the files first in
+    the order of a hash of `split_seed` and their names (the same files for the same folder
+    and seed, whatever the versions), and `train` the rest.
+    """
+
+    splits = ("train", "validation")
+
+    def __init__(
+        self, root: Path | str, split_seed: int = 0, validation_fraction: float = 0.1
+    ) -> None:
+        from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+
+        self.root = Path(root).expanduser().resolve()
+        if not self.root.is_dir():
+            raise DatasetError(f"image folder {self.root} not found (or not a directory)")
+        if not 0 < validation_fraction < 1:
+            raise ValueError(f"validation_fraction must be in (0, 1), not {validation_fraction}")
+        try:
+            classes, class_to_idx = find_classes(str(self.root))
+            samples = make_dataset(str(self.root), class_to_idx, extensions=IMG_EXTENSIONS)
+        except FileNotFoundError as exc:  # no class folder, or a class without images
+            raise DatasetError(f"image folder {self.root}: {exc}") from None
+        self.name = f"{IMAGE_FOLDER}{self.root}"
+        self.class_names = tuple(classes)
+        self.files = [Path(path).relative_to(self.root).as_posix() for path, _ in samples]
+        self.labels = np.array([label for _, label in samples], dtype=np.int64)
+        self.channels = 1 if all(_mode(self.root / f) in _GREY_MODES for f in self.files) else 3
+        validation = _validation_members(self.labels, self.files, split_seed, validation_fraction)
+        if not len(validation):
+            raise DatasetError(
+                f"image folder {self.root}: the validation split is empty ({len(self.files)} "
+                "images): add images or raise the validation fraction"
+            )
+        self._members = {
+            "train": np.setdiff1d(np.arange(len(self.files)), validation),
+            "validation": validation,
+        }
+        listing = "".join(
+            f"{f}\t{label}\n" for f, label in zip(self.files, self.labels, strict=True)
+        )
+        self.split_record = {
+            "seed": split_seed,
+            "validation_fraction": validation_fraction,
+            "train": len(self._members["train"]),
+            "validation": len(validation),
+            "files_sha256": hashlib.sha256(listing.encode()).hexdigest(),
+        }
+
+    def load(self, split: str, size: tuple[int, int] | None = None) -> ImageDataset:
+        """The images of `split`, resized to `size` (height, width) as they load.
+
+        Resampling is the camera frames' (core.images.resize), so training sees what the
+        drone sees.
+        """
+        from tqdm import tqdm
+
+        _check_split(self, split)
+        if size is None:
+            raise ValueError(f"{self.name}: images of an image folder load at a size")
+        members = self._members[split]
+        bar = tqdm(members, desc=f"load {split}", unit="image", leave=False)
+        images = np.stack(
+            [_read_image(self.root / self.files[i], size, self.channels) for i in bar]
+        )
+        return ImageDataset(self.name, split, images, self.labels[members], self.class_names)
+
+
+DataSource = ArrayDataSource | ImageFolderSource
+
+
+def open_dataset(name: str, split_seed: int = 0, validation_fraction: float = 0.1) -> DataSource:
+    """The source of a dataset name: `fashion_mnist`, `cifar10` or `imagefolder:/path`.
+
+    `split_seed` and `validation_fraction` choose the validation split of an image folder.
+    """
+    if name.startswith(IMAGE_FOLDER):
+        return ImageFolderSource(name[len(IMAGE_FOLDER) :], split_seed, validation_fraction)
+    return ArrayDataSource(name)
+
+
+def _validation_members(
+    labels: np.ndarray, files: list[str], seed: int, fraction: float
+) -> np.ndarray:
+    """Indices of the validation images, sorted.
+
+    `fraction` of each class (leaving it one image to train on), the first in the order of
+    sha256(seed/name).
+    """
+    validation: list[int] = []
+    for label in np.unique(labels):
+        members = sorted(
+            np.flatnonzero(labels == label),
+            key=lambda i: hashlib.sha256(f"{seed}/{files[i]}".encode()).digest(),
+        )
+        validation += members[: min(len(members) - 1, round(fraction * len(members)))]
+    return np.array(sorted(validation), dtype=np.int64)
+
+
+def _check_split(source: DataSource, split: str) -> None:
+    if split not in source.splits:
+        raise DatasetError(
+            f"{source.name} has no {split!r} split; it has {', '.join(source.splits)}"
+        )
+
+
+def _mode(path: Path) -> str:
+    """The PIL mode of an image file (its header only is read)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.mode
+    except OSError as exc:
+        raise DatasetError(f"{path}: not a readable image ({exc})") from None
+
+
+def _read_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
+    """An image file as uint8 (H, W) grey or (H, W, 3) RGB at `size`."""
+    from PIL import Image
+
+    from edgeml_ros.core.images import resize
+
+    try:
+        with Image.open(path) as img:
+            pixels = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
+    except OSError as exc:
+        raise DatasetError(f"{path}: not a readable image ({exc})") from None
+    chw = (pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)) / np.float32(255.0)
+    out = np.clip(np.rint(resize(chw, size) * 255.0), 0, 255).astype(np.uint8)
+    return out[0] if channels == 1 else out.transpose(1, 2, 0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import io
+from collections.abc import Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -85,16 +86,26 @@ def decode_image(
     dtype = dtype.newbyteorder(">" if is_bigendian else "<") if dtype.itemsize > 1 else dtype
     pixels = np.ascontiguousarray(rows).view(dtype).reshape(height, width, in_channels)
     pixels = pixels.astype(np.float32) * np.float32(scale)
-    if in_channels == 1:
-        out = pixels if channels == 1 else np.repeat(pixels, 3, axis=2)
-    else:
-        rgb = pixels[:, :, :3] if encoding.startswith("rgb") else pixels[:, :, 2::-1]
-        out = rgb if channels == 3 else (rgb @ _LUMA_RGB)[:, :, None]
+    if in_channels > 1:
+        pixels = pixels[:, :, :3] if encoding.startswith("rgb") else pixels[:, :, 2::-1]
+    out = match_channels(pixels, channels)
     if dtype.kind != "f":  # integers scaled to [0, 1] already
         return out
     if not np.all(np.isfinite(out)):
         raise ImageDecodeError("image contains NaN or infinite values")
     return np.clip(out, 0.0, 1.0)
+
+
+def match_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """(..., C) grey (C = 1) or RGB (C = 3) images with `channels` channels.
+
+    Grey is repeated into RGB; RGB becomes ITU-R BT.601 luma.
+    """
+    if pixels.shape[-1] == channels:
+        return pixels
+    if channels == 3:
+        return np.repeat(pixels, 3, axis=-1)
+    return (pixels @ _LUMA_RGB)[..., None]
 
 
 MAX_COMPRESSED_BYTES = 32 * 1024 * 1024
@@ -152,26 +163,43 @@ def _resize_matrix(size_in: int, size_out: int) -> np.ndarray:
     return weights
 
 
-def resize_and_normalize(
-    x: ArrayT, input_size: tuple[int, int], mean: float, std: float
-) -> ArrayT:
-    """(..., H, W) images in [0, 1] at the model's input size, normalized (numpy or torch).
+Norm = float | Sequence[float]
+
+
+def resize(x: ArrayT, input_size: tuple[int, int]) -> ArrayT:
+    """(..., H, W) images at `input_size`, resampled bilinearly (numpy or torch).
 
     Bilinear resampling as two small matrix products: on one camera frame, a handful of numpy
     operations instead of torch's interpolate (docs/system.md, "Policies over a shaped link").
     """
     height, width = x.shape[-2:]
-    if (height, width) != tuple(input_size):
-        rows, cols = _resize_matrix(height, input_size[0]), _resize_matrix(width, input_size[1])
-        if isinstance(x, torch.Tensor):
-            rows, cols = torch.from_numpy(rows), torch.from_numpy(cols)
-        x = rows @ x @ cols.T
+    if (height, width) == tuple(input_size):
+        return x
+    rows, cols = _resize_matrix(height, input_size[0]), _resize_matrix(width, input_size[1])
+    if isinstance(x, torch.Tensor):
+        rows, cols = torch.from_numpy(rows), torch.from_numpy(cols)
+    return rows @ x @ cols.T
+
+
+def normalize(x: ArrayT, mean: Norm, std: Norm) -> ArrayT:
+    """(..., C, H, W) images normalised per channel: one mean and std, or one per channel."""
+    mean, std = (np.asarray(v, np.float32).reshape(-1, 1, 1) for v in (mean, std))
+    if isinstance(x, torch.Tensor):
+        mean, std = torch.from_numpy(mean), torch.from_numpy(std)
     return (x - mean) / std
 
 
+def resize_and_normalize(x: ArrayT, input_size: tuple[int, int], mean: Norm, std: Norm) -> ArrayT:
+    """(..., C, H, W) images in [0, 1] at the model's input size, normalised per channel."""
+    return normalize(resize(x, input_size), mean, std)
+
+
 def to_model_input(
-    image: np.ndarray, input_size: tuple[int, int], mean: float, std: float
+    image: np.ndarray, input_size: tuple[int, int], mean: Norm, std: Norm
 ) -> torch.Tensor:
-    """Turn a [0, 1] (H, W, C) image into a normalized (1, C, H, W) model input."""
+    """Turn a [0, 1] (H, W, C) image into a normalised (1, C, H, W) model input.
+
+    `mean` and `std` are the checkpoint's: one value, or one per channel.
+    """
     x = np.ascontiguousarray(image.transpose(2, 0, 1)[None], dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(resize_and_normalize(x, input_size, mean, std)))

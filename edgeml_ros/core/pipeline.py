@@ -189,7 +189,7 @@ def validate_plan(bundle: ModelBundle, plan: ExecutionPlan) -> None:
 
 def model_input_shape(bundle: ModelBundle) -> tuple[int, ...]:
     """Shape of one preprocessed frame (batch of one) for the bundle's model."""
-    return (1, bundle.meta.arch_kwargs.get("in_channels", 1), *bundle.meta.input_size)
+    return (1, *bundle.meta.input_shape)
 
 
 class DronePipeline:
@@ -312,7 +312,7 @@ class DronePipeline:
 
     def decode(self, image: RawImage | CompressedFrame) -> np.ndarray:
         """A camera frame as an (H, W, C) [0, 1] image with the model's channels."""
-        channels = self.bundle.meta.arch_kwargs.get("in_channels", 1)
+        channels = self.bundle.meta.channels
         if isinstance(image, CompressedFrame):
             return decode_compressed(image.format, image.data, channels)
         return decode_image(image.encoding, image.height, image.width, image.step,

@@ -1,14 +1,23 @@
-"""Joint multi-exit training on real Fashion-MNIST, deterministic for a given seed.
+"""Multi-exit training, deterministic for a given seed.
 
-The loss is a weighted sum of every exit's cross-entropy, optionally with distillation from the
-final exit into the earlier ones.
+Two modes. `joint` trains blocks and exits together; `heads` freezes the backbone (its weights
+and its batch-norm statistics) and trains the early exit heads only, the usual case for a model
+that is trained already; the final exit, the model's own classifier, stays frozen unless
+`train_final_exit`. The loss is a weighted sum of every exit's cross-entropy, optionally with
+distillation from the final exit into the earlier ones.
+
+Data come from core.data.open_dataset (Fashion-MNIST, CIFAR-10 or an image folder), converted
+to the model's channels, resized to its input size and normalised per channel with the mean and
+standard deviation of the training split.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import random
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,22 +25,34 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from tqdm import tqdm
 
-from edgeml_ros.core.checkpoint import ModelMeta, save_checkpoint
-from edgeml_ros.core.data import ImageDataset, load_dataset
+from edgeml_ros.core.checkpoint import CHECKPOINT_DIR, ModelMeta, save_checkpoint
+from edgeml_ros.core.data import IMAGE_FOLDER, DatasetError, DataSource, ImageDataset, open_dataset
 from edgeml_ros.core.degrade import degrade
-from edgeml_ros.core.images import resize_and_normalize
-from edgeml_ros.core.models import INPUT_SIZES, MultiExitNet, build_model
+from edgeml_ros.core.images import Norm, match_channels, normalize, resize_and_normalize
+from edgeml_ros.core.models import MultiExitNet, build_model, resolve_architecture
 
-VALIDATION_SIZE = 5000
+MODES = ("joint", "heads")
 
 
 @dataclass
 class TrainConfig:
-    """Everything that determines a training run."""
+    """Everything that determines a training run.
+
+    `arch` is a registered architecture or a `package.module:function` factory; it gets
+    `num_classes` and `in_channels` from the data, and `width` when set, if it takes them, then
+    `arch_kwargs`; all of these are recorded in the checkpoint. `init_kwargs` go to the factory
+    for the initial model only (the path of a trained model's weights, say): the checkpoint
+    holds the weights, so loading it needs none of them. `split_seed` and
+    `validation_fraction` split an image folder.
+    """
 
     arch: str = "small_cnn"
+    arch_kwargs: dict = field(default_factory=dict)
+    init_kwargs: dict = field(default_factory=dict)
     dataset: str = "fashion_mnist"
-    width: float = 1.0
+    mode: str = "joint"
+    train_final_exit: bool = False
+    width: float | None = None
     epochs: int = 3
     batch_size: int = 128
     lr: float = 2e-3
@@ -42,6 +63,23 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     device: str = "cpu"
+    split_seed: int = 0
+    validation_fraction: float = 0.1
+
+
+def model_id(dataset: str, arch: str) -> str:
+    """The model id: `dataset/arch` in short.
+
+    fashion_mnist/b_vgg; birds/net for imagefolder:/data/birds and my_pkg.models:net.
+    """
+    if dataset.startswith(IMAGE_FOLDER):
+        dataset = Path(dataset.removeprefix(IMAGE_FOLDER)).expanduser().resolve().name
+    return f"{dataset}/{arch.rpartition(':')[2]}"
+
+
+def default_checkpoint_path(dataset: str, arch: str) -> Path:
+    """Where a run saves by default: the package's checkpoints, named by the model id."""
+    return CHECKPOINT_DIR / f"{model_id(dataset, arch).replace('/', '_')}.pt"
 
 
 def seed_everything(seed: int, warn_only: bool = False) -> None:
@@ -58,19 +96,41 @@ def seed_everything(seed: int, warn_only: bool = False) -> None:
 
 def to_tensors(
     ds: ImageDataset,
-    mean: float,
-    std: float,
+    mean: Norm,
+    std: Norm,
     input_size: tuple[int, int],
+    channels: int,
     condition: str = "clean",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalized (N, 1, H, W) float images at the model's input size, and int64 labels.
+    """Normalised (N, channels, H, W) float images at the model's input size, and int64 labels.
 
-    Resizing matches what the perception node does to camera frames (to_model_input).
-    `condition` degrades the images first (see core.degrade).
+    Channels and resizing match what the perception node does to camera frames
+    (decode_image, to_model_input). `condition` degrades the images first (see core.degrade).
     """
-    x = torch.from_numpy(ds.images.astype(np.float32) / 255.0)
-    x = degrade(x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2), condition)
+    x = ds.images.astype(np.float32) / 255.0
+    x = match_channels(x[..., None] if x.ndim == 3 else x, channels)
+    x = degrade(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))), condition)
     return resize_and_normalize(x, input_size, mean, std), torch.from_numpy(ds.labels)
+
+
+def channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
+    """Mean and standard deviation of each channel of (N, C, H, W) images."""
+    std, mean = torch.std_mean(x, dim=(0, 2, 3), correction=0)
+    return mean.tolist(), std.tolist()
+
+
+def reopen_dataset(meta: ModelMeta) -> DataSource:
+    """The data a checkpoint was trained on, split as recorded (DatasetError if it changed)."""
+    record = meta.extra.get("data_split", {})
+    source = open_dataset(
+        meta.dataset, record.get("seed", 0), record.get("validation_fraction", 0.1)
+    )
+    if record and source.split_record != record:
+        raise DatasetError(
+            f"{meta.dataset} changed since {meta.model_id} was trained: its split was {record}, "
+            f"now {source.split_record}"
+        )
+    return source
 
 
 def split_tensors(
@@ -78,14 +138,13 @@ def split_tensors(
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Model-ready inputs and labels of a split, preprocessed as at training time.
 
-    `validation` is the last VALIDATION_SIZE images of the training set (never trained on).
+    `validation` was never trained on (see core.data for how each dataset holds it out).
     """
     if split not in ("validation", "test"):
         raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
-    ds = load_dataset(meta.dataset, "train" if split == "validation" else "test")
-    x, y = to_tensors(ds, meta.norm_mean, meta.norm_std, tuple(meta.input_size), condition)
-    if split == "validation":
-        x, y = x[-VALIDATION_SIZE:], y[-VALIDATION_SIZE:]
+    size = tuple(meta.input_size)
+    ds = reopen_dataset(meta).load(split, size)
+    x, y = to_tensors(ds, meta.norm_mean, meta.norm_std, size, meta.channels, condition)
     return x, y.numpy()
 
 
@@ -124,38 +183,86 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return padded[:, :, dy : dy + x.shape[2], dx : dx + x.shape[3]]
 
 
-def train(cfg: TrainConfig, out: Path, command: str) -> ModelMeta:
-    """Train a multi-exit model on Fashion-MNIST and save a checkpoint at `out`.
+def _factory_kwargs(
+    cfg: TrainConfig, factory: Callable[..., MultiExitNet], num_classes: int, in_channels: int
+) -> dict:
+    """The factory's arguments.
 
-    On CUDA (`cfg.device`), runs are deterministic for one GPU model and software stack only.
+    Those of num_classes, in_channels (from the data) and width (when set) that it takes, then
+    cfg.arch_kwargs.
+    """
+    offered = {"num_classes": num_classes, "in_channels": in_channels, "width": cfg.width}
+    params = inspect.signature(factory).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    if cfg.width is not None and not (takes_any or "width" in params):
+        raise ValueError(f"architecture {cfg.arch!r} takes no width")
+    taken = {k: v for k, v in offered.items() if v is not None and (takes_any or k in params)}
+    return {**taken, **cfg.arch_kwargs}
+
+
+def _freeze(model: MultiExitNet, cfg: TrainConfig) -> list[torch.nn.Module]:
+    """Turn gradients off for what does not train (the backbone in heads mode); those parts."""
+    if cfg.mode == "joint":
+        return []
+    frozen = [*model.blocks, *([] if cfg.train_final_exit else [model.exits[-1]])]
+    for module in frozen:
+        module.requires_grad_(False)
+    return frozen
+
+
+def train(cfg: TrainConfig, out: Path, command: str) -> ModelMeta:
+    """Train a multi-exit model and save a checkpoint at `out`.
+
+    Exit accuracy is measured on the test split, or on the validation split of an image folder
+    (which has no test split). On CUDA (`cfg.device`), runs are deterministic for one GPU model
+    and software stack only.
     """
     cuda = cfg.device.startswith("cuda")
     if cuda:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS
     seed_everything(cfg.seed, warn_only=cuda)
     torch.set_num_threads(cfg.threads)
-    full = load_dataset(cfg.dataset, "train")
-    test = load_dataset(cfg.dataset, "test")
-    mean = float(full.images.mean() / 255.0)
-    std = float(full.images.std() / 255.0)
-    input_size = INPUT_SIZES[cfg.arch]
-    x_all, y_all = to_tensors(full, mean, std, input_size)
-    x_train, y_train = x_all[:-VALIDATION_SIZE], y_all[:-VALIDATION_SIZE]
-    x_test, y_test = to_tensors(test, mean, std, input_size)
-    in_channels = 1 if full.images.ndim == 3 else full.images.shape[-1]
-    model = build_model(
-        cfg.arch, num_classes=len(full.class_names), in_channels=in_channels, width=cfg.width
-    ).to(cfg.device)
+    if cfg.mode not in MODES:
+        raise ValueError(f"unknown training mode {cfg.mode!r}; known: {', '.join(MODES)}")
+    if cfg.train_final_exit and cfg.mode != "heads":
+        raise ValueError("train_final_exit is for heads mode (joint mode trains every exit)")
+    factory = resolve_architecture(cfg.arch)
+    source = open_dataset(cfg.dataset, cfg.split_seed, cfg.validation_fraction)
+    classes = source.class_names
+    arch_kwargs = _factory_kwargs(cfg, factory, len(classes), source.channels)
+    model = build_model(cfg.arch, **arch_kwargs, **cfg.init_kwargs)
+    if model.num_classes != len(classes):
+        raise ValueError(
+            f"{cfg.arch!r} has {model.num_classes} outputs, but {source.name} has "
+            f"{len(classes)} classes ({', '.join(classes)})"
+        )
+    frozen = _freeze(model, cfg)
+    channels, size = model.input_shape[0], model.input_shape[1:]
+    x_train, y_train = to_tensors(source.load("train", size), 0.0, 1.0, size, channels)
+    mean, std = channel_stats(x_train)
+    x_train = normalize(x_train, mean, std)
+    eval_split = "test" if "test" in source.splits else "validation"
+    x_eval, y_eval = to_tensors(source.load(eval_split, size), mean, std, size, channels)
+    batches = len(y_train) // cfg.batch_size
+    if batches == 0:
+        raise ValueError(
+            f"{len(y_train)} training images are less than a batch of "
+            f"{cfg.batch_size}: lower the batch size"
+        )
+    model = model.to(cfg.device)
     x_train, y_train = x_train.to(cfg.device), y_train.to(cfg.device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps = cfg.epochs * (len(y_train) // cfg.batch_size)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * batches
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=steps)
     gen = torch.Generator().manual_seed(cfg.seed)
-    bar = tqdm(total=steps, desc=f"train {cfg.arch}", unit="batch")
+    bar = tqdm(total=steps, desc=f"train {cfg.arch} ({cfg.mode})", unit="batch")
     for epoch in range(cfg.epochs):
         model.train()
+        for module in frozen:
+            module.eval()  # batch-norm statistics stay the backbone's
         order = torch.randperm(len(y_train), generator=gen)
-        for b in range(len(y_train) // cfg.batch_size):
+        for b in range(batches):
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size].to(cfg.device)
             loss = multi_exit_loss(model(_augment(x_train[idx], gen)), y_train[idx], cfg)
             opt.zero_grad(set_to_none=True)
@@ -163,25 +270,26 @@ def train(cfg: TrainConfig, out: Path, command: str) -> ModelMeta:
             opt.step()
             sched.step()
             bar.update()
-            bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.3f}")
+            bar.set_postfix(epoch=epoch + 1, loss=f"{loss.item():.3f}")
     bar.close()
-    accuracy = exit_accuracy(model, x_test.to(cfg.device), y_test.to(cfg.device))
+    accuracy = exit_accuracy(model, x_eval.to(cfg.device), y_eval.to(cfg.device))
     model = model.cpu()
     meta = ModelMeta(
-        model_id=f"{full.name}/{cfg.arch}",
+        model_id=model_id(source.name, cfg.arch),
         arch=cfg.arch,
-        arch_kwargs={
-            "num_classes": len(full.class_names),
-            "in_channels": in_channels,
-            "width": cfg.width,
-        },
-        dataset=full.name,
-        class_names=list(full.class_names),
-        input_size=list(input_size),
+        arch_kwargs=arch_kwargs,
+        dataset=source.name,
+        class_names=list(classes),
+        input_size=list(size),
         norm_mean=mean,
         norm_std=std,
         exit_accuracy=accuracy,
         command=command,
-        extra={"train_config": {k: v for k, v in cfg.__dict__.items() if v is not None}},
+        channels=channels,
+        extra={
+            "train_config": {k: v for k, v in cfg.__dict__.items() if v is not None},
+            "data_split": source.split_record,
+            "accuracy_split": eval_split,
+        },
     )
     return save_checkpoint(out, model.eval(), meta)
