@@ -7,10 +7,10 @@ import pytest
 
 from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS
 from edgeml_ros.core.codec import encode_tensor
+from edgeml_ros.core.decisions import FALLBACK_MARGIN_S, fallback_exit
 from edgeml_ros.core.offload_window import IN_FLIGHT_HORIZON_S
 from edgeml_ros.core.pipeline import (
     DUPLICATE_WINDOW,
-    FALLBACK_MARGIN_S,
     MAX_REASON_CHARS,
     CompressedFrame,
     DronePipeline,
@@ -69,7 +69,7 @@ def test_offload_round_trip_through_tail_server(bundle, fmnist_test):
 def test_no_reply_falls_back_in_time_for_the_deadline(bundle, fmnist_test):
     pipe = make(bundle, deadline_s=0.1)
     request = pipe.process(raw(fmnist_test.images[0]), "hdr", now=100.0)
-    finish = pipe.local_time_s(2, bundle.model.num_exits - 1)
+    finish = pipe.local_times.finish(2)
     fallback_at = 100.1 - finish - FALLBACK_MARGIN_S
     assert pipe.expire(now=fallback_at - 0.001) == []
     [result] = pipe.expire(now=fallback_at)
@@ -128,8 +128,11 @@ def test_late_fallback_answers_at_the_deepest_affordable_exit(bundle, fmnist_tes
     pipe = make(bundle, cut=1, thresholds=(1.0, 1.0, 1.0), deadline_s=0.1)
     pipe.block_s = [0.01] * bundle.model.num_blocks
     pipe.head_s = [0.0] * bundle.model.num_exits
-    assert pipe.fallback_exit(1, 0.015) == 1 and pipe.fallback_exit(1, 0.5) == 2
-    assert pipe.fallback_exit(1, 0.005) is None
+    times = pipe.local_times
+    assert fallback_exit(times, 1, 0.015, None) == (1, True)
+    assert fallback_exit(times, 1, 0.5, None) == (2, True)
+    assert fallback_exit(times, 1, 0.005, 0) == (0, False)  # the head's exit: no more compute
+    assert fallback_exit(times, 1, 0.005, None) == (1, True)  # else the fastest after the cut
     requests = [pipe.process(raw(img), i, now=100.0 * (i + 1))
                 for i, img in enumerate(fmnist_test.images[:20])]  # fmt: skip
     unsure = [r for r in requests if isinstance(r, OffloadRequest)][:2]

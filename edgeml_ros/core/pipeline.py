@@ -9,6 +9,7 @@ Deadlines: every frame has `deadline_s` from its arrival. An offload falls back 
 is not back by the deadline less the time the drone needs to finish the model itself (measured
 per block at start-up); the drone then answers at the deepest exit it can still reach in time.
 A frame whose offload the link cannot take now (core.offload_window) finishes on the drone.
+These rules are core.decisions', which the simulator follows too.
 
 Emulating a slower drone: with `compute_slowdown` > 1 the drone pads its measured compute time
 to that multiple (sleeping), so a desktop can stand in for, say, a Jetson Nano. Off (1) on a
@@ -33,6 +34,15 @@ from edgeml_ros.core.codec import (
     decode_tensor,
     encode_tensor,
     max_wire_bytes,
+)
+from edgeml_ros.core.decisions import (
+    EXPIRE_PERIOD_S as EXPIRE_PERIOD_S,  # the perception node's, re-exported
+)
+from edgeml_ros.core.decisions import (
+    LocalTimes,
+    fallback_budget,
+    fallback_exit,
+    fallback_time,
 )
 from edgeml_ros.core.images import (
     ImageDecodeError,
@@ -132,12 +142,6 @@ REPLY_STATUSES = (Status.OK, Status.OFFLOAD_REJECTED, Status.INTERNAL_ERROR)
 MAX_REASON_CHARS = 512
 
 
-# The node checks for fallbacks this often; a fallback starts this much (plus 2 ms of slack)
-# before the last moment at which finishing on the drone still meets the deadline.
-EXPIRE_PERIOD_S = 0.01
-FALLBACK_MARGIN_S = EXPIRE_PERIOD_S + 0.002
-
-
 @dataclass
 class _Pending:
     result: FrameResult
@@ -221,11 +225,11 @@ class DronePipeline:
         self.runner.warm_up(model_input_shape(bundle))
         self.block_s, self.head_s = self.runner.measure(model_input_shape(bundle))
 
-    def local_time_s(self, cut_point: int, exit_index: int) -> float:
-        """Estimated drone time from `cut_point` to exit `exit_index`, slowdown included."""
-        stop = self.bundle.model.exit_after[exit_index] + 1
-        seconds = sum(self.block_s[cut_point:stop]) + self.head_s[exit_index]
-        return seconds * self.compute_slowdown
+    @property
+    def local_times(self) -> LocalTimes:
+        """The drone's compute times as measured at start-up, slowdown included."""
+        return LocalTimes(self.block_s, self.head_s, self.bundle.model.exit_after,
+                          self.compute_slowdown)  # fmt: skip
 
     def _pad(self, started: float) -> None:
         """Emulate a slower device: stretch the compute since `started` by the slowdown."""
@@ -347,9 +351,8 @@ class DronePipeline:
         result.encode_ms = _ms(t3 - t2)
         result.offload_bytes = len(tensor.data)
         pending.sent = arrived + (t3 - t0)
-        finish_locally = self.local_time_s(plan.cut_point, self.bundle.model.num_exits - 1)
-        pending.fallback_at = max(
-            pending.sent, arrived + self.deadline_s - finish_locally - FALLBACK_MARGIN_S
+        pending.fallback_at = fallback_time(
+            arrived, pending.sent, self.deadline_s, self.local_times.finish(plan.cut_point)
         )
         self._pending[result.frame_seq] = pending
         self._awaiting[result.frame_seq] = result.context
@@ -433,29 +436,23 @@ class DronePipeline:
         return [self._fallback(self._pending.pop(seq), now, "no offload reply in time")
                 for seq in late]  # fmt: skip
 
-    def fallback_exit(self, cut_point: int, budget_s: float) -> int | None:
-        """The deepest exit after the cut the drone can reach within `budget_s` (None: none)."""
-        model = self.bundle.model
-        after_cut = [e for e in range(model.num_exits) if model.exit_after[e] >= cut_point]
-        affordable = [e for e in after_cut if self.local_time_s(cut_point, e) <= budget_s]
-        return affordable[-1] if affordable else None
-
     def _fallback(self, pending: _Pending, now: float, why: str) -> FrameResult:
         """Finish an offloaded frame on the drone, at the deepest exit still in time."""
         result = pending.result
         self.counters.fallbacks += 1
         result.transfer_ms = _ms(now - pending.sent)  # waiting on the link for a reply (or 0)
-        budget = pending.arrived + self.deadline_s - now - FALLBACK_MARGIN_S
-        exit_index = self.fallback_exit(result.cut_point, budget)
-        if exit_index is None and pending.deepest_local is not None:
-            decision = pending.deepest_local
+        budget = fallback_budget(pending.arrived, now, self.deadline_s)
+        deepest = pending.deepest_local
+        exit_index, compute = fallback_exit(
+            self.local_times,
+            result.cut_point,
+            budget,
+            None if deepest is None else deepest.exit_index,
+        )
+        if not compute:
+            decision = deepest
             result.reason = f"{why}, no time left: deepest local exit answered"
         else:
-            if exit_index is None:  # no time for any exit: the first one after the cut is fastest
-                exit_index = min(
-                    e for e in range(self.bundle.model.num_exits)
-                    if self.bundle.model.exit_after[e] >= result.cut_point
-                )  # fmt: skip
             t0 = time.perf_counter()
             decision = self.runner.run_to_exit(
                 pending.features, result.cut_point, exit_index, pending.rule

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
+from edgeml_ros.core.decisions import checked_exits, exit_fires
 from edgeml_ros.core.models import MultiExitNet
-from edgeml_ros.core.plan import EXIT_RULES, exit_enabled
+from edgeml_ros.core.plan import EXIT_RULES, NO_EARLY_EXIT, shared_thresholds
 
 
 @dataclass(frozen=True)
@@ -79,26 +80,20 @@ class SplitRunner:
         return ExitDecision(exit_index, class_id, confidence)
 
     def _run_blocks(
-        self, x: torch.Tensor, start: int, stop: int, thresholds: Sequence[float] | None, rule: str
+        self, x: torch.Tensor, start: int, stop: int, thresholds: Sequence[float], rule: str
     ) -> HeadOutcome:
-        """Run blocks [start, stop), checking the exits on the way unless `thresholds` is None.
-
-        An exit fires when its score reaches its threshold; the final exit always answers. An
-        exit that cannot fire (core.plan.exit_enabled) is not evaluated.
-        """
+        """Run blocks [start, stop), checking the exits on the way (core.decisions)."""
         model = self.model
         x = x.to(self.device)
+        checked = checked_exits(model.exit_after, start, stop, thresholds)
         deepest = None
         for block in range(start, stop):
             x = model.blocks[block](x)
             exit_index = model.exit_at_block(block)
-            final = exit_index == model.num_exits - 1
-            if exit_index is None or (
-                not final and (thresholds is None or not exit_enabled(thresholds[exit_index]))
-            ):
+            if exit_index not in checked:
                 continue
             deepest = self._decide(exit_index, x, rule)
-            if final or deepest.confidence >= thresholds[exit_index]:
+            if exit_fires(exit_index, deepest.confidence, thresholds):
                 return HeadOutcome(deepest, None, deepest)
         return HeadOutcome(None, x, deepest)
 
@@ -122,6 +117,8 @@ class SplitRunner:
         With `thresholds`, the remaining exits are checked too and the first confident one
         answers.
         """
+        if thresholds is None:
+            thresholds = shared_thresholds(NO_EARLY_EXIT, self.model.num_exits)
         return self._run_blocks(features, cut_point, self.model.num_blocks, thresholds, rule).fired
 
     @torch.inference_mode()

@@ -28,10 +28,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from edgeml_ros.core.battery import soc_after
+from edgeml_ros.core.decisions import (
+    LocalTimes,
+    checked_exits,
+    exit_fires,
+    fallback_budget,
+    fallback_exit,
+    fallback_time,
+)
 from edgeml_ros.core.degrade import CONDITIONS
 from edgeml_ros.core.energy import DeviceEnergy, device_class
-from edgeml_ros.core.pipeline import FALLBACK_MARGIN_S
-from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan, check_plan, exit_enabled
+from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan, check_plan
 from edgeml_ros.core.profiles import ExitTable, Profile
 from edgeml_ros.core.traces import Trace
 
@@ -140,31 +147,26 @@ class ModelCosts:
         self.num_blocks = len(profile.blocks)
         self.num_exits = len(profile.exits)
         self.exit_after_block = np.array([e.after_block for e in profile.exits])
-        block_s = np.array([b.latency_ms_median for b in profile.blocks]) / 1000.0
-        exit_s = np.array([e.latency_ms_median for e in profile.exits]) / 1000.0
-        # drone time to run blocks [0, c) plus the exit heads among them, for every cut c
+        block_s = [b.latency_ms_median / 1000.0 for b in profile.blocks]
+        exit_s = [e.latency_ms_median / 1000.0 for e in profile.exits]
+        # the drone's compute times, as its pipeline measures them (core.decisions)
+        self.drone = LocalTimes(block_s, exit_s, [e.after_block for e in profile.exits], slow)
+        # drone time to run blocks [0, c) (exit heads not included), for every cut c
         self.drone_blocks_s = np.concatenate([[0.0], np.cumsum(block_s)]) * slow
-        self.drone_exit_s = exit_s * slow
-        blocks_total = self.drone_blocks_s[-1]
-        # drone time to finish the model from cut c with the final exit only
-        self.drone_tail_s = blocks_total - self.drone_blocks_s + self.drone_exit_s[-1]
-        self.server_tail_s = self.drone_tail_s * server / slow
+        self.drone_exit_s = np.array(exit_s) * slow
+        # base station time to finish the model from cut c with the final exit only
+        server_times = LocalTimes(block_s, exit_s, self.drone.exit_after, server)
+        self.server_tail_s = np.array([server_times.finish(c) for c in range(self.num_blocks + 1)])
         self.cut_bytes = np.array(
             [profile.input_bytes[config.encoding]]
             + [b.output_bytes[config.encoding] for b in profile.blocks]
         )
-        self.full_local_s = blocks_total + self.drone_exit_s[-1]
+        self.full_local_s = self.drone.finish(0)
         self.reference_energy_j = self.device.frame_energy_j(self.full_local_s)
 
-    def head_exits(self, plan: ExecutionPlan) -> np.ndarray:
-        """Early exits the drone evaluates under `plan`: before the cut, able to fire.
-
-        An exit that cannot fire (core.plan.exit_enabled) is skipped, as the runtime does.
-        """
-        thresholds = np.asarray(plan.exit_thresholds[:-1])
-        return np.flatnonzero(
-            (self.exit_after_block[:-1] < plan.cut_point) & exit_enabled(thresholds)
-        )
+    def head_exits(self, plan: ExecutionPlan) -> list[int]:
+        """Exits the drone's head checks under `plan` (core.decisions.checked_exits)."""
+        return checked_exits(self.drone.exit_after, 0, plan.cut_point, plan.exit_thresholds)
 
     def drone_part(
         self, plan: ExecutionPlan, confidence: np.ndarray
@@ -176,41 +178,26 @@ class ModelCosts:
         """
         cut, head = plan.cut_point, self.head_exits(plan)
         fires = np.zeros(confidence.shape, dtype=bool)
-        if len(head):
-            fires[:, head] = confidence[:, head] >= np.asarray(plan.exit_thresholds)[head]
-        if cut == self.num_blocks:
-            fires[:, -1] = True
+        for e in head:
+            fires[:, e] = exit_fires(e, confidence[:, e], plan.exit_thresholds)
         local = fires.any(axis=1)
         exit_taken = np.where(local, np.argmax(fires, axis=1), self.num_exits - 1)
         # time of the blocks up to the answering exit (or the cut), plus the heads evaluated
         heads_s = np.zeros(self.num_exits)
         heads_s[head] = self.drone_exit_s[head]
-        heads_s[-1] = self.drone_exit_s[-1] if cut == self.num_blocks else 0.0
         heads_until = np.cumsum(heads_s)
         compute_s = np.where(
             local,
             self.drone_blocks_s[self.exit_after_block[exit_taken] + 1] + heads_until[exit_taken],
-            self.drone_blocks_s[cut] + heads_s[:-1].sum(),
+            self.drone_blocks_s[cut] + heads_s.sum(),
         )
         return local, exit_taken, compute_s
 
     def fallback(self, plan: ExecutionPlan, budget_s: float) -> tuple[int, float]:
-        """Exit and drone time of a fallback with `budget_s` left (as DronePipeline does).
-
-        The deepest exit after the cut that fits the budget; else the deepest exit the head
-        already evaluated (no extra time); else the first exit after the cut.
-        """
-        cut = plan.cut_point
-        after = np.flatnonzero(self.exit_after_block >= cut)
-        times = [self.drone_blocks_s[self.exit_after_block[e] + 1] - self.drone_blocks_s[cut]
-                 + self.drone_exit_s[e] for e in after]  # fmt: skip
-        fits = [e for e, t in zip(after, times, strict=True) if t <= budget_s]
-        if fits:
-            return int(fits[-1]), float(times[list(after).index(fits[-1])])
-        head = self.head_exits(plan)
-        if len(head):
-            return int(head[-1]), 0.0
-        return int(after[0]), float(times[0])
+        """Exit and drone time of a fallback with `budget_s` left (core.decisions)."""
+        cut, head = plan.cut_point, self.head_exits(plan)
+        exit_index, compute = fallback_exit(self.drone, cut, budget_s, head[-1] if head else None)
+        return exit_index, self.drone.to_exit(cut, exit_index) if compute else 0.0
 
     def offload_s(self, cut: int, mbps: float, rtt_ms: float) -> float:
         """Predicted time from sending the features of `cut` to the reply, on a steady link."""
@@ -361,8 +348,8 @@ class Simulation:
                 latency[k] = drone_free - arrival
                 energy[k] = costs.device.frame_energy_j(compute_s[k])
                 continue
-            fallback_at = max(drone_free, arrival + self.deadline_s - costs.drone_tail_s[cut]
-                              - FALLBACK_MARGIN_S)  # fmt: skip
+            fallback_at = fallback_time(arrival, drone_free, self.deadline_s,
+                                        costs.drone.finish(cut))  # fmt: skip
             send_start = max(drone_free, link_free)
             tx_s = wait_s = 0.0
             reply = math.inf
@@ -377,7 +364,7 @@ class Simulation:
                 energy[k] = costs.device.frame_energy_j(compute_s[k], tx_s, wait_s)
             else:
                 where[k] = WHERE_FALLBACK
-                budget = arrival + self.deadline_s - fallback_at - FALLBACK_MARGIN_S
+                budget = fallback_budget(arrival, fallback_at, self.deadline_s)
                 exit_taken[k], tail = costs.fallback(plan, budget)
                 latency[k] = fallback_at + tail - arrival
                 energy[k] = costs.device.frame_energy_j(compute_s[k] + tail, tx_s, wait_s)

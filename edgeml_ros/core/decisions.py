@@ -1,0 +1,120 @@
+"""The drone's per-frame decisions, written once for the live pipeline and the simulator.
+
+`core.pipeline.DronePipeline` (the live drone) and `policy.sim.Simulation` both decide with
+these, so a policy the simulator finds best is scored on the rules the drone follows:
+
+- which exit answers: the exits a plan lets the drone check (`checked_exits`) and whether a
+  checked exit fires on its confidence (`exit_fires`);
+- whether an offload may go: `core.offload_window.OffloadWindow`, fed the same times (a frame's
+  arrival, the end of its head when the offload is asked for and sent, each reply's arrival);
+- when an offload stops waiting for its reply (`fallback_time`) and at which exit the drone
+  then answers (`fallback_budget`, `fallback_exit`), from the drone's per-block and per-exit
+  compute times (`LocalTimes`).
+
+Pure Python: no ROS, no torch. Times are seconds on any one clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgeml_ros.core.plan import exit_enabled
+
+# The perception node checks for fallbacks this often. An offload falls back FALLBACK_MARGIN_S
+# before the last moment at which finishing on the drone still meets the deadline: the check may
+# come up to one period late, and FALLBACK_SLACK_S is left for the drone's compute running longer
+# than its measured median.
+EXPIRE_PERIOD_S = 0.01
+FALLBACK_SLACK_S = 0.002
+FALLBACK_MARGIN_S = EXPIRE_PERIOD_S + FALLBACK_SLACK_S
+
+
+@dataclass(frozen=True)
+class LocalTimes:
+    """A device's compute time per block and per exit head, and the block each exit follows.
+
+    `block_s` and `head_s` are measured (seconds); `slowdown` stretches them (an emulated or
+    modelled slower device).
+    """
+
+    block_s: Sequence[float]
+    head_s: Sequence[float]
+    exit_after: Sequence[int]
+    slowdown: float = 1.0
+
+    @property
+    def final_exit(self) -> int:
+        """Index of the final exit."""
+        return len(self.head_s) - 1
+
+    def exits_after(self, cut_point: int) -> list[int]:
+        """The exits the features at `cut_point` can still reach, shallowest first."""
+        return [e for e, block in enumerate(self.exit_after) if block >= cut_point]
+
+    def to_exit(self, cut_point: int, exit_index: int) -> float:
+        """Time from the features at `cut_point` to exit `exit_index`'s answer."""
+        stop = self.exit_after[exit_index] + 1
+        return (sum(self.block_s[cut_point:stop]) + self.head_s[exit_index]) * self.slowdown
+
+    def finish(self, cut_point: int) -> float:
+        """Time from the features at `cut_point` to the final exit's answer."""
+        return self.to_exit(cut_point, self.final_exit)
+
+
+def checked_exits(
+    exit_after: Sequence[int], start: int, stop: int, thresholds: Sequence[float]
+) -> list[int]:
+    """The exits that blocks [start, stop) reach and check, in order.
+
+    The final exit always answers once reached; an early exit is checked only when its threshold
+    lets it fire (core.plan.exit_enabled), and is otherwise not even evaluated.
+    """
+    final = len(exit_after) - 1
+    return [e for e, block in enumerate(exit_after)
+            if start <= block < stop and (e == final or exit_enabled(thresholds[e]))]  # fmt: skip
+
+
+def exit_fires(
+    exit_index: int, confidence: float | np.ndarray, thresholds: Sequence[float]
+) -> bool | np.ndarray:
+    """Whether a checked exit answers (per frame, for an array of confidences).
+
+    The final exit always does; an early exit once its confidence reaches its threshold, both
+    in float64 (as the live drone compares its Python floats, whatever an array's dtype).
+    """
+    return exit_index == len(thresholds) - 1 or confidence >= np.float64(thresholds[exit_index])
+
+
+def fallback_time(arrived: float, sent: float, deadline_s: float, finish_s: float) -> float:
+    """When an offload sent at `sent` stops waiting for its reply.
+
+    FALLBACK_MARGIN_S before the drone, taking `finish_s` to finish the model itself, would
+    miss the deadline; never before it was sent.
+    """
+    return max(sent, arrived + deadline_s - finish_s - FALLBACK_MARGIN_S)
+
+
+def fallback_budget(arrived: float, now: float, deadline_s: float) -> float:
+    """Compute time a fallback at `now` has left to answer by the deadline (margin kept)."""
+    return arrived + deadline_s - now - FALLBACK_MARGIN_S
+
+
+def fallback_exit(
+    times: LocalTimes, cut_point: int, budget_s: float, deepest_checked: int | None
+) -> tuple[int, bool]:
+    """The exit a fallback answers with, and whether the drone must still compute it.
+
+    The deepest exit after the cut that the drone reaches within `budget_s`; with none, the
+    deepest exit the head already checked (`deepest_checked`, no more compute); with none
+    either, the first exit after the cut (the fastest).
+    """
+    after = times.exits_after(cut_point)
+    affordable = [e for e in after if times.to_exit(cut_point, e) <= budget_s]
+    if affordable:
+        return affordable[-1], True
+    if deepest_checked is not None:
+        return deepest_checked, False
+    return after[0], True
