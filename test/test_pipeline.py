@@ -7,7 +7,7 @@ import pytest
 
 from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS
 from edgeml_ros.core.codec import encode_tensor
-from edgeml_ros.core.decisions import FALLBACK_MARGIN_S, fallback_exit
+from edgeml_ros.core.decisions import EXPIRE_PERIOD_S, FALLBACK_MARGIN_S, fallback_exit
 from edgeml_ros.core.offload_window import IN_FLIGHT_HORIZON_S
 from edgeml_ros.core.pipeline import (
     DUPLICATE_WINDOW,
@@ -138,7 +138,7 @@ def test_late_fallback_answers_at_the_deepest_affordable_exit(bundle, fmnist_tes
     unsure = [r for r in requests if isinstance(r, OffloadRequest)][:2]
     assert len(unsure) == 2  # exit 0 is rarely exactly 1.0 sure
     first, second = (100.0 * (r.context + 1) for r in unsure)
-    [result] = pipe.expire(now=first + 0.075)  # 13 ms left: room for exit 1, not the final
+    [result] = pipe.expire(now=first + 0.075)  # 23 ms left: room for exit 1, not the final
     assert result.where == Where.FALLBACK and result.exit_index == 1
     [result] = pipe.expire(now=second + 0.0995)  # no time left: exit 0, already computed
     assert result.exit_index == 0 and "deepest local exit" in result.reason
@@ -146,6 +146,19 @@ def test_late_fallback_answers_at_the_deepest_affordable_exit(bundle, fmnist_tes
     pipe.process(raw(fmnist_test.images[0]), "hdr", now=100.0)
     [result] = pipe.expire(now=100.0995)  # nothing computed yet: the first exit after the cut
     assert result.exit_index == 2
+
+
+def test_a_fallback_checked_up_to_a_timer_period_late_still_finishes_the_model(
+    bundle, fmnist_test
+):
+    pipe = make(bundle, cut=1, deadline_s=0.1)
+    pipe.block_s = [0.01] * bundle.model.num_blocks  # 30 ms from the cut to the final exit
+    pipe.head_s = [0.0] * bundle.model.num_exits
+    pipe.process(raw(fmnist_test.images[0]), "hdr", now=100.0)
+    fallback_at = 100.1 - 0.03 - FALLBACK_MARGIN_S
+    assert pipe.expire(now=fallback_at - 0.001) == []
+    [result] = pipe.expire(now=fallback_at + 0.9 * EXPIRE_PERIOD_S)
+    assert result.exit_index == bundle.model.num_exits - 1
 
 
 def test_fallback_without_local_exit_finishes_on_drone(bundle, fmnist_test):

@@ -98,8 +98,12 @@ def fallback_time(arrived: float, sent: float, deadline_s: float, finish_s: floa
 
 
 def fallback_budget(arrived: float, now: float, deadline_s: float) -> float:
-    """Compute time a fallback at `now` has left to answer by the deadline (margin kept)."""
-    return arrived + deadline_s - now - FALLBACK_MARGIN_S
+    """Compute time a fallback at `now` has left to answer by the deadline, slack kept.
+
+    Only the slack: the rest of FALLBACK_MARGIN_S is there for a check that comes late, and a
+    check up to EXPIRE_PERIOD_S late still has the time to finish the model.
+    """
+    return arrived + deadline_s - now - FALLBACK_SLACK_S
 
 
 def fallback_exit(
