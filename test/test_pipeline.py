@@ -342,6 +342,20 @@ def test_duplicate_and_unknown_replies_are_counted_and_ignored(bundle, fmnist_te
     assert c.unknown_replies == 2 and c.results_out == c.frames_in == 1
 
 
+def test_no_reply_is_taken_for_an_offload_found_lost_once_its_frame_fell_back(bundle, fmnist_test):
+    pipe = make(bundle, deadline_s=0.1)
+    lost, answered = (pipe.process(raw(fmnist_test.images[i]), i, now=100.0 + 0.01 * i)
+                      for i in range(2))  # fmt: skip
+    assert pipe.on_reply(ok_reply(answered), now=100.05).where == Where.BASE
+    assert pipe.counters.offloads_lost == 1 and lost.frame_seq not in pipe.window
+    [result] = pipe.expire(now=100.095)
+    assert result.where == Where.FALLBACK
+    # neither waiting for its reply nor on the link: whatever comes for it now is no reply
+    with pytest.raises(ReplyError, match="awaits a reply"):
+        pipe.on_reply(ok_reply(lost), now=100.2)
+    assert pipe.counters.unknown_replies == 1 and pipe.counters.late_replies == 0
+
+
 def test_a_rejection_reason_is_cut_short(bundle, fmnist_test):
     pipe = make(bundle)
     request = pipe.process(raw(fmnist_test.images[0]), "hdr")

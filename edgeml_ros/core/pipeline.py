@@ -433,8 +433,10 @@ class DronePipeline:
         """Fall back locally for offloads past their fallback time (all of them when `force`)."""
         now = time.monotonic() if now is None else now
         late = [s for s, p in self._pending.items() if force or now >= p.fallback_at]
-        return [self._fallback(self._pending.pop(seq), now, "no offload reply in time")
-                for seq in late]  # fmt: skip
+        results = [self._fallback(self._pending.pop(seq), now, "no offload reply in time")
+                   for seq in late]  # fmt: skip
+        self._forget_unawaited()
+        return results
 
     def _fallback(self, pending: _Pending, now: float, why: str) -> FrameResult:
         """Finish an offloaded frame on the drone, at the deepest exit still in time."""
