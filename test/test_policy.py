@@ -88,6 +88,32 @@ def test_outage_falls_back_on_the_drone_and_loses_no_frame(world):
     assert np.all(records.latency_s <= sim.deadline_s)
 
 
+def test_a_frame_the_offload_window_refuses_finishes_on_the_drone_at_once(world):
+    sim = world.simulation(steady(0.2, 20.0))  # an input takes 164 ms on the link
+    records = sim.run(no_exits(world, 0), sim.frames)
+    refused = (records.where == WHERE_FALLBACK) & ~records.offloaded
+    assert refused.any() and records.offloaded.any()
+    np.testing.assert_allclose(records.latency_s[refused], world.costs.full_local_s)
+    assert np.all(records.exit_index[refused] == world.costs.num_exits - 1)
+
+
+def test_the_drone_computes_one_frame_or_fallback_at_a_time(world):
+    # a dead link, 100 frames a second: two offloads wait in vain, every later frame is refused
+    # and runs the whole model (15 ms) at once, behind the frames before it
+    dead = Scenario("dead", Trace(np.array([0.0]), np.array([0.0]), np.array([20.0])), 0.5)
+    fast = World(world.profile, world.tables, SimConfig(fps=100.0, deadline_ms=1000.0),
+                 world.costs)  # fmt: skip
+    sim = fast.simulation(dead)
+    records = sim.run(no_exits(world, 0), sim.frames)
+    assert records.offloaded[:2].all() and not records.offloaded[2:].any()
+    backlog = world.costs.full_local_s - 0.01
+    np.testing.assert_allclose(np.diff(records.latency_s[2:]), backlog)
+    # the two offloads fall back at their time, after the backlog: the first finishes the
+    # model, the second waits for it and has time left only for an earlier exit
+    assert records.exit_index[0] == 3 and records.exit_index[1] < 3
+    assert np.all(records.latency_s[:2] <= 1.0)
+
+
 def test_transfers_integrate_bandwidth_steps_and_outages():
     trace = Trace(np.array([0.0, 1.0, 2.0]), np.array([1.0, 0.0, 2.0]), np.full(3, 10.0))
     end, airtime = _transfer(trace, 0.5, 1.5e6)  # 0.5 Mbit by t=1, pause, 1 Mbit at 2 Mbit/s

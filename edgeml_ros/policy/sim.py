@@ -3,32 +3,40 @@
 It is calibrated from a measured profile (per-block latency, bytes per cut, per-sample exit
 predictions and confidences) and an energy-model device class. Each frame replays a real
 validation sample of the scenario's input condition, so accuracy is exact, and goes through the
-same decisions as `core.pipeline.DronePipeline`:
+decisions of `core.pipeline.DronePipeline`, which are `core.decisions`' and the offload window's
+(`core.offload_window`) for both:
 
 - the drone runs blocks [0, cut) on its processor, checking the exits there; a confident exit
   answers on the drone, and with the cut at the end the final exit answers there;
-- otherwise the features (bytes of the cut at the plan's encoding) queue on the link (FIFO, one
-  transfer at a time, bandwidth replayed exactly from the trace, outages included), the base
-  station runs the rest at its own speed, and the reply comes back after the RTT;
+- otherwise the drone asks its offload window whether the link can take the features now (bytes
+  of the cut at the configured encoding). If not, the frame finishes on the drone at once, at
+  the deepest exit its deadline allows (FALLBACK). If so, they go on the link (`TraceLink`:
+  one transfer at a time, bandwidth replayed exactly from the trace, outages included), the
+  base station runs the rest at its own speed, and the reply comes back after the RTT; the
+  window learns the link's pace and losses from these replies, as the drone's does;
 - an offload has a fallback time: the deadline less the time the drone needs to finish the model
-  itself. If the reply is not back by then the drone answers at the deepest exit it can still
-  reach by the deadline (FALLBACK); a transfer that could not even start by then is never sent.
+  itself, less a margin. If the reply is not back by the perception node's first expire check
+  after it, the drone answers at the deepest exit it can still reach by the deadline (FALLBACK).
 
-Drone compute is the profiled latency times the device class's `compute_slowdown`; the base
-station runs at the profiled speed times `server_slowdown`. Energy is the energy model of
-`core.energy` (a model, not a measurement). The utility that rewards a frame is documented on
-`UtilityWeights`.
+The drone computes one thing at a time (`_DroneRun`). Drone compute is the profiled latency
+times the device class's `compute_slowdown`; the base station runs at the profiled speed times
+`server_slowdown`. Energy is the energy model of `core.energy` (a model, not a measurement). The
+utility that rewards a frame is documented on `UtilityWeights`.
 """
 
 from __future__ import annotations
 
+import copy
+import heapq
 import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 from edgeml_ros.core.battery import soc_after
 from edgeml_ros.core.decisions import (
+    EXPIRE_PERIOD_S,
     LocalTimes,
     checked_exits,
     exit_fires,
@@ -38,6 +46,7 @@ from edgeml_ros.core.decisions import (
 )
 from edgeml_ros.core.degrade import CONDITIONS
 from edgeml_ros.core.energy import DeviceEnergy, device_class
+from edgeml_ros.core.offload_window import OffloadWindow
 from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan, check_plan
 from edgeml_ros.core.profiles import ExitTable, Profile
 from edgeml_ros.core.traces import Trace
@@ -91,6 +100,7 @@ class SimConfig:
     server_slowdown: float = 1.0
     estimate_noise: float = 0.1
     battery_wh: float = 50.0
+    max_offloads_in_flight: int = 2  # the drone's offload window (its node's parameter)
     weights: UtilityWeights = field(default_factory=UtilityWeights)
 
     def __post_init__(self) -> None:
@@ -98,6 +108,10 @@ class SimConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"sim config {name} must be a finite number > 0, got {value}")
+        if self.max_offloads_in_flight < 1:
+            raise ValueError(
+                f"max_offloads_in_flight must be at least 1, got {self.max_offloads_in_flight}"
+            )
         if not 0 <= self.estimate_noise < 1:
             raise ValueError(f"estimate_noise must be in [0, 1), got {self.estimate_noise}")
         device_class(self.device_class)
@@ -222,6 +236,7 @@ class FrameRecords:
     cut_point: np.ndarray
     threshold: np.ndarray
     bandwidth_mbps: np.ndarray
+    offloaded: np.ndarray  # whether the features went on the link
 
     @classmethod
     def empty(cls) -> FrameRecords:
@@ -235,12 +250,49 @@ class FrameRecords:
         return cls(**{n: np.concatenate([getattr(p, n) for p in parts]) for n in names})
 
 
+class Transfer(NamedTuple):
+    """One offload on the simulated link: when it arrived, when its reply came, its airtime."""
+
+    delivered_s: float
+    reply_s: float
+    airtime_s: float
+
+
 @dataclass
-class _LinkState:
+class TraceLink:
+    """The simulated link: one transfer at a time, in order, at the trace's bandwidth.
+
+    The bandwidth is replayed exactly (an outage pauses a transfer), and the reply comes back the
+    trace's RTT after the base station's time on it. `free_s`: when the link is done with what
+    it was given so far.
+    """
+
+    trace: Trace
+    free_s: float = 0.0
+
+    def round_trip(self, sent_s: float, bits: float, tail_s: float) -> Transfer:
+        """An offload of `bits` handed to the link at `sent_s`, taking the base station `tail_s`.
+
+        Its times are infinite when the trace ends in an outage before it is through.
+        """
+        delivered, airtime = _transfer(self.trace, max(sent_s, self.free_s), bits)
+        self.free_s = delivered
+        rtt_s = float(self.trace.at(delivered)[1]) / 1000.0
+        return Transfer(delivered, delivered + rtt_s + tail_s, airtime)
+
+
+@dataclass
+class _State:
+    """What carries over from one run of frames to the next."""
+
+    window: OffloadWindow
     t_frame: int = 0
+    soc: float = 1.0
     link_free_s: float = 0.0
     drone_free_s: float = 0.0
-    soc: float = 1.0
+    # replies on their way, a heap of (arrival, frame, base station seconds, whether the frame
+    # still waits for it then)
+    replies: list[tuple[float, int, float, bool]] = field(default_factory=list)
 
 
 class Simulation:
@@ -277,7 +329,7 @@ class Simulation:
         }
         self._labels = np.stack([tables[c].labels for c in CONDITIONS])
         self._noise_rng = np.random.default_rng(scenario.seed + 7919)
-        self.state = _LinkState(soc=scenario.initial_soc)
+        self.state = _State(OffloadWindow(config.max_offloads_in_flight), soc=scenario.initial_soc)
         self.history: list[FrameRecords] = []
 
     @property
@@ -322,9 +374,9 @@ class Simulation:
         return self._simulate(plan, frames, self.state)[0]
 
     def _simulate(
-        self, plan: ExecutionPlan, frames: int, state: _LinkState
-    ) -> tuple[FrameRecords, _LinkState]:
-        costs, cfg, trace = self.costs, self.config, self.scenario.trace
+        self, plan: ExecutionPlan, frames: int, state: _State
+    ) -> tuple[FrameRecords, _State]:
+        costs, cfg = self.costs, self.config
         check_plan(plan, costs.num_blocks, costs.num_exits)
         idx = np.arange(state.t_frame, min(self.frames, state.t_frame + frames))
         cut, n = plan.cut_point, len(idx)
@@ -333,41 +385,10 @@ class Simulation:
         preds = self._preds[cond, :, sample]
         labels = self._labels[cond, sample]
         thresholds = np.asarray(plan.exit_thresholds, dtype=np.float64)
-        local, exit_taken, compute_s = costs.drone_part(plan, conf)
-        latency = np.empty(n)
-        energy = np.empty(n)
-        where = np.where(local, WHERE_DRONE, WHERE_BASE)
-        link_free, drone_free = state.link_free_s, state.drone_free_s
-        bits = float(costs.cut_bytes[cut]) * 8.0
-        bandwidth = trace.at(self.arrival_s[idx])[0]
-        for k, i in enumerate(idx):
-            arrival = self.arrival_s[i]
-            start = max(arrival, drone_free)
-            drone_free = start + compute_s[k]
-            if local[k]:
-                latency[k] = drone_free - arrival
-                energy[k] = costs.device.frame_energy_j(compute_s[k])
-                continue
-            fallback_at = fallback_time(arrival, drone_free, self.deadline_s,
-                                        costs.drone.finish(cut))  # fmt: skip
-            send_start = max(drone_free, link_free)
-            tx_s = wait_s = 0.0
-            reply = math.inf
-            if send_start < fallback_at:
-                sent, tx_s = _transfer(trace, send_start, bits)
-                link_free = sent
-                rtt_s = float(trace.at(sent)[1]) / 1000.0
-                reply = sent + rtt_s + costs.server_tail_s[cut]
-                wait_s = max(0.0, min(reply, fallback_at) - min(sent, fallback_at))
-            if reply <= fallback_at:
-                latency[k] = reply - arrival
-                energy[k] = costs.device.frame_energy_j(compute_s[k], tx_s, wait_s)
-            else:
-                where[k] = WHERE_FALLBACK
-                budget = fallback_budget(arrival, fallback_at, self.deadline_s)
-                exit_taken[k], tail = costs.fallback(plan, budget)
-                latency[k] = fallback_at + tail - arrival
-                energy[k] = costs.device.frame_energy_j(compute_s[k] + tail, tx_s, wait_s)
+        drone = _DroneRun(self, plan, state, idx, *costs.drone_part(plan, conf))
+        drone.run()
+        exit_taken, latency = drone.exit_taken, drone.latency
+        energy = costs.device.frame_energy_j(drone.compute_s, drone.airtime_s, drone.wait_s)
         correct = preds[np.arange(n), exit_taken] == labels
         missed = latency > self.deadline_s
         elapsed = np.arange(1, n + 1) / cfg.fps
@@ -386,18 +407,137 @@ class Simulation:
             correct=correct,
             energy_j=energy,
             missed=missed,
-            where=where,
+            where=drone.where,
             exit_index=exit_taken,
             confidence=conf[np.arange(n), exit_taken],
             utility=utility,
             cut_point=np.full(n, cut),
             threshold=np.full(n, float(np.min(thresholds[:-1])) if costs.num_exits > 1 else 0),
-            bandwidth_mbps=bandwidth,
+            bandwidth_mbps=self.scenario.trace.at(self.arrival_s[idx])[0],
+            offloaded=drone.offloaded,
         )
-        new_state = _LinkState(
-            int(state.t_frame + n), link_free, drone_free, float(soc[-1]) if n else state.soc
+        new_state = _State(
+            drone.window,
+            int(state.t_frame + n),
+            float(soc[-1]) if n else state.soc,
+            drone.link.free_s,
+            drone.free_s,
+            drone.replies,
         )
         return records, new_state
+
+
+class _DroneRun:
+    """The drone's side of one run of frames under one plan, event by event.
+
+    One thing at a time on the drone's processor (the perception node is single-threaded): a
+    frame's head starts once the drone is free, and a fallback, due at the first expire check
+    (every EXPIRE_PERIOD_S) after its fallback time, runs once the heads of the frames that came
+    before it are done. Fallbacks still due when the run ends run then, before the next run's
+    frames. The decisions are core.decisions' and the window is `OffloadWindow`, given the
+    times `DronePipeline` gives them: the time the drone takes a frame up (its `arrived`, from
+    which its deadline counts), the end of its head (when it asks for and sends an offload) and
+    each reply's arrival, taken when the drone takes its next frame up.
+    """
+
+    def __init__(
+        self,
+        sim: Simulation,
+        plan: ExecutionPlan,
+        state: _State,
+        idx: np.ndarray,
+        local: np.ndarray,
+        exit_taken: np.ndarray,
+        head_s: np.ndarray,
+    ) -> None:
+        self.sim, self.plan, self.idx = sim, plan, idx
+        self.local, self.exit_taken, self.head_s = local, exit_taken, head_s
+        self.window = copy.deepcopy(state.window)
+        self.replies = list(state.replies)
+        self.link = TraceLink(sim.scenario.trace, state.link_free_s)
+        self.free_s = state.drone_free_s
+        n = len(idx)
+        self.arrival_s = sim.arrival_s[idx]
+        self.taken_up_s = np.zeros(n)
+        self.latency = np.zeros(n)
+        self.where = np.where(local, WHERE_DRONE, WHERE_BASE)
+        self.offloaded = np.zeros(n, dtype=bool)
+        self.compute_s = head_s.copy()
+        self.airtime_s = np.zeros(n)
+        self.wait_s = np.zeros(n)
+        self._due: list[tuple[float, int]] = []  # fallbacks waiting for their check: (at, k)
+
+    def run(self) -> None:
+        """Every frame of the run, then the fallbacks still due."""
+        for k in range(len(self.idx)):
+            self._run_due(self.arrival_s[k])
+            self._frame(k)
+        self._run_due(math.inf)
+
+    def _frame(self, k: int) -> None:
+        sim, costs = self.sim, self.sim.costs
+        cut = self.plan.cut_point
+        arrived = self.taken_up_s[k] = max(self.arrival_s[k], self.free_s)
+        self.window.frame_arrived(arrived)
+        self.free_s = head_done = arrived + self.head_s[k]
+        if self.local[k]:
+            self.latency[k] = head_done - self.arrival_s[k]
+            return
+        _take_replies(self.window, self.replies, arrived)
+        busy, _ = self.window.full(head_done)
+        if busy is not None:  # the link is busy: the frame finishes on the drone at once
+            self.free_s = self._fall_back(k, head_done)
+            return
+        seq, size, tail_s = int(self.idx[k]), int(costs.cut_bytes[cut]), costs.server_tail_s[cut]
+        self.window.sent(seq, head_done, size)
+        self.offloaded[k] = True
+        finish_s = costs.drone.finish(cut)
+        check_at = _expire_check(fallback_time(arrived, head_done, sim.deadline_s, finish_s))
+        transfer = self.link.round_trip(head_done, size * 8.0, tail_s)
+        answered = transfer.reply_s <= check_at
+        heapq.heappush(self.replies, (transfer.reply_s, seq, tail_s, answered))
+        self.airtime_s[k] = transfer.airtime_s
+        self.wait_s[k] = max(
+            0.0, min(transfer.reply_s, check_at) - min(transfer.delivered_s, check_at)
+        )
+        if answered:
+            self.latency[k] = transfer.reply_s - self.arrival_s[k]
+        else:
+            heapq.heappush(self._due, (check_at, k))
+
+    def _run_due(self, until: float) -> None:
+        """Run the fallbacks due by `until`, each once the drone is free."""
+        while self._due and self._due[0][0] <= until:
+            at, k = heapq.heappop(self._due)
+            self.free_s = self._fall_back(k, max(at, self.free_s))
+
+    def _fall_back(self, k: int, now: float) -> float:
+        """Finish frame k on the drone from `now`; returns when the drone is done."""
+        budget = fallback_budget(self.taken_up_s[k], now, self.sim.deadline_s)
+        self.exit_taken[k], tail_s = self.sim.costs.fallback(self.plan, budget)
+        self.where[k] = WHERE_FALLBACK
+        self.compute_s[k] += tail_s
+        self.latency[k] = now + tail_s - self.arrival_s[k]
+        return now + tail_s
+
+
+def _expire_check(at_s: float) -> float:
+    """The perception node's first fallback check at or after `at_s` (at its timer's ticks)."""
+    return math.ceil(at_s / EXPIRE_PERIOD_S) * EXPIRE_PERIOD_S
+
+
+def _take_replies(
+    window: OffloadWindow, replies: list[tuple[float, int, float, bool]], now: float
+) -> None:
+    """Give the window the replies that came by `now`, in order, as `DronePipeline` does.
+
+    The drone takes a reply while its frame waits for it or while the offload is on the link
+    (in the window); any other it refuses (`DronePipeline.on_reply`).
+    """
+    while replies and replies[0][0] <= now:
+        reply_s, seq, tail_s, waited = heapq.heappop(replies)
+        if waited or seq in window:
+            window.answered(seq, reply_s, tail_s)
 
 
 def _transfer(trace: Trace, start_s: float, bits: float) -> tuple[float, float]:
