@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -197,7 +198,12 @@ def model_input_shape(bundle: ModelBundle) -> tuple[int, ...]:
 
 
 class DronePipeline:
-    """Drone side: decode, head, exits, offload requests, replies and deadline fallbacks."""
+    """Drone side: decode, head, exits, offload requests, replies and deadline fallbacks.
+
+    `compute_clock` times the drone's compute (seconds). A replay in a time of its own (the
+    `now` arguments) may stop it (a constant): the drone then computes in no time, whatever the
+    host's load.
+    """
 
     def __init__(
         self,
@@ -208,8 +214,10 @@ class DronePipeline:
         max_age_s: float = float("inf"),
         device: str = "cpu",
         max_in_flight: int = 2,
+        compute_clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.bundle = bundle
+        self.compute_clock = compute_clock
         self.runner = SplitRunner(bundle.model, device)
         self.counters = PipelineCounters()
         self._pending: dict[int, _Pending] = {}
@@ -234,7 +242,7 @@ class DronePipeline:
     def _pad(self, started: float) -> None:
         """Emulate a slower device: stretch the compute since `started` by the slowdown."""
         if self.compute_slowdown > 1.0:
-            time.sleep((time.perf_counter() - started) * (self.compute_slowdown - 1.0))
+            time.sleep((self.compute_clock() - started) * (self.compute_slowdown - 1.0))
 
     def set_plan(self, plan: ExecutionPlan) -> None:
         """Switch to a new execution plan from the next frame on (ValueError if invalid)."""
@@ -297,7 +305,7 @@ class DronePipeline:
             policy_name=plan.policy_name,
         )
         result.input_age_ms = 1000.0 * age_s
-        t0 = time.perf_counter()
+        t0 = self.compute_clock()
         if age_s > self.max_age_s:
             self.counters.stale += 1
             result.status, result.where = Status.STALE, Where.NONE
@@ -312,7 +320,7 @@ class DronePipeline:
             self.counters.internal_errors += 1
             status, reason = Status.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"
         result.status, result.where, result.reason = status, Where.NONE, reason
-        return self._finish(result, arrived, arrived + time.perf_counter() - t0)
+        return self._finish(result, arrived, arrived + self.compute_clock() - t0)
 
     def decode(self, image: RawImage | CompressedFrame) -> np.ndarray:
         """A camera frame as an (H, W, C) [0, 1] image with the model's channels."""
@@ -328,10 +336,10 @@ class DronePipeline:
         meta = self.bundle.meta
         pixels = self.decode(image)
         x = to_model_input(pixels, tuple(meta.input_size), meta.norm_mean, meta.norm_std)
-        t1 = time.perf_counter()
+        t1 = self.compute_clock()
         outcome = self.runner.run_head(x, plan.cut_point, plan.exit_thresholds, plan.exit_rule)
         self._pad(t1)
-        t2 = time.perf_counter()
+        t2 = self.compute_clock()
         result.decode_ms, result.head_ms = _ms(t1 - t0), _ms(t2 - t1)
         if outcome.fired is not None:
             self._answer(result, outcome.fired, Where.DRONE)
@@ -347,7 +355,7 @@ class DronePipeline:
             self.counters.window_full += 1
             return self._fallback(pending, pending.sent, busy)
         tensor = encode_tensor(outcome.features.cpu().numpy(), plan.encoding, plan.compression)
-        t3 = time.perf_counter()
+        t3 = self.compute_clock()
         result.encode_ms = _ms(t3 - t2)
         result.offload_bytes = len(tensor.data)
         pending.sent = arrived + (t3 - t0)
@@ -455,13 +463,13 @@ class DronePipeline:
             decision = deepest
             result.reason = f"{why}, no time left: deepest local exit answered"
         else:
-            t0 = time.perf_counter()
+            t0 = self.compute_clock()
             decision = self.runner.run_to_exit(
                 pending.features, result.cut_point, exit_index, pending.rule
             )
             self._pad(t0)
-            result.tail_ms = _ms(time.perf_counter() - t0)
-            now += time.perf_counter() - t0
+            result.tail_ms = _ms(self.compute_clock() - t0)
+            now += self.compute_clock() - t0
             result.reason = f"{why}: finished on the drone at exit {exit_index}"
         self._answer(result, decision, Where.FALLBACK)
         return self._finish(result, pending.arrived, now)
