@@ -72,7 +72,7 @@ class BatterySimNode(ManagedNode):
             compute_ms = r.head_ms + (r.tail_ms if r.where == Where.FALLBACK else 0.0)
             radio_ms = r.transfer_ms + (r.tail_ms if r.where == Where.BASE else 0.0)
             if not (math.isfinite(compute_ms) and math.isfinite(radio_ms)):
-                self.get_logger().warn(f"ignoring result {r.frame_seq}: non-finite timings")
+                self.get_logger().warning(f"ignoring result {r.frame_seq}: non-finite timings")
                 continue
             energy_j = result_energy_j(device, max(0.0, compute_ms), max(0.0, radio_ms))
             self.battery.drain(0.0, energy_j)

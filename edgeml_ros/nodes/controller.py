@@ -140,7 +140,7 @@ class ControllerNode(ManagedNode):
         if now - self._warned.get(kind, float("-inf")) >= 1.0:
             self._warned[kind] = now
             count = self.controller.refused[kind]
-            self.get_logger().warn(f"ignoring {what} ({count} so far): {exc}")
+            self.get_logger().warning(f"ignoring {what} ({count} so far): {exc}")
 
     def _on_link(self, msg: LinkQuality) -> None:
         if msg.samples == 0:

@@ -127,13 +127,13 @@ class OffloadNode(ManagedNode):
         request = msg_to_request(msg)
         reply = self.server.handle(request, drone)
         if reply is None:
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f"dropped a duplicate of frame {msg.frame_seq} ({self.server.duplicates} so far)",
                 throttle_duration_sec=1.0,
             )
             return
         if reply.status != Status.OK:
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f"rejected frame {msg.frame_seq}: {reply.reason}", throttle_duration_sec=1.0
             )
         self._send(reply_pub, reply_to_msg(reply, request))

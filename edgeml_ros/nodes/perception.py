@@ -326,13 +326,13 @@ class PerceptionNode(ManagedNode):
         try:
             result = self.pipeline.on_reply(msg_to_reply(msg))
         except ReplyError as exc:
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f"ignoring offload reply for frame {msg.frame_seq}: {exc}",
                 throttle_duration_sec=1.0,
             )
             return
         if result is None:
-            self.get_logger().warn(f"late offload reply for frame {msg.frame_seq}")
+            self.get_logger().warning(f"late offload reply for frame {msg.frame_seq}")
             return
         self._publish(result)
 
@@ -344,7 +344,7 @@ class PerceptionNode(ManagedNode):
 
     def _publish(self, result) -> None:
         if result.reason and result.status != Status.OK:
-            self.get_logger().warn(
+            self.get_logger().warning(
                 f"frame {result.frame_seq}: {result.reason}", throttle_duration_sec=1.0
             )
         msg = result_to_msg(result)
