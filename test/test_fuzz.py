@@ -90,8 +90,11 @@ COMPRESSED_RELIABLE = {
     f"{_COMPRESSED_QOS}.reliability": "reliable",
     f"{_COMPRESSED_QOS}.depth": 100,
 }
-LATCHED = QoSProfile(
-    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+# The test's plans: deeper than the controller's (depth 1). Every bad plan is counted, and one
+# lost to a 2 MB request's socket overflow must still be in the writer's history when a
+# heartbeat asks for its repair, not replaced by the next round's.
+PLANS = QoSProfile(
+    depth=100, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
 NAN, INF = float("nan"), float("inf")
 # Compressed streams of a few KB that inflate to 2 MB and 100 MB.
@@ -412,7 +415,7 @@ class Session:
             ),
             "request": node.create_publisher(FeatureTensor, "offload/request", OFFLOAD),
             "reply": node.create_publisher(InferenceResult, "offload/reply", RELIABLE),
-            "policy": node.create_publisher(ExecutionPolicy, "execution_policy", LATCHED),
+            "policy": node.create_publisher(ExecutionPolicy, "execution_policy", PLANS),
             "link": node.create_publisher(LinkQuality, "/ctl/link_quality", RELIABLE),
             "battery": node.create_publisher(BatteryState, "/ctl/battery_state", RELIABLE),
             "result": node.create_publisher(ResultBatch, "/ctl/perception/result_batch", RELIABLE),

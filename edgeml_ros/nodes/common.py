@@ -48,6 +48,11 @@ MONITOR = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
+# The perception node's reader of plans: a plan that arrives together with a repaired older one
+# does not replace it unseen, so every plan is checked (and a refused one counted) in order.
+LATCHED_IN_ORDER = QoSProfile(
+    depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 
 UNCONFIGURED = "unconfigured"
 

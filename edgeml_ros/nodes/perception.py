@@ -38,7 +38,7 @@ from edgeml_ros.core.pipeline import (
 from edgeml_ros.core.plan import EXIT_RULES, ExecutionPlan, check_exit_thresholds
 from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult, ResultBatch
 from edgeml_ros.nodes.common import (
-    LATCHED,
+    LATCHED_IN_ORDER,
     OFFLOAD,
     RELIABLE,
     ManagedNode,
@@ -231,7 +231,7 @@ class PerceptionNode(ManagedNode):
             qos_overriding_options=QoSOverridingOptions.with_default_policies(),
         )
         self.subscribe(InferenceResult, "offload/reply", self._on_reply, RELIABLE)
-        self.subscribe(ExecutionPolicy, "execution_policy", self._on_policy, LATCHED)
+        self.subscribe(ExecutionPolicy, "execution_policy", self._on_policy, LATCHED_IN_ORDER)
         # Checks for offloads past their fallback time; runs only while some are pending.
         self.expire_timer = self.every(EXPIRE_PERIOD_S, self._expire)
         self.expire_timer.cancel()
