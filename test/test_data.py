@@ -106,3 +106,41 @@ def test_fashion_mnist_source_holds_out_the_last_training_images():
     train, val = source.load("train"), source.load("validation")
     assert (len(train), len(val)) == (60000 - VALIDATION_SIZE, VALIDATION_SIZE)
     assert source.channels == 1 and len(source.load("test")) == 10000
+
+
+def test_drone_scenes_are_fixed_rgb_frames_of_real_items(fmnist_test):
+    from edgeml_ros.core.scenes import SCENE_SIZE, SPLIT_SIZES
+
+    source = open_dataset("drone_scenes")
+    assert source.channels == 3 and source.class_names == fmnist_test.class_names
+    frames = source.frames("test")
+    assert len(frames) == SPLIT_SIZES["test"] == len(fmnist_test)
+    first, _ = frames[0]
+    assert first.shape == (SCENE_SIZE, SCENE_SIZE, 3) and first.dtype == np.uint8
+    # test scene i shows test item i; the same scene whenever it is composed
+    assert [frames[i][1] for i in range(20)] == fmnist_test.labels[:20].tolist()
+    assert np.array_equal(open_dataset("drone_scenes").frames("test")[0][0], first)
+    # colour and clutter vary from scene to scene
+    assert not np.array_equal(frames[1][0], first) and first.std(axis=(0, 1)).min() > 0
+    validation = source.frames("validation")
+    assert [validation[i][1] for i in range(5)] == source._items["validation"][1][:5].tolist()
+    with pytest.raises(DatasetError, match=r"test has scenes 0\.\.9999, not 10000"):
+        frames[10000]
+    with pytest.raises(DatasetError, match="has no 'extra' split"):
+        source.frames("extra")
+    with pytest.raises(DatasetError, match="frames are 96x96, not"):
+        source.load("test", (32, 32))
+
+
+def test_degradations_grow_with_severity():
+    import torch
+
+    from edgeml_ros.core.degrade import degrade
+
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for condition in ("blur", "noise", "low_light"):
+        change = [float((degrade(x, condition, severity=s) - x).abs().mean()) for s in (1, 2, 3)]
+        assert 0 < change[0] < change[1] < change[2], (condition, change)
+    assert torch.equal(degrade(x, "noise", seed=3), degrade(x, "noise", seed=3))
+    with pytest.raises(ValueError, match="severity must be in"):
+        degrade(x, "blur", severity=0)

@@ -2,7 +2,8 @@
 
 Fashion-MNIST comes from Debian's dataset-fashion-mnist; CIFAR-10 is used when a local copy in
 the torchvision layout exists (`cifar-10-batches-py` under EDGEML_CIFAR10_DIR); any torchvision
-ImageFolder directory (one sub-folder of images per class) is named `imagefolder:/path`.
+ImageFolder directory (one sub-folder of images per class) is named `imagefolder:/path`;
+`drone_scenes` composes drone-camera frames from Fashion-MNIST (core.scenes).
 `open_dataset` gives each as a source of train, validation and (where there is one) test
 splits.
 """
@@ -14,6 +15,7 @@ import hashlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -60,6 +62,10 @@ class ImageDataset:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        """One image and its label."""
+        return self.images[index], int(self.labels[index])
 
 
 def _read_idx(path: Path, magic: int, ndim: int) -> np.ndarray:
@@ -125,7 +131,8 @@ def load_dataset(name: str, split: str) -> ImageDataset:
     """Load a dataset by name (`fashion_mnist` or `cifar10`)."""
     if name not in DATASETS:
         raise DatasetError(
-            f"unknown dataset {name!r}; known: {', '.join(DATASETS)}, or {IMAGE_FOLDER}/path"
+            f"unknown dataset {name!r}; known: drone_scenes, {', '.join(DATASETS)}, or "
+            f"{IMAGE_FOLDER}/path"
         )
     return DATASETS[name](split)
 
@@ -148,12 +155,16 @@ class ArrayDataSource:
 
     def load(self, split: str, size: tuple[int, int] | None = None) -> ImageDataset:
         """The images of `split` at their own size (`size` is for image folders)."""
-        _check_split(self, split)
+        check_split(self, split)
         if split == "test":
             return load_dataset(self.name, "test")
         part = slice(-VALIDATION_SIZE) if split == "train" else slice(-VALIDATION_SIZE, None)
         train = self._train
         return replace(train, split=split, images=train.images[part], labels=train.labels[part])
+
+    def frames(self, split: str) -> ImageDataset:
+        """The images of `split` one by one, as a camera publishes them."""
+        return self.load(split)
 
 
 class ImageFolderSource:
@@ -216,7 +227,7 @@ class ImageFolderSource:
         """
         from tqdm import tqdm
 
-        _check_split(self, split)
+        check_split(self, split)
         if size is None:
             raise ValueError(f"{self.name}: images of an image folder load at a size")
         members = self._members[split]
@@ -226,17 +237,66 @@ class ImageFolderSource:
         )
         return ImageDataset(self.name, split, images, self.labels[members], self.class_names)
 
+    def frames(self, split: str) -> FolderFrames:
+        """The images of `split` one by one at their own size, read as they are asked for."""
+        check_split(self, split)
+        return FolderFrames(self, self._members[split])
 
-DataSource = ArrayDataSource | ImageFolderSource
+
+class FolderFrames:
+    """The images of an image-folder split, read from their files one at a time."""
+
+    def __init__(self, source: ImageFolderSource, members: np.ndarray) -> None:
+        self.source, self.members = source, members
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        """One image at its own size, and its label."""
+        member = int(self.members[index])
+        path = self.source.root / self.source.files[member]
+        return _read_image(path, None, self.source.channels), int(self.source.labels[member])
+
+
+class Frames(Protocol):
+    """A split's images one by one, each with its label, as a camera source publishes them."""
+
+    def __len__(self) -> int:
+        """How many images."""
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        """Image `index`, uint8 (H, W) grey or (H, W, 3) RGB, and its label."""
+
+
+class DataSource(Protocol):
+    """What training and profiling read: named splits of labelled images."""
+
+    name: str
+    splits: tuple[str, ...]
+    channels: int
+    class_names: tuple[str, ...]
+    split_record: dict
+
+    def load(self, split: str, size: tuple[int, int] | None = None) -> ImageDataset:
+        """The images of `split` (resized to `size` where the source needs one)."""
+
+    def frames(self, split: str) -> Frames:
+        """The images of `split` one by one at the camera's resolution."""
 
 
 def open_dataset(name: str, split_seed: int = 0, validation_fraction: float = 0.1) -> DataSource:
-    """The source of a dataset name: `fashion_mnist`, `cifar10` or `imagefolder:/path`.
+    """The source of a dataset: drone_scenes, fashion_mnist, cifar10 or imagefolder:/path.
 
     `split_seed` and `validation_fraction` choose the validation split of an image folder.
     """
     if name.startswith(IMAGE_FOLDER):
         return ImageFolderSource(name[len(IMAGE_FOLDER) :], split_seed, validation_fraction)
+    from edgeml_ros.core.scenes import NAME as SCENES
+    from edgeml_ros.core.scenes import DroneScenes
+
+    if name == SCENES:
+        return DroneScenes()
     return ArrayDataSource(name)
 
 
@@ -258,7 +318,8 @@ def _validation_members(
     return np.array(sorted(validation), dtype=np.int64)
 
 
-def _check_split(source: DataSource, split: str) -> None:
+def check_split(source: DataSource, split: str) -> None:
+    """DatasetError unless `source` has `split`."""
     if split not in source.splits:
         raise DatasetError(
             f"{source.name} has no {split!r} split; it has {', '.join(source.splits)}"
@@ -276,17 +337,20 @@ def _mode(path: Path) -> str:
         raise DatasetError(f"{path}: not a readable image ({exc})") from None
 
 
-def _read_image(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
-    """An image file as uint8 (H, W) grey or (H, W, 3) RGB at `size`."""
+def _read_image(path: Path, size: tuple[int, int] | None, channels: int) -> np.ndarray:
+    """An image file as uint8 (H, W) grey or (H, W, 3) RGB, at `size` or its own."""
     from PIL import Image
-
-    from edgeml_ros.core.images import resize
 
     try:
         with Image.open(path) as img:
-            pixels = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
+            converted = img.convert("L" if channels == 1 else "RGB")
     except OSError as exc:
         raise DatasetError(f"{path}: not a readable image ({exc})") from None
+    if size is None:
+        return np.asarray(converted, dtype=np.uint8)
+    from edgeml_ros.core.images import resize
+
+    pixels = np.asarray(converted, dtype=np.float32)
     chw = (pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)) / np.float32(255.0)
     out = np.clip(np.rint(resize(chw, size) * 255.0), 0, 255).astype(np.uint8)
     return out[0] if channels == 1 else out.transpose(1, 2, 0)

@@ -185,7 +185,7 @@ def normalize(x: ArrayT, mean: Norm, std: Norm) -> ArrayT:
     """(..., C, H, W) images normalised per channel: one mean and std, or one per channel."""
     mean, std = (np.asarray(v, np.float32).reshape(-1, 1, 1) for v in (mean, std))
     if isinstance(x, torch.Tensor):
-        mean, std = torch.from_numpy(mean), torch.from_numpy(std)
+        mean, std = torch.from_numpy(mean).to(x.device), torch.from_numpy(std).to(x.device)
     return (x - mean) / std
 
 
