@@ -5,29 +5,31 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from edgeml_ros.policy.world import World
 
 
-def _positive(kind: type, noun: str):
-    """An argparse type accepting numbers of `kind` above zero, with a readable error."""
+def _number(kind: type, noun: str, accepts: Callable[[float], bool], requirement: str):
+    """An argparse type accepting numbers of `kind` that meet `requirement`, readably."""
 
     def parse(text: str):
         try:
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+        if not accepts(value):
+            raise argparse.ArgumentTypeError(f"must be {requirement}, got {value}")
         return value
 
     return parse
 
 
-positive_int = _positive(int, "a whole number")
-positive_float = _positive(float, "a number")
+positive_int = _number(int, "a whole number", lambda v: v > 0, "> 0")
+positive_float = _number(float, "a number", lambda v: v > 0, "> 0")
+fraction = _number(float, "a number", lambda v: 0 <= v <= 1, "from 0 to 1")
 
 
 def command_line() -> str:

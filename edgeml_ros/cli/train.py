@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edgeml_ros.cli.common import command_line, positive_float, positive_int
+from edgeml_ros.cli.common import command_line, fraction, positive_float, positive_int
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -31,6 +31,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         split_seed=args.split_seed,
         validation_fraction=args.validation_fraction,
+        degraded_fraction=args.degraded_fraction,
     )
     out = Path(args.out) if args.out else default_checkpoint_path(dataset, args.arch)
     meta = train(cfg, out, command_line())
@@ -74,7 +75,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     data.add_argument(
         "--dataset",
         default="fashion_mnist",
-        help="fashion_mnist, cifar10 (a local copy only) or imagefolder:DIR",
+        help="drone_scenes (frames composed from Fashion-MNIST), fashion_mnist, cifar10 (a "
+        "local copy only) or imagefolder:DIR",
     )
     data.add_argument(
         "--data-dir",
@@ -128,6 +130,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         default=0.0,
         help="weight of distillation from the final exit into earlier exits",
+    )
+    p.add_argument(
+        "--degraded-fraction",
+        type=fraction,
+        default=0.0,
+        help="share of training images degraded as they are drawn (blur, noise or low light at "
+        "a random severity)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")

@@ -119,6 +119,25 @@ def pooled_exit(pool: int = 2) -> ExitHead:
     return build
 
 
+def conv_exit(channels: int = 128) -> ExitHead:
+    """Exit heads with one strided 3x3 convolution before pooling and classifying.
+
+    For early exits on features a linear probe cannot separate (as in BranchyNet's branches).
+    """
+
+    def build(shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        if len(shape) != 3:
+            raise WrapError(f"a convolutional exit head needs (C, H, W) outputs, not {shape}")
+        return nn.Sequential(
+            nn.Conv2d(shape[0], channels, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+            _pooled_linear(channels, 1, num_classes),
+        )
+
+    return build
+
+
 def wrap_model(
     model: nn.Module,
     *,
@@ -567,3 +586,27 @@ def mobilenet_v2(num_classes: int = 10, in_channels: int = 1, width: float = 1.0
         exits={"stage2": pooled_exit(4), "stage3": pooled_exit(2), "stage5": pooled_exit(2)},
         input_shape=(in_channels, 32, 32),
     )
+
+
+@register_architecture("resnet18")
+def resnet18(num_classes: int = 10, in_channels: int = 3, input_size: int = 96) -> MultiExitNet:
+    """Torchvision's ResNet-18 (random initialisation) with early exits, for drone frames.
+
+    Five blocks: the stem (conv1, bn1, relu, maxpool) and the four residual stages; exits
+    after layer1, layer2 and layer3 (one convolution each, `conv_exit`), the model's own
+    classifier after layer4. A grey input
+    gets a one-channel first convolution.
+    """
+    from torchvision.models import resnet18 as torchvision_resnet18
+
+    net = torchvision_resnet18(weights=None, num_classes=num_classes)
+    if in_channels != 3:
+        net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+    return wrap_model(
+        net,
+        blocks={"stem": ["conv1", "bn1", "relu", "maxpool"], "layer1": "layer1",
+                "layer2": "layer2", "layer3": "layer3", "layer4": "layer4"},
+        head=["avgpool", nn.Flatten(1), "fc"],
+        exits=dict.fromkeys(("layer1", "layer2", "layer3"), conv_exit()),
+        input_shape=(in_channels, input_size, input_size),
+    )  # fmt: skip

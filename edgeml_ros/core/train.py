@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from edgeml_ros.core.checkpoint import CHECKPOINT_DIR, ModelMeta, save_checkpoint
 from edgeml_ros.core.data import IMAGE_FOLDER, DatasetError, DataSource, ImageDataset, open_dataset
-from edgeml_ros.core.degrade import degrade
+from edgeml_ros.core.degrade import CONDITIONS, degrade
 from edgeml_ros.core.images import Norm, match_channels, normalize, resize_and_normalize
 from edgeml_ros.core.models import MultiExitNet, build_model, resolve_architecture
 
@@ -43,7 +43,9 @@ class TrainConfig:
     `arch_kwargs`; all of these are recorded in the checkpoint. `init_kwargs` go to the factory
     for the initial model only (the path of a trained model's weights, say): the checkpoint
     holds the weights, so loading it needs none of them. `split_seed` and
-    `validation_fraction` split an image folder.
+    `validation_fraction` split an image folder. `degraded_fraction` of the training images
+    are degraded (blur, noise or low light at a random severity from 0.5 to 3) as they are
+    drawn, so the exits learn the inputs a drone camera gives.
     """
 
     arch: str = "small_cnn"
@@ -65,6 +67,7 @@ class TrainConfig:
     device: str = "cpu"
     split_seed: int = 0
     validation_fraction: float = 0.1
+    degraded_fraction: float = 0.0
 
 
 def model_id(dataset: str, arch: str) -> str:
@@ -183,6 +186,22 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return padded[:, :, dy : dy + x.shape[2], dx : dx + x.shape[3]]
 
 
+def _degrade_some(x: torch.Tensor, fraction: float, gen: torch.Generator) -> torch.Tensor:
+    """`fraction` of a batch of [0, 1] images degraded, each by a random condition."""
+    if fraction <= 0:
+        return x
+    picked = torch.rand(len(x), generator=gen) < fraction
+    kinds = torch.randint(1, len(CONDITIONS), (len(x),), generator=gen)
+    x = x.clone()
+    for kind in range(1, len(CONDITIONS)):
+        members = (picked & (kinds == kind)).to(x.device)
+        if members.any():
+            severity = 0.5 + 2.5 * float(torch.rand(1, generator=gen))
+            seed = int(torch.randint(2**31, (1,), generator=gen))
+            x[members] = degrade(x[members], CONDITIONS[kind], seed, severity)
+    return x
+
+
 def _factory_kwargs(
     cfg: TrainConfig, factory: Callable[..., MultiExitNet], num_classes: int, in_channels: int
 ) -> dict:
@@ -239,8 +258,7 @@ def train(cfg: TrainConfig, out: Path, command: str) -> ModelMeta:
     frozen = _freeze(model, cfg)
     channels, size = model.input_shape[0], model.input_shape[1:]
     x_train, y_train = to_tensors(source.load("train", size), 0.0, 1.0, size, channels)
-    mean, std = channel_stats(x_train)
-    x_train = normalize(x_train, mean, std)
+    mean, std = channel_stats(x_train)  # x_train stays in [0, 1]: batches are normalised
     eval_split = "test" if "test" in source.splits else "validation"
     x_eval, y_eval = to_tensors(source.load(eval_split, size), mean, std, size, channels)
     batches = len(y_train) // cfg.batch_size
@@ -264,7 +282,8 @@ def train(cfg: TrainConfig, out: Path, command: str) -> ModelMeta:
         order = torch.randperm(len(y_train), generator=gen)
         for b in range(batches):
             idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size].to(cfg.device)
-            loss = multi_exit_loss(model(_augment(x_train[idx], gen)), y_train[idx], cfg)
+            x = _degrade_some(_augment(x_train[idx], gen), cfg.degraded_fraction, gen)
+            loss = multi_exit_loss(model(normalize(x, mean, std)), y_train[idx], cfg)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
