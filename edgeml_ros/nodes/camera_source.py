@@ -1,8 +1,10 @@
-"""Camera source: publishes real Fashion-MNIST test images as sensor_msgs/Image (mono8).
+"""Camera source: publishes a data set's images as sensor_msgs/Image (rgb8 or mono8).
 
 A stand-in for a drone camera in demos and tests, with ground-truth labels on
-`camera/ground_truth` so accuracy can be scored live. A managed node: configure loads the
-dataset, activate starts the frames.
+`camera/ground_truth` so accuracy can be scored live. By default it publishes the drone
+workload's frames (core.scenes: a synthetic composition of real Fashion-MNIST images, 96x96
+RGB); it also publishes Fashion-MNIST or any image folder, each image at its own resolution. A
+managed node: configure opens the data set, activate starts the frames.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import time
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from edgeml_ros.core.data import load_fashion_mnist
+from edgeml_ros.core.data import open_dataset
+from edgeml_ros.core.scenes import NAME as DRONE_SCENES
 from edgeml_ros.msg import GroundTruth
 from edgeml_ros.nodes.common import RELIABLE, ManagedNode, Param, one_of, run_node
 
@@ -29,10 +32,13 @@ class CameraSourceNode(ManagedNode):
             "camera_source",
             [
                 Param("rate_hz", 10.0, "Frames per second.", float_range=(0.1, 1000.0)),
-                Param("split", "test", "Dataset split: test or train.",
-                      check=one_of("test", "train"), at_configure=True),
-                Param("start_index", 0, "First dataset index to publish.",
-                      int_range=(0, 59999), at_configure=True),
+                Param("dataset", DRONE_SCENES, f"What to publish: {DRONE_SCENES} (the drone "
+                      "workload's frames), fashion_mnist, cifar10 or imagefolder:/path.",
+                      at_configure=True),
+                Param("split", "test", "Dataset split: test, validation or train.",
+                      check=one_of("test", "validation", "train"), at_configure=True),
+                Param("start_index", 0, "First index to publish (wraps around the split).",
+                      int_range=(0, 1 << 31), at_configure=True),
                 Param("max_frames", 0, "Stop after this many frames (0 = never stop).",
                       int_range=(0, 1 << 31)),
                 Param("frame_id", "camera_optical_frame", "header.frame_id of the images."),
@@ -53,8 +59,9 @@ class CameraSourceNode(ManagedNode):
         self.published = 0
 
     def configure(self) -> None:
-        """Load the dataset split."""
-        self.dataset = load_fashion_mnist(self.get_parameter("split").value)
+        """Open the data set's split."""
+        name = self.get_parameter("dataset").value
+        self.dataset = open_dataset(name).frames(self.get_parameter("split").value)
         self.index = self.get_parameter("start_index").value % len(self.dataset)
         self.published = 0
         self._matched_since: float | None = None
@@ -98,20 +105,19 @@ class CameraSourceNode(ManagedNode):
             return
         if self.get_parameter("wait_for_subscribers").value and not self._subscribers_settled():
             return
-        pixels = self.dataset.images[self.index]
+        pixels, label = self.dataset[self.index]
         msg = Image(
             height=pixels.shape[0],
             width=pixels.shape[1],
-            encoding="mono8",
+            encoding="mono8" if pixels.ndim == 2 else "rgb8",
             is_bigendian=0,
-            step=pixels.shape[1],
+            step=pixels.shape[1] * (1 if pixels.ndim == 2 else 3),
         )
         msg.data = pixels.tobytes()
         msg.header.frame_id = self.get_parameter("frame_id").value
         msg.header.stamp = self.get_clock().now().to_msg()  # the capture: nothing left but sending
         self.image_pub.publish(msg)
         if self.get_parameter("publish_ground_truth").value:
-            label = int(self.dataset.labels[self.index])
             self.truth_pub.publish(
                 GroundTruth(header=msg.header, class_id=label, dataset_index=self.index)
             )
