@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
+import torch
 from edgeml_ros.msg import InferenceResult
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
@@ -11,6 +14,7 @@ from sensor_msgs.msg import Image
 
 from edgeml_ros.bringup.processes import NodeProcess, share_file
 from edgeml_ros.core.checkpoint import TINY_CHECKPOINT
+from edgeml_ros.core.profiles import DEFAULT_PROFILE
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 OK, BAD_INPUT, REJECTED = (
@@ -31,6 +35,10 @@ RELIABLE_CAMERA = {
 
 # The tests run the tiny four-block model (exits after blocks 0 and 1, final after block 3).
 TINY = {"checkpoint": str(TINY_CHECKPOINT)}
+# The weights digest of the model a plan or a result batch is for: the tiny model's, and the
+# default profile's (the controller's)
+TINY_DIGEST = torch.load(TINY_CHECKPOINT, weights_only=True)["meta"]["weights_digest"]
+PROFILE_DIGEST = json.loads(DEFAULT_PROFILE.read_text())["weights_digest"]
 THRESHOLDS = [0.95, 0.95, 0.0]
 # Frames the tests send in bursts may wait behind each other on this 2-core machine: the tests
 # that count results keep them (a stale-frame test sets its own limit).

@@ -15,6 +15,7 @@ from ros_helpers import (
     BASE_YAML,
     DRONE_YAML,
     OK,
+    PROFILE_DIGEST,
     RELIABLE,
     RELIABLE_CAMERA,
     Peer,
@@ -142,7 +143,7 @@ def test_malformed_link_battery_and_result_readings_are_ignored(ros_node, tmp_pa
         InferenceResult(confidence=math.nan, total_ms=5.0, head_ms=5.0),
         InferenceResult(confidence=0.9, total_ms=math.inf, head_ms=math.inf),
         InferenceResult(confidence=7.0, total_ms=-3.0, transfer_ms=math.nan, where=2),
-    ])  # fmt: skip
+    ], weights_digest=PROFILE_DIGEST)  # fmt: skip
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("controller", "battery_sim")}  # noqa: SIM115
     procs = [
         NodeProcess("controller", ros_node.domain_id, share_file("config", DRONE_YAML),

@@ -45,9 +45,11 @@ from ros_helpers import (
     BASE_YAML,
     DEFAULTS,
     DRONE_YAML,
+    PROFILE_DIGEST,
     RELIABLE,
     RELIABLE_CAMERA,
     THRESHOLDS,
+    TINY_DIGEST,
     WHERE_BASE,
     Peer,
     start,
@@ -324,9 +326,10 @@ class Messages:
         return msg
 
     def bad_policy(self) -> ExecutionPolicy:
-        msg = ExecutionPolicy(cut_point=2, exit_thresholds=THRESHOLDS, exit_rule="max_prob")
+        msg = ExecutionPolicy(cut_point=2, exit_thresholds=THRESHOLDS, exit_rule="max_prob",
+                              weights_digest=TINY_DIGEST)  # fmt: skip
         msg.encoding, msg.compression, msg.policy_name = "fp32", "none", "fuzz"
-        kind = int(self.rng.integers(7))
+        kind = int(self.rng.integers(8))
         if kind == 0:
             msg.cut_point = int(self.rng.integers(5, 256))
         elif kind == 1:
@@ -340,6 +343,10 @@ class Messages:
             msg.compression = self.pick(["lz4", ""])
         elif kind == 5:
             msg.policy_name = "p" * int(self.rng.integers(65, 100_000))
+        elif kind == 6:  # a plan that fits, made for other weights
+            msg.weights_digest = self.pick(
+                ["", "sha256:" + "0" * 64, TINY_DIGEST[:20], "x" * 5000]
+            )
         else:
             msg.cut_point, msg.exit_thresholds = 0, []
         return msg
@@ -383,7 +390,7 @@ class Messages:
                 r.status, r.exit_index, r.confidence = 1, -1, NAN
             impossible += kind < 4
             results.append(r)
-        return ResultBatch(results=results), impossible
+        return ResultBatch(results=results, weights_digest=PROFILE_DIGEST), impossible
 
 
 def as_frame(msg: Image | CompressedImage) -> RawImage | CompressedFrame:

@@ -4,26 +4,30 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from diagnostic_msgs.msg import DiagnosticArray
 from edgeml_ros.msg import (
     ExecutionPolicy,
     FeatureTensor,
+    GroundTruth,
     InferenceResult,
     LinkProbe,
     LinkQuality,
     ResultBatch,
 )
 from rclpy.duration import Duration
-from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from ros_helpers import (
     BAD_INPUT,
     BASE_YAML,
     DEFAULTS,
     DRONE_YAML,
     OK,
+    PROFILE_DIGEST,
     REJECTED,
     RELIABLE,
     RELIABLE_CAMERA,
     TINY,
+    TINY_DIGEST,
     Peer,
     image_msg,
     param_setter,
@@ -32,6 +36,7 @@ from ros_helpers import (
 from sensor_msgs.msg import BatteryState, CompressedImage, Image
 
 from edgeml_ros.bringup.processes import NodeProcess, node_processes, share_file
+from edgeml_ros.core.data import open_dataset
 from edgeml_ros.nodes.link_monitor import OFFLOADS_MEASURE_S
 
 
@@ -192,6 +197,33 @@ def test_controller_runs_the_learned_policy_with_safe_modes(ros_node):
         assert set_param("policy", "oracle").reason.startswith("policy: 'oracle' is not one of")
         assert set_param("policy", "spinn").successful
         assert latest_after(inputs(0.8), lambda p: p.policy_name == "spinn")
+        assert policies[-1].weights_digest == PROFILE_DIGEST  # the model the plan is for
+
+        # results of another model stop the plans, until the profile's model answers again
+        results_pub = ros_node.create_publisher(ResultBatch, "perception/result_batch", RELIABLE)
+        diagnostics: list[DiagnosticArray] = []
+        ros_node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+
+        def results_of(digest):
+            def publish():
+                inputs(0.8)()
+                results_pub.publish(ResultBatch(weights_digest=digest))
+
+            return publish
+
+        other = results_of("sha256:" + "0" * 64)
+
+        def mismatch_reported():
+            other()
+            return any(kv.key == "model_mismatch" and "perception node runs" in kv.value
+                       for a in diagnostics for st in a.status for kv in st.values)  # fmt: skip
+
+        assert ros_node.spin_until(mismatch_reported, 20)
+        ros_node.spin_until(lambda: other() and False, 0.5)  # a plan already on its way
+        stopped = len(policies)
+        ros_node.spin_until(lambda: other() and False, 1.5)
+        assert len(policies) == stopped
+        assert latest_after(results_of(PROFILE_DIGEST), lambda p: len(policies) > stopped)
 
 
 def test_policy_update_changes_perception(ros_node, fmnist_test):
@@ -203,18 +235,26 @@ def test_policy_update_changes_perception(ros_node, fmnist_test):
     with node_processes([start(ros_node, "perception", DRONE_YAML)]):
         peer = Peer(ros_node)
         peer.wait_for_perception()
-        policy = ExecutionPolicy(cut_point=4, exit_thresholds=[2.0, 2.0, 0.0], exit_rule="entropy")
+        policy = ExecutionPolicy(cut_point=4, exit_thresholds=[2.0, 2.0, 0.0], exit_rule="entropy",
+                                 weights_digest=TINY_DIGEST)  # fmt: skip
         policy.encoding, policy.compression, policy.policy_name = "fp32", "none", "test"
         policy_pub.publish(policy)
         ros_node.spin_until(lambda: False, 1.0)
         peer.send(image_msg(fmnist_test.images[0], "after"))
-        bad = ExecutionPolicy(cut_point=9, exit_thresholds=[0.5], exit_rule="max_prob")
+        bad = ExecutionPolicy(cut_point=9, exit_thresholds=[0.5], exit_rule="max_prob",
+                              weights_digest=TINY_DIGEST)  # fmt: skip
         bad.encoding, bad.compression, bad.policy_name = "fp32", "none", "broken"
         policy_pub.publish(bad)  # refused: the node keeps the previous policy
         ros_node.spin_until(lambda: False, 1.0)
         peer.send(image_msg(fmnist_test.images[1], "after_bad"))
-        results = {r.header.frame_id: r for r in peer.wait_results(2)}
-    for key in ("after", "after_bad"):
+        other = ExecutionPolicy(cut_point=0, exit_thresholds=[2.0, 2.0, 0.0], exit_rule="entropy",
+                                weights_digest="sha256:" + "0" * 64)  # fmt: skip
+        other.encoding, other.compression, other.policy_name = "fp32", "none", "other_model"
+        policy_pub.publish(other)  # a fitting plan, made for other weights: refused
+        ros_node.spin_until(lambda: False, 1.0)
+        peer.send(image_msg(fmnist_test.images[2], "after_other"))
+        results = {r.header.frame_id: r for r in peer.wait_results(3)}
+    for key in ("after", "after_bad", "after_other"):
         r = results[key]
         assert r.cut_point == 4 and r.policy_name == "test"
         assert r.where == InferenceResult.WHERE_DRONE and r.exit_index == 2
@@ -355,3 +395,25 @@ def test_one_base_station_serves_several_drones(ros_node, fmnist_test):
         served = [r for r in results[d] if r.where == InferenceResult.WHERE_BASE]
         assert len(served) >= 8, [r.reason for r in results[d] if r not in served]
         assert all(r.header.frame_id.startswith(d) for r in results[d])
+
+
+@pytest.mark.parametrize(
+    ("dataset", "encoding", "size"),
+    [("drone_scenes", "rgb8", 96), ("fashion_mnist", "mono8", 28)],
+)
+def test_camera_source_publishes_frames_at_their_resolution(ros_node, dataset, encoding, size):
+    images: list[Image] = []
+    truth: list[GroundTruth] = []
+    ros_node.create_subscription(Image, "camera/image_raw", images.append,
+                                 qos_profile_sensor_data)  # the camera's QoS  # fmt: skip
+    ros_node.create_subscription(GroundTruth, "camera/ground_truth", truth.append, RELIABLE)
+    proc = start(ros_node, "camera_source", DRONE_YAML, dataset=dataset, rate_hz=20.0,
+                 max_frames=3)  # fmt: skip
+    with node_processes([proc]):
+        assert ros_node.spin_until(lambda: len(images) >= 3 and len(truth) >= 3, 30)
+    expected = open_dataset(dataset).frames("test")
+    for i, (image, label) in enumerate(zip(images[:3], truth[:3], strict=True)):
+        pixels, class_id = expected[i]
+        assert (image.encoding, image.height, image.width) == (encoding, size, size)
+        assert bytes(image.data) == pixels.tobytes()
+        assert label.header == image.header and label.class_id == class_id

@@ -249,9 +249,18 @@ class DronePipeline:
         validate_plan(self.bundle, plan)
         self.plan = plan
 
-    def check_plan(self, plan: ExecutionPlan) -> None:
-        """validate_plan for a plan sent from outside (a controller); a refusal is counted."""
+    def check_plan(self, plan: ExecutionPlan, weights_digest: str) -> None:
+        """validate_plan for a plan sent from outside (a controller); a refusal is counted.
+
+        `weights_digest` names the model the plan was made for: it must be this one's.
+        """
         try:
+            ours = self.bundle.meta.weights_digest
+            if not digest_matches(weights_digest, ours):
+                raise ValueError(
+                    f"weights_digest: made for {shown(weights_digest, 30)}, not this model's "
+                    f"{ours[:OFFLOAD_DIGEST_CHARS]}..."
+                )
             validate_plan(self.bundle, plan)
         except ValueError:
             self.counters.bad_plans += 1

@@ -7,7 +7,8 @@ simulator. It publishes ExecutionPolicy on every change and at least every
 `publish_period_s`. Without a fresh link estimate or battery reading it falls back to the safe
 plan (everything on the drone); below `battery_critical_soc` it answers at the first exit.
 A reading that cannot be true is ignored with a warning that counts them (and a count of each
-kind in its shutdown log).
+kind in its shutdown log). Results from a model other than the profile's (their batches carry
+the perception node's weights digest) stop the plans, with the reason on /diagnostics.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from pathlib import Path
 
 from sensor_msgs.msg import BatteryState
 
+from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS, digest_matches
 from edgeml_ros.core.outcome import Status
 from edgeml_ros.core.plan import ExecutionPlan
 from edgeml_ros.core.profiles import DEFAULT_PROFILE
+from edgeml_ros.core.untrusted import shown
 from edgeml_ros.msg import ExecutionPolicy, LinkQuality, ResultBatch
 from edgeml_ros.nodes.common import (
     LATCHED,
@@ -82,6 +85,7 @@ class ControllerNode(ManagedNode):
         self._last: ExecutionPlan | None = None
         self._warned: dict[str, float] = {}  # kind of reading -> when its refusal was logged
         self._last_sent = 0.0
+        self._model_mismatch = ""  # why no plans go out, while the models differ
 
     def configure(self) -> None:
         """Load the profile and the policy."""
@@ -107,7 +111,8 @@ class ControllerNode(ManagedNode):
         plan = self._last
         refused = {f"refused_{kind}": n for kind, n in self.controller.refused.items()}
         return {"policy": self.controller.policy.name,
-                "cut_point": "-" if plan is None else plan.cut_point, **refused}  # fmt: skip
+                "cut_point": "-" if plan is None else plan.cut_point,
+                "model_mismatch": self._model_mismatch or "none", **refused}  # fmt: skip
 
     def _world(self, deadline_ms: float) -> World:
         p = param_values(self, ("profile", "fps", "device_class"))
@@ -157,6 +162,8 @@ class ControllerNode(ManagedNode):
             self._ignore("battery", "BatteryState", exc)
 
     def _on_results(self, msg: ResultBatch) -> None:
+        if not self._same_model(msg.weights_digest):
+            return
         now = time.monotonic()
         for r in msg.results:
             if r.status != Status.OK:
@@ -168,14 +175,40 @@ class ControllerNode(ManagedNode):
             except ValueError as exc:
                 self._ignore("result", f"result {r.frame_seq}", exc)
 
+    def _same_model(self, digest: str) -> bool:
+        """Whether the perception node's model (`digest`) is the profile's.
+
+        A mismatch stops the plans, with the reason in the log and on /diagnostics, until the
+        results come from the profile's model again.
+        """
+        profile = self.controller.world.profile
+        if digest_matches(digest, profile.weights_digest):
+            if self._model_mismatch:
+                self.get_logger().info(f"the perception node runs {profile.model_id} again")
+            self._model_mismatch = ""
+            return True
+        mismatch = (
+            f"the perception node runs weights {shown(digest, 30)}, but the profile and its "
+            f"policies are for {profile.model_id} "
+            f"({profile.weights_digest[:OFFLOAD_DIGEST_CHARS]}...): no plans until the profile "
+            "fits (set `profile` to the perception model's and configure again)"
+        )
+        if mismatch != self._model_mismatch:
+            self.get_logger().error(mismatch)
+        self._model_mismatch = mismatch
+        return False
+
     def _update(self) -> None:
+        if self._model_mismatch:
+            return
         decision = self.controller.decide(time.monotonic())
         extra = param_values(self, ("encoding", "compression"))
         plan = dataclasses.replace(decision.plan, **extra, policy_name=self.controller.policy.name)
         now = time.monotonic()
         changed = plan != self._last
         if changed or now - self._last_sent >= self._param("publish_period_s"):
-            msg = plan_to_msg(plan, f"[{decision.mode}] {decision.reason}")
+            digest = self.controller.world.profile.weights_digest
+            msg = plan_to_msg(plan, digest, f"[{decision.mode}] {decision.reason}")
             msg.header.stamp = self.get_clock().now().to_msg()
             self.policy_pub.publish(msg)
             self._last_sent = now

@@ -133,9 +133,12 @@ def msg_to_reply(msg: InferenceResult) -> OffloadReply:
     )
 
 
-def plan_to_msg(plan: ExecutionPlan, reason: str = "") -> ExecutionPolicy:
-    """An execution plan as an ExecutionPolicy message (header left for the sender)."""
-    msg = ExecutionPolicy()
+def plan_to_msg(plan: ExecutionPlan, weights_digest: str, reason: str = "") -> ExecutionPolicy:
+    """An execution plan for the model of `weights_digest` as an ExecutionPolicy message.
+
+    The header is left for the sender.
+    """
+    msg = ExecutionPolicy(weights_digest=weights_digest)
     msg.cut_point = plan.cut_point
     msg.exit_thresholds = [float(t) for t in plan.exit_thresholds]
     msg.exit_rule = plan.exit_rule

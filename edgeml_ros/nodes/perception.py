@@ -286,7 +286,7 @@ class PerceptionNode(ManagedNode):
             return
         plan = msg_to_plan(msg)
         try:
-            self.pipeline.check_plan(plan)
+            self.pipeline.check_plan(plan, msg.weights_digest)
         except ValueError as exc:
             self.get_logger().error(
                 f"ignoring ExecutionPolicy ({self.pipeline.counters.bad_plans} so far): {exc}",
@@ -358,7 +358,8 @@ class PerceptionNode(ManagedNode):
 
     def _publish_batch(self) -> None:
         if self._batch:
-            batch = ResultBatch(results=self._batch)
+            digest = self.bundle.meta.weights_digest
+            batch = ResultBatch(results=self._batch, weights_digest=digest)
             batch.header.stamp = self.get_clock().now().to_msg()
             self.batch_pub.publish(batch)
             self._batch = []
