@@ -1,3 +1,4 @@
+import copy
 import json
 import math
 import subprocess
@@ -32,6 +33,7 @@ from edgeml_ros.policy.sim import (
     WHERE_BASE,
     WHERE_DRONE,
     WHERE_FALLBACK,
+    ModelCosts,
     Scenario,
     SimConfig,
     _transfer,
@@ -99,15 +101,17 @@ def test_a_frame_the_offload_window_refuses_finishes_on_the_drone_at_once(world)
 
 def test_the_drone_computes_one_frame_or_fallback_at_a_time(world):
     # a dead link, 100 frames a second: two offloads wait in vain, every later frame is refused
-    # and runs the whole model (15 ms) at once, behind the frames before it
+    # and runs the whole model (made to take 15 ms) at once, behind the frames before it
+    profile = copy.deepcopy(world.profile)
+    for part in (*profile.blocks, *profile.exits):
+        part.latency_ms_median *= 0.015 / world.costs.full_local_s
+    config = SimConfig(fps=100.0, deadline_ms=1000.0)
+    slow = World(profile, world.tables, config, ModelCosts(profile, config))
     dead = Scenario("dead", Trace(np.array([0.0]), np.array([0.0]), np.array([20.0])), 0.5)
-    fast = World(world.profile, world.tables, SimConfig(fps=100.0, deadline_ms=1000.0),
-                 world.costs)  # fmt: skip
-    sim = fast.simulation(dead)
-    records = sim.run(no_exits(world, 0), sim.frames)
+    records = slow.simulation(dead).run(no_exits(world, 0), 50)
+    assert slow.costs.full_local_s == pytest.approx(0.015)
     assert records.offloaded[:2].all() and not records.offloaded[2:].any()
-    backlog = world.costs.full_local_s - 0.01
-    np.testing.assert_allclose(np.diff(records.latency_s[2:]), backlog)
+    np.testing.assert_allclose(np.diff(records.latency_s[2:]), 0.015 - 0.01)
     # the two offloads fall back at their time, after the backlog: the first finishes the
     # model, the second waits for it and has time left only for an earlier exit
     assert records.exit_index[0] == 3 and records.exit_index[1] < 3
@@ -201,10 +205,11 @@ def test_episodes_end_truncated_at_the_time_limit_and_steps_report_their_frames(
 
 
 def test_the_authors_reward_is_piecewise():
-    assert ddpg_reward(0.2, 2.0, 3) == -2.0
-    assert ddpg_reward(0.3, 1.0, 3) == pytest.approx(-(2 / math.pi) * math.atan(0.2))
-    assert ddpg_reward(0.05, 2.5, 3) == pytest.approx(-(2 / math.pi) * math.atan(1.0))
-    assert ddpg_reward(0.05, 1.0, 1.5) == pytest.approx((2.5 / 4) ** 2)
+    assert ddpg_reward(0.2, 2.0, 3, 4) == -2.0
+    assert ddpg_reward(0.3, 1.0, 3, 4) == pytest.approx(-(2 / math.pi) * math.atan(0.2))
+    assert ddpg_reward(0.05, 2.5, 3, 4) == pytest.approx(-(2 / math.pi) * math.atan(1.0))
+    assert ddpg_reward(0.05, 1.0, 1.5, 4) == pytest.approx((2.5 / 4) ** 2)
+    assert ddpg_reward(0.05, 1.0, 1.5, 3) == pytest.approx((2.5 / 3) ** 2)  # three exits
 
 
 def test_neurosurgeon_follows_the_bandwidth(world):
@@ -308,3 +313,23 @@ def test_utility_weights_from_the_command_line(capsys):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["evaluate", "--utility-weights", bad])
         assert why in capsys.readouterr().err
+
+
+def test_the_authors_formulation_fits_a_model_of_any_exit_count(bundle):
+    from edgeml_ros.core.degrade import CONDITIONS
+    from edgeml_ros.core.energy import device_class
+    from edgeml_ros.core.profiles import profile_model
+    from edgeml_ros.core.train import split_tensors
+
+    x, y = split_tensors(bundle.meta, "validation")
+    profile, tables = profile_model(bundle, {"clean": x[:200]}, y[:200],
+                                    device_class("jetson_nano"), runs=1)  # fmt: skip
+    config = SimConfig()
+    tiny = World(profile, dict.fromkeys(CONDITIONS, tables["clean"]), config,
+                 ModelCosts(profile, config))  # fmt: skip
+    env = EdgeMLDDPGEnv(tiny)
+    assert tiny.costs.num_exits == 3 and env.action_space.shape == (4,)  # 2 thresholds, cut, hold
+    check_env(env, skip_render_check=True)
+    plan, hold = env.tracker.plan(np.array([0.5, 1.0, 2.7, 5.0]), tiny.costs.num_blocks)
+    assert plan.cut_point == 2 and hold == 6
+    assert plan.exit_thresholds == pytest.approx((1 - 0.5 / math.log(10), 1 - 1 / math.log(10), 0))

@@ -128,6 +128,19 @@ def test_energy_model():
         device_class("toaster")
 
 
+def test_the_emulated_drone_is_as_much_slower_as_its_cited_reference_time(profiled):
+    pi, nano = device_class("raspberry_pi_4"), device_class("jetson_nano")
+    assert pi.compute_slowdown(50.0) == pytest.approx(100.3 / 50.0)
+    assert nano.compute_slowdown(50.0) == 1.0  # faster than this machine: no padding
+    profile, _ = profiled
+    assert profile.reference_ms > 0 and profile.threads == 1 and profile.server_threads == 2
+    assert profile.compute_slowdown(pi) == pytest.approx(max(1, 100.3 / profile.reference_ms))
+    assert all(b.server_latency_ms_median > 0 for b in profile.blocks)
+    assert profile.num_classes == 10
+    with pytest.raises(ValueError, match="reference time must be > 0 ms"):
+        pi.compute_slowdown(0.0)
+
+
 def test_profile_cli_rejects_unknown_device(tmp_path, capsys):
     from edgeml_ros.cli import build_parser
 

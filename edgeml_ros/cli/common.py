@@ -79,8 +79,9 @@ def sim_arguments(p: argparse.ArgumentParser, with_policies: bool) -> None:
     p.add_argument("--profile", default=str(DEFAULT_PROFILE), help="measured model profile")
     p.add_argument("--fps", type=positive_float, default=10.0, help="camera frames per second")
     p.add_argument("--deadline-ms", type=positive_float, default=100.0, help="frame deadline")
-    p.add_argument("--device-class", default="jetson_nano", choices=sorted(DEVICE_CLASSES),
-                   help="simulated drone (compute slowdown and energy model)")  # fmt: skip
+    p.add_argument("--device-class", default=None, choices=sorted(DEVICE_CLASSES),
+                   help="simulated drone computer (compute speed and energy model; default: "
+                   "the profile's)")  # fmt: skip
     p.add_argument("--utility-weights", type=_utility_weights, default="",
                    help="reward weights, e.g. 'energy=0.1,latency=0.5' (docs/policy.md; "
                    "learned policies were trained with the defaults)")  # fmt: skip

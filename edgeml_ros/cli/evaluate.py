@@ -32,7 +32,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     results["sim_config"] = {
         "fps": args.fps,
         "deadline_ms": args.deadline_ms,
-        "device_class": args.device_class,
+        "device_class": world.costs.device.name,
         "profile": str(args.profile),
     }
     results["command"] = command_line()

@@ -19,15 +19,22 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     inputs = {}
     for condition in CONDITIONS:
         inputs[condition], y = split_tensors(bundle.meta, "validation", condition)
+    device = device_class(args.device_class)
     profile, tables = profile_model(
-        bundle, inputs, y, device_class(args.device_class), args.runs, args.threads,
-        command_line(),
-    )  # fmt: skip
+        bundle, inputs, y, device, args.runs, args.threads, args.server_threads, command_line()
+    )
     out = Path(args.out)
     profile.save(out, tables)
-    blocks = ", ".join(f"{b.latency_ms_median:.2f}" for b in profile.blocks)
     print(f"saved {out} and {out.with_suffix('.npz').name}: {profile.model_id}")
-    print(f"  block latency medians (ms, {args.threads} threads): {blocks}")
+    for label, threads, key in (("drone", args.threads, "latency_ms_median"),
+                                ("base station", args.server_threads,
+                                 "server_latency_ms_median")):  # fmt: skip
+        blocks = ", ".join(f"{getattr(b, key):.2f}" for b in profile.blocks)
+        print(f"  block latency medians (ms, {threads} threads, {label}): {blocks}")
+    print(
+        f"  {device.name} emulated at compute_slowdown {profile.compute_slowdown(device):.2f}: "
+        f"reference model {device.reference_ms} ms there, {profile.reference_ms:.1f} ms here"
+    )
     for condition, table in tables.items():
         print(f"  exit accuracy on {profile.samples} validation samples ({condition}): "
               + ", ".join(f"{a:.2%}" for a in table.exit_accuracy()))  # fmt: skip
@@ -42,8 +49,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="measure a model on this machine and save its profile")
     p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model checkpoint")
     p.add_argument("--device-class", default="jetson_nano", choices=sorted(DEVICE_CLASSES),
-                   help="energy-model table recorded with the profile")  # fmt: skip
+                   help="the drone computer (energy model and compute speed) recorded with "
+                   "the profile")  # fmt: skip
     p.add_argument("--runs", type=positive_int, default=50, help="timed runs per block")
-    p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="torch CPU threads of the drone's compute (the perception node's)",
+    )
+    p.add_argument(
+        "--server-threads",
+        type=positive_int,
+        default=2,
+        help="torch CPU threads of the base station's (the offload node's)",
+    )
     p.add_argument("--out", required=True, help="profile JSON path (.npz written beside it)")
     p.set_defaults(func=_cmd_profile)

@@ -30,7 +30,9 @@ from edgeml_ros.core.plan import EXIT_RULES
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
 DEFAULT_PROFILE = PROFILE_DIR / "fashion_mnist_b_vgg.json"
 PROFILE_FORMAT = "edgeml_ros.profile"
-PROFILE_VERSION = 2
+# 3: the base station's latencies (server_threads), the class count, and the reference model's
+# time on this machine (what sets the emulated drone's compute speed, core.energy)
+PROFILE_VERSION = 3
 
 
 class ProfileError(ValueError):
@@ -39,11 +41,16 @@ class ProfileError(ValueError):
 
 @dataclass
 class BlockProfile:
-    """One block: latency on this machine, MACs, and its output size per encoding."""
+    """One block: latency on this machine, MACs, and its output size per encoding.
+
+    `latency_ms_*` at the drone's thread count (the profile's `threads`),
+    `server_latency_ms_median` at the base station's (`server_threads`).
+    """
 
     index: int
     latency_ms_median: float
     latency_ms_p95: float
+    server_latency_ms_median: float
     macs: int
     output_shape: list[int]
     output_bytes: dict[str, int]
@@ -51,25 +58,34 @@ class BlockProfile:
 
 @dataclass
 class ExitProfile:
-    """One exit head: which block it follows, its latency and MACs."""
+    """One exit head: which block it follows, its latency (as a block's) and MACs."""
 
     index: int
     after_block: int
     latency_ms_median: float
     latency_ms_p95: float
+    server_latency_ms_median: float
     macs: int
 
 
 @dataclass
 class Profile:
-    """Everything measured about one model on one machine."""
+    """Everything measured about one model on one machine.
+
+    `reference_ms` is the reference model's median time on this machine at `threads`
+    (core.energy.REFERENCE_MODEL): with the device class's published time of the same model it
+    sets how much slower the emulated drone computes (`compute_slowdown`).
+    """
 
     model_id: str
     weights_digest: str
     arch: str
+    num_classes: int
     machine: dict
     device_class: dict
     threads: int
+    server_threads: int
+    reference_ms: float
     runs: int
     created: str
     command: str
@@ -82,6 +98,10 @@ class Profile:
     format: str = PROFILE_FORMAT
     version: int = PROFILE_VERSION
     extra: dict = field(default_factory=dict)
+
+    def compute_slowdown(self, device: DeviceEnergy) -> float:
+        """How many times slower than this machine `device` runs models (at least 1)."""
+        return device.compute_slowdown(self.reference_ms)
 
     def save(self, path: Path, tables: dict[str, ExitTable]) -> None:
         """Write the JSON profile and the exit tables of every condition (.npz) beside it."""
@@ -286,23 +306,35 @@ def collect_exit_table(
     return preds, conf
 
 
+def reference_ms(runs: int, threads: int) -> float:
+    """Median time of the reference model (core.energy.REFERENCE_MODEL) on this machine."""
+    from torchvision.models import resnet18
+
+    torch.set_num_threads(threads)
+    model = resnet18(weights=None).eval()
+    x = torch.zeros(1, 3, 224, 224)
+    with torch.inference_mode():
+        return time_call(lambda: model(x), runs)[0]
+
+
 def profile_model(
     bundle: ModelBundle,
     inputs: dict[str, torch.Tensor],
     y_val: np.ndarray,
     device: DeviceEnergy,
     runs: int = 50,
-    threads: int = 2,
+    threads: int = 1,
+    server_threads: int = 2,
     command: str = "",
 ) -> tuple[Profile, dict[str, ExitTable]]:
     """Profile a model on this machine.
 
-    Measures per-block and per-exit latency (single frame, `threads` torch threads), bytes per
-    encoding at every cut, MACs, and an exit table over each condition's inputs (clean first),
-    all labelled `y_val`.
+    Measures per-block and per-exit latency (single frame, with the drone's `threads` torch
+    threads and the base station's `server_threads`; the perception node computes on one, the
+    offload node on two), the reference model's time, bytes per encoding at every cut, MACs,
+    and an exit table over each condition's inputs (clean first), all labelled `y_val`.
     """
     x_val = inputs["clean"]
-    torch.set_num_threads(threads)
     model, meta = bundle.model, bundle.meta
     input_shape = (1, *x_val.shape[1:])
     block_macs, exit_macs = count_macs(model, input_shape)
@@ -310,27 +342,36 @@ def profile_model(
     def wire_bytes(t: torch.Tensor) -> dict[str, int]:
         return {enc: len(encode_tensor(t.numpy(), enc).data) for enc in ENCODINGS}
 
+    def latency(fn) -> tuple[float, float, float]:
+        torch.set_num_threads(threads)
+        med, p95 = time_call(fn, runs)
+        torch.set_num_threads(server_threads)
+        return med, p95, time_call(fn, runs)[0]
+
     blocks, exits = [], []
     x = x_val[:1].clone()
     with torch.inference_mode():
         input_bytes = wire_bytes(x)
         for i, block in enumerate(tqdm(model.blocks, desc="block latency", unit="block")):
-            med, p95 = time_call(lambda b=block, inp=x: b(inp), runs)
+            times = latency(lambda b=block, inp=x: b(inp))
             y = block(x)
-            blocks.append(BlockProfile(i, med, p95, block_macs[i], list(y.shape), wire_bytes(y)))
+            blocks.append(BlockProfile(i, *times, block_macs[i], list(y.shape), wire_bytes(y)))
             e = model.exit_at_block(i)
             if e is not None:
-                med, p95 = time_call(lambda h=model.exits[e], inp=y: h(inp), runs)
-                exits.append(ExitProfile(e, i, med, p95, exit_macs[e]))
+                times = latency(lambda h=model.exits[e], inp=y: h(inp))
+                exits.append(ExitProfile(e, i, *times, exit_macs[e]))
             x = y
     profile = Profile(
         model_id=meta.model_id,
         weights_digest=meta.weights_digest,
         arch=meta.arch,
+        num_classes=model.num_classes,
         machine={"node": platform.node(), "processor": platform.processor() or platform.machine(),
                  "torch": torch.__version__, "python": platform.python_version()},
         device_class=device.as_dict(),
         threads=threads,
+        server_threads=server_threads,
+        reference_ms=reference_ms(runs, threads),
         runs=runs,
         created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         command=command,

@@ -35,7 +35,8 @@ class BatterySimNode(ManagedNode):
                       at_configure=True),
                 Param("flight_drain_per_s", 0.001, "Charge fraction flight uses per second "
                       "(accelerated for demos).", float_range=(0.0, 1.0)),
-                Param("device_class", "jetson_nano", "Energy-model device class of the drone.",
+                Param("device_class", "raspberry_pi_4", "The drone computer whose energy model "
+                      f"drains the battery: {', '.join(DEVICE_CLASSES)}.",
                       check=one_of(*DEVICE_CLASSES)),
                 Param("publish_period_s", 0.5, "Period of BatteryState messages.",
                       float_range=(0.05, 60.0), at_configure=True),

@@ -58,7 +58,8 @@ class ControllerNode(ManagedNode):
                       "(edgeml profile); the policies are trained for it.", at_configure=True),
                 Param("policy_dir", str(POLICY_DIR), "Directory of the trained policies.",
                       at_configure=True),
-                Param("device_class", "jetson_nano", "Energy-model device class of the drone.",
+                Param("device_class", "", "The drone computer (energy model and compute "
+                      "speed) the policies plan for; empty: the one the profile names.",
                       at_configure=True),
                 Param("fps", 10.0, "Nominal camera rate, until results arrive.",
                       float_range=(0.1, 1000.0), at_configure=True),
@@ -116,7 +117,8 @@ class ControllerNode(ManagedNode):
 
     def _world(self, deadline_ms: float) -> World:
         p = param_values(self, ("profile", "fps", "device_class"))
-        config = SimConfig(fps=p["fps"], deadline_ms=deadline_ms, device_class=p["device_class"])
+        config = SimConfig(fps=p["fps"], deadline_ms=deadline_ms,
+                           device_class=p["device_class"] or None)  # fmt: skip
         return World.load(p["profile"], config)
 
     def _check_policy(self, name: str) -> None:

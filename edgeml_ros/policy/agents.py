@@ -168,7 +168,8 @@ def load_policy(path: Path | str, world: World, name: str | None = None):
     costs, name = world.costs, name or path.name
     if agent == "edgeml_ddpg":
         model = DDPG.load(path.with_suffix(".zip"), device="cpu")
-        policy = EdgeMLDDPGPolicy(model, costs.num_blocks, costs.num_exits, world.config.fps)
+        policy = EdgeMLDDPGPolicy(model, costs.num_blocks, costs.num_exits,
+                                  world.profile.num_classes, world.config.fps)  # fmt: skip
         policy.name = name
         return policy
     model = (PPO if agent == "ppo" else DQN).load(path.with_suffix(".zip"), device="cpu")

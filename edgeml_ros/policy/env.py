@@ -18,6 +18,8 @@ scored, not an end). Each step's info holds the facts of its frames (`step_info`
 - reward, also averaged over the last three: -2 when latency > 0.1 s and power > 1.5;
   -(2/pi) arctan(excess) when one of them is over (the absolute excess, s or W); otherwise
   ((mean exit index + 1) / 4)^2 over the frames that met both limits (0 if none did).
+Their model had four exits and ten classes; for any other model there is one threshold per
+early exit, and the exit index is scaled by the number of exits ((index + 1) / exits).
 Their power was the Jetson GPU load from tegrastats (0-10); here it is the modelled power in W
 of the frames held (energy model, not a measurement). Their entropy is the natural-log entropy
 of the softmax, a frame exits when it is below the threshold; the simulator's entropy
@@ -110,8 +112,8 @@ DDPG_SMOOTHING = 3
 class EdgeMLDDPGState:
     """The authors' state and reward bookkeeping, shared by the env and the live policy."""
 
-    def __init__(self, num_exits: int, fps: float) -> None:
-        self.num_exits, self.fps = num_exits, fps
+    def __init__(self, num_exits: int, num_classes: int, fps: float) -> None:
+        self.num_exits, self.num_classes, self.fps = num_exits, num_classes, fps
         self.states: deque[np.ndarray] = deque(maxlen=DDPG_SMOOTHING)
         self.rewards: deque[float] = deque(maxlen=DDPG_SMOOTHING)
 
@@ -132,20 +134,22 @@ class EdgeMLDDPGState:
         met = (latency <= DDPG_LATENCY_LIMIT_S) & (power <= DDPG_POWER_LIMIT)
         out_point = float(np.mean(records.exit_index[met])) if met.any() else 0.0
         self.states.append(state)
-        self.rewards.append(ddpg_reward(float(state[2]), float(state[3]), out_point))
+        self.rewards.append(
+            ddpg_reward(float(state[2]), float(state[3]), out_point, self.num_exits)
+        )
         return np.mean(self.states, axis=0).astype(np.float32), float(np.mean(self.rewards))
 
     def plan(self, action: np.ndarray, num_blocks: int) -> tuple[ExecutionPlan, int]:
         """The plan and held frames of a raw action."""
-        ln_classes = math.log(10)
+        ln_classes = math.log(self.num_classes)
         thresholds = tuple(1.0 - float(t) / ln_classes for t in action[: self.num_exits - 1])
         cut = min(int(action[self.num_exits - 1]), num_blocks)
         hold = int(action[self.num_exits]) + 1
         return ExecutionPlan(cut, (*thresholds, 0.0), "entropy"), hold
 
 
-def ddpg_reward(latency_s: float, power: float, mean_exit_index: float) -> float:
-    """The authors' piecewise reward (environment.py, calculate_p)."""
+def ddpg_reward(latency_s: float, power: float, mean_exit_index: float, num_exits: int) -> float:
+    """The authors' piecewise reward (environment.py, calculate_p), for `num_exits` exits."""
     late, hot = latency_s > DDPG_LATENCY_LIMIT_S, power > DDPG_POWER_LIMIT
     if late and hot:
         return -2.0
@@ -153,7 +157,7 @@ def ddpg_reward(latency_s: float, power: float, mean_exit_index: float) -> float
         return -(2 / math.pi) * math.atan(latency_s - DDPG_LATENCY_LIMIT_S)
     if hot:
         return -(2 / math.pi) * math.atan(power - DDPG_POWER_LIMIT)
-    return ((mean_exit_index + 1) / 4) ** 2
+    return ((mean_exit_index + 1) / num_exits) ** 2
 
 
 class EdgeMLDDPGEnv(gym.Env):
@@ -165,15 +169,12 @@ class EdgeMLDDPGEnv(gym.Env):
         super().__init__()
         self.world, self.scenarios = world, scenarios
         costs = world.costs
-        if costs.num_exits != 4:
-            raise ValueError(
-                f"the EdgeML formulation has three early exits plus the final one; this model "
-                f"has {costs.num_exits} exits"
-            )
-        high = np.array([1.0, 1.0, 1.0, costs.num_blocks, DDPG_MAX_HOLD], dtype=np.float32)
-        self.action_space = gym.spaces.Box(np.zeros(5, np.float32), high, dtype=np.float32)
+        early = costs.num_exits - 1  # one threshold per early exit
+        high = np.array([1.0] * early + [costs.num_blocks, DDPG_MAX_HOLD], dtype=np.float32)
+        self.action_space = gym.spaces.Box(np.zeros(early + 2, np.float32), high, dtype=np.float32)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32)
-        self.tracker = EdgeMLDDPGState(costs.num_exits, world.config.fps)
+        self.tracker = EdgeMLDDPGState(costs.num_exits, world.profile.num_classes,
+                                       world.config.fps)  # fmt: skip
         self.sim: Simulation | None = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -197,9 +198,9 @@ class EdgeMLDDPGPolicy:
 
     name = "edgeml_ddpg"
 
-    def __init__(self, model, num_blocks: int, num_exits: int, fps: float) -> None:
+    def __init__(self, model, num_blocks: int, num_exits: int, num_classes: int, fps: float):
         self.model, self.num_blocks = model, num_blocks
-        self.tracker = EdgeMLDDPGState(num_exits, fps)
+        self.tracker = EdgeMLDDPGState(num_exits, num_classes, fps)
         self.state = self.tracker.reset()
         self._seen = 0
 

@@ -19,9 +19,10 @@ decisions of `core.pipeline.DronePipeline`, which are `core.decisions`' and the 
   after it, the drone answers at the deepest exit it can still reach by the deadline (FALLBACK).
 
 The drone computes one thing at a time (`_DroneRun`). Drone compute is the profiled latency
-times the device class's `compute_slowdown`; the base station runs at the profiled speed times
-`server_slowdown`. Energy is the energy model of `core.energy` (a model, not a measurement). The
-utility that rewards a frame is documented on `UtilityWeights`.
+(at the perception node's thread count) times the device class's `compute_slowdown` against the
+profiling machine (core.energy); the base station runs at its own profiled speed (the offload
+node's thread count) times `server_slowdown`. Energy is the energy model of `core.energy` (a
+model, not a measurement). The utility that rewards a frame is documented on `UtilityWeights`.
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ class SimConfig:
     window_s: float = 1.0
     encoding: str = "fp32"
     exit_rule: str = "max_prob"
-    device_class: str = "jetson_nano"
+    device_class: str | None = None  # the drone computer; None: the one the profile names
     server_slowdown: float = 1.0
     estimate_noise: float = 0.1
     battery_wh: float = 50.0
@@ -114,7 +115,8 @@ class SimConfig:
             )
         if not 0 <= self.estimate_noise < 1:
             raise ValueError(f"estimate_noise must be in [0, 1), got {self.estimate_noise}")
-        device_class(self.device_class)
+        if self.device_class is not None:
+            device_class(self.device_class)
 
     @property
     def window_frames(self) -> int:
@@ -156,8 +158,10 @@ class ModelCosts:
     """Time, bytes and energy of every part of a profiled model on the simulated devices."""
 
     def __init__(self, profile: Profile, config: SimConfig) -> None:
-        self.device: DeviceEnergy = device_class(config.device_class)
-        slow, server = self.device.compute_slowdown, config.server_slowdown
+        self.device: DeviceEnergy = device_class(
+            config.device_class or profile.device_class["name"]
+        )
+        slow, server = profile.compute_slowdown(self.device), config.server_slowdown
         self.num_blocks = len(profile.blocks)
         self.num_exits = len(profile.exits)
         self.exit_after_block = np.array([e.after_block for e in profile.exits])
@@ -168,8 +172,11 @@ class ModelCosts:
         # drone time to run blocks [0, c) (exit heads not included), for every cut c
         self.drone_blocks_s = np.concatenate([[0.0], np.cumsum(block_s)]) * slow
         self.drone_exit_s = np.array(exit_s) * slow
-        # base station time to finish the model from cut c with the final exit only
-        server_times = LocalTimes(block_s, exit_s, self.drone.exit_after, server)
+        # base station time to finish the model from cut c with the final exit only, at its
+        # own thread count
+        server_block_s = [b.server_latency_ms_median / 1000.0 for b in profile.blocks]
+        server_exit_s = [e.server_latency_ms_median / 1000.0 for e in profile.exits]
+        server_times = LocalTimes(server_block_s, server_exit_s, self.drone.exit_after, server)
         self.server_tail_s = np.array([server_times.finish(c) for c in range(self.num_blocks + 1)])
         self.cut_bytes = np.array(
             [profile.input_bytes[config.encoding]]
