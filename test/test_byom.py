@@ -1,15 +1,21 @@
 """Bring your own model: a classifier defined here, not in the core, wrapped, trained, loaded."""
 
 import json
+import os
 import shutil
 from dataclasses import replace
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from diagnostic_msgs.msg import DiagnosticArray
 from PIL import Image
+from ros_helpers import OK, RELIABLE_CAMERA, TINY, WHERE_BASE, Peer, image_msg
 from torch import nn
 from torchvision.models import resnet18
 
+from edgeml_ros.bringup.processes import NodeProcess, node_processes
 from edgeml_ros.cli import main
 from edgeml_ros.core.checkpoint import (
     CHECKPOINT_DIR,
@@ -26,10 +32,12 @@ from edgeml_ros.core.models import (
     build_model,
     wrap_model,
 )
+from edgeml_ros.core.profiles import load_profile_conditions
 from edgeml_ros.core.runtime import SplitRunner
 from edgeml_ros.core.train import TrainConfig, split_tensors, train
 
-FACTORY = "test_byom:tiny_resnet"  # test/ is on the path (pytest.ini)
+FACTORY = "test_byom:tiny_resnet"  # test/ is on the path (pytest.ini; the nodes' PYTHONPATH)
+TEST_DIR = Path(__file__).resolve().parent
 NOT_A_FACTORY = 42
 
 
@@ -344,3 +352,61 @@ def test_committed_checkpoints_load_with_their_digests(name, digest):
     # format 1: one scalar mean and std, loaded as one channel's
     assert bundle.meta.channels == 1 and len(bundle.meta.norm_mean) == 1
     assert bundle.model.input_shape == bundle.meta.input_shape
+
+
+def test_a_user_model_goes_the_whole_way_over_dds(image_folder, tmp_path, ros_node,
+                                                  restore_torch_state):  # fmt: skip
+    """Wrap, train the exits, profile, and serve: perception and offload load the model by its
+    factory, N frames in give N results, some answered on the base station."""
+    checkpoint, profile_path = tmp_path / "tiny.pt", tmp_path / "tiny.json"
+    assert main(["train", "--model", FACTORY, "--data-dir", str(image_folder), "--mode", "heads",
+                 "--epochs", "2", "--batch-size", "8", "--threads", "1",
+                 "--out", str(checkpoint)]) == 0  # fmt: skip
+    assert main(["profile", "--checkpoint", str(checkpoint), "--runs", "3",
+                 "--out", str(profile_path)]) == 0  # fmt: skip
+    profile, tables = load_profile_conditions(profile_path)
+    assert (len(profile.blocks), len(profile.exits), profile.num_classes) == (3, 2, 3)
+    assert profile.weights_digest == load_checkpoint(checkpoint).meta.weights_digest
+    assert tables["clean"].predictions.shape == (2, 6)
+
+    env = {"PYTHONPATH": os.pathsep.join([str(TEST_DIR), os.environ.get("PYTHONPATH", "")])}
+    model = {"checkpoint": str(checkpoint)}
+    # the exit after layer1 answers what it is sure of; layer2 and the head run on the base
+    drone = {**model, **RELIABLE_CAMERA, "cut_point": 2, "exit_thresholds": [0.6, 0.0],
+             "deadline_ms": 10000.0, "max_frame_age_ms": 60000.0}  # fmt: skip
+    procs = [NodeProcess("offload", ros_node.domain_id, None, model, env=env),
+             NodeProcess("perception", ros_node.domain_id, None, drone, env=env)]  # fmt: skip
+    frames = [np.asarray(Image.open(path)) for path in sorted(image_folder.glob("*/*.png"))]
+    with node_processes(procs):
+        peer = Peer(ros_node)
+        peer.wait_for_perception()
+        peer.wait_for_base(frames[0])
+        for i, pixels in enumerate(frames):
+            peer.send(image_msg(pixels, f"frame/{i}"))
+        results = peer.wait_results(len(frames), timeout_s=60)
+        assert all(p.alive() for p in procs)
+    assert sorted(r.header.frame_id for r in results) == sorted(
+        f"frame/{i}" for i in range(len(frames))
+    )
+    assert all(r.status == OK and r.class_name in ("bag", "trouser", "tshirt") for r in results)
+    assert any(r.where == WHERE_BASE for r in results)
+
+
+def test_a_params_file_that_does_not_fit_the_model_is_refused_naming_the_parameter(
+    ros_node, tmp_path
+):
+    params = tmp_path / "drone.yaml"  # thresholds for a four-exit model; the tiny one has three
+    params.write_text("/**/perception:\n  ros__parameters:\n    exit_thresholds: [0.9, 0.9, 0.9, "
+                      "0.0]\n")  # fmt: skip
+    diagnostics: list[DiagnosticArray] = []
+    ros_node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
+    proc = NodeProcess("perception", ros_node.domain_id, params, TINY)
+
+    def reason() -> str:
+        return next((st.message for a in diagnostics for st in a.status
+                     if "configure failed" in st.message), "")  # fmt: skip
+
+    with node_processes([proc]):
+        assert ros_node.spin_until(lambda: bool(reason()), 60)
+        assert proc.alive()
+    assert "exit_thresholds: needs 3 values (one per exit), got 4" in reason()
