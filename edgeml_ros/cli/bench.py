@@ -46,8 +46,9 @@ def _markdown_bench(results: dict, plot: str) -> str:
         "# Model benchmarks",
         "",
         f"Measured with `{cmd}` (`make bench`) on the 2-core development machine, torch CPU,"
-        " single frames. Accuracy is on the 10,000 Fashion-MNIST test images; thresholds are"
-        " chosen on the 5,000 validation images (never trained on). Compute is counted in MACs"
+        " single frames. Accuracy is on each model's 10,000 test images (Fashion-MNIST, or the"
+        " drone scenes composed from its test items); thresholds are chosen on the 5,000"
+        " validation images (never trained on). Compute is counted in MACs"
         " (multiply-accumulates of convolutions and linear layers); exit heads evaluated on the"
         " way count. This file is written by that command.",
         "",
@@ -67,6 +68,7 @@ def _markdown_bench(results: dict, plot: str) -> str:
         )
     out += ["", f"![accuracy against compute]({Path(plot).name})", ""]
     for name, r in results.items():
+        out += _markdown_exits(name, r)
         out += [
             f"## {name}: per cut",
             "",
@@ -95,6 +97,47 @@ def _markdown_bench(results: dict, plot: str) -> str:
             out.append("| " + " | ".join(row + cells) + " |")
         out.append("")
     return "\n".join(out)
+
+
+def _markdown_exits(name: str, r: dict) -> list[str]:
+    """Per exit: compute, clean and degraded accuracy; per block: drone and base station time."""
+    degraded = r["exit_accuracy_degraded"]
+    columns = [(c, s) for c, by_severity in degraded.items() for s in by_severity]
+    out = [
+        f"## {name}: per exit and per block",
+        "",
+        f"Test accuracy per exit (%), clean over the whole test set, degraded (core.degrade, "
+        f"severities 1-3, synthetic) over the first {r['degraded_samples']} test images; compute"
+        " fraction = MACs to reach the exit locally over the plain model's.",
+        "",
+        "| exit | after block | compute fraction | clean | "
+        + " | ".join(f"{c} {s}" for c, s in columns)
+        + " |",
+        "|---" * (4 + len(columns)) + "|",
+    ]
+    for e, acc in enumerate(r["exit_accuracy"]):
+        cells = [f"{100 * degraded[c][s][e]:.1f}" for c, s in columns]
+        out.append(f"| {e} | {r['exit_after_block'][e]} | {r['exit_compute_fraction'][e]:.3f} | "
+                   f"{100 * acc:.1f} | " + " | ".join(cells) + " |")  # fmt: skip
+    out += [
+        "",
+        f"Time per block (ms, median): on the emulated drone ({r['device_class']}: this "
+        f"machine's time on {r['drone_threads']} thread x compute_slowdown "
+        f"{r['compute_slowdown']:.2f}, core.energy) and on the base station (this machine, "
+        f"{r['base_threads']} threads). An exit head's time is listed after its block.",
+        "",
+        "| block | drone ms | base station ms | exit head: drone ms | base station ms |",
+        "|---|---|---|---|---|",
+    ]
+    heads = dict(zip(r["exit_after_block"], range(len(r["exit_after_block"])), strict=True))
+    for b, (drone, base) in enumerate(zip(r["block_ms"]["drone"], r["block_ms"]["base"],
+                                          strict=True)):  # fmt: skip
+        e = heads.get(b)
+        head = ("-", "-") if e is None else (f"{r['exit_ms']['drone'][e]:.2f}",
+                                             f"{r['exit_ms']['base'][e]:.2f}")  # fmt: skip
+        out.append(f"| {b} | {drone:.2f} | {base:.2f} | {head[0]} | {head[1]} |")
+    out.append("")
+    return out
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
@@ -146,7 +189,8 @@ def add_parsers(suites: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=positive_int, default=30, help="timed runs per measurement")
     p.add_argument("--threads", type=positive_int, default=2, help="torch CPU threads")
     p.add_argument("--encoding-samples", type=positive_int, default=2000,
-                   help="test images per cut for accuracy by encoding (mid cut: all)")  # fmt: skip
+                   help="test images per cut for accuracy by encoding (mid cut: all), and for "
+                   "accuracy on degraded inputs")  # fmt: skip
     p.add_argument("--plot", default="out/bench_models_tradeoff.png", help="trade-off PNG path")
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
     p.add_argument("--markdown", default=None, metavar="PATH",

@@ -1,10 +1,12 @@
 """`edgeml bench models`: benchmarks of the committed multi-exit models on this machine.
 
-Accuracy per exit, the compute that early exits save, split latency and bytes on the wire.
+Accuracy per exit (clean and degraded inputs), the compute that early exits save, the time of
+every block on the emulated drone and on the base station, split latency and bytes on the wire.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,7 @@ from tqdm import tqdm
 
 from edgeml_ros.core.checkpoint import CHECKPOINT_DIR, ModelBundle, load_checkpoint
 from edgeml_ros.core.codec import ENCODINGS, decode_tensor, encode_tensor
+from edgeml_ros.core.degrade import CONDITIONS, SEVERITIES
 from edgeml_ros.core.energy import device_class
 from edgeml_ros.core.plan import NO_EARLY_EXIT
 from edgeml_ros.core.profiles import (
@@ -23,14 +26,31 @@ from edgeml_ros.core.profiles import (
     time_call,
 )
 from edgeml_ros.core.runtime import SplitRunner
-from edgeml_ros.core.train import split_tensors
+from edgeml_ros.core.train import exit_accuracy, reopen_dataset, split_tensors, to_tensors
 from edgeml_ros.policy.thresholds import pick_threshold
 
+# The committed models and the drone computer each is emulated on.
 BENCH_MODELS = {
-    "b_vgg": CHECKPOINT_DIR / "fashion_mnist_b_vgg.pt",
-    "resnet": CHECKPOINT_DIR / "fashion_mnist_resnet.pt",
-    "mobilenet_v2": CHECKPOINT_DIR / "fashion_mnist_mobilenet_v2.pt",
+    "drone_resnet18": (CHECKPOINT_DIR / "drone_scenes_resnet18.pt", "raspberry_pi_4"),
+    "b_vgg": (CHECKPOINT_DIR / "fashion_mnist_b_vgg.pt", "jetson_nano"),
+    "resnet": (CHECKPOINT_DIR / "fashion_mnist_resnet.pt", "jetson_nano"),
+    "mobilenet_v2": (CHECKPOINT_DIR / "fashion_mnist_mobilenet_v2.pt", "jetson_nano"),
 }
+
+
+def degraded_exit_accuracy(bundle: ModelBundle, samples: int) -> dict[str, dict[str, list]]:
+    """Accuracy of every exit on the first `samples` test images, per degradation and severity."""
+    meta = bundle.meta
+    size = tuple(meta.input_size)
+    test = reopen_dataset(meta).load("test", size)
+    test = replace(test, images=test.images[:samples], labels=test.labels[:samples])
+    out: dict[str, dict[str, list]] = {}
+    for condition in CONDITIONS[1:]:
+        for severity in SEVERITIES:
+            x, y = to_tensors(test, meta.norm_mean, meta.norm_std, size, meta.channels,
+                              condition, severity)  # fmt: skip
+            out.setdefault(condition, {})[str(severity)] = exit_accuracy(bundle.model, x, y)
+    return out
 
 
 @torch.inference_mode()
@@ -74,20 +94,26 @@ def encoding_accuracy(
 
 
 def bench_model(
-    name: str, bundle: ModelBundle, runs: int = 30, threads: int = 2, encoding_samples: int = 2000
+    name: str,
+    bundle: ModelBundle,
+    device: str,
+    runs: int = 30,
+    threads: int = 2,
+    encoding_samples: int = 2000,
 ) -> dict:
-    """Every benchmark of one model; see docs/results.md for what each number means.
+    """Every benchmark of one model, emulated on the drone computer `device`.
 
-    Accuracy per encoding uses the whole test set at the middle cut and the first
-    `encoding_samples` test images at the other cuts (to keep the run to minutes).
+    See docs/results.md for what each number means. Accuracy per encoding uses the whole test
+    set at the middle cut and the first `encoding_samples` test images at the other cuts, as
+    does accuracy on degraded inputs (to keep the run to minutes).
     """
-    torch.set_num_threads(threads)
     model, runner = bundle.model, SplitRunner(bundle.model)
     x_val, y_val = split_tensors(bundle.meta, "validation")
     x_test, y_test = split_tensors(bundle.meta, "test")
-    _, val_tables = profile_model(
-        bundle, {"clean": x_val}, y_val, device_class("jetson_nano"), runs
-    )
+    drone = device_class(device)
+    profile, val_tables = profile_model(bundle, {"clean": x_val}, y_val, drone, runs)
+    torch.set_num_threads(threads)
+    slowdown = profile.compute_slowdown(drone)
     val_table = val_tables["clean"]
     preds, conf = collect_exit_table(model, x_test, y_test, desc=f"{name} test exits")
     test_table = ExitTable(preds, conf, y_test, val_table.cost, val_table.full_cost)
@@ -117,6 +143,21 @@ def bench_model(
         "params": sum(p.numel() for p in model.parameters()),
         "macs": val_table.full_cost,
         "exit_accuracy": test_table.exit_accuracy(),
+        "exit_accuracy_degraded": degraded_exit_accuracy(bundle, encoding_samples),
+        "degraded_samples": min(encoding_samples, len(y_test)),
+        "device_class": drone.name,
+        "compute_slowdown": slowdown,
+        "block_ms": {
+            "drone": [b.latency_ms_median * slowdown for b in profile.blocks],
+            "base": [b.server_latency_ms_median for b in profile.blocks],
+        },
+        "exit_ms": {
+            "drone": [e.latency_ms_median * slowdown for e in profile.exits],
+            "base": [e.server_latency_ms_median for e in profile.exits],
+        },
+        "exit_after_block": [e.after_block for e in profile.exits],
+        "drone_threads": profile.threads,
+        "base_threads": profile.server_threads,
         "threshold_at_1pt_loss": threshold,
         "accuracy_at_1pt_loss": acc_at,
         "accuracy_loss_at_threshold_pts": 100 * (test_table.exit_accuracy()[-1] - acc_at),
@@ -169,8 +210,9 @@ def plot_tradeoff(results: dict[str, dict], path: Path) -> None:
 
 def run_bench(names: list[str], runs: int, threads: int, encoding_samples: int) -> dict[str, dict]:
     """Benchmark the named committed models."""
-    return {
-        name: bench_model(name, load_checkpoint(BENCH_MODELS[name]), runs, threads,
-                          encoding_samples)
-        for name in names
-    }  # fmt: skip
+    results = {}
+    for name in names:
+        checkpoint, device = BENCH_MODELS[name]
+        results[name] = bench_model(name, load_checkpoint(checkpoint), device, runs, threads,
+                                    encoding_samples)  # fmt: skip
+    return results

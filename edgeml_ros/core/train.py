@@ -104,15 +104,18 @@ def to_tensors(
     input_size: tuple[int, int],
     channels: int,
     condition: str = "clean",
+    severity: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised (N, channels, H, W) float images at the model's input size, and int64 labels.
 
     Channels and resizing match what the perception node does to camera frames
-    (decode_image, to_model_input). `condition` degrades the images first (see core.degrade).
+    (decode_image, to_model_input). `condition` degrades the images first, at `severity` (see
+    core.degrade).
     """
     x = ds.images.astype(np.float32) / 255.0
     x = match_channels(x[..., None] if x.ndim == 3 else x, channels)
-    x = degrade(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))), condition)
+    chw = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    x = degrade(chw, condition, severity=severity)
     return resize_and_normalize(x, input_size, mean, std), torch.from_numpy(ds.labels)
 
 
