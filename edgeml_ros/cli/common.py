@@ -44,7 +44,14 @@ def sim_world(args: argparse.Namespace) -> World:
 
     config = SimConfig(fps=args.fps, deadline_ms=args.deadline_ms,
                        device_class=args.device_class, weights=args.utility_weights)  # fmt: skip
-    return World.load(args.profile, config)
+    return World.load(sim_profile(args), config)
+
+
+def sim_profile(args: argparse.Namespace) -> str:
+    """The profile the simulator runs: --profile, or the --workload's."""
+    from edgeml_ros.core.workloads import workload
+
+    return args.profile or str(workload(args.workload).profile)
 
 
 def _utility_weights(text: str):
@@ -72,11 +79,22 @@ def _utility_weights(text: str):
 def sim_arguments(p: argparse.ArgumentParser, with_policies: bool) -> None:
     """The simulator's options (profile, rates, device, weights), and the policies to run."""
     from edgeml_ros.core.energy import DEVICE_CLASSES
-    from edgeml_ros.core.profiles import DEFAULT_PROFILE
+    from edgeml_ros.core.workloads import DEFAULT_WORKLOAD, WORKLOADS
     from edgeml_ros.policy.agents import POLICY_DIR
     from edgeml_ros.policy.registry import policy_names
 
-    p.add_argument("--profile", default=str(DEFAULT_PROFILE), help="measured model profile")
+    p.add_argument(
+        "--workload",
+        default=DEFAULT_WORKLOAD,
+        choices=list(WORKLOADS),
+        help="the shipped model whose profile to simulate: "
+        + "; ".join(f"{w.name}: {w.description}" for w in WORKLOADS.values()),
+    )
+    p.add_argument(
+        "--profile",
+        default=None,
+        help="a measured model profile (edgeml profile), instead of the workload's",
+    )
     p.add_argument("--fps", type=positive_float, default=10.0, help="camera frames per second")
     p.add_argument("--deadline-ms", type=positive_float, default=100.0, help="frame deadline")
     p.add_argument("--device-class", default=None, choices=sorted(DEVICE_CLASSES),

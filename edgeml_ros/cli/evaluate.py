@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from edgeml_ros.cli.common import command_line, positive_float, sim_arguments, sim_world
+from edgeml_ros.cli.common import (
+    command_line,
+    positive_float,
+    sim_arguments,
+    sim_profile,
+    sim_world,
+)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -33,7 +39,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "fps": args.fps,
         "deadline_ms": args.deadline_ms,
         "device_class": world.costs.device.name,
-        "profile": str(args.profile),
+        "profile": sim_profile(args),
     }
     results["command"] = command_line()
     if "rl" in policies:
