@@ -333,3 +333,22 @@ def test_the_authors_formulation_fits_a_model_of_any_exit_count(bundle):
     plan, hold = env.tracker.plan(np.array([0.5, 1.0, 2.7, 5.0]), tiny.costs.num_blocks)
     assert plan.cut_point == 2 and hold == 6
     assert plan.exit_thresholds == pytest.approx((1 - 0.5 / math.log(10), 1 - 1 / math.log(10), 0))
+
+
+def test_the_regime_map_scores_policies_against_the_best_static_configuration(world, tmp_path):
+    from edgeml_ros.policy.regime import plot_regime_map, regime_map
+
+    cells = regime_map(world, ["edge_only", "cloud_only"], POLICY_DIR, rates_mbps=(0.04, 50.0),
+                       slowdowns=(1.0, 16.0), duration_s=3.0)  # fmt: skip
+    assert len(cells) == 2 * 2 * 2
+    for c in cells:  # both are static configurations too: at best as good as the best one
+        assert all(r is None or r <= 1 + 1e-9 for r in c["of_best_static"].values()), c
+    cloud = {(c["rate_mbps"], c["slowdown"], c["condition"]): c["utility"]["cloud_only"]
+             for c in cells}  # fmt: skip
+    assert cloud[(0.04, 1.0, "clean")] < cloud[(50.0, 1.0, "clean")]  # the link matters to it
+    slow = [c for c in cells if c["slowdown"] == 16.0 and c["rate_mbps"] == 50.0]
+    fast = [c for c in cells if c["slowdown"] == 1.0 and c["rate_mbps"] == 50.0]
+    assert all(s["utility"]["edge_only"] < f["utility"]["edge_only"]  # the drone's speed too
+               for s, f in zip(slow, fast, strict=True))  # fmt: skip
+    plot_regime_map(cells, "cloud_only", tmp_path / "map.png")
+    assert (tmp_path / "map.png").stat().st_size > 0

@@ -15,7 +15,40 @@ from edgeml_ros.cli.common import (
 )
 
 
+def _write_json(path: str | None, data: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(data, indent=1) + "\n")
+        print(f"wrote {path}")
+
+
+def _cmd_regime_map(args: argparse.Namespace) -> int:
+    from edgeml_ros.policy.regime import plot_regime_map, regime_map
+
+    world = sim_world(args)
+    names = [n for n in args.policy if n != "oracle"]  # the static configurations stand for it
+    cells = regime_map(world, names, Path(args.policy_dir), duration_s=args.duration or 30.0)
+    print(f"{'slowdown':>9}{'Mbit/s':>8}{'inputs':>10}{'best static':>13}  "
+          + "".join(f"{n:>14}" for n in names))  # fmt: skip
+    for c in cells:
+        ratios = "".join(
+            f"{'n/a' if r is None else f'{r:.3f}':>14}" for r in c["of_best_static"].values()
+        )
+        print(f"{c['slowdown']:>8g}x{c['rate_mbps']:>8g}{c['condition']:>10}"
+              f"{c['best_static']['utility']:>13.3f}  {ratios}")  # fmt: skip
+    if args.plots:
+        for name in names:
+            path = Path(args.plots) / f"regime_map_{name}.png"
+            plot_regime_map(cells, name, path)
+            print(f"wrote {path}")
+    _write_json(args.json, {"command": command_line(), "profile": sim_profile(args),
+                            "regime_map": cells})  # fmt: skip
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.regime_map:
+        return _cmd_regime_map(args)
     from edgeml_ros.policy.evaluate import (
         evaluate,
         format_table,
@@ -60,10 +93,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         page.parent.mkdir(parents=True, exist_ok=True)
         page.write_text(markdown_results(results, plots, page.parent))
         print(f"wrote {page}")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
-        print(f"wrote {args.json}")
+    _write_json(args.json, results)
     return 0
 
 
@@ -80,6 +110,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--condition", default="clean", help="input condition for trace files")
     p.add_argument("--initial-soc", type=positive_float, default=0.9,
                    help="starting battery for trace files (0-1]")  # fmt: skip
+    p.add_argument("--regime-map", action="store_true",
+                   help="instead of scenarios: steady cells of link rate x drone slowdown x "
+                   "inputs, each policy against the best static configuration in hindsight "
+                   "(a heatmap per policy in --plots, the cells in --json)")  # fmt: skip
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
     p.add_argument("--plots", default="out/evaluate", metavar="DIR",
                    help="where to write the PNG plots ('' for none)")  # fmt: skip

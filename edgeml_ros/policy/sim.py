@@ -98,6 +98,7 @@ class SimConfig:
     encoding: str = "fp32"
     exit_rule: str = "max_prob"
     device_class: str | None = None  # the drone computer; None: the one the profile names
+    compute_slowdown: float | None = None  # None: the device class's against the profile
     server_slowdown: float = 1.0
     estimate_noise: float = 0.1
     battery_wh: float = 50.0
@@ -117,6 +118,10 @@ class SimConfig:
             raise ValueError(f"estimate_noise must be in [0, 1), got {self.estimate_noise}")
         if self.device_class is not None:
             device_class(self.device_class)
+        if self.compute_slowdown is not None and not 1 <= self.compute_slowdown <= 1000:
+            raise ValueError(
+                f"sim config compute_slowdown must be in [1, 1000], got {self.compute_slowdown}"
+            )
 
     @property
     def window_frames(self) -> int:
@@ -161,7 +166,8 @@ class ModelCosts:
         self.device: DeviceEnergy = device_class(
             config.device_class or profile.device_class["name"]
         )
-        slow, server = profile.compute_slowdown(self.device), config.server_slowdown
+        slow = config.compute_slowdown or profile.compute_slowdown(self.device)
+        server = config.server_slowdown
         self.num_blocks = len(profile.blocks)
         self.num_exits = len(profile.exits)
         self.exit_after_block = np.array([e.after_block for e in profile.exits])

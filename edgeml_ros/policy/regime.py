@@ -1,0 +1,122 @@
+"""The regime map: where adapting pays and where it cannot.
+
+Every cell is a steady world: one link rate, one drone compute slowdown, one input condition
+(clean, or degraded: blur, noise and low light in turn). In each cell the named policies run,
+and so does every static configuration (each discrete action of `policy.observation` held for
+the whole run); a cell compares a policy's mean utility with the best static configuration's,
+chosen in hindsight for that cell. A learned policy can at best match it in a steady cell: it
+pays only where conditions change, which the dynamic scenarios of `edgeml evaluate` measure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from edgeml_ros.core.traces import Trace
+from edgeml_ros.policy.baselines import FixedPolicy
+from edgeml_ros.policy.evaluate import run_policy, summarize
+from edgeml_ros.policy.observation import action_plan, num_actions
+from edgeml_ros.policy.registry import named_policies
+from edgeml_ros.policy.sim import ModelCosts, Scenario
+from edgeml_ros.policy.world import World
+
+RATES_MBPS = (0.04, 0.13, 0.5, 2.0, 5.0, 20.0, 50.0)
+SLOWDOWNS = (1.0, 2.0, 4.0, 8.0, 16.0)
+CONDITIONS = ("clean", "degraded")
+RTT_MS = 20.0
+DURATION_S = 30.0
+
+
+def cell_scenario(mbps: float, condition: str, duration_s: float = DURATION_S) -> Scenario:
+    """A steady link at `mbps` (RTT_MS), with clean or degraded inputs, a full battery."""
+    if condition not in CONDITIONS:
+        raise ValueError(f"regime condition {condition!r} unknown; known: {', '.join(CONDITIONS)}")
+    trace = Trace(np.array([0.0]), np.array([mbps]), np.array([RTT_MS]), f"steady {mbps} Mbit/s")
+    third = duration_s / 3
+    difficulty = (((0.0, "clean"),) if condition == "clean"
+                  else ((0.0, "blur"), (third, "noise"), (2 * third, "low_light")))  # fmt: skip
+    return Scenario(f"{condition}@{mbps:g}Mbps", trace, duration_s, difficulty, 0.9)
+
+
+def slowed(world: World, slowdown: float) -> World:
+    """The world with the drone computing `slowdown` times slower than the profiling machine."""
+    config = dataclasses.replace(world.config, compute_slowdown=slowdown)
+    return World(world.profile, world.tables, config, ModelCosts(world.profile, config))
+
+
+def regime_map(
+    world: World,
+    policies: Sequence[str],
+    policy_dir: Path,
+    rates_mbps: Sequence[float] = RATES_MBPS,
+    slowdowns: Sequence[float] = SLOWDOWNS,
+    conditions: Sequence[str] = CONDITIONS,
+    duration_s: float = DURATION_S,
+) -> list[dict]:
+    """One record per cell: the best static configuration and each policy's utility."""
+    cells = []
+    jobs = [(s, r, c) for s in slowdowns for r in rates_mbps for c in conditions]
+    worlds: dict[float, World] = {}
+    for slowdown, mbps, condition in tqdm(jobs, desc="regime map", unit="cell"):
+        cell_world = worlds.setdefault(slowdown, slowed(world, slowdown))
+        costs = cell_world.costs
+        scenario = cell_scenario(mbps, condition, duration_s)
+        static = []
+        for action in range(num_actions(costs.num_blocks)):
+            plan = action_plan(action, costs.num_blocks, costs.num_exits)
+            utility = summarize(run_policy(cell_world, FixedPolicy("static", plan), scenario))
+            static.append((utility["utility"], plan))
+        best_utility, best_plan = max(static, key=lambda u_plan: u_plan[0])
+        scored = {
+            name: summarize(run_policy(cell_world, policy, scenario))["utility"]
+            for name, policy in named_policies(cell_world, policies, policy_dir).items()
+        }
+        cells.append({
+            "rate_mbps": mbps,
+            "slowdown": slowdown,
+            "condition": condition,
+            "best_static": {"utility": best_utility, "cut_point": best_plan.cut_point,
+                            "threshold": min(best_plan.exit_thresholds[:-1], default=0.0)},
+            "utility": scored,
+            "of_best_static": {name: u / best_utility if best_utility > 0 else None
+                               for name, u in scored.items()},
+        })  # fmt: skip
+    return cells
+
+
+def plot_regime_map(cells: list[dict], policy: str, path: Path) -> None:
+    """Heatmaps (one per condition) of `policy`'s utility over the best static configuration's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conditions = list(dict.fromkeys(c["condition"] for c in cells))
+    rates = sorted({c["rate_mbps"] for c in cells})
+    slowdowns = sorted({c["slowdown"] for c in cells})
+    fig, axes = plt.subplots(1, len(conditions), figsize=(6 * len(conditions), 4.5),
+                             squeeze=False)  # fmt: skip
+    for ax, condition in zip(axes[0], conditions, strict=True):
+        grid = np.full((len(slowdowns), len(rates)), np.nan)
+        for c in cells:
+            ratio = c["of_best_static"][policy]
+            if c["condition"] == condition and ratio is not None:
+                grid[slowdowns.index(c["slowdown"]), rates.index(c["rate_mbps"])] = ratio
+        image = ax.imshow(grid, origin="lower", cmap="RdYlGn", vmin=0.5, vmax=1.1, aspect="auto")
+        for (i, j), value in np.ndenumerate(grid):
+            ax.text(j, i, "n/a" if np.isnan(value) else f"{value:.2f}", ha="center",
+                    va="center", fontsize=8)  # fmt: skip
+        ax.set_xticks(range(len(rates)), [f"{r:g}" for r in rates])
+        ax.set_yticks(range(len(slowdowns)), [f"{s:g}x" for s in slowdowns])
+        ax.set_xlabel("link rate (Mbit/s)")
+        ax.set_ylabel("drone compute slowdown")
+        ax.set_title(f"{policy} / best static configuration ({condition} inputs)")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
