@@ -9,7 +9,6 @@ replay harder inputs exactly, and the demo camera can publish them live.
 from __future__ import annotations
 
 import torch
-from torchvision.transforms.functional import gaussian_blur
 
 CONDITIONS = ("clean", "blur", "noise", "low_light")
 BLUR_SIGMA = 0.8
@@ -25,6 +24,10 @@ def degrade(images: torch.Tensor, condition: str, seed: int = 0) -> torch.Tensor
     if condition == "clean":
         return images
     if condition == "blur":
+        # imported here: the controller node reads CONDITIONS, and torchvision costs a node
+        # about 1.5 s of CPU at start
+        from torchvision.transforms.functional import gaussian_blur
+
         return gaussian_blur(images, kernel_size=5, sigma=BLUR_SIGMA)
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(images.shape, generator=generator)
