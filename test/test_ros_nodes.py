@@ -24,14 +24,16 @@ from ros_helpers import (
     RELIABLE,
     RELIABLE_CAMERA,
     TINY,
+    NodeProcess,
     Peer,
     image_msg,
+    node_processes,
     param_setter,
     start,
 )
 from sensor_msgs.msg import BatteryState, CompressedImage, Image
 
-from edgeml_ros.bringup.processes import NodeProcess, node_processes, share_file
+from edgeml_ros.bringup.processes import share_file
 from edgeml_ros.nodes.link_monitor import OFFLOADS_MEASURE_S
 
 
