@@ -1,18 +1,30 @@
-"""Shared pieces of the multi-process ROS tests: QoS, defaults, node starting, a camera peer."""
+"""Shared pieces of the ROS tests: QoS, defaults, one node started directly, a camera peer.
+
+Tests of one node start its executable directly (`NodeProcess`, what `ros2 run` starts); tests
+of several nodes start them through the launch files (`LaunchProcess`), as the demo does.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 import torch
+from ament_index_python.packages import get_package_prefix
 from edgeml_ros.msg import InferenceResult
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from edgeml_ros.bringup.processes import NodeProcess, share_file
+from edgeml_ros.bringup.processes import PACKAGE, share_file
 from edgeml_ros.core.checkpoint import TINY_CHECKPOINT
 from edgeml_ros.core.profiles import DEFAULT_PROFILE
 
@@ -46,6 +58,72 @@ DEFAULTS = {
     "perception": {**TINY, "cut_point": 2, "exit_thresholds": THRESHOLDS,
                    "max_frame_age_ms": 60000.0},
 }  # fmt: skip
+
+
+def _ros_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_ros_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return f"'{value}'"
+    return repr(value)
+
+
+class NodeProcess:
+    """One node executable running as a child process (`env`: added to this one's environment).
+
+    The node brings itself to active (its `autostart` parameter) unless `overrides` say not.
+    """
+
+    def __init__(
+        self,
+        executable: str,
+        domain_id: int,
+        params_file: Path | None = None,
+        overrides: dict[str, Any] | None = None,
+        namespace: str = "",
+        log: IO | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        exe = Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / executable
+        cmd = [str(exe), "--ros-args"]
+        if params_file is not None:
+            cmd += ["--params-file", str(params_file)]
+        for name, value in {"autostart": True, **(overrides or {})}.items():
+            cmd += ["-p", f"{name}:={_ros_value(value)}"]
+        if namespace:
+            cmd += ["-r", f"__ns:=/{namespace.strip('/')}"]
+        env = dict(os.environ, **(env or {}), ROS_DOMAIN_ID=str(domain_id))
+        self.name = f"{namespace}/{executable}" if namespace else executable
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT
+        )
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self.proc.poll() is None
+
+    def stop(self, timeout_s: float = 10.0) -> int:
+        """SIGINT (the node finishes in-flight work), then SIGKILL if it does not exit."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@contextmanager
+def node_processes(procs: list[NodeProcess]) -> Iterator[list[NodeProcess]]:
+    """Stop every process on exit, newest first."""
+    try:
+        yield procs
+    finally:
+        for p in reversed(procs):
+            p.stop()
 
 
 def start(node, executable, params_file=None, **overrides):

@@ -11,11 +11,19 @@ import pytest
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
 from PIL import Image
-from ros_helpers import OK, RELIABLE_CAMERA, TINY, WHERE_BASE, Peer, image_msg
+from ros_helpers import (
+    OK,
+    RELIABLE_CAMERA,
+    TINY,
+    WHERE_BASE,
+    NodeProcess,
+    Peer,
+    image_msg,
+    node_processes,
+)
 from torch import nn
 from torchvision.models import resnet18
 
-from edgeml_ros.bringup.processes import NodeProcess, node_processes
 from edgeml_ros.cli import main
 from edgeml_ros.core.checkpoint import (
     CHECKPOINT_DIR,

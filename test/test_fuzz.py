@@ -51,13 +51,15 @@ from ros_helpers import (
     THRESHOLDS,
     TINY_DIGEST,
     WHERE_BASE,
+    NodeProcess,
     Peer,
+    node_processes,
     start,
 )
 from sensor_msgs.msg import BatteryState, CompressedImage, Image
 from std_msgs.msg import Header
 
-from edgeml_ros.bringup.processes import NodeProcess, node_processes, share_file
+from edgeml_ros.bringup.processes import share_file
 from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS
 from edgeml_ros.core.codec import encode_tensor
 from edgeml_ros.core.images import decode_image, to_model_input

@@ -78,8 +78,7 @@ def launch(ros_domain, tmp_path):
 
     def start(name: str, **arguments) -> tuple[LaunchProcess, Path]:
         log_path = tmp_path / f"{name}.log"
-        proc = LaunchProcess(name, ros_domain, arguments, log=open(log_path, "w"),  # noqa: SIM115
-                             env=default_ros_env(ros_domain))  # fmt: skip
+        proc = LaunchProcess(name, ros_domain, arguments, log_path, default_ros_env(ros_domain))
         started.append(proc)
         return proc, log_path
 
@@ -238,12 +237,6 @@ def test_drone_and_base_station_launched_apart_answer_together(shell, launch):
             assert_clean_shutdown(proc, log_path, processes)
 
 
-def launched_pids(log_path: Path) -> dict[str, int]:
-    """Node name -> pid, from `ros2 launch`'s "process started with pid" lines."""
-    found = re.findall(r"\[(\w+)-\d+\]: process started with pid \[(\d+)\]", log_path.read_text())
-    return {name: int(pid) for name, pid in found}
-
-
 def process_env(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
@@ -260,20 +253,22 @@ def test_radio_link_tunes_dds_and_the_background_nodes_run_niced(launch):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and log_path.read_text().count("unconfigured: ") < 4:
         time.sleep(0.2)  # every node is up, waiting to be configured
-    pids = launched_pids(log_path)
+    pids = drone.node_pids()
     assert set(pids) == nodes, log_path.read_text()
     for name, pid in pids.items():
         env = process_env(pid)
         assert env["FASTDDS_DEFAULT_PROFILES_FILE"].endswith("config/fastdds_link.xml"), name
         assert env["RMW_FASTRTPS_USE_QOS_FROM_XML"] == "1", name
         drone_only = name in ("controller", "camera_source")
-        assert (env.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == "LOCALHOST") == drone_only, name
+        range_ = "LOCALHOST" if drone_only else "SUBNET"  # the others talk across the link
+        assert env.get("ROS_AUTOMATIC_DISCOVERY_RANGE") == range_, name
         assert process_nice(pid) == (10 if name in ("controller", "link_monitor") else 0), name
     assert_clean_shutdown(drone, log_path, processes=len(nodes))
 
 
 def test_a_node_goes_through_its_lifecycle_and_a_failed_configure_says_why(shell, ros_domain):
-    from edgeml_ros.bringup.processes import NodeProcess
+    from ros_helpers import NodeProcess
+
     from edgeml_ros.core.checkpoint import TINY_CHECKPOINT
 
     proc = NodeProcess("perception", ros_domain, None,

@@ -28,14 +28,17 @@ from ros_helpers import (
     RELIABLE_CAMERA,
     TINY,
     TINY_DIGEST,
+    NodeProcess,
     Peer,
     image_msg,
+    node_processes,
     param_setter,
     start,
 )
 from sensor_msgs.msg import BatteryState, CompressedImage, Image
 
-from edgeml_ros.bringup.processes import NodeProcess, node_processes, share_file
+from edgeml_ros.bringup.params import write_params
+from edgeml_ros.bringup.processes import LaunchProcess, share_file
 from edgeml_ros.core.data import open_dataset
 from edgeml_ros.nodes.link_monitor import OFFLOADS_MEASURE_S
 
@@ -363,20 +366,22 @@ def test_link_monitor_measures_offloads_and_pauses_probes_meanwhile(ros_node):
     assert any(m.rtt_ms == 45.0 and m.bandwidth_mbps > 0 for m in links)
 
 
-def test_one_base_station_serves_several_drones(ros_node, fmnist_test):
+def test_one_base_station_serves_several_drones(ros_node, fmnist_test, tmp_path):
     drones = ("drone1", "drone2")
     peers = {d: Peer(ros_node, d) for d in drones}
-    base = NodeProcess("offload", ros_node.domain_id, share_file("config", BASE_YAML),
-                       {**TINY, "drone_namespaces": list(drones)})  # fmt: skip
-    drone_procs = [
-        NodeProcess("perception", ros_node.domain_id, share_file("config", DRONE_YAML),
-                    {**DEFAULTS["perception"], "exit_thresholds": [2.0, 2.0, 0.0],
-                     "follow_controller": False, "deadline_ms": 5000.0, **RELIABLE_CAMERA,
-                     "max_offloads_in_flight": 20},  # frames come faster than replies here
-                    namespace=d)
-        for d in drones
-    ]  # fmt: skip
-    with node_processes([base, *drone_procs]):
+    serving = {"offload": {**TINY, "drone_namespaces": list(drones)}}
+    base_params = write_params(tmp_path / "base.yaml", BASE_YAML, serving)
+    drone_params = write_params(tmp_path / "drone.yaml", DRONE_YAML, {"perception": {
+        **DEFAULTS["perception"], "exit_thresholds": [2.0, 2.0, 0.0], "follow_controller": False,
+        "deadline_ms": 5000.0, **RELIABLE_CAMERA,
+        "max_offloads_in_flight": 20,  # frames come faster than replies here
+    }})  # fmt: skip
+    launches = [LaunchProcess("base_station.launch.py", ros_node.domain_id,
+                              {"params_file": base_params}, tmp_path / "base.log")]  # fmt: skip
+    launches += [LaunchProcess("drone.launch.py", ros_node.domain_id,
+                               {"namespace": d, "params_file": drone_params},
+                               tmp_path / f"{d}.log") for d in drones]  # fmt: skip
+    try:
         for peer in peers.values():
             peer.wait_for_perception()
             peer.wait_for_base(fmnist_test.images[0])
@@ -387,6 +392,9 @@ def test_one_base_station_serves_several_drones(ros_node, fmnist_test):
             # next frame, and the drones' offload pacing reads that as a slow link
             ros_node.spin_until(lambda: False, 0.1)
         ros_node.spin_until(lambda: all(len(p.results) >= 10 for p in peers.values()), 30)
+    finally:
+        for launch in reversed(launches):
+            launch.stop()
     results = {d: peer.results for d, peer in peers.items()}
     for d in drones:
         assert len(results[d]) == 10

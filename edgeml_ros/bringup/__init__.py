@@ -1,1 +1,1 @@
-"""Bring-up helpers for hosts without `ros2 launch`: node processes and the demo runner."""
+"""Bring-up: launch-file building blocks, launched nodes, the shaped link, demo and benchmarks."""

@@ -1,10 +1,11 @@
 """Offload goodput over the shaped link: how much of the link's rate becomes answered tensors.
 
 For each point (a shaped rate and a cut point whose tensor, at the camera's rate, offers more
-than that rate; the nodes discover each other on a fast link first), the drone offloads every
-frame (no early exit) to the base station over the
-veth shaped with `tc tbf`, with the package's Fast DDS link profile and the perception node's
-default offload window. After a settling period, over a measuring window:
+than that rate; the nodes discover each other on a fast link first), sim.launch.py starts the
+nodes with the base station behind the veth shaped with `tc tbf` (radio_link: the package's
+Fast DDS link profile), and the drone offloads every frame (no early exit, the controller not
+followed) with the perception node's default offload window. After a settling period, over a
+measuring window:
 
 - goodput = tensor bytes the base station answered (its BaseStationLoad reports) per second;
 - goodput ratio = goodput over the shaped rate (the issue's target: >= 0.85);
@@ -24,19 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rclpy
+from rclpy.context import Context
 from rclpy.node import Node
 
-from edgeml_ros.bringup.demo import start_camera_when_quiet
-from edgeml_ros.bringup.processes import (
-    DRONE_LOCAL_ENV,
-    NodeProcess,
-    node_processes,
-    private_domain_id,
-    share_file,
-    spinning,
-)
-from edgeml_ros.bringup.shaper import DRONE_NS, LinkShaper, ShaperError, dds_env, enter_netns
+from edgeml_ros.bringup.launched import drone_serving, start_camera, wait_until
+from edgeml_ros.bringup.params import write_params
+from edgeml_ros.bringup.processes import LaunchProcess, private_domain_id, ros_context, spinning
+from edgeml_ros.bringup.shaper import LinkShaper, dds_env, open_link
 from edgeml_ros.msg import BaseStationLoad, InferenceResult
 from edgeml_ros.nodes.common import MONITOR, RELIABLE
 
@@ -74,8 +69,8 @@ class GoodputPoint:
 
 
 class _Listener(Node):
-    def __init__(self) -> None:
-        super().__init__("goodput_bench")
+    def __init__(self, context: Context) -> None:
+        super().__init__("goodput_bench", context=context)
         self.results: list[InferenceResult] = []
         self.load: list[tuple[float, int]] = []  # (received, requests answered in the second)
         self.create_subscription(InferenceResult, "perception/result", self.results.append,
@@ -90,53 +85,84 @@ class _Listener(Node):
         self.load.append((time.monotonic(), round(msg.requests_per_s)))
 
 
-def _measure(domain_id: int, shaper: LinkShaper, point: GoodputPoint, duration_s: float,
-             rate_hz: float, log_dir: Path) -> dict:  # fmt: skip
-    drone_yaml = share_file("config", "drone.yaml")
-    base_yaml = share_file("config", "base_station.yaml")
-    log_dir.mkdir(parents=True, exist_ok=True)
-    logs = {n: open(log_dir / f"{n}.log", "w") for n in ("offload", "perception", "camera")}  # noqa: SIM115
+def _launch_arguments(
+    shaper: LinkShaper, point: GoodputPoint, frames: int, rate_hz: float, run_dir: Path
+) -> dict:
+    """sim.launch.py's arguments for one point, with its params files written to `run_dir`."""
+    drone = write_params(
+        run_dir / "drone.yaml",
+        "drone.yaml",
+        {
+            "perception": {
+                "follow_controller": False,
+                "cut_point": point.cut_point,
+                "exit_thresholds": NO_EARLY_EXIT,
+            },
+            "camera_source": {
+                "rate_hz": rate_hz,
+                "max_frames": frames,
+                "publish_ground_truth": False,
+                "publishing": False,
+            },
+        },
+    )
+    base = write_params(
+        run_dir / "base_station.yaml",
+        "base_station.yaml",
+        {"offload": {"emulated_rtt_ms": RTT_MS}},
+    )
+    return {
+        "params_file": drone,
+        "base_params_file": base,
+        "compute_slowdown": 1.0,
+        "radio_link": True,
+        "base_prefix": " ".join(shaper.prefix("base")),
+    }
+
+
+def _measure(
+    domain_id: int,
+    shaper: LinkShaper,
+    point: GoodputPoint,
+    duration_s: float,
+    rate_hz: float,
+    run_dir: Path,
+    env: dict[str, str],
+) -> dict:
     shaper.set_rate(DISCOVERY_MBPS)
-    listener = _Listener()
     frames = round((duration_s + SETTLE_S + FIRST_ANSWER_S) * rate_hz)
-    procs = [
-        NodeProcess("offload", domain_id, base_yaml, {"emulated_rtt_ms": RTT_MS},
-                    log=logs["offload"], prefix=shaper.prefix("base")),
-        NodeProcess("perception", domain_id, drone_yaml,
-                    {"follow_controller": False, "cut_point": point.cut_point,
-                     "exit_thresholds": NO_EARLY_EXIT}, log=logs["perception"]),
-    ]  # fmt: skip
-    try:
-        with spinning(listener) as spin_for, node_processes(procs):
-            deadline = time.monotonic() + 120
-            # the base station and the perception node are up (the latter's endpoints exist)
-            while time.monotonic() < deadline and not (
-                listener.load and listener.count_publishers("offload/request")
-            ):
-                spin_for(0.5)
-                if not all(p.alive() for p in procs):
-                    raise RuntimeError(f"a node exited during start-up; see {log_dir}/")
-            camera = {"rate_hz": rate_hz, "max_frames": frames, "publish_ground_truth": False,
-                      "publishing": False}  # fmt: skip
-            procs.append(NodeProcess("camera_source", domain_id, drone_yaml, camera,
-                                     log=logs["camera"], env=DRONE_LOCAL_ENV))  # fmt: skip
-            start_camera_when_quiet(listener, shaper, spin_for)
-            give_up = time.monotonic() + FIRST_ANSWER_S
-            while time.monotonic() < give_up and not listener.base_answered():
-                spin_for(0.05)
-            if not listener.base_answered():
-                raise RuntimeError(f"the base station answered no offload on the fast link in "
-                                   f"{FIRST_ANSWER_S:.0f} s; see {log_dir}/")  # fmt: skip
-            shaper.set_rate(point.mbps)
-            spin_for(SETTLE_S)
-            before, started = shaper.stats(), time.monotonic()
-            spin_for(duration_s)
-            after, ended = shaper.stats(), time.monotonic()
-            spin_for(1.5)  # the last load report of the window
-    finally:
-        listener.destroy_node()
-        for f in logs.values():
-            f.close()
+    arguments = _launch_arguments(shaper, point, frames, rate_hz, run_dir)
+    with (
+        ros_context(domain_id) as context,
+        spinning(listener := _Listener(context)) as spin_for,
+        LaunchProcess(
+            "sim.launch.py", domain_id, arguments, run_dir / "launch.log", env
+        ) as launch,
+    ):
+        # the base station reports its load, so its reports cross the link too
+        wait_until(
+            spin_for,
+            lambda: drone_serving(listener)() and bool(listener.load),
+            [launch],
+            "perception and offload nodes",
+            timeout_s=120.0,
+        )
+        # no discovery traffic left to share the measured link with the tensors
+        shaper.wait_quiet(spin_for)
+        start_camera(listener, spin_for)
+        wait_until(
+            spin_for,
+            listener.base_answered,
+            [launch],
+            "an offload answered on the fast link",
+            FIRST_ANSWER_S,
+        )
+        shaper.set_rate(point.mbps)
+        spin_for(SETTLE_S)
+        before, started = shaper.stats(), time.monotonic()
+        spin_for(duration_s)
+        after, ended = shaper.stats(), time.monotonic()
+        spin_for(1.5)  # the last load report of the window
     offloads = [r for r in listener.results if r.offload_bytes]
     payload = int(np.median([r.offload_bytes for r in offloads])) if offloads else 0
     # a load report covers the second before it arrives
@@ -163,30 +189,22 @@ def _measure(domain_id: int, shaper: LinkShaper, point: GoodputPoint, duration_s
 def run_goodput(points: list[GoodputPoint], duration_s: float, rate_hz: float,
                 json_path: str | None, markdown: str | None, plot: str | None) -> int:  # fmt: skip
     """Measure every point; print a table; write JSON, markdown and a plot. 1 if no shaping."""
-    reason, shaper = LinkShaper.available(), LinkShaper()
-    if reason is None:
-        try:
-            shaper.setup()
-        except ShaperError as exc:
-            shaper.teardown()
-            reason = str(exc)
-    if reason is not None:
+    env = dict(os.environ)  # the launches': DDS settings come from the launch files
+    shaper, reason = open_link()
+    if shaper is None:
         print(f"[bench] goodput needs the shaped link: {reason}")
         return 1
+    os.environ.update(dds_env())  # this process's participant, as radio_link sets the nodes'
     rows = []
     with private_domain_id() as domain_id:
         try:
-            enter_netns(DRONE_NS)
-            os.environ.update(dds_env())
-            rclpy.init(domain_id=domain_id)
             for point in points:
                 print(f"[bench] {point.mbps:g} Mbit/s, cut {point.cut_point}: offloading every "
                       f"frame for {duration_s:g} s", flush=True)  # fmt: skip
-                log_dir = Path("log/bench_goodput") / f"{point.mbps:g}_cut{point.cut_point}"
-                rows.append(_measure(domain_id, shaper, point, duration_s, rate_hz, log_dir))
+                run_dir = Path("log/bench_goodput") / f"{point.mbps:g}_cut{point.cut_point}"
+                rows.append(_measure(domain_id, shaper, point, duration_s, rate_hz, run_dir, env))
                 print(format_goodput(rows[-1:]).splitlines()[-1], flush=True)
         finally:
-            rclpy.try_shutdown()
             shaper.teardown()
     print(format_goodput(rows))
     out = {"rate_hz": rate_hz, "duration_s": duration_s, "points": rows}

@@ -65,8 +65,9 @@ def radio_link_arguments() -> list:
             choices=BOOLEAN,
             description="Tune DDS for a slow radio link (set it on both sides): the nodes use "
             "the Fast DDS profile dds_profile (UDP only, 64 KB datagrams, non-blocking sends, "
-            "participant announcements every 30 s), and the drone-only nodes discover on the "
-            "drone alone (ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST). Costs visibility: a ROS 2 "
+            "participant announcements every 30 s); the nodes that talk across the link "
+            "discover on the subnet (ROS_AUTOMATIC_DISCOVERY_RANGE=SUBNET), the drone-only "
+            "nodes on the drone alone (LOCALHOST). Costs visibility: a ROS 2 "
             "shell with the default middleware settings does not see these nodes reliably (see "
             "the README, 'The radio link').",
         ),
@@ -83,6 +84,12 @@ def radio_link_arguments() -> list:
         SetEnvironmentVariable(
             "RMW_FASTRTPS_USE_QOS_FROM_XML",
             "1",
+            condition=IfCondition(LaunchConfiguration("radio_link")),
+        ),
+        # the nodes that talk across the link reach the other host (drone_local narrows it)
+        SetEnvironmentVariable(
+            "ROS_AUTOMATIC_DISCOVERY_RANGE",
+            "SUBNET",
             condition=IfCondition(LaunchConfiguration("radio_link")),
         ),
     ]

@@ -1,15 +1,17 @@
 """Load benchmarks of the live system: several drones against one base station, and a soak.
 
-Scale: for each drone count, one offload node serves N drones, each a perception node and a
-Fashion-MNIST camera in its own namespace, all frames offloaded (cut 2, no early exit), over
-loopback. Reported per count: per-drone median latency, Jain's fairness index over the drones'
-median latencies, the base station's utilization (its own BaseStationLoad reports), and every
-frame's accounting: frames that entered a perception node (its diagnostics' `frames_in`) without
-a result, and frames the best-effort camera topic lost before the node (published, never in).
+Scale: for each drone count, base_station.launch.py starts one offload node serving N drones,
+and drone.launch.py each drone in its own namespace (perception, controller, link monitor and
+the Fashion-MNIST camera source), all frames offloaded (cut 2, no early exit, the controller
+not followed), over loopback. Reported per count: per-drone median latency, Jain's fairness
+index over the drones' median latencies, the base station's utilization (its own
+BaseStationLoad reports), and every frame's accounting: frames that entered a perception node
+(its diagnostics' `frames_in`) without a result, and frames the best-effort camera topic lost
+before the node (published, never in).
 
-Soak: one drone and the base station (perception, offload, controller, link monitor, battery
-simulator, camera) for a long run; the resident memory of every node is sampled, and its growth
-from the first sample after a warm-up to the end is reported.
+Soak: sim.launch.py (one drone and the base station: perception, offload, controller, link
+monitor, battery simulator, camera) for a long run; the resident memory of every node is
+sampled, and its growth from the first sample after a warm-up to the end is reported.
 """
 
 from __future__ import annotations
@@ -19,17 +21,19 @@ import time
 from pathlib import Path
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.context import Context
 from rclpy.node import Node
 
-from edgeml_ros.bringup.processes import (
-    NodeProcess,
-    node_processes,
-    private_domain_id,
-    share_file,
-    spinning,
+from edgeml_ros.bringup.launched import (
+    SpinFor,
+    check_running,
+    drone_serving,
+    start_camera,
+    wait_until,
 )
+from edgeml_ros.bringup.params import write_params
+from edgeml_ros.bringup.processes import LaunchProcess, private_domain_id, ros_context, spinning
 from edgeml_ros.msg import BaseStationLoad, InferenceResult
 from edgeml_ros.nodes.common import MONITOR, RELIABLE
 
@@ -41,8 +45,8 @@ WARM_UP_S = 60.0
 class _Listener(Node):
     """Collects results per drone and the base station's load reports."""
 
-    def __init__(self, drones: list[str]) -> None:
-        super().__init__("load_bench")
+    def __init__(self, drones: list[str], context: Context) -> None:
+        super().__init__("load_bench", context=context)
         self.results: dict[str, list[tuple[InferenceResult, float]]] = {d: [] for d in drones}
         self.load: list[BaseStationLoad] = []
         self.frames_in: dict[str, int] = {}  # drone -> its perception node's latest frames_in
@@ -85,42 +89,88 @@ def jain_index(values: list[float]) -> float:
     return float(x.sum() ** 2 / (len(x) * (x**2).sum())) if len(x) and x.any() else 1.0
 
 
+def _launch_drones(
+    domain_id: int, names: list[str], frames: int, rate_hz: float, run_dir: Path
+) -> list[LaunchProcess]:
+    """base_station.launch.py serving `names`, and drone.launch.py once per drone namespace."""
+    base = write_params(
+        run_dir / "base_station.yaml",
+        "base_station.yaml",
+        {"offload": {"drone_namespaces": names}},
+    )
+    drone = write_params(
+        run_dir / "drone.yaml",
+        "drone.yaml",
+        {
+            "perception": ALL_OFFLOADED,
+            "camera_source": {
+                "rate_hz": rate_hz,
+                "max_frames": frames,
+                "publish_ground_truth": False,
+                "publishing": False,
+            },
+        },
+    )
+    launches = [
+        LaunchProcess(
+            "base_station.launch.py",
+            domain_id,
+            {"params_file": base},
+            run_dir / "base_station.log",
+        )
+    ]
+    for name in names:
+        launches.append(
+            LaunchProcess(
+                "drone.launch.py",
+                domain_id,
+                {"namespace": name, "params_file": drone, "use_camera_source": True},
+                run_dir / f"{name}.log",
+            )
+        )
+    return launches
+
+
+def _stop_all(launches: list[LaunchProcess]) -> None:
+    for launch in reversed(launches):
+        launch.stop()
+
+
+def _run_drones(listener: _Listener, spin_for: SpinFor, launches: list[LaunchProcess],
+                names: list[str], frames: int, duration_s: float) -> None:  # fmt: skip
+    """Wait for every drone and the base station, run the cameras, wait for the results."""
+    for name in names:
+        wait_until(spin_for, drone_serving(listener, name), launches,
+                   f"{name}'s perception and the base station", timeout_s=180.0)  # fmt: skip
+    spin_for(3.0)  # models warmed up
+    for name in names:
+        start_camera(listener, spin_for, name)
+    cameras_done, end = (time.monotonic() + duration_s + t for t in (3.0, 60.0))
+    while time.monotonic() < end and not listener.answered_all(
+        frames, time.monotonic() > cameras_done
+    ):
+        spin_for(0.5)
+        check_running(launches)
+    # the nodes' counts from after their last results (diagnostics come once a second)
+    counted = time.monotonic() + 5.0
+    spin_for(1.5)
+    while time.monotonic() < counted and not listener.counts_current():
+        spin_for(0.2)
+
+
 def _scale_point(domain_id: int, drones: int, duration_s: float, rate_hz: float) -> dict:
     names = [f"drone{i + 1}" for i in range(drones)]
     frames = round(duration_s * rate_hz)
-    drone_yaml, base_yaml = (
-        share_file("config", "drone.yaml"),
-        share_file("config", "base_station.yaml"),
-    )
-    listener = _Listener(names)
-    procs = [NodeProcess("offload", domain_id, base_yaml, {"drone_namespaces": names})]
-    procs += [NodeProcess("perception", domain_id, drone_yaml, ALL_OFFLOADED, namespace=d)
-              for d in names]  # fmt: skip
-    try:
-        with spinning(listener) as spin_for, node_processes(procs):
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and not all(
-                listener.count_publishers(f"/{d}/perception/result") for d in names
-            ):
-                spin_for(0.5)
-            spin_for(3.0)  # models warmed up
-            cameras = [NodeProcess("camera_source", domain_id, drone_yaml,
-                                   {"rate_hz": rate_hz, "max_frames": frames,
-                                    "publish_ground_truth": False}, namespace=d)
-                       for d in names]  # fmt: skip
-            procs += cameras
-            cameras_done, end = (time.monotonic() + duration_s + t for t in (3.0, 60.0))
-            while time.monotonic() < end and not listener.answered_all(
-                frames, time.monotonic() > cameras_done
-            ):
-                spin_for(0.5)
-            # the nodes' counts from after their last results (diagnostics come once a second)
-            counted = time.monotonic() + 5.0
-            spin_for(1.5)
-            while time.monotonic() < counted and not listener.counts_current():
-                spin_for(0.2)
-    finally:
-        listener.destroy_node()
+    with ros_context(domain_id) as context:
+        listener = _Listener(names, context)
+        launches = _launch_drones(
+            domain_id, names, frames, rate_hz, Path(f"log/bench_scale/{drones}")
+        )
+        try:
+            with spinning(listener) as spin_for:
+                _run_drones(listener, spin_for, launches, names, frames, duration_s)
+        finally:
+            _stop_all(launches)
     per_drone = {}
     for d, rows in listener.results.items():
         lat = np.array([lat for _, lat in rows]) if rows else np.zeros(1)
@@ -156,13 +206,9 @@ def run_scale(counts: list[int], duration_s: float, rate_hz: float, json_path: s
     """Run the scale benchmark; print a table; 0 when every frame got a result."""
     points = []
     with private_domain_id() as domain_id:
-        rclpy.init(domain_id=domain_id)
-        try:
-            for n in counts:
-                print(f"[bench] {n} drone(s) at {rate_hz:g} Hz for {duration_s:g} s", flush=True)
-                points.append(_scale_point(domain_id, n, duration_s, rate_hz))
-        finally:
-            rclpy.try_shutdown()
+        for n in counts:
+            print(f"[bench] {n} drone(s) at {rate_hz:g} Hz for {duration_s:g} s", flush=True)
+            points.append(_scale_point(domain_id, n, duration_s, rate_hz))
     print(f"{'drones':>7}{'p50 ms (median drone)':>23}{'fairness':>10}{'base busy':>11}"
           f"{'no result':>11}{'lost before perception':>24}")  # fmt: skip
     for p in points:
@@ -183,48 +229,70 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _pid_alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
 def run_soak(duration_s: float, rate_hz: float, json_path: str | None) -> int:
-    """Run one drone and the base station for `duration_s`; report memory growth per node."""
-    frames = round(duration_s * rate_hz)
-    drone_yaml, base_yaml = (
-        share_file("config", "drone.yaml"),
-        share_file("config", "base_station.yaml"),
+    """Run sim.launch.py for `duration_s` of frames; report memory growth per node."""
+    run_dir = Path("log/bench_soak")
+    drone = write_params(
+        run_dir / "drone.yaml",
+        "drone.yaml",
+        {
+            "camera_source": {
+                "rate_hz": rate_hz,
+                "max_frames": round(duration_s * rate_hz),
+                "publishing": False,
+            }
+        },
     )
     samples: dict[str, list[tuple[float, float]]] = {}
-    with private_domain_id() as domain_id:
-        procs = [
-            NodeProcess("offload", domain_id, base_yaml),
-            NodeProcess("perception", domain_id, drone_yaml, {"compute_slowdown": 4.0}),
-            NodeProcess("controller", domain_id, drone_yaml),
-            NodeProcess("link_monitor", domain_id, drone_yaml),
-            NodeProcess("battery_sim", domain_id),
-        ]
-        with node_processes(procs):
-            time.sleep(15.0)  # start-up
-            procs.append(NodeProcess("camera_source", domain_id, drone_yaml,
-                                     {"rate_hz": rate_hz, "max_frames": frames}))  # fmt: skip
-            started = time.monotonic()
-            while time.monotonic() - started < duration_s:
-                for p in procs:
-                    if p.alive():
-                        samples.setdefault(p.name, []).append(
-                            (time.monotonic() - started, rss_mb(p.proc.pid))
-                        )
-                time.sleep(10.0)
-            alive = {p.name: p.alive() for p in procs}
+    with (
+        private_domain_id() as domain_id,
+        ros_context(domain_id) as context,
+        spinning(node := Node("soak_bench", context=context)) as spin_for,
+        LaunchProcess(
+            "sim.launch.py", domain_id, {"params_file": drone}, run_dir / "launch.log"
+        ) as launch,
+    ):
+        wait_until(spin_for, drone_serving(node), [launch], "perception and offload")
+        start_camera(node, spin_for)
+        pids = launch.node_pids()
+        started = time.monotonic()
+        while time.monotonic() - started < duration_s:
+            for name, pid in pids.items():
+                if _pid_alive(pid):
+                    samples.setdefault(name, []).append((time.monotonic() - started, rss_mb(pid)))
+            spin_for(10.0)
+        alive = {name: _pid_alive(pid) for name, pid in pids.items()}
     growth = {}
     for name, rows in samples.items():
         after_warm_up = [mb for t, mb in rows if t >= WARM_UP_S] or [mb for _, mb in rows]
-        growth[name] = {"rss_mb_start": after_warm_up[0], "rss_mb_end": after_warm_up[-1],
-                        "growth": after_warm_up[-1] / after_warm_up[0] - 1.0,
-                        "alive_at_end": alive.get(name, False)}  # fmt: skip
+        growth[name] = {
+            "rss_mb_start": after_warm_up[0],
+            "rss_mb_end": after_warm_up[-1],
+            "growth": after_warm_up[-1] / after_warm_up[0] - 1.0,
+            "alive_at_end": alive.get(name, False),
+        }
     print(f"{'node':<16}{'RSS MiB after warm-up':>22}{'at end':>9}{'growth':>9}")
     for name, g in growth.items():
-        print(f"{name:<16}{g['rss_mb_start']:>22.1f}{g['rss_mb_end']:>9.1f}"
-              f"{100 * g['growth']:>8.2f}%")  # fmt: skip
+        print(
+            f"{name:<16}{g['rss_mb_start']:>22.1f}{g['rss_mb_end']:>9.1f}"
+            f"{100 * g['growth']:>8.2f}%"
+        )
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps({"duration_s": duration_s, "rate_hz": rate_hz,
-                                               "warm_up_s": WARM_UP_S, "nodes": growth},
-                                              indent=1) + "\n")  # fmt: skip
+        Path(json_path).write_text(
+            json.dumps(
+                {
+                    "duration_s": duration_s,
+                    "rate_hz": rate_hz,
+                    "warm_up_s": WARM_UP_S,
+                    "nodes": growth,
+                },
+                indent=1,
+            )
+            + "\n"
+        )
     return 0 if all(g["growth"] < 0.05 for g in growth.values()) else 1

@@ -1,14 +1,17 @@
-"""Start and stop edgeml_ros launch files and nodes as separate processes on private domains.
+"""Start and stop edgeml_ros launch files as processes on private ROS domains.
 
 `LaunchProcess` runs one of the package's launch files with the real `ros2 launch`, as a user
-does. `NodeProcess` starts one node executable (what `ros2 run edgeml_ros <node>` starts), with
-`--ros-args` for the params file, overrides and namespace.
+does. The demo, the benchmarks and the system tests start their nodes only this way, so what
+they measure is what users launch: which nodes run, their niceness, discovery range,
+environment and parameters are decided once, in launch/ and config/.
 """
 
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -17,18 +20,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from ament_index_python.packages import get_package_prefix, get_package_share_directory
+from ament_index_python.packages import get_package_share_directory
 
 PACKAGE = "edgeml_ros"
 # Domain IDs handed out to tests and demos; Fast DDS accepts 0..232.
 _DOMAIN_RANGE = range(30, 230)
-# Nodes that talk only to nodes on the drone. As drone.launch.py starts them (launch argument
-# local_discovery_range), their DDS participants discover on their own host only: their
-# announcements and discovery traffic stay off the radio link.
-DRONE_LOCAL_NODES = ("controller", "battery_sim", "camera_source")
-DRONE_LOCAL_ENV = {"ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
+# `ros2 launch` logs each node process's start and end under its label, `<executable>-<n>`.
+_STARTED = re.compile(r"\[(\w+)-\d+\]: process started with pid \[(\d+)\]")
+_ENDED = re.compile(r"\[(\w+)-\d+\]: process (?:has died|has finished cleanly)")
 
 
 @contextmanager
@@ -58,16 +59,6 @@ def share_file(*parts: str) -> Path:
     return Path(get_package_share_directory(PACKAGE), *parts)
 
 
-def _ros_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_ros_value(v) for v in value) + "]"
-    if isinstance(value, str):
-        return f"'{value}'"
-    return repr(value)
-
-
 # What tools/run_in_env.sh and the radio link set, and a user's shell does not.
 NON_DEFAULT_ENV = (
     "ROS_AUTOMATIC_DISCOVERY_RANGE",
@@ -77,6 +68,7 @@ NON_DEFAULT_ENV = (
 )
 
 
+@functools.cache
 def ros2_command() -> str | None:
     """The `ros2` command line with its `launch` verb, or None where neither is installed."""
     ros2 = shutil.which("ros2")
@@ -97,6 +89,8 @@ class LaunchProcess:
     """`ros2 launch edgeml_ros <launch_file> name:=value ...` as a child process.
 
     Its own session, so that stopping it can reach every node even if the launch itself hangs.
+    Its output (the launch's and every node's, as `output="screen"` gives them) goes to
+    `log_path`. A context manager: leaving the block stops it.
     """
 
     def __init__(
@@ -104,32 +98,56 @@ class LaunchProcess:
         launch_file: str,
         domain_id: int,
         arguments: dict[str, Any] | None = None,
-        log: IO | None = None,
+        log_path: Path | None = None,
         env: dict[str, str] | None = None,
-        prefix: list[str] | None = None,
     ) -> None:
         ros2 = ros2_command()
         if ros2 is None:
             raise RuntimeError("`ros2 launch` is not installed: run `make setup` or source a "
                                "ROS 2 install")  # fmt: skip
         args = [f"{k}:={_launch_value(v)}" for k, v in (arguments or {}).items()]
-        self.command = [*(prefix or []), ros2, "launch", PACKAGE, launch_file, *args]
-        self.proc = subprocess.Popen(
-            self.command,
-            env={**(env or os.environ), "ROS_DOMAIN_ID": str(domain_id)},
-            stdout=log or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        self.command = [ros2, "launch", PACKAGE, launch_file, *args]
+        self.log_path = log_path
+        with open(log_path or os.devnull, "w") as log:
+            self.proc = subprocess.Popen(
+                self.command,
+                env={**(env or os.environ), "ROS_DOMAIN_ID": str(domain_id)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def __enter__(self) -> LaunchProcess:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
 
     def alive(self) -> bool:
         """Whether `ros2 launch` is still running."""
         return self.proc.poll() is None
 
+    def node_pids(self) -> dict[str, int]:
+        """Executable name -> pid of every node process the launch started so far."""
+        return {name: int(pid) for name, pid in _STARTED.findall(self._log())}
+
+    def ended_nodes(self) -> list[str]:
+        """Executable names of the node processes that have ended (died or finished)."""
+        return _ENDED.findall(self._log())
+
+    def _log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
     def interrupt(self) -> None:
         """One SIGINT, as Ctrl-C gives `ros2 launch`: it stops every node."""
         if self.alive():
             self.proc.send_signal(signal.SIGINT)
+
+    def kill(self) -> None:
+        """SIGKILL for the launch and every node: they vanish without a goodbye."""
+        if self.alive():
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
 
     def stop(self, timeout_s: float = 15.0) -> int:
         """SIGINT, then SIGKILL for the whole session if it has not ended within `timeout_s`."""
@@ -148,61 +166,22 @@ def _launch_value(value: Any) -> str:
     return str(value)
 
 
-class NodeProcess:
-    """One node executable running as a child process (`env`: added to this one's environment).
-
-    The node brings itself to active (its `autostart` parameter) unless `overrides` say not.
-    """
-
-    def __init__(
-        self,
-        executable: str,
-        domain_id: int,
-        params_file: Path | None = None,
-        overrides: dict[str, Any] | None = None,
-        namespace: str = "",
-        log: IO | None = None,
-        prefix: list[str] | None = None,
-        env: dict[str, str] | None = None,
-    ) -> None:
-        exe = Path(get_package_prefix(PACKAGE)) / "lib" / PACKAGE / executable
-        cmd = [*(prefix or []), str(exe), "--ros-args"]
-        if params_file is not None:
-            cmd += ["--params-file", str(params_file)]
-        for name, value in {"autostart": True, **(overrides or {})}.items():
-            cmd += ["-p", f"{name}:={_ros_value(value)}"]
-        if namespace:
-            cmd += ["-r", f"__ns:=/{namespace.strip('/')}"]
-        env = dict(os.environ, **(env or {}), ROS_DOMAIN_ID=str(domain_id))
-        self.name = f"{namespace}/{executable}" if namespace else executable
-        self.proc = subprocess.Popen(
-            cmd, env=env, stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT
-        )
-
-    def alive(self) -> bool:
-        """Whether the process is still running."""
-        return self.proc.poll() is None
-
-    def stop(self, timeout_s: float = 10.0) -> int:
-        """SIGINT (the node finishes in-flight work), then SIGKILL if it does not exit."""
-        if self.alive():
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-
 @contextmanager
-def node_processes(procs: list[NodeProcess]) -> Iterator[list[NodeProcess]]:
-    """Stop every process on exit, newest first."""
+def ros_context(domain_id: int) -> Iterator[Any]:
+    """A fresh rclpy context on `domain_id` (a new DDS participant) for one launch's run.
+
+    Create it right before starting the launch: a participant announces itself quickly only in
+    its first seconds (config/fastdds_link.xml), which is when the launched nodes start too, so
+    they find each other at once; the participant of an earlier run might not see them for 30 s.
+    """
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=domain_id)
     try:
-        yield procs
+        yield context
     finally:
-        for p in reversed(procs):
-            p.stop()
+        rclpy.try_shutdown(context=context)
 
 
 @contextmanager
@@ -215,7 +194,7 @@ def spinning(node) -> Iterator[Callable[..., None]]:
     """
     from rclpy.experimental import EventsExecutor
 
-    executor = EventsExecutor()
+    executor = EventsExecutor(context=node.context)
     executor.add_node(node)
 
     def spin_for(seconds: float, status: Callable[[], None] | None = None) -> None:

@@ -4,7 +4,8 @@ The drone side and the base-station side run in two network namespaces joined by
 `tc tbf` on both ends of the veth limits the rate, replayed over time from a trace (the CSV
 format of core.traces). DDS runs over UDP on that link only (shared-memory transport off).
 Needs root, `ip` and `tc`; without them `LinkShaper.available()` says why, and the demo falls back
-to loopback.
+to loopback. The launches run on the drone's side (this process moves there, `open_link`); the
+base station's node gets `LinkShaper.prefix("base")` as its command prefix.
 
 RTT: this kernel has no netem, so delay cannot be added in the kernel. The base station emulates
 it instead: the offload node holds every reply and probe echo for `emulated_rtt_ms` (set from
@@ -38,11 +39,12 @@ QUIET_BYTES_PER_S, QUIET_HOLD_S, QUIET_POLL_S = 15000, 5.0, 0.5
 
 
 def dds_env() -> dict[str, str]:
-    """Environment of every node on the shaped link: the package's Fast DDS link profile.
+    """DDS settings of a demo's or benchmark's own participant on the drone's side of the link.
 
-    The profile (config/fastdds_link.xml) keeps DDS on UDP, so that traffic between the
-    namespaces really crosses the shaped veth, fragments samples into single packets, and never
-    blocks a node on a full socket; SUBNET discovery reaches the other namespace.
+    What the launch files give the nodes that talk across the link with radio_link:=true: the
+    package's Fast DDS link profile (config/fastdds_link.xml: UDP only, so that traffic between
+    the namespaces really crosses the shaped veth; non-blocking sends) and SUBNET discovery,
+    which reaches the other namespace.
     """
     return {
         "FASTDDS_DEFAULT_PROFILES_FILE": str(share_file("config", "fastdds_link.xml")),
@@ -221,6 +223,24 @@ class TraceReplay:
                 self.changes.append((time.monotonic() - self.started, float(mbps), float(rtt)))
         except Exception as exc:  # reported by the demo, which owns the thread
             self.error = exc
+
+
+def open_link(shape: bool = True) -> tuple[LinkShaper | None, str | None]:
+    """The shaped link, set up, with this process moved to the drone's side; or None and why not.
+
+    Processes this one starts from then on (the launches) run on the drone's side too.
+    """
+    reason = LinkShaper.available() if shape else "shaping off (--no-shaping)"
+    if reason is not None:
+        return None, reason
+    shaper = LinkShaper()
+    try:
+        shaper.setup()
+        enter_netns(DRONE_NS)
+    except (ShaperError, OSError) as exc:
+        shaper.teardown()
+        return None, str(exc)
+    return shaper, None
 
 
 def enter_netns(name: str) -> None:

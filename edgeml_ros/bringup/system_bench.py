@@ -13,14 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeml_ros.bringup.demo import (
-    Collector,
-    DemoConfig,
-    demo_trace,
-    lost_frames,
-    plot_runs,
-    run_session,
-)
+from edgeml_ros.bringup.collector import Collector
+from edgeml_ros.bringup.demo import DemoConfig, demo_trace, run_session
+from edgeml_ros.bringup.plots import plot_runs
+from edgeml_ros.bringup.report import lost_frames
 from edgeml_ros.core.profiles import DEFAULT_PROFILE
 from edgeml_ros.policy.evaluate import run_policy, summarize
 from edgeml_ros.policy.registry import named_policies

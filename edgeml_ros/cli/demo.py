@@ -1,4 +1,4 @@
-"""`edgeml demo`: the drone and base-station nodes as processes over real DDS."""
+"""`edgeml demo`: the drone and base-station nodes, started by sim.launch.py, over real DDS."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from edgeml_ros.policy.registry import policy_names
 
     p = sub.add_parser(
-        "demo", help="run the drone and base-station nodes as processes over real DDS"
+        "demo", help="launch the drone and base-station nodes (sim.launch.py) and score them"
     )
     p.add_argument("--duration", type=positive_float, default=30.0, help="seconds of frames")
     p.add_argument("--rate", type=positive_float, default=10.0, help="camera frames per second")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-from torchvision.transforms.functional import gaussian_blur
 
 CONDITIONS = ("clean", "blur", "noise", "low_light")
 SEVERITIES = (1, 2, 3)
@@ -35,6 +34,10 @@ def degrade(
     if condition == "clean":
         return images
     if condition == "blur":
+        # imported here: the controller node reads CONDITIONS, and torchvision costs a node
+        # about 1.5 s of CPU at start
+        from torchvision.transforms.functional import gaussian_blur
+
         sigma = BLUR_SIGMA * severity
         kernel = 2 * math.ceil(2.5 * sigma) + 1  # 5 at severity 1
         return gaussian_blur(images, kernel_size=kernel, sigma=sigma)

@@ -6,6 +6,7 @@ without importing it.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -334,6 +335,29 @@ class ManagedNode(LifecycleNode):
                                                level))  # fmt: skip
 
 
+_placeholder: Node | None = None  # this process's stand-in until its node exists
+
+
+def join_graph_early(args: list[str] | None = None) -> None:
+    """Initialize rclpy and start this process's DDS participant now, before the node's code.
+
+    The participant comes with a process's first node, and a node's module imports its model
+    code first (torch: seconds of CPU on a small computer). Processes started together, as a
+    launch starts them, find each other at once only while their first, quick announcements
+    overlap (config/fastdds_link.xml); one that joins after those may not see the others until
+    their next announcement, 30 s later on the radio link. A hidden placeholder node starts the
+    participant; run_node removes it once the real node exists.
+    """
+    global _placeholder
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    _placeholder = rclpy.create_node(
+        f"_starting_{os.getpid()}",
+        use_global_arguments=False,
+        start_parameter_services=False,
+        enable_rosout=False,
+    )
+
+
 def run_node(
     node_factory: Callable[[], ManagedNode], args: list[str] | None = None, threads: int = 1
 ) -> int:
@@ -345,7 +369,9 @@ def run_node(
     Shutting down runs the node's lifecycle shutdown while the context is still up, so what is
     in flight is answered first (the perception node finishes waiting frames there).
     """
-    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    global _placeholder
+    if not rclpy.ok():
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -353,6 +379,9 @@ def run_node(
     executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else EventsExecutor()
     try:
         node = node_factory()
+        if _placeholder is not None:  # the real node keeps the participant
+            _placeholder.destroy_node()
+            _placeholder = None
         executor.add_node(node)
         node.start_up()
         while not stop.is_set() and rclpy.ok():

@@ -1,0 +1,215 @@
+"""The demo's collector node: receives every result, ground truth and report, and scores them.
+
+Frame accounting (every frame in has exactly one result), exits, accuracy against the camera's
+ground truth, latency from the camera stamp, modelled energy, cost by part, and the link and
+plan over time for the plot. Energy is the energy model's, not a measurement.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import Counter
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.context import Context
+from rclpy.node import Node
+from sensor_msgs.msg import BatteryState
+
+from edgeml_ros.bringup.recorder import McapRecorder
+from edgeml_ros.core.battery import result_energy_j
+from edgeml_ros.core.energy import DeviceEnergy
+from edgeml_ros.core.outcome import Where
+from edgeml_ros.msg import (
+    BaseStationLoad,
+    ExecutionPolicy,
+    GroundTruth,
+    InferenceResult,
+    LinkQuality,
+)
+from edgeml_ros.nodes.common import LATCHED, MONITOR, RELIABLE
+
+
+class Collector(Node):
+    """Receives results, ground truth and diagnostics, and scores them."""
+
+    def __init__(
+        self,
+        deadline_ms: float,
+        device: DeviceEnergy,
+        recorder: McapRecorder | None = None,
+        context: Context | None = None,
+    ) -> None:
+        super().__init__("demo_collector", context=context)
+        self.deadline_ms, self.device, self.recorder = deadline_ms, device, recorder
+        self.results: dict[int, tuple[InferenceResult, float]] = {}
+        self.duplicates = 0
+        self.truth: dict[tuple[int, int, str], int] = {}
+        self.diagnostics: dict[str, dict[str, str]] = {}
+        self.started = time.monotonic()
+        self.first_frame_stamp: float | None = None  # the first ground truth's, epoch seconds
+        self.plans: list[tuple[float, int, float, str]] = []  # (t, cut, threshold, reason)
+        self.link: list[tuple[float, float]] = []  # (t, Mbit/s)
+        self.shaped: list[tuple[float, float, float]] = []  # (t, Mbit/s, RTT ms) applied
+        self.base_load: list[tuple[float, float]] = []  # (t, requests answered per second)
+        # arrival times of results the plan sent to the base station (answered there or not)
+        self.offload_wanted: list[float] = []
+        for msg_type, topic, callback, qos in (
+            (InferenceResult, "perception/result", self._on_result, RELIABLE),
+            (GroundTruth, "camera/ground_truth", self._on_truth, RELIABLE),
+            (DiagnosticArray, "/diagnostics", self._on_diag, MONITOR),
+            (ExecutionPolicy, "execution_policy", self._on_plan, LATCHED),
+            (LinkQuality, "link_quality", self._on_link, 10),
+            (BatteryState, "battery_state", None, 10),
+            (BaseStationLoad, "offload/load", self._on_load, MONITOR),
+        ):
+            self.create_subscription(msg_type, topic, self._recording(topic, callback), qos)
+
+    def _recording(self, topic: str, callback):
+        """`callback`, then the message into the MCAP recording (if any) with its receive time.
+
+        The callback comes first: a result's latency ends when it arrives, not after the
+        recording's serialization.
+        """
+
+        def handle(msg) -> None:
+            received = self.get_clock().now().nanoseconds
+            if callback is not None:
+                callback(msg)
+            if self.recorder is not None:
+                self.recorder.write(topic, msg, received)
+
+        return handle
+
+    def _on_plan(self, msg: ExecutionPolicy) -> None:
+        early = list(msg.exit_thresholds[:-1]) or [0.0]
+        self.plans.append((time.monotonic() - self.started, msg.cut_point, min(early),
+                           msg.reason))  # fmt: skip
+
+    def _on_load(self, msg: BaseStationLoad) -> None:
+        self.base_load.append((time.monotonic() - self.started, msg.requests_per_s))
+
+    def _on_link(self, msg: LinkQuality) -> None:
+        self.link.append((time.monotonic() - self.started, msg.bandwidth_mbps))
+
+    def policy_changes(self) -> int:
+        """Plan changes published by the controller (repeats of the same plan not counted)."""
+        plans = [(cut, thr) for _, cut, thr, _ in self.plans]
+        return sum(1 for a, b in itertools.pairwise(plans) if a != b)
+
+    def _on_result(self, msg: InferenceResult) -> None:
+        now = self.get_clock().now().nanoseconds
+        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        if msg.frame_seq in self.results:
+            self.duplicates += 1
+        self.results[msg.frame_seq] = (msg, (now - stamp) / 1e6)
+        if msg.where in (InferenceResult.WHERE_BASE, InferenceResult.WHERE_FALLBACK):
+            self.offload_wanted.append(time.monotonic() - self.started)
+
+    def _on_truth(self, msg: GroundTruth) -> None:
+        key = (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id)
+        if self.first_frame_stamp is None:
+            self.first_frame_stamp = msg.header.stamp.sec + msg.header.stamp.nanosec / 1e9
+        self.truth[key] = msg.class_id
+
+    def _on_diag(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            self.diagnostics[status.hardware_id] = {kv.key: kv.value for kv in status.values}
+
+    def perception_counter(self, key: str) -> int:
+        """A counter from the perception node's latest diagnostics (-1 before any)."""
+        values = self.diagnostics.get("/perception", {})
+        return int(values.get(key, -1))
+
+    def breakdown(self) -> dict:
+        """Median per-frame cost by part, over answered frames (ms).
+
+        conversion = image decoding; model = head plus tail (drone or base station); serialization
+        = feature encoding; link = offload send to reply, less the base station's tail; dds_in =
+        camera to perception (the frame's age on arrival); dds_out = result to this collector;
+        queueing = the rest of the node's time. Framework overhead is everything but model and
+        link.
+        """
+        rows = [(r, lat) for r, lat in self.results.values()
+                if r.status == InferenceResult.STATUS_OK]  # fmt: skip
+        if not rows:
+            return {}
+        parts = {
+            "conversion": [r.decode_ms for r, _ in rows],
+            "model": [r.head_ms + r.tail_ms for r, _ in rows],
+            "serialization": [r.encode_ms for r, _ in rows],
+            "link": [r.transfer_ms for r, _ in rows],
+            "dds_in": [r.input_age_ms for r, _ in rows],
+            "dds_out": [max(0.0, lat - r.input_age_ms - r.total_ms) for r, lat in rows],
+            "queueing": [max(0.0, r.total_ms - r.decode_ms - r.head_ms - r.encode_ms
+                             - r.transfer_ms - r.tail_ms) for r, _ in rows],
+        }  # fmt: skip
+        overhead = [lat - r.head_ms - r.tail_ms - r.transfer_ms for r, lat in rows]
+        out = {f"{k}_ms_p50": float(np.median(v)) for k, v in parts.items()}
+        out["framework_overhead_ms_p50"] = float(np.median(overhead))
+        return out
+
+    def summary(self) -> dict:
+        """Frame accounting, exits, accuracy and latency over everything received."""
+        results = [r for r, _ in self.results.values()]
+        latencies = np.array([lat for _, lat in self.results.values()])
+        ok = [r for r in results if r.status == InferenceResult.STATUS_OK]
+        scored = [
+            (r, self.truth[k])
+            for r in ok
+            if (k := (r.header.stamp.sec, r.header.stamp.nanosec, r.header.frame_id)) in self.truth
+        ]
+        where = Counter(Where(r.where).name.lower() for r in results)
+        frames_in = self.perception_counter("frames_in")
+        energy = [
+            result_energy_j(
+                self.device,
+                r.head_ms + (r.tail_ms if r.where == Where.FALLBACK else 0.0),
+                r.transfer_ms + (r.tail_ms if r.where == Where.BASE else 0.0),
+            )
+            for r in ok
+        ]
+        return {
+            "frames_in": frames_in,
+            "results_out": len(results),
+            "frames_without_result": max(frames_in - len(results), 0),
+            "duplicate_results": self.duplicates,
+            "exits": {str(k): v for k, v in sorted(Counter(r.exit_index for r in ok).items())},
+            "where": dict(sorted(where.items())),
+            "offloaded": sum(1 for r in results if r.offload_bytes > 0),
+            "fallbacks": where.get("fallback", 0),
+            "errors": sum(
+                1
+                for r in results
+                if r.status not in (InferenceResult.STATUS_OK, InferenceResult.STATUS_STALE)
+            ),
+            "accuracy": float(np.mean([r.class_id == t for r, t in scored])) if scored else None,
+            "scored_frames": len(scored),
+            "latency_ms_p50": float(np.percentile(latencies, 50)) if len(results) else None,
+            "latency_ms_p95": float(np.percentile(latencies, 95)) if len(results) else None,
+            "deadline_miss_rate": float(np.mean(latencies > self.deadline_ms))
+            if len(results)
+            else None,
+            "latency_ms_p99": float(np.percentile(latencies, 99)) if len(results) else None,
+            "energy_j_per_frame": float(np.mean(energy)) if energy else None,
+            **self.breakdown(),
+            "stale_drops": sum(1 for r in results if r.status == InferenceResult.STATUS_STALE),
+            "policy_changes": self.policy_changes(),
+            "offload_bytes_mean": float(
+                np.mean([r.offload_bytes for r in results if r.offload_bytes] or [0])
+            ),
+            "offload_window_full": self.perception_counter("window_full"),
+            "longest_offload_gap_s": self.longest_offload_gap_s(results),
+        }
+
+    @staticmethod
+    def longest_offload_gap_s(results: list[InferenceResult]) -> float | None:
+        """Longest time, by camera stamp, between two frames the base station answered.
+
+        With the link cut for T seconds, this minus T is how long offloading took to recover.
+        """
+        ok = InferenceResult.STATUS_OK
+        answered = [r for r in results if r.where == Where.BASE and r.status == ok]
+        stamps = sorted(r.header.stamp.sec + r.header.stamp.nanosec / 1e9 for r in answered)
+        return float(np.max(np.diff(stamps))) if len(stamps) > 1 else None
