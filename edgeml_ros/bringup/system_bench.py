@@ -14,10 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from edgeml_ros.bringup.collector import Collector
-from edgeml_ros.bringup.demo import DemoConfig, demo_trace, run_session
+from edgeml_ros.bringup.demo import DemoConfig, DemoModel, demo_trace, run_session
 from edgeml_ros.bringup.plots import plot_runs
 from edgeml_ros.bringup.report import lost_frames
-from edgeml_ros.core.profiles import DEFAULT_PROFILE
 from edgeml_ros.policy.evaluate import run_policy, summarize
 from edgeml_ros.policy.registry import named_policies
 from edgeml_ros.policy.sim import Scenario, SimConfig
@@ -73,9 +72,15 @@ def goodput_ratio(phases: list[dict]) -> float | None:
 
 
 def simulated(cfg: DemoConfig, policies: list[str]) -> dict[str, dict]:
-    """The simulator's prediction for the demo's trace, per policy."""
-    world = World.load(DEFAULT_PROFILE, SimConfig(fps=cfg.rate_hz, deadline_ms=cfg.deadline_ms,
-                                                  device_class=cfg.device_class))  # fmt: skip
+    """The simulator's prediction for the demo's trace, per policy, for the same drone."""
+    model = DemoModel.of(cfg)
+    config = SimConfig(
+        fps=cfg.rate_hz,
+        deadline_ms=cfg.deadline_ms,
+        device_class=model.device.name,
+        compute_slowdown=model.compute_slowdown,
+    )
+    world = World.load(model.profile, config)
     scenario = Scenario("system", demo_trace(cfg), cfg.duration_s, ((0.0, "clean"),),
                         BATTERY_SOC, BATTERY_DRAIN)  # fmt: skip
     chosen = named_policies(world, policies)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from edgeml_ros.cli.common import command_line, positive_float, positive_int
-from edgeml_ros.cli.demo import demo_config
+from edgeml_ros.cli.demo import demo_config, model_arguments
 
 
 def _cmd_bench_system(args: argparse.Namespace) -> int:
@@ -58,8 +58,7 @@ def add_parsers(suites: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", nargs="+", default=list(live_policies), choices=live_policies)
     p.add_argument("--duration", type=positive_float, default=60.0, help="seconds per policy")
     p.add_argument("--rate", type=positive_float, default=10.0, help="camera frames per second")
-    p.add_argument("--compute-slowdown", type=positive_float, default=4.0,
-                   help="emulate a slower drone computer (reported as emulated)")  # fmt: skip
+    model_arguments(p)
     p.add_argument("--trace", default="throttle", help="link trace (default: throttle schedule)")
     p.add_argument("--no-shaping", action="store_true", help="loopback link even as root")
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
