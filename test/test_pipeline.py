@@ -385,15 +385,15 @@ def test_every_frame_ends_once_whatever_the_base_station_sends(bundle, fmnist_te
 
 
 def test_plans_from_outside_are_checked_and_refusals_counted(bundle):
-    pipe = make(bundle)
+    pipe, digest = make(bundle), bundle.meta.weights_digest
     for plan in (ExecutionPlan(9, NEVER), ExecutionPlan(2, (0.5,)),
                  ExecutionPlan(2, (float("nan"),) * 3), ExecutionPlan(2, NEVER, "vote"),
                  ExecutionPlan(2, NEVER, policy_name="p" * 1000)):  # fmt: skip
         with pytest.raises(ValueError):
-            pipe.check_plan(plan)
+            pipe.check_plan(plan, digest)
     with pytest.raises(ValueError, match="policy_name: 1000 characters, more than 64"):
-        pipe.check_plan(ExecutionPlan(2, NEVER, policy_name="p" * 1000))
-    pipe.check_plan(ExecutionPlan(1, NEVER, policy_name="rl"))
+        pipe.check_plan(ExecutionPlan(2, NEVER, policy_name="p" * 1000), digest)
+    pipe.check_plan(ExecutionPlan(1, NEVER, policy_name="rl"), digest)
     assert pipe.counters.bad_plans == 6 and pipe.plan.cut_point == 2
 
 
