@@ -26,7 +26,6 @@ import torch
 from edgeml_ros.core.decisions import EXPIRE_PERIOD_S
 from edgeml_ros.core.degrade import CONDITIONS
 from edgeml_ros.core.energy import device_class
-from edgeml_ros.core.images import to_model_input
 from edgeml_ros.core.pipeline import (
     DronePipeline,
     FrameResult,
@@ -90,16 +89,14 @@ def raw(img: np.ndarray) -> RawImage:
 @pytest.fixture(scope="module")
 def tiny_world(bundle, fmnist_test) -> World:
     """The simulator's world for the tiny model, profiled on the frames the pipeline sees."""
-    meta = bundle.meta
     pipe = DronePipeline(bundle, PLANS[0], 0.1)  # its decoding, so that both see the same input
-    x = torch.cat([
-        to_model_input(pipe.decode(raw(img)), tuple(meta.input_size), meta.norm_mean,
-                       meta.norm_std)
+    frames = torch.stack([
+        torch.from_numpy(pipe.decode(raw(img)).transpose(2, 0, 1))
         for img in fmnist_test.images[:IMAGES]
     ])  # fmt: skip
     config = SimConfig()
     profile, tables = profile_model(
-        bundle, {"clean": x}, np.asarray(fmnist_test.labels[:IMAGES]),
+        bundle, {"clean": frames}, np.asarray(fmnist_test.labels[:IMAGES]),
         device_class("jetson_nano"), runs=1, threads=torch.get_num_threads(),
     )  # fmt: skip
     for part in (*profile.blocks, *profile.exits):

@@ -319,11 +319,12 @@ def test_the_authors_formulation_fits_a_model_of_any_exit_count(bundle):
     from edgeml_ros.core.degrade import CONDITIONS
     from edgeml_ros.core.energy import device_class
     from edgeml_ros.core.profiles import profile_model
-    from edgeml_ros.core.train import split_tensors
+    from edgeml_ros.core.train import split_frames
 
-    x, y = split_tensors(bundle.meta, "validation")
+    x, y = split_frames(bundle.meta, "validation")
     profile, tables = profile_model(bundle, {"clean": x[:200]}, y[:200],
-                                    device_class("jetson_nano"), runs=1)  # fmt: skip
+                                    device_class("jetson_nano"), runs=1,
+                                    image_encodings=())  # fmt: skip
     config = SimConfig()
     tiny = World(profile, dict.fromkeys(CONDITIONS, tables["clean"]), config,
                  ModelCosts(profile, config))  # fmt: skip
