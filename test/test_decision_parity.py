@@ -107,6 +107,11 @@ def tiny_world(bundle, fmnist_test) -> World:
     return World(profile, tables, config, ModelCosts(profile, config))
 
 
+def world_frames(world: World) -> np.ndarray:
+    """The profiled image each frame of the scenario replays."""
+    return world.simulation(SCENARIO).sample
+
+
 def simulated(world: World, plan: ExecutionPlan) -> Decisions:
     sim = world.simulation(SCENARIO)
     with np.errstate(divide="ignore", invalid="ignore"):  # no energy: the utility is NaN
@@ -212,3 +217,23 @@ def test_the_parity_check_tells_another_offload_window(live_run, tiny_world):
     config = SimConfig(max_offloads_in_flight=1)
     world = World(tiny_world.profile, tiny_world.tables, config, tiny_world.costs)
     assert len(mismatches(live_run.decisions, simulated(world, live_run.plan))) > 5
+
+
+@pytest.mark.parametrize("encoding", ["png", "jpeg50"])
+def test_frames_shipped_as_images_end_as_the_simulator_says(
+    bundle, fmnist_test, tiny_world, encoding
+):
+    plan = ExecutionPlan(0, (NO_EARLY_EXIT, NO_EARLY_EXIT, 0.0), encoding=encoding)
+    decisions, _, _ = live(bundle, fmnist_test, tiny_world, plan)
+    sim = simulated(tiny_world, plan)
+    assert mismatches(decisions, sim) == [], "(where, exit, offloaded, right): live, sim"
+    where = np.array(sim.where)
+    assert (where == WHERE_BASE).sum() > 100 and (where == WHERE_FALLBACK).sum() > 10
+    # the base station answered on the decoded frames, not on the drone's own input
+    table = tiny_world.tables["clean"]
+    frames = world_frames(tiny_world)
+    on_frame = table.images[encoding].predictions[frames] == table.labels[frames]
+    on_input = table.predictions[-1, frames] == table.labels[frames]
+    at_base = where == WHERE_BASE
+    np.testing.assert_array_equal(np.array(sim.correct)[at_base], on_frame[at_base])
+    assert (encoding == "png") == np.array_equal(on_frame[at_base], on_input[at_base])
