@@ -38,6 +38,13 @@ def profiled(bundle):
     return profile, tables
 
 
+def saved(tmp_path, profile, tables) -> tuple:
+    """The profile saved in `tmp_path`: its path, and its JSON as read back."""
+    path = tmp_path / "p.json"
+    profile.save(path, tables)
+    return path, json.loads(path.read_text())
+
+
 def test_macs_of_first_block_are_exact(bundle):
     blocks, exits = count_macs(bundle.model, (1, 1, 28, 28))
     assert blocks[0] == 28 * 28 * 16 * 9  # one 3x3 conv, 1 -> 16 channels
@@ -92,9 +99,7 @@ def test_profiles_hold_the_frame_in_every_image_encoding(tmp_path, profiled):
 
 def test_a_version_3_profile_loads_without_image_encodings(tmp_path, profiled):
     profile, tables = profiled
-    path = tmp_path / "p.json"
-    profile.save(path, {c: replace(t, images={}) for c, t in tables.items()})
-    raw = json.loads(path.read_text())
+    path, raw = saved(tmp_path, profile, {c: replace(t, images={}) for c, t in tables.items()})
     del raw["image_bytes"]
     path.write_text(json.dumps({**raw, "version": 3}))
     loaded, loaded_tables = load_profile_conditions(path)
@@ -107,9 +112,7 @@ def test_a_version_3_profile_loads_without_image_encodings(tmp_path, profiled):
 
 def test_image_encoding_data_is_checked_as_strictly(tmp_path, profiled):
     profile, tables = profiled
-    path = tmp_path / "p.json"
-    profile.save(path, tables)
-    raw = json.loads(path.read_text())
+    path, raw = saved(tmp_path, profile, tables)
     path.write_text(json.dumps({**raw, "image_bytes": {**raw["image_bytes"], "webp": 300.0}}))
     with pytest.raises(ProfileError, match=r"image encodings \['webp'\] unknown"):
         load_profile(path)
@@ -130,10 +133,7 @@ def test_image_encoding_data_is_checked_as_strictly(tmp_path, profiled):
 
 
 def test_profiles_load_with_energy_fields_the_model_does_not_use(tmp_path, profiled):
-    profile, tables = profiled
-    path = tmp_path / "p.json"
-    profile.save(path, tables)
-    raw = json.loads(path.read_text())
+    path, raw = saved(tmp_path, *profiled)
     assert set(raw["device_class"]) == set(device_class("jetson_nano").as_dict())
     raw["device_class"]["idle_w"] = 1.25
     path.write_text(json.dumps(raw))
