@@ -156,9 +156,9 @@ def _decompressed(
         raise ImageDecodeError("compressed image has no data")
     if len(data) > MAX_COMPRESSED_BYTES:
         raise ImageDecodeError(f"compressed image of {len(data)} bytes > {MAX_COMPRESSED_BYTES}")
-    mode = _PIL_MODES[channels]
+    mode, data = _PIL_MODES[channels], bytes(data)
     try:
-        with PILImage.open(io.BytesIO(bytes(data)), formats=formats) as img:
+        with PILImage.open(io.BytesIO(data), formats=formats) as img:
             _check_size(*img.size)
             if frame_size is not None:
                 _check_frame_header(img, frame_size, mode, data)
@@ -177,7 +177,9 @@ def _decompressed(
     return pixels[:, :, None] if pixels.ndim == 2 else pixels
 
 
-def _check_frame_header(img: PILImage.Image, size: tuple[int, int], mode: str, data) -> None:
+def _check_frame_header(
+    img: PILImage.Image, size: tuple[int, int], mode: str, data: bytes
+) -> None:
     """Refuse a frame's PNG or JPEG unless its header declares `size` (width, height) in `mode`.
 
     A PNG's pixel stream must also inflate to exactly the rows of that frame (Pillow would
@@ -194,7 +196,7 @@ def _check_frame_header(img: PILImage.Image, size: tuple[int, int], mode: str, d
         raise ImageDecodeError("png frame is interlaced; frames are sent row by row")
     rows = size[1] * (1 + size[0] * len(mode))  # a filter byte, then the row's pixels
     try:
-        if len(decompress(_png_pixel_stream(bytes(data)), "zlib", rows)) != rows:
+        if len(decompress(_png_pixel_stream(data), "zlib", rows)) != rows:
             raise CodecError(f"zlib payload is shorter than the {rows} bytes of the frame's rows")
     except CodecError as exc:
         raise ImageDecodeError(f"png frame's pixel data: {exc}") from None
