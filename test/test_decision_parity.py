@@ -26,7 +26,6 @@ import torch
 from edgeml_ros.core.decisions import EXPIRE_PERIOD_S
 from edgeml_ros.core.degrade import CONDITIONS
 from edgeml_ros.core.energy import device_class
-from edgeml_ros.core.images import to_model_input
 from edgeml_ros.core.pipeline import (
     DronePipeline,
     FrameResult,
@@ -90,16 +89,14 @@ def raw(img: np.ndarray) -> RawImage:
 @pytest.fixture(scope="module")
 def tiny_world(bundle, fmnist_test) -> World:
     """The simulator's world for the tiny model, profiled on the frames the pipeline sees."""
-    meta = bundle.meta
     pipe = DronePipeline(bundle, PLANS[0], 0.1)  # its decoding, so that both see the same input
-    x = torch.cat([
-        to_model_input(pipe.decode(raw(img)), tuple(meta.input_size), meta.norm_mean,
-                       meta.norm_std)
+    frames = torch.stack([
+        torch.from_numpy(pipe.decode(raw(img)).transpose(2, 0, 1))
         for img in fmnist_test.images[:IMAGES]
     ])  # fmt: skip
     config = SimConfig()
     profile, tables = profile_model(
-        bundle, {"clean": x}, np.asarray(fmnist_test.labels[:IMAGES]),
+        bundle, {"clean": frames}, np.asarray(fmnist_test.labels[:IMAGES]),
         device_class("jetson_nano"), runs=1, threads=torch.get_num_threads(),
     )  # fmt: skip
     for part in (*profile.blocks, *profile.exits):
@@ -108,6 +105,11 @@ def tiny_world(bundle, fmnist_test) -> World:
     # the scenario is clean throughout: the other conditions' tables are never read
     tables = {condition: tables["clean"] for condition in CONDITIONS}
     return World(profile, tables, config, ModelCosts(profile, config))
+
+
+def world_frames(world: World) -> np.ndarray:
+    """The profiled image each frame of the scenario replays."""
+    return world.simulation(SCENARIO).sample
 
 
 def simulated(world: World, plan: ExecutionPlan) -> Decisions:
@@ -215,3 +217,23 @@ def test_the_parity_check_tells_another_offload_window(live_run, tiny_world):
     config = SimConfig(max_offloads_in_flight=1)
     world = World(tiny_world.profile, tiny_world.tables, config, tiny_world.costs)
     assert len(mismatches(live_run.decisions, simulated(world, live_run.plan))) > 5
+
+
+@pytest.mark.parametrize("encoding", ["png", "jpeg50"])
+def test_frames_shipped_as_images_end_as_the_simulator_says(
+    bundle, fmnist_test, tiny_world, encoding
+):
+    plan = ExecutionPlan(0, (NO_EARLY_EXIT, NO_EARLY_EXIT, 0.0), encoding=encoding)
+    decisions, _, _ = live(bundle, fmnist_test, tiny_world, plan)
+    sim = simulated(tiny_world, plan)
+    assert mismatches(decisions, sim) == [], "(where, exit, offloaded, right): live, sim"
+    where = np.array(sim.where)
+    assert (where == WHERE_BASE).sum() > 100 and (where == WHERE_FALLBACK).sum() > 10
+    # the base station answered on the decoded frames, not on the drone's own input
+    table = tiny_world.tables["clean"]
+    frames = world_frames(tiny_world)
+    on_frame = table.images[encoding].predictions[frames] == table.labels[frames]
+    on_input = table.predictions[-1, frames] == table.labels[frames]
+    at_base = where == WHERE_BASE
+    np.testing.assert_array_equal(np.array(sim.correct)[at_base], on_frame[at_base])
+    assert (encoding == "png") == np.array_equal(on_frame[at_base], on_input[at_base])
