@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from edgeml_ros.core.calibration import Calibration
 from edgeml_ros.core.checkpoint import ModelBundle
 from edgeml_ros.core.codec import ENCODINGS, encode_tensor
 from edgeml_ros.core.energy import DeviceEnergy
@@ -74,7 +75,8 @@ class Profile:
 
     `reference_ms` is the reference model's median time on this machine at `threads`
     (core.energy.REFERENCE_MODEL): with the device class's published time of the same model it
-    sets how much slower the emulated drone computes (`compute_slowdown`).
+    sets how much slower the emulated drone computes (`compute_slowdown`). `calibration`: the
+    simulator's terms fitted to live runs (core.calibration, `edgeml calibrate`), or None.
     """
 
     model_id: str
@@ -98,15 +100,25 @@ class Profile:
     format: str = PROFILE_FORMAT
     version: int = PROFILE_VERSION
     extra: dict = field(default_factory=dict)
+    calibration: dict | None = None
+
+    @property
+    def calibrated(self) -> Calibration | None:
+        """The calibration record, or None for a profile not calibrated to a live run."""
+        return None if self.calibration is None else Calibration.from_dict(self.calibration)
 
     def compute_slowdown(self, device: DeviceEnergy) -> float:
         """How many times slower than this machine `device` runs models (at least 1)."""
         return device.compute_slowdown(self.reference_ms)
 
-    def save(self, path: Path, tables: dict[str, ExitTable]) -> None:
-        """Write the JSON profile and the exit tables of every condition (.npz) beside it."""
+    def save_json(self, path: Path) -> None:
+        """Write the JSON profile (the exit tables stay as they are)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+    def save(self, path: Path, tables: dict[str, ExitTable]) -> None:
+        """Write the JSON profile and the exit tables of every condition (.npz) beside it."""
+        self.save_json(path)
         arrays = {}
         for condition, table in tables.items():
             arrays.update({f"{condition}/{k}": v for k, v in table.as_arrays().items()})
@@ -139,6 +151,10 @@ def load_profile_conditions(path: Path | str) -> tuple[Profile, dict[str, ExitTa
         profile = Profile(**raw)
     except (KeyError, TypeError) as exc:
         raise ProfileError(f"{path}: missing or unexpected field ({exc})") from exc
+    try:
+        profile.calibrated  # noqa: B018 (checks the record)
+    except ValueError as exc:
+        raise ProfileError(f"{path}: {exc}") from None
     npz = path.with_suffix(".npz")
     if not npz.is_file():
         raise ProfileError(f"{path}: exit data {npz.name} not found")

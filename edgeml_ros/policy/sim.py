@@ -36,6 +36,7 @@ from typing import NamedTuple
 import numpy as np
 
 from edgeml_ros.core.battery import soc_after
+from edgeml_ros.core.calibration import Calibration
 from edgeml_ros.core.decisions import (
     EXPIRE_PERIOD_S,
     LocalTimes,
@@ -103,6 +104,10 @@ class SimConfig:
     estimate_noise: float = 0.1
     battery_wh: float = 50.0
     max_offloads_in_flight: int = 2  # the drone's offload window (its node's parameter)
+    # other drones offloading to the same base station, each this many times a second (None:
+    # every frame, at `fps`), each request as long for the base station as this drone's
+    other_drones: int = 0
+    other_drones_offload_hz: float | None = None
     weights: UtilityWeights = field(default_factory=UtilityWeights)
 
     def __post_init__(self) -> None:
@@ -110,6 +115,11 @@ class SimConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"sim config {name} must be a finite number > 0, got {value}")
+        if self.other_drones < 0:
+            raise ValueError(f"other_drones must be >= 0, got {self.other_drones}")
+        hz = self.other_drones_offload_hz
+        if hz is not None and not (math.isfinite(hz) and hz > 0):
+            raise ValueError(f"other_drones_offload_hz must be a finite number > 0, got {hz}")
         if self.max_offloads_in_flight < 1:
             raise ValueError(
                 f"max_offloads_in_flight must be at least 1, got {self.max_offloads_in_flight}"
@@ -160,34 +170,63 @@ class Scenario:
 
 
 class ModelCosts:
-    """Time, bytes and energy of every part of a profiled model on the simulated devices."""
+    """Time, bytes and energy of every part of a profiled model on the simulated devices.
+
+    A calibrated profile (core.calibration) adds what the live system has around the model:
+    the drone's compute as the live runs measured it, the framework's time per frame and per
+    offload, and the headers of the messages on the link. Without one, all of that is nothing.
+    """
 
     def __init__(self, profile: Profile, config: SimConfig) -> None:
         self.device: DeviceEnergy = device_class(
             config.device_class or profile.device_class["name"]
         )
-        slow = config.compute_slowdown or profile.compute_slowdown(self.device)
-        server = config.server_slowdown
+        cal = self.calibration = profile.calibrated
+        terms = cal or Calibration(compute_slowdown=1.0)  # neutral: as profiled, nothing around
+        if config.compute_slowdown:
+            slow = config.compute_slowdown
+        elif cal is not None and config.device_class is None:
+            slow = cal.compute_slowdown  # the drone the live runs emulated
+        else:
+            slow = profile.compute_slowdown(self.device)
         self.num_blocks = len(profile.blocks)
         self.num_exits = len(profile.exits)
         self.exit_after_block = np.array([e.after_block for e in profile.exits])
-        block_s = [b.latency_ms_median / 1000.0 for b in profile.blocks]
-        exit_s = [e.latency_ms_median / 1000.0 for e in profile.exits]
+        block_s = [terms.drone_scale * b.latency_ms_median / 1000.0 for b in profile.blocks]
+        exit_s = [terms.drone_scale * e.latency_ms_median / 1000.0 for e in profile.exits]
         # the drone's compute times, as its pipeline measures them (core.decisions)
-        self.drone = LocalTimes(block_s, exit_s, [e.after_block for e in profile.exits], slow)
-        # drone time to run blocks [0, c) (exit heads not included), for every cut c
+        self.drone = LocalTimes(block_s, exit_s, [e.after_block for e in profile.exits], slow,
+                                terms.drone_call_ms / 1000.0)  # fmt: skip
+        # drone time to run blocks [0, c) (exit heads and the call's fixed time not included)
         self.drone_blocks_s = np.concatenate([[0.0], np.cumsum(block_s)]) * slow
         self.drone_exit_s = np.array(exit_s) * slow
+        self.drone_call_s = self.drone.call_s * slow
         # base station time to finish the model from cut c with the final exit only, at its
         # own thread count
-        server_block_s = [b.server_latency_ms_median / 1000.0 for b in profile.blocks]
-        server_exit_s = [e.server_latency_ms_median / 1000.0 for e in profile.exits]
-        server_times = LocalTimes(server_block_s, server_exit_s, self.drone.exit_after, server)
+        server_times = LocalTimes(
+            [terms.server_scale * b.server_latency_ms_median / 1000.0 for b in profile.blocks],
+            [terms.server_scale * e.server_latency_ms_median / 1000.0 for e in profile.exits],
+            self.drone.exit_after,
+            config.server_slowdown,
+            terms.server_call_ms / 1000.0,
+        )
         self.server_tail_s = np.array([server_times.finish(c) for c in range(self.num_blocks + 1)])
         self.cut_bytes = np.array(
             [profile.input_bytes[config.encoding]]
             + [b.output_bytes[config.encoding] for b in profile.blocks]
         )
+        # bits on the link per offload of each cut and per reply: with a calibration, the
+        # message's fields and the RTPS, UDP, IP and Ethernet headers too (core.wire)
+        wire = cal.request_wire_bytes if cal else int
+        self.request_bits = 8.0 * np.array([wire(int(b)) for b in self.cut_bytes], np.float64)
+        self.reply_bits = 8.0 * cal.reply_wire_bytes() if cal else 0.0
+        # the framework's time: camera to perception, decoding (on the drone's thread), result
+        # to its reader; per offload, serializing the features and the round trip's DDS hops
+        self.input_hop_s = terms.input_hop_ms / 1000.0
+        self.conversion_s = terms.conversion_ms / 1000.0
+        self.output_hop_s = terms.output_hop_ms / 1000.0
+        self.encode_s = terms.encode_ms / 1000.0
+        self.offload_hop_s = terms.offload_hop_ms / 1000.0
         self.full_local_s = self.drone.finish(0)
         self.reference_energy_j = self.device.frame_energy_j(self.full_local_s)
 
@@ -218,7 +257,7 @@ class ModelCosts:
             self.drone_blocks_s[self.exit_after_block[exit_taken] + 1] + heads_until[exit_taken],
             self.drone_blocks_s[cut] + heads_s.sum(),
         )
-        return local, exit_taken, compute_s
+        return local, exit_taken, compute_s + self.drone_call_s
 
     def fallback(self, plan: ExecutionPlan, budget_s: float) -> tuple[int, float]:
         """Exit and drone time of a fallback with `budget_s` left (core.decisions)."""
@@ -230,7 +269,8 @@ class ModelCosts:
         """Predicted time from sending the features of `cut` to the reply, on a steady link."""
         if mbps <= 0:
             return math.inf
-        return self.cut_bytes[cut] * 8.0 / (mbps * 1e6) + rtt_ms / 1000.0 + self.server_tail_s[cut]
+        airtime = (self.request_bits[cut] + self.reply_bits) / (mbps * 1e6)
+        return airtime + rtt_ms / 1000.0 + self.server_tail_s[cut] + self.offload_hop_s
 
 
 @dataclass
@@ -276,22 +316,71 @@ class TraceLink:
     """The simulated link: one transfer at a time, in order, at the trace's bandwidth.
 
     The bandwidth is replayed exactly (an outage pauses a transfer), and the reply comes back the
-    trace's RTT after the base station's time on it. `free_s`: when the link is done with what
-    it was given so far.
+    trace's RTT after the base station's time on it (then crossing the link's other direction,
+    which nothing else uses, when it has bits). `free_s`: when the link is done with what it was
+    given so far.
     """
 
     trace: Trace
     free_s: float = 0.0
+
+    def send(self, sent_s: float, bits: float) -> tuple[float, float]:
+        """When `bits` handed to the link at `sent_s` are through, and their time on the air.
+
+        Infinite when the trace ends in an outage before they are.
+        """
+        delivered, airtime = _transfer(self.trace, max(sent_s, self.free_s), bits)
+        self.free_s = delivered
+        return delivered, airtime
+
+    def reply(self, delivered_s: float, served_s: float, bits: float = 0.0) -> float:
+        """When the reply to a request delivered at `delivered_s`, answered at `served_s`, comes.
+
+        The RTT (the trace's at delivery) after the answer, then its own bits on the link.
+        """
+        rtt_s = float(self.trace.at(delivered_s)[1]) / 1000.0
+        return _transfer(self.trace, served_s + rtt_s, bits)[0] if bits else served_s + rtt_s
 
     def round_trip(self, sent_s: float, bits: float, tail_s: float) -> Transfer:
         """An offload of `bits` handed to the link at `sent_s`, taking the base station `tail_s`.
 
         Its times are infinite when the trace ends in an outage before it is through.
         """
-        delivered, airtime = _transfer(self.trace, max(sent_s, self.free_s), bits)
-        self.free_s = delivered
-        rtt_s = float(self.trace.at(delivered)[1]) / 1000.0
-        return Transfer(delivered, delivered + rtt_s + tail_s, airtime)
+        delivered, airtime = self.send(sent_s, bits)
+        return Transfer(delivered, self.reply(delivered, delivered + tail_s), airtime)
+
+
+@dataclass
+class BaseStation:
+    """The base station: one request at a time, in order of arrival, shared with other drones.
+
+    (The offload node's tails share one callback group.) Each other drone offloads `rate_hz`
+    times a second at its own phase (`phase_s`), each request taking the base station as long
+    as the simulated drone's current one; they cross links of their own. `free_s`: when the
+    base station is done with what came so far.
+    """
+
+    phase_s: np.ndarray  # per other drone, the time of its first request
+    rate_hz: float
+    free_s: float = 0.0
+    sent: np.ndarray | None = None  # per other drone, requests taken so far
+
+    def serve(self, arrived_s: float, service_s: float) -> float:
+        """When a request that arrives at `arrived_s` and takes `service_s` is answered.
+
+        The other drones' requests that arrived before it are served first.
+        """
+        if self.sent is None:
+            self.sent = np.zeros(len(self.phase_s), dtype=np.int64)
+        while len(self.phase_s):
+            due = self.phase_s + self.sent / self.rate_hz
+            j = int(np.argmin(due))
+            if not due[j] < arrived_s:
+                break
+            self.free_s = max(self.free_s, float(due[j])) + service_s
+            self.sent[j] += 1
+        self.free_s = max(self.free_s, arrived_s) + service_s
+        return self.free_s
 
 
 @dataclass
@@ -299,6 +388,7 @@ class _State:
     """What carries over from one run of frames to the next."""
 
     window: OffloadWindow
+    base: BaseStation
     t_frame: int = 0
     soc: float = 1.0
     link_free_s: float = 0.0
@@ -342,7 +432,12 @@ class Simulation:
         }
         self._labels = np.stack([tables[c].labels for c in CONDITIONS])
         self._noise_rng = np.random.default_rng(scenario.seed + 7919)
-        self.state = _State(OffloadWindow(config.max_offloads_in_flight), soc=scenario.initial_soc)
+        others_hz = config.other_drones_offload_hz or config.fps
+        phases = np.random.default_rng(scenario.seed + 104729).uniform(
+            0.0, 1.0 / others_hz, config.other_drones
+        )
+        self.state = _State(OffloadWindow(config.max_offloads_in_flight),
+                            BaseStation(phases, others_hz), soc=scenario.initial_soc)  # fmt: skip
         self.history: list[FrameRecords] = []
 
     @property
@@ -431,6 +526,7 @@ class Simulation:
         )
         new_state = _State(
             drone.window,
+            drone.base,
             int(state.t_frame + n),
             float(soc[-1]) if n else state.soc,
             drone.link.free_s,
@@ -466,6 +562,7 @@ class _DroneRun:
         self.sim, self.plan, self.idx = sim, plan, idx
         self.local, self.exit_taken, self.head_s = local, exit_taken, head_s
         self.window = copy.deepcopy(state.window)
+        self.base = copy.deepcopy(state.base)
         self.replies = list(state.replies)
         self.link = TraceLink(sim.scenario.trace, state.link_free_s)
         self.free_s = state.drone_free_s
@@ -483,16 +580,18 @@ class _DroneRun:
     def run(self) -> None:
         """Every frame of the run, then the fallbacks still due."""
         for k in range(len(self.idx)):
-            self._run_due(self.arrival_s[k])
+            self._run_due(self.arrival_s[k] + self.sim.costs.input_hop_s)
             self._frame(k)
         self._run_due(math.inf)
+        self.latency += self.sim.costs.output_hop_s  # the result's hop to its reader
 
     def _frame(self, k: int) -> None:
         sim, costs = self.sim, self.sim.costs
         cut = self.plan.cut_point
-        arrived = self.taken_up_s[k] = max(self.arrival_s[k], self.free_s)
+        # the frame reaches the drone a DDS hop after its capture, and waits for the drone
+        arrived = self.taken_up_s[k] = max(self.arrival_s[k] + costs.input_hop_s, self.free_s)
         self.window.frame_arrived(arrived)
-        self.free_s = head_done = arrived + self.head_s[k]
+        self.free_s = head_done = arrived + costs.conversion_s + self.head_s[k]
         if self.local[k]:
             self.latency[k] = head_done - self.arrival_s[k]
             return
@@ -502,19 +601,19 @@ class _DroneRun:
             self.free_s = self._fall_back(k, head_done)
             return
         seq, size, tail_s = int(self.idx[k]), int(costs.cut_bytes[cut]), costs.server_tail_s[cut]
-        self.window.sent(seq, head_done, size)
+        self.free_s = sent = head_done + costs.encode_s
+        self.window.sent(seq, sent, size)
         self.offloaded[k] = True
         finish_s = costs.drone.finish(cut)
-        check_at = _expire_check(fallback_time(arrived, head_done, sim.deadline_s, finish_s))
-        transfer = self.link.round_trip(head_done, size * 8.0, tail_s)
-        answered = transfer.reply_s <= check_at
-        heapq.heappush(self.replies, (transfer.reply_s, seq, tail_s, answered))
-        self.airtime_s[k] = transfer.airtime_s
-        self.wait_s[k] = max(
-            0.0, min(transfer.reply_s, check_at) - min(transfer.delivered_s, check_at)
-        )
+        check_at = _expire_check(fallback_time(arrived, sent, sim.deadline_s, finish_s))
+        delivered, self.airtime_s[k] = self.link.send(sent, costs.request_bits[cut])
+        served = self.base.serve(delivered, tail_s) if math.isfinite(delivered) else math.inf
+        reply_s = self.link.reply(delivered, served + costs.offload_hop_s, costs.reply_bits)
+        answered = reply_s <= check_at
+        heapq.heappush(self.replies, (reply_s, seq, tail_s, answered))
+        self.wait_s[k] = max(0.0, min(reply_s, check_at) - min(delivered, check_at))
         if answered:
-            self.latency[k] = transfer.reply_s - self.arrival_s[k]
+            self.latency[k] = reply_s - self.arrival_s[k]
         else:
             heapq.heappush(self._due, (check_at, k))
 
