@@ -32,6 +32,7 @@ from edgeml_ros.bringup.params import write_params
 from edgeml_ros.bringup.processes import LaunchProcess
 from edgeml_ros.bringup.report import format_summary, status_line
 from edgeml_ros.bringup.shaper import LinkShaper, TraceReplay
+from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from edgeml_ros.core.traces import Trace
 
 if TYPE_CHECKING:
@@ -55,6 +56,9 @@ def launch_arguments(cfg: DemoConfig, session: Session, policy: str, run_dir: Pa
     """sim.launch.py's arguments for one run, with its params files written to `run_dir`."""
     frames = frame_count(cfg)
     model = {"checkpoint": cfg.checkpoint} if cfg.checkpoint else {}
+    # the camera shows what the model was trained on (the camera source's default is the drone
+    # workload's scenes)
+    dataset = load_checkpoint(cfg.checkpoint or DEFAULT_CHECKPOINT).meta.dataset
     rtt_ms = float(session.trace.rtt_ms[0]) if session.shaper is not None else 0.0
     drone = write_params(
         run_dir / "drone.yaml",
@@ -63,7 +67,12 @@ def launch_arguments(cfg: DemoConfig, session: Session, policy: str, run_dir: Pa
             "perception": {"deadline_ms": cfg.deadline_ms, **model},
             "controller": {"deadline_ms": cfg.deadline_ms, "device_class": cfg.device_class},
             "battery_sim": {"device_class": cfg.device_class},
-            "camera_source": {"rate_hz": cfg.rate_hz, "max_frames": frames, "publishing": False},
+            "camera_source": {
+                "rate_hz": cfg.rate_hz,
+                "max_frames": frames,
+                "publishing": False,
+                "dataset": dataset,
+            },
         },
     )
     base = write_params(
