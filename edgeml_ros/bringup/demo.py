@@ -22,6 +22,7 @@ from edgeml_ros.bringup.plots import plot_runs
 from edgeml_ros.bringup.processes import private_domain_id, ros_context, spinning
 from edgeml_ros.bringup.recorder import McapRecorder
 from edgeml_ros.bringup.report import format_table, lost_frames
+from edgeml_ros.bringup.run_record import write_run_record
 from edgeml_ros.bringup.shaper import dds_env, open_link
 from edgeml_ros.core.energy import device_class
 from edgeml_ros.core.traces import Trace, load_trace, throttle_schedule
@@ -44,7 +45,8 @@ class DemoConfig:
     plot_path: str | None = "out/demo.png"
     trace: str = "throttle"  # a trace file, or "throttle": the authors' schedule over the run
     shape: bool = True
-    mcap_dir: str | None = "out"  # telemetry of each run as out/demo_<policy>.mcap
+    # telemetry of each run as out/demo_<policy>.mcap, with how it was made (bringup.run_record)
+    mcap_dir: str | None = "out"
     command: str = ""
 
 
@@ -103,6 +105,8 @@ def _run_all(cfg: DemoConfig, domain_id: int) -> list[tuple[dict, Collector]]:
                     with spinning(collector) as spin_for:
                         summary = run_policy(cfg, session, policy, collector, spin_for)
                     collector.destroy_node()
+                if recorder is not None:
+                    write_run_record(recorder, cfg, policy, collector)
             finally:
                 if recorder is not None:
                     recorder.close()
