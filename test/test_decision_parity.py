@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
 import torch
 
+from edgeml_ros.core.calibration import Calibration
 from edgeml_ros.core.decisions import EXPIRE_PERIOD_S
 from edgeml_ros.core.degrade import CONDITIONS
 from edgeml_ros.core.energy import device_class
@@ -127,6 +128,10 @@ def live(
     decisions, the pipeline's counters and why the window refused the frames it refused.
     """
     sim = world.simulation(SCENARIO)  # the frames: arrival times and the images they replay
+    # the messages on the link: the payload alone, or with the calibration's headers
+    cal = world.profile.calibrated
+    wire_bytes = cal.request_wire_bytes if cal else int
+    reply_bytes = cal.reply_wire_bytes() if cal else 0
     pipe = DronePipeline(
         bundle,
         plan,
@@ -157,9 +162,10 @@ def live(
                 offloaded[item], ended = True, []
                 reply = server.handle(out)
                 reply.tail_ms = 0.0  # the modelled base station's time
-                transfer = link.round_trip(now, 8.0 * len(out.tensor.data), 0.0)
-                if math.isfinite(transfer.reply_s):
-                    heapq.heappush(events, (transfer.reply_s, 0, reply))
+                delivered, _ = link.send(now, 8.0 * wire_bytes(len(out.tensor.data)))
+                reply_s = link.reply(delivered, delivered, 8.0 * reply_bytes)
+                if math.isfinite(reply_s):
+                    heapq.heappush(events, (reply_s, 0, reply))
         else:
             ended = pipe.expire(now=now)
         results.update((r.frame_seq, r) for r in ended if r is not None)
@@ -215,3 +221,20 @@ def test_the_parity_check_tells_another_offload_window(live_run, tiny_world):
     config = SimConfig(max_offloads_in_flight=1)
     world = World(tiny_world.profile, tiny_world.tables, config, tiny_world.costs)
     assert len(mismatches(live_run.decisions, simulated(world, live_run.plan))) > 5
+
+
+def test_the_simulator_decides_as_the_live_pipeline_with_headers_on_the_link(
+    bundle, fmnist_test, tiny_world
+):
+    # requests and replies take their fields and RTPS/UDP/IP headers on the link
+    wire = Calibration(compute_slowdown=1.0, request_fields_bytes=160, reply_bytes=108)
+    profile = replace(tiny_world.profile, calibration=wire.as_dict())
+    world = World(profile, tiny_world.tables, tiny_world.config,
+                  ModelCosts(profile, tiny_world.config))  # fmt: skip
+    assert world.costs.request_bits[2] > 8 * tiny_world.costs.cut_bytes[2]
+    live_decisions, _, _ = live(bundle, fmnist_test, world, PLANS[1])
+    sim = simulated(world, PLANS[1])
+    assert mismatches(live_decisions, sim) == [], "(where, exit, offloaded, right): live, sim"
+    assert mismatches(live_decisions, simulated(tiny_world, PLANS[1]))  # the headers matter
+    where = np.array(sim.where)
+    assert (where == WHERE_BASE).sum() > 10 and (where == WHERE_FALLBACK).sum() > 10
