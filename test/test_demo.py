@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from edgeml_ros.bringup.demo import DemoConfig, DemoModel
 from edgeml_ros.bringup.shaper import LinkShaper
 from edgeml_ros.bringup.system_bench import goodput_phases, goodput_ratio
 
@@ -48,7 +49,11 @@ def test_demo_launches_sim_launch_and_accounts_for_every_frame(tmp_path):
     assert summary["policy"] == "rl" and summary["policy_changes"] >= 1
     # as root the demo shapes a real link (network namespaces + tc tbf), else it says why not
     shaped = LinkShaper.available() is None
-    assert summary["link_shaped"] is shaped and summary["compute_slowdown_emulated"] == 4.0
+    assert summary["link_shaped"] is shaped
+    # the drone computer of the default workload's profile, against this machine
+    model = DemoModel.of(DemoConfig())
+    assert summary["compute_slowdown_emulated"] == round(model.compute_slowdown, 3) >= 1
+    assert summary["device_class"] == model.device.name
     assert summary["link_trace"] == ("throttle" if shaped else None)
     assert 0 <= summary["deadline_miss_rate"] <= 1 and summary["energy_j_per_frame"] > 0
     assert (tmp_path / "out" / "demo.png").stat().st_size > 10_000

@@ -24,30 +24,62 @@ from edgeml_ros.bringup.recorder import McapRecorder
 from edgeml_ros.bringup.report import format_table, lost_frames
 from edgeml_ros.bringup.run_record import write_run_record
 from edgeml_ros.bringup.shaper import dds_env, open_link
-from edgeml_ros.core.energy import device_class
+from edgeml_ros.core.checkpoint import read_meta
+from edgeml_ros.core.energy import DeviceEnergy, device_class
+from edgeml_ros.core.profiles import load_profile
 from edgeml_ros.core.traces import Trace, load_trace, throttle_schedule
+from edgeml_ros.core.workloads import DEFAULT_WORKLOAD, workload
 
 
 @dataclass
 class DemoConfig:
-    """What the demo runs."""
+    """What the demo runs.
+
+    The model is the workload's unless `checkpoint` and `profile` say otherwise; the drone
+    computer (energy model, compute slowdown) is the profile's unless `device_class` and
+    `compute_slowdown` say otherwise.
+    """
 
     duration_s: float = 30.0
     rate_hz: float = 10.0
+    workload: str = DEFAULT_WORKLOAD
     checkpoint: str | None = None
+    profile: str | None = None
     domain_id: int | None = None
     json_path: str | None = None
     log_dir: str = "log/demo"
     policies: tuple[str, ...] = ("rl",)
-    compute_slowdown: float = 4.0
+    compute_slowdown: float | None = None
     deadline_ms: float = 100.0
-    device_class: str = "jetson_nano"
+    device_class: str | None = None
     plot_path: str | None = "out/demo.png"
     trace: str = "throttle"  # a trace file, or "throttle": the authors' schedule over the run
     shape: bool = True
     # telemetry of each run as out/demo_<policy>.mcap, with how it was made (bringup.run_record)
     mcap_dir: str | None = "out"
     command: str = ""
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """The model a demo runs and the drone computer it emulates, resolved from a DemoConfig."""
+
+    checkpoint: Path
+    profile: Path
+    dataset: str  # what the camera source publishes: the checkpoint's data set
+    device: DeviceEnergy
+    compute_slowdown: float
+
+    @classmethod
+    def of(cls, cfg: DemoConfig) -> DemoModel:
+        """The config's model, its profile, its data set and the emulated drone computer."""
+        shipped = workload(cfg.workload)
+        checkpoint = Path(cfg.checkpoint or shipped.checkpoint)
+        profile_path = Path(cfg.profile or shipped.profile)
+        profile = load_profile(profile_path)[0]
+        device = device_class(cfg.device_class or profile.device_class["name"])
+        slowdown = cfg.compute_slowdown or profile.compute_slowdown(device)
+        return cls(checkpoint, profile_path, read_meta(checkpoint).dataset, device, slowdown)
 
 
 def run_demo(cfg: DemoConfig) -> int:
@@ -92,7 +124,8 @@ def _run_all(cfg: DemoConfig, domain_id: int) -> list[tuple[dict, Collector]]:
         print(f"[demo] link not shaped ({reason}): drone and base station talk over loopback")
     else:
         os.environ.update(dds_env())  # this process's participant, as radio_link sets the nodes'
-    session = Session(domain_id, shaper, demo_trace(cfg), launch_env, process_started_at())
+    session = Session(domain_id, shaper, demo_trace(cfg), DemoModel.of(cfg), launch_env,
+                      process_started_at())  # fmt: skip
     runs = []
     try:
         for policy in cfg.policies:
@@ -100,13 +133,14 @@ def _run_all(cfg: DemoConfig, domain_id: int) -> list[tuple[dict, Collector]]:
                 if cfg.mcap_dir else None  # fmt: skip
             try:
                 with ros_context(domain_id) as context:
-                    collector = Collector(cfg.deadline_ms, device_class(cfg.device_class),
+                    collector = Collector(cfg.deadline_ms, session.model.device,
                                           recorder, context)  # fmt: skip
                     with spinning(collector) as spin_for:
                         summary = run_policy(cfg, session, policy, collector, spin_for)
                     collector.destroy_node()
                 if recorder is not None:
-                    write_run_record(recorder, cfg, policy, collector)
+                    write_run_record(recorder, cfg, session.model.compute_slowdown, policy,
+                                     collector)  # fmt: skip
             finally:
                 if recorder is not None:
                     recorder.close()

@@ -32,11 +32,10 @@ from edgeml_ros.bringup.params import write_params
 from edgeml_ros.bringup.processes import LaunchProcess
 from edgeml_ros.bringup.report import format_summary, status_line
 from edgeml_ros.bringup.shaper import LinkShaper, TraceReplay
-from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT, load_checkpoint
 from edgeml_ros.core.traces import Trace
 
 if TYPE_CHECKING:
-    from edgeml_ros.bringup.demo import DemoConfig
+    from edgeml_ros.bringup.demo import DemoConfig, DemoModel
 
 DRAIN_S = 10.0  # at most this long after the last frame for the last results
 
@@ -48,6 +47,7 @@ class Session:
     domain_id: int
     shaper: LinkShaper | None  # None: loopback
     trace: Trace
+    model: DemoModel
     launch_env: dict[str, str]  # the environment the launches start from
     started_at: float  # wall-clock start of the demo's process
 
@@ -55,23 +55,24 @@ class Session:
 def launch_arguments(cfg: DemoConfig, session: Session, policy: str, run_dir: Path) -> dict:
     """sim.launch.py's arguments for one run, with its params files written to `run_dir`."""
     frames = frame_count(cfg)
-    model = {"checkpoint": cfg.checkpoint} if cfg.checkpoint else {}
-    # the camera shows what the model was trained on (the camera source's default is the drone
-    # workload's scenes)
-    dataset = load_checkpoint(cfg.checkpoint or DEFAULT_CHECKPOINT).meta.dataset
+    model = {"checkpoint": str(session.model.checkpoint)}
     rtt_ms = float(session.trace.rtt_ms[0]) if session.shaper is not None else 0.0
     drone = write_params(
         run_dir / "drone.yaml",
         "drone.yaml",
         {
             "perception": {"deadline_ms": cfg.deadline_ms, **model},
-            "controller": {"deadline_ms": cfg.deadline_ms, "device_class": cfg.device_class},
-            "battery_sim": {"device_class": cfg.device_class},
+            "controller": {
+                "deadline_ms": cfg.deadline_ms,
+                "profile": str(session.model.profile),
+                "device_class": session.model.device.name,
+            },
+            "battery_sim": {"device_class": session.model.device.name},
             "camera_source": {
                 "rate_hz": cfg.rate_hz,
                 "max_frames": frames,
                 "publishing": False,
-                "dataset": dataset,
+                "dataset": session.model.dataset,
             },
         },
     )
@@ -82,7 +83,7 @@ def launch_arguments(cfg: DemoConfig, session: Session, policy: str, run_dir: Pa
     )
     arguments = {
         "policy": policy,
-        "compute_slowdown": cfg.compute_slowdown,
+        "compute_slowdown": round(session.model.compute_slowdown, 3),
         "params_file": drone,
         "base_params_file": base,
     }
@@ -161,7 +162,9 @@ def run_policy(
         link_shaped=shaper is not None,
         link_trace=session.trace.name if shaper else None,
         policy=policy,
-        compute_slowdown_emulated=cfg.compute_slowdown,
+        compute_slowdown_emulated=round(session.model.compute_slowdown, 3),
+        device_class=session.model.device.name,
+        model=str(session.model.checkpoint),
         **timing,
     )
     if sys.stdout.isatty():

@@ -60,13 +60,13 @@ def run_record(
 
 
 def write_run_record(
-    recorder: McapRecorder, cfg: DemoConfig, policy: str, collector: Collector
+    recorder: McapRecorder, cfg: DemoConfig, slowdown: float, policy: str, collector: Collector
 ) -> None:
-    """Add the `edgeml_run` record of one run to its recording."""
+    """Add the `edgeml_run` record of one run (drone emulated at `slowdown`) to its recording."""
     to_epoch = collector.started + time.time() - time.monotonic()
     link = [[to_epoch + t, mbps, rtt] for t, mbps, rtt in collector.shaped]
     recorder.metadata(RUN_RECORD, run_record(cfg.command, policy, cfg.rate_hz, cfg.deadline_ms,
-                                             cfg.compute_slowdown, link))  # fmt: skip
+                                             slowdown, link))  # fmt: skip
 
 
 def _number(record: dict[str, str], key: str, path: Path) -> float:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeml_ros.bringup.collector import Collector
-from edgeml_ros.bringup.demo import DemoConfig, demo_trace, run_session
+from edgeml_ros.bringup.demo import DemoConfig, DemoModel, demo_trace, run_session
 from edgeml_ros.bringup.plots import plot_runs
 from edgeml_ros.bringup.report import lost_frames
 from edgeml_ros.policy.evaluate import run_policy, summarize
@@ -73,15 +73,20 @@ def goodput_ratio(phases: list[dict]) -> float | None:
     return sum(p["answered_mbit"] for p in phases) / capacity if capacity else None
 
 
-def simulated(cfg: DemoConfig, policies: list[str], profile: Path | str) -> dict[str, dict]:
-    """The simulator's prediction for the demo's trace, per policy, with the drone it emulates.
+def simulated(cfg: DemoConfig, policies: list[str]) -> dict[str, dict]:
+    """The simulator's prediction for the demo's trace, per policy, for the same drone.
 
     Pooled over SIM_SEEDS runs that differ only in the validation images the frames replay (and
     the link estimate's noise), so that the accuracy is not one draw of 600 images.
     """
-    world = World.load(profile, SimConfig(fps=cfg.rate_hz, deadline_ms=cfg.deadline_ms,
-                                          device_class=cfg.device_class,
-                                          compute_slowdown=cfg.compute_slowdown))  # fmt: skip
+    model = DemoModel.of(cfg)
+    config = SimConfig(
+        fps=cfg.rate_hz,
+        deadline_ms=cfg.deadline_ms,
+        device_class=model.device.name,
+        compute_slowdown=model.compute_slowdown,
+    )
+    world = World.load(model.profile, config)
     chosen = named_policies(world, policies)
     out = {}
     for name in policies:
@@ -110,10 +115,8 @@ def sim_vs_real(summary: dict, sim: dict) -> dict:
     }
 
 
-def run_system_bench(
-    cfg: DemoConfig, markdown: str | None, profile: str, resimulate: str | None = None
-) -> int:
-    """Run every policy live, compare with the simulator running `profile`, write the results.
+def run_system_bench(cfg: DemoConfig, markdown: str | None, resimulate: str | None = None) -> int:
+    """Run every policy live, compare with the simulator, print and write the results.
 
     With `resimulate` (a `--json` file of an earlier run) no policy runs live: the simulator is
     compared with that file's runs.
@@ -127,17 +130,18 @@ def run_system_bench(
             summary["goodput_phases"] = goodput_phases(collector, summary)
             summary["goodput_ratio"] = goodput_ratio(summary["goodput_phases"])
             results[summary["policy"]] = summary
-    sims = simulated(cfg, list(results), profile)
+    sims = simulated(cfg, list(results))
     for name, summary in results.items():
         summary.update(sim_vs_real(summary, sims[name]))
     print(format_system(results))
     if cfg.plot_path and runs:
         plot_runs(runs, Path(cfg.plot_path))
         print(f"[bench] wrote {cfg.plot_path}")
+    model = DemoModel.of(cfg)
     out = {"command": cfg.command, "policies": results, "trace": demo_trace(cfg).name,
            "trace_arg": cfg.trace, "duration_s": cfg.duration_s, "rate_hz": cfg.rate_hz,
-           "deadline_ms": cfg.deadline_ms, "compute_slowdown": cfg.compute_slowdown,
-           "device_class": cfg.device_class, "sim_profile": str(profile)}  # fmt: skip
+           "deadline_ms": cfg.deadline_ms, "compute_slowdown": model.compute_slowdown,
+           "device_class": model.device.name, "sim_profile": str(model.profile)}  # fmt: skip
     if resimulate:
         out["live_command"] = recorded["command"]
     if cfg.json_path:
@@ -152,24 +156,26 @@ def run_system_bench(
 
 
 def recorded_runs(path: str, cfg: DemoConfig) -> tuple[DemoConfig, dict]:
-    """The live runs of an `edgeml bench system --json` file and the settings they ran with."""
+    """The live runs of an `edgeml bench system --json` file and the settings they ran with.
+
+    Its duration, rate, trace, deadline and emulated drone slowdown; the model stays `cfg`'s.
+    """
     try:
         recorded = json.loads(Path(path).read_text())
+        first = next(iter(recorded["policies"].values()))
+        slowdown = recorded.get("compute_slowdown") or first["compute_slowdown_emulated"]
         settings = {"duration_s": float(recorded["duration_s"]),
                     "rate_hz": float(recorded["rate_hz"]),
                     "trace": recorded.get("trace_arg", recorded["trace"]),
                     "deadline_ms": float(recorded.get("deadline_ms", cfg.deadline_ms)),
-                    "compute_slowdown": float(recorded.get("compute_slowdown",
-                                                           cfg.compute_slowdown))}  # fmt: skip
-        if not recorded["policies"] or not all(
-            isinstance(s, dict) and "latency_ms_p50" in s for s in recorded["policies"].values()
-        ):
-            raise ValueError("no policy summaries")
+                    "compute_slowdown": float(slowdown)}  # fmt: skip
+        if not all("latency_ms_p50" in s for s in recorded["policies"].values()):
+            raise ValueError("a policy without its summary")
     except FileNotFoundError:
         raise ValueError(f"{path} not found") from None
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, StopIteration) as exc:
         raise ValueError(f"{path}: not an `edgeml bench system --json` file ({exc})") from None
-    return replace(cfg, **settings, command=cfg.command), recorded
+    return replace(cfg, **settings), recorded
 
 
 COLUMNS = (

@@ -14,6 +14,9 @@ def demo_config(args: argparse.Namespace, **extra):
     return DemoConfig(
         duration_s=args.duration,
         rate_hz=args.rate,
+        workload=args.workload,
+        checkpoint=args.checkpoint,
+        profile=args.profile,
         json_path=args.json,
         policies=tuple(args.policy),
         compute_slowdown=args.compute_slowdown,
@@ -27,14 +30,42 @@ def demo_config(args: argparse.Namespace, **extra):
 def _cmd_demo(args: argparse.Namespace) -> int:
     from edgeml_ros.bringup.demo import run_demo
 
-    return run_demo(demo_config(args, checkpoint=args.checkpoint, domain_id=args.domain_id,
-                                 mcap_dir=args.mcap_dir or None,
+    return run_demo(demo_config(args, domain_id=args.domain_id, mcap_dir=args.mcap_dir or None,
                                  command=command_line()))  # fmt: skip
+
+
+def model_arguments(p: argparse.ArgumentParser) -> None:
+    """The model and drone computer options `demo` and `bench system` share."""
+    from edgeml_ros.core.workloads import DEFAULT_WORKLOAD, WORKLOADS
+
+    p.add_argument(
+        "--workload",
+        default=DEFAULT_WORKLOAD,
+        choices=list(WORKLOADS),
+        help="the shipped model to run: "
+        + "; ".join(f"{w.name}: {w.description}" for w in WORKLOADS.values()),
+    )
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a model checkpoint instead of the workload's (with --profile)",
+    )
+    p.add_argument(
+        "--profile",
+        default=None,
+        help="its profile (edgeml profile), for the controller and the drone computer",
+    )
+    p.add_argument(
+        "--compute-slowdown",
+        type=positive_float,
+        default=None,
+        help="emulate a drone this many times slower than this machine (default: the "
+        "profile's drone computer against this machine, reported as emulated)",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add `demo`."""
-    from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT
     from edgeml_ros.policy.registry import policy_names
 
     p = sub.add_parser(
@@ -42,7 +73,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--duration", type=positive_float, default=30.0, help="seconds of frames")
     p.add_argument("--rate", type=positive_float, default=10.0, help="camera frames per second")
-    p.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="model checkpoint")
+    model_arguments(p)
     p.add_argument(
         "--domain-id",
         type=int,
@@ -52,8 +83,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, metavar="PATH", help="also write the summary here")
     p.add_argument("--policy", nargs="+", default=["rl"], choices=policy_names(live_only=True),
                    help="controller policy; several: one run each, then a table")  # fmt: skip
-    p.add_argument("--compute-slowdown", type=positive_float, default=4.0,
-                   help="emulate a slower drone computer (reported as emulated)")  # fmt: skip
     p.add_argument("--plot", default="out/demo.png", help="PNG of link and plan ('' for none)")
     p.add_argument("--trace", default="throttle",
                    help="link trace to replay (CSV t_s,mbps[,rtt_ms]); default: the EdgeML "

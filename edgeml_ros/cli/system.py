@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from edgeml_ros.cli.common import (
-    command_line,
-    positive_float,
-    positive_int,
-    sim_profile,
-    workload_arguments,
-)
-from edgeml_ros.cli.demo import demo_config
+from edgeml_ros.cli.common import command_line, positive_float, positive_int
+from edgeml_ros.cli.demo import demo_config, model_arguments
 
 
 def _cmd_bench_system(args: argparse.Namespace) -> int:
@@ -19,7 +13,7 @@ def _cmd_bench_system(args: argparse.Namespace) -> int:
 
     cfg = demo_config(args, mcap_dir=args.mcap_dir or None, log_dir="log/bench_system",
                       command=command_line())  # fmt: skip
-    return run_system_bench(cfg, args.markdown, sim_profile(args), args.resimulate)
+    return run_system_bench(cfg, args.markdown, args.resimulate)
 
 
 def _cmd_bench_scale(args: argparse.Namespace) -> int:
@@ -65,8 +59,7 @@ def add_parsers(suites: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", nargs="+", default=list(live_policies), choices=live_policies)
     p.add_argument("--duration", type=positive_float, default=60.0, help="seconds per policy")
     p.add_argument("--rate", type=positive_float, default=10.0, help="camera frames per second")
-    p.add_argument("--compute-slowdown", type=positive_float, default=4.0,
-                   help="emulate a slower drone computer (reported as emulated)")  # fmt: skip
+    model_arguments(p)
     p.add_argument("--trace", default="throttle", help="link trace (default: throttle schedule)")
     p.add_argument("--no-shaping", action="store_true", help="loopback link even as root")
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
@@ -77,8 +70,8 @@ def add_parsers(suites: argparse._SubParsersAction) -> None:
                    "reads ('' for none)")  # fmt: skip
     p.add_argument("--resimulate", default=None, metavar="JSON",
                    help="no live runs: compare the simulator with those of an earlier "
-                   "`bench system --json` file (its duration, rate, trace and drone)")  # fmt: skip
-    workload_arguments(p)
+                   "`bench system --json` file (its duration, rate, trace and drone; the model "
+                   "and profile as --workload/--profile say)")  # fmt: skip
     p.set_defaults(func=_cmd_bench_system)
 
     p = suites.add_parser("scale", help="N drones against one base station")

@@ -107,6 +107,21 @@ def save_checkpoint(path: Path, model: MultiExitNet, meta: ModelMeta) -> ModelMe
     return meta
 
 
+def _read(path: Path) -> tuple[dict, ModelMeta]:
+    """A checkpoint file's contents and its metadata, checked."""
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found")
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    if blob.get("format_version") not in _READABLE_FORMATS:
+        raise ValueError(f"{path}: checkpoint format {blob.get('format_version')} unsupported")
+    return blob, ModelMeta(**blob["meta"])
+
+
+def read_meta(path: Path | str) -> ModelMeta:
+    """What a checkpoint says about its model, without building the model."""
+    return _read(Path(path))[1]
+
+
 def load_checkpoint(path: Path | str = DEFAULT_CHECKPOINT) -> ModelBundle:
     """Load a checkpoint, rebuild its model and verify its weights digest.
 
@@ -114,12 +129,7 @@ def load_checkpoint(path: Path | str = DEFAULT_CHECKPOINT) -> ModelBundle:
     it: load checkpoints whose factories you trust.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} not found")
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    if blob.get("format_version") not in _READABLE_FORMATS:
-        raise ValueError(f"{path}: checkpoint format {blob.get('format_version')} unsupported")
-    meta = ModelMeta(**blob["meta"])
+    blob, meta = _read(path)
     try:
         model = build_model(meta.arch, **meta.arch_kwargs)
     except ArchitectureError as exc:
