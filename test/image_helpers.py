@@ -17,15 +17,16 @@ def encoded(pixels: np.ndarray, fmt: str) -> bytes:
     return out.getvalue()
 
 
-def png_claiming(width: int, height: int) -> bytes:
-    """A grey PNG whose header claims width x height, with 64 pixel bytes behind it."""
+def png_claiming(width: int, height: int, rows: bytes = b"\0" * 64, after: bytes = b"") -> bytes:
+    """A grey PNG whose header claims width x height, its pixel stream inflating to `rows`
+    (64 bytes by default), with `after` behind that stream."""
 
     def chunk(kind: bytes, body: bytes) -> bytes:
         crc = struct.pack(">I", zlib.crc32(kind + body))
         return struct.pack(">I", len(body)) + kind + body + crc
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    pixels = chunk(b"IDAT", zlib.compress(b"\0" * 64))
+    pixels = chunk(b"IDAT", zlib.compress(rows) + after)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + pixels + chunk(b"IEND", b"")
 
 

@@ -27,7 +27,6 @@ from edgeml_ros.core.calibration import Calibration
 from edgeml_ros.core.decisions import EXPIRE_PERIOD_S
 from edgeml_ros.core.degrade import CONDITIONS
 from edgeml_ros.core.energy import device_class
-from edgeml_ros.core.images import to_model_input
 from edgeml_ros.core.pipeline import (
     DronePipeline,
     FrameResult,
@@ -91,16 +90,14 @@ def raw(img: np.ndarray) -> RawImage:
 @pytest.fixture(scope="module")
 def tiny_world(bundle, fmnist_test) -> World:
     """The simulator's world for the tiny model, profiled on the frames the pipeline sees."""
-    meta = bundle.meta
     pipe = DronePipeline(bundle, PLANS[0], 0.1)  # its decoding, so that both see the same input
-    x = torch.cat([
-        to_model_input(pipe.decode(raw(img)), tuple(meta.input_size), meta.norm_mean,
-                       meta.norm_std)
+    frames = torch.stack([
+        torch.from_numpy(pipe.decode(raw(img)).transpose(2, 0, 1))
         for img in fmnist_test.images[:IMAGES]
     ])  # fmt: skip
     config = SimConfig()
     profile, tables = profile_model(
-        bundle, {"clean": x}, np.asarray(fmnist_test.labels[:IMAGES]),
+        bundle, {"clean": frames}, np.asarray(fmnist_test.labels[:IMAGES]),
         device_class("jetson_nano"), runs=1, threads=torch.get_num_threads(),
     )  # fmt: skip
     for part in (*profile.blocks, *profile.exits):
@@ -109,6 +106,11 @@ def tiny_world(bundle, fmnist_test) -> World:
     # the scenario is clean throughout: the other conditions' tables are never read
     tables = {condition: tables["clean"] for condition in CONDITIONS}
     return World(profile, tables, config, ModelCosts(profile, config))
+
+
+def world_frames(world: World) -> np.ndarray:
+    """The profiled image each frame of the scenario replays."""
+    return world.simulation(SCENARIO).sample
 
 
 def simulated(world: World, plan: ExecutionPlan) -> Decisions:
@@ -223,6 +225,26 @@ def test_the_parity_check_tells_another_offload_window(live_run, tiny_world):
     assert len(mismatches(live_run.decisions, simulated(world, live_run.plan))) > 5
 
 
+@pytest.mark.parametrize("encoding", ["png", "jpeg50"])
+def test_frames_shipped_as_images_end_as_the_simulator_says(
+    bundle, fmnist_test, tiny_world, encoding
+):
+    plan = ExecutionPlan(0, (NO_EARLY_EXIT, NO_EARLY_EXIT, 0.0), encoding=encoding)
+    decisions, _, _ = live(bundle, fmnist_test, tiny_world, plan)
+    sim = simulated(tiny_world, plan)
+    assert mismatches(decisions, sim) == [], "(where, exit, offloaded, right): live, sim"
+    where = np.array(sim.where)
+    assert (where == WHERE_BASE).sum() > 100 and (where == WHERE_FALLBACK).sum() > 10
+    # the base station answered on the decoded frames, not on the drone's own input
+    table = tiny_world.tables["clean"]
+    frames = world_frames(tiny_world)
+    on_frame = table.images[encoding].predictions[frames] == table.labels[frames]
+    on_input = table.predictions[-1, frames] == table.labels[frames]
+    at_base = where == WHERE_BASE
+    np.testing.assert_array_equal(np.array(sim.correct)[at_base], on_frame[at_base])
+    assert (encoding == "png") == np.array_equal(on_frame[at_base], on_input[at_base])
+
+
 def test_the_simulator_decides_as_the_live_pipeline_with_headers_on_the_link(
     bundle, fmnist_test, tiny_world
 ):
@@ -231,7 +253,7 @@ def test_the_simulator_decides_as_the_live_pipeline_with_headers_on_the_link(
     profile = replace(tiny_world.profile, calibration=wire.as_dict())
     world = World(profile, tiny_world.tables, tiny_world.config,
                   ModelCosts(profile, tiny_world.config))  # fmt: skip
-    assert world.costs.request_bits[2] > 8 * tiny_world.costs.cut_bytes[2]
+    assert world.costs.wire_bits(6272) > tiny_world.costs.wire_bits(6272) == 8 * 6272
     live_decisions, _, _ = live(bundle, fmnist_test, world, PLANS[1])
     sim = simulated(world, PLANS[1])
     assert mismatches(live_decisions, sim) == [], "(where, exit, offloaded, right): live, sim"

@@ -4,9 +4,11 @@ The perception, offload and controller nodes run as processes. Rounds of seeded 
 every topic they read: camera images (raw and compressed) that lie about their sizes, claim
 huge dimensions, name unknown encodings or formats, hold NaNs, are truncated or bit-flipped;
 offload requests that lie about shape, length, model, digest, quantization or compression
-(bombs among them), or repeat one already answered; offload replies for no offload, duplicated
-or forged; execution policies that do not fit the model; link estimates, battery readings and
-result batches that cannot be true. Good camera frames and good requests are interleaved.
+(bombs among them), camera frames shipped at cut 0 whose PNG or JPEG lies about its size or
+colour, is truncated or inflates past its frame, or repeat one already answered; offload
+replies for no offload, duplicated or forged; execution policies that do not fit the model;
+link estimates, battery readings and result batches that cannot be true. Good camera frames
+and good requests are interleaved.
 
 Every camera frame and every request is also run in-process through the same core
 (edgeml_ros.core, same model, same bytes), which says what the node must answer. The test
@@ -61,8 +63,8 @@ from std_msgs.msg import Header
 
 from edgeml_ros.bringup.processes import share_file
 from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS
-from edgeml_ros.core.codec import encode_tensor
-from edgeml_ros.core.images import decode_image, to_model_input
+from edgeml_ros.core.codec import IMAGE_ENCODINGS, encode_tensor
+from edgeml_ros.core.images import decode_image, encode_frame, input_frame, to_model_input
 from edgeml_ros.core.pipeline import (
     CompressedFrame,
     DronePipeline,
@@ -253,9 +255,12 @@ class Messages:
         pixels = decode_image("mono8", 28, 28, 28, False, self.image().tobytes())
         x = to_model_input(pixels, tuple(meta.input_size), meta.norm_mean, meta.norm_std)
         cut = int(rng.integers(0, self.bundle.model.num_blocks))
-        features = self.runner.run_head(x, cut, (2.0,) * 3).features.numpy()
-        tensor = encode_tensor(features, self.pick(["fp32", "fp16", "int8"]),
-                               self.pick(["none", "zlib", "zstd"]))  # fmt: skip
+        if cut == 0 and rng.random() < 0.5:  # the camera frame itself
+            tensor = encode_frame(input_frame(pixels, (28, 28)), self.pick(IMAGE_ENCODINGS))
+        else:
+            features = self.runner.run_head(x, cut, (2.0,) * 3).features.numpy()
+            tensor = encode_tensor(features, self.pick(["fp32", "fp16", "int8"]),
+                                   self.pick(["none", "zlib", "zstd"]))  # fmt: skip
         header = Header(frame_id=f"r/{seq}")
         header.stamp.sec, header.stamp.nanosec = 1, seq % 1_000_000_000
         digest = meta.weights_digest[:OFFLOAD_DIGEST_CHARS]
@@ -267,7 +272,7 @@ class Messages:
         msg.shape, msg.quant_scale, msg.quant_zero_point = [1, 32, 7, 7], 1.0, 0
         good = np.abs(rng.normal(size=1568)).astype("<f4")
         msg.data = good.tobytes()
-        kind = int(rng.integers(14))
+        kind = int(rng.integers(15))
         if kind == 0:
             msg.model_id = self.pick(["imagenet/resnet50", "", "m" * 5000])
         elif kind == 1:
@@ -304,10 +309,39 @@ class Messages:
             )
         elif kind == 12:  # over the node's payload limit, small enough for DDS to deliver
             msg.data = bytes(int(rng.integers(20_000, 60_000)))
+        elif kind == 13:
+            self.lying_frame(msg)
         else:
             msg.data = rng.integers(0, 256, int(rng.integers(0, 7000)), dtype=np.uint8).tobytes()
             msg.compression = self.pick(["zlib", "zstd"])
         return msg
+
+    def lying_frame(self, msg: FeatureTensor) -> None:
+        """A camera frame at cut 0 whose PNG, JPEG or raw pixels do not add up."""
+        img, rng = self.image(), self.rng
+        msg.cut_point, msg.shape, msg.dtype, msg.encoding = 0, [28, 28, 1], "uint8", "png"
+        png, side = encoded(img, "PNG"), int(rng.integers(29, 4097))
+        kind = int(rng.integers(8))
+        if kind == 0:  # a bigger frame than declared
+            msg.data = png_claiming(side, side)
+        elif kind == 1:  # its pixel stream inflates past the frame, or is followed by more
+            msg.data = self.pick([png_claiming(28, 28, bytes(4_000_000)),
+                                  png_claiming(28, 28, bytes(812), b"trailing")])  # fmt: skip
+        elif kind == 2:
+            msg.data = png[: int(rng.integers(1, len(png)))]
+        elif kind == 3:  # colour for a grey model
+            msg.data = encoded(np.repeat(img[:, :, None], 3, 2), "PNG")
+        elif kind == 4:
+            msg.encoding = self.pick(["jpeg90", "jpeg75", "jpeg50"])
+            msg.data = self.pick([jpeg_claiming(side, side, img), encoded(img, "JPEG")[:200]])
+        elif kind == 5:
+            msg.encoding, msg.data = "uint8", img.tobytes()[: int(rng.integers(0, 784))]
+        else:  # a good frame that says it is something else
+            msg.data = png
+            msg.cut_point, msg.shape, msg.dtype = self.pick([
+                (2, [28, 28, 1], "uint8"), (0, [28, 28, 3], "uint8"),
+                (0, [1, 1, 28, 28], "uint8"), (0, [28, 28, 1], "float32"),
+            ])  # fmt: skip
 
     # replies the perception node must ignore ---------------------------------------------
     def bad_reply(self, last_seq: int) -> InferenceResult:

@@ -7,12 +7,16 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from image_helpers import encoded, jpeg_claiming, png_claiming
 
+from edgeml_ros.core.codec import IMAGE_ENCODINGS, EncodedTensor
 from edgeml_ros.core.images import (
     MAX_COMPRESSED_BYTES,
     MAX_IMAGE_BYTES,
     ImageDecodeError,
     decode_compressed,
+    decode_frame,
     decode_image,
+    encode_frame,
+    input_frame,
     resize_and_normalize,
     to_model_input,
 )
@@ -168,3 +172,87 @@ def test_oversized_compressed_image_is_refused_before_copying():
     data = np.zeros(MAX_COMPRESSED_BYTES + 1, np.uint8)
     with _allocations_below(100_000), pytest.raises(ImageDecodeError, match="> 33554432"):
         decode_compressed("png", data)
+
+
+# the camera frame itself, shipped at cut 0 ----------------------------------------------------
+def _frame(channels: int) -> np.ndarray:
+    rng = np.random.default_rng(channels)
+    smooth = np.linspace(0, 255, 28 * 28).reshape(28, 28, 1)
+    return np.clip(smooth + rng.normal(0, 8, (28, 28, channels)), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_frames_round_trip_through_every_image_encoding(channels):
+    frame = _frame(channels)
+    raw = decode_frame(encode_frame(frame, "uint8"), channels)
+    np.testing.assert_array_equal(raw, frame * np.float32(1 / 255))  # as a mono8/rgb8 image
+    for encoding in IMAGE_ENCODINGS:
+        wire = encode_frame(frame, encoding)
+        assert (wire.shape, wire.dtype, wire.compression) == ((28, 28, channels), "uint8", "none")
+        out = decode_frame(wire, channels)
+        assert out.shape == (28, 28, channels) and out.dtype == np.float32
+        if encoding in ("uint8", "png"):  # lossless: the very floats of the raw frame
+            np.testing.assert_array_equal(out, raw)
+        else:
+            assert np.abs(out - raw).mean() < 8 / 255
+    sizes = {e: len(encode_frame(frame, e).data) for e in IMAGE_ENCODINGS}
+    assert sizes["uint8"] == frame.nbytes and sizes["jpeg50"] < sizes["jpeg90"] < frame.nbytes
+
+
+def test_input_frame_is_the_model_input_before_normalizing():
+    image = np.random.default_rng(0).random((56, 40, 1), dtype=np.float32)
+    frame = input_frame(image, (28, 28))
+    assert frame.shape == (28, 28, 1) and frame.dtype == np.uint8
+    x = to_model_input(frame / np.float32(255), (28, 28), 0.5, 0.25)
+    np.testing.assert_allclose(
+        x, to_model_input(image, (28, 28), 0.5, 0.25), atol=0.5 / 255 / 0.25
+    )
+
+
+def _wire(encoding: str, data: bytes, **change) -> EncodedTensor:
+    tensor = EncodedTensor((28, 28, 1), "uint8", encoding, "none", data)
+    for k, v in change.items():
+        setattr(tensor, k, v)
+    return tensor
+
+
+_GREY = _frame(1)[:, :, 0]
+_PNG, _JPEG = encoded(_GREY, "PNG"), encoded(_GREY, "JPEG")
+
+
+@pytest.mark.parametrize(
+    "tensor,match",
+    [
+        (_wire("png", png_claiming(4000, 4000)), "^png frame is 4000x4000 L, not the 28x28 L"),
+        (_wire("png", png_claiming(28, 28)), "pixel data: zlib payload is shorter than the 812"),
+        (_wire("png", _PNG[: len(_PNG) // 2]), "pixel data: zlib payload is truncated"),
+        (_wire("png", png_claiming(28, 28, b"\0" * 10_000_000)), "inflates past the 812 bytes"),
+        (
+            _wire("png", png_claiming(28, 28, b"\0" * 812, b"more")),
+            "4 bytes follow the zlib stream",
+        ),
+        (_wire("png", encoded(np.repeat(_GREY[:, :, None], 3, 2), "PNG")), "is 28x28 RGB, not"),
+        (_wire("png", encoded(_GREY[:14], "PNG")), "frame is 28x14 L, not the 28x28 L"),
+        (_wire("jpeg75", jpeg_claiming(3000, 3000, _GREY)), "^jpeg frame is 3000x3000 L"),
+        (_wire("jpeg90", _PNG), "'jpeg' data is not a JPEG image"),
+        (_wire("jpeg50", _JPEG[: len(_JPEG) // 2]), "cannot decode 'jpeg' data as JPEG: OSError"),
+        (_wire("png", png_claiming(100_000, 100_000)), "DecompressionBombError"),
+        (_wire("uint8", bytes(783)), r"data has 783 bytes, but step\*height = 28\*28 = 784"),
+        (_wire("png", _PNG, dtype="float32"), "dtype 'float32' unsupported for png frames"),
+        (_wire("png", _PNG, compression="zlib"), "png frames travel uncompressed, not 'zlib'"),
+        (_wire("png", _PNG, shape=(28, 28)), r"shape \[28, 28\] is not a \(height, width, 1\)"),
+        (_wire("png", _PNG, shape=(28, 28, 3)), r"shape \[28, 28, 3\] is not a"),
+        (_wire("png", _PNG, shape=(100_000, 100_000, 1)), "image too large"),
+        (_wire("webp", _PNG), "unknown image encoding 'webp'"),
+    ],
+)
+def test_lying_frames_are_refused_before_allocating_for_them(tensor, match):
+    with _allocations_below(1_000_000), pytest.raises(ImageDecodeError, match=match):
+        decode_frame(tensor, 1)
+
+
+def test_only_frames_of_uint8_pixels_encode():
+    with pytest.raises(ValueError, match="unknown image encoding 'gif'"):
+        encode_frame(_frame(1), "gif")
+    with pytest.raises(ValueError, match=r"not \(28, 28, 1\) float32"):
+        encode_frame(_frame(1).astype(np.float32), "png")

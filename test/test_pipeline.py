@@ -39,8 +39,8 @@ def ok_reply(request: OffloadRequest, **change) -> OffloadReply:
     return reply
 
 
-def make(bundle, cut=2, thresholds=NEVER, deadline_s=0.2):
-    return DronePipeline(bundle, ExecutionPlan(cut, thresholds), deadline_s)
+def make(bundle, cut=2, thresholds=NEVER, deadline_s=0.2, encoding="fp32"):
+    return DronePipeline(bundle, ExecutionPlan(cut, thresholds, encoding=encoding), deadline_s)
 
 
 def test_local_run_gives_result_at_once(bundle, fmnist_test):
@@ -275,6 +275,49 @@ def test_compressed_frames_decode_like_raw_ones(bundle, fmnist_test):
     assert tiff.status == Status.BAD_INPUT and "unsupported compressed format" in tiff.reason
 
 
+def test_frames_shipped_as_images_are_answered_as_the_drone_would_answer_them(bundle, fmnist_test):
+    local = make(bundle, cut=bundle.model.num_blocks)
+    for encoding in ("uint8", "png", "jpeg50"):
+        pipe, server = make(bundle, cut=0, encoding=encoding), TailServer(bundle)
+        same = 0
+        for i in range(20):
+            request = pipe.process(raw(fmnist_test.images[i]), i)
+            assert (request.cut_point, request.tensor.encoding) == (0, encoding)
+            assert (request.tensor.shape, request.tensor.dtype) == ((28, 28, 1), "uint8")
+            result = pipe.on_reply(server.handle(request))
+            assert result.where == Where.BASE and result.status == Status.OK
+            assert result.offload_bytes == len(request.tensor.data)
+            answer = local.process(raw(fmnist_test.images[i]), i)
+            same += result.class_id == answer.class_id
+            if encoding != "jpeg50":  # lossless: the very input the drone computes on
+                assert result.confidence == pytest.approx(answer.confidence, abs=1e-6)
+        assert same >= (20 if encoding != "jpeg50" else 17), encoding
+        assert request.tensor.data[:4] == {"uint8": request.tensor.data[:4], "png": b"\x89PNG",
+                                           "jpeg50": b"\xff\xd8\xff\xe0"}[encoding]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change,match",
+    [
+        ({"cut_point": 2}, "encoding png ships the camera frame: cut_point must be 0, not 2"),
+        (
+            {"shape": (32, 32, 1)},
+            r"shape \[32, 32, 1\] is not the model's input frame \[28, 28, 1\]",
+        ),
+        ({"shape": (1, 1, 28, 28)}, "is not the model's input frame"),
+        ({"dtype": "float32"}, "dtype 'float32' unsupported for png frames"),
+        ({"data": b"\x89PNG\r\n\x1a\n"}, "'png' data is not a PNG image"),
+    ],
+)
+def test_tail_server_refuses_frames_that_lie(bundle, fmnist_test, change, match):
+    pipe, server = make(bundle, cut=0, encoding="png"), TailServer(bundle)
+    request = pipe.process(raw(fmnist_test.images[0]), "hdr")
+    for k, v in change.items():
+        setattr(request.tensor if hasattr(request.tensor, k) else request, k, v)
+    reply = server.handle(request)
+    assert reply.status == Status.OFFLOAD_REJECTED and re.search(match, reply.reason), reply.reason
+
+
 def test_stale_frames_are_dropped_and_counted(bundle, fmnist_test):
     pipe = make(bundle, cut=bundle.model.num_blocks)
     pipe.max_age_s = 0.1
@@ -385,15 +428,15 @@ def test_every_frame_ends_once_whatever_the_base_station_sends(bundle, fmnist_te
 
 
 def test_plans_from_outside_are_checked_and_refusals_counted(bundle):
-    pipe = make(bundle)
+    pipe, digest = make(bundle), bundle.meta.weights_digest
     for plan in (ExecutionPlan(9, NEVER), ExecutionPlan(2, (0.5,)),
                  ExecutionPlan(2, (float("nan"),) * 3), ExecutionPlan(2, NEVER, "vote"),
                  ExecutionPlan(2, NEVER, policy_name="p" * 1000)):  # fmt: skip
         with pytest.raises(ValueError):
-            pipe.check_plan(plan)
+            pipe.check_plan(plan, digest)
     with pytest.raises(ValueError, match="policy_name: 1000 characters, more than 64"):
-        pipe.check_plan(ExecutionPlan(2, NEVER, policy_name="p" * 1000))
-    pipe.check_plan(ExecutionPlan(1, NEVER, policy_name="rl"))
+        pipe.check_plan(ExecutionPlan(2, NEVER, policy_name="p" * 1000), digest)
+    pipe.check_plan(ExecutionPlan(1, NEVER, policy_name="rl"), digest)
     assert pipe.counters.bad_plans == 6 and pipe.plan.cut_point == 2
 
 

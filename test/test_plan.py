@@ -7,6 +7,7 @@ from edgeml_ros.core.plan import (
     check_exit_thresholds,
     check_plan,
     exit_enabled,
+    with_tensor_transport,
 )
 from edgeml_ros.policy.world import World
 
@@ -50,3 +51,27 @@ def test_the_simulator_checks_plans_against_the_profile():
         sim.run(ExecutionPlan(2, (0.5, 0.5, 0.0)), 5)
     with pytest.raises(ValueError, match=r"cut_point: 6 outside 0\.\.5"):
         sim.preview(ExecutionPlan(6, (0.5, 0.5, 0.5, 0.0)), 5)
+
+
+def test_an_image_encoding_ships_the_frame_at_cut_0_uncompressed(bundle):
+    blocks, exits = bundle.model.num_blocks, bundle.model.num_exits
+    never = (NO_EARLY_EXIT,) * exits
+    check_plan(ExecutionPlan(0, never, encoding="jpeg75"), blocks, exits)
+    with pytest.raises(ValueError, match="encoding: png ships the camera frame, so cut_point must "
+                       "be 0, not 2"):  # fmt: skip
+        check_plan(ExecutionPlan(2, never, encoding="png"), blocks, exits)
+    with pytest.raises(ValueError, match="compression: uint8 frames travel as they are, so it "
+                       "must be none, not zstd"):  # fmt: skip
+        check_plan(ExecutionPlan(0, never, encoding="uint8", compression="zstd"), blocks, exits)
+    with pytest.raises(ValueError, match="encoding: 'jpeg95' unknown; known: fp32, fp16, int8, "
+                       "uint8, png, jpeg90, jpeg75, jpeg50"):  # fmt: skip
+        check_plan(ExecutionPlan(0, never, encoding="jpeg95"), blocks, exits)
+
+
+def test_a_tensor_transport_leaves_a_plan_that_ships_the_frame_alone():
+    tensors = ExecutionPlan(2, (0.5, 0.5, 0.0))
+    assert with_tensor_transport(tensors, "int8", "zstd") == ExecutionPlan(
+        2, (0.5, 0.5, 0.0), encoding="int8", compression="zstd"
+    )
+    frame = ExecutionPlan(0, (NO_EARLY_EXIT,) * 2 + (0.0,), encoding="png")
+    assert with_tensor_transport(frame, "int8", "zstd") is frame

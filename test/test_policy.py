@@ -3,6 +3,7 @@ import json
 import math
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan
+from edgeml_ros.core.profiles import ExitTable, ImageExit
 from edgeml_ros.core.traces import Trace, outage_trace, step_trace
 from edgeml_ros.policy.agents import (
     POLICY_DIR,
@@ -18,7 +20,7 @@ from edgeml_ros.policy.agents import (
     policy_file,
     train_agent,
 )
-from edgeml_ros.policy.baselines import Neurosurgeon
+from edgeml_ros.policy.baselines import Neurosurgeon, pick_image_encoding
 from edgeml_ros.policy.env import EdgeMLDDPGEnv, EdgeMLEnv, ddpg_reward
 from edgeml_ros.policy.evaluate import evaluate, run_policy, summarize
 from edgeml_ros.policy.observation import Observation, action_plan, num_actions
@@ -242,12 +244,12 @@ def test_sim_config_refuses_nonsense():
 
 
 def test_committed_policies_load_and_beat_the_fixed_baselines(world):
-    policies = named_policies(world, list(policy_names()))
+    policies = named_policies(world, list(policy_names(world=world)))
     assert all(policy.name == name for name, policy in policies.items())
     scenario = resolve_scenario(TEST_SCENARIOS[-1], duration_s=40.0)
     results, records = evaluate(world, policies, [scenario])
     scores = results["policies"]
-    assert set(scores) == set(policy_names())
+    assert set(scores) == set(policy_names(world=world))
     assert scores["oracle"]["oracle_ratio"] == 1.0
     assert scores["rl"]["utility"] > max(scores["edge_only"]["utility"],
                                          scores["cloud_only"]["utility"])  # fmt: skip
@@ -255,8 +257,9 @@ def test_committed_policies_load_and_beat_the_fixed_baselines(world):
 
 
 def test_the_registry_names_every_policy_once_and_which_run_live():
-    assert policy_names() == ("rl", "dqn", "edgeml_ddpg", "edge_only", "cloud_only",
-                              "neurosurgeon", "branchynet", "spinn", "oracle")  # fmt: skip
+    assert policy_names() == ("rl", "dqn", "edgeml_ddpg", "edge_only", "cloud_only", "cloud_png",
+                              "cloud_jpeg", "neurosurgeon", "branchynet", "spinn",
+                              "oracle")  # fmt: skip
     assert set(policy_names()) - set(policy_names(live_only=True)) == {"edgeml_ddpg", "oracle"}
     assert all(policy_spec(name).description for name in policy_names())
     with pytest.raises(ValueError, match="policy 'nope' unknown; known: rl, dqn, edgeml_ddpg"):
@@ -281,7 +284,7 @@ def test_short_ppo_training_saves_a_working_policy(world, tmp_path):
     assert summarize(records)["frames"] == 100
 
 
-def test_evaluate_command_writes_json_and_plots(tmp_path):
+def test_evaluate_command_writes_json_and_plots(tmp_path, world):
     trace = tmp_path / "link.csv"
     trace.write_text("# a throttled link\nt_s,mbps,rtt_ms\n0,20,15\n5,0.04,80\n10,20,15\n")
     out = tmp_path / "eval.json"
@@ -292,7 +295,9 @@ def test_evaluate_command_writes_json_and_plots(tmp_path):
     results = json.loads(out.read_text())
     keys = {"utility", "oracle_ratio", "accuracy", "latency_ms_p50", "latency_ms_p95",
             "deadline_miss_rate", "energy_j_per_frame"}  # fmt: skip
-    assert set(results["policies"]) == set(policy_names())
+    assert set(results["policies"]) == set(policy_names(world=world))
+    for name in set(policy_names()) - set(policy_names(world=world)):  # an older profile's
+        assert f"left out: policy {name} needs" in proc.stderr
     assert all(keys <= set(r) for r in results["policies"].values())
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
         "latency_cdf.png", "policy_bars.png", "timeline_link.png"]  # fmt: skip
@@ -319,11 +324,12 @@ def test_the_authors_formulation_fits_a_model_of_any_exit_count(bundle):
     from edgeml_ros.core.degrade import CONDITIONS
     from edgeml_ros.core.energy import device_class
     from edgeml_ros.core.profiles import profile_model
-    from edgeml_ros.core.train import split_tensors
+    from edgeml_ros.core.train import split_frames
 
-    x, y = split_tensors(bundle.meta, "validation")
+    x, y = split_frames(bundle.meta, "validation")
     profile, tables = profile_model(bundle, {"clean": x[:200]}, y[:200],
-                                    device_class("jetson_nano"), runs=1)  # fmt: skip
+                                    device_class("jetson_nano"), runs=1,
+                                    image_encodings=())  # fmt: skip
     config = SimConfig()
     tiny = World(profile, dict.fromkeys(CONDITIONS, tables["clean"]), config,
                  ModelCosts(profile, config))  # fmt: skip
@@ -352,3 +358,80 @@ def test_the_regime_map_scores_policies_against_the_best_static_configuration(wo
                for s, f in zip(slow, fast, strict=True))  # fmt: skip
     plot_regime_map(cells, "cloud_only", tmp_path / "map.png")
     assert (tmp_path / "map.png").stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_world(bundle):
+    """The tiny model's world, with the frame measured in every image encoding (clean frames
+    stand for every condition)."""
+    from edgeml_ros.core.degrade import CONDITIONS
+    from edgeml_ros.core.energy import device_class
+    from edgeml_ros.core.profiles import profile_model
+    from edgeml_ros.core.train import split_frames
+
+    frames, y = split_frames(bundle.meta, "validation")
+    profile, tables = profile_model(bundle, {"clean": frames[:300]}, y[:300],
+                                    device_class("jetson_nano"), runs=1)  # fmt: skip
+    for part in (*profile.blocks, *profile.exits):  # one timed run on a busy machine: noise
+        part.latency_ms_median = part.server_latency_ms_median = 0.1
+    config = SimConfig()
+    return World(profile, dict.fromkeys(CONDITIONS, tables["clean"]), config,
+                 ModelCosts(profile, config))  # fmt: skip
+
+
+def test_a_frame_shipped_as_jpeg_costs_its_own_bytes_and_answers_as_decoded(tiny_world):
+    sim = tiny_world.simulation(steady(2.0, 20.0))
+    plan = ExecutionPlan(0, (NO_EARLY_EXIT, NO_EARLY_EXIT, 0.0), encoding="jpeg50")
+    records = sim.run(plan, 40)
+    sample = sim.sample[:40]
+    jpeg = tiny_world.tables["clean"].images["jpeg50"]
+    assert np.all(records.where == WHERE_BASE) and np.all(records.exit_index == 2)
+    expected = jpeg.payload_bytes[sample] * 8 / 2e6 + 0.020 + tiny_world.costs.server_tail_s[0]
+    np.testing.assert_allclose(records.latency_s, expected)
+    assert len(np.unique(records.latency_s)) > 10  # every frame its own size
+    labels = tiny_world.tables["clean"].labels[sample]
+    np.testing.assert_array_equal(records.correct, jpeg.predictions[sample] == labels)
+    np.testing.assert_array_equal(records.confidence, jpeg.confidence["max_prob"][sample])
+    # the input tensor costs its bytes, and the model's answers on it
+    tensor = tiny_world.simulation(steady(2.0, 20.0)).run(replace(plan, encoding="fp32"), 40)
+    np.testing.assert_allclose(tensor.latency_s - expected,
+                               (784 * 4 - jpeg.payload_bytes[sample]) * 8 / 2e6)  # fmt: skip
+    final = tiny_world.tables["clean"].predictions[-1, sample]
+    np.testing.assert_array_equal(tensor.correct, final == labels)
+
+
+def test_frames_shipped_as_images_need_their_profile_data(world, tiny_world):
+    plan = ExecutionPlan(0, (NO_EARLY_EXIT,) * 3 + (0.0,), encoding="png")
+    with pytest.raises(ValueError, match="no data for image encoding png"):
+        world.simulation(steady(2.0, 20.0)).run(plan, 5)  # an older profile's
+    for name in ("cloud_png", "cloud_jpeg"):
+        if name not in policy_names(world=world):
+            with pytest.raises(ValueError, match=f"policy {name} needs the frame's measured"):
+                named_policies(world, [name])
+    with pytest.raises(ValueError, match="sim config encoding must be a tensor encoding"):
+        SimConfig(encoding="png")
+    policies = named_policies(tiny_world, ["cloud_png", "cloud_jpeg"])
+    table = tiny_world.tables["clean"]
+    plans = {name: p.decide(None).plan for name, p in policies.items()}
+    assert plans["cloud_png"].encoding == "png" and plans["cloud_png"].cut_point == 0
+    jpeg = plans["cloud_jpeg"].encoding
+    assert jpeg == pick_image_encoding(table, ("jpeg90", "jpeg75", "jpeg50"), 0.01)
+    assert table.image_accuracy(jpeg) >= table.exit_accuracy()[-1] - 0.01 or jpeg == "jpeg90"
+    results, _ = evaluate(tiny_world, policies, [steady(2.0, 20.0)])
+    assert results["policies"]["cloud_png"]["accuracy"] > 0.8
+
+
+def test_the_jpeg_quality_is_the_smallest_within_the_accuracy_it_may_lose():
+    labels = np.array([0, 1, 0, 1])
+    final = np.array([[0, 1, 0, 1]])  # one exit: right on all four
+
+    def image(right: int, nbytes: int) -> ImageExit:
+        preds = np.where(np.arange(4) < right, labels, 1 - labels)
+        return ImageExit(preds, {"max_prob": np.ones(4)}, np.full(4, nbytes))
+
+    images = {"jpeg90": image(4, 900), "jpeg75": image(3, 600), "jpeg50": image(2, 400)}
+    table = ExitTable(final, {"max_prob": np.ones((1, 4))}, labels, np.ones(1), 1.0, images)
+    assert pick_image_encoding(table, tuple(images), 0.25) == "jpeg75"
+    assert pick_image_encoding(table, tuple(images), 0.5) == "jpeg50"
+    images["jpeg90"] = image(1, 900)
+    assert pick_image_encoding(table, tuple(images), 0.01) == "jpeg75"  # none: the most accurate

@@ -4,6 +4,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from edgeml_ros.core.codec import IMAGE_ENCODINGS
 from edgeml_ros.core.degrade import degrade
 from edgeml_ros.core.energy import DEVICE_CLASSES, device_class
 from edgeml_ros.core.profiles import (
@@ -17,7 +18,7 @@ from edgeml_ros.core.profiles import (
     threshold_sweep,
 )
 from edgeml_ros.core.runtime import SplitRunner
-from edgeml_ros.core.train import split_tensors
+from edgeml_ros.core.train import split_frames, split_tensors
 from edgeml_ros.policy.thresholds import pick_threshold
 
 
@@ -28,12 +29,20 @@ def val_subset(bundle):
 
 
 @pytest.fixture(scope="module")
-def profiled(bundle, val_subset):
-    x, y = val_subset
-    inputs = {"clean": x, "noise": degrade(x, "noise")}
+def profiled(bundle):
+    frames, y = split_frames(bundle.meta, "validation")
+    frames, y = frames[:300], y[:300]
+    inputs = {"clean": frames, "noise": degrade(frames, "noise")}
     profile, tables = profile_model(bundle, inputs, y, device_class("jetson_nano"), runs=3,
                                     threads=1)  # fmt: skip
     return profile, tables
+
+
+def saved(tmp_path, profile, tables) -> tuple:
+    """The profile saved in `tmp_path`: its path, and its JSON as read back."""
+    path = tmp_path / "p.json"
+    profile.save(path, tables)
+    return path, json.loads(path.read_text())
 
 
 def test_macs_of_first_block_are_exact(bundle):
@@ -61,11 +70,70 @@ def test_profile_round_trip(tmp_path, profiled):
                                               "int8": 32 * 49}  # fmt: skip
 
 
-def test_profiles_load_with_energy_fields_the_model_does_not_use(tmp_path, profiled):
+def test_profiles_hold_the_frame_in_every_image_encoding(tmp_path, profiled):
     profile, tables = profiled
+    assert list(profile.image_bytes) == list(IMAGE_ENCODINGS)
+    clean, noise = tables["clean"], tables["noise"]
+    for encoding, image in clean.images.items():
+        assert profile.image_bytes[encoding] == pytest.approx(image.payload_bytes.mean())
+    np.testing.assert_array_equal(clean.images["uint8"].payload_bytes, 784)
+    # PNG is lossless: the final exit answers as on the raw frame (and as on the tensor)
+    np.testing.assert_array_equal(
+        clean.images["png"].predictions, clean.images["uint8"].predictions
+    )
+    assert clean.image_accuracy("uint8") == pytest.approx(clean.exit_accuracy()[-1], abs=0.005)
+    assert clean.image_accuracy("jpeg50") < clean.image_accuracy("jpeg90") + 0.02
+    assert profile.image_bytes["jpeg50"] < profile.image_bytes["jpeg90"] < 784
+    # noise costs PNG bytes
+    assert noise.images["png"].payload_bytes.mean() > clean.images["png"].payload_bytes.mean()
     path = tmp_path / "p.json"
     profile.save(path, tables)
-    raw = json.loads(path.read_text())
+    _, loaded = load_profile_conditions(path)
+    for condition, table in tables.items():
+        for encoding, image in table.images.items():
+            got = loaded[condition].images[encoding]
+            np.testing.assert_array_equal(got.predictions, image.predictions)
+            np.testing.assert_array_equal(got.payload_bytes, image.payload_bytes)
+            np.testing.assert_array_equal(got.confidence["entropy"], image.confidence["entropy"])
+
+
+def test_a_version_3_profile_loads_without_image_encodings(tmp_path, profiled):
+    profile, tables = profiled
+    path, raw = saved(tmp_path, profile, {c: replace(t, images={}) for c, t in tables.items()})
+    del raw["image_bytes"]
+    path.write_text(json.dumps({**raw, "version": 3}))
+    loaded, loaded_tables = load_profile_conditions(path)
+    assert loaded.version == 3 and loaded.image_bytes == {}
+    assert all(t.images == {} for t in loaded_tables.values())
+    path.write_text(json.dumps({**raw, "version": 4}))  # version 4 must say
+    with pytest.raises(ProfileError, match=r"missing or unexpected field.*image_bytes"):
+        load_profile(path)
+
+
+def test_image_encoding_data_is_checked_as_strictly(tmp_path, profiled):
+    profile, tables = profiled
+    path, raw = saved(tmp_path, profile, tables)
+    path.write_text(json.dumps({**raw, "image_bytes": {**raw["image_bytes"], "webp": 300.0}}))
+    with pytest.raises(ProfileError, match=r"image encodings \['webp'\] unknown"):
+        load_profile(path)
+    path.write_text(json.dumps({**raw, "image_bytes": {"png": 300.0}}))
+    with pytest.raises(ProfileError, match=r"holds image encodings \['jpeg50', 'jpeg75'"):
+        load_profile(path)
+    path.write_text(json.dumps(raw))
+    clean = tables["clean"]
+    broken = dict(clean.images)
+    broken["jpeg75"] = replace(broken["jpeg75"], payload_bytes=np.zeros(7))
+    profile.save(path, {**tables, "clean": replace(clean, images=broken)})
+    with pytest.raises(ProfileError, match=r"\(clean\).*image/jpeg75/payload_bytes has shape"):
+        load_profile(path)
+    del broken["jpeg75"]
+    profile.save(path, {**tables, "clean": replace(clean, images=broken)})
+    with pytest.raises(ProfileError, match="lacks array 'image/jpeg75/payload_bytes'"):
+        load_profile(path)
+
+
+def test_profiles_load_with_energy_fields_the_model_does_not_use(tmp_path, profiled):
+    path, raw = saved(tmp_path, *profiled)
     assert set(raw["device_class"]) == set(device_class("jetson_nano").as_dict())
     raw["device_class"]["idle_w"] = 1.25
     path.write_text(json.dumps(raw))
@@ -165,7 +233,8 @@ def test_profile_command_writes_a_loadable_profile(tmp_path):
 
     out = tmp_path / "tiny.json"
     cmd = [sys.executable, "-m", "edgeml_ros.cli", "profile", "--checkpoint",
-           str(TINY_CHECKPOINT), "--runs", "2", "--threads", "1", "--out", str(out)]  # fmt: skip
+           str(TINY_CHECKPOINT), "--runs", "2", "--threads", "1", "--image-encodings", "uint8",
+           "png", "--out", str(out)]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     profile, tables = load_profile_conditions(out)
@@ -174,3 +243,5 @@ def test_profile_command_writes_a_loadable_profile(tmp_path):
     assert profile.conditions == ["clean", "blur", "noise", "low_light"]
     assert profile.device_class["name"] == "jetson_nano"
     assert table.exit_accuracy()[-1] > 0.85
+    assert list(profile.image_bytes) == ["uint8", "png"] and "the frame as png: " in proc.stdout
+    assert table.image_accuracy("png") == table.image_accuracy("uint8") > 0.85

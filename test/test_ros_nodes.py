@@ -425,3 +425,89 @@ def test_camera_source_publishes_frames_at_their_resolution(ros_node, dataset, e
         assert (image.encoding, image.height, image.width) == (encoding, size, size)
         assert bytes(image.data) == pixels.tobytes()
         assert label.header == image.header and label.class_id == class_id
+
+
+def test_the_controller_ships_frames_as_png_then_jpeg_to_the_base_station(
+    ros_node, bundle, fmnist_test, tmp_path
+):
+    """cloud_png and cloud_jpeg live: the controller's plan makes the perception node ship each
+    camera frame at cut 0 as PNG, then JPEG, and the base station answers every one; for PNG
+    (lossless) with the class the whole model gives on the drone."""
+    import torch
+
+    from edgeml_ros.core.energy import device_class
+    from edgeml_ros.core.images import decode_image, to_model_input
+    from edgeml_ros.core.profiles import profile_model
+    from edgeml_ros.core.runtime import SplitRunner
+    from edgeml_ros.core.train import split_frames
+    from edgeml_ros.nodes.common import OFFLOAD
+
+    frames, labels = split_frames(bundle.meta, "validation")  # the controller's tiny profile
+    profile, tables = profile_model(bundle, {"clean": frames[:300]}, labels[:300],
+                                    device_class("jetson_nano"), runs=2)  # fmt: skip
+    profile.save(tmp_path / "tiny.json", tables)
+    torch.set_num_threads(1)  # as the offload node below: the reference computes as it does
+    runner, meta = SplitRunner(bundle.model), bundle.meta
+    link_pub = ros_node.create_publisher(LinkQuality, "link_quality", 10)
+    battery_pub = ros_node.create_publisher(BatteryState, "battery_state", 10)
+    requests: list[FeatureTensor] = []
+    ros_node.create_subscription(FeatureTensor, "offload/request", requests.append, OFFLOAD)
+    peer = Peer(ros_node)
+
+    def fresh_readings() -> None:
+        link_pub.publish(LinkQuality(bandwidth_mbps=20.0, rtt_ms=15.0, samples=5))
+        battery_pub.publish(BatteryState(percentage=0.8))
+
+    def answered_by(policy: str, n: int) -> list[InferenceResult]:
+        """Once a frame is answered under `policy`, `n` frames more and their results."""
+        sent = 0
+        while not any(r.policy_name == policy for r in peer.results) and sent < 60:
+            fresh_readings()
+            peer.send(image_msg(fmnist_test.images[0], "warm-up"))
+            sent += 1
+            ros_node.spin_until(lambda sent=sent: len(peer.results) >= sent, 1.0)
+        assert ros_node.spin_until(lambda: len(peer.results) >= sent, 30), policy
+        assert peer.results[-1].policy_name == policy, "the plan never reached perception"
+        peer.results.clear()
+        requests.clear()
+        for i in range(n):
+            fresh_readings()
+            peer.send(image_msg(fmnist_test.images[i], f"{policy}/{i}"))
+        return peer.wait_results(n)
+
+    controller = NodeProcess("controller", ros_node.domain_id, share_file("config", DRONE_YAML),
+                             {"profile": str(tmp_path / "tiny.json"), "policy": "cloud_png",
+                              "window_s": 0.2})  # fmt: skip
+    procs = [
+        start(ros_node, "offload", BASE_YAML, threads=1),
+        start(ros_node, "perception", DRONE_YAML, deadline_ms=10000.0, **RELIABLE_CAMERA),
+        controller,
+    ]
+    n = 20
+    with node_processes(procs):
+        peer.wait_for_perception()
+        png = answered_by("cloud_png", n)
+        png_requests = list(requests)
+        assert param_setter(ros_node, "controller")("policy", "cloud_jpeg").successful
+        jpeg = answered_by("cloud_jpeg", n)
+        jpeg_requests = list(requests)
+
+    def local(i: int):  # the whole model on the drone's input
+        pixels = decode_image("mono8", 28, 28, 28, False, fmnist_test.images[i].tobytes())
+        x = to_model_input(pixels, tuple(meta.input_size), meta.norm_mean, meta.norm_std)
+        return runner.run_tail(x, 0)
+
+    for results in (png, jpeg):
+        assert len(results) == n
+        assert all(r.status == OK and r.where == InferenceResult.WHERE_BASE for r in results)
+        assert all(r.cut_point == 0 and r.offload_bytes > 0 for r in results)
+        assert np.mean([r.offload_bytes for r in results]) < 784  # less than the raw frame
+    same = [r.class_id == local(int(r.header.frame_id.split("/")[1])).class_id for r in png]
+    assert all(same) and all(r.exit_index == 2 for r in png)
+    agree = [r.class_id == local(int(r.header.frame_id.split("/")[1])).class_id for r in jpeg]
+    assert sum(agree) >= 0.8 * n
+    for sent, encodings in ((png_requests, {"png"}), (jpeg_requests, {"jpeg90", "jpeg75",
+                                                                     "jpeg50"})):  # fmt: skip
+        assert sent and {m.encoding for m in sent} <= encodings, [m.encoding for m in sent]
+        assert all((list(m.shape), m.dtype, m.cut_point) == ([28, 28, 1], "uint8", 0)
+                   for m in sent)  # fmt: skip

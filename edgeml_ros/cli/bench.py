@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from edgeml_ros.cli.common import command_line, positive_int, sim_arguments, sim_world
+from edgeml_ros.cli.common import (
+    command_line,
+    positive_int,
+    sim_arguments,
+    sim_policies,
+    sim_world,
+)
 
 
 def _format_bench(results: dict) -> str:
@@ -164,7 +170,7 @@ def _cmd_bench_policy(args: argparse.Namespace) -> int:
     from edgeml_ros.policy.registry import named_policies
 
     world = sim_world(args)
-    policies = named_policies(world, args.policy, Path(args.policy_dir))
+    policies = named_policies(world, sim_policies(args, world), Path(args.policy_dir))
     results = bench_decisions(world, policies, args.runs)
     for name, r in results.items():
         print(f"{name:<14} decision p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms  "

@@ -47,6 +47,22 @@ def sim_world(args: argparse.Namespace) -> World:
     return World.load(sim_profile(args), config)
 
 
+def sim_policies(args: argparse.Namespace, world: World) -> list[str]:
+    """The --policy names, or else every policy the world's profile has the data for.
+
+    Those left out by default are named on stderr, with the reason.
+    """
+    from edgeml_ros.policy.registry import policy_names, unavailable
+
+    if args.policy:
+        return list(args.policy)
+    for name in policy_names():
+        reason = unavailable(name, world)
+        if reason is not None:
+            print(f"left out: {reason}", file=sys.stderr)
+    return list(policy_names(world=world))
+
+
 def sim_profile(args: argparse.Namespace) -> str:
     """The profile the simulator runs: --profile, or the --workload's."""
     from edgeml_ros.core.workloads import workload
@@ -110,6 +126,6 @@ def sim_arguments(p: argparse.ArgumentParser, with_policies: bool) -> None:
                    help="reward weights, e.g. 'energy=0.1,latency=0.5' (docs/policy.md; "
                    "learned policies were trained with the defaults)")  # fmt: skip
     if with_policies:
-        p.add_argument("--policy", nargs="+", default=list(policy_names()), choices=policy_names(),
-                       help="policies to run (default: all)")  # fmt: skip
+        p.add_argument("--policy", nargs="+", default=None, choices=policy_names(),
+                       help="policies to run (default: all the profile can serve)")  # fmt: skip
         p.add_argument("--policy-dir", default=str(POLICY_DIR), help="saved learned policies")

@@ -10,6 +10,7 @@ from edgeml_ros.cli.common import (
     command_line,
     positive_float,
     sim_arguments,
+    sim_policies,
     sim_profile,
     sim_world,
 )
@@ -26,7 +27,8 @@ def _cmd_regime_map(args: argparse.Namespace) -> int:
     from edgeml_ros.policy.regime import plot_regime_map, regime_map
 
     world = sim_world(args)
-    names = [n for n in args.policy if n != "oracle"]  # the static configurations stand for it
+    # the static configurations stand for the oracle
+    names = [n for n in sim_policies(args, world) if n != "oracle"]
     cells = regime_map(world, names, Path(args.policy_dir), duration_s=args.duration or 30.0)
     print(f"{'slowdown':>9}{'Mbit/s':>8}{'inputs':>10}{'best static':>13}  "
           + "".join(f"{n:>14}" for n in names))  # fmt: skip
@@ -65,7 +67,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         resolve_scenario(n, args.duration, args.condition, args.initial_soc) for n in names
     ]
     world = sim_world(args)
-    policies = named_policies(world, args.policy, Path(args.policy_dir))
+    policies = named_policies(world, sim_policies(args, world), Path(args.policy_dir))
     results, records = evaluate(world, policies, scenarios)
     results["scenarios"] = names
     results["sim_config"] = {

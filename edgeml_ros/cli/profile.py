@@ -13,16 +13,17 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from edgeml_ros.core.degrade import CONDITIONS
     from edgeml_ros.core.energy import device_class
     from edgeml_ros.core.profiles import profile_model
-    from edgeml_ros.core.train import split_tensors
+    from edgeml_ros.core.train import split_frames
 
     bundle = load_checkpoint(args.checkpoint)
-    inputs = {}
+    frames = {}
     for condition in CONDITIONS:
-        inputs[condition], y = split_tensors(bundle.meta, "validation", condition)
+        frames[condition], y = split_frames(bundle.meta, "validation", condition)
     device = device_class(args.device_class)
     profile, tables = profile_model(
-        bundle, inputs, y, device, args.runs, args.threads, args.server_threads, command_line()
-    )
+        bundle, frames, y, device, args.runs, args.threads, args.server_threads, command_line(),
+        args.image_encodings,
+    )  # fmt: skip
     out = Path(args.out)
     profile.save(out, tables)
     print(f"saved {out} and {out.with_suffix('.npz').name}: {profile.model_id}")
@@ -38,12 +39,17 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     for condition, table in tables.items():
         print(f"  exit accuracy on {profile.samples} validation samples ({condition}): "
               + ", ".join(f"{a:.2%}" for a in table.exit_accuracy()))  # fmt: skip
+    clean = tables["clean"]
+    for encoding, mean_bytes in profile.image_bytes.items():
+        print(f"  the frame as {encoding}: {mean_bytes:.0f} B mean, final exit "
+              f"{clean.image_accuracy(encoding):.2%} (clean)")  # fmt: skip
     return 0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add `profile`."""
     from edgeml_ros.core.checkpoint import DEFAULT_CHECKPOINT
+    from edgeml_ros.core.codec import IMAGE_ENCODINGS
     from edgeml_ros.core.energy import DEVICE_CLASSES
 
     p = sub.add_parser("profile", help="measure a model on this machine and save its profile")
@@ -64,5 +70,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=2,
         help="torch CPU threads of the base station's (the offload node's)",
     )
+    p.add_argument("--image-encodings", nargs="*", default=list(IMAGE_ENCODINGS),
+                   choices=IMAGE_ENCODINGS, metavar="ENCODING",
+                   help="the image encodings to measure the camera frame in, its bytes and the "
+                   "final exit's accuracy on it (cloud_png needs png, cloud_jpeg every jpeg; "
+                   f"default: all of {', '.join(IMAGE_ENCODINGS)})")  # fmt: skip
     p.add_argument("--out", required=True, help="profile JSON path (.npz written beside it)")
     p.set_defaults(func=_cmd_profile)

@@ -26,7 +26,13 @@ from edgeml_ros.core.profiles import (
     time_call,
 )
 from edgeml_ros.core.runtime import SplitRunner
-from edgeml_ros.core.train import exit_accuracy, reopen_dataset, split_tensors, to_tensors
+from edgeml_ros.core.train import (
+    exit_accuracy,
+    reopen_dataset,
+    split_frames,
+    split_tensors,
+    to_tensors,
+)
 from edgeml_ros.policy.thresholds import pick_threshold
 
 # The committed models and the drone computer each is emulated on.
@@ -108,10 +114,11 @@ def bench_model(
     does accuracy on degraded inputs (to keep the run to minutes).
     """
     model, runner = bundle.model, SplitRunner(bundle.model)
-    x_val, y_val = split_tensors(bundle.meta, "validation")
+    frames_val, y_val = split_frames(bundle.meta, "validation")
     x_test, y_test = split_tensors(bundle.meta, "test")
     drone = device_class(device)
-    profile, val_tables = profile_model(bundle, {"clean": x_val}, y_val, drone, runs)
+    profile, val_tables = profile_model(bundle, {"clean": frames_val}, y_val, drone, runs,
+                                        image_encodings=())  # fmt: skip
     torch.set_num_threads(threads)
     slowdown = profile.compute_slowdown(drone)
     val_table = val_tables["clean"]

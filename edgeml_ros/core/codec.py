@@ -3,6 +3,10 @@
 fp32, fp16 or int8 (affine, per tensor), each optionally compressed losslessly with zlib or
 zstd. Decoding checks everything the sender claims, cheapest first, and allocates nothing the
 shape does not need.
+
+At cut 0 the drone may instead ship the camera frame itself, at the model's input size, in an
+image encoding (`IMAGE_ENCODINGS`: raw uint8 pixels, PNG, or JPEG at a quality); core.images
+encodes and decodes those.
 """
 
 from __future__ import annotations
@@ -17,6 +21,10 @@ import zstandard
 from edgeml_ros.core.untrusted import shown
 
 ENCODINGS = ("fp32", "fp16", "int8")
+# The camera frame instead of the input tensor (cut 0 only): raw pixels, lossless PNG, or JPEG
+# at the quality its name gives. Frames travel as they are (compression "none").
+JPEG_QUALITIES = {"jpeg90": 90, "jpeg75": 75, "jpeg50": 50}
+IMAGE_ENCODINGS = ("uint8", "png", *JPEG_QUALITIES)
 COMPRESSIONS = ("none", "zlib", "zstd")
 _WIRE_DTYPES = {"fp32": np.dtype("<f4"), "fp16": np.dtype("<f2"), "int8": np.dtype(np.uint8)}
 DEFAULT_MAX_ELEMENTS = 16 * 1024 * 1024
@@ -83,8 +91,12 @@ def max_wire_bytes(elements: int, encoding: str, compression: str) -> int:
     return raw if compression == "none" else raw + (raw >> 3) + (raw >> 6) + 64
 
 
-def _decompress(data, compression: str, size: int) -> bytes:
-    """Inflate `data`, which must hold exactly one stream of `size` bytes (never more)."""
+def decompress(data, compression: str, size: int) -> bytes:
+    """Inflate `data`, which must hold exactly one stream of `size` bytes at most.
+
+    CodecError when it would inflate past `size`, is truncated or has bytes after the stream;
+    nothing beyond `size` (and one byte) is ever inflated.
+    """
     try:
         if compression == "zlib":
             inflater = zlib.decompressobj()
@@ -162,7 +174,7 @@ def decode_tensor(tensor: EncodedTensor, max_elements: int = DEFAULT_MAX_ELEMENT
         )
     raw = tensor.data
     if tensor.compression != "none":
-        raw = _decompress(raw, tensor.compression, expected)
+        raw = decompress(raw, tensor.compression, expected)
         if len(raw) != expected:
             raise CodecError(
                 f"payload has {len(raw)} bytes after decompression; shape {list(shape)} "

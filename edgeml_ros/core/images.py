@@ -2,12 +2,15 @@
 
 `decode_image` takes the fields of a sensor_msgs/Image and returns a float image in [0, 1] with
 the channels the model takes, refusing anything inconsistent with a clear `ImageDecodeError`.
+`encode_frame` and `decode_frame` carry the camera frame itself to the base station at cut 0,
+in an image encoding (core.codec.IMAGE_ENCODINGS).
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import struct
 from collections.abc import Sequence
 from typing import TypeVar
 
@@ -15,7 +18,14 @@ import numpy as np
 import torch
 from PIL import Image as PILImage
 
-from edgeml_ros.core.untrusted import shown
+from edgeml_ros.core.codec import (
+    IMAGE_ENCODINGS,
+    JPEG_QUALITIES,
+    CodecError,
+    EncodedTensor,
+    decompress,
+)
+from edgeml_ros.core.untrusted import shown, shown_shape
 
 # encoding -> (numpy dtype, channels, scale that maps the value range to [0, 1])
 _ENCODINGS: dict[str, tuple[np.dtype, int, float]] = {
@@ -112,6 +122,9 @@ MAX_COMPRESSED_BYTES = 32 * 1024 * 1024
 # Words of a CompressedImage's `format` (image_transport writes e.g. "bgr8; jpeg compressed
 # bgr8") and the one decoder each allows: data in any other format is refused, not sniffed.
 _COMPRESSED_FORMATS = {"jpeg": "JPEG", "jpg": "JPEG", "png": "PNG"}
+# A frame of the model's channels: as Pillow's colour modes and as raw Image encodings.
+_PIL_MODES = {1: "L", 3: "RGB"}
+_RAW_ENCODINGS = {1: "mono8", 3: "rgb8"}
 
 
 def decode_compressed(image_format: str, data, channels: int = 1) -> np.ndarray:
@@ -120,6 +133,18 @@ def decode_compressed(image_format: str, data, channels: int = 1) -> np.ndarray:
     `image_format` is the message's `format` field ("jpeg", "png", or image_transport's
     "bgr8; jpeg compressed bgr8"); the data must be in that format. The size is checked from
     the header before decoding, so the decoder allocates only for an image within the limits.
+    """
+    return _decompressed(image_format, data, channels).astype(np.float32) / np.float32(255.0)
+
+
+def _decompressed(
+    image_format: str, data, channels: int, frame_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """(height, width, channels) uint8 pixels of JPEG or PNG data in `image_format`.
+
+    The header is checked before decoding: the size within the limits and, with `frame_size`
+    (width, height), exactly that size and already in the model's colour mode, so that the
+    decoder allocates no more than that frame.
     """
     fmt = image_format.lower()
     formats = sorted({pil for word, pil in _COMPRESSED_FORMATS.items() if word in fmt})
@@ -131,10 +156,13 @@ def decode_compressed(image_format: str, data, channels: int = 1) -> np.ndarray:
         raise ImageDecodeError("compressed image has no data")
     if len(data) > MAX_COMPRESSED_BYTES:
         raise ImageDecodeError(f"compressed image of {len(data)} bytes > {MAX_COMPRESSED_BYTES}")
+    mode, data = _PIL_MODES[channels], bytes(data)
     try:
-        with PILImage.open(io.BytesIO(bytes(data)), formats=formats) as img:
+        with PILImage.open(io.BytesIO(data), formats=formats) as img:
             _check_size(*img.size)
-            pixels = np.asarray(img.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
+            if frame_size is not None:
+                _check_frame_header(img, frame_size, mode, data)
+            pixels = np.asarray(img.convert(mode))
     except ImageDecodeError:
         raise
     except PILImage.UnidentifiedImageError:  # its message names the BytesIO object
@@ -146,8 +174,113 @@ def decode_compressed(image_format: str, data, channels: int = 1) -> np.ndarray:
             f"cannot decode {shown(image_format)} data as {'/'.join(formats)}: "
             f"{type(exc).__name__}: {exc}"
         ) from None
-    pixels = pixels[:, :, None] if pixels.ndim == 2 else pixels
-    return pixels / np.float32(255.0)
+    return pixels[:, :, None] if pixels.ndim == 2 else pixels
+
+
+def _check_frame_header(
+    img: PILImage.Image, size: tuple[int, int], mode: str, data: bytes
+) -> None:
+    """Refuse a frame's PNG or JPEG unless its header declares `size` (width, height) in `mode`.
+
+    A PNG's pixel stream must also inflate to exactly the rows of that frame (Pillow would
+    stop at them and ignore the rest, or leave a short image black).
+    """
+    if (img.size, img.mode) != (size, mode):
+        raise ImageDecodeError(
+            f"{img.format.lower()} frame is {img.size[0]}x{img.size[1]} {img.mode}, not the "
+            f"{size[0]}x{size[1]} {mode} its shape declares"
+        )
+    if img.format != "PNG":
+        return
+    if img.info.get("interlace"):
+        raise ImageDecodeError("png frame is interlaced; frames are sent row by row")
+    rows = size[1] * (1 + size[0] * len(mode))  # a filter byte, then the row's pixels
+    try:
+        if len(decompress(_png_pixel_stream(data), "zlib", rows)) != rows:
+            raise CodecError(f"zlib payload is shorter than the {rows} bytes of the frame's rows")
+    except CodecError as exc:
+        raise ImageDecodeError(f"png frame's pixel data: {exc}") from None
+
+
+def _png_pixel_stream(data: bytes) -> bytes:
+    """The zlib stream of a PNG's pixels: its IDAT chunks' data, joined."""
+    parts, at = [], 8  # after the signature
+    while at + 8 <= len(data):
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
+        if kind == b"IDAT":
+            parts.append(data[at + 8 : at + 8 + length])
+        elif kind == b"IEND":
+            break
+        at += 12 + length  # length, type, data, CRC
+    return b"".join(parts)
+
+
+def input_frame(image: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """A [0, 1] (H, W, C) image at the model's input size, as (h, w, C) uint8 pixels.
+
+    The frame an image encoding ships at cut 0; the base station reads it back (`decode_frame`)
+    and preprocesses it as the drone preprocesses a camera image (`to_model_input`).
+    """
+    chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32)
+    pixels = np.round(np.clip(resize(chw, input_size), 0.0, 1.0) * np.float32(255.0))
+    return np.ascontiguousarray(pixels.astype(np.uint8).transpose(1, 2, 0))
+
+
+def encode_frame(frame: np.ndarray, encoding: str) -> EncodedTensor:
+    """An (H, W, C) uint8 frame (C = 1 or 3) in an image encoding, for the wire."""
+    if encoding not in IMAGE_ENCODINGS:
+        raise ValueError(
+            f"unknown image encoding {encoding!r}; known: {', '.join(IMAGE_ENCODINGS)}"
+        )
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] not in _PIL_MODES:
+        raise ValueError(f"a frame is (H, W, 1 or 3) uint8, not {frame.shape} {frame.dtype}")
+    if encoding == "uint8":
+        data = frame.tobytes()
+    else:
+        out = io.BytesIO()
+        image = PILImage.fromarray(frame[:, :, 0] if frame.shape[2] == 1 else frame)
+        if encoding == "png":
+            image.save(out, format="PNG")
+        else:
+            # optimized Huffman tables: on a small frame the default tables cost a third
+            image.save(out, format="JPEG", quality=JPEG_QUALITIES[encoding], optimize=True)
+        data = out.getvalue()
+    return EncodedTensor(frame.shape, "uint8", encoding, "none", data)
+
+
+def decode_frame(tensor: EncodedTensor, channels: int) -> np.ndarray:
+    """A frame shipped in an image encoding, as the [0, 1] (H, W, channels) image it carries.
+
+    The declared encoding, dtype, compression and shape are checked first; a PNG or JPEG must
+    then be that size and colour mode by its header before it is decoded. Its pixels are read
+    as the raw uint8 frame's are (`decode_image`), so every encoding gives the same floats for
+    the same pixels.
+    """
+    if tensor.encoding not in IMAGE_ENCODINGS:
+        raise ImageDecodeError(
+            f"unknown image encoding {shown(tensor.encoding)}; known: {', '.join(IMAGE_ENCODINGS)}"
+        )
+    if tensor.dtype != "uint8":
+        raise ImageDecodeError(
+            f"dtype {shown(tensor.dtype)} unsupported for {tensor.encoding} frames (only uint8)"
+        )
+    if tensor.compression != "none":
+        raise ImageDecodeError(
+            f"{tensor.encoding} frames travel uncompressed, not {shown(tensor.compression)}"
+        )
+    shape = tuple(int(d) for d in tensor.shape)
+    if len(shape) != 3 or shape[2] != channels:
+        raise ImageDecodeError(
+            f"shape {shown_shape(shape)} is not a (height, width, {channels}) frame"
+        )
+    height, width = shape[:2]
+    _check_size(width, height)
+    data = tensor.data
+    if tensor.encoding != "uint8":
+        fmt = "png" if tensor.encoding == "png" else "jpeg"
+        data = _decompressed(fmt, data, channels, (width, height)).tobytes()
+    return decode_image(_RAW_ENCODINGS[channels], height, width, width * channels, False, data,
+                        channels)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=32)

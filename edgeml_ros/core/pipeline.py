@@ -11,6 +11,10 @@ per block at start-up); the drone then answers at the deepest exit it can still 
 A frame whose offload the link cannot take now (core.offload_window) finishes on the drone.
 These rules are core.decisions', which the simulator follows too.
 
+At cut 0 a plan with an image encoding (core.codec.IMAGE_ENCODINGS) ships the camera frame at
+the model's input size instead of the input tensor; the base station preprocesses it as the
+drone does (core.images.to_model_input) and runs the whole model.
+
 Emulating a slower drone: with `compute_slowdown` > 1 the drone pads its measured compute time
 to that multiple (sleeping), so a desktop can stand in for, say, a Jetson Nano. Off (1) on a
 real robot.
@@ -30,6 +34,7 @@ import torch
 
 from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS, ModelBundle, digest_matches
 from edgeml_ros.core.codec import (
+    IMAGE_ENCODINGS,
     CodecError,
     EncodedTensor,
     decode_tensor,
@@ -48,7 +53,10 @@ from edgeml_ros.core.decisions import (
 from edgeml_ros.core.images import (
     ImageDecodeError,
     decode_compressed,
+    decode_frame,
     decode_image,
+    encode_frame,
+    input_frame,
     to_model_input,
 )
 from edgeml_ros.core.offload_window import OffloadWindow
@@ -363,7 +371,11 @@ class DronePipeline:
             # make this frame late, so it finishes on the drone now.
             self.counters.window_full += 1
             return self._fallback(pending, pending.sent, busy)
-        tensor = encode_tensor(outcome.features.cpu().numpy(), plan.encoding, plan.compression)
+        if plan.encoding in IMAGE_ENCODINGS:  # the camera frame itself (cut 0, check_plan)
+            tensor = encode_frame(input_frame(pixels, tuple(meta.input_size)), plan.encoding)
+        else:
+            tensor = encode_tensor(outcome.features.cpu().numpy(), plan.encoding,
+                                   plan.compression)  # fmt: skip
         t3 = self.compute_clock()
         result.encode_ms = _ms(t3 - t2)
         result.offload_bytes = len(tensor.data)
@@ -504,6 +516,8 @@ class TailServer:
         self.bundle = bundle
         self.runner = SplitRunner(bundle.model, device)
         input_shape = model_input_shape(bundle)
+        height, width = bundle.meta.input_size
+        self._frame_shape = (height, width, bundle.meta.channels)  # as image encodings ship it
         self._feature_shapes = [
             self.runner.feature_shape(input_shape, cut) for cut in range(bundle.model.num_blocks)
         ]
@@ -540,7 +554,7 @@ class TailServer:
         if 0 < count_change < _BOGUS_LOST_COUNT:
             self.lost_in_transport += count_change
 
-    def _check(self, request: OffloadRequest) -> np.ndarray:
+    def _check(self, request: OffloadRequest) -> torch.Tensor:
         """The request's features, or ValueError naming what is wrong (cheapest checks first)."""
         meta = self.bundle.meta
         if request.model_id != meta.model_id:
@@ -561,13 +575,35 @@ class TailServer:
             raise ValueError(
                 f"payload of {len(request.tensor.data)} bytes exceeds {self.max_payload_bytes}"
             )
+        tensor = request.tensor
+        if tensor.encoding in IMAGE_ENCODINGS:
+            return self._frame_input(request)
         expected = self._feature_shapes[request.cut_point]
-        if tuple(request.tensor.shape) != expected:
+        if tuple(tensor.shape) != expected:
             raise ValueError(
-                f"shape {shown_shape(request.tensor.shape)} does not match cut "
+                f"shape {shown_shape(tensor.shape)} does not match cut "
                 f"{request.cut_point}, which produces {list(expected)}"
             )
-        return decode_tensor(request.tensor, max_elements=math.prod(expected))
+        return torch.from_numpy(decode_tensor(tensor, max_elements=math.prod(expected)))
+
+    def _frame_input(self, request: OffloadRequest) -> torch.Tensor:
+        """A camera frame shipped in an image encoding, as the input the drone makes of one.
+
+        ValueError naming what is wrong.
+        """
+        tensor, meta = request.tensor, self.bundle.meta
+        if request.cut_point != 0:
+            raise ValueError(
+                f"encoding {tensor.encoding} ships the camera frame: cut_point must be 0, not "
+                f"{request.cut_point}"
+            )
+        if tuple(tensor.shape) != self._frame_shape:
+            raise ValueError(
+                f"shape {shown_shape(tensor.shape)} is not the model's input frame "
+                f"{list(self._frame_shape)} (height, width, channels)"
+            )
+        frame = decode_frame(tensor, meta.channels)
+        return to_model_input(frame, tuple(meta.input_size), meta.norm_mean, meta.norm_std)
 
     def handle(self, request: OffloadRequest, source: str = "") -> OffloadReply | None:
         """Answer a request once; a bad one gets a rejection naming the problem.
@@ -603,7 +639,7 @@ class TailServer:
         except (ValueError, CodecError) as exc:
             return self._refuse(request, Status.OFFLOAD_REJECTED, str(exc), t0)
         try:
-            decision = self.runner.run_tail(torch.from_numpy(features), request.cut_point)
+            decision = self.runner.run_tail(features, request.cut_point)
         except Exception as exc:  # a request must always get a reply
             reason = f"{type(exc).__name__}: {exc}"
             return self._refuse(request, Status.INTERNAL_ERROR, reason, t0)

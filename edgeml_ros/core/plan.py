@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
+from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS, IMAGE_ENCODINGS
 from edgeml_ros.core.untrusted import shown
 
 EXIT_RULES = ("max_prob", "entropy")
@@ -31,8 +31,10 @@ class ExecutionPlan:
     """The execution policy in force: cut point, exit thresholds and offload encoding.
 
     The drone runs blocks [0, cut_point) and offloads the rest unless an exit fires first
-    (cut_point = number of blocks: everything on the drone). The simulator prices offloads at
-    its configured encoding and ignores `encoding` and `compression`.
+    (cut_point = number of blocks: everything on the drone). `encoding` is a tensor encoding
+    or, at cut 0 only, an image encoding: the camera frame itself is shipped (core.codec).
+    The simulator prices tensor offloads at its configured encoding (ignoring `encoding` and
+    `compression`) and frames in an image encoding at that encoding, from the profile.
     """
 
     cut_point: int
@@ -78,12 +80,34 @@ def check_plan(plan: ExecutionPlan, num_blocks: int, num_exits: int) -> None:
         raise ValueError(f"exit_thresholds: {exc}") from None
     for field, value, known in (
         ("exit_rule", plan.exit_rule, EXIT_RULES),
-        ("encoding", plan.encoding, ENCODINGS),
+        ("encoding", plan.encoding, ENCODINGS + IMAGE_ENCODINGS),
         ("compression", plan.compression, COMPRESSIONS),
     ):
         if value not in known:
             raise ValueError(f"{field}: {shown(value)} unknown; known: {', '.join(known)}")
+    if plan.encoding in IMAGE_ENCODINGS:
+        if plan.cut_point != 0:
+            raise ValueError(
+                f"encoding: {plan.encoding} ships the camera frame, so cut_point must be 0, "
+                f"not {plan.cut_point}"
+            )
+        if plan.compression != "none":
+            raise ValueError(
+                f"compression: {plan.encoding} frames travel as they are, so it must be none, "
+                f"not {plan.compression}"
+            )
     if len(plan.policy_name) > MAX_POLICY_NAME_CHARS:
         raise ValueError(
             f"policy_name: {len(plan.policy_name)} characters, more than {MAX_POLICY_NAME_CHARS}"
         )
+
+
+def with_tensor_transport(plan: ExecutionPlan, encoding: str, compression: str) -> ExecutionPlan:
+    """`plan` with its offloaded tensors sent as `encoding` and `compression`.
+
+    A plan that ships the camera frame in an image encoding keeps it: that choice is its
+    policy's (cloud_png, cloud_jpeg), and a tensor encoding would not fit it.
+    """
+    if plan.encoding in IMAGE_ENCODINGS:
+        return plan
+    return replace(plan, encoding=encoding, compression=compression)

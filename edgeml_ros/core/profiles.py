@@ -5,14 +5,18 @@ They hold per-block latency and output bytes, MACs, and per-sample exit confiden
 A profile is a JSON file plus an .npz beside it holding, for every validation sample and every
 exit, the class predicted and the confidence under each exit rule, for clean inputs and for each
 synthetic degradation (core.degrade). With those, the accuracy, exit rates and compute of any
-threshold setting follow exactly (`ExitTable`).
+threshold setting follow exactly (`ExitTable`). For every image encoding (the camera frame
+shipped at cut 0, core.codec.IMAGE_ENCODINGS) it also holds each frame's bytes in it and the
+final exit's answer on the frame as the base station decodes it (`ImageExit`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,8 +27,15 @@ from tqdm import tqdm
 
 from edgeml_ros.core.calibration import Calibration
 from edgeml_ros.core.checkpoint import ModelBundle
-from edgeml_ros.core.codec import ENCODINGS, encode_tensor
+from edgeml_ros.core.codec import ENCODINGS, IMAGE_ENCODINGS, encode_tensor
 from edgeml_ros.core.energy import DeviceEnergy
+from edgeml_ros.core.images import (
+    decode_frame,
+    encode_frame,
+    input_frame,
+    normalize,
+    to_model_input,
+)
 from edgeml_ros.core.models import MultiExitNet
 from edgeml_ros.core.plan import EXIT_RULES
 
@@ -33,7 +44,10 @@ DEFAULT_PROFILE = PROFILE_DIR / "fashion_mnist_b_vgg.json"
 PROFILE_FORMAT = "edgeml_ros.profile"
 # 3: the base station's latencies (server_threads), the class count, and the reference model's
 # time on this machine (what sets the emulated drone's compute speed, core.energy)
-PROFILE_VERSION = 3
+# 4: the image encodings (`image_bytes`, and `ImageExit` tables in the .npz). A version-3
+# profile still loads, with no image encodings.
+PROFILE_VERSION = 4
+LOADABLE_VERSIONS = (3, PROFILE_VERSION)
 
 
 class ProfileError(ValueError):
@@ -75,8 +89,10 @@ class Profile:
 
     `reference_ms` is the reference model's median time on this machine at `threads`
     (core.energy.REFERENCE_MODEL): with the device class's published time of the same model it
-    sets how much slower the emulated drone computes (`compute_slowdown`). `calibration`: the
-    simulator's terms fitted to live runs (core.calibration, `edgeml calibrate`), or None.
+    sets how much slower the emulated drone computes (`compute_slowdown`). `image_bytes` is the
+    mean size of a clean validation frame in each image encoding measured (its exit tables
+    hold every frame's). `calibration`: the simulator's terms fitted to live runs
+    (core.calibration, `edgeml calibrate`), or None.
     """
 
     model_id: str
@@ -95,6 +111,7 @@ class Profile:
     input_bytes: dict[str, int]
     blocks: list[BlockProfile]
     exits: list[ExitProfile]
+    image_bytes: dict[str, float]
     samples: int = 0
     conditions: list[str] = field(default_factory=lambda: ["clean"])
     format: str = PROFILE_FORMAT
@@ -140,17 +157,23 @@ def load_profile_conditions(path: Path | str) -> tuple[Profile, dict[str, ExitTa
         raw = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ProfileError(f"{path}: not JSON ({exc})") from exc
-    if raw.get("format") != PROFILE_FORMAT or raw.get("version") != PROFILE_VERSION:
+    if raw.get("format") != PROFILE_FORMAT or raw.get("version") not in LOADABLE_VERSIONS:
         raise ProfileError(
             f"{path}: format {raw.get('format')!r} version {raw.get('version')!r}, expected "
-            f"{PROFILE_FORMAT!r} version {PROFILE_VERSION}"
+            f"{PROFILE_FORMAT!r} version {PROFILE_VERSION} (or 3, without image encodings)"
         )
+    if raw["version"] == 3:
+        raw["image_bytes"] = {}  # measured from version 4 on
     try:
         raw["blocks"] = [BlockProfile(**b) for b in raw["blocks"]]
         raw["exits"] = [ExitProfile(**e) for e in raw["exits"]]
         profile = Profile(**raw)
     except (KeyError, TypeError) as exc:
         raise ProfileError(f"{path}: missing or unexpected field ({exc})") from exc
+    unknown = sorted(set(profile.image_bytes) - set(IMAGE_ENCODINGS))
+    if unknown:
+        raise ProfileError(f"{path}: image encodings {unknown} unknown; known: "
+                           f"{', '.join(IMAGE_ENCODINGS)}")  # fmt: skip
     try:
         profile.calibrated  # noqa: B018 (checks the record)
     except ValueError as exc:
@@ -184,29 +207,33 @@ class ExitTable:
     labels: np.ndarray  # (samples,)
     cost: np.ndarray  # (exits,) MACs
     full_cost: float  # MACs of the whole model with no early exit evaluated
+    images: dict[str, ImageExit] = field(default_factory=dict)  # image encoding -> answers
 
     @classmethod
     def from_arrays(cls, data: dict[str, np.ndarray], profile: Profile) -> ExitTable:
         """Build from the arrays of a profile's .npz, checking their shapes."""
-        n_exits = len(profile.exits)
-        try:
-            preds, labels = data["predictions"], data["labels"]
-            conf = {rule: data[f"confidence_{rule}"] for rule in EXIT_RULES}
-        except KeyError as exc:
-            raise ProfileError(f"exit data lacks array {exc}") from exc
-        for name, arr in [
-            ("predictions", preds),
-            *((f"confidence_{r}", a) for r, a in conf.items()),
-        ]:
-            if arr.shape != (n_exits, len(labels)):
-                raise ProfileError(f"exit data {name} has shape {arr.shape}, expected "
-                                   f"{(n_exits, len(labels))}")  # fmt: skip
-        return cls(preds, conf, labels, *exit_costs(profile))
+        labels = _array(data, "labels")
+        shape = (len(profile.exits), len(labels))
+        preds, conf = _answers(data, "", shape)
+        images = {}
+        for encoding in profile.image_bytes:
+            prefix = f"image/{encoding}/"
+            nbytes = _array(data, f"{prefix}payload_bytes", shape[1:])
+            images[encoding] = ImageExit(*_answers(data, prefix, shape[1:]), nbytes)
+        stray = sorted({k.split("/")[1] for k in data if k.startswith("image/")} - set(images))
+        if stray:
+            raise ProfileError(f"exit data holds image encodings {stray} the profile lacks")
+        return cls(preds, conf, labels, *exit_costs(profile), images)
 
     def as_arrays(self) -> dict[str, np.ndarray]:
         """Arrays for the .npz file."""
         out = {"predictions": self.predictions, "labels": self.labels}
         out.update({f"confidence_{r}": c for r, c in self.confidence.items()})
+        for encoding, image in self.images.items():
+            prefix = f"image/{encoding}/"
+            out.update({f"{prefix}predictions": image.predictions,
+                        f"{prefix}payload_bytes": image.payload_bytes})  # fmt: skip
+            out.update({f"{prefix}confidence_{r}": c for r, c in image.confidence.items()})
         return out
 
     def exit_taken(
@@ -230,6 +257,40 @@ class ExitTable:
     def exit_accuracy(self) -> list[float]:
         """Accuracy of every exit on its own."""
         return [float(np.mean(p == self.labels)) for p in self.predictions]
+
+    def image_accuracy(self, encoding: str) -> float:
+        """Accuracy of the final exit on the frames shipped in image encoding `encoding`."""
+        return float(np.mean(self.images[encoding].predictions == self.labels))
+
+
+@dataclass
+class ImageExit:
+    """The final exit on validation frames shipped in one image encoding, frame by frame.
+
+    Each frame went through the encoding and back as on the wire (core.images.encode_frame,
+    decode_frame), so the accuracy at that quality is measured, not assumed.
+    """
+
+    predictions: np.ndarray  # (samples,) int
+    confidence: dict[str, np.ndarray]  # rule -> (samples,) float
+    payload_bytes: np.ndarray  # (samples,) int: each frame's bytes on the wire
+
+
+def _array(data: dict[str, np.ndarray], name: str, shape: tuple[int, ...] | None = None):
+    """The array `name` of a profile's exit data, of `shape` if given (ProfileError if not)."""
+    if name not in data:
+        raise ProfileError(f"exit data lacks array {name!r}")
+    if shape is not None and data[name].shape != shape:
+        raise ProfileError(f"exit data {name} has shape {data[name].shape}, expected {shape}")
+    return data[name]
+
+
+def _answers(
+    data: dict[str, np.ndarray], prefix: str, shape: tuple[int, ...]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Predictions and confidences (per rule) under `prefix` in a profile's exit data."""
+    confidence = {r: _array(data, f"{prefix}confidence_{r}", shape) for r in EXIT_RULES}
+    return _array(data, f"{prefix}predictions", shape), confidence
 
 
 # Shared thresholds swept from "every early exit fires" (0) to "only the most confident" (1).
@@ -333,26 +394,60 @@ def reference_ms(runs: int, threads: int) -> float:
         return time_call(lambda: model(x), runs)[0]
 
 
+def collect_image_exits(
+    bundle: ModelBundle, frames: torch.Tensor, labels: np.ndarray, encodings: Sequence[str],
+    desc: str = "",
+) -> dict[str, ImageExit]:  # fmt: skip
+    """The final exit on `frames` shipped in each image encoding, as the base station gets them.
+
+    `frames` are (N, C, H, W) in [0, 1] at the model's input size. Each becomes the uint8 frame
+    the drone sends, goes through the encoding and back, and is preprocessed as the base
+    station preprocesses it (core.images: input_frame, encode_frame, decode_frame,
+    to_model_input).
+    """
+    meta = bundle.meta
+    size = tuple(meta.input_size)
+    sent = [input_frame(f, size) for f in frames.permute(0, 2, 3, 1).numpy()]
+    out, answers = {}, {}  # answers by the digest of the inputs they were measured on
+    for encoding in encodings:
+        wire = [encode_frame(f, encoding) for f in sent]
+        x = torch.cat([to_model_input(decode_frame(w, meta.channels), size, meta.norm_mean,
+                                      meta.norm_std) for w in wire])  # fmt: skip
+        digest = hashlib.sha256(x.numpy().tobytes()).digest()
+        if digest not in answers:  # a lossless encoding gives another's inputs bit for bit
+            answers[digest] = collect_exit_table(
+                bundle.model, x, labels, desc=f"{desc} {encoding}"
+            )
+        preds, conf = answers[digest]
+        nbytes = np.array([len(w.data) for w in wire], np.int64)
+        out[encoding] = ImageExit(preds[-1], {r: c[-1] for r, c in conf.items()}, nbytes)
+    return out
+
+
 def profile_model(
     bundle: ModelBundle,
-    inputs: dict[str, torch.Tensor],
-    y_val: np.ndarray,
+    frames: dict[str, torch.Tensor],
+    labels: np.ndarray,
     device: DeviceEnergy,
     runs: int = 50,
     threads: int = 1,
     server_threads: int = 2,
     command: str = "",
+    image_encodings: Sequence[str] = IMAGE_ENCODINGS,
 ) -> tuple[Profile, dict[str, ExitTable]]:
     """Profile a model on this machine.
 
     Measures per-block and per-exit latency (single frame, with the drone's `threads` torch
     threads and the base station's `server_threads`; the perception node computes on one, the
     offload node on two), the reference model's time, bytes per encoding at every cut, MACs,
-    and an exit table over each condition's inputs (clean first), all labelled `y_val`.
+    and an exit table over each condition's frames (clean first), all labelled `labels`,
+    with the final exit's answers on the frames shipped in each of `image_encodings`.
+    `frames` are each condition's (N, C, H, W) images in [0, 1] at the model's input size
+    (core.train.split_frames); the model sees them normalised as in training.
     """
-    x_val = inputs["clean"]
     model, meta = bundle.model, bundle.meta
-    input_shape = (1, *x_val.shape[1:])
+    x_val = normalize(frames["clean"][:1], meta.norm_mean, meta.norm_std)
+    input_shape = tuple(x_val.shape)
     block_macs, exit_macs = count_macs(model, input_shape)
 
     def wire_bytes(t: torch.Tensor) -> dict[str, int]:
@@ -365,7 +460,7 @@ def profile_model(
         return med, p95, time_call(fn, runs)[0]
 
     blocks, exits = [], []
-    x = x_val[:1].clone()
+    x = x_val.clone()
     with torch.inference_mode():
         input_bytes = wire_bytes(x)
         for i, block in enumerate(tqdm(model.blocks, desc="block latency", unit="block")):
@@ -377,6 +472,10 @@ def profile_model(
                 times = latency(lambda h=model.exits[e], inp=y: h(inp))
                 exits.append(ExitProfile(e, i, *times, exit_macs[e]))
             x = y
+    images = {
+        condition: collect_image_exits(bundle, x, labels, image_encodings, f"image ({condition})")
+        for condition, x in frames.items()
+    }
     profile = Profile(
         model_id=meta.model_id,
         weights_digest=meta.weights_digest,
@@ -395,11 +494,15 @@ def profile_model(
         input_bytes=input_bytes,
         blocks=blocks,
         exits=exits,
-        samples=len(y_val),
-        conditions=list(inputs),
+        image_bytes={enc: float(np.mean(image.payload_bytes))
+                     for enc, image in images["clean"].items()},
+        samples=len(labels),
+        conditions=list(frames),
     )  # fmt: skip
     tables = {}
-    for condition, x in inputs.items():
-        preds, conf = collect_exit_table(model, x, y_val, desc=f"exit confidences ({condition})")
-        tables[condition] = ExitTable(preds, conf, np.asarray(y_val), *exit_costs(profile))
+    for condition, x in frames.items():
+        x = normalize(x, meta.norm_mean, meta.norm_std)
+        preds, conf = collect_exit_table(model, x, labels, desc=f"exit confidences ({condition})")
+        tables[condition] = ExitTable(preds, conf, np.asarray(labels), *exit_costs(profile),
+                                      images[condition])  # fmt: skip
     return profile, tables

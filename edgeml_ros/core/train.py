@@ -28,7 +28,7 @@ from tqdm import tqdm
 from edgeml_ros.core.checkpoint import CHECKPOINT_DIR, ModelMeta, save_checkpoint
 from edgeml_ros.core.data import IMAGE_FOLDER, DatasetError, DataSource, ImageDataset, open_dataset
 from edgeml_ros.core.degrade import CONDITIONS, degrade
-from edgeml_ros.core.images import Norm, match_channels, normalize, resize_and_normalize
+from edgeml_ros.core.images import Norm, match_channels, normalize, resize
 from edgeml_ros.core.models import MultiExitNet, build_model, resolve_architecture
 
 MODES = ("joint", "heads")
@@ -97,16 +97,14 @@ def seed_everything(seed: int, warn_only: bool = False) -> None:
     torch.use_deterministic_algorithms(True, warn_only=warn_only)
 
 
-def to_tensors(
+def to_frames(
     ds: ImageDataset,
-    mean: Norm,
-    std: Norm,
     input_size: tuple[int, int],
     channels: int,
     condition: str = "clean",
     severity: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Normalised (N, channels, H, W) float images at the model's input size, and int64 labels.
+    """(N, channels, H, W) float images in [0, 1] at the model's input size, and int64 labels.
 
     Channels and resizing match what the perception node does to camera frames
     (decode_image, to_model_input). `condition` degrades the images first, at `severity` (see
@@ -116,7 +114,21 @@ def to_tensors(
     x = match_channels(x[..., None] if x.ndim == 3 else x, channels)
     chw = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
     x = degrade(chw, condition, severity=severity)
-    return resize_and_normalize(x, input_size, mean, std), torch.from_numpy(ds.labels)
+    return resize(x, input_size), torch.from_numpy(ds.labels)
+
+
+def to_tensors(
+    ds: ImageDataset,
+    mean: Norm,
+    std: Norm,
+    input_size: tuple[int, int],
+    channels: int,
+    condition: str = "clean",
+    severity: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`to_frames`, normalised per channel: model inputs, and int64 labels."""
+    x, y = to_frames(ds, input_size, channels, condition, severity)
+    return normalize(x, mean, std), y
 
 
 def channel_stats(x: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -139,19 +151,26 @@ def reopen_dataset(meta: ModelMeta) -> DataSource:
     return source
 
 
-def split_tensors(
+def split_frames(
     meta: ModelMeta, split: str, condition: str = "clean"
 ) -> tuple[torch.Tensor, np.ndarray]:
-    """Model-ready inputs and labels of a split, preprocessed as at training time.
+    """The [0, 1] frames of a split at the model's input size (`to_frames`), and labels.
 
     `validation` was never trained on (see core.data for how each dataset holds it out).
     """
     if split not in ("validation", "test"):
         raise ValueError(f"split must be 'validation' or 'test', got {split!r}")
     size = tuple(meta.input_size)
-    ds = reopen_dataset(meta).load(split, size)
-    x, y = to_tensors(ds, meta.norm_mean, meta.norm_std, size, meta.channels, condition)
+    x, y = to_frames(reopen_dataset(meta).load(split, size), size, meta.channels, condition)
     return x, y.numpy()
+
+
+def split_tensors(
+    meta: ModelMeta, split: str, condition: str = "clean"
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Model-ready inputs and labels of a split (`split_frames`, normalised as in training)."""
+    x, y = split_frames(meta, split, condition)
+    return normalize(x, meta.norm_mean, meta.norm_std), y
 
 
 def multi_exit_loss(

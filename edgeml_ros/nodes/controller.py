@@ -20,8 +20,9 @@ from pathlib import Path
 from sensor_msgs.msg import BatteryState
 
 from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS, digest_matches
+from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
 from edgeml_ros.core.outcome import Status
-from edgeml_ros.core.plan import ExecutionPlan
+from edgeml_ros.core.plan import ExecutionPlan, with_tensor_transport
 from edgeml_ros.core.profiles import DEFAULT_PROFILE
 from edgeml_ros.core.untrusted import shown
 from edgeml_ros.msg import ExecutionPolicy, LinkQuality, ResultBatch
@@ -75,10 +76,12 @@ class ControllerNode(ManagedNode):
                       float_range=(0.1, 3600.0)),
                 Param("battery_critical_soc", 0.1, "Below this battery charge: first exit, on "
                       "the drone.", float_range=(0.0, 1.0)),
-                Param("encoding", "fp32", "Offloaded tensor encoding: fp32, fp16 or int8.",
-                      check=one_of("fp32", "fp16", "int8")),
-                Param("compression", "none", "Lossless compression: none, zlib or zstd.",
-                      check=one_of("none", "zlib", "zstd")),
+                Param("encoding", "fp32", "Offloaded tensor encoding: fp32, fp16 or int8. A "
+                      "policy that ships the camera frame itself (cloud_png, cloud_jpeg) sends "
+                      "it in the image encoding it chose instead, uncompressed.",
+                      check=one_of(*ENCODINGS)),
+                Param("compression", "none", "Lossless compression of offloaded tensors: none, "
+                      "zlib or zstd.", check=one_of(*COMPRESSIONS)),
             ],
         )  # fmt: skip
         self.add_post_set_parameters_callback(self._on_params_set)
@@ -204,8 +207,10 @@ class ControllerNode(ManagedNode):
         if self._model_mismatch:
             return
         decision = self.controller.decide(time.monotonic())
-        extra = param_values(self, ("encoding", "compression"))
-        plan = dataclasses.replace(decision.plan, **extra, policy_name=self.controller.policy.name)
+        transport = with_tensor_transport(
+            decision.plan, **param_values(self, ("encoding", "compression"))
+        )
+        plan = dataclasses.replace(transport, policy_name=self.controller.policy.name)
         now = time.monotonic()
         changed = plan != self._last
         if changed or now - self._last_sent >= self._param("publish_period_s"):

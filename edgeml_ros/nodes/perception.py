@@ -26,7 +26,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from edgeml_ros.core.annotate import annotate
 from edgeml_ros.core.checkpoint import ModelBundle, load_checkpoint
-from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
+from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS, IMAGE_ENCODINGS
 from edgeml_ros.core.outcome import Status, Where
 from edgeml_ros.core.pipeline import (
     EXPIRE_PERIOD_S,
@@ -60,6 +60,7 @@ from edgeml_ros.nodes.conversions import (
 from edgeml_ros.nodes.model_params import checkpoint_param, device_param
 
 PLAN_PARAMS = ("cut_point", "exit_thresholds", "exit_rule", "encoding", "compression")
+PLAN_CHOICES = {"encoding": ENCODINGS + IMAGE_ENCODINGS, "compression": COMPRESSIONS}
 IMAGE_TOPIC = "camera/image_raw"
 # Ranges before a model is loaded; configure and every later change check against the model.
 MAX_BLOCKS = 256
@@ -105,10 +106,12 @@ class PerceptionNode(ManagedNode):
             ),
             Param("exit_rule", "max_prob", "Exit confidence score: max_prob or entropy.",
                   check=one_of(*EXIT_RULES)),
-            Param("encoding", "fp32", "Offloaded tensor encoding: fp32, fp16 or int8.",
-                  check=one_of(*ENCODINGS)),
-            Param("compression", "none", "Lossless compression of offloads: none, zlib or zstd.",
-                  check=one_of(*COMPRESSIONS)),
+            Param("encoding", "fp32", "Offload encoding: a tensor encoding (fp32, fp16, int8) "
+                  "or, at cut_point 0 with compression none, an image encoding that ships the "
+                  f"camera frame at the model's input size ({', '.join(IMAGE_ENCODINGS)}).",
+                  check=self._plan_check("encoding")),
+            Param("compression", "none", "Lossless compression of offloaded tensors: none, "
+                  "zlib or zstd.", check=self._plan_check("compression")),
             Param(
                 "image_transport",
                 "raw",
@@ -175,6 +178,8 @@ class PerceptionNode(ManagedNode):
         """A validator of one plan parameter: against the model once it is loaded."""
 
         def check(value) -> None:
+            if name in PLAN_CHOICES:
+                one_of(*PLAN_CHOICES[name])(value)
             if self.pipeline is not None:
                 plan = dataclasses.replace(self.pipeline.plan, **{name: _plan_field(name, value)})
                 validate_plan(self.bundle, plan)

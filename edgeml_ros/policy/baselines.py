@@ -1,7 +1,11 @@
 """Baseline policies from the literature, and the hindsight oracle.
 
 - edge_only: the whole model on the drone, no early exits.
-- cloud_only: ship the input, the base station runs everything.
+- cloud_only: ship the input tensor, the base station runs everything.
+- cloud_png, cloud_jpeg: ship the camera frame itself, PNG (lossless) or JPEG at the quality of
+  fewest bytes that keeps the final exit within 1 point of its accuracy on the unencoded
+  frames (validation), the base station runs everything: compressed-input offload, which split
+  computing often loses to.
 - neurosurgeon: the cut with the least predicted latency for the current bandwidth estimate,
   no early exits (Kang et al., ASPLOS 2017).
 - branchynet: everything on the drone, early exits at one fixed threshold, chosen on the
@@ -15,6 +19,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,14 +37,29 @@ from edgeml_ros.policy.sim import ModelCosts, Simulation
 SPINN_ACCURACY_SLACK = 0.005
 
 
-def no_exit_plan(costs: ModelCosts, cut: int) -> ExecutionPlan:
-    """The plan cutting at `cut` with every early exit disabled."""
-    return ExecutionPlan(cut, shared_thresholds(NO_EARLY_EXIT, costs.num_exits))
+def no_exit_plan(costs: ModelCosts, cut: int, encoding: str = "fp32") -> ExecutionPlan:
+    """The plan cutting at `cut` with every early exit disabled, offloading as `encoding`."""
+    return ExecutionPlan(cut, shared_thresholds(NO_EARLY_EXIT, costs.num_exits),
+                         encoding=encoding)  # fmt: skip
+
+
+def pick_image_encoding(table: ExitTable, candidates: Sequence[str], max_loss: float) -> str:
+    """Of `candidates`, the image encoding of fewest bytes per frame within `max_loss`.
+
+    Within: the final exit's accuracy on the table's frames shipped in it is at most `max_loss`
+    below its accuracy on the frames themselves. The most accurate candidate if none is.
+    """
+    target = table.exit_accuracy()[-1] - max_loss
+    accuracy = {c: table.image_accuracy(c) for c in candidates}
+    within = [c for c in candidates if accuracy[c] >= target]
+    if not within:
+        return max(candidates, key=accuracy.__getitem__)
+    return min(within, key=lambda c: float(np.mean(table.images[c].payload_bytes)))
 
 
 @dataclass
 class FixedPolicy:
-    """The same plan whatever happens (edge_only, cloud_only, branchynet)."""
+    """The same plan whatever happens (edge_only, cloud_only, cloud_png, branchynet, ...)."""
 
     name: str
     plan: ExecutionPlan

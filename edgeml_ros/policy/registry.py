@@ -1,9 +1,10 @@
 """Every controller policy by name: what it is, whether it can run live, how to build it.
 
 Each policy is registered here with `register`: its name, a one-line description, whether it
-can run on the drone (`live`) and a factory that builds it for a world, given the directory of
-the trained policies. The command line, evaluation and the controller node take the names
-and build the policies from here; the order of registration is the order they are listed in.
+can run on the drone (`live`), the image encodings whose profile data it needs, and a factory
+that builds it for a world, given the directory of the trained policies. The command line,
+evaluation and the controller node take the names and build the policies from here; the order
+of registration is the order they are listed in.
 """
 
 from __future__ import annotations
@@ -12,11 +13,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from edgeml_ros.core.codec import JPEG_QUALITIES
 from edgeml_ros.core.plan import ExecutionPlan, shared_thresholds
 from edgeml_ros.policy.agents import POLICY_DIR, load_policy, policy_file
-from edgeml_ros.policy.baselines import FixedPolicy, Neurosurgeon, Oracle, Spinn, no_exit_plan
+from edgeml_ros.policy.baselines import (
+    FixedPolicy,
+    Neurosurgeon,
+    Oracle,
+    Spinn,
+    no_exit_plan,
+    pick_image_encoding,
+)
 from edgeml_ros.policy.observation import Policy
-from edgeml_ros.policy.thresholds import pick_threshold
+from edgeml_ros.policy.thresholds import MAX_ACCURACY_LOSS, pick_threshold
 from edgeml_ros.policy.world import World
 
 PolicyFactory = Callable[[World, Path], Policy]
@@ -24,34 +33,61 @@ PolicyFactory = Callable[[World, Path], Policy]
 
 @dataclass(frozen=True)
 class PolicySpec:
-    """A registered policy: its name, what it is, whether it can run live, how to build it."""
+    """A registered policy: its name, what it is, whether it can run live, how to build it.
+
+    `image_encodings`: those it may ship the camera frame in, whose measured bytes and
+    accuracy the profile must hold (core.profiles.ImageExit).
+    """
 
     name: str
     description: str
     live: bool
     factory: PolicyFactory
+    image_encodings: tuple[str, ...] = ()
 
 
 _POLICIES: dict[str, PolicySpec] = {}
 
 
 def register(
-    name: str, description: str, live: bool = True
+    name: str, description: str, live: bool = True, image_encodings: tuple[str, ...] = ()
 ) -> Callable[[PolicyFactory], PolicyFactory]:
     """Decorator: register `factory(world, policy_dir)` as the policy `name`."""
 
     def add(factory: PolicyFactory) -> PolicyFactory:
         if name in _POLICIES:
             raise ValueError(f"policy {name!r} is registered twice")
-        _POLICIES[name] = PolicySpec(name, description, live, factory)
+        _POLICIES[name] = PolicySpec(name, description, live, factory, image_encodings)
         return factory
 
     return add
 
 
-def policy_names(live_only: bool = False) -> tuple[str, ...]:
-    """Names of the registered policies (only those that can run live, with `live_only`)."""
-    return tuple(name for name, spec in _POLICIES.items() if spec.live or not live_only)
+def policy_names(live_only: bool = False, world: World | None = None) -> tuple[str, ...]:
+    """Names of the registered policies.
+
+    Only those that can run live, with `live_only`; only those the world's profile has the
+    data for, with `world` (see `unavailable`).
+    """
+    return tuple(
+        name
+        for name, spec in _POLICIES.items()
+        if (spec.live or not live_only) and (world is None or unavailable(name, world) is None)
+    )
+
+
+def unavailable(name: str, world: World) -> str | None:
+    """Why the policy `name` cannot be built for the world's profile (None: it can)."""
+    images = policy_spec(name).image_encodings
+    lacking = [e for e in images if e not in world.tables["clean"].images]
+    if not lacking:
+        return None
+    profile = world.profile
+    return (
+        f"policy {name} needs the frame's measured bytes and accuracy in {', '.join(lacking)}, "
+        f"which the profile of {profile.model_id} (version {profile.version}) lacks: profile "
+        "the model again (`edgeml profile`)"
+    )
 
 
 def policy_spec(name: str) -> PolicySpec:
@@ -63,6 +99,9 @@ def policy_spec(name: str) -> PolicySpec:
 
 def make_policy(name: str, world: World, policy_dir: Path | str = POLICY_DIR) -> Policy:
     """Build the policy `name` for the world's model (learned ones from `policy_dir`)."""
+    reason = unavailable(name, world)
+    if reason is not None:
+        raise ValueError(reason)
     return policy_spec(name).factory(world, Path(policy_dir))
 
 
@@ -97,9 +136,29 @@ def _edge_only(world: World, policy_dir: Path) -> Policy:
     return FixedPolicy("edge_only", no_exit_plan(world.costs, world.costs.num_blocks))
 
 
-@register("cloud_only", "ship the input: the base station runs everything")
+@register("cloud_only", "ship the input tensor (fp32): the base station runs everything")
 def _cloud_only(world: World, policy_dir: Path) -> Policy:
     return FixedPolicy("cloud_only", no_exit_plan(world.costs, 0))
+
+
+@register(
+    "cloud_png",
+    "ship the camera frame as PNG (lossless): the base station runs everything",
+    image_encodings=("png",),
+)
+def _cloud_png(world: World, policy_dir: Path) -> Policy:
+    return FixedPolicy("cloud_png", no_exit_plan(world.costs, 0, "png"))
+
+
+@register(
+    "cloud_jpeg",
+    "ship the camera frame as JPEG, at the quality of fewest bytes within 1 point of the final "
+    "exit's validation accuracy",
+    image_encodings=tuple(JPEG_QUALITIES),
+)
+def _cloud_jpeg(world: World, policy_dir: Path) -> Policy:
+    encoding = pick_image_encoding(world.tables["clean"], tuple(JPEG_QUALITIES), MAX_ACCURACY_LOSS)
+    return FixedPolicy("cloud_jpeg", no_exit_plan(world.costs, 0, encoding))
 
 
 @register("neurosurgeon", "the cut of least predicted latency for the link, no early exits")

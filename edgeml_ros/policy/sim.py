@@ -14,6 +14,9 @@ decisions of `core.pipeline.DronePipeline`, which are `core.decisions`' and the 
   one transfer at a time, bandwidth replayed exactly from the trace, outages included), the
   base station runs the rest at its own speed, and the reply comes back after the RTT; the
   window learns the link's pace and losses from these replies, as the drone's does;
+- a plan that ships the camera frame in an image encoding (cut 0) sends each replayed frame's
+  own bytes in that encoding, and the base station answers with the final exit's answer on
+  that frame as it decodes it (both measured in the profile, core.profiles.ImageExit);
 - an offload has a fallback time: the deadline less the time the drone needs to finish the model
   itself, less a margin. If the reply is not back by the perception node's first expire check
   after it, the drone answers at the deepest exit it can still reach by the deadline (FALLBACK).
@@ -37,6 +40,7 @@ import numpy as np
 
 from edgeml_ros.core.battery import soc_after
 from edgeml_ros.core.calibration import Calibration
+from edgeml_ros.core.codec import ENCODINGS, IMAGE_ENCODINGS
 from edgeml_ros.core.decisions import (
     EXPIRE_PERIOD_S,
     LocalTimes,
@@ -50,7 +54,7 @@ from edgeml_ros.core.degrade import CONDITIONS
 from edgeml_ros.core.energy import DeviceEnergy, device_class
 from edgeml_ros.core.offload_window import OffloadWindow
 from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan, check_plan
-from edgeml_ros.core.profiles import ExitTable, Profile
+from edgeml_ros.core.profiles import ExitTable, ImageExit, Profile
 from edgeml_ros.core.traces import Trace
 
 # Threshold levels of the learned policies' action space, the last one "no early exit".
@@ -96,7 +100,7 @@ class SimConfig:
     fps: float = 10.0
     deadline_ms: float = 100.0
     window_s: float = 1.0
-    encoding: str = "fp32"
+    encoding: str = "fp32"  # of offloaded tensors; a plan's image encoding is its own
     exit_rule: str = "max_prob"
     device_class: str | None = None  # the drone computer; None: the one the profile names
     compute_slowdown: float | None = None  # None: the device class's against the profile
@@ -128,6 +132,11 @@ class SimConfig:
             raise ValueError(f"estimate_noise must be in [0, 1), got {self.estimate_noise}")
         if self.device_class is not None:
             device_class(self.device_class)
+        if self.encoding not in ENCODINGS:
+            raise ValueError(
+                f"sim config encoding must be a tensor encoding ({', '.join(ENCODINGS)}), got "
+                f"{self.encoding!r}"
+            )
         if self.compute_slowdown is not None and not 1 <= self.compute_slowdown <= 1000:
             raise ValueError(
                 f"sim config compute_slowdown must be in [1, 1000], got {self.compute_slowdown}"
@@ -215,10 +224,8 @@ class ModelCosts:
             [profile.input_bytes[config.encoding]]
             + [b.output_bytes[config.encoding] for b in profile.blocks]
         )
-        # bits on the link per offload of each cut and per reply: with a calibration, the
-        # message's fields and the RTPS, UDP, IP and Ethernet headers too (core.wire)
-        wire = cal.request_wire_bytes if cal else int
-        self.request_bits = 8.0 * np.array([wire(int(b)) for b in self.cut_bytes], np.float64)
+        # bits on the link per reply: with a calibration, the message with its fields and the
+        # RTPS, UDP, IP and Ethernet headers (core.wire); without, none
         self.reply_bits = 8.0 * cal.reply_wire_bytes() if cal else 0.0
         # the framework's time: camera to perception, decoding (on the drone's thread), result
         # to its reader; per offload, serializing the features and the round trip's DDS hops
@@ -229,6 +236,15 @@ class ModelCosts:
         self.offload_hop_s = terms.offload_hop_ms / 1000.0
         self.full_local_s = self.drone.finish(0)
         self.reference_energy_j = self.device.frame_energy_j(self.full_local_s)
+
+    def wire_bits(self, payload_bytes: int) -> float:
+        """Bits on the link of an offload carrying `payload_bytes`.
+
+        With a calibration, the request's other fields and its RTPS, UDP, IP and Ethernet
+        headers too (core.wire).
+        """
+        cal = self.calibration
+        return 8.0 * (cal.request_wire_bytes(payload_bytes) if cal else payload_bytes)
 
     def head_exits(self, plan: ExecutionPlan) -> list[int]:
         """Exits the drone's head checks under `plan` (core.decisions.checked_exits)."""
@@ -269,7 +285,7 @@ class ModelCosts:
         """Predicted time from sending the features of `cut` to the reply, on a steady link."""
         if mbps <= 0:
             return math.inf
-        airtime = (self.request_bits[cut] + self.reply_bits) / (mbps * 1e6)
+        airtime = (self.wire_bits(int(self.cut_bytes[cut])) + self.reply_bits) / (mbps * 1e6)
         return airtime + rtt_ms / 1000.0 + self.server_tail_s[cut] + self.offload_hop_s
 
 
@@ -431,6 +447,12 @@ class Simulation:
             for r in tables["clean"].confidence
         }
         self._labels = np.stack([tables[c].labels for c in CONDITIONS])
+        # per image encoding, the same for frames shipped in it and answered by the final exit
+        # at the base station, with each frame's bytes
+        self._images = {
+            encoding: _stacked([tables[c].images[encoding] for c in CONDITIONS])
+            for encoding in tables["clean"].images
+        }
         self._noise_rng = np.random.default_rng(scenario.seed + 7919)
         others_hz = config.other_drones_offload_hz or config.fps
         phases = np.random.default_rng(scenario.seed + 104729).uniform(
@@ -493,11 +515,28 @@ class Simulation:
         preds = self._preds[cond, :, sample]
         labels = self._labels[cond, sample]
         thresholds = np.asarray(plan.exit_thresholds, dtype=np.float64)
-        drone = _DroneRun(self, plan, state, idx, *costs.drone_part(plan, conf))
+        sizes = np.full(n, costs.cut_bytes[cut])
+        image = None
+        if plan.encoding in IMAGE_ENCODINGS:
+            if plan.encoding not in self._images:
+                raise ValueError(
+                    f"encoding: the profile has no data for image encoding {plan.encoding} "
+                    "(profile it again with `edgeml profile`)"
+                )
+            image = self._images[plan.encoding]
+            sizes = image.payload_bytes[cond, sample]
+        drone = _DroneRun(self, plan, state, idx, sizes, *costs.drone_part(plan, conf))
         drone.run()
         exit_taken, latency = drone.exit_taken, drone.latency
         energy = costs.device.frame_energy_j(drone.compute_s, drone.airtime_s, drone.wait_s)
-        correct = preds[np.arange(n), exit_taken] == labels
+        answer = preds[np.arange(n), exit_taken]
+        confidence = conf[np.arange(n), exit_taken]
+        if image is not None:  # the base station answered on the decoded frame
+            at_base = drone.where == WHERE_BASE
+            answer = np.where(at_base, image.predictions[cond, sample], answer)
+            confidence = np.where(at_base, image.confidence[plan.exit_rule][cond, sample],
+                                  confidence)  # fmt: skip
+        correct = answer == labels
         missed = latency > self.deadline_s
         elapsed = np.arange(1, n + 1) / cfg.fps
         drain = self.scenario.flight_drain_per_s
@@ -517,7 +556,7 @@ class Simulation:
             missed=missed,
             where=drone.where,
             exit_index=exit_taken,
-            confidence=conf[np.arange(n), exit_taken],
+            confidence=confidence,
             utility=utility,
             cut_point=np.full(n, cut),
             threshold=np.full(n, float(np.min(thresholds[:-1])) if costs.num_exits > 1 else 0),
@@ -555,11 +594,12 @@ class _DroneRun:
         plan: ExecutionPlan,
         state: _State,
         idx: np.ndarray,
+        sizes: np.ndarray,
         local: np.ndarray,
         exit_taken: np.ndarray,
         head_s: np.ndarray,
     ) -> None:
-        self.sim, self.plan, self.idx = sim, plan, idx
+        self.sim, self.plan, self.idx, self.sizes = sim, plan, idx, sizes
         self.local, self.exit_taken, self.head_s = local, exit_taken, head_s
         self.window = copy.deepcopy(state.window)
         self.base = copy.deepcopy(state.base)
@@ -600,13 +640,13 @@ class _DroneRun:
         if busy is not None:  # the link is busy: the frame finishes on the drone at once
             self.free_s = self._fall_back(k, head_done)
             return
-        seq, size, tail_s = int(self.idx[k]), int(costs.cut_bytes[cut]), costs.server_tail_s[cut]
+        seq, size, tail_s = int(self.idx[k]), int(self.sizes[k]), costs.server_tail_s[cut]
         self.free_s = sent = head_done + costs.encode_s
         self.window.sent(seq, sent, size)
         self.offloaded[k] = True
         finish_s = costs.drone.finish(cut)
         check_at = _expire_check(fallback_time(arrived, sent, sim.deadline_s, finish_s))
-        delivered, self.airtime_s[k] = self.link.send(sent, costs.request_bits[cut])
+        delivered, self.airtime_s[k] = self.link.send(sent, costs.wire_bits(size))
         served = self.base.serve(delivered, tail_s) if math.isfinite(delivered) else math.inf
         reply_s = self.link.reply(delivered, served + costs.offload_hop_s, costs.reply_bits)
         answered = reply_s <= check_at
@@ -631,6 +671,15 @@ class _DroneRun:
         self.compute_s[k] += tail_s
         self.latency[k] = now + tail_s - self.arrival_s[k]
         return now + tail_s
+
+
+def _stacked(images: list[ImageExit]) -> ImageExit:
+    """Per-condition image-encoding answers as one, each array (conditions, samples)."""
+    return ImageExit(
+        np.stack([i.predictions for i in images]),
+        {r: np.stack([i.confidence[r] for i in images]) for r in images[0].confidence},
+        np.stack([i.payload_bytes for i in images]),
+    )
 
 
 def _expire_check(at_s: float) -> float:
