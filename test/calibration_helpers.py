@@ -21,8 +21,11 @@ TRUE = Calibration(
     offload_hop_ms=3.0,
     request_fields_bytes=190,
     reply_bytes=120,
+    link_burst_ms=10.0,
+    link_burst_min_bytes=1600,
+    drone_plan_scale=1.8,
 )
-MBPS, RTT_MS, RATE_HZ = 20.0, 20.0, 10.0
+MBPS, RTT_MS, RATE_HZ, DEADLINE_MS = 5.0, 20.0, 10.0, 100.0
 
 
 def profiled(profile, server: bool = False) -> LocalTimes:
@@ -62,20 +65,26 @@ def synthetic_run(profile, terms: Calibration, seed: int = 0, stalls: int = 5) -
             return ms * float(rng.lognormal(0.0, 0.03))
 
         cut, offloaded = row["cut"], row["where"] != Where.DRONE
-        head = noisy(terms.drone_ms(row["head"])) + (50.0 if k in stalled else 0.0)
+        # a head that runs no block (cut 0) computes nothing
+        head = noisy(terms.drone_ms(row["head"])) if row["head"] else 0.0
+        head += 50.0 if k in stalled else 0.0
         payload = int(profile.input_bytes["fp32"] if cut == 0
                       else profile.blocks[cut - 1].output_bytes["fp32"])  # fmt: skip
+        decode, age = noisy(terms.conversion_ms), noisy(terms.input_hop_ms)
         tail = transfer = encode = 0.0
         if offloaded:
             encode = noisy(terms.encode_ms)
         if row["where"] == Where.BASE:
             tail = noisy(terms.server_scale * server.finish(cut) + terms.server_call_ms)
-            bits = 8 * (terms.request_wire_bytes(payload) + terms.reply_wire_bytes())
+            burst = terms.burst_bits(MBPS)  # what the token bucket lets through at once
+            bits = max(0, 8 * terms.request_wire_bytes(payload) - burst)
+            bits += max(0, 8 * terms.reply_wire_bytes() - burst)
             transfer = bits / (MBPS * 1e3) + RTT_MS + noisy(terms.offload_hop_ms)
-        elif row["where"] == Where.FALLBACK:
-            transfer = 60.0
+        elif row["where"] == Where.FALLBACK:  # gave up when the drone's planned time said
+            planned = terms.drone_plan_scale * terms.drone_ms(drone.finish(cut))
+            give_up = DEADLINE_MS - 12.0 - planned - (decode + head + encode)
+            transfer = max(0.5, give_up + float(rng.uniform(0.0, 10.0)))  # the next check
             tail = noisy(terms.drone_ms(drone.to_exit(cut, row["exit"])))
-        decode, age = noisy(terms.conversion_ms), noisy(terms.input_hop_ms)
         total = decode + head + encode + transfer + tail
         values = {
             "stamp_s": 1000.0 + k / RATE_HZ,
@@ -88,6 +97,7 @@ def synthetic_run(profile, terms: Calibration, seed: int = 0, stalls: int = 5) -
         }  # fmt: skip
         for name, value in values.items():
             columns[name].append(value)
-    return LiveRun("synthetic.mcap", "mixed", "edgeml bench system", RATE_HZ, 100.0,
+    return LiveRun("synthetic.mcap", "mixed", "edgeml bench system", RATE_HZ, DEADLINE_MS,
                    terms.compute_slowdown, True, np.array([[999.0, MBPS, RTT_MS]]),
-                   profile.weights_digest, "camera", LiveFrames.from_columns(columns))  # fmt: skip
+                   profile.weights_digest, "camera", LiveFrames.from_columns(columns),
+                   terms.link_burst_ms, terms.link_burst_min_bytes)  # fmt: skip

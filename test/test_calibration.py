@@ -21,7 +21,7 @@ from edgeml_ros.core.calibration import (
 from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan
 from edgeml_ros.core.profiles import DEFAULT_PROFILE, ProfileError, load_profile
 from edgeml_ros.core.traces import Trace
-from edgeml_ros.policy.sim import ModelCosts, Scenario, SimConfig
+from edgeml_ros.policy.sim import ModelCosts, Scenario, SimConfig, TraceLink
 from edgeml_ros.policy.world import World
 
 
@@ -58,13 +58,19 @@ def test_the_fit_recovers_the_terms_a_synthetic_run_was_made_with(profile):
     cal = fit_calibration([run], profile, TRUE.request_fields_bytes, TRUE.reply_bytes, "cmd")
     for name in ("drone_scale", "drone_call_ms", "server_scale", "server_call_ms",
                  "conversion_ms", "encode_ms", "input_hop_ms", "output_hop_ms",
-                 "offload_hop_ms"):  # fmt: skip
+                 "offload_hop_ms", "drone_plan_scale"):  # fmt: skip
         assert getattr(cal, name) == pytest.approx(getattr(TRUE, name), rel=0.05, abs=0.02), name
     assert cal.compute_slowdown == 4.0 and cal.command == "cmd"
+    assert (cal.link_burst_ms, cal.link_burst_min_bytes) == (10.0, 1600)
+    # the frame-to-frame spread: the compute's 3 % noise (and the stalls, beyond p95)
+    spread = np.array(cal.jitter["drone_compute"])
+    assert spread[50] == pytest.approx(1.0, abs=0.01) and 1.02 < spread[95] < 1.1 < spread[100]
+    assert cal.jitter["input_hop_ms"][50] == pytest.approx(TRUE.input_hop_ms, rel=0.02)
     source = {"file": "synthetic.mcap", "policy": "mixed", "command": "edgeml bench system",
               "frames": len(run.frames)}  # fmt: skip
     assert cal.runs == (source,)
-    assert cal.residuals["drone_compute"]["frames"] == len(run.frames) + 30  # + fallback tails
+    # every head that ran a block (not cut 0's), and the fallbacks' tails
+    assert cal.residuals["drone_compute"]["frames"] == len(run.frames) - 50 + 30
     assert cal.residuals["offload_hop_ms"]["frames"] == 100
 
 
@@ -126,15 +132,24 @@ def test_a_calibrated_simulator_prices_local_frames_with_the_fitted_terms(profil
     np.testing.assert_allclose(plain.latency_s * 1000, sum(drone.block_s) + drone.head_s[final])
 
 
-def test_a_calibrated_offload_pays_headers_hops_and_the_base_stations_fitted_time(profile):
-    world = steady_world(profile, TRUE)
+@pytest.mark.parametrize("cut", [0, 1])
+def test_a_calibrated_offload_pays_headers_hops_and_the_base_stations_fitted_time(profile, cut):
+    world = steady_world(profile, TRUE, deadline_ms=300.0)
     final = len(profile.exits) - 1
-    records = world.simulation(steady()).run(ExecutionPlan(0, (NO_EARLY_EXIT,) * final + (0.0,)),
-                                             20)  # fmt: skip
+    plan = ExecutionPlan(cut, (NO_EARLY_EXIT,) * final + (0.0,))
+    records = world.simulation(steady()).run(plan, 20)
     assert np.all(records.where == 2)
-    bits = 8 * (TRUE.request_wire_bytes(profile.input_bytes["fp32"]) + TRUE.reply_wire_bytes())
-    tail = TRUE.server_scale * profiled(profile, server=True).finish(0) + TRUE.server_call_ms
-    expected = (TRUE.input_hop_ms + TRUE.conversion_ms + TRUE.drone_ms(0.0) + TRUE.encode_ms
+    # what the link's token bucket does not let through at once takes the link's rate: all of
+    # the input (4 KB), the features of cut 1 (32 KB) in part
+    payload = profile.input_bytes["fp32"] if cut == 0 else profile.blocks[0].output_bytes["fp32"]
+    burst = TRUE.burst_bits(MBPS)
+    bits = max(0, 8 * TRUE.request_wire_bytes(payload) - burst)
+    bits += max(0, 8 * TRUE.reply_wire_bytes() - burst)
+    assert (bits > 0) == (cut == 1)
+    drone, server = profiled(profile), profiled(profile, server=True)
+    tail = TRUE.server_scale * server.finish(cut) + TRUE.server_call_ms
+    head = TRUE.drone_ms(sum(drone.block_s[:cut])) if cut else 0.0  # cut 0: no compute
+    expected = (TRUE.input_hop_ms + TRUE.conversion_ms + head + TRUE.encode_ms
                 + bits / (MBPS * 1e3) + tail + TRUE.offload_hop_ms + RTT_MS
                 + TRUE.output_hop_ms)  # fmt: skip
     np.testing.assert_allclose(records.latency_s * 1000, expected)
@@ -173,3 +188,50 @@ def test_the_base_station_serves_requests_in_the_order_they_arrive():
     assert base.serve(0.20, 0.03) == pytest.approx(0.23)
     assert base.serve(0.21, 0.03) == pytest.approx(0.29)  # behind the other's of 0.20
     assert BaseStation(np.zeros(0), 10.0).serve(0.5, 0.03) == pytest.approx(0.53)
+
+
+def test_the_link_lets_its_token_bucket_through_at_once_and_refills_while_idle():
+    trace = Trace(np.array([0.0]), np.array([1.0]), np.array([20.0]), "1 Mbit/s")
+    link = TraceLink(trace, burst_bits=lambda mbps: 10_000.0)
+    assert link.send(0.0, 8_000.0) == (0.0, 0.0)  # within the bucket: at once
+    delivered, airtime = link.send(0.0, 8_000.0)  # 2,000 bits left: the rest at 1 Mbit/s
+    assert delivered == pytest.approx(0.006) and airtime == pytest.approx(0.006)
+    assert link.send(1.0, 8_000.0) == (1.0, 0.0)  # refilled while idle
+    assert link.reply(1.0, 1.0, 12_000.0) == pytest.approx(1.022)  # RTT, then 2,000 bits
+
+
+def test_the_drone_gives_up_on_its_reply_when_its_own_times_say(profile):
+    final = len(profile.exits) - 1
+    plan = ExecutionPlan(0, (NO_EARLY_EXIT,) * final + (0.0,))
+    # the reply comes about 30 ms after the frame; the deadline leaves time to wait for it...
+    sure = replace(TRUE, drone_plan_scale=1.0)
+    patient = steady_world(profile, sure, deadline_ms=90.0).simulation(steady()).run(plan, 20)
+    assert np.all(patient.where == 2)
+    # ...unless the drone thinks it needs three times as long to finish the model itself
+    hasty = replace(TRUE, drone_plan_scale=3.0)
+    fell_back = steady_world(profile, hasty, deadline_ms=90.0).simulation(steady()).run(plan, 20)
+    assert np.all(fell_back.where == 3) and np.all(fell_back.offloaded)
+
+
+def test_jitter_spreads_the_drone_compute_and_the_hops_as_measured(profile):
+    spread = replace(
+        TRUE,
+        jitter={
+            "drone_compute": np.linspace(0.5, 1.5, 101).tolist(),
+            "output_hop_ms": np.linspace(0.0, 2.0, 101).tolist(),
+        },
+    )
+    final = len(profile.exits) - 1
+    plan = ExecutionPlan(len(profile.blocks), (NO_EARLY_EXIT,) * final + (0.0,))
+    world = steady_world(profile, spread, fps=2.0)  # frames never wait for one another
+    sim = world.simulation(steady(300.0))
+    records = sim.run(plan, sim.frames)
+    fixed = steady_world(profile, TRUE, fps=2.0).simulation(steady(300.0)).run(plan, sim.frames)
+    compute = fixed.latency_s[0] - (TRUE.input_hop_ms + TRUE.conversion_ms
+                                    + TRUE.output_hop_ms) / 1000  # fmt: skip
+    # the compute over the fitted time, and the hop, uniform over their ranges here
+    extra = records.latency_s - (TRUE.input_hop_ms + TRUE.conversion_ms) / 1000 - compute * 0.5
+    assert np.all(extra >= 0) and np.all(extra <= compute + 0.002)
+    assert np.median(records.latency_s) == pytest.approx(np.median(fixed.latency_s), abs=0.001)
+    np.testing.assert_allclose(np.percentile(records.energy_j / fixed.energy_j, [5, 50, 95]),
+                               [0.55, 1.0, 1.45], atol=0.03)  # fmt: skip

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgeml_ros.bringup.shaper import TBF_BURST_MS, TBF_MIN_BURST_BYTES
 from edgeml_ros.core.calibration import LiveFrames, LiveRun, RunFileError
 
 if TYPE_CHECKING:
@@ -45,9 +46,12 @@ def run_record(
 ) -> dict[str, str]:
     """The `edgeml_run` record of a run.
 
-    `link` holds [wall-clock s, Mbit/s, RTT ms] as the shaper applied them (empty: loopback).
+    `link` holds [wall-clock s, Mbit/s, RTT ms] as the shaper applied them (empty: loopback),
+    whose token bucket holds TBF_BURST_MS of the rate, at least TBF_MIN_BURST_BYTES.
     """
     return {
+        "link_burst_ms": repr(TBF_BURST_MS if link else 0.0),
+        "link_burst_min_bytes": str(TBF_MIN_BURST_BYTES if link else 0),
         "version": RUN_RECORD_VERSION,
         "command": command,
         "policy": policy,
@@ -131,7 +135,18 @@ def load_run(path: Path | str) -> LiveRun:
         weights_digest=digest,
         frame_id=frame_id,
         frames=frames,
+        **_burst(record, path),
     )
+
+
+def _burst(record: dict[str, str], path: Path) -> dict:
+    """The token bucket of the run's link (records from before it was kept: the shaper's)."""
+    if record.get("link_shaped") != "true":
+        return {"link_burst_ms": 0.0, "link_burst_min_bytes": 0}
+    if "link_burst_ms" not in record:
+        return {"link_burst_ms": TBF_BURST_MS, "link_burst_min_bytes": TBF_MIN_BURST_BYTES}
+    least = int(_number(record, "link_burst_min_bytes", path))
+    return {"link_burst_ms": _number(record, "link_burst_ms", path), "link_burst_min_bytes": least}
 
 
 def _frames(messages: list, path: Path) -> tuple[LiveFrames, str, str]:

@@ -18,6 +18,7 @@ TERMS = (
     ("output_hop_ms", "result -> reader hop, ms", "output_hop_ms"),
     ("encode_ms", "feature serialization per offload, ms", "encode_ms"),
     ("offload_hop_ms", "per offload beyond airtime, RTT and tail, ms", "offload_hop_ms"),
+    ("drone_plan_scale", "the drone's own compute times (start-up) / fitted", "drone_plan_scale"),
 )
 
 
@@ -26,7 +27,7 @@ def format_calibration(cal) -> str:
     lines = [f"{'term':<16}{'value':>10}  {'frames':>7}{'|res| p50':>11}{'p95':>8}  what"]
     for name, what, residual in TERMS:
         r = cal.residuals.get(residual, {})
-        res = (f"{r['residual_ms_p50']:>11.3f}{r['residual_ms_p95']:>8.3f}"
+        res = (f"{r['residual_p50']:>11.3f}{r['residual_p95']:>8.3f}"
                if r.get("frames") else f"{'-':>11}{'-':>8}")  # fmt: skip
         lines.append(f"{name:<16}{getattr(cal, name):>10.4g}  {r.get('frames', 0):>7}{res}  "
                      f"{what}")  # fmt: skip
@@ -35,7 +36,9 @@ def format_calibration(cal) -> str:
         f"{cal.reply_bytes} B per reply (serialized); a {4096}-B tensor takes "
         f"{cal.request_wire_bytes(4096)} B on the wire (core.wire)"
     )
-    lines.append(f"drone emulated at compute_slowdown {cal.compute_slowdown:g} in the runs")
+    lines.append(f"drone emulated at compute_slowdown {cal.compute_slowdown:g} in the runs; link "
+                 f"token bucket {cal.link_burst_ms:g} ms of the rate, at least "
+                 f"{cal.link_burst_min_bytes} B")  # fmt: skip
     return "\n".join(lines)
 
 

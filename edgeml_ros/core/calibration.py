@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgeml_ros.core.decisions import LocalTimes, checked_exits
+from edgeml_ros.core.decisions import (
+    EXPIRE_PERIOD_S,
+    FALLBACK_MARGIN_S,
+    LocalTimes,
+    checked_exits,
+)
 from edgeml_ros.core.outcome import Status, Where
 from edgeml_ros.core.wire import WireFormat
 
@@ -103,6 +108,8 @@ class LiveRun:
     weights_digest: str
     frame_id: str
     frames: LiveFrames
+    link_burst_ms: float = 0.0  # the shaped link's token bucket (core.calibration.Calibration)
+    link_burst_min_bytes: int = 0
 
 
 # An affine fit needs work whose predicted times span this factor (else a scale alone).
@@ -162,6 +169,11 @@ def _weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, 
     return max(float(scale), 1e-6), 0.0
 
 
+# The terms whose frame-to-frame distribution a calibration keeps, as this many quantiles.
+JITTER_TERMS = ("drone_compute", "input_hop_ms", "output_hop_ms")
+JITTER_QUANTILES = 101
+JITTER_MIN_FRAMES = 50  # a run's distribution of a term counts from this many frames
+
 # Offloads whose tensor and reply take more than this share of a frame interval on the link
 # may have queued behind another: they do not measure the fixed round-trip time.
 QUIET_LINK_SHARE = 0.25
@@ -180,7 +192,13 @@ class Calibration:
     and `offload_hop_ms` (the round trip beyond the link's airtime and RTT and the base
     station's compute: the two DDS hops across the link and the reply's timer). Messages cross
     the link with `request_fields_bytes` of fields around the tensor and `reply_bytes` for the
-    reply, in RTPS/UDP/IP framing (core.wire).
+    reply, in RTPS/UDP/IP framing (core.wire), through the runs' link: a token bucket of
+    `link_burst_ms` of its rate, at least `link_burst_min_bytes` (the shaper's tc tbf; 0 on a
+    link without one) lets a message that fits through at once. The drone decides when to stop
+    waiting for a reply from its compute times as it measured them at start-up:
+    `drone_plan_scale` times the fitted ones. `jitter` holds, per term that varies from frame to
+    frame, its distribution as JITTER_QUANTILES quantiles: the drone's compute over the fitted
+    time (`drone_compute`), the hops in ms (`input_hop_ms`, `output_hop_ms`).
     """
 
     compute_slowdown: float
@@ -195,8 +213,13 @@ class Calibration:
     offload_hop_ms: float = 0.0
     request_fields_bytes: int = 0
     reply_bytes: int = 0
+    link_burst_ms: float = 0.0
+    link_burst_min_bytes: int = 0
+    drone_plan_scale: float = 1.0
+    jitter: dict = field(default_factory=dict)
     # where the terms come from: the runs (file, policy, command, frames), the command that
-    # fitted them, when, and each term's residuals over the frames it was fitted on
+    # fitted them, when, and each term's residuals over the frames it was fitted on (absolute,
+    # median and p95, in the term's unit; the drone's compute in ms at slowdown 1)
     runs: tuple[dict, ...] = ()
     command: str = ""
     created: str = ""
@@ -210,8 +233,31 @@ class Calibration:
             ):
                 raise ValueError(f"calibration {f.name} must be a finite number >= 0, got "
                                  f"{value!r}")  # fmt: skip
-        if not self.compute_slowdown >= 1 or not self.drone_scale > 0 or not self.server_scale > 0:
+        if not self.compute_slowdown >= 1 or min(self.drone_scale, self.server_scale,
+                                                  self.drone_plan_scale) <= 0:  # fmt: skip
             raise ValueError("calibration: compute_slowdown must be >= 1 and the scales > 0")
+        for name, values in self.jitter.items():
+            q = np.asarray(values, dtype=np.float64) if isinstance(values, list | tuple) else None
+            if (
+                name not in JITTER_TERMS
+                or q is None
+                or q.shape != (JITTER_QUANTILES,)
+                or not (np.all(np.isfinite(q)) and np.all(q >= 0) and np.all(np.diff(q) >= 0))
+            ):
+                raise ValueError(f"calibration jitter {name!r}: expected one of {JITTER_TERMS} "
+                                 f"with {JITTER_QUANTILES} increasing quantiles >= 0")  # fmt: skip
+
+    def draw(self, name: str, u: np.ndarray, constant: float) -> np.ndarray:
+        """Values of a jittering term at uniform draws `u` (`constant` where it has none)."""
+        if name not in self.jitter:
+            return np.full(np.shape(u), constant)
+        return np.interp(u, np.linspace(0.0, 1.0, JITTER_QUANTILES), self.jitter[name])
+
+    def burst_bits(self, mbps: float) -> float:
+        """The runs' link's token bucket at `mbps`, in bits (0: no bucket, or an outage)."""
+        if mbps <= 0 or not (self.link_burst_ms or self.link_burst_min_bytes):
+            return 0.0
+        return max(8.0 * self.link_burst_min_bytes, mbps * 1e3 * self.link_burst_ms)
 
     def as_dict(self) -> dict:
         """The record as the profile stores it: the terms, then where they come from."""
@@ -256,12 +302,12 @@ class Calibration:
 
 
 def _spread(values: np.ndarray, center: float) -> dict:
-    """How far the frames lie from a fitted constant: count, median and p95 absolute ms."""
+    """How far the frames lie from a fitted constant: count, median and p95 absolute value."""
     residual = np.abs(np.asarray(values, np.float64) - center)
     if not len(residual):
         return {"frames": 0}
-    return {"frames": len(residual), "residual_ms_p50": float(np.median(residual)),
-            "residual_ms_p95": float(np.percentile(residual, 95))}  # fmt: skip
+    return {"frames": len(residual), "residual_p50": float(np.median(residual)),
+            "residual_p95": float(np.percentile(residual, 95))}  # fmt: skip
 
 
 def _median_term(values: np.ndarray) -> tuple[float, dict]:
@@ -295,8 +341,9 @@ def _head_exits(
 def drone_work(profile: Profile, runs: Sequence[LiveRun]) -> tuple[np.ndarray, np.ndarray]:
     """Per drone compute call of the runs: its profiled ms (slowdown 1), its measured ms.
 
-    The calls are every answered frame's head (blocks before its exit or cut, and the exits
-    checked on the way) and every fallback that computed (from the cut to its exit). Measured
+    The calls are every answered frame's head that ran a block (blocks before its exit or cut,
+    and the exits checked on the way) and every fallback that computed (from the cut to its
+    exit). Measured
     times are over the run's emulated slowdown, which the perception node pads them to.
     """
     times = _profiled(profile, server=False)
@@ -312,8 +359,9 @@ def drone_work(profile: Profile, runs: Sequence[LiveRun]) -> tuple[np.ndarray, n
             local = where == Where.DRONE
             stop = after[answered] + 1 if local else cut
             heads = _head_exits(after, stop, f.thresholds[k], answered if local else None)
-            predicted.append(sum(times.block_s[:stop]) + sum(times.head_s[e] for e in heads))
-            measured.append(f.head_ms[k] / run.compute_slowdown)
+            if stop > 0:  # a head that runs no block (cut 0, no exit) computes nothing
+                predicted.append(sum(times.block_s[:stop]) + sum(times.head_s[e] for e in heads))
+                measured.append(f.head_ms[k] / run.compute_slowdown)
             if where == Where.FALLBACK and f.tail_ms[k] > 0:
                 predicted.append(times.to_exit(cut, answered))
                 measured.append(f.tail_ms[k] / run.compute_slowdown)
@@ -347,9 +395,10 @@ def link_at(run: LiveRun, t_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def round_trip_extra(run: LiveRun, calibration: Calibration) -> np.ndarray:
     """Per answered offload on a quiet link: its transfer_ms beyond the airtime and the RTT.
 
-    Airtime: the request's and the reply's bytes on the wire (core.wire) at the shaped rate
-    when the request was sent; only offloads whose airtime is at most QUIET_LINK_SHARE of a
-    frame interval count (others may have waited behind another on the link).
+    Airtime: the request's and the reply's bytes on the wire (core.wire) beyond the link's
+    token bucket, at the shaped rate when the request was sent; only offloads whose airtime is
+    at most QUIET_LINK_SHARE of a frame interval count (others may have waited behind another
+    on the link).
     """
     f = run.frames
     k = np.flatnonzero((f.status == Status.OK) & (f.where == Where.BASE))
@@ -357,12 +406,51 @@ def round_trip_extra(run: LiveRun, calibration: Calibration) -> np.ndarray:
         f.stamp_s[k] + (f.input_age_ms[k] + f.decode_ms[k] + f.head_ms[k] + f.encode_ms[k]) / 1e3
     )
     mbps, rtt_ms = link_at(run, sent)
-    bits = 8.0 * np.array([calibration.request_wire_bytes(int(b)) + calibration.reply_wire_bytes()
-                           for b in f.offload_bytes[k]])  # fmt: skip
-    with np.errstate(divide="ignore"):
+    burst = np.array([calibration.burst_bits(m) for m in mbps])
+    request = 8.0 * np.array([calibration.request_wire_bytes(int(b)) for b in f.offload_bytes[k]])
+    reply = 8.0 * calibration.reply_wire_bytes()
+    # what the token bucket (full on a quiet link) does not let through at once
+    bits = np.maximum(0.0, request - burst) + np.maximum(0.0, reply - burst)
+    with np.errstate(divide="ignore", invalid="ignore"):
         airtime_ms = np.where(mbps > 0, bits / (mbps * 1e3), np.inf)
     quiet = airtime_ms <= QUIET_LINK_SHARE * 1000.0 / run.rate_hz
     return (f.transfer_ms[k] - airtime_ms - rtt_ms)[quiet]
+
+
+def planned_finish_ratio(run: LiveRun, calibration: Calibration, profile: Profile) -> np.ndarray:
+    """Per offload that waited in vain: the drone's planned time to finish, over the fitted one.
+
+    The drone's planned time is its own idea of its time to finish the model from the cut. It
+    stops waiting FALLBACK_MARGIN_S before it would miss the deadline finishing the
+    model itself in the time it measured at start-up; its check comes up to EXPIRE_PERIOD_S
+    after that (half of it on average). Offloads that waited less than a period may have given
+    up at once (their time tells only a bound) and do not count.
+    """
+    f = run.frames
+    waited = f.transfer_ms > 1000 * EXPIRE_PERIOD_S
+    k = np.flatnonzero((f.status == Status.OK) & (f.where == Where.FALLBACK)
+                       & (f.offload_bytes > 0) & waited)  # fmt: skip
+    before_send = f.decode_ms[k] + f.head_ms[k] + f.encode_ms[k]
+    planned = (run.deadline_ms - 1000 * FALLBACK_MARGIN_S - before_send - f.transfer_ms[k]
+               + 500 * EXPIRE_PERIOD_S)  # fmt: skip
+    times = _profiled(profile, server=False)
+    fitted = np.array([calibration.drone_ms(times.finish(int(c))) for c in f.cut_point[k]])
+    return planned / fitted
+
+
+def typical_spread(per_run: Sequence[np.ndarray]) -> list[float]:
+    """A term's frame-to-frame distribution in a typical run: JITTER_QUANTILES quantiles.
+
+    The median, quantile by quantile, over the runs with JITTER_MIN_FRAMES values or more (all
+    pooled where none has): the load of a shared machine changes from run to run, and a few
+    busy runs should not stand for all.
+    """
+    grid = np.linspace(0, 1, JITTER_QUANTILES)
+    enough = [v for v in per_run if len(v) >= JITTER_MIN_FRAMES]
+    if not enough:
+        enough = [np.concatenate(per_run)]
+    curves = [np.quantile(np.maximum(v, 0.0), grid) for v in enough]
+    return np.median(curves, axis=0).tolist()
 
 
 def fit_calibration(
@@ -392,17 +480,18 @@ def fit_calibration(
                 f"{run.source}: the run's plans were for weights {run.weights_digest[:23]}..., "
                 f"the profile is of {profile.weights_digest[:23]}... ({profile.model_id})"
             )
-    residuals = {}
-    drone = fit_affine(*drone_work(profile, runs))
+    bursts = {(run.link_burst_ms, run.link_burst_min_bytes) for run in runs}
+    if len(bursts) > 1:
+        raise RunFileError(f"the runs' links had different token buckets {sorted(bursts)}")
+    residuals, jitter = {}, {}
+    work = [drone_work(profile, [run]) for run in runs]
+    drone = fit_affine(*(np.concatenate(w) for w in zip(*work, strict=True)))
     residuals["drone_compute"] = _fit_residuals(drone)
+    jitter["drone_compute"] = typical_spread([y / (drone.scale * x + drone.fixed_ms)
+                                              for x, y in work])  # fmt: skip
     server_x, server_y = server_work(profile, runs)
     server = fit_affine(server_x, server_y) if len(server_x) else Fit(1.0, 0.0, 0, 0.0, 0.0)
     residuals["server_compute"] = _fit_residuals(server)
-    ok = [run.frames.status == Status.OK for run in runs]
-
-    def pooled(values) -> np.ndarray:
-        return np.concatenate([values(run.frames)[m] for run, m in zip(runs, ok, strict=True)])
-
     terms = {}
     for name, values in (
         ("input_hop_ms", lambda f: f.input_age_ms),
@@ -410,14 +499,25 @@ def fit_calibration(
         ("output_hop_ms", lambda f: f.latency_ms - f.input_age_ms - f.total_ms),
         ("encode_ms", lambda f: np.where(f.offload_bytes > 0, f.encode_ms, np.nan)),
     ):
-        data = pooled(values)
-        terms[name], residuals[name] = _median_term(data[~np.isnan(data)])
-    partial = Calibration(next(iter(slowdowns)), request_fields_bytes=request_fields_bytes,
-                          reply_bytes=reply_bytes)  # fmt: skip
+        per_run = [values(run.frames)[run.frames.status == Status.OK] for run in runs]
+        per_run = [v[~np.isnan(v)] for v in per_run]
+        terms[name], residuals[name] = _median_term(np.concatenate(per_run))
+        if name in JITTER_TERMS and any(len(v) for v in per_run):
+            jitter[name] = typical_spread(per_run)
+    burst_ms, burst_min = next(iter(bursts))
+    partial = Calibration(next(iter(slowdowns)), drone.scale, drone.fixed_ms,
+                          request_fields_bytes=request_fields_bytes, reply_bytes=reply_bytes,
+                          link_burst_ms=burst_ms, link_burst_min_bytes=burst_min)  # fmt: skip
     extra = np.concatenate([round_trip_extra(run, partial) for run in runs])
     terms["offload_hop_ms"], residuals["offload_hop_ms"] = _median_term(extra)
+    ratio = np.concatenate([planned_finish_ratio(run, partial, profile) for run in runs])
+    plan_scale, residuals["drone_plan_scale"] = _median_term(ratio)
     return Calibration(
         compute_slowdown=next(iter(slowdowns)),
+        link_burst_ms=burst_ms,
+        link_burst_min_bytes=burst_min,
+        drone_plan_scale=plan_scale if len(ratio) and plan_scale > 0 else 1.0,
+        jitter=jitter,
         drone_scale=drone.scale,
         drone_call_ms=drone.fixed_ms,
         server_scale=server.scale,
@@ -438,5 +538,5 @@ def _run_source(run: LiveRun) -> dict:
 
 
 def _fit_residuals(fit: Fit) -> dict:
-    return {"frames": fit.frames, "residual_ms_p50": fit.residual_ms_p50,
-            "residual_ms_p95": fit.residual_ms_p95}  # fmt: skip
+    return {"frames": fit.frames, "residual_p50": fit.residual_ms_p50,
+            "residual_p95": fit.residual_ms_p95}  # fmt: skip

@@ -33,7 +33,8 @@ from __future__ import annotations
 import copy
 import heapq
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -59,7 +60,7 @@ from edgeml_ros.core.traces import Trace
 
 # Threshold levels of the learned policies' action space, the last one "no early exit".
 THRESHOLD_LEVELS = (0.3, 0.45, 0.55, 0.65, 0.75, 0.85, 0.92, 0.97, 0.99, NO_EARLY_EXIT)
-WHERE_DRONE, WHERE_BASE, WHERE_FALLBACK = 1, 2, 3  # as core.pipeline.Where
+WHERE_NONE, WHERE_DRONE, WHERE_BASE, WHERE_FALLBACK = 0, 1, 2, 3  # as core.pipeline.Where
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,9 @@ class SimConfig:
     estimate_noise: float = 0.1
     battery_wh: float = 50.0
     max_offloads_in_flight: int = 2  # the drone's offload window (its node's parameter)
+    # frames older than this when the drone gets to them are dropped unrun (the perception
+    # node's max_frame_age_ms, 100 by default); None: never
+    max_frame_age_ms: float | None = None
     # other drones offloading to the same base station, each this many times a second (None:
     # every frame, at `fps`), each request as long for the base station as this drone's
     other_drones: int = 0
@@ -119,6 +123,9 @@ class SimConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"sim config {name} must be a finite number > 0, got {value}")
+        age = self.max_frame_age_ms
+        if age is not None and not (math.isfinite(age) and age > 0):
+            raise ValueError(f"max_frame_age_ms must be a finite number > 0, got {age}")
         if self.other_drones < 0:
             raise ValueError(f"other_drones must be >= 0, got {self.other_drones}")
         hz = self.other_drones_offload_hz
@@ -159,6 +166,7 @@ class Scenario:
     initial_soc: float = 0.9
     flight_drain_per_s: float = 0.0
     seed: int = 0
+    in_order: bool = False  # frame k replays sample k, as a camera publishes a split in order
 
     def __post_init__(self) -> None:
         if not self.duration_s > 0:
@@ -191,7 +199,8 @@ class ModelCosts:
             config.device_class or profile.device_class["name"]
         )
         cal = self.calibration = profile.calibrated
-        terms = cal or Calibration(compute_slowdown=1.0)  # neutral: as profiled, nothing around
+        # neutral without one: as profiled, nothing around the model
+        terms = self.terms = cal or Calibration(compute_slowdown=1.0)
         if config.compute_slowdown:
             slow = config.compute_slowdown
         elif cal is not None and config.device_class is None:
@@ -210,6 +219,8 @@ class ModelCosts:
         self.drone_blocks_s = np.concatenate([[0.0], np.cumsum(block_s)]) * slow
         self.drone_exit_s = np.array(exit_s) * slow
         self.drone_call_s = self.drone.call_s * slow
+        # the times the drone plans its fallbacks with: as it measured them at start-up
+        self.drone_plan = replace(self.drone, slowdown=slow * terms.drone_plan_scale)
         # base station time to finish the model from cut c with the final exit only, at its
         # own thread count
         server_times = LocalTimes(
@@ -246,6 +257,10 @@ class ModelCosts:
         cal = self.calibration
         return 8.0 * (cal.request_wire_bytes(payload_bytes) if cal else payload_bytes)
 
+    def burst_bits(self, mbps: float) -> float:
+        """The link's token bucket at `mbps` (bits; 0 without a calibrated one)."""
+        return self.terms.burst_bits(mbps)
+
     def head_exits(self, plan: ExecutionPlan) -> list[int]:
         """Exits the drone's head checks under `plan` (core.decisions.checked_exits)."""
         return checked_exits(self.drone.exit_after, 0, plan.cut_point, plan.exit_thresholds)
@@ -273,12 +288,14 @@ class ModelCosts:
             self.drone_blocks_s[self.exit_after_block[exit_taken] + 1] + heads_until[exit_taken],
             self.drone_blocks_s[cut] + heads_s.sum(),
         )
-        return local, exit_taken, compute_s + self.drone_call_s
+        # a call's fixed time, where the head runs anything (not at cut 0 without exits)
+        return local, exit_taken, compute_s + np.where(compute_s > 0, self.drone_call_s, 0.0)
 
     def fallback(self, plan: ExecutionPlan, budget_s: float) -> tuple[int, float]:
         """Exit and drone time of a fallback with `budget_s` left (core.decisions)."""
         cut, head = plan.cut_point, self.head_exits(plan)
-        exit_index, compute = fallback_exit(self.drone, cut, budget_s, head[-1] if head else None)
+        deepest = head[-1] if head else None
+        exit_index, compute = fallback_exit(self.drone_plan, cut, budget_s, deepest)
         return exit_index, self.drone.to_exit(cut, exit_index) if compute else 0.0
 
     def offload_s(self, cut: int, mbps: float, rtt_ms: float) -> float:
@@ -334,18 +351,33 @@ class TraceLink:
     The bandwidth is replayed exactly (an outage pauses a transfer), and the reply comes back the
     trace's RTT after the base station's time on it (then crossing the link's other direction,
     which nothing else uses, when it has bits). `free_s`: when the link is done with what it was
-    given so far.
+    given so far. With `burst_bits` (the bucket at a rate), a token bucket like the shaper's tc
+    tbf: what it holds goes at once, the rest at the rate; it refills at the rate while the link
+    is idle (the other direction's, for replies, is taken as full).
     """
 
     trace: Trace
     free_s: float = 0.0
+    burst_bits: Callable[[float], float] | None = None
+    tokens_bits: float = math.inf  # at `free_s`; capped by the bucket's size when used
+
+    def _bucket(self, at_s: float) -> float:
+        """The token bucket's size at `at_s`, in bits (0: none)."""
+        return self.burst_bits(float(self.trace.at(at_s)[0])) if self.burst_bits else 0.0
 
     def send(self, sent_s: float, bits: float) -> tuple[float, float]:
         """When `bits` handed to the link at `sent_s` are through, and their time on the air.
 
         Infinite when the trace ends in an outage before they are.
         """
-        delivered, airtime = _transfer(self.trace, max(sent_s, self.free_s), bits)
+        start = max(sent_s, self.free_s)
+        size, tokens = self._bucket(start), 0.0
+        if size and math.isfinite(start):  # refilled at the rate since the link was last busy
+            idle = float(self.trace.at(start)[0]) * 1e6 * (start - self.free_s)
+            tokens = min(size, self.tokens_bits + idle)
+        instant = min(bits, tokens)
+        delivered, airtime = _transfer(self.trace, start, bits - instant)
+        self.tokens_bits = tokens - instant if instant == bits else 0.0
         self.free_s = delivered
         return delivered, airtime
 
@@ -354,8 +386,10 @@ class TraceLink:
 
         The RTT (the trace's at delivery) after the answer, then its own bits on the link.
         """
-        rtt_s = float(self.trace.at(delivered_s)[1]) / 1000.0
-        return _transfer(self.trace, served_s + rtt_s, bits)[0] if bits else served_s + rtt_s
+        start = served_s + float(self.trace.at(delivered_s)[1]) / 1000.0
+        if not math.isfinite(start):
+            return math.inf
+        return _transfer(self.trace, start, bits - min(bits, self._bucket(start)))[0]
 
     def round_trip(self, sent_s: float, bits: float, tail_s: float) -> Transfer:
         """An offload of `bits` handed to the link at `sent_s`, taking the base station `tail_s`.
@@ -405,9 +439,9 @@ class _State:
 
     window: OffloadWindow
     base: BaseStation
+    link: TraceLink
     t_frame: int = 0
     soc: float = 1.0
-    link_free_s: float = 0.0
     drone_free_s: float = 0.0
     # replies on their way, a heap of (arrival, frame, base station seconds, whether the frame
     # still waits for it then)
@@ -439,7 +473,8 @@ class Simulation:
         self.arrival_s = np.arange(n) / config.fps
         self.condition = scenario.condition_at(self.arrival_s)
         samples = len(tables["clean"].labels)
-        self.sample = rng.integers(0, samples, size=n)
+        # frame k replays sample k (a camera publishing the samples in order) or a random one
+        self.sample = np.arange(n) % samples if scenario.in_order else rng.integers(0, samples, n)
         # per condition: predictions (exits, samples), confidences per rule, labels
         self._preds = np.stack([tables[c].predictions for c in CONDITIONS])
         self._conf = {
@@ -458,8 +493,16 @@ class Simulation:
         phases = np.random.default_rng(scenario.seed + 104729).uniform(
             0.0, 1.0 / others_hz, config.other_drones
         )
-        self.state = _State(OffloadWindow(config.max_offloads_in_flight),
-                            BaseStation(phases, others_hz), soc=scenario.initial_soc)  # fmt: skip
+        link = TraceLink(scenario.trace, burst_bits=costs.burst_bits)
+        window = OffloadWindow(config.max_offloads_in_flight)
+        self.state = _State(window, BaseStation(phases, others_hz), link, soc=scenario.initial_soc)
+        # what varies from frame to frame (a calibration's jitter): per frame, the drone's
+        # compute for its head and for a fallback over the fitted time, and the two hops (s)
+        terms, u = costs.terms, np.random.default_rng(scenario.seed + 271828).random((4, n))
+        self.head_jitter = terms.draw("drone_compute", u[0], 1.0)
+        self.fallback_jitter = terms.draw("drone_compute", u[1], 1.0)
+        self.input_hop_s = terms.draw("input_hop_ms", u[2], terms.input_hop_ms) / 1000.0
+        self.output_hop_s = terms.draw("output_hop_ms", u[3], terms.output_hop_ms) / 1000.0
         self.history: list[FrameRecords] = []
 
     @property
@@ -525,7 +568,9 @@ class Simulation:
                 )
             image = self._images[plan.encoding]
             sizes = image.payload_bytes[cond, sample]
-        drone = _DroneRun(self, plan, state, idx, sizes, *costs.drone_part(plan, conf))
+        local, exit_taken, compute_s = costs.drone_part(plan, conf)
+        compute_s = compute_s * self.head_jitter[idx]
+        drone = _DroneRun(self, plan, state, idx, sizes, local, exit_taken, compute_s)
         drone.run()
         exit_taken, latency = drone.exit_taken, drone.latency
         energy = costs.device.frame_energy_j(drone.compute_s, drone.airtime_s, drone.wait_s)
@@ -536,7 +581,7 @@ class Simulation:
             answer = np.where(at_base, image.predictions[cond, sample], answer)
             confidence = np.where(at_base, image.confidence[plan.exit_rule][cond, sample],
                                   confidence)  # fmt: skip
-        correct = answer == labels
+        correct = (answer == labels) & (drone.where != WHERE_NONE)  # a stale drop answers none
         missed = latency > self.deadline_s
         elapsed = np.arange(1, n + 1) / cfg.fps
         drain = self.scenario.flight_drain_per_s
@@ -566,9 +611,9 @@ class Simulation:
         new_state = _State(
             drone.window,
             drone.base,
+            drone.link,
             int(state.t_frame + n),
             float(soc[-1]) if n else state.soc,
-            drone.link.free_s,
             drone.free_s,
             drone.replies,
         )
@@ -604,7 +649,7 @@ class _DroneRun:
         self.window = copy.deepcopy(state.window)
         self.base = copy.deepcopy(state.base)
         self.replies = list(state.replies)
-        self.link = TraceLink(sim.scenario.trace, state.link_free_s)
+        self.link = copy.copy(state.link)  # floats only change: the trace is shared
         self.free_s = state.drone_free_s
         n = len(idx)
         self.arrival_s = sim.arrival_s[idx]
@@ -620,17 +665,24 @@ class _DroneRun:
     def run(self) -> None:
         """Every frame of the run, then the fallbacks still due."""
         for k in range(len(self.idx)):
-            self._run_due(self.arrival_s[k] + self.sim.costs.input_hop_s)
+            self._run_due(self.arrival_s[k] + self.sim.input_hop_s[self.idx[k]])
             self._frame(k)
         self._run_due(math.inf)
-        self.latency += self.sim.costs.output_hop_s  # the result's hop to its reader
+        self.latency += self.sim.output_hop_s[self.idx]  # the result's hop to its reader
 
     def _frame(self, k: int) -> None:
         sim, costs = self.sim, self.sim.costs
         cut = self.plan.cut_point
         # the frame reaches the drone a DDS hop after its capture, and waits for the drone
-        arrived = self.taken_up_s[k] = max(self.arrival_s[k] + costs.input_hop_s, self.free_s)
+        arrived = self.taken_up_s[k] = max(self.arrival_s[k] + sim.input_hop_s[self.idx[k]],
+                                           self.free_s)  # fmt: skip
         self.window.frame_arrived(arrived)
+        max_age_ms = sim.config.max_frame_age_ms
+        if max_age_ms is not None and arrived - self.arrival_s[k] > max_age_ms / 1000.0:
+            # too old when the drone gets to it: dropped unrun (the perception node's STALE)
+            self.where[k], self.compute_s[k] = WHERE_NONE, 0.0
+            self.latency[k] = arrived - self.arrival_s[k]
+            return
         self.free_s = head_done = arrived + costs.conversion_s + self.head_s[k]
         if self.local[k]:
             self.latency[k] = head_done - self.arrival_s[k]
@@ -644,7 +696,7 @@ class _DroneRun:
         self.free_s = sent = head_done + costs.encode_s
         self.window.sent(seq, sent, size)
         self.offloaded[k] = True
-        finish_s = costs.drone.finish(cut)
+        finish_s = costs.drone_plan.finish(cut)  # as the drone believes it
         check_at = _expire_check(fallback_time(arrived, sent, sim.deadline_s, finish_s))
         delivered, self.airtime_s[k] = self.link.send(sent, costs.wire_bits(size))
         served = self.base.serve(delivered, tail_s) if math.isfinite(delivered) else math.inf
@@ -667,6 +719,7 @@ class _DroneRun:
         """Finish frame k on the drone from `now`; returns when the drone is done."""
         budget = fallback_budget(self.taken_up_s[k], now, self.sim.deadline_s)
         self.exit_taken[k], tail_s = self.sim.costs.fallback(self.plan, budget)
+        tail_s *= self.sim.fallback_jitter[self.idx[k]]
         self.where[k] = WHERE_FALLBACK
         self.compute_s[k] += tail_s
         self.latency[k] = now + tail_s - self.arrival_s[k]
