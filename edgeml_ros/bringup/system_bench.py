@@ -13,18 +13,26 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from edgeml_ros.bringup.collector import Collector
 from edgeml_ros.bringup.demo import DemoConfig, DemoModel, demo_trace, run_session
+from edgeml_ros.bringup.demo_run import frame_count
 from edgeml_ros.bringup.plots import plot_runs
 from edgeml_ros.bringup.report import lost_frames
+from edgeml_ros.core.checkpoint import load_checkpoint
+from edgeml_ros.core.data import ImageDataset
+from edgeml_ros.core.degrade import CONDITIONS
+from edgeml_ros.core.profiles import ExitTable, Profile, collect_image_exits, exit_table_of
+from edgeml_ros.core.train import reopen_dataset, to_frames
 from edgeml_ros.policy.evaluate import run_policy, summarize
-from edgeml_ros.policy.registry import named_policies
+from edgeml_ros.policy.registry import named_policies, unavailable
 from edgeml_ros.policy.sim import FrameRecords, Scenario, SimConfig
 from edgeml_ros.policy.world import World
 
 SETTLE_S = 3.0  # link estimates this soon after a rate change are not compared
 SIM_SEEDS = 5  # simulator runs per policy
+MAX_FRAME_AGE_MS = 100.0  # the perception node's default, which the runs keep
 BATTERY_SOC, BATTERY_DRAIN = 0.9, 0.001  # battery_sim's defaults
 
 
@@ -76,8 +84,9 @@ def goodput_ratio(phases: list[dict]) -> float | None:
 def simulated(cfg: DemoConfig, policies: list[str]) -> dict[str, dict]:
     """The simulator's prediction for the demo's trace, per policy, for the same drone.
 
-    Pooled over SIM_SEEDS runs that differ only in the validation images the frames replay (and
-    the link estimate's noise), so that the accuracy is not one draw of 600 images.
+    The frames replay the images the camera showed, in order (`camera_tables`), so that the
+    accuracy compares the simulator's decisions, not two samples of images. Pooled over
+    SIM_SEEDS runs, which differ in the link estimate's noise and the jitter.
     """
     model = DemoModel.of(cfg)
     config = SimConfig(
@@ -85,16 +94,40 @@ def simulated(cfg: DemoConfig, policies: list[str]) -> dict[str, dict]:
         deadline_ms=cfg.deadline_ms,
         device_class=model.device.name,
         compute_slowdown=model.compute_slowdown,
+        max_frame_age_ms=MAX_FRAME_AGE_MS,
     )
     world = World.load(model.profile, config)
-    chosen = named_policies(world, policies)
+    # as the controller builds them, from the profile (not those it lacks the data for)
+    chosen = named_policies(world, [p for p in policies if unavailable(p, world) is None])
+    camera = camera_tables(model, world.profile, frame_count(cfg))
+    world = World(world.profile, camera, config, world.costs)
     out = {}
-    for name in policies:
+    for name in tqdm(chosen, desc="simulate", unit="policy"):
         runs = [run_policy(world, chosen[name], Scenario(
             "system", demo_trace(cfg), cfg.duration_s, ((0.0, "clean"),), BATTERY_SOC,
-            BATTERY_DRAIN, seed)) for seed in range(SIM_SEEDS)]  # fmt: skip
+            BATTERY_DRAIN, seed, in_order=True)) for seed in range(SIM_SEEDS)]  # fmt: skip
         out[name] = summarize(FrameRecords.concat(runs))
     return out
+
+
+def camera_tables(model: DemoModel, profile: Profile, frames: int) -> dict[str, ExitTable]:
+    """Exit tables of the frames the camera source shows in a run, for every condition.
+
+    Its first `frames` test images (config/drone.yaml: the test split from index 0), as the
+    perception node sees them (core.train.to_frames), with the final exit's answers on them
+    shipped in each image encoding the profile measured.
+    """
+    bundle = load_checkpoint(model.checkpoint)
+    meta = bundle.meta
+    shown = reopen_dataset(meta).frames("test")
+    images, labels = zip(*(shown[i % len(shown)] for i in range(frames)), strict=True)
+    data = ImageDataset(meta.dataset, "test", np.stack(images), np.array(labels),
+                        tuple(meta.class_names))  # fmt: skip
+    x, y = to_frames(data, tuple(meta.input_size), meta.channels)
+    y = y.numpy()
+    answers = collect_image_exits(bundle, x, y, list(profile.image_bytes), "camera frames")
+    table = exit_table_of(bundle, profile, x, y, answers, "camera frames")
+    return dict.fromkeys(CONDITIONS, table)  # the run's inputs are clean throughout
 
 
 def sim_vs_real(summary: dict, sim: dict) -> dict:
@@ -132,7 +165,8 @@ def run_system_bench(cfg: DemoConfig, markdown: str | None, resimulate: str | No
             results[summary["policy"]] = summary
     sims = simulated(cfg, list(results))
     for name, summary in results.items():
-        summary.update(sim_vs_real(summary, sims[name]))
+        if name in sims:  # else the profile lacks what the simulator needs for it
+            summary.update(sim_vs_real(summary, sims[name]))
     print(format_system(results))
     if cfg.plot_path and runs:
         plot_runs(runs, Path(cfg.plot_path))

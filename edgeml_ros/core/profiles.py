@@ -499,10 +499,23 @@ def profile_model(
         samples=len(labels),
         conditions=list(frames),
     )  # fmt: skip
-    tables = {}
-    for condition, x in frames.items():
-        x = normalize(x, meta.norm_mean, meta.norm_std)
-        preds, conf = collect_exit_table(model, x, labels, desc=f"exit confidences ({condition})")
-        tables[condition] = ExitTable(preds, conf, np.asarray(labels), *exit_costs(profile),
-                                      images[condition])  # fmt: skip
+    tables = {
+        condition: exit_table_of(bundle, profile, x, labels, images[condition], condition)
+        for condition, x in frames.items()
+    }
     return profile, tables
+
+
+def exit_table_of(
+    bundle: ModelBundle,
+    profile: Profile,
+    frames: torch.Tensor,
+    labels: np.ndarray,
+    images: dict[str, ImageExit],
+    desc: str = "",
+) -> ExitTable:
+    """The exit table of `frames` ((N, C, H, W) in [0, 1] at the model's input size)."""
+    meta = bundle.meta
+    x = normalize(frames, meta.norm_mean, meta.norm_std)
+    preds, conf = collect_exit_table(bundle.model, x, labels, desc=f"exit confidences ({desc})")
+    return ExitTable(preds, conf, np.asarray(labels), *exit_costs(profile), images)
