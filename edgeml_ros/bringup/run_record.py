@@ -122,7 +122,7 @@ def load_run(path: Path | str) -> LiveRun:
     if record.get("version") != RUN_RECORD_VERSION:
         raise RunFileError(f"{path}: {RUN_RECORD} version {record.get('version')!r}, expected "
                            f"{RUN_RECORD_VERSION}")  # fmt: skip
-    frames, digest, frame_id = _frames(messages, path)
+    frames, digest, frame_id, first_plan_s = _frames(messages, path)
     return LiveRun(
         source=str(path),
         policy=record.get("policy", "?"),
@@ -135,6 +135,7 @@ def load_run(path: Path | str) -> LiveRun:
         weights_digest=digest,
         frame_id=frame_id,
         frames=frames,
+        first_plan_s=first_plan_s,
         **_burst(record, path),
     )
 
@@ -149,8 +150,12 @@ def _burst(record: dict[str, str], path: Path) -> dict:
     return {"link_burst_ms": _number(record, "link_burst_ms", path), "link_burst_min_bytes": least}
 
 
-def _frames(messages: list, path: Path) -> tuple[LiveFrames, str, str]:
-    """The results as LiveFrames (scored against the ground truth), plans' digest, frame id."""
+def _frames(messages: list, path: Path) -> tuple[LiveFrames, str, str, float | None]:
+    """The results as LiveFrames (scored against the ground truth), and the run's facts.
+
+    Those are the plans' weights digest, the camera's frame id, and when the first plan came
+    after the first frame (None: no plan).
+    """
     from rclpy.serialization import deserialize_message
 
     from edgeml_ros.msg import ExecutionPolicy, GroundTruth, InferenceResult
@@ -210,7 +215,12 @@ def _frames(messages: list, path: Path) -> tuple[LiveFrames, str, str]:
         for name, value in row.items():
             columns[name].append(value)
     frame_id = results[0][0].header.frame_id
-    return LiveFrames.from_columns(columns), (digests.pop() if digests else ""), frame_id
+    return (
+        LiveFrames.from_columns(columns),
+        (digests.pop() if digests else ""),
+        frame_id,
+        (max(0.0, plan_times[0] - min(c for c in columns["stamp_s"])) if plans else None),
+    )
 
 
 def run_files(paths: list[str]) -> list[Path]:

@@ -9,25 +9,30 @@ what the simulator predicted for the same trace and policy.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import yaml
 from tqdm import tqdm
 
 from edgeml_ros.bringup.collector import Collector
 from edgeml_ros.bringup.demo import DemoConfig, DemoModel, demo_trace, run_session
 from edgeml_ros.bringup.demo_run import frame_count
 from edgeml_ros.bringup.plots import plot_runs
+from edgeml_ros.bringup.processes import share_file
 from edgeml_ros.bringup.report import lost_frames
+from edgeml_ros.bringup.run_record import load_run
 from edgeml_ros.core.checkpoint import load_checkpoint
 from edgeml_ros.core.data import ImageDataset
 from edgeml_ros.core.degrade import CONDITIONS
+from edgeml_ros.core.plan import ExecutionPlan, check_plan
 from edgeml_ros.core.profiles import ExitTable, Profile, collect_image_exits, exit_table_of
 from edgeml_ros.core.train import reopen_dataset, to_frames
 from edgeml_ros.policy.evaluate import run_policy, summarize
+from edgeml_ros.policy.observation import Decision, Observation, Policy
 from edgeml_ros.policy.registry import named_policies, unavailable
-from edgeml_ros.policy.sim import FrameRecords, Scenario, SimConfig
+from edgeml_ros.policy.sim import FrameRecords, Scenario, SimConfig, Simulation
 from edgeml_ros.policy.world import World
 
 SETTLE_S = 3.0  # link estimates this soon after a rate change are not compared
@@ -81,12 +86,56 @@ def goodput_ratio(phases: list[dict]) -> float | None:
     return sum(p["answered_mbit"] for p in phases) / capacity if capacity else None
 
 
-def simulated(cfg: DemoConfig, policies: list[str]) -> dict[str, dict]:
+@dataclass
+class ControllerComesLater:
+    """A policy whose first plan comes `after_frames` into the run, as the controller's does.
+
+    Until then the perception node runs the plan of its parameters (`startup`): the controller
+    is the slowest node of a launch to start (README).
+    """
+
+    policy: Policy
+    startup: ExecutionPlan
+    after_frames: int
+    started: bool = False
+
+    @property
+    def name(self) -> str:
+        """The policy's."""
+        return self.policy.name
+
+    def reset(self) -> None:
+        """Back to the start-up plan."""
+        self.policy.reset()
+        self.started = False
+
+    def decide(self, obs: Observation, sim: Simulation | None = None) -> Decision:
+        """The start-up plan for the first frames, then the policy's."""
+        if self.started or not self.after_frames:
+            return self.policy.decide(obs, sim)
+        self.started = True
+        return Decision(self.startup, self.after_frames)
+
+
+def startup_plan(world: World) -> ExecutionPlan:
+    """The perception node's plan before the controller's first (config/drone.yaml)."""
+    params = yaml.safe_load(share_file("config", "drone.yaml").read_text())
+    params = params["/**/perception"]["ros__parameters"]
+    plan = ExecutionPlan(params["cut_point"], tuple(params["exit_thresholds"]))
+    try:
+        check_plan(plan, world.costs.num_blocks, world.costs.num_exits)
+    except ValueError:  # for another model: the node's own defaults
+        return ExecutionPlan(world.costs.num_blocks, (0.9,) * world.costs.num_exits)
+    return plan
+
+
+def simulated(cfg: DemoConfig, results: dict[str, dict]) -> dict[str, dict]:
     """The simulator's prediction for the demo's trace, per policy, for the same drone.
 
     The frames replay the images the camera showed, in order (`camera_tables`), so that the
-    accuracy compares the simulator's decisions, not two samples of images. Pooled over
-    SIM_SEEDS runs, which differ in the link estimate's noise and the jitter.
+    accuracy compares the simulator's decisions, not two samples of images; each policy plans
+    from when the live run's controller did (`first_plan_s`). Pooled over SIM_SEEDS runs,
+    which differ in the link estimate's noise and the jitter.
     """
     model = DemoModel.of(cfg)
     config = SimConfig(
@@ -98,12 +147,15 @@ def simulated(cfg: DemoConfig, policies: list[str]) -> dict[str, dict]:
     )
     world = World.load(model.profile, config)
     # as the controller builds them, from the profile (not those it lacks the data for)
-    chosen = named_policies(world, [p for p in policies if unavailable(p, world) is None])
+    chosen = named_policies(world, [p for p in results if unavailable(p, world) is None])
+    startup = startup_plan(world)
     camera = camera_tables(model, world.profile, frame_count(cfg))
     world = World(world.profile, camera, config, world.costs)
     out = {}
     for name in tqdm(chosen, desc="simulate", unit="policy"):
-        runs = [run_policy(world, chosen[name], Scenario(
+        later = round((results[name].get("first_plan_s") or 0.0) * cfg.rate_hz)
+        policy = ControllerComesLater(chosen[name], startup, later)
+        runs = [run_policy(world, policy, Scenario(
             "system", demo_trace(cfg), cfg.duration_s, ((0.0, "clean"),), BATTERY_SOC,
             BATTERY_DRAIN, seed, in_order=True)) for seed in range(SIM_SEEDS)]  # fmt: skip
         out[name] = summarize(FrameRecords.concat(runs))
@@ -163,7 +215,7 @@ def run_system_bench(cfg: DemoConfig, markdown: str | None, resimulate: str | No
             summary["goodput_phases"] = goodput_phases(collector, summary)
             summary["goodput_ratio"] = goodput_ratio(summary["goodput_phases"])
             results[summary["policy"]] = summary
-    sims = simulated(cfg, list(results))
+    sims = simulated(cfg, results)
     for name, summary in results.items():
         if name in sims:  # else the profile lacks what the simulator needs for it
             summary.update(sim_vs_real(summary, sims[name]))
@@ -205,6 +257,9 @@ def recorded_runs(path: str, cfg: DemoConfig) -> tuple[DemoConfig, dict]:
                     "compute_slowdown": float(slowdown)}  # fmt: skip
         if not all("latency_ms_p50" in s for s in recorded["policies"].values()):
             raise ValueError("a policy without its summary")
+        for summary in recorded["policies"].values():  # from before the summary had it
+            if "first_plan_s" not in summary and summary.get("mcap"):
+                summary["first_plan_s"] = load_run(summary["mcap"]).first_plan_s
     except FileNotFoundError:
         raise ValueError(f"{path} not found") from None
     except (ValueError, KeyError, TypeError, AttributeError, StopIteration) as exc:

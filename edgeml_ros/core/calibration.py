@@ -110,6 +110,7 @@ class LiveRun:
     frames: LiveFrames
     link_burst_ms: float = 0.0  # the shaped link's token bucket (core.calibration.Calibration)
     link_burst_min_bytes: int = 0
+    first_plan_s: float | None = None  # the controller's first plan after the first frame
 
 
 # An affine fit needs work whose predicted times span this factor (else a scale alone).
