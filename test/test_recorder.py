@@ -96,11 +96,16 @@ def test_calibrate_writes_the_fitted_terms_and_their_runs_into_the_profile(recor
     assert profile.read_text() == before
     bench = tmp_path / "bench_system.json"  # a benchmark's JSON naming its recording
     bench.write_text(json.dumps({"policies": {"mixed": {"mcap": str(path)}}}))
-    assert main(["calibrate", str(bench), "--profile", str(profile)]) == 0
+    kept = tmp_path / "kept"  # the runs copied where they stay, named in the record
+    assert main(["calibrate", str(bench), "--profile", str(profile), "--keep", str(kept)]) == 0
     cal = load_profile(profile)[0].calibrated
     assert cal.drone_scale == pytest.approx(TRUE.drone_scale, rel=0.05)
     assert cal.offload_hop_ms == pytest.approx(TRUE.offload_hop_ms, rel=0.05)
-    assert cal.runs[0]["file"] == str(path) and cal.command.startswith("edgeml ")
+    assert cal.runs[0]["file"] == str(kept / path.name) and cal.command.startswith("edgeml ")
+    assert (kept / path.name).read_bytes() == path.read_bytes()
+    assert json.loads((kept / bench.name).read_text())["policies"]["mixed"]["mcap"] == str(
+        kept / path.name
+    )
     # the request's fields and the reply, as serialized for this model
     assert 150 < cal.request_fields_bytes < 250 and 80 < cal.reply_bytes < 200
 

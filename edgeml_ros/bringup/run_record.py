@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -221,6 +222,29 @@ def _frames(messages: list, path: Path) -> tuple[LiveFrames, str, str, float | N
         frame_id,
         (max(0.0, plan_times[0] - min(c for c in columns["stamp_s"])) if plans else None),
     )
+
+
+def keep_runs(paths: list[str], dest: Path) -> list[str]:
+    """Copy the recordings named (as `run_files` finds them) into `dest`; the copies' names.
+
+    A benchmark's JSON file is copied with its recordings, naming the copies, so that a
+    calibration's record names files that stay.
+    """
+    dest.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for name in paths:
+        path = Path(name)
+        if path.suffix == ".json":
+            data = json.loads(path.read_text())
+            for summary, mcap in zip(data["policies"].values(), run_files([name]), strict=True):
+                summary["mcap"] = str(dest / mcap.name)
+                shutil.copyfile(mcap, dest / mcap.name)
+            (dest / path.name).write_text(json.dumps(data, indent=1) + "\n")
+        else:
+            run_files([name])  # checks it exists
+            shutil.copyfile(path, dest / path.name)
+        kept.append(str(dest / path.name))
+    return kept
 
 
 def run_files(paths: list[str]) -> list[Path]:

@@ -45,13 +45,17 @@ def format_calibration(cal) -> str:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from edgeml_ros.bringup.run_record import load_run, message_sizes, run_files
+    from edgeml_ros.bringup.run_record import keep_runs, load_run, message_sizes, run_files
     from edgeml_ros.core.calibration import fit_calibration
     from edgeml_ros.core.profiles import load_profile
 
     path = Path(sim_profile(args))
     profile, _ = load_profile(path)
-    runs = [load_run(f) for f in tqdm(run_files(args.runs), desc="reading runs", unit="run")]
+    names = args.runs
+    if args.keep and not args.dry_run:
+        names = keep_runs(names, Path(args.keep))
+        print(f"kept the runs in {args.keep}")
+    runs = [load_run(f) for f in tqdm(run_files(names), desc="reading runs", unit="run")]
     fields, reply = message_sizes(profile, runs[0].frame_id)
     cal = fit_calibration(runs, profile, fields, reply, command_line())
     for run in runs:
@@ -81,6 +85,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "`edgeml bench system --json` files naming theirs",
     )
     workload_arguments(p)
+    p.add_argument("--keep", default=None, metavar="DIR",
+                   help="copy the runs into DIR first (a bench JSON with its recordings), "
+                   "so that the record names files that stay")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="fit and print, write nothing")
     p.add_argument("--json", action="store_true", help="also print the record as JSON")
     p.set_defaults(func=_cmd_calibrate)
