@@ -16,6 +16,7 @@ from edgeml_ros.bringup.launch_support import (
     BOOLEAN,
     drone_local,
     managed_node,
+    policy_argument,
     radio_link_arguments,
     standard_arguments,
 )
@@ -54,15 +55,10 @@ def generate_launch_description():
                 "use_camera_source",
                 default_value="false",
                 choices=BOOLEAN,
-                description="Also start the Fashion-MNIST camera source (no real camera).",
+                description="Also start the camera source (the model's data set as camera "
+                "frames, for a drone without a camera).",
             ),
-            DeclareLaunchArgument(
-                "policy",
-                default_value="rl",
-                description="Controller policy: rl (PPO), dqn, edge_only, cloud_only, "
-                "neurosurgeon, branchynet or spinn (ros2 param set /controller policy ... "
-                "switches it live).",
-            ),
+            policy_argument(),
             DeclareLaunchArgument(
                 "compute_slowdown",
                 default_value="1.0",

@@ -1,6 +1,6 @@
-"""Everything on one host: the drone side with the Fashion-MNIST camera source, the base
-station, and the battery simulator. The drone emulates a slower computer (compute_slowdown,
-reported as emulated in its diagnostics).
+"""Everything on one host: the drone side with the camera source, the base station, and the
+battery simulator. The drone emulates a slower computer (compute_slowdown, reported as emulated
+in its diagnostics): by default the default workload's drone computer.
 
     ros2 launch edgeml_ros sim.launch.py
     ros2 launch edgeml_ros sim.launch.py compute_slowdown:=4.0 policy:=spinn
@@ -17,7 +17,9 @@ from launch.substitutions import LaunchConfiguration
 
 from edgeml_ros.bringup.launch_support import (
     drone_local,
+    emulated_slowdown,
     managed_node,
+    policy_argument,
     radio_link_arguments,
     share_path,
     standard_arguments,
@@ -51,21 +53,17 @@ def generate_launch_description():
             ),
             DeclareLaunchArgument(
                 "compute_slowdown",
-                default_value="4.0",
-                description="Emulated drone computer: pad its compute to this multiple (about "
-                "a Jetson Nano's CPU against this class of desktop).",
+                default_value=emulated_slowdown(),
+                description="Emulated drone computer: pad its compute to this multiple; the "
+                "default is the drone computer of the default workload's profile against the "
+                "machine that profiled it (a cited reference time, core/energy.py).",
             ),
             DeclareLaunchArgument(
                 "background_nice",
                 default_value="10",
                 description="Niceness of the controller, link monitor and battery simulator.",
             ),
-            DeclareLaunchArgument(
-                "policy",
-                default_value="rl",
-                description="Controller policy: rl (PPO), dqn, edge_only, cloud_only, "
-                "neurosurgeon, branchynet or spinn.",
-            ),
+            policy_argument(),
             DeclareLaunchArgument(
                 "base_prefix",
                 default_value="",

@@ -19,15 +19,17 @@ from edgeml_ros.core.calibration import (
     fit_calibration,
 )
 from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan
-from edgeml_ros.core.profiles import DEFAULT_PROFILE, ProfileError, load_profile
+from edgeml_ros.core.profiles import PROFILE_DIR, ProfileError, load_profile
 from edgeml_ros.core.traces import Trace
 from edgeml_ros.policy.sim import ModelCosts, Scenario, SimConfig, TraceLink
 from edgeml_ros.policy.world import World
 
+B_VGG = PROFILE_DIR / "fashion_mnist_b_vgg.json"  # the profile the synthetic runs are of
+
 
 @pytest.fixture(scope="module")
 def profile():
-    return load_profile(DEFAULT_PROFILE)[0]
+    return load_profile(B_VGG)[0]
 
 
 def test_an_affine_fit_recovers_scale_and_fixed_time_through_stalls():
@@ -90,7 +92,7 @@ def test_runs_that_do_not_fit_the_profile_or_each_other_are_refused(profile):
 
 def test_the_record_round_trips_through_the_profile_and_bad_ones_are_refused(profile, tmp_path):
     path = tmp_path / "p.json"
-    shutil.copy(DEFAULT_PROFILE.with_suffix(".npz"), path.with_suffix(".npz"))
+    shutil.copy(B_VGG.with_suffix(".npz"), path.with_suffix(".npz"))
     calibrated = replace(profile, calibration=replace(TRUE, command="c").as_dict())
     calibrated.save_json(path)
     assert load_profile(path)[0].calibrated == replace(TRUE, command="c")
@@ -107,7 +109,7 @@ def test_the_record_round_trips_through_the_profile_and_bad_ones_are_refused(pro
 
 def steady_world(profile, cal: Calibration | None, **config) -> World:
     calibrated = replace(profile, calibration=None if cal is None else cal.as_dict())
-    world = World.load(DEFAULT_PROFILE)
+    world = World.load(B_VGG)
     cfg = SimConfig(**config)
     return World(calibrated, world.tables, cfg, ModelCosts(calibrated, cfg))
 

@@ -59,3 +59,10 @@ def test_rviz_config_shows_the_annotated_frames():
     displays = config["Visualization Manager"]["Displays"]
     topics = {d["Topic"]["Value"] for d in displays if d["Class"].endswith("/Image")}
     assert "/perception/annotated" in topics
+
+
+def test_the_launch_files_offer_every_live_policy_and_no_other():
+    from edgeml_ros.bringup.launch_support import POLICIES
+    from edgeml_ros.policy.registry import policy_names
+
+    assert set(POLICIES) == set(policy_names(live_only=True))

@@ -10,11 +10,11 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
+from edgeml_ros.core.paths import POLICY_DIR
 from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan
 from edgeml_ros.core.profiles import ExitTable, ImageExit
 from edgeml_ros.core.traces import Trace, outage_trace, step_trace
 from edgeml_ros.policy.agents import (
-    POLICY_DIR,
     PolicyFileError,
     load_policy,
     policy_file,

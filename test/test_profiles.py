@@ -1,3 +1,4 @@
+import copy
 import json
 from dataclasses import replace
 
@@ -245,3 +246,27 @@ def test_profile_command_writes_a_loadable_profile(tmp_path):
     assert table.exit_accuracy()[-1] > 0.85
     assert list(profile.image_bytes) == ["uint8", "png"] and "the frame as png: " in proc.stdout
     assert table.image_accuracy("png") == table.image_accuracy("uint8") > 0.85
+
+
+def test_a_profile_is_timed_again_keeping_what_does_not_depend_on_the_machine(
+    profiled, bundle, tmp_path
+):
+    from edgeml_ros.core.profiles import ProfileError, retime_profile
+
+    profile, tables = profiled
+    retimed = retime_profile(profile, bundle, runs=2, threads=1, server_threads=2,
+                             command="edgeml profile --retime p.json")  # fmt: skip
+    assert retimed.runs == 2 and profile.runs == 3  # the original is left as it was
+    assert all(b.latency_ms_median > 0 and b.server_latency_ms_median > 0 for b in retimed.blocks)
+    assert [b.output_bytes for b in retimed.blocks] == [b.output_bytes for b in profile.blocks]
+    assert [e.macs for e in retimed.exits] == [e.macs for e in profile.exits]
+    assert retimed.reference_ms > 0 and retimed.command.endswith("(times: edgeml profile "
+                                                                  "--retime p.json)")  # fmt: skip
+    path = tmp_path / "retimed.json"
+    retimed.save(path, tables)
+    _, loaded = load_profile_conditions(path)
+    np.testing.assert_array_equal(loaded["clean"].predictions, tables["clean"].predictions)
+    other = copy.deepcopy(profile)
+    other.weights_digest = "sha256:" + "0" * 64
+    with pytest.raises(ProfileError, match="not the profile's model"):
+        retime_profile(other, bundle, runs=1)

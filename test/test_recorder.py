@@ -12,7 +12,9 @@ from edgeml_ros.bringup.recorder import McapRecorder, message_definition
 from edgeml_ros.bringup.run_record import RUN_RECORD, load_run, run_files, run_record
 from edgeml_ros.cli import main
 from edgeml_ros.core.calibration import RunFileError
-from edgeml_ros.core.profiles import DEFAULT_PROFILE, load_profile
+from edgeml_ros.core.profiles import PROFILE_DIR, load_profile
+
+B_VGG = PROFILE_DIR / "fashion_mnist_b_vgg.json"  # the profile the synthetic runs are of
 
 
 def test_definitions_carry_their_dependencies_once():
@@ -63,7 +65,7 @@ def record_run(path, run, plan_digest: str) -> None:
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory):
-    profile = load_profile(DEFAULT_PROFILE)[0]
+    profile = load_profile(B_VGG)[0]
     run = synthetic_run(profile, TRUE)
     path = tmp_path_factory.mktemp("runs") / "demo_mixed.mcap"
     record_run(path, run, profile.weights_digest)
@@ -89,8 +91,8 @@ def test_a_recorded_run_reads_back_as_it_was_made(recorded):
 def test_calibrate_writes_the_fitted_terms_and_their_runs_into_the_profile(recorded, tmp_path):
     path, _ = recorded
     profile = tmp_path / "p.json"
-    shutil.copy(DEFAULT_PROFILE, profile)
-    shutil.copy(DEFAULT_PROFILE.with_suffix(".npz"), profile.with_suffix(".npz"))
+    shutil.copy(B_VGG, profile)
+    shutil.copy(B_VGG.with_suffix(".npz"), profile.with_suffix(".npz"))
     before = profile.read_text()
     assert main(["calibrate", str(path), "--profile", str(profile), "--dry-run"]) == 0
     assert profile.read_text() == before
@@ -122,5 +124,5 @@ def test_files_that_are_not_recorded_runs_are_refused_by_name(recorded, tmp_path
                           (no_mcaps, "--mcap-dir")):  # fmt: skip
         with pytest.raises(RunFileError, match=problem):
             [load_run(f) for f in run_files([str(path)])]
-    assert main(["calibrate", str(bare), "--profile", str(DEFAULT_PROFILE)]) == 2
+    assert main(["calibrate", str(bare), "--profile", str(B_VGG)]) == 2
     assert "no edgeml_run record" in capsys.readouterr().err

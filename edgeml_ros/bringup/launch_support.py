@@ -18,6 +18,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
+from edgeml_ros.core.workloads import DEFAULT_WORKLOAD, workload
+
 PACKAGE = "edgeml_ros"
 BOOLEAN = ["true", "false"]
 
@@ -54,6 +56,32 @@ def standard_arguments(namespace_help: str, params_file: str, params_help: str) 
             "them unconfigured for `ros2 lifecycle set`.",
         ),
     ]
+
+
+# The live policies (policy.registry; not imported here: it loads torch).
+POLICIES = ("rl", "dqn", "edge_only", "cloud_only", "cloud_png", "cloud_jpeg", "neurosurgeon",
+            "branchynet", "spinn")  # fmt: skip
+
+
+def policy_argument() -> DeclareLaunchArgument:
+    """The controller's policy, which `ros2 param set /controller policy ...` changes live."""
+    return DeclareLaunchArgument(
+        "policy",
+        default_value="rl",
+        choices=list(POLICIES),
+        description="Controller policy: rl (PPO), dqn, or a baseline (edge_only, cloud_only, "
+        "cloud_png, cloud_jpeg, neurosurgeon, branchynet, spinn); `ros2 param set /controller "
+        "policy ...` switches it live.",
+    )
+
+
+def emulated_slowdown() -> str:
+    """The default workload's emulated drone compute slowdown against this machine, as text.
+
+    Read from the committed profile (core.workloads), so that sim.launch.py emulates the drone
+    computer the controller's policies were trained for.
+    """
+    return f"{workload(DEFAULT_WORKLOAD).compute_slowdown():.2f}"
 
 
 def radio_link_arguments() -> list:

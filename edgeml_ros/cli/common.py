@@ -113,7 +113,7 @@ def workload_arguments(p: argparse.ArgumentParser) -> None:
 def sim_arguments(p: argparse.ArgumentParser, with_policies: bool) -> None:
     """The simulator's options (profile, rates, device, weights), and the policies to run."""
     from edgeml_ros.core.energy import DEVICE_CLASSES
-    from edgeml_ros.policy.agents import POLICY_DIR
+    from edgeml_ros.core.paths import POLICY_DIR
     from edgeml_ros.policy.registry import policy_names
 
     workload_arguments(p)

@@ -24,7 +24,8 @@ def _cmd_policy_train(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add `policy` and its `train`."""
-    from edgeml_ros.policy.agents import AGENTS, DEFAULT_TIMESTEPS, POLICY_DIR
+    from edgeml_ros.core.paths import POLICY_DIR
+    from edgeml_ros.policy.agents import AGENTS, DEFAULT_TIMESTEPS
 
     p = sub.add_parser("policy", help="controller policies (trained in the simulator)")
     policy = p.add_subparsers(dest="action", required=True)

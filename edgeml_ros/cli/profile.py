@@ -12,18 +12,24 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     from edgeml_ros.core.checkpoint import load_checkpoint
     from edgeml_ros.core.degrade import CONDITIONS
     from edgeml_ros.core.energy import device_class
-    from edgeml_ros.core.profiles import profile_model
+    from edgeml_ros.core.profiles import load_profile_conditions, profile_model, retime_profile
     from edgeml_ros.core.train import split_frames
 
     bundle = load_checkpoint(args.checkpoint)
-    frames = {}
-    for condition in CONDITIONS:
-        frames[condition], y = split_frames(bundle.meta, "validation", condition)
-    device = device_class(args.device_class)
-    profile, tables = profile_model(
-        bundle, frames, y, device, args.runs, args.threads, args.server_threads, command_line(),
-        args.image_encodings,
-    )  # fmt: skip
+    if args.retime:
+        profile, tables = load_profile_conditions(args.retime)
+        profile = retime_profile(profile, bundle, args.runs, args.threads, args.server_threads,
+                                 command_line())  # fmt: skip
+        device = device_class(profile.device_class["name"])
+    else:
+        frames = {}
+        for condition in CONDITIONS:
+            frames[condition], y = split_frames(bundle.meta, "validation", condition)
+        device = device_class(args.device_class)
+        profile, tables = profile_model(
+            bundle, frames, y, device, args.runs, args.threads, args.server_threads,
+            command_line(), args.image_encodings,
+        )  # fmt: skip
     out = Path(args.out)
     profile.save(out, tables)
     print(f"saved {out} and {out.with_suffix('.npz').name}: {profile.model_id}")
@@ -75,5 +81,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the image encodings to measure the camera frame in, its bytes and the "
                    "final exit's accuracy on it (cloud_png needs png, cloud_jpeg every jpeg; "
                    f"default: all of {', '.join(IMAGE_ENCODINGS)})")  # fmt: skip
+    p.add_argument("--retime", metavar="PROFILE", default=None,
+                   help="measure only the times again (blocks, exits, the reference model) "
+                   "and keep the rest of this profile of the same checkpoint: for a quiet "
+                   "machine, or the drone's own computer")  # fmt: skip
     p.add_argument("--out", required=True, help="profile JSON path (.npz written beside it)")
     p.set_defaults(func=_cmd_profile)

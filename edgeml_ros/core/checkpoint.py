@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 
 from edgeml_ros.core.models import ArchitectureError, MultiExitNet, build_model
+from edgeml_ros.core.paths import CHECKPOINT_DIR
 
-CHECKPOINT_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "fashion_mnist_b_vgg.pt"
+DEFAULT_CHECKPOINT = CHECKPOINT_DIR / "drone_scenes_resnet18.pt"
 # A tiny four-block model: quick to run, used by the tests of the mechanics.
 TINY_CHECKPOINT = CHECKPOINT_DIR / "fashion_mnist_small_cnn.pt"
 # 2: channels and per-channel normalisation; format 1 (one scalar mean and std) still loads.

@@ -12,6 +12,7 @@ final exit's answer on the frame as the base station decodes it (`ImageExit`).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import platform
@@ -37,10 +38,10 @@ from edgeml_ros.core.images import (
     to_model_input,
 )
 from edgeml_ros.core.models import MultiExitNet
+from edgeml_ros.core.paths import PROFILE_DIR
 from edgeml_ros.core.plan import EXIT_RULES
 
-PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"
-DEFAULT_PROFILE = PROFILE_DIR / "fashion_mnist_b_vgg.json"
+DEFAULT_PROFILE = PROFILE_DIR / "drone_scenes_resnet18.json"
 PROFILE_FORMAT = "edgeml_ros.profile"
 # 3: the base station's latencies (server_threads), the class count, and the reference model's
 # time on this machine (what sets the emulated drone's compute speed, core.energy)
@@ -424,6 +425,71 @@ def collect_image_exits(
     return out
 
 
+def time_parts(
+    model: MultiExitNet, x: torch.Tensor, runs: int, threads: int, server_threads: int
+) -> tuple[list[tuple[float, float, float]], list[tuple[float, float, float]]]:
+    """Times of every block and exit head on one input `x`: blocks first, then exits.
+
+    Each: the median and p95 ms with `threads` torch threads, the median with `server_threads`.
+    """
+
+    def latency(fn) -> tuple[float, float, float]:
+        torch.set_num_threads(threads)
+        med, p95 = time_call(fn, runs)
+        torch.set_num_threads(server_threads)
+        return med, p95, time_call(fn, runs)[0]
+
+    blocks, exits = [], []
+    with torch.inference_mode():
+        for i, block in enumerate(tqdm(model.blocks, desc="block latency", unit="block")):
+            blocks.append(latency(lambda b=block, inp=x: b(inp)))
+            y = block(x)
+            e = model.exit_at_block(i)
+            if e is not None:
+                exits.append(latency(lambda h=model.exits[e], inp=y: h(inp)))
+            x = y
+    return blocks, exits
+
+
+def retime_profile(
+    profile: Profile,
+    bundle: ModelBundle,
+    runs: int = 50,
+    threads: int = 1,
+    server_threads: int = 2,
+    command: str = "",
+) -> Profile:
+    """The profile with its times measured again on this machine, the rest kept.
+
+    Exit tables, bytes and MACs do not depend on the machine; latencies and the reference
+    model's time do. For profiling on the drone's own computer, where computing the exit
+    tables would take long, and for timing again on a quiet machine.
+    """
+    if bundle.meta.weights_digest != profile.weights_digest:
+        raise ProfileError(
+            f"the checkpoint ({bundle.meta.model_id}) is not the profile's model "
+            f"({profile.model_id}): other weights"
+        )
+    x = torch.zeros(profile.input_shape)
+    block_times, exit_times = time_parts(bundle.model, x, runs, threads, server_threads)
+    retimed = copy.deepcopy(profile)
+    for part, times in zip([*retimed.blocks, *retimed.exits], [*block_times, *exit_times],
+                           strict=True):  # fmt: skip
+        part.latency_ms_median, part.latency_ms_p95, part.server_latency_ms_median = times
+    retimed.threads, retimed.server_threads, retimed.runs = threads, server_threads, runs
+    retimed.reference_ms = reference_ms(runs, threads)
+    retimed.machine = machine()
+    retimed.created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    retimed.command = f"{profile.command} (times: {command})"
+    return retimed
+
+
+def machine() -> dict:
+    """What a profile records of the machine it was measured on."""
+    return {"node": platform.node(), "processor": platform.processor() or platform.machine(),
+            "torch": torch.__version__, "python": platform.python_version()}  # fmt: skip
+
+
 def profile_model(
     bundle: ModelBundle,
     frames: dict[str, torch.Tensor],
@@ -453,25 +519,18 @@ def profile_model(
     def wire_bytes(t: torch.Tensor) -> dict[str, int]:
         return {enc: len(encode_tensor(t.numpy(), enc).data) for enc in ENCODINGS}
 
-    def latency(fn) -> tuple[float, float, float]:
-        torch.set_num_threads(threads)
-        med, p95 = time_call(fn, runs)
-        torch.set_num_threads(server_threads)
-        return med, p95, time_call(fn, runs)[0]
-
-    blocks, exits = [], []
-    x = x_val.clone()
     with torch.inference_mode():
-        input_bytes = wire_bytes(x)
-        for i, block in enumerate(tqdm(model.blocks, desc="block latency", unit="block")):
-            times = latency(lambda b=block, inp=x: b(inp))
-            y = block(x)
-            blocks.append(BlockProfile(i, *times, block_macs[i], list(y.shape), wire_bytes(y)))
-            e = model.exit_at_block(i)
-            if e is not None:
-                times = latency(lambda h=model.exits[e], inp=y: h(inp))
-                exits.append(ExitProfile(e, i, *times, exit_macs[e]))
-            x = y
+        input_bytes = wire_bytes(x_val)
+        outputs = []
+        x = x_val.clone()
+        for block in model.blocks:
+            x = block(x)
+            outputs.append(x)
+    block_times, exit_times = time_parts(model, x_val, runs, threads, server_threads)
+    blocks = [BlockProfile(i, *block_times[i], block_macs[i], list(y.shape), wire_bytes(y))
+              for i, y in enumerate(outputs)]  # fmt: skip
+    exits = [ExitProfile(e, model.exit_after[e], *exit_times[e], exit_macs[e])
+             for e in range(model.num_exits)]  # fmt: skip
     images = {
         condition: collect_image_exits(bundle, x, labels, image_encodings, f"image ({condition})")
         for condition, x in frames.items()
@@ -481,8 +540,7 @@ def profile_model(
         weights_digest=meta.weights_digest,
         arch=meta.arch,
         num_classes=model.num_classes,
-        machine={"node": platform.node(), "processor": platform.processor() or platform.machine(),
-                 "torch": torch.__version__, "python": platform.python_version()},
+        machine=machine(),
         device_class=device.as_dict(),
         threads=threads,
         server_threads=server_threads,

@@ -3,16 +3,18 @@
 A workload is a committed checkpoint and its profile. Everything else follows from those two:
 the camera source publishes the checkpoint's data set, the simulator emulates the drone
 computer the profile names, and the controller's policies are the ones trained for the
-profile's weights (policy.agents.policy_file).
+profile's weights (policy.agents.policy_file). No torch here: the launch files read the
+default workload's emulated compute slowdown.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgeml_ros.core.checkpoint import CHECKPOINT_DIR
-from edgeml_ros.core.profiles import PROFILE_DIR
+from edgeml_ros.core.energy import device_class
+from edgeml_ros.core.paths import CHECKPOINT_DIR, PROFILE_DIR
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,16 @@ class Workload:
         """The model's profile on the development machine."""
         return PROFILE_DIR / f"{self.stem}.json"
 
+    def compute_slowdown(self) -> float:
+        """How much slower the profile's drone computer runs than the machine that profiled it.
+
+        The JSON of the profile is read as it is (core.profiles.Profile.compute_slowdown on a
+        loaded profile gives the same).
+        """
+        profile = json.loads(self.profile.read_text())
+        device = device_class(profile["device_class"]["name"])
+        return device.compute_slowdown(profile["reference_ms"])
+
 
 WORKLOADS = {
     w.name: w
@@ -51,7 +63,7 @@ WORKLOADS = {
         ),
     )
 }
-DEFAULT_WORKLOAD = "fashion_mnist"
+DEFAULT_WORKLOAD = "drone"
 
 
 def workload(name: str) -> Workload:

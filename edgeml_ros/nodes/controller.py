@@ -22,6 +22,7 @@ from sensor_msgs.msg import BatteryState
 from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS, digest_matches
 from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
 from edgeml_ros.core.outcome import Status
+from edgeml_ros.core.paths import POLICY_DIR
 from edgeml_ros.core.plan import ExecutionPlan, with_tensor_transport
 from edgeml_ros.core.profiles import DEFAULT_PROFILE
 from edgeml_ros.core.untrusted import shown
@@ -37,7 +38,6 @@ from edgeml_ros.nodes.common import (
     stamp_age_s,
 )
 from edgeml_ros.nodes.conversions import plan_to_msg
-from edgeml_ros.policy.agents import POLICY_DIR
 from edgeml_ros.policy.live import LiveController
 from edgeml_ros.policy.registry import named_policies, policy_names
 from edgeml_ros.policy.sim import SimConfig

@@ -36,7 +36,6 @@ from edgeml_ros.policy.observation import Decision, Observation, action_plan
 from edgeml_ros.policy.sim import Simulation
 from edgeml_ros.policy.world import World
 
-POLICY_DIR = Path(__file__).resolve().parent.parent / "policies"
 AGENTS = ("ppo", "dqn", "edgeml_ddpg")
 DEFAULT_TIMESTEPS = {"ppo": 400_000, "dqn": 300_000, "edgeml_ddpg": 5_000}
 

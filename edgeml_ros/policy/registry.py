@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgeml_ros.core.codec import JPEG_QUALITIES
+from edgeml_ros.core.paths import POLICY_DIR
 from edgeml_ros.core.plan import ExecutionPlan, shared_thresholds
-from edgeml_ros.policy.agents import POLICY_DIR, load_policy, policy_file
+from edgeml_ros.policy.agents import load_policy, policy_file
 from edgeml_ros.policy.baselines import (
     FixedPolicy,
     Neurosurgeon,
