@@ -237,6 +237,8 @@ class Calibration:
         if not self.compute_slowdown >= 1 or min(self.drone_scale, self.server_scale,
                                                   self.drone_plan_scale) <= 0:  # fmt: skip
             raise ValueError("calibration: compute_slowdown must be >= 1 and the scales > 0")
+        if not isinstance(self.jitter, dict) or not isinstance(self.residuals, dict):
+            raise ValueError("calibration jitter and residuals must be records")
         for name, values in self.jitter.items():
             q = np.asarray(values, dtype=np.float64) if isinstance(values, list | tuple) else None
             if (
