@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
 import torch
 
+from edgeml_ros.core.calibration import Calibration
 from edgeml_ros.core.decisions import EXPIRE_PERIOD_S
 from edgeml_ros.core.degrade import CONDITIONS
 from edgeml_ros.core.energy import device_class
@@ -129,6 +130,10 @@ def live(
     decisions, the pipeline's counters and why the window refused the frames it refused.
     """
     sim = world.simulation(SCENARIO)  # the frames: arrival times and the images they replay
+    # the messages on the link: the payload alone, or with the calibration's headers
+    cal = world.profile.calibrated
+    wire_bytes = cal.request_wire_bytes if cal else int
+    reply_bytes = cal.reply_wire_bytes() if cal else 0
     pipe = DronePipeline(
         bundle,
         plan,
@@ -159,9 +164,10 @@ def live(
                 offloaded[item], ended = True, []
                 reply = server.handle(out)
                 reply.tail_ms = 0.0  # the modelled base station's time
-                transfer = link.round_trip(now, 8.0 * len(out.tensor.data), 0.0)
-                if math.isfinite(transfer.reply_s):
-                    heapq.heappush(events, (transfer.reply_s, 0, reply))
+                delivered, _ = link.send(now, 8.0 * wire_bytes(len(out.tensor.data)))
+                reply_s = link.reply(delivered, delivered, 8.0 * reply_bytes)
+                if math.isfinite(reply_s):
+                    heapq.heappush(events, (reply_s, 0, reply))
         else:
             ended = pipe.expire(now=now)
         results.update((r.frame_seq, r) for r in ended if r is not None)
@@ -237,3 +243,20 @@ def test_frames_shipped_as_images_end_as_the_simulator_says(
     at_base = where == WHERE_BASE
     np.testing.assert_array_equal(np.array(sim.correct)[at_base], on_frame[at_base])
     assert (encoding == "png") == np.array_equal(on_frame[at_base], on_input[at_base])
+
+
+def test_the_simulator_decides_as_the_live_pipeline_with_headers_on_the_link(
+    bundle, fmnist_test, tiny_world
+):
+    # requests and replies take their fields and RTPS/UDP/IP headers on the link
+    wire = Calibration(compute_slowdown=1.0, request_fields_bytes=160, reply_bytes=108)
+    profile = replace(tiny_world.profile, calibration=wire.as_dict())
+    world = World(profile, tiny_world.tables, tiny_world.config,
+                  ModelCosts(profile, tiny_world.config))  # fmt: skip
+    assert world.costs.wire_bits(6272) > tiny_world.costs.wire_bits(6272) == 8 * 6272
+    live_decisions, _, _ = live(bundle, fmnist_test, world, PLANS[1])
+    sim = simulated(world, PLANS[1])
+    assert mismatches(live_decisions, sim) == [], "(where, exit, offloaded, right): live, sim"
+    assert mismatches(live_decisions, simulated(tiny_world, PLANS[1]))  # the headers matter
+    where = np.array(sim.where)
+    assert (where == WHERE_BASE).sum() > 10 and (where == WHERE_FALLBACK).sum() > 10

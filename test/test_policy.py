@@ -44,8 +44,17 @@ from edgeml_ros.policy.world import World
 
 
 @pytest.fixture(scope="module")
-def world():
+def calibrated():
+    """The committed profile, calibrated to live runs (what the committed policies train on)."""
     return World.load("edgeml_ros/profiles/fashion_mnist_b_vgg.json")
+
+
+@pytest.fixture(scope="module")
+def world(calibrated):
+    """The committed profile as profiled: the simulator's own rules (calibration: its tests)."""
+    profile = replace(calibrated.profile, calibration=None)
+    config = calibrated.config
+    return World(profile, calibrated.tables, config, ModelCosts(profile, config))
 
 
 def steady(mbps: float, rtt_ms: float, seconds: float = 10.0, condition="clean") -> Scenario:
@@ -243,7 +252,8 @@ def test_sim_config_refuses_nonsense():
         SimConfig(device_class="toaster")
 
 
-def test_committed_policies_load_and_beat_the_fixed_baselines(world):
+def test_committed_policies_load_and_beat_the_fixed_baselines(calibrated):
+    world = calibrated
     policies = named_policies(world, list(policy_names(world=world)))
     assert all(policy.name == name for name, policy in policies.items())
     scenario = resolve_scenario(TEST_SCENARIOS[-1], duration_s=40.0)

@@ -48,6 +48,7 @@ class Collector(Node):
         self.truth: dict[tuple[int, int, str], int] = {}
         self.diagnostics: dict[str, dict[str, str]] = {}
         self.started = time.monotonic()
+        self.started_epoch = time.time()  # the same instant on the wall clock
         self.first_frame_stamp: float | None = None  # the first ground truth's, epoch seconds
         self.plans: list[tuple[float, int, float, str]] = []  # (t, cut, threshold, reason)
         self.link: list[tuple[float, float]] = []  # (t, Mbit/s)
@@ -201,7 +202,17 @@ class Collector(Node):
             ),
             "offload_window_full": self.perception_counter("window_full"),
             "longest_offload_gap_s": self.longest_offload_gap_s(results),
+            "first_plan_s": self.first_plan_s(),
         }
+
+    def first_plan_s(self) -> float | None:
+        """Seconds from the first camera frame to the controller's first plan (0: before it).
+
+        Until then the perception node runs the plan of its parameters (config/drone.yaml).
+        """
+        if not self.plans or self.first_frame_stamp is None:
+            return None
+        return max(0.0, self.started_epoch + self.plans[0][0] - self.first_frame_stamp)
 
     @staticmethod
     def longest_offload_gap_s(results: list[InferenceResult]) -> float | None:

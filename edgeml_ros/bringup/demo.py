@@ -22,6 +22,7 @@ from edgeml_ros.bringup.plots import plot_runs
 from edgeml_ros.bringup.processes import private_domain_id, ros_context, spinning
 from edgeml_ros.bringup.recorder import McapRecorder
 from edgeml_ros.bringup.report import format_table, lost_frames
+from edgeml_ros.bringup.run_record import write_run_record
 from edgeml_ros.bringup.shaper import dds_env, open_link
 from edgeml_ros.core.checkpoint import read_meta
 from edgeml_ros.core.energy import DeviceEnergy, device_class
@@ -54,7 +55,8 @@ class DemoConfig:
     plot_path: str | None = "out/demo.png"
     trace: str = "throttle"  # a trace file, or "throttle": the authors' schedule over the run
     shape: bool = True
-    mcap_dir: str | None = "out"  # telemetry of each run as out/demo_<policy>.mcap
+    # telemetry of each run as out/demo_<policy>.mcap, with how it was made (bringup.run_record)
+    mcap_dir: str | None = "out"
     command: str = ""
 
 
@@ -136,6 +138,9 @@ def _run_all(cfg: DemoConfig, domain_id: int) -> list[tuple[dict, Collector]]:
                     with spinning(collector) as spin_for:
                         summary = run_policy(cfg, session, policy, collector, spin_for)
                     collector.destroy_node()
+                if recorder is not None:
+                    write_run_record(recorder, cfg, session.model.compute_slowdown, policy,
+                                     collector)  # fmt: skip
             finally:
                 if recorder is not None:
                     recorder.close()

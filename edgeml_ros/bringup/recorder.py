@@ -98,6 +98,10 @@ class McapRecorder:
         )
         self.messages += 1
 
+    def metadata(self, name: str, values: dict[str, str]) -> None:
+        """Record a named metadata record (string keys and values), e.g. how a run was made."""
+        self._writer.add_metadata(name=name, data=values)
+
     def close(self) -> None:
         """Finish the file (summary and index)."""
         self._writer.finish()

@@ -63,12 +63,17 @@ def _run(*cmd: str) -> None:
         raise ShaperError(f"{' '.join(cmd)}: {proc.stderr.strip() or proc.returncode}")
 
 
+# The token bucket tbf_args gives a rate: this many ms of it, at least this many bytes.
+TBF_BURST_MS, TBF_MIN_BURST_BYTES = 10.0, 1600
+
+
 def tbf_args(mbps: float) -> list[str]:
     """Tc tbf settings for a rate: a burst of a few packets, a queue of about one second."""
     if mbps <= 0:
         return ["rate", f"{OUTAGE_KBIT}kbit", "burst", "1600", "limit", "1600"]
     kbit = max(OUTAGE_KBIT, round(mbps * 1000))
-    burst = max(1600, kbit * 1000 // 8 // 100)  # 10 ms of traffic, at least one packet
+    # 10 ms of traffic, at least one packet
+    burst = max(TBF_MIN_BURST_BYTES, round(kbit * 1000 / 8 * TBF_BURST_MS / 1000))
     limit = max(3200, kbit * 1000 // 8)  # one second of traffic
     return ["rate", f"{kbit}kbit", "burst", str(burst), "limit", str(limit)]
 

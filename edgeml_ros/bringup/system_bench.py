@@ -9,20 +9,35 @@ what the simulator predicted for the same trace and policy.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import yaml
+from tqdm import tqdm
 
 from edgeml_ros.bringup.collector import Collector
 from edgeml_ros.bringup.demo import DemoConfig, DemoModel, demo_trace, run_session
+from edgeml_ros.bringup.demo_run import frame_count
 from edgeml_ros.bringup.plots import plot_runs
+from edgeml_ros.bringup.processes import share_file
 from edgeml_ros.bringup.report import lost_frames
+from edgeml_ros.bringup.run_record import load_run
+from edgeml_ros.core.checkpoint import load_checkpoint
+from edgeml_ros.core.data import ImageDataset
+from edgeml_ros.core.degrade import CONDITIONS
+from edgeml_ros.core.plan import ExecutionPlan, check_plan
+from edgeml_ros.core.profiles import ExitTable, Profile, collect_image_exits, exit_table_of
+from edgeml_ros.core.train import reopen_dataset, to_frames
 from edgeml_ros.policy.evaluate import run_policy, summarize
-from edgeml_ros.policy.registry import named_policies
-from edgeml_ros.policy.sim import Scenario, SimConfig
+from edgeml_ros.policy.observation import Decision, Observation, Policy
+from edgeml_ros.policy.registry import named_policies, unavailable
+from edgeml_ros.policy.sim import FrameRecords, Scenario, SimConfig, Simulation
 from edgeml_ros.policy.world import World
 
 SETTLE_S = 3.0  # link estimates this soon after a rate change are not compared
+SIM_SEEDS = 5  # simulator runs per policy
+MAX_FRAME_AGE_MS = 100.0  # the perception node's default, which the runs keep
 BATTERY_SOC, BATTERY_DRAIN = 0.9, 0.001  # battery_sim's defaults
 
 
@@ -71,46 +86,150 @@ def goodput_ratio(phases: list[dict]) -> float | None:
     return sum(p["answered_mbit"] for p in phases) / capacity if capacity else None
 
 
-def simulated(cfg: DemoConfig, policies: list[str]) -> dict[str, dict]:
-    """The simulator's prediction for the demo's trace, per policy, for the same drone."""
+@dataclass
+class ControllerComesLater:
+    """A policy whose first plan comes `after_frames` into the run, as the controller's does.
+
+    Until then the perception node runs the plan of its parameters (`startup`): the controller
+    is the slowest node of a launch to start (README).
+    """
+
+    policy: Policy
+    startup: ExecutionPlan
+    after_frames: int
+    started: bool = False
+
+    @property
+    def name(self) -> str:
+        """The policy's."""
+        return self.policy.name
+
+    def reset(self) -> None:
+        """Back to the start-up plan."""
+        self.policy.reset()
+        self.started = False
+
+    def decide(self, obs: Observation, sim: Simulation | None = None) -> Decision:
+        """The start-up plan for the first frames, then the policy's."""
+        if self.started or not self.after_frames:
+            return self.policy.decide(obs, sim)
+        self.started = True
+        return Decision(self.startup, self.after_frames)
+
+
+def startup_plan(world: World) -> ExecutionPlan:
+    """The perception node's plan before the controller's first (config/drone.yaml)."""
+    params = yaml.safe_load(share_file("config", "drone.yaml").read_text())
+    params = params["/**/perception"]["ros__parameters"]
+    plan = ExecutionPlan(params["cut_point"], tuple(params["exit_thresholds"]))
+    try:
+        check_plan(plan, world.costs.num_blocks, world.costs.num_exits)
+    except ValueError:  # for another model: the node's own defaults
+        return ExecutionPlan(world.costs.num_blocks, (0.9,) * world.costs.num_exits)
+    return plan
+
+
+def simulated(cfg: DemoConfig, results: dict[str, dict]) -> dict[str, dict]:
+    """The simulator's prediction for the demo's trace, per policy, for the same drone.
+
+    The frames replay the images the camera showed, in order (`camera_tables`), so that the
+    accuracy compares the simulator's decisions, not two samples of images; each policy plans
+    from when the live run's controller did (`first_plan_s`). Pooled over SIM_SEEDS runs,
+    which differ in the link estimate's noise and the jitter.
+    """
     model = DemoModel.of(cfg)
     config = SimConfig(
         fps=cfg.rate_hz,
         deadline_ms=cfg.deadline_ms,
         device_class=model.device.name,
         compute_slowdown=model.compute_slowdown,
+        max_frame_age_ms=MAX_FRAME_AGE_MS,
     )
     world = World.load(model.profile, config)
-    scenario = Scenario("system", demo_trace(cfg), cfg.duration_s, ((0.0, "clean"),),
-                        BATTERY_SOC, BATTERY_DRAIN)  # fmt: skip
-    chosen = named_policies(world, policies)
-    return {name: summarize(run_policy(world, chosen[name], scenario)) for name in policies}
+    # as the controller builds them, from the profile (not those it lacks the data for)
+    chosen = named_policies(world, [p for p in results if unavailable(p, world) is None])
+    startup = startup_plan(world)
+    camera = camera_tables(model, world.profile, frame_count(cfg))
+    world = World(world.profile, camera, config, world.costs)
+    out = {}
+    for name in tqdm(chosen, desc="simulate", unit="policy"):
+        later = round((results[name].get("first_plan_s") or 0.0) * cfg.rate_hz)
+        policy = ControllerComesLater(chosen[name], startup, later)
+        runs = [run_policy(world, policy, Scenario(
+            "system", demo_trace(cfg), cfg.duration_s, ((0.0, "clean"),), BATTERY_SOC,
+            BATTERY_DRAIN, seed, in_order=True)) for seed in range(SIM_SEEDS)]  # fmt: skip
+        out[name] = summarize(FrameRecords.concat(runs))
+    return out
 
 
-def run_system_bench(cfg: DemoConfig, markdown: str | None) -> int:
-    """Run every policy live, compare with the simulator, print and write the results."""
-    runs = run_session(cfg)
-    sims = simulated(cfg, list(cfg.policies))
-    results = {}
-    for summary, collector in runs:
-        name = summary["policy"]
-        sim = sims[name]
-        summary["goodput_phases"] = goodput_phases(collector, summary)
-        summary["goodput_ratio"] = goodput_ratio(summary["goodput_phases"])
-        summary["sim_latency_ms_p50"] = sim["latency_ms_p50"]
-        summary["sim_accuracy"] = sim["accuracy"]
-        summary["sim_vs_real_latency_ratio"] = (
-            sim["latency_ms_p50"] / summary["latency_ms_p50"]
-            if summary["latency_ms_p50"]
-            else None
-        )
-        results[name] = summary
+def camera_tables(model: DemoModel, profile: Profile, frames: int) -> dict[str, ExitTable]:
+    """Exit tables of the frames the camera source shows in a run, for every condition.
+
+    Its first `frames` test images (config/drone.yaml: the test split from index 0), as the
+    perception node sees them (core.train.to_frames), with the final exit's answers on them
+    shipped in each image encoding the profile measured.
+    """
+    bundle = load_checkpoint(model.checkpoint)
+    meta = bundle.meta
+    shown = reopen_dataset(meta).frames("test")
+    images, labels = zip(*(shown[i % len(shown)] for i in range(frames)), strict=True)
+    data = ImageDataset(meta.dataset, "test", np.stack(images), np.array(labels),
+                        tuple(meta.class_names))  # fmt: skip
+    x, y = to_frames(data, tuple(meta.input_size), meta.channels)
+    y = y.numpy()
+    answers = collect_image_exits(bundle, x, y, list(profile.image_bytes), "camera frames")
+    table = exit_table_of(bundle, profile, x, y, answers, "camera frames")
+    return dict.fromkeys(CONDITIONS, table)  # the run's inputs are clean throughout
+
+
+def sim_vs_real(summary: dict, sim: dict) -> dict:
+    """The simulator's p50, p95 and accuracy beside the live run's: ratios and the difference."""
+
+    def ratio(key: str) -> float | None:
+        return sim[key] / summary[key] if summary.get(key) else None
+
+    return {
+        "sim_latency_ms_p50": sim["latency_ms_p50"],
+        "sim_latency_ms_p95": sim["latency_ms_p95"],
+        "sim_accuracy": sim["accuracy"],
+        "sim_vs_real_latency_ratio": ratio("latency_ms_p50"),
+        "sim_vs_real_p95_ratio": ratio("latency_ms_p95"),
+        "sim_accuracy_diff_pts": None
+        if summary.get("accuracy") is None
+        else 100.0 * (sim["accuracy"] - summary["accuracy"]),
+    }
+
+
+def run_system_bench(cfg: DemoConfig, markdown: str | None, resimulate: str | None = None) -> int:
+    """Run every policy live, compare with the simulator, print and write the results.
+
+    With `resimulate` (a `--json` file of an earlier run) no policy runs live: the simulator is
+    compared with that file's runs.
+    """
+    if resimulate:
+        cfg, recorded = recorded_runs(resimulate, cfg)
+        runs, results = [], recorded["policies"]
+    else:
+        runs, results = run_session(cfg), {}
+        for summary, collector in runs:
+            summary["goodput_phases"] = goodput_phases(collector, summary)
+            summary["goodput_ratio"] = goodput_ratio(summary["goodput_phases"])
+            results[summary["policy"]] = summary
+    sims = simulated(cfg, results)
+    for name, summary in results.items():
+        if name in sims:  # else the profile lacks what the simulator needs for it
+            summary.update(sim_vs_real(summary, sims[name]))
     print(format_system(results))
-    if cfg.plot_path:
+    if cfg.plot_path and runs:
         plot_runs(runs, Path(cfg.plot_path))
         print(f"[bench] wrote {cfg.plot_path}")
+    model = DemoModel.of(cfg)
     out = {"command": cfg.command, "policies": results, "trace": demo_trace(cfg).name,
-           "duration_s": cfg.duration_s, "rate_hz": cfg.rate_hz}  # fmt: skip
+           "trace_arg": cfg.trace, "duration_s": cfg.duration_s, "rate_hz": cfg.rate_hz,
+           "deadline_ms": cfg.deadline_ms, "compute_slowdown": model.compute_slowdown,
+           "device_class": model.device.name, "sim_profile": _shown(model.profile)}  # fmt: skip
+    if resimulate:
+        out["live_command"] = recorded["command"]
     if cfg.json_path:
         Path(cfg.json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.json_path).write_text(json.dumps(out, indent=1) + "\n")
@@ -120,6 +239,38 @@ def run_system_bench(cfg: DemoConfig, markdown: str | None) -> int:
         Path(markdown).write_text(markdown_system(out))
         print(f"[bench] wrote {markdown}")
     return 1 if lost_frames(list(results.values())) else 0
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory where it lies below it."""
+    return str(path.resolve().relative_to(Path.cwd())) if path.resolve().is_relative_to(
+        Path.cwd()) else str(path)  # fmt: skip
+
+
+def recorded_runs(path: str, cfg: DemoConfig) -> tuple[DemoConfig, dict]:
+    """The live runs of an `edgeml bench system --json` file and the settings they ran with.
+
+    Its duration, rate, trace, deadline and emulated drone slowdown; the model stays `cfg`'s.
+    """
+    try:
+        recorded = json.loads(Path(path).read_text())
+        first = next(iter(recorded["policies"].values()))
+        slowdown = recorded.get("compute_slowdown") or first["compute_slowdown_emulated"]
+        settings = {"duration_s": float(recorded["duration_s"]),
+                    "rate_hz": float(recorded["rate_hz"]),
+                    "trace": recorded.get("trace_arg", recorded["trace"]),
+                    "deadline_ms": float(recorded.get("deadline_ms", cfg.deadline_ms)),
+                    "compute_slowdown": float(slowdown)}  # fmt: skip
+        if not all("latency_ms_p50" in s for s in recorded["policies"].values()):
+            raise ValueError("a policy without its summary")
+        for summary in recorded["policies"].values():  # from before the summary had it
+            if "first_plan_s" not in summary and summary.get("mcap"):
+                summary["first_plan_s"] = load_run(summary["mcap"]).first_plan_s
+    except FileNotFoundError:
+        raise ValueError(f"{path} not found") from None
+    except (ValueError, KeyError, TypeError, AttributeError, StopIteration) as exc:
+        raise ValueError(f"{path}: not an `edgeml bench system --json` file ({exc})") from None
+    return replace(cfg, **settings), recorded
 
 
 COLUMNS = (
@@ -132,7 +283,18 @@ COLUMNS = (
     ("frames_without_result", "no result", 1, "{:.0f}"),
     ("framework_overhead_ms_p50", "overhead ms", 1, "{:.2f}"),
     ("goodput_ratio", "goodput", 1, "{:.2f}"),
+)
+# the simulator beside the live run (target: p50 and p95 within 15 %, accuracy within 1 point)
+SIM_COLUMNS = (
+    ("latency_ms_p50", "p50 ms", 1, "{:.1f}"),
+    ("sim_latency_ms_p50", "sim p50", 1, "{:.1f}"),
     ("sim_vs_real_latency_ratio", "sim/real p50", 1, "{:.2f}"),
+    ("latency_ms_p95", "p95 ms", 1, "{:.1f}"),
+    ("sim_latency_ms_p95", "sim p95", 1, "{:.1f}"),
+    ("sim_vs_real_p95_ratio", "sim/real p95", 1, "{:.2f}"),
+    ("accuracy", "accuracy", 100, "{:.2f}%"),
+    ("sim_accuracy", "sim acc.", 100, "{:.2f}%"),
+    ("sim_accuracy_diff_pts", "sim-real pts", 1, "{:+.2f}"),
 )
 PARTS = ("conversion", "model", "serialization", "link", "dds_in", "dds_out", "queueing")
 
@@ -141,13 +303,29 @@ def _cell(value, scale: float, fmt: str) -> str:
     return "n/a" if value is None else fmt.format(value * scale)
 
 
-def format_system(results: dict[str, dict]) -> str:
-    """The table printed by `edgeml bench system`."""
-    head = f"{'policy':<14}" + "".join(f"{label:>13}" for _, label, _, _ in COLUMNS)
+def _text_table(results: dict[str, dict], columns: tuple) -> list[str]:
+    head = f"{'policy':<14}" + "".join(f"{label:>13}" for _, label, _, _ in columns)
     lines = [head, "-" * len(head)]
     for name, r in results.items():
         lines.append(f"{name:<14}" + "".join(f"{_cell(r.get(k), s, f):>13}"
-                                             for k, _, s, f in COLUMNS))  # fmt: skip
+                                             for k, _, s, f in columns))  # fmt: skip
+    return lines
+
+
+def _markdown_table(results: dict[str, dict], columns: tuple) -> list[str]:
+    rows = ["| policy | " + " | ".join(label for _, label, _, _ in columns) + " |",
+            "| --- |" + " ---: |" * len(columns)]  # fmt: skip
+    for name, r in results.items():
+        rows.append(f"| {name} | " + " | ".join(_cell(r.get(k), s, f) for k, _, s, f in columns)
+                    + " |")  # fmt: skip
+    return rows
+
+
+def format_system(results: dict[str, dict]) -> str:
+    """The tables printed by `edgeml bench system`."""
+    lines = _text_table(results, COLUMNS)
+    lines.append("\nthe simulator against the live runs")
+    lines += _text_table(results, SIM_COLUMNS)
     lines.append("\nmedian ms per frame by part: " + ", ".join(PARTS))
     for name, r in results.items():
         parts = "  ".join(f"{p} {r.get(f'{p}_ms_p50', float('nan')):.2f}" for p in PARTS)
@@ -164,20 +342,27 @@ def _phases(summary: dict) -> str:
 
 def markdown_system(out: dict) -> str:
     """The results page (docs/system_results.md)."""
+    made = f"Produced by `{out['command']}`"
+    if "live_command" in out:
+        made = (f"Live runs by `{out['live_command']}`, the simulator's columns by "
+                f"`{out['command']}`")  # fmt: skip
     rows = [
         "# System benchmark: the live deployment over a shaped link",
         "",
-        f"Produced by `{out['command']}`: every node a process over real DDS, the drone and the "
-        f"base station in two network namespaces joined by a veth shaped with `tc tbf` to the "
-        f"trace `{out['trace']}` ({out['duration_s']:g} s at {out['rate_hz']:g} Hz), the "
-        "drone's compute padded to 4x (emulated), energy from the energy model (not measured).",
+        f"{made}: every node a process over real DDS, the drone and the base station in two "
+        f"network namespaces joined by a veth shaped with `tc tbf` to the trace "
+        f"`{out['trace']}` ({out['duration_s']:g} s at {out['rate_hz']:g} Hz), the drone's "
+        f"compute padded to {out['compute_slowdown']:g}x (emulated), energy from the energy "
+        "model (not measured).",
         "",
-        "| policy | " + " | ".join(label for _, label, _, _ in COLUMNS) + " |",
-        "| --- |" + " ---: |" * len(COLUMNS),
+        *_markdown_table(out["policies"], COLUMNS),
+        "",
+        f"The simulator (`{out['sim_profile']}`, the same trace and drone, "
+        f"{SIM_SEEDS} runs per policy pooled) against the live runs "
+        "(target: p50 and p95 within ±15 %, accuracy within 1 point):",
+        "",
+        *_markdown_table(out["policies"], SIM_COLUMNS),
     ]
-    for name, r in out["policies"].items():
-        rows.append(f"| {name} | " + " | ".join(_cell(r.get(k), s, f) for k, _, s, f in COLUMNS)
-                    + " |")  # fmt: skip
     rows += ["", "Median ms per frame by part:", ""]
     rows += ["| policy | " + " | ".join(PARTS) + " |", "| --- |" + " ---: |" * len(PARTS)]
     for name, r in out["policies"].items():

@@ -1,11 +1,11 @@
-"""`edgeml`: the command line of edgeml_ros (train, profile, policy, evaluate, bench, demo)."""
+"""`edgeml`: the command line of edgeml_ros (train, profile, policy, calibrate, evaluate, ...)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from edgeml_ros.cli import bench, demo, evaluate, policy, profile, system, train
+from edgeml_ros.cli import bench, calibrate, demo, evaluate, policy, profile, system, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -17,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_parser(sub)
     profile.add_parser(sub)
     policy.add_parser(sub)
+    calibrate.add_parser(sub)
     evaluate.add_parser(sub)
     p = sub.add_parser("bench", help="benchmarks (see docs/results.md)")
     suites = p.add_subparsers(dest="suite", required=True)

@@ -92,12 +92,9 @@ def _utility_weights(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def sim_arguments(p: argparse.ArgumentParser, with_policies: bool) -> None:
-    """The simulator's options (profile, rates, device, weights), and the policies to run."""
-    from edgeml_ros.core.energy import DEVICE_CLASSES
-    from edgeml_ros.core.paths import POLICY_DIR
+def workload_arguments(p: argparse.ArgumentParser) -> None:
+    """--workload and --profile: the profile the simulator runs (`sim_profile`)."""
     from edgeml_ros.core.workloads import DEFAULT_WORKLOAD, WORKLOADS
-    from edgeml_ros.policy.registry import policy_names
 
     p.add_argument(
         "--workload",
@@ -111,6 +108,15 @@ def sim_arguments(p: argparse.ArgumentParser, with_policies: bool) -> None:
         default=None,
         help="a measured model profile (edgeml profile), instead of the workload's",
     )
+
+
+def sim_arguments(p: argparse.ArgumentParser, with_policies: bool) -> None:
+    """The simulator's options (profile, rates, device, weights), and the policies to run."""
+    from edgeml_ros.core.energy import DEVICE_CLASSES
+    from edgeml_ros.core.paths import POLICY_DIR
+    from edgeml_ros.policy.registry import policy_names
+
+    workload_arguments(p)
     p.add_argument("--fps", type=positive_float, default=10.0, help="camera frames per second")
     p.add_argument("--deadline-ms", type=positive_float, default=100.0, help="frame deadline")
     p.add_argument("--device-class", default=None, choices=sorted(DEVICE_CLASSES),

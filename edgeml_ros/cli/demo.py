@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgeml_ros.cli.common import positive_float
+from edgeml_ros.cli.common import command_line, positive_float
 
 
 def demo_config(args: argparse.Namespace, **extra):
@@ -30,7 +30,8 @@ def demo_config(args: argparse.Namespace, **extra):
 def _cmd_demo(args: argparse.Namespace) -> int:
     from edgeml_ros.bringup.demo import run_demo
 
-    return run_demo(demo_config(args, domain_id=args.domain_id, mcap_dir=args.mcap_dir or None))
+    return run_demo(demo_config(args, domain_id=args.domain_id, mcap_dir=args.mcap_dir or None,
+                                 command=command_line()))  # fmt: skip
 
 
 def model_arguments(p: argparse.ArgumentParser) -> None:

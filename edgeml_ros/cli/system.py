@@ -11,8 +11,9 @@ from edgeml_ros.cli.demo import demo_config, model_arguments
 def _cmd_bench_system(args: argparse.Namespace) -> int:
     from edgeml_ros.bringup.system_bench import run_system_bench
 
-    cfg = demo_config(args, mcap_dir=None, log_dir="log/bench_system", command=command_line())
-    return run_system_bench(cfg, args.markdown)
+    cfg = demo_config(args, mcap_dir=args.mcap_dir or None, log_dir="log/bench_system",
+                      command=command_line())  # fmt: skip
+    return run_system_bench(cfg, args.markdown, args.resimulate)
 
 
 def _cmd_bench_scale(args: argparse.Namespace) -> int:
@@ -64,6 +65,13 @@ def add_parsers(suites: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
     p.add_argument("--markdown", default=None, metavar="PATH", help="also write a results page")
     p.add_argument("--plot", default="out/bench_system.png", help="PNG of link and plans")
+    p.add_argument("--mcap-dir", default="out/bench_system",
+                   help="record each run to DIR/demo_<policy>.mcap, what `edgeml calibrate` "
+                   "reads ('' for none)")  # fmt: skip
+    p.add_argument("--resimulate", default=None, metavar="JSON",
+                   help="no live runs: compare the simulator with those of an earlier "
+                   "`bench system --json` file (its duration, rate, trace and drone; the model "
+                   "and profile as --workload/--profile say)")  # fmt: skip
     p.set_defaults(func=_cmd_bench_system)
 
     p = suites.add_parser("scale", help="N drones against one base station")

@@ -36,14 +36,16 @@ FALLBACK_MARGIN_S = EXPIRE_PERIOD_S + FALLBACK_SLACK_S
 class LocalTimes:
     """A device's compute time per block and per exit head, and the block each exit follows.
 
-    `block_s` and `head_s` are measured (seconds); `slowdown` stretches them (an emulated or
-    modelled slower device).
+    `block_s` and `head_s` are measured (seconds); `call_s` is the fixed time of one compute call
+    around them (a calibrated simulator's, core.calibration; 0 for measured times); `slowdown`
+    stretches them all (an emulated or modelled slower device).
     """
 
     block_s: Sequence[float]
     head_s: Sequence[float]
     exit_after: Sequence[int]
     slowdown: float = 1.0
+    call_s: float = 0.0
 
     @property
     def final_exit(self) -> int:
@@ -57,7 +59,8 @@ class LocalTimes:
     def to_exit(self, cut_point: int, exit_index: int) -> float:
         """Time from the features at `cut_point` to exit `exit_index`'s answer."""
         stop = self.exit_after[exit_index] + 1
-        return (sum(self.block_s[cut_point:stop]) + self.head_s[exit_index]) * self.slowdown
+        compute = sum(self.block_s[cut_point:stop]) + self.head_s[exit_index] + self.call_s
+        return compute * self.slowdown
 
     def finish(self, cut_point: int) -> float:
         """Time from the features at `cut_point` to the final exit's answer."""

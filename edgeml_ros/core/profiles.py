@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from edgeml_ros.core.calibration import Calibration
 from edgeml_ros.core.checkpoint import ModelBundle
 from edgeml_ros.core.codec import ENCODINGS, IMAGE_ENCODINGS, encode_tensor
 from edgeml_ros.core.energy import DeviceEnergy
@@ -91,7 +92,8 @@ class Profile:
     (core.energy.REFERENCE_MODEL): with the device class's published time of the same model it
     sets how much slower the emulated drone computes (`compute_slowdown`). `image_bytes` is the
     mean size of a clean validation frame in each image encoding measured (its exit tables
-    hold every frame's).
+    hold every frame's). `calibration`: the simulator's terms fitted to live runs
+    (core.calibration, `edgeml calibrate`), or None.
     """
 
     model_id: str
@@ -116,15 +118,25 @@ class Profile:
     format: str = PROFILE_FORMAT
     version: int = PROFILE_VERSION
     extra: dict = field(default_factory=dict)
+    calibration: dict | None = None
+
+    @property
+    def calibrated(self) -> Calibration | None:
+        """The calibration record, or None for a profile not calibrated to a live run."""
+        return None if self.calibration is None else Calibration.from_dict(self.calibration)
 
     def compute_slowdown(self, device: DeviceEnergy) -> float:
         """How many times slower than this machine `device` runs models (at least 1)."""
         return device.compute_slowdown(self.reference_ms)
 
-    def save(self, path: Path, tables: dict[str, ExitTable]) -> None:
-        """Write the JSON profile and the exit tables of every condition (.npz) beside it."""
+    def save_json(self, path: Path) -> None:
+        """Write the JSON profile (the exit tables stay as they are)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+    def save(self, path: Path, tables: dict[str, ExitTable]) -> None:
+        """Write the JSON profile and the exit tables of every condition (.npz) beside it."""
+        self.save_json(path)
         arrays = {}
         for condition, table in tables.items():
             arrays.update({f"{condition}/{k}": v for k, v in table.as_arrays().items()})
@@ -163,6 +175,10 @@ def load_profile_conditions(path: Path | str) -> tuple[Profile, dict[str, ExitTa
     if unknown:
         raise ProfileError(f"{path}: image encodings {unknown} unknown; known: "
                            f"{', '.join(IMAGE_ENCODINGS)}")  # fmt: skip
+    try:
+        profile.calibrated  # noqa: B018 (checks the record)
+    except ValueError as exc:
+        raise ProfileError(f"{path}: {exc}") from None
     npz = path.with_suffix(".npz")
     if not npz.is_file():
         raise ProfileError(f"{path}: exit data {npz.name} not found")
@@ -541,10 +557,23 @@ def profile_model(
         samples=len(labels),
         conditions=list(frames),
     )  # fmt: skip
-    tables = {}
-    for condition, x in frames.items():
-        x = normalize(x, meta.norm_mean, meta.norm_std)
-        preds, conf = collect_exit_table(model, x, labels, desc=f"exit confidences ({condition})")
-        tables[condition] = ExitTable(preds, conf, np.asarray(labels), *exit_costs(profile),
-                                      images[condition])  # fmt: skip
+    tables = {
+        condition: exit_table_of(bundle, profile, x, labels, images[condition], condition)
+        for condition, x in frames.items()
+    }
     return profile, tables
+
+
+def exit_table_of(
+    bundle: ModelBundle,
+    profile: Profile,
+    frames: torch.Tensor,
+    labels: np.ndarray,
+    images: dict[str, ImageExit],
+    desc: str = "",
+) -> ExitTable:
+    """The exit table of `frames` ((N, C, H, W) in [0, 1] at the model's input size)."""
+    meta = bundle.meta
+    x = normalize(frames, meta.norm_mean, meta.norm_std)
+    preds, conf = collect_exit_table(bundle.model, x, labels, desc=f"exit confidences ({desc})")
+    return ExitTable(preds, conf, np.asarray(labels), *exit_costs(profile), images)

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from edgeml_ros.core.plan import ExecutionPlan
 from edgeml_ros.policy.observation import Policy, observe
-from edgeml_ros.policy.sim import FrameRecords, Scenario
+from edgeml_ros.policy.sim import WHERE_NONE, FrameRecords, Scenario
 from edgeml_ros.policy.world import World
 
 
@@ -31,7 +31,8 @@ def summarize(records: FrameRecords) -> dict[str, float]:
     latency_ms = records.latency_s * 1000.0
     return {
         "utility": float(np.mean(records.utility)),
-        "accuracy": float(np.mean(records.correct)),
+        # over the frames answered, as the live collector scores (a stale drop answers none)
+        "accuracy": float(np.mean(records.correct[records.where != WHERE_NONE])),
         "latency_ms_p50": float(np.percentile(latency_ms, 50)),
         "latency_ms_p95": float(np.percentile(latency_ms, 95)),
         "deadline_miss_rate": float(np.mean(records.missed)),

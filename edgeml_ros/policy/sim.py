@@ -33,12 +33,14 @@ from __future__ import annotations
 import copy
 import heapq
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
 
 from edgeml_ros.core.battery import soc_after
+from edgeml_ros.core.calibration import Calibration
 from edgeml_ros.core.codec import ENCODINGS, IMAGE_ENCODINGS
 from edgeml_ros.core.decisions import (
     EXPIRE_PERIOD_S,
@@ -58,7 +60,7 @@ from edgeml_ros.core.traces import Trace
 
 # Threshold levels of the learned policies' action space, the last one "no early exit".
 THRESHOLD_LEVELS = (0.3, 0.45, 0.55, 0.65, 0.75, 0.85, 0.92, 0.97, 0.99, NO_EARLY_EXIT)
-WHERE_DRONE, WHERE_BASE, WHERE_FALLBACK = 1, 2, 3  # as core.pipeline.Where
+WHERE_NONE, WHERE_DRONE, WHERE_BASE, WHERE_FALLBACK = 0, 1, 2, 3  # as core.pipeline.Where
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,13 @@ class SimConfig:
     estimate_noise: float = 0.1
     battery_wh: float = 50.0
     max_offloads_in_flight: int = 2  # the drone's offload window (its node's parameter)
+    # frames older than this when the drone gets to them are dropped unrun (the perception
+    # node's max_frame_age_ms, 100 by default); None: never
+    max_frame_age_ms: float | None = None
+    # other drones offloading to the same base station, each this many times a second (None:
+    # every frame, at `fps`), each request as long for the base station as this drone's
+    other_drones: int = 0
+    other_drones_offload_hz: float | None = None
     weights: UtilityWeights = field(default_factory=UtilityWeights)
 
     def __post_init__(self) -> None:
@@ -114,6 +123,14 @@ class SimConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"sim config {name} must be a finite number > 0, got {value}")
+        age = self.max_frame_age_ms
+        if age is not None and not (math.isfinite(age) and age > 0):
+            raise ValueError(f"max_frame_age_ms must be a finite number > 0, got {age}")
+        if self.other_drones < 0:
+            raise ValueError(f"other_drones must be >= 0, got {self.other_drones}")
+        hz = self.other_drones_offload_hz
+        if hz is not None and not (math.isfinite(hz) and hz > 0):
+            raise ValueError(f"other_drones_offload_hz must be a finite number > 0, got {hz}")
         if self.max_offloads_in_flight < 1:
             raise ValueError(
                 f"max_offloads_in_flight must be at least 1, got {self.max_offloads_in_flight}"
@@ -149,6 +166,7 @@ class Scenario:
     initial_soc: float = 0.9
     flight_drain_per_s: float = 0.0
     seed: int = 0
+    in_order: bool = False  # frame k replays sample k, as a camera publishes a split in order
 
     def __post_init__(self) -> None:
         if not self.duration_s > 0:
@@ -169,36 +187,79 @@ class Scenario:
 
 
 class ModelCosts:
-    """Time, bytes and energy of every part of a profiled model on the simulated devices."""
+    """Time, bytes and energy of every part of a profiled model on the simulated devices.
+
+    A calibrated profile (core.calibration) adds what the live system has around the model:
+    the drone's compute as the live runs measured it, the framework's time per frame and per
+    offload, and the headers of the messages on the link. Without one, all of that is nothing.
+    """
 
     def __init__(self, profile: Profile, config: SimConfig) -> None:
         self.device: DeviceEnergy = device_class(
             config.device_class or profile.device_class["name"]
         )
-        slow = config.compute_slowdown or profile.compute_slowdown(self.device)
-        server = config.server_slowdown
+        cal = self.calibration = profile.calibrated
+        # neutral without one: as profiled, nothing around the model
+        terms = self.terms = cal or Calibration(compute_slowdown=1.0)
+        if config.compute_slowdown:
+            slow = config.compute_slowdown
+        elif cal is not None and config.device_class is None:
+            slow = cal.compute_slowdown  # the drone the live runs emulated
+        else:
+            slow = profile.compute_slowdown(self.device)
         self.num_blocks = len(profile.blocks)
         self.num_exits = len(profile.exits)
         self.exit_after_block = np.array([e.after_block for e in profile.exits])
-        block_s = [b.latency_ms_median / 1000.0 for b in profile.blocks]
-        exit_s = [e.latency_ms_median / 1000.0 for e in profile.exits]
+        block_s = [terms.drone_scale * b.latency_ms_median / 1000.0 for b in profile.blocks]
+        exit_s = [terms.drone_scale * e.latency_ms_median / 1000.0 for e in profile.exits]
         # the drone's compute times, as its pipeline measures them (core.decisions)
-        self.drone = LocalTimes(block_s, exit_s, [e.after_block for e in profile.exits], slow)
-        # drone time to run blocks [0, c) (exit heads not included), for every cut c
+        self.drone = LocalTimes(block_s, exit_s, [e.after_block for e in profile.exits], slow,
+                                terms.drone_call_ms / 1000.0)  # fmt: skip
+        # drone time to run blocks [0, c) (exit heads and the call's fixed time not included)
         self.drone_blocks_s = np.concatenate([[0.0], np.cumsum(block_s)]) * slow
         self.drone_exit_s = np.array(exit_s) * slow
+        self.drone_call_s = self.drone.call_s * slow
+        # the times the drone plans its fallbacks with: as it measured them at start-up
+        self.drone_plan = replace(self.drone, slowdown=slow * terms.drone_plan_scale)
         # base station time to finish the model from cut c with the final exit only, at its
         # own thread count
-        server_block_s = [b.server_latency_ms_median / 1000.0 for b in profile.blocks]
-        server_exit_s = [e.server_latency_ms_median / 1000.0 for e in profile.exits]
-        server_times = LocalTimes(server_block_s, server_exit_s, self.drone.exit_after, server)
+        server_times = LocalTimes(
+            [terms.server_scale * b.server_latency_ms_median / 1000.0 for b in profile.blocks],
+            [terms.server_scale * e.server_latency_ms_median / 1000.0 for e in profile.exits],
+            self.drone.exit_after,
+            config.server_slowdown,
+            terms.server_call_ms / 1000.0,
+        )
         self.server_tail_s = np.array([server_times.finish(c) for c in range(self.num_blocks + 1)])
         self.cut_bytes = np.array(
             [profile.input_bytes[config.encoding]]
             + [b.output_bytes[config.encoding] for b in profile.blocks]
         )
+        # bits on the link per reply: with a calibration, the message with its fields and the
+        # RTPS, UDP, IP and Ethernet headers (core.wire); without, none
+        self.reply_bits = 8.0 * cal.reply_wire_bytes() if cal else 0.0
+        # the framework's time: camera to perception, decoding (on the drone's thread), result
+        # to its reader; per offload, serializing the features and the round trip's DDS hops
+        self.input_hop_s = terms.input_hop_ms / 1000.0
+        self.conversion_s = terms.conversion_ms / 1000.0
+        self.output_hop_s = terms.output_hop_ms / 1000.0
+        self.encode_s = terms.encode_ms / 1000.0
+        self.offload_hop_s = terms.offload_hop_ms / 1000.0
         self.full_local_s = self.drone.finish(0)
         self.reference_energy_j = self.device.frame_energy_j(self.full_local_s)
+
+    def wire_bits(self, payload_bytes: int) -> float:
+        """Bits on the link of an offload carrying `payload_bytes`.
+
+        With a calibration, the request's other fields and its RTPS, UDP, IP and Ethernet
+        headers too (core.wire).
+        """
+        cal = self.calibration
+        return 8.0 * (cal.request_wire_bytes(payload_bytes) if cal else payload_bytes)
+
+    def burst_bits(self, mbps: float) -> float:
+        """The link's token bucket at `mbps` (bits; 0 without a calibrated one)."""
+        return self.terms.burst_bits(mbps)
 
     def head_exits(self, plan: ExecutionPlan) -> list[int]:
         """Exits the drone's head checks under `plan` (core.decisions.checked_exits)."""
@@ -227,19 +288,22 @@ class ModelCosts:
             self.drone_blocks_s[self.exit_after_block[exit_taken] + 1] + heads_until[exit_taken],
             self.drone_blocks_s[cut] + heads_s.sum(),
         )
-        return local, exit_taken, compute_s
+        # a call's fixed time, where the head runs anything (not at cut 0 without exits)
+        return local, exit_taken, compute_s + np.where(compute_s > 0, self.drone_call_s, 0.0)
 
     def fallback(self, plan: ExecutionPlan, budget_s: float) -> tuple[int, float]:
         """Exit and drone time of a fallback with `budget_s` left (core.decisions)."""
         cut, head = plan.cut_point, self.head_exits(plan)
-        exit_index, compute = fallback_exit(self.drone, cut, budget_s, head[-1] if head else None)
+        deepest = head[-1] if head else None
+        exit_index, compute = fallback_exit(self.drone_plan, cut, budget_s, deepest)
         return exit_index, self.drone.to_exit(cut, exit_index) if compute else 0.0
 
     def offload_s(self, cut: int, mbps: float, rtt_ms: float) -> float:
         """Predicted time from sending the features of `cut` to the reply, on a steady link."""
         if mbps <= 0:
             return math.inf
-        return self.cut_bytes[cut] * 8.0 / (mbps * 1e6) + rtt_ms / 1000.0 + self.server_tail_s[cut]
+        airtime = (self.wire_bits(int(self.cut_bytes[cut])) + self.reply_bits) / (mbps * 1e6)
+        return airtime + rtt_ms / 1000.0 + self.server_tail_s[cut] + self.offload_hop_s
 
 
 @dataclass
@@ -285,22 +349,88 @@ class TraceLink:
     """The simulated link: one transfer at a time, in order, at the trace's bandwidth.
 
     The bandwidth is replayed exactly (an outage pauses a transfer), and the reply comes back the
-    trace's RTT after the base station's time on it. `free_s`: when the link is done with what
-    it was given so far.
+    trace's RTT after the base station's time on it (then crossing the link's other direction,
+    which nothing else uses, when it has bits). `free_s`: when the link is done with what it was
+    given so far. With `burst_bits` (the bucket at a rate), a token bucket like the shaper's tc
+    tbf: what it holds goes at once, the rest at the rate; it refills at the rate while the link
+    is idle (the other direction's, for replies, is taken as full).
     """
 
     trace: Trace
     free_s: float = 0.0
+    burst_bits: Callable[[float], float] | None = None
+    tokens_bits: float = math.inf  # at `free_s`; capped by the bucket's size when used
+
+    def _bucket(self, at_s: float) -> float:
+        """The token bucket's size at `at_s`, in bits (0: none)."""
+        return self.burst_bits(float(self.trace.at(at_s)[0])) if self.burst_bits else 0.0
+
+    def send(self, sent_s: float, bits: float) -> tuple[float, float]:
+        """When `bits` handed to the link at `sent_s` are through, and their time on the air.
+
+        Infinite when the trace ends in an outage before they are.
+        """
+        start = max(sent_s, self.free_s)
+        size, tokens = self._bucket(start), 0.0
+        if size and math.isfinite(start):  # refilled at the rate since the link was last busy
+            idle = float(self.trace.at(start)[0]) * 1e6 * (start - self.free_s)
+            tokens = min(size, self.tokens_bits + idle)
+        instant = min(bits, tokens)
+        delivered, airtime = _transfer(self.trace, start, bits - instant)
+        self.tokens_bits = tokens - instant if instant == bits else 0.0
+        self.free_s = delivered
+        return delivered, airtime
+
+    def reply(self, delivered_s: float, served_s: float, bits: float = 0.0) -> float:
+        """When the reply to a request delivered at `delivered_s`, answered at `served_s`, comes.
+
+        The RTT (the trace's at delivery) after the answer, then its own bits on the link.
+        """
+        start = served_s + float(self.trace.at(delivered_s)[1]) / 1000.0
+        if not math.isfinite(start):
+            return math.inf
+        return _transfer(self.trace, start, bits - min(bits, self._bucket(start)))[0]
 
     def round_trip(self, sent_s: float, bits: float, tail_s: float) -> Transfer:
         """An offload of `bits` handed to the link at `sent_s`, taking the base station `tail_s`.
 
         Its times are infinite when the trace ends in an outage before it is through.
         """
-        delivered, airtime = _transfer(self.trace, max(sent_s, self.free_s), bits)
-        self.free_s = delivered
-        rtt_s = float(self.trace.at(delivered)[1]) / 1000.0
-        return Transfer(delivered, delivered + rtt_s + tail_s, airtime)
+        delivered, airtime = self.send(sent_s, bits)
+        return Transfer(delivered, self.reply(delivered, delivered + tail_s), airtime)
+
+
+@dataclass
+class BaseStation:
+    """The base station: one request at a time, in order of arrival, shared with other drones.
+
+    (The offload node's tails share one callback group.) Each other drone offloads `rate_hz`
+    times a second at its own phase (`phase_s`), each request taking the base station as long
+    as the simulated drone's current one; they cross links of their own. `free_s`: when the
+    base station is done with what came so far.
+    """
+
+    phase_s: np.ndarray  # per other drone, the time of its first request
+    rate_hz: float
+    free_s: float = 0.0
+    sent: np.ndarray | None = None  # per other drone, requests taken so far
+
+    def serve(self, arrived_s: float, service_s: float) -> float:
+        """When a request that arrives at `arrived_s` and takes `service_s` is answered.
+
+        The other drones' requests that arrived before it are served first.
+        """
+        if self.sent is None:
+            self.sent = np.zeros(len(self.phase_s), dtype=np.int64)
+        while len(self.phase_s):
+            due = self.phase_s + self.sent / self.rate_hz
+            j = int(np.argmin(due))
+            if not due[j] < arrived_s:
+                break
+            self.free_s = max(self.free_s, float(due[j])) + service_s
+            self.sent[j] += 1
+        self.free_s = max(self.free_s, arrived_s) + service_s
+        return self.free_s
 
 
 @dataclass
@@ -308,9 +438,10 @@ class _State:
     """What carries over from one run of frames to the next."""
 
     window: OffloadWindow
+    base: BaseStation
+    link: TraceLink
     t_frame: int = 0
     soc: float = 1.0
-    link_free_s: float = 0.0
     drone_free_s: float = 0.0
     # replies on their way, a heap of (arrival, frame, base station seconds, whether the frame
     # still waits for it then)
@@ -342,7 +473,8 @@ class Simulation:
         self.arrival_s = np.arange(n) / config.fps
         self.condition = scenario.condition_at(self.arrival_s)
         samples = len(tables["clean"].labels)
-        self.sample = rng.integers(0, samples, size=n)
+        # frame k replays sample k (a camera publishing the samples in order) or a random one
+        self.sample = np.arange(n) % samples if scenario.in_order else rng.integers(0, samples, n)
         # per condition: predictions (exits, samples), confidences per rule, labels
         self._preds = np.stack([tables[c].predictions for c in CONDITIONS])
         self._conf = {
@@ -357,7 +489,20 @@ class Simulation:
             for encoding in tables["clean"].images
         }
         self._noise_rng = np.random.default_rng(scenario.seed + 7919)
-        self.state = _State(OffloadWindow(config.max_offloads_in_flight), soc=scenario.initial_soc)
+        others_hz = config.other_drones_offload_hz or config.fps
+        phases = np.random.default_rng(scenario.seed + 104729).uniform(
+            0.0, 1.0 / others_hz, config.other_drones
+        )
+        link = TraceLink(scenario.trace, burst_bits=costs.burst_bits)
+        window = OffloadWindow(config.max_offloads_in_flight)
+        self.state = _State(window, BaseStation(phases, others_hz), link, soc=scenario.initial_soc)
+        # what varies from frame to frame (a calibration's jitter): per frame, the drone's
+        # compute for its head and for a fallback over the fitted time, and the two hops (s)
+        terms, u = costs.terms, np.random.default_rng(scenario.seed + 271828).random((4, n))
+        self.head_jitter = terms.draw("drone_compute", u[0], 1.0)
+        self.fallback_jitter = terms.draw("drone_compute", u[1], 1.0)
+        self.input_hop_s = terms.draw("input_hop_ms", u[2], terms.input_hop_ms) / 1000.0
+        self.output_hop_s = terms.draw("output_hop_ms", u[3], terms.output_hop_ms) / 1000.0
         self.history: list[FrameRecords] = []
 
     @property
@@ -423,7 +568,9 @@ class Simulation:
                 )
             image = self._images[plan.encoding]
             sizes = image.payload_bytes[cond, sample]
-        drone = _DroneRun(self, plan, state, idx, sizes, *costs.drone_part(plan, conf))
+        local, exit_taken, compute_s = costs.drone_part(plan, conf)
+        compute_s = compute_s * self.head_jitter[idx]
+        drone = _DroneRun(self, plan, state, idx, sizes, local, exit_taken, compute_s)
         drone.run()
         exit_taken, latency = drone.exit_taken, drone.latency
         energy = costs.device.frame_energy_j(drone.compute_s, drone.airtime_s, drone.wait_s)
@@ -434,7 +581,7 @@ class Simulation:
             answer = np.where(at_base, image.predictions[cond, sample], answer)
             confidence = np.where(at_base, image.confidence[plan.exit_rule][cond, sample],
                                   confidence)  # fmt: skip
-        correct = answer == labels
+        correct = (answer == labels) & (drone.where != WHERE_NONE)  # a stale drop answers none
         missed = latency > self.deadline_s
         elapsed = np.arange(1, n + 1) / cfg.fps
         drain = self.scenario.flight_drain_per_s
@@ -463,9 +610,10 @@ class Simulation:
         )
         new_state = _State(
             drone.window,
+            drone.base,
+            drone.link,
             int(state.t_frame + n),
             float(soc[-1]) if n else state.soc,
-            drone.link.free_s,
             drone.free_s,
             drone.replies,
         )
@@ -499,8 +647,9 @@ class _DroneRun:
         self.sim, self.plan, self.idx, self.sizes = sim, plan, idx, sizes
         self.local, self.exit_taken, self.head_s = local, exit_taken, head_s
         self.window = copy.deepcopy(state.window)
+        self.base = copy.deepcopy(state.base)
         self.replies = list(state.replies)
-        self.link = TraceLink(sim.scenario.trace, state.link_free_s)
+        self.link = copy.copy(state.link)  # floats only change: the trace is shared
         self.free_s = state.drone_free_s
         n = len(idx)
         self.arrival_s = sim.arrival_s[idx]
@@ -516,16 +665,25 @@ class _DroneRun:
     def run(self) -> None:
         """Every frame of the run, then the fallbacks still due."""
         for k in range(len(self.idx)):
-            self._run_due(self.arrival_s[k])
+            self._run_due(self.arrival_s[k] + self.sim.input_hop_s[self.idx[k]])
             self._frame(k)
         self._run_due(math.inf)
+        self.latency += self.sim.output_hop_s[self.idx]  # the result's hop to its reader
 
     def _frame(self, k: int) -> None:
         sim, costs = self.sim, self.sim.costs
         cut = self.plan.cut_point
-        arrived = self.taken_up_s[k] = max(self.arrival_s[k], self.free_s)
+        # the frame reaches the drone a DDS hop after its capture, and waits for the drone
+        arrived = self.taken_up_s[k] = max(self.arrival_s[k] + sim.input_hop_s[self.idx[k]],
+                                           self.free_s)  # fmt: skip
         self.window.frame_arrived(arrived)
-        self.free_s = head_done = arrived + self.head_s[k]
+        max_age_ms = sim.config.max_frame_age_ms
+        if max_age_ms is not None and arrived - self.arrival_s[k] > max_age_ms / 1000.0:
+            # too old when the drone gets to it: dropped unrun (the perception node's STALE)
+            self.where[k], self.compute_s[k] = WHERE_NONE, 0.0
+            self.latency[k] = arrived - self.arrival_s[k]
+            return
+        self.free_s = head_done = arrived + costs.conversion_s + self.head_s[k]
         if self.local[k]:
             self.latency[k] = head_done - self.arrival_s[k]
             return
@@ -535,19 +693,19 @@ class _DroneRun:
             self.free_s = self._fall_back(k, head_done)
             return
         seq, size, tail_s = int(self.idx[k]), int(self.sizes[k]), costs.server_tail_s[cut]
-        self.window.sent(seq, head_done, size)
+        self.free_s = sent = head_done + costs.encode_s
+        self.window.sent(seq, sent, size)
         self.offloaded[k] = True
-        finish_s = costs.drone.finish(cut)
-        check_at = _expire_check(fallback_time(arrived, head_done, sim.deadline_s, finish_s))
-        transfer = self.link.round_trip(head_done, size * 8.0, tail_s)
-        answered = transfer.reply_s <= check_at
-        heapq.heappush(self.replies, (transfer.reply_s, seq, tail_s, answered))
-        self.airtime_s[k] = transfer.airtime_s
-        self.wait_s[k] = max(
-            0.0, min(transfer.reply_s, check_at) - min(transfer.delivered_s, check_at)
-        )
+        finish_s = costs.drone_plan.finish(cut)  # as the drone believes it
+        check_at = _expire_check(fallback_time(arrived, sent, sim.deadline_s, finish_s))
+        delivered, self.airtime_s[k] = self.link.send(sent, costs.wire_bits(size))
+        served = self.base.serve(delivered, tail_s) if math.isfinite(delivered) else math.inf
+        reply_s = self.link.reply(delivered, served + costs.offload_hop_s, costs.reply_bits)
+        answered = reply_s <= check_at
+        heapq.heappush(self.replies, (reply_s, seq, tail_s, answered))
+        self.wait_s[k] = max(0.0, min(reply_s, check_at) - min(delivered, check_at))
         if answered:
-            self.latency[k] = transfer.reply_s - self.arrival_s[k]
+            self.latency[k] = reply_s - self.arrival_s[k]
         else:
             heapq.heappush(self._due, (check_at, k))
 
@@ -561,6 +719,7 @@ class _DroneRun:
         """Finish frame k on the drone from `now`; returns when the drone is done."""
         budget = fallback_budget(self.taken_up_s[k], now, self.sim.deadline_s)
         self.exit_taken[k], tail_s = self.sim.costs.fallback(self.plan, budget)
+        tail_s *= self.sim.fallback_jitter[self.idx[k]]
         self.where[k] = WHERE_FALLBACK
         self.compute_s[k] += tail_s
         self.latency[k] = now + tail_s - self.arrival_s[k]

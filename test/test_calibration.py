@@ -1,0 +1,239 @@
+"""Calibrating the simulator to live runs: the fit recovers known terms, the record round-trips
+through the profile, and a calibrated simulator prices frames with them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from calibration_helpers import MBPS, RTT_MS, TRUE, profiled, synthetic_run
+
+from edgeml_ros.core.calibration import (
+    Calibration,
+    LiveFrames,
+    RunFileError,
+    fit_affine,
+    fit_calibration,
+)
+from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan
+from edgeml_ros.core.profiles import PROFILE_DIR, ProfileError, load_profile
+from edgeml_ros.core.traces import Trace
+from edgeml_ros.policy.sim import ModelCosts, Scenario, SimConfig, TraceLink
+from edgeml_ros.policy.world import World
+
+B_VGG = PROFILE_DIR / "fashion_mnist_b_vgg.json"  # the profile the synthetic runs are of
+
+
+@pytest.fixture(scope="module")
+def profile():
+    return load_profile(B_VGG)[0]
+
+
+def test_an_affine_fit_recovers_scale_and_fixed_time_through_stalls():
+    rng = np.random.default_rng(1)
+    x = np.repeat([1.0, 2.0, 5.0, 9.0], 50)
+    y = 1.4 * x + 0.8 + rng.normal(0, 0.05, len(x))
+    y[::37] += 40.0  # stalls of the machine
+    fit = fit_affine(x, y)
+    assert fit.scale == pytest.approx(1.4, rel=0.02) and fit.fixed_ms == pytest.approx(
+        0.8, abs=0.05
+    )
+    assert fit.frames == len(x) and fit.residual_ms_p50 < 0.1
+
+
+def test_work_too_alike_fits_a_scale_alone_and_no_work_a_fixed_time():
+    one = fit_affine(np.full(20, 2.0), np.full(20, 5.0))
+    assert (one.scale, one.fixed_ms) == (pytest.approx(2.5), 0.0)
+    alike = fit_affine(np.repeat([2.0, 3.0], 20), np.repeat([4.0, 6.0], 20))
+    assert (alike.scale, alike.fixed_ms) == (pytest.approx(2.0), 0.0)
+    none = fit_affine(np.zeros(20), np.full(20, 0.3))
+    assert (none.scale, none.fixed_ms) == (1.0, pytest.approx(0.3))
+    with pytest.raises(ValueError, match="no frames"):
+        fit_affine(np.zeros(0), np.zeros(0))
+
+
+def test_the_fit_recovers_the_terms_a_synthetic_run_was_made_with(profile):
+    run = synthetic_run(profile, TRUE)
+    cal = fit_calibration([run], profile, TRUE.request_fields_bytes, TRUE.reply_bytes, "cmd")
+    for name in ("drone_scale", "drone_call_ms", "server_scale", "server_call_ms",
+                 "conversion_ms", "encode_ms", "input_hop_ms", "output_hop_ms",
+                 "offload_hop_ms", "drone_plan_scale"):  # fmt: skip
+        assert getattr(cal, name) == pytest.approx(getattr(TRUE, name), rel=0.05, abs=0.02), name
+    assert cal.compute_slowdown == 4.0 and cal.command == "cmd"
+    assert (cal.link_burst_ms, cal.link_burst_min_bytes) == (10.0, 1600)
+    # the frame-to-frame spread: the compute's 3 % noise (and the stalls, beyond p95)
+    spread = np.array(cal.jitter["drone_compute"])
+    assert spread[50] == pytest.approx(1.0, abs=0.01) and 1.02 < spread[95] < 1.1 < spread[100]
+    assert cal.jitter["input_hop_ms"][50] == pytest.approx(TRUE.input_hop_ms, rel=0.02)
+    source = {"file": "synthetic.mcap", "policy": "mixed", "command": "edgeml bench system",
+              "frames": len(run.frames)}  # fmt: skip
+    assert cal.runs == (source,)
+    # every head that ran a block (not cut 0's), and the fallbacks' tails
+    assert cal.residuals["drone_compute"]["frames"] == len(run.frames) - 50 + 30
+    assert cal.residuals["offload_hop_ms"]["frames"] == 100
+
+
+def test_runs_that_do_not_fit_the_profile_or_each_other_are_refused(profile):
+    run = synthetic_run(profile, TRUE)
+    with pytest.raises(RunFileError, match="weights"):
+        fit_calibration([replace(run, weights_digest="sha256:0123")], profile, 0, 0)
+    with pytest.raises(RunFileError, match="different drone slowdowns"):
+        fit_calibration([run, replace(run, compute_slowdown=2.0)], profile, 0, 0)
+    with pytest.raises(RunFileError, match="no runs"):
+        fit_calibration([], profile, 0, 0)
+    columns = {name: [0.0] for name in LiveFrames.__dataclass_fields__}
+    columns["thresholds"], columns["head_ms"] = [None], [float("nan")]
+    with pytest.raises(RunFileError, match="head_ms"):
+        LiveFrames.from_columns(columns)
+
+
+def test_the_record_round_trips_through_the_profile_and_bad_ones_are_refused(profile, tmp_path):
+    path = tmp_path / "p.json"
+    shutil.copy(B_VGG.with_suffix(".npz"), path.with_suffix(".npz"))
+    calibrated = replace(profile, calibration=replace(TRUE, command="c").as_dict())
+    calibrated.save_json(path)
+    assert load_profile(path)[0].calibrated == replace(TRUE, command="c")
+    raw = json.loads(path.read_text())
+    raw["calibration"]["terms"]["drone_scale"] = -1
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ProfileError, match="drone_scale must be a finite number >= 0"):
+        load_profile(path)
+    raw["calibration"]["terms"]["fudge"] = 1
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ProfileError, match="unknown fields"):
+        load_profile(path)
+
+
+def steady_world(profile, cal: Calibration | None, **config) -> World:
+    calibrated = replace(profile, calibration=None if cal is None else cal.as_dict())
+    world = World.load(B_VGG)
+    cfg = SimConfig(**config)
+    return World(calibrated, world.tables, cfg, ModelCosts(calibrated, cfg))
+
+
+def steady(seconds: float = 5.0) -> Scenario:
+    trace = Trace(np.array([0.0]), np.array([MBPS]), np.array([RTT_MS]), "steady")
+    return Scenario("steady", trace, seconds, ((0.0, "clean"),), 0.9)
+
+
+def test_a_calibrated_simulator_prices_local_frames_with_the_fitted_terms(profile):
+    world = steady_world(profile, TRUE)
+    final = len(profile.exits) - 1
+    plan = ExecutionPlan(len(profile.blocks), (NO_EARLY_EXIT,) * final + (0.0,))
+    records = world.simulation(steady()).run(plan, 20)
+    drone = profiled(profile)
+    compute = TRUE.drone_ms(sum(drone.block_s) + drone.head_s[final])
+    expected = TRUE.input_hop_ms + TRUE.conversion_ms + compute + TRUE.output_hop_ms
+    np.testing.assert_allclose(records.latency_s * 1000, expected)
+    assert world.costs.full_local_s * 1000 == pytest.approx(compute)
+    # without a calibration, as profiled (the profile's device class: no slowdown here)
+    plain = steady_world(profile, None).simulation(steady()).run(plan, 20)
+    np.testing.assert_allclose(plain.latency_s * 1000, sum(drone.block_s) + drone.head_s[final])
+
+
+@pytest.mark.parametrize("cut", [0, 1])
+def test_a_calibrated_offload_pays_headers_hops_and_the_base_stations_fitted_time(profile, cut):
+    world = steady_world(profile, TRUE, deadline_ms=300.0)
+    final = len(profile.exits) - 1
+    plan = ExecutionPlan(cut, (NO_EARLY_EXIT,) * final + (0.0,))
+    records = world.simulation(steady()).run(plan, 20)
+    assert np.all(records.where == 2)
+    # what the link's token bucket does not let through at once takes the link's rate: all of
+    # the input (4 KB), the features of cut 1 (32 KB) in part
+    payload = profile.input_bytes["fp32"] if cut == 0 else profile.blocks[0].output_bytes["fp32"]
+    burst = TRUE.burst_bits(MBPS)
+    bits = max(0, 8 * TRUE.request_wire_bytes(payload) - burst)
+    bits += max(0, 8 * TRUE.reply_wire_bytes() - burst)
+    assert (bits > 0) == (cut == 1)
+    drone, server = profiled(profile), profiled(profile, server=True)
+    tail = TRUE.server_scale * server.finish(cut) + TRUE.server_call_ms
+    head = TRUE.drone_ms(sum(drone.block_s[:cut])) if cut else 0.0  # cut 0: no compute
+    expected = (TRUE.input_hop_ms + TRUE.conversion_ms + head + TRUE.encode_ms
+                + bits / (MBPS * 1e3) + tail + TRUE.offload_hop_ms + RTT_MS
+                + TRUE.output_hop_ms)  # fmt: skip
+    np.testing.assert_allclose(records.latency_s * 1000, expected)
+
+
+def test_other_drones_queue_at_the_base_station(profile):
+    final = len(profile.exits) - 1
+    plan = ExecutionPlan(0, (NO_EARLY_EXIT,) * final + (0.0,))
+    slow_base = replace(TRUE, server_call_ms=15.0)  # each request holds the base for ~20 ms
+    lax = {"deadline_ms": 300.0}  # every frame waits for its reply, however long it queued
+    tail_s = steady_world(profile, slow_base).costs.server_tail_s[0]
+    alone = steady_world(profile, slow_base, **lax).simulation(steady()).run(plan, 50)
+    # two other drones, 7 requests a second each: their requests drift across ours
+    world = steady_world(profile, slow_base, other_drones=2, other_drones_offload_hz=7.0, **lax)
+    shared = world.simulation(steady()).run(plan, 50)
+    assert np.all(alone.where == 2) and np.all(shared.where == 2)
+    waited = shared.latency_s - alone.latency_s
+    # ours waits for the other requests ahead of it, never for more than one of each drone
+    assert np.all(waited >= -1e-9) and np.all(waited <= 2 * tail_s + 1e-9)
+    assert np.mean(waited) > 0.1 * tail_s and np.max(waited) > tail_s
+    none = (
+        steady_world(profile, slow_base, other_drones=0, **lax).simulation(steady()).run(plan, 50)
+    )
+    np.testing.assert_array_equal(none.latency_s, alone.latency_s)
+
+
+def test_the_base_station_serves_requests_in_the_order_they_arrive():
+    from edgeml_ros.policy.sim import BaseStation
+
+    base = BaseStation(np.array([0.0, 0.05]), rate_hz=10.0)
+    # the others' requests at 0.00 and 0.05 come first: 0.00-0.03, 0.05-0.08, then ours
+    assert base.serve(0.06, 0.03) == pytest.approx(0.11)
+    # ours at 0.10 with another's at 0.10: ours first (it waits for ours to end at 0.11)
+    assert base.serve(0.10, 0.03) == pytest.approx(0.14)
+    # the others' at 0.10 and 0.15 first, 0.14-0.17 and 0.17-0.20: ours then has the base
+    assert base.serve(0.20, 0.03) == pytest.approx(0.23)
+    assert base.serve(0.21, 0.03) == pytest.approx(0.29)  # behind the other's of 0.20
+    assert BaseStation(np.zeros(0), 10.0).serve(0.5, 0.03) == pytest.approx(0.53)
+
+
+def test_the_link_lets_its_token_bucket_through_at_once_and_refills_while_idle():
+    trace = Trace(np.array([0.0]), np.array([1.0]), np.array([20.0]), "1 Mbit/s")
+    link = TraceLink(trace, burst_bits=lambda mbps: 10_000.0)
+    assert link.send(0.0, 8_000.0) == (0.0, 0.0)  # within the bucket: at once
+    delivered, airtime = link.send(0.0, 8_000.0)  # 2,000 bits left: the rest at 1 Mbit/s
+    assert delivered == pytest.approx(0.006) and airtime == pytest.approx(0.006)
+    assert link.send(1.0, 8_000.0) == (1.0, 0.0)  # refilled while idle
+    assert link.reply(1.0, 1.0, 12_000.0) == pytest.approx(1.022)  # RTT, then 2,000 bits
+
+
+def test_the_drone_gives_up_on_its_reply_when_its_own_times_say(profile):
+    final = len(profile.exits) - 1
+    plan = ExecutionPlan(0, (NO_EARLY_EXIT,) * final + (0.0,))
+    # the reply comes about 30 ms after the frame; the deadline leaves time to wait for it...
+    sure = replace(TRUE, drone_plan_scale=1.0)
+    patient = steady_world(profile, sure, deadline_ms=90.0).simulation(steady()).run(plan, 20)
+    assert np.all(patient.where == 2)
+    # ...unless the drone thinks it needs three times as long to finish the model itself
+    hasty = replace(TRUE, drone_plan_scale=3.0)
+    fell_back = steady_world(profile, hasty, deadline_ms=90.0).simulation(steady()).run(plan, 20)
+    assert np.all(fell_back.where == 3) and np.all(fell_back.offloaded)
+
+
+def test_jitter_spreads_the_drone_compute_and_the_hops_as_measured(profile):
+    spread = replace(
+        TRUE,
+        jitter={
+            "drone_compute": np.linspace(0.5, 1.5, 101).tolist(),
+            "output_hop_ms": np.linspace(0.0, 2.0, 101).tolist(),
+        },
+    )
+    final = len(profile.exits) - 1
+    plan = ExecutionPlan(len(profile.blocks), (NO_EARLY_EXIT,) * final + (0.0,))
+    world = steady_world(profile, spread, fps=2.0)  # frames never wait for one another
+    sim = world.simulation(steady(300.0))
+    records = sim.run(plan, sim.frames)
+    fixed = steady_world(profile, TRUE, fps=2.0).simulation(steady(300.0)).run(plan, sim.frames)
+    compute = fixed.latency_s[0] - (TRUE.input_hop_ms + TRUE.conversion_ms
+                                    + TRUE.output_hop_ms) / 1000  # fmt: skip
+    # the compute over the fitted time, and the hop, uniform over their ranges here
+    extra = records.latency_s - (TRUE.input_hop_ms + TRUE.conversion_ms) / 1000 - compute * 0.5
+    assert np.all(extra >= 0) and np.all(extra <= compute + 0.002)
+    assert np.median(records.latency_s) == pytest.approx(np.median(fixed.latency_s), abs=0.001)
+    np.testing.assert_allclose(np.percentile(records.energy_j / fixed.energy_j, [5, 50, 95]),
+                               [0.55, 1.0, 1.45], atol=0.03)  # fmt: skip
