@@ -32,6 +32,7 @@ from ros_helpers import (
 from sensor_msgs.msg import BatteryState, CompressedImage, Image
 
 from edgeml_ros.bringup.processes import NodeProcess, node_processes, share_file
+from edgeml_ros.nodes.common import PROBES
 from edgeml_ros.nodes.link_monitor import OFFLOADS_MEASURE_S
 
 
@@ -244,9 +245,10 @@ def test_compressed_stale_and_annotated_frames_probes_and_battery(ros_node, fmni
 
     from PIL import Image as PILImage
 
-    annotated, links, batteries = [], [], []
+    annotated, links, batteries, echoes = [], [], [], []
     ros_node.create_subscription(Image, "perception/annotated", annotated.append, RELIABLE)
     ros_node.create_subscription(LinkQuality, "link_quality", links.append, 10)
+    ros_node.create_subscription(LinkProbe, "link/probe_echo", echoes.append, PROBES)
     ros_node.create_subscription(BatteryState, "battery_state", batteries.append, 10)
     compressed_pub = ros_node.create_publisher(
         CompressedImage, "camera/image_raw/compressed", RELIABLE
@@ -286,13 +288,16 @@ def test_compressed_stale_and_annotated_frames_probes_and_battery(ros_node, fmni
     assert annotated and annotated[0].encoding == "rgb8" and annotated[0].width == 256
     # the base station echoed the probes: a loopback RTT, no loss
     assert links[-1].rtt_ms < 100 and links[-1].bandwidth_mbps > 0 and links[-1].samples >= 4
+    # each echo says when the base station received its probe (on its clock), in order
+    received = [e.received.sec + e.received.nanosec * 1e-9 for e in echoes]
+    assert received and min(received) > 0 and received == sorted(received)
     assert 0 < batteries[-1].percentage < batteries[0].percentage <= 0.8
 
 
 def test_link_monitor_measures_offloads_and_pauses_probes_meanwhile(ros_node):
     links, probes = [], []
     ros_node.create_subscription(LinkQuality, "link_quality", links.append, 10)
-    ros_node.create_subscription(LinkProbe, "link/probe", probes.append, 10)
+    ros_node.create_subscription(LinkProbe, "link/probe", probes.append, PROBES)
     results = ros_node.create_publisher(ResultBatch, "perception/result_batch", RELIABLE)
     offloaded = ResultBatch(
         results=[

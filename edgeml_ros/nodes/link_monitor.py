@@ -18,7 +18,7 @@ from edgeml_ros.core.link import LinkEstimator, ProbeTracker
 from edgeml_ros.core.offload_window import IN_FLIGHT_HORIZON_S
 from edgeml_ros.core.outcome import Status, Where
 from edgeml_ros.msg import LinkProbe, LinkQuality, ResultBatch
-from edgeml_ros.nodes.common import RELIABLE, ManagedNode, Param, param_values, run_node
+from edgeml_ros.nodes.common import PROBES, RELIABLE, ManagedNode, Param, param_values, run_node
 
 # Probes pause while a batch with an offloaded frame's result came within this: at 40 kbit/s a
 # 4 KB offload takes about 0.9 s, after a lost one the drone may wait up to the offload window's
@@ -51,7 +51,7 @@ class LinkMonitorNode(ManagedNode):
             ],
         )  # fmt: skip
         self.pub = self.create_publisher(LinkQuality, "link_quality", 10)
-        self.probe_pub = self.create_publisher(LinkProbe, "link/probe", 10)
+        self.probe_pub = self.create_publisher(LinkProbe, "link/probe", PROBES)
         self.estimator: LinkEstimator | None = None
         self.probes: ProbeTracker | None = None
 
@@ -67,7 +67,7 @@ class LinkMonitorNode(ManagedNode):
 
     def activate(self) -> None:
         """Probe, read the results, publish the estimate."""
-        self.subscribe(LinkProbe, "link/probe_echo", self._on_echo, 10)
+        self.subscribe(LinkProbe, "link/probe_echo", self._on_echo, PROBES)
         # Results a period at a time: the perception node's per-frame results wake only the
         # nodes that need each one at once.
         self.subscribe(ResultBatch, "perception/result_batch", self._on_results, RELIABLE)
