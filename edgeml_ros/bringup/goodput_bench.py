@@ -2,9 +2,10 @@
 
 For each point (a shaped rate and a cut point whose tensor, at the camera's rate, offers more
 than that rate; the nodes discover each other on a fast link first), the drone offloads every
-frame (no early exit) to the base station over the
-veth shaped with `tc tbf`, with the package's Fast DDS link profile and the perception node's
-default offload window. After a settling period, over a measuring window:
+frame (no early exit) to the base station over the veth shaped with `tc tbf`, with the
+package's Fast DDS link profile, the perception node's default offload window and the link
+monitor probing the link as it does on the drone. After a settling period, over a measuring
+window:
 
 - goodput = tensor bytes the base station answered (its BaseStationLoad reports) per second;
 - goodput ratio = goodput over the shaped rate (the issue's target: >= 0.85);
@@ -20,14 +21,17 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import rclpy
 from rclpy.node import Node
 
-from edgeml_ros.bringup.demo import start_camera_when_quiet
+from edgeml_ros.bringup.demo import BACKGROUND_NICE, start_camera_when_quiet
 from edgeml_ros.bringup.processes import (
     DRONE_LOCAL_ENV,
     NodeProcess,
@@ -51,6 +55,7 @@ NO_EARLY_EXIT = [2.0, 2.0, 2.0, 0.0]
 # B-VGG tensors: 4 KB at cut 0 (the image), 16 KB at cut 2, 32 KB at cut 1; at 10 Hz each
 # offers more than its link carries
 DEFAULT_POINTS = ("0.04:0", "0.13:0", "0.5:2", "2:1")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -73,9 +78,11 @@ class GoodputPoint:
         return point
 
 
-class _Listener(Node):
-    def __init__(self) -> None:
-        super().__init__("goodput_bench")
+class OffloadListener(Node):
+    """Results and the base station's load reports, as the offloading benchmarks read them."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
         self.results: list[InferenceResult] = []
         self.load: list[tuple[float, int]] = []  # (received, requests answered in the second)
         self.create_subscription(InferenceResult, "perception/result", self.results.append,
@@ -90,24 +97,62 @@ class _Listener(Node):
         self.load.append((time.monotonic(), round(msg.requests_per_s)))
 
 
-def _measure(domain_id: int, shaper: LinkShaper, point: GoodputPoint, duration_s: float,
-             rate_hz: float, log_dir: Path) -> dict:  # fmt: skip
+def run_shaped(bench: str, body: Callable[[int, LinkShaper], T]) -> T | None:
+    """`body(domain_id, shaper)` with this process on the drone side of the shaped link.
+
+    The link is set up, rclpy initialised on a private domain with the link's DDS profile, and
+    everything torn down after. None, said why, where the link cannot be shaped (not root).
+    """
+    reason, shaper = LinkShaper.available(), LinkShaper()
+    if reason is None:
+        try:
+            shaper.setup()
+        except ShaperError as exc:
+            shaper.teardown()
+            reason = str(exc)
+    if reason is not None:
+        print(f"[bench] {bench} needs the shaped link: {reason}")
+        return None
+    with private_domain_id() as domain_id:
+        try:
+            enter_netns(DRONE_NS)
+            os.environ.update(dds_env())
+            rclpy.init(domain_id=domain_id)
+            return body(domain_id, shaper)
+        finally:
+            rclpy.try_shutdown()
+            shaper.teardown()
+
+
+@contextmanager
+def offloading(listener: OffloadListener, spin_for: Callable[..., None], domain_id: int,
+               shaper: LinkShaper, cut_point: int, frames: int, rate_hz: float,
+               log_dir: Path) -> Iterator[None]:  # fmt: skip
+    """The base station and the drone offloading every frame at `cut_point`, on a fast link.
+
+    The drone runs the perception node (no early exit), its link monitor (as drone.launch.py
+    starts it: at a lower CPU priority) and the camera, which publishes `frames` frames at
+    `rate_hz` once DDS discovery across the link is over. Yields once the base station has
+    answered an offload (discovery between the perception node and the base station is over
+    too); stops every node on exit.
+    """
     drone_yaml = share_file("config", "drone.yaml")
     base_yaml = share_file("config", "base_station.yaml")
     log_dir.mkdir(parents=True, exist_ok=True)
-    logs = {n: open(log_dir / f"{n}.log", "w") for n in ("offload", "perception", "camera")}  # noqa: SIM115
+    names = ("offload", "perception", "link_monitor", "camera")
+    logs = {n: open(log_dir / f"{n}.log", "w") for n in names}  # noqa: SIM115
     shaper.set_rate(DISCOVERY_MBPS)
-    listener = _Listener()
-    frames = round((duration_s + SETTLE_S + FIRST_ANSWER_S) * rate_hz)
     procs = [
         NodeProcess("offload", domain_id, base_yaml, {"emulated_rtt_ms": RTT_MS},
                     log=logs["offload"], prefix=shaper.prefix("base")),
         NodeProcess("perception", domain_id, drone_yaml,
-                    {"follow_controller": False, "cut_point": point.cut_point,
+                    {"follow_controller": False, "cut_point": cut_point,
                      "exit_thresholds": NO_EARLY_EXIT}, log=logs["perception"]),
+        NodeProcess("link_monitor", domain_id, drone_yaml, log=logs["link_monitor"],
+                    prefix=["nice", "-n", str(BACKGROUND_NICE)]),
     ]  # fmt: skip
     try:
-        with spinning(listener) as spin_for, node_processes(procs):
+        with node_processes(procs):
             deadline = time.monotonic() + 120
             # the base station and the perception node are up (the latter's endpoints exist)
             while time.monotonic() < deadline and not (
@@ -127,6 +172,20 @@ def _measure(domain_id: int, shaper: LinkShaper, point: GoodputPoint, duration_s
             if not listener.base_answered():
                 raise RuntimeError(f"the base station answered no offload on the fast link in "
                                    f"{FIRST_ANSWER_S:.0f} s; see {log_dir}/")  # fmt: skip
+            yield
+    finally:
+        for f in logs.values():
+            f.close()
+
+
+def _measure(domain_id: int, shaper: LinkShaper, point: GoodputPoint, duration_s: float,
+             rate_hz: float, log_dir: Path) -> dict:  # fmt: skip
+    listener = OffloadListener("goodput_bench")
+    frames = round((duration_s + SETTLE_S + FIRST_ANSWER_S) * rate_hz)
+    try:
+        with spinning(listener) as spin_for, offloading(listener, spin_for, domain_id, shaper,
+                                                        point.cut_point, frames, rate_hz,
+                                                        log_dir):  # fmt: skip
             shaper.set_rate(point.mbps)
             spin_for(SETTLE_S)
             before, started = shaper.stats(), time.monotonic()
@@ -135,8 +194,6 @@ def _measure(domain_id: int, shaper: LinkShaper, point: GoodputPoint, duration_s
             spin_for(1.5)  # the last load report of the window
     finally:
         listener.destroy_node()
-        for f in logs.values():
-            f.close()
     offloads = [r for r in listener.results if r.offload_bytes]
     payload = int(np.median([r.offload_bytes for r in offloads])) if offloads else 0
     # a load report covers the second before it arrives
@@ -163,31 +220,20 @@ def _measure(domain_id: int, shaper: LinkShaper, point: GoodputPoint, duration_s
 def run_goodput(points: list[GoodputPoint], duration_s: float, rate_hz: float,
                 json_path: str | None, markdown: str | None, plot: str | None) -> int:  # fmt: skip
     """Measure every point; print a table; write JSON, markdown and a plot. 1 if no shaping."""
-    reason, shaper = LinkShaper.available(), LinkShaper()
-    if reason is None:
-        try:
-            shaper.setup()
-        except ShaperError as exc:
-            shaper.teardown()
-            reason = str(exc)
-    if reason is not None:
-        print(f"[bench] goodput needs the shaped link: {reason}")
+
+    def measure_all(domain_id: int, shaper: LinkShaper) -> list[dict]:
+        rows = []
+        for point in points:
+            print(f"[bench] {point.mbps:g} Mbit/s, cut {point.cut_point}: offloading every "
+                  f"frame for {duration_s:g} s", flush=True)  # fmt: skip
+            log_dir = Path("log/bench_goodput") / f"{point.mbps:g}_cut{point.cut_point}"
+            rows.append(_measure(domain_id, shaper, point, duration_s, rate_hz, log_dir))
+            print(format_goodput(rows[-1:]).splitlines()[-1], flush=True)
+        return rows
+
+    rows = run_shaped("goodput", measure_all)
+    if rows is None:
         return 1
-    rows = []
-    with private_domain_id() as domain_id:
-        try:
-            enter_netns(DRONE_NS)
-            os.environ.update(dds_env())
-            rclpy.init(domain_id=domain_id)
-            for point in points:
-                print(f"[bench] {point.mbps:g} Mbit/s, cut {point.cut_point}: offloading every "
-                      f"frame for {duration_s:g} s", flush=True)  # fmt: skip
-                log_dir = Path("log/bench_goodput") / f"{point.mbps:g}_cut{point.cut_point}"
-                rows.append(_measure(domain_id, shaper, point, duration_s, rate_hz, log_dir))
-                print(format_goodput(rows[-1:]).splitlines()[-1], flush=True)
-        finally:
-            rclpy.try_shutdown()
-            shaper.teardown()
     print(format_goodput(rows))
     out = {"rate_hz": rate_hz, "duration_s": duration_s, "points": rows}
     if json_path:
