@@ -48,6 +48,10 @@ def test_demo_runs_nodes_as_processes_and_accounts_for_every_frame(tmp_path):
     shaped = LinkShaper.available() is None
     assert summary["link_shaped"] is shaped and summary["compute_slowdown_emulated"] == 4.0
     assert summary["link_trace"] == ("throttle" if shaped else None)
+    # the link estimate per phase of the throttle schedule (error, settling time)
+    assert [p["shaped_mbps"] for p in summary["link_estimate"]] == (
+        [20.0, 0.13, 0.04, 0.13, 20.0] if shaped else []
+    )
     assert 0 <= summary["deadline_miss_rate"] <= 1 and summary["energy_j_per_frame"] > 0
     assert (tmp_path / "out" / "demo.png").stat().st_size > 10_000
     # the telemetry was recorded to MCAP, with ros2msg schemas (Foxglove, ros2 bag)

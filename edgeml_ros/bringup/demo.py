@@ -48,6 +48,7 @@ from edgeml_ros.bringup.shaper import (
 )
 from edgeml_ros.core.battery import result_energy_j
 from edgeml_ros.core.energy import DeviceEnergy, device_class
+from edgeml_ros.core.link import PhaseScore, annotate_scores, score_estimate
 from edgeml_ros.core.outcome import Where
 from edgeml_ros.core.traces import Trace, load_trace, throttle_schedule
 from edgeml_ros.msg import (
@@ -142,6 +143,11 @@ class Collector(Node):
 
     def _on_link(self, msg: LinkQuality) -> None:
         self.link.append((time.monotonic() - self.started, msg.bandwidth_mbps))
+
+    def link_scores(self) -> list[PhaseScore]:
+        """The link estimate against the shaped rate, phase by phase (error, settling time)."""
+        shaped = [(t, mbps) for t, mbps, _ in self.shaped]  # the last: when the run ended
+        return score_estimate(shaped[:-1], self.link, shaped[-1][0]) if len(shaped) > 1 else []
 
     def policy_changes(self) -> int:
         """Plan changes published by the controller (repeats of the same plan not counted)."""
@@ -332,6 +338,7 @@ def plot_runs(runs: list[tuple[dict, Collector]], path: Path) -> None:
         if collector.link:
             t, mbps = zip(*collector.link, strict=True)
             axes[0].step(t, mbps, where="post", label=name)
+        annotate_scores(axes[0], collector.link_scores())  # each phase's error, settling time
         if collector.plans:
             t, cut, thr, _ = zip(*collector.plans, strict=True)
             axes[1].step(t, cut, where="post", label=name)
@@ -575,7 +582,8 @@ def _run(
     summary = collector.summary()
     summary.update(domain_id=domain_id, frames_published=frames, link_shaped=shaper is not None,
                    link_trace=trace.name if shaper else None, policy=policy,
-                   compute_slowdown_emulated=cfg.compute_slowdown)  # fmt: skip
+                   compute_slowdown_emulated=cfg.compute_slowdown,
+                   link_estimate=[p.as_dict() for p in collector.link_scores()])  # fmt: skip
     if sys.stdout.isatty():
         print()
     print(_format_summary(summary, cfg))
