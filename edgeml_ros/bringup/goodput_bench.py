@@ -305,7 +305,8 @@ def markdown_goodput(out: dict, plot: str | None) -> str:
         f"other at {DISCOVERY_MBPS:g} Mbit/s first; the point's rate applies once the base "
         f"station has answered an offload), {out['duration_s']:g} s "
         "measured per point after a settling period; the Fast DDS link profile "
-        "(config/fastdds_link.xml) and the perception node's default offload window. "
+        "(config/fastdds_link.xml), the perception node's default offload window and the link "
+        "monitor probing the link as on the drone. "
         "Goodput counts only tensor bytes the base station answered; link busy counts every "
         "byte through the drone's tbf (headers, discovery, probes) against the rate.",
         "",
