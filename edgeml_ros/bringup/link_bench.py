@@ -91,7 +91,7 @@ def _cells(s: PhaseScore) -> list[str]:
     return [
         "outage" if s.shaped_mbps == 0 else f"{s.shaped_mbps:g} Mbit/s",
         "n/a" if s.estimate_mbps is None else f"{s.estimate_mbps:.3g} Mbit/s",
-        "n/a" if s.error is None else f"{100 * s.error:+.0f} %",
+        "n/a" if s.error is None else f"{round(100 * s.error):+d} %",
         "never" if s.settle_s is None else f"{s.settle_s:.1f} s",
         "yes" if s.met else "no",
     ]
