@@ -34,7 +34,7 @@ import numpy as np
 
 # Bytes one probe takes on the wire besides its padding: the LinkProbe message and the RTPS,
 # UDP, IP and Ethernet headers; each IP fragment after the first adds its IP and Ethernet
-# headers.
+# headers (as tc's byte counter of the shaped link counted them).
 PROBE_OVERHEAD_BYTES = 210
 FRAGMENT_PAYLOAD_BYTES, FRAGMENT_OVERHEAD_BYTES = 1480, 34
 # A probe stays one UDP datagram (64 KB) with the message around its padding, and a train
