@@ -4,8 +4,8 @@ RUN := tools/run_in_env.sh
 DEMO_ARGS ?=
 TEST_ARGS ?=
 
-.PHONY: setup demo test lint format train profiles bench bench-system bench-goodput bench-scale \
-	bench-soak bench-dds faults policies evaluate clean
+.PHONY: setup demo test lint format train profiles bench bench-system bench-goodput bench-link \
+	bench-scale bench-soak bench-dds faults policies evaluate clean
 
 setup:
 	@tools/bootstrap.sh
@@ -80,6 +80,11 @@ bench-dds: setup
 bench-goodput: setup
 	$(RUN) python -m edgeml_ros.cli bench goodput --json out/bench_goodput.json \
 		--markdown docs/goodput_results.md --plot docs/bench_goodput.png $(BENCH_ARGS)
+
+# The link monitor's estimate against a link shaped in steps (root); writes docs/link_results.md.
+bench-link: setup
+	$(RUN) python -m edgeml_ros.cli bench link --json out/bench_link.json \
+		--markdown docs/link_results.md --plot docs/bench_link.png $(BENCH_ARGS)
 
 # N drones against one base station (1, 2, 4, 8), and a 10-minute soak with memory growth.
 bench-scale: setup

@@ -41,6 +41,8 @@ def test_missing_checkpoint(tmp_path):
         (["bench", "goodput", "--points", "0.13"], "'0.13' is not RATE:CUT"),
         (["bench", "goodput", "--points", "fast:1"], "'fast:1' is not RATE:CUT"),
         (["bench", "goodput", "--points", "0:1"], "Mbit/s in (0, 1000)"),
+        (["bench", "link", "--phases", "2", "-1"], "'-1' is not a rate in Mbit/s"),
+        (["bench", "link", "--phases", "fast"], "'fast' is not a rate in Mbit/s"),
     ],
 )
 def test_cli_rejects_bad_arguments(argv, match, capsys):
@@ -64,3 +66,32 @@ def test_goodput_points_parse_by_default_and_from_the_command_line():
     assert [GoodputPoint.parse(p).cut_point for p in DEFAULT_POINTS] == [0, 0, 2, 1]
     args = build_parser().parse_args(["bench", "goodput", "--points", "0.13:0", "2:1"])
     assert args.points == [GoodputPoint(0.13, 0), GoodputPoint(2.0, 1)]
+
+
+def test_link_phases_by_default_and_from_the_command_line():
+    assert build_parser().parse_args(["bench", "link"]).phases == [
+        0.04,
+        0.13,
+        2.0,
+        20.0,
+        0.0,
+        20.0,
+    ]
+    assert build_parser().parse_args(["bench", "link", "--phases", "0.5", "0"]).phases == [0.5, 0]
+
+
+def test_link_results_page_names_its_command_and_each_phase(tmp_path):
+    from edgeml_ros.bringup.link_bench import format_scores, markdown_link, plot_link
+    from edgeml_ros.core.link import score_estimate
+
+    shaped, estimates = [(0.0, 0.04), (10.0, 0.0)], [(1.0, 0.06), (3.0, 0.0392), (12.0, 0.0)]
+    scores = score_estimate(shaped, estimates, end_s=20.0)
+    out = {"command": "edgeml bench link --phases 0.04 0", "cut_point": 0, "rate_hz": 10.0,
+           "phase_s": 10.0, "estimates": estimates}  # fmt: skip
+    page = markdown_link(out, scores, "docs/bench_link.png")
+    assert "`edgeml bench link --phases 0.04 0`" in page and "![" in page
+    assert "| 0.04 Mbit/s | 0.0392 Mbit/s | -2 % | 3.0 s | yes |" in page
+    assert "| outage | 0 Mbit/s | n/a | 2.0 s | yes |" in page
+    assert format_scores(scores).count("yes") == 2
+    plot_link(out, scores, tmp_path / "link.png")
+    assert (tmp_path / "link.png").stat().st_size > 0

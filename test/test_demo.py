@@ -55,6 +55,10 @@ def test_demo_launches_sim_launch_and_accounts_for_every_frame(tmp_path):
     assert summary["compute_slowdown_emulated"] == round(model.compute_slowdown, 3) >= 1
     assert summary["device_class"] == model.device.name
     assert summary["link_trace"] == ("throttle" if shaped else None)
+    # the link estimate per phase of the throttle schedule (error, settling time)
+    assert [p["shaped_mbps"] for p in summary["link_estimate"]] == (
+        [20.0, 0.13, 0.04, 0.13, 20.0] if shaped else []
+    )
     assert 0 <= summary["deadline_miss_rate"] <= 1 and summary["energy_j_per_frame"] > 0
     assert (tmp_path / "out" / "demo.png").stat().st_size > 10_000
     # the nodes came from sim.launch.py (ros2 launch's log), the camera's first frame soon after

@@ -1,51 +1,260 @@
+import math
+
 import pytest
 
-from edgeml_ros.core.link import LinkEstimator, ProbeTracker
+from edgeml_ros.core.link import (
+    GROWTH,
+    PROBE_OVERHEAD_BYTES,
+    LinkEstimator,
+    ProbeSettings,
+    probe_wire_bytes,
+    score_estimate,
+    train_rate,
+)
+
+RTT_S = 0.02
 
 
-def test_link_estimator():
-    est = LinkEstimator(window=4)
-    assert est.estimate() is None
-    est.add_transfer(100, 2.0)  # the smallest round trip: the RTT (too small for goodput)
-    est.add_transfer(125_000, 3.0)  # 1 Mbit in 1 ms beyond the RTT: 1000 Mbit/s
-    e = est.estimate()
-    assert e.rtt_ms == 2.0 and e.loss_ratio == 0.0 and e.samples == 2
-    assert e.bandwidth_mbps == pytest.approx(1000.0)
-    est.add_loss()
-    est.add_loss()
-    assert est.estimate().loss_ratio == 0.5
-    est.add_loss()
-    est.add_loss()
-    assert est.estimate().bandwidth_mbps == 0.0 and est.estimate().loss_ratio == 1.0
+def tbf_times(sizes: list[int], rate: float, burst: float, start: float = 0.0) -> list[float]:
+    """When packets sent together at `start` leave a full token bucket (bytes/s, bytes)."""
+    t, tokens, out = start, burst, []
+    for size in sizes:
+        if tokens < size:
+            t += (size - tokens) / rate
+            tokens = size
+        tokens -= size
+        out.append(t)
+    return out
 
 
-def test_probes_measure_rtt_and_goodput_and_count_losses():
-    est = LinkEstimator(window=10)
-    probes = ProbeTracker(est, payload_bytes=1000, timeout_s=1.0)
-    seq, padding = probes.next_probe(now=0.0)
-    assert padding == 0 and probes.on_echo(seq, now=0.010) == pytest.approx(10.0)
-    seq, padding = probes.next_probe(now=1.0)
-    assert padding == 1000
-    probes.on_echo(seq, now=1.018)  # 8 kbit in 8 ms beyond the 10 ms RTT: 1 Mbit/s
-    e = est.estimate()
-    assert e.rtt_ms == pytest.approx(10.0) and e.bandwidth_mbps == pytest.approx(1.0, rel=0.02)
-    assert probes.on_echo(seq, now=1.02) is None  # a duplicate echo is ignored
-    probes.next_probe(now=2.0)
-    assert probes.expire(now=2.5) == 0 and probes.expire(now=3.1) == 1
-    assert est.estimate().loss_ratio == pytest.approx(1 / 3)
+def shaped_burst(rate: float) -> float:
+    """The link shaper's burst: 10 ms of traffic, at least 1600 B (bringup.shaper.tbf_args)."""
+    return max(1600.0, rate / 100)
 
 
-def test_probes_stay_within_their_share_of_a_slow_link():
-    est = LinkEstimator(window=10)
-    probes = ProbeTracker(est, payload_bytes=1000, timeout_s=5.0, budget=0.05)
-    est.add_transfer(0, 20.0)
-    est.add_transfer(5000, 1020.0)  # 40 kbit in 1 s beyond the RTT: 40 kbit/s
-    # 5 % of 40 kbit/s is 250 B/s: a small probe (150 B on the wire) every 0.6 s ...
-    seq, padding = probes.next_probe(now=0.0)
-    assert padding == 0
-    # ... then the padded one (1150 B) 4.6 s after it
-    assert probes.next_probe(now=0.5) is None and probes.next_probe(now=4.5) is None
-    seq_next, padding = probes.next_probe(now=4.7)
-    assert seq_next == seq + 1 and padding == 1000
+def run_train(est: LinkEstimator, now: float, rate: float, lost: set[int] = frozenset()) -> bool:
+    """Send the train the estimator plans at `now` over a token-bucket link; echo it."""
+    train = est.next_train(now)
+    if train is None:
+        return False
+    first, length, padding = train
+    size = probe_wire_bytes(padding)
+    kept = [i for i in range(length) if i not in lost]
+    for i, t in zip(kept, tbf_times([size] * len(kept), rate, shaped_burst(rate), now),
+                    strict=True):  # fmt: skip
+        est.on_echo(first + i, t, t + RTT_S)
+    est.expire(now + 100.0)
+    return True
+
+
+def test_probe_wire_bytes_count_headers_and_fragments():
+    # as tc counted them on the shaped link (bytes through the drone's tbf per probe)
+    assert probe_wire_bytes(0) == PROBE_OVERHEAD_BYTES == 210
+    assert probe_wire_bytes(1000) == 1210
+    assert probe_wire_bytes(4000) == 4278  # three IP packets
+    assert probe_wire_bytes(16000) == 16550
+
+
+@pytest.mark.parametrize("rate", [5_000.0, 250_000.0, 2_500_000.0])
+def test_a_train_past_the_burst_reads_the_rate(rate):
+    size = 4000
+    times = tbf_times([size] * 16, rate, burst=3 * size)  # the first three pass at once
+    assert train_rate(size, dict(enumerate(times)), 16) == pytest.approx(rate, rel=1e-6)
+    # an offload between two probes, and a probe the queue dropped, leave it as it was
+    times[12:] = [t + 4000 / rate for t in times[12:]]
+    received = {i: t for i, t in enumerate(times) if i != 9}
+    assert train_rate(size, received, 16) == pytest.approx(rate, rel=1e-6)
+
+
+def test_a_train_within_the_burst_reads_no_rate_it_can_trust():
+    assert train_rate(1000, {0: 1.0, 1: 1.0, 2: 1.0}, 3) == math.inf
+    assert train_rate(1000, {5: 1.0}, 16) is None
+    # most of the train lost: the echoes that came measure it
+    assert train_rate(1000, {0: 0.0, 1: 0.2}, 16) == pytest.approx(5000)
+
+
+@pytest.mark.parametrize("rate_mbps", [0.13, 2.0, 20.0, 100.0])
+def test_trains_find_the_rate_from_nothing_and_stay_within_their_budget(rate_mbps):
+    rate = rate_mbps * 1e6 / 8
+    est = LinkEstimator(settings=ProbeSettings(train_length=16, train_s=0.03, budget=0.05))
+    assert est.estimate(0.0) is None
+    now, sent_bytes, readings = 0.0, 0, []
+    while now < 60.0:
+        train = est.next_train(now)
+        if train is not None:  # as run_train, keeping count of the bytes
+            first, length, padding = train
+            sent_bytes += length * probe_wire_bytes(padding)
+            times = tbf_times([probe_wire_bytes(padding)] * length, rate, shaped_burst(rate), now)
+            for i, t in enumerate(times):
+                est.on_echo(first + i, t, t + RTT_S)
+            readings.append(est.estimate(now + 1.0).bandwidth_mbps)
+        now += 0.1
+    # from the fifth train on (the trains grow by GROWTH until past the burst), every reading
+    # within 5 % of the rate, on every link from 0.13 to 100 Mbit/s
+    assert readings[4:] == pytest.approx([rate_mbps] * (len(readings) - 4), rel=0.05)
+    e = est.estimate(now)
+    assert e.source == "probe trains" and e.loss_ratio == 0.0
+    assert e.rtt_ms == pytest.approx(1000 * RTT_S, abs=1.0)
+    # the budget: at most 5 % of the link over the run (a little more while the trains grow)
+    assert sent_bytes / (rate * 60.0) < 0.06
+
+
+def test_a_train_that_passes_at_once_raises_the_estimate_by_growth_at_most():
+    est = LinkEstimator(settings=ProbeSettings(train_length=4, train_s=0.03))
+    first, length, padding = est.next_train(0.0)
+    sized_for = length * probe_wire_bytes(padding) / 0.03
+    for seq in range(first, first + length):
+        est.on_echo(seq, 5.0, 5.02)  # all at once
+    assert est.estimate(1.0).bandwidth_mbps == pytest.approx(GROWTH * sized_for * 8 / 1e6)
+    # the next train is sized for that: GROWTH times as long
+    assert est.next_train(10.0)[2] > padding
+
+
+def report(est: LinkEstimator, now: float, kbps: float, replies: int = 0, held_back: int = 2,
+           wanted: int = 3, size: int = 4096) -> None:  # fmt: skip
+    """A result batch of perception's: frames at 10 Hz, all sent for, some held back."""
+    est.on_window(now, delivery_kbps=kbps, held_back=held_back, replies=replies, wanted=wanted,
+                  offload_bytes=size)  # fmt: skip
+
+
+def test_one_train_read_wrong_moves_the_estimate_only_with_the_next():
+    est = LinkEstimator()
+    for now in range(6):
+        run_train(est, now, 20e6 / 8)
+    # the base station's stamps of the train's second half came all at once (its CPU was busy)
+    first, length, _ = est.next_train(6.0)
+    for i in range(length):
+        est.on_echo(first + i, 6.0 + 0.002 * min(i, 8), 6.03)
+    assert est.estimate(6.1).bandwidth_mbps == pytest.approx(20.0, rel=0.05)
+    # the link really is slower: the next train confirms it
+    run_train(est, 7.0, 10e6 / 8)
+    assert est.estimate(7.1).bandwidth_mbps == pytest.approx(20.0, rel=0.05)
+    run_train(est, 8.0, 10e6 / 8)
+    assert est.estimate(8.1).bandwidth_mbps == pytest.approx(10.0, rel=0.05)
+
+
+def test_the_offload_window_measures_a_link_the_offloads_fill_and_trains_pause():
+    est = LinkEstimator(settings=ProbeSettings(timeout_s=0.5))
+    for now in (0.0, 1.0):
+        run_train(est, now, 2e6 / 8)
+    assert est.estimate(2.0).bandwidth_mbps == pytest.approx(2.0, rel=0.05)
+    # the link slows to 40 kbit/s: the window holds frames back, a reply every 0.9 s shows it
+    # delivering 37 kbit/s, and the 12 KB/s of 4 KB tensors wanted are more than that
+    for i in range(8):
+        report(est, 2.0 + 0.25 * i, 37.0, replies=int(i % 4 == 0), size=4096 if i % 2 else 0)
+    e = est.estimate(3.8)
+    assert e.source == "offloads" and e.bandwidth_mbps == pytest.approx(0.037)
+    assert est.offloads_fill_link(3.8) and est.next_train(3.8) is None
+    # a reply that crossed in the link's burst, then a halved rate after a loss: the estimate
+    # is the lower median of the rates at the last three replies
+    report(est, 4.0, 54.0, replies=1)
+    assert est.estimate(4.0).bandwidth_mbps == pytest.approx(0.037)
+    report(est, 4.25, 18.0, replies=1)
+    assert est.estimate(4.25).bandwidth_mbps == pytest.approx(0.037)
+    report(est, 4.5, 37.0, replies=1)
+    assert est.estimate(4.5).bandwidth_mbps == pytest.approx(0.037)
+    # no reply for longer than an offload takes (0.89 s at that rate) and the timeout: one
+    # small probe asks whether the link is still there, and reads no rate
+    for now in (4.75, 5.0, 5.25, 5.5, 5.75):
+        report(est, now, 37.0)
+        assert est.next_train(now) is None
+    report(est, 6.0, 37.0)
+    seq, length, padding = est.next_train(6.0)
+    assert (length, padding) == (1, 0) and est.next_train(6.1) is None
+    est.on_echo(seq, 6.5, 6.52)
+    assert est.estimate(6.52).bandwidth_mbps == pytest.approx(0.037)
+    # the link got faster: the window's rate (1.1 Mbit/s) carries what the offloads want, so
+    # trains again, sized for at least that rate
+    for now in (6.75, 7.0, 7.25, 7.5, 7.75, 8.0):
+        report(est, now, 1100.0, replies=2, held_back=0)
+    assert not est.offloads_fill_link(8.0)
+    _, length, padding = est.next_train(8.0)
+    assert length == 16 and probe_wire_bytes(padding) * length >= 0.95 * 1100e3 / 8 * 0.03
+
+
+def test_frames_held_back_on_a_link_that_carries_them_leave_the_trains_in_charge():
+    est = LinkEstimator()
+    for now in range(6):
+        run_train(est, now, 20e6 / 8)
+    # a moment with two offloads in flight on a 20 Mbit/s link: the window held a frame back,
+    # but its (round-trip-bound) 1.2 Mbit/s carries the 0.33 Mbit/s the offloads want
+    report(est, 3.0, 1200.0, replies=2, held_back=1)
+    assert est.estimate(3.0).source == "probe trains"
+    assert est.estimate(3.0).bandwidth_mbps == pytest.approx(20.0, rel=0.05)
+
+
+def test_an_unanswered_train_is_an_outage_until_the_link_shows_it_works():
+    est = LinkEstimator(settings=ProbeSettings(timeout_s=1.0))
+    rate = 20e6 / 8
+    for now in (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0):
+        run_train(est, now, rate)
+    assert est.estimate(3.0).bandwidth_mbps > 10
+    est.next_train(3.0)  # lost on a dead link: due after 30 ms on it, an RTT and the timeout
+    est.expire(4.04)
+    assert est.estimate(4.04).bandwidth_mbps > 10  # not overdue yet
+    est.expire(4.06)
+    e = est.estimate(4.1)
+    assert (e.bandwidth_mbps, e.loss_ratio, e.source) == (0.0, 1.0, "outage")
+    # the link is back: the next train's echoes end the outage and measure it
+    assert run_train(est, 5.0, rate)
+    assert est.estimate(6.0).bandwidth_mbps == pytest.approx(20.0, rel=0.05)
+    # a train lost while an offload was answered after it was sent: not an outage
+    est.next_train(7.0)
+    est.on_round_trip(25.0, 7.2)
+    est.expire(9.0)
+    assert est.estimate(9.0).source == "probe trains"
+
+
+def test_a_train_the_queue_overflowed_shrinks_the_next():
+    est = LinkEstimator()
+    rate = 20e6 / 8
+    for now in (-3.0, -2.0, -1.0, 0.0, 1.0, 2.0):
+        run_train(est, now, rate)
+    first, _, padding = est.next_train(3.0)
+    est.on_echo(first, 3.5, 3.52)  # one echo: the link's queue dropped the rest
+    est.expire(10.0)
+    assert 0 < est.estimate(10.0).loss_ratio < 1 and est.estimate(10.0).source == "probe trains"
+    assert est.next_train(10.0)[2] < padding
+
+
+def test_settings_change_from_the_next_train():
+    est = LinkEstimator(settings=ProbeSettings(train_length=16))
+    run_train(est, 0.0, 2e6 / 8)
+    est.settings = ProbeSettings(train_length=4)
+    assert est.next_train(5.0)[1] == 4
+
+
+@pytest.mark.parametrize("bad", [math.nan, -1.0, math.inf, 1e12])
+def test_reports_no_link_could_send_are_refused(bad):
+    est = LinkEstimator()
+    with pytest.raises(ValueError, match="delivery rate"):
+        report(est, 0.0, bad, replies=1)
+    with pytest.raises(ValueError, match="round trip"):
+        est.on_round_trip(bad, 0.0)
+    assert est.estimate(0.0) is None
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="train_length"):
+        ProbeSettings(train_length=1)
     with pytest.raises(ValueError, match="budget"):
-        ProbeTracker(est, payload_bytes=10, timeout_s=1.0, budget=0.0)
+        ProbeSettings(budget=0.0)
+    with pytest.raises(ValueError, match="window"):
+        LinkEstimator(window=0)
+
+
+def test_score_estimate_per_phase():
+    shaped = [(0.0, 2.0), (10.0, 2.0), (10.0, 0.04), (20.0, 0.0), (30.0, 20.0)]
+    estimates = [(1.0, 1.9), (2.0, 2.1), (11.0, 1.0), (12.5, 0.05), (13.0, 0.045),
+                 (14.0, 0.044), (21.0, 0.02), (22.0, 0.0), (31.0, 20.0), (32.0, 9.0)]  # fmt: skip
+    fast, slow, outage, back = score_estimate(shaped, estimates, end_s=40.0)
+    # before the first estimate nothing is known: it settled with the first
+    assert (fast.start_s, fast.end_s, fast.settle_s) == (0.0, 10.0, 1.0)
+    assert fast.estimate_mbps == pytest.approx(2.0) and fast.met
+    # 2.1 held until 11 s, out of the tolerance; 0.05 is within 30 % of 0.04
+    assert slow.settle_s == pytest.approx(2.5) and slow.estimate_mbps == pytest.approx(0.045)
+    assert slow.error == pytest.approx(0.125) and slow.met
+    assert outage.settle_s == pytest.approx(2.0) and outage.error is None and outage.met
+    # never settled: the median over the whole phase, the target not met
+    assert back.settle_s is None and not back.met
+    assert back.as_dict()["met"] is False

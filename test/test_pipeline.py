@@ -93,10 +93,16 @@ def test_offload_window_keeps_frames_off_a_busy_link(bundle, fmnist_test):
     assert third.reason.startswith("2 offloads already in flight") and third.offload_bytes == 0
     assert third.transfer_ms == 0.0
     assert pipe.counters.window_full == 1 and pipe.counters.offloaded == 2
+    # the link monitor's report: no rate known yet, one frame held back, no reply
+    assert pipe.link_report() == (0.0, 1, 0)
     # both fall back at their deadline but stay on the link until their (late) replies come
     assert len(pipe.expire(now=100.2)) == 2
     assert not isinstance(pipe.process(raw(next(images)), 3, now=100.3), OffloadRequest)
     assert pipe.on_reply(ok_reply(first), now=100.4) is None
+    # since the last report: one more held back, and a late reply, which measured the link
+    kbps, held_back, replies = pipe.link_report()
+    assert (held_back, replies) == (1, 1)
+    assert kbps == pytest.approx(pipe.window.delivery_rate_bps * 8 / 1000) and kbps > 0
     # the link took up the second when the first's reply came: it is busy until about 100.8
     busy = pipe.process(raw(next(images)), 4, now=100.5)
     assert busy.reason.startswith("the link is busy for another")

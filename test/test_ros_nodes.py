@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
@@ -40,7 +42,8 @@ from sensor_msgs.msg import BatteryState, CompressedImage, Image
 from edgeml_ros.bringup.params import write_params
 from edgeml_ros.bringup.processes import LaunchProcess, share_file
 from edgeml_ros.core.data import open_dataset
-from edgeml_ros.nodes.link_monitor import OFFLOADS_MEASURE_S
+from edgeml_ros.core.link import probe_wire_bytes
+from edgeml_ros.nodes.common import PROBES
 
 
 def test_every_frame_gets_one_result_with_exits_and_offloads(ros_node, fmnist_test):
@@ -287,9 +290,10 @@ def test_compressed_stale_and_annotated_frames_probes_and_battery(ros_node, fmni
 
     from PIL import Image as PILImage
 
-    annotated, links, batteries = [], [], []
+    annotated, links, batteries, echoes = [], [], [], []
     ros_node.create_subscription(Image, "perception/annotated", annotated.append, RELIABLE)
     ros_node.create_subscription(LinkQuality, "link_quality", links.append, 10)
+    ros_node.create_subscription(LinkProbe, "link/probe_echo", echoes.append, PROBES)
     ros_node.create_subscription(BatteryState, "battery_state", batteries.append, 10)
     compressed_pub = ros_node.create_publisher(
         CompressedImage, "camera/image_raw/compressed", RELIABLE
@@ -329,41 +333,74 @@ def test_compressed_stale_and_annotated_frames_probes_and_battery(ros_node, fmni
     assert annotated and annotated[0].encoding == "rgb8" and annotated[0].width == 256
     # the base station echoed the probes: a loopback RTT, no loss
     assert links[-1].rtt_ms < 100 and links[-1].bandwidth_mbps > 0 and links[-1].samples >= 4
+    # each echo says when the base station received its probe (on its clock), in order
+    received = [e.received.sec + e.received.nanosec * 1e-9 for e in echoes]
+    assert received and min(received) > 0 and received == sorted(received)
     assert 0 < batteries[-1].percentage < batteries[0].percentage <= 0.8
 
 
-def test_link_monitor_measures_offloads_and_pauses_probes_meanwhile(ros_node):
-    links, probes = [], []
+def test_link_monitor_measures_trains_and_defers_to_the_offload_window(ros_node):
+    """This test is the base station: it echoes the link monitor's probes stamped with when
+    they would have come over a 0.5 Mbit/s link, and publishes the perception node's batches."""
+    rate = 0.5e6 / 8
+    links, probes, link = [], [], {"free_at": 0.0, "up": True}
+    echo_pub = ros_node.create_publisher(LinkProbe, "link/probe_echo", PROBES)
+
+    def echo(msg: LinkProbe) -> None:
+        probes.append(msg.seq)
+        if not link["up"]:
+            return
+        came = max(time.monotonic(), link["free_at"]) + probe_wire_bytes(len(msg.payload)) / rate
+        link["free_at"] = came
+        reply = LinkProbe(header=msg.header, seq=msg.seq)
+        reply.received.sec, reply.received.nanosec = divmod(round(came * 1e9), 10**9)
+        echo_pub.publish(reply)
+
+    ros_node.create_subscription(LinkProbe, "link/probe", echo, PROBES)
     ros_node.create_subscription(LinkQuality, "link_quality", links.append, 10)
-    ros_node.create_subscription(LinkProbe, "link/probe", probes.append, 10)
-    results = ros_node.create_publisher(ResultBatch, "perception/result_batch", RELIABLE)
-    offloaded = ResultBatch(
-        results=[
-            InferenceResult(
-                where=InferenceResult.WHERE_BASE, offload_bytes=50_000, transfer_ms=45.0
-            )
-        ]
-    )
-    local = ResultBatch(results=[InferenceResult(where=InferenceResult.WHERE_DRONE)])
-    with node_processes([start(ros_node, "link_monitor", DRONE_YAML, probe_period_s=0.1)]):
-        assert ros_node.spin_until(lambda: len(probes) >= 3, 30)  # nothing offloaded: probing
+    batches = ros_node.create_publisher(ResultBatch, "perception/result_batch", RELIABLE)
 
-        def feed(msg):
-            def publish():
-                results.publish(msg)
-                return False
+    def reads(mbps: float):
+        return lambda: links and links[-1].bandwidth_mbps == pytest.approx(mbps, rel=0.1)
 
-            return publish
+    def feed(batch: ResultBatch, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            batches.publish(batch)
+            ros_node.spin_until(lambda: False, 0.25)
 
-        ros_node.spin_until(feed(offloaded), 1.0)  # results at 10-30 Hz: offloads measure
-        during = len(probes)
-        ros_node.spin_until(feed(offloaded), 2.0)
-        probes_while_offloading = len(probes) - during
-        # local frames only: probing again once the last offload is OFFLOADS_MEASURE_S old
-        ros_node.spin_until(feed(local), OFFLOADS_MEASURE_S + 1.5)
-    assert probes_while_offloading <= 2 and len(probes) - during - probes_while_offloading >= 5
-    # the offloaded results' round trips measured
-    assert any(m.rtt_ms == 45.0 and m.bandwidth_mbps > 0 for m in links)
+    with node_processes([start(ros_node, "link_monitor", DRONE_YAML)]):
+        assert ros_node.spin_until(reads(0.5), 30)  # the trains measured the link
+        # trains of 16 (the first may have gone before this node was discovered)
+        assert probes == list(range(probes[0], probes[0] + len(probes))) and len(probes) >= 16
+        # perception's window holds frames back and its replies show 37 kbit/s: the offloads
+        # fill the link; the estimate is their rate, and while replies come no probe goes
+        full = ResultBatch(
+            results=[InferenceResult(where=InferenceResult.WHERE_FALLBACK, offload_bytes=4096)],
+            offload_delivery_kbps=37.0,
+            offloads_held_back=2,
+            offload_replies=1,
+        )
+        feed(full, 1.0)
+        sent = len(probes)
+        feed(full, 2.0)
+        assert len(probes) == sent and reads(0.037)()
+        # a report no link sends is refused; the node keeps its estimate
+        full.offload_delivery_kbps = float("nan")
+        feed(full, 0.5)
+        assert reads(0.037)()
+        # the train length changes at run time, within its range
+        set_param = param_setter(ros_node, "link_monitor")
+        assert not set_param("probe_train_length", 1).successful
+        assert set_param("probe_train_length", 4).successful
+        # no more batches: trains again, of four probes
+        sent = len(probes)
+        assert ros_node.spin_until(lambda: len(probes) >= sent + 8, 30)
+        assert reads(0.5)() and probes[sent + 4] == probes[sent + 3] + 1
+        # the base station stops answering: an outage
+        link["up"] = False
+        assert ros_node.spin_until(lambda: links[-1].bandwidth_mbps == 0.0, 10)
+        assert links[-1].loss_ratio == 1.0
 
 
 def test_one_base_station_serves_several_drones(ros_node, fmnist_test, tmp_path):

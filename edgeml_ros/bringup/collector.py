@@ -20,6 +20,7 @@ from sensor_msgs.msg import BatteryState
 from edgeml_ros.bringup.recorder import McapRecorder
 from edgeml_ros.core.battery import result_energy_j
 from edgeml_ros.core.energy import DeviceEnergy
+from edgeml_ros.core.link import PhaseScore, score_estimate
 from edgeml_ros.core.outcome import Where
 from edgeml_ros.msg import (
     BaseStationLoad,
@@ -93,6 +94,11 @@ class Collector(Node):
 
     def _on_link(self, msg: LinkQuality) -> None:
         self.link.append((time.monotonic() - self.started, msg.bandwidth_mbps))
+
+    def link_scores(self) -> list[PhaseScore]:
+        """The link estimate against the shaped rate, phase by phase (error, settling time)."""
+        shaped = [(t, mbps) for t, mbps, _ in self.shaped]  # the last: when the run ended
+        return score_estimate(shaped[:-1], self.link, shaped[-1][0]) if len(shaped) > 1 else []
 
     def policy_changes(self) -> int:
         """Plan changes published by the controller (repeats of the same plan not counted)."""

@@ -165,6 +165,7 @@ def run_policy(
         compute_slowdown_emulated=round(session.model.compute_slowdown, 3),
         device_class=session.model.device.name,
         model=str(session.model.checkpoint),
+        link_estimate=[p.as_dict() for p in collector.link_scores()],
         **timing,
     )
     if sys.stdout.isatty():

@@ -4,8 +4,8 @@ For each point (a shaped rate and a cut point whose tensor, at the camera's rate
 than that rate; the nodes discover each other on a fast link first), sim.launch.py starts the
 nodes with the base station behind the veth shaped with `tc tbf` (radio_link: the package's
 Fast DDS link profile), and the drone offloads every frame (no early exit, the controller not
-followed) with the perception node's default offload window. After a settling period, over a
-measuring window:
+followed) with the perception node's default offload window, and the link monitor probing the
+link as drone.launch.py starts it. After a settling period, over a measuring window:
 
 - goodput = tensor bytes the base station answered (its BaseStationLoad reports) per second;
 - goodput ratio = goodput over the shaped rate (the issue's target: >= 0.85);
@@ -21,8 +21,11 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from rclpy.context import Context
@@ -32,6 +35,7 @@ from edgeml_ros.bringup.launched import drone_serving, start_camera, wait_until
 from edgeml_ros.bringup.params import write_params
 from edgeml_ros.bringup.processes import LaunchProcess, private_domain_id, ros_context, spinning
 from edgeml_ros.bringup.shaper import LinkShaper, dds_env, open_link
+from edgeml_ros.core.workloads import WORKLOADS
 from edgeml_ros.msg import BaseStationLoad, InferenceResult
 from edgeml_ros.nodes.common import MONITOR, RELIABLE
 
@@ -43,9 +47,12 @@ DISCOVERY_MBPS = 20.0
 FIRST_ANSWER_S = 30.0  # at most this long on the fast link for the first answered offload
 RTT_MS = 20.0
 NO_EARLY_EXIT = [2.0, 2.0, 2.0, 0.0]
-# B-VGG tensors: 4 KB at cut 0 (the image), 16 KB at cut 2, 32 KB at cut 1; at 10 Hz each
-# offers more than its link carries
+# The link, not the model, is measured: the Fashion-MNIST workload's B-VGG, whose tensors are
+# 4 KB at cut 0 (the image), 16 KB at cut 2, 32 KB at cut 1; at 10 Hz each offers more than its
+# link carries. (The drone workload's 110 KB frame takes 22 s at 40 kbit/s.)
+MODEL = {"checkpoint": str(WORKLOADS["fashion_mnist"].checkpoint)}
 DEFAULT_POINTS = ("0.04:0", "0.13:0", "0.5:2", "2:1")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -68,9 +75,11 @@ class GoodputPoint:
         return point
 
 
-class _Listener(Node):
-    def __init__(self, context: Context) -> None:
-        super().__init__("goodput_bench", context=context)
+class OffloadListener(Node):
+    """Results and the base station's load reports, as the offloading benchmarks read them."""
+
+    def __init__(self, name: str, context: Context) -> None:
+        super().__init__(name, context=context)
         self.results: list[InferenceResult] = []
         self.load: list[tuple[float, int]] = []  # (received, requests answered in the second)
         self.create_subscription(InferenceResult, "perception/result", self.results.append,
@@ -86,19 +95,25 @@ class _Listener(Node):
 
 
 def _launch_arguments(
-    shaper: LinkShaper, point: GoodputPoint, frames: int, rate_hz: float, run_dir: Path
+    shaper: LinkShaper, cut_point: int, frames: int, rate_hz: float, run_dir: Path
 ) -> dict:
-    """sim.launch.py's arguments for one point, with its params files written to `run_dir`."""
+    """sim.launch.py's arguments for offloading every frame at `cut_point`.
+
+    Its params files are written to `run_dir`.
+    """
     drone = write_params(
         run_dir / "drone.yaml",
         "drone.yaml",
         {
             "perception": {
                 "follow_controller": False,
-                "cut_point": point.cut_point,
+                "cut_point": cut_point,
                 "exit_thresholds": NO_EARLY_EXIT,
+                **MODEL,
             },
+            "controller": {"profile": str(WORKLOADS["fashion_mnist"].profile)},
             "camera_source": {
+                "dataset": "fashion_mnist",
                 "rate_hz": rate_hz,
                 "max_frames": frames,
                 "publish_ground_truth": False,
@@ -109,7 +124,7 @@ def _launch_arguments(
     base = write_params(
         run_dir / "base_station.yaml",
         "base_station.yaml",
-        {"offload": {"emulated_rtt_ms": RTT_MS}},
+        {"offload": {"emulated_rtt_ms": RTT_MS, **MODEL}},
     )
     return {
         "params_file": drone,
@@ -120,21 +135,30 @@ def _launch_arguments(
     }
 
 
-def _measure(
+@contextmanager
+def offloading(
+    name: str,
     domain_id: int,
     shaper: LinkShaper,
-    point: GoodputPoint,
-    duration_s: float,
+    cut_point: int,
+    frames: int,
     rate_hz: float,
     run_dir: Path,
     env: dict[str, str],
-) -> dict:
+) -> Iterator[tuple[OffloadListener, Callable[..., None]]]:
+    """sim.launch.py with the drone offloading every frame at `cut_point`, on a fast link.
+
+    The base station runs behind the shaped link; the drone runs perception (no early exit, the
+    controller not followed), the link monitor and the camera as the launch file starts them.
+    The camera publishes `frames` frames at `rate_hz` once DDS discovery across the link is
+    over. Yields (a listener of the results and load reports, `spin_for`) once the base station
+    has answered an offload; stops the launch on exit.
+    """
     shaper.set_rate(DISCOVERY_MBPS)
-    frames = round((duration_s + SETTLE_S + FIRST_ANSWER_S) * rate_hz)
-    arguments = _launch_arguments(shaper, point, frames, rate_hz, run_dir)
+    arguments = _launch_arguments(shaper, cut_point, frames, rate_hz, run_dir)
     with (
         ros_context(domain_id) as context,
-        spinning(listener := _Listener(context)) as spin_for,
+        spinning(listener := OffloadListener(name, context)) as spin_for,
         LaunchProcess(
             "sim.launch.py", domain_id, arguments, run_dir / "launch.log", env
         ) as launch,
@@ -157,6 +181,42 @@ def _measure(
             "an offload answered on the fast link",
             FIRST_ANSWER_S,
         )
+        yield listener, spin_for
+
+
+def run_shaped(bench: str, body: Callable[[int, LinkShaper, dict[str, str]], T]) -> T | None:
+    """`body(domain_id, shaper, env)` with this process on the drone side of the shaped link.
+
+    `env` is the environment for the launches (their DDS settings come from the launch files);
+    this process's participant gets the link's, as radio_link sets the nodes'. The link is torn
+    down after. None, said why, where the link cannot be shaped (not root).
+    """
+    env = dict(os.environ)
+    shaper, reason = open_link()
+    if shaper is None:
+        print(f"[bench] {bench} needs the shaped link: {reason}")
+        return None
+    os.environ.update(dds_env())
+    with private_domain_id() as domain_id:
+        try:
+            return body(domain_id, shaper, env)
+        finally:
+            shaper.teardown()
+
+
+def _measure(
+    domain_id: int,
+    shaper: LinkShaper,
+    point: GoodputPoint,
+    duration_s: float,
+    rate_hz: float,
+    run_dir: Path,
+    env: dict[str, str],
+) -> dict:
+    frames = round((duration_s + SETTLE_S + FIRST_ANSWER_S) * rate_hz)
+    with offloading(
+        "goodput_bench", domain_id, shaper, point.cut_point, frames, rate_hz, run_dir, env
+    ) as (listener, spin_for):
         shaper.set_rate(point.mbps)
         spin_for(SETTLE_S)
         before, started = shaper.stats(), time.monotonic()
@@ -189,23 +249,20 @@ def _measure(
 def run_goodput(points: list[GoodputPoint], duration_s: float, rate_hz: float,
                 json_path: str | None, markdown: str | None, plot: str | None) -> int:  # fmt: skip
     """Measure every point; print a table; write JSON, markdown and a plot. 1 if no shaping."""
-    env = dict(os.environ)  # the launches': DDS settings come from the launch files
-    shaper, reason = open_link()
-    if shaper is None:
-        print(f"[bench] goodput needs the shaped link: {reason}")
+
+    def measure_all(domain_id: int, shaper: LinkShaper, env: dict[str, str]) -> list[dict]:
+        rows = []
+        for point in points:
+            print(f"[bench] {point.mbps:g} Mbit/s, cut {point.cut_point}: offloading every "
+                  f"frame for {duration_s:g} s", flush=True)  # fmt: skip
+            run_dir = Path("log/bench_goodput") / f"{point.mbps:g}_cut{point.cut_point}"
+            rows.append(_measure(domain_id, shaper, point, duration_s, rate_hz, run_dir, env))
+            print(format_goodput(rows[-1:]).splitlines()[-1], flush=True)
+        return rows
+
+    rows = run_shaped("goodput", measure_all)
+    if rows is None:
         return 1
-    os.environ.update(dds_env())  # this process's participant, as radio_link sets the nodes'
-    rows = []
-    with private_domain_id() as domain_id:
-        try:
-            for point in points:
-                print(f"[bench] {point.mbps:g} Mbit/s, cut {point.cut_point}: offloading every "
-                      f"frame for {duration_s:g} s", flush=True)  # fmt: skip
-                run_dir = Path("log/bench_goodput") / f"{point.mbps:g}_cut{point.cut_point}"
-                rows.append(_measure(domain_id, shaper, point, duration_s, rate_hz, run_dir, env))
-                print(format_goodput(rows[-1:]).splitlines()[-1], flush=True)
-        finally:
-            shaper.teardown()
     print(format_goodput(rows))
     out = {"rate_hz": rate_hz, "duration_s": duration_s, "points": rows}
     if json_path:

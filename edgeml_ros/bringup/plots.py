@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from edgeml_ros.bringup.collector import Collector
+from edgeml_ros.core.link import annotate_scores
 
 
 def plot_runs(runs: list[tuple[dict, Collector]], path: Path) -> None:
@@ -26,6 +27,7 @@ def plot_runs(runs: list[tuple[dict, Collector]], path: Path) -> None:
         if collector.link:
             t, mbps = zip(*collector.link, strict=True)
             axes[0].step(t, mbps, where="post", label=name)
+        annotate_scores(axes[0], collector.link_scores())  # each phase's error, settling time
         if collector.plans:
             t, cut, thr, _ = zip(*collector.plans, strict=True)
             axes[1].step(t, cut, where="post", label=name)

@@ -32,9 +32,12 @@ DRONE_IF, BASE_IF = "edgeml_d", "edgeml_b"
 DRONE_IP, BASE_IP = "10.77.0.1", "10.77.0.2"
 OUTAGE_KBIT = 1
 LOCK_FILE = "/run/edgeml_ros_shaper.lock"
-# Discovery has settled when both directions together carry less than this for QUIET_HOLD_S
-# (the link monitor's probes and the participant announcements stay; discovery bursts are
-# 35-140 KB/s, with pauses of up to a heartbeat period, 3 s, in between).
+# Discovery has settled when the base station sends the drone less than this for QUIET_HOLD_S
+# (the link monitor's probe echoes, 7 KB/s, and the participant announcements stay; discovery
+# bursts are 35-140 KB/s both ways, 60-67 KB/s of it from the base station in a per-direction
+# count at start-up (temporary instrumentation), with pauses of up to a heartbeat period, 3 s,
+# in between). The drone's side would never look quiet on a fast link: its probe trains take
+# up to 5 % of it, 125 KB/s at 20 Mbit/s.
 QUIET_BYTES_PER_S, QUIET_HOLD_S, QUIET_POLL_S = 15000, 5.0, 0.5
 
 
@@ -140,10 +143,11 @@ class LinkShaper:
         return {k: int(qdisc[k]) for k in ("bytes", "packets", "drops")}
 
     @staticmethod
-    def sent_bytes() -> int:
-        """Bytes both ends of the veth have sent so far (whatever the qdisc)."""
+    def sent_bytes(sides: tuple[str, ...] = ("drone", "base")) -> int:
+        """Bytes these ends of the veth have sent so far (whatever the qdisc)."""
         total = 0
-        for ns, dev in ((DRONE_NS, DRONE_IF), (BASE_NS, BASE_IF)):
+        ends = {"drone": (DRONE_NS, DRONE_IF), "base": (BASE_NS, BASE_IF)}
+        for ns, dev in (ends[side] for side in sides):
             proc = subprocess.run(["ip", "-n", ns, "-s", "-j", "link", "show", "dev", dev],
                                   capture_output=True, text=True)  # fmt: skip
             if proc.returncode != 0:
@@ -154,15 +158,15 @@ class LinkShaper:
     def wait_quiet(self, wait: Callable[[float], None], max_s: float = 60.0) -> float | None:
         """Wait (with `wait(seconds)`) until DDS discovery across the link is over.
 
-        Done once the link has carried less than QUIET_BYTES_PER_S for QUIET_HOLD_S: only the
-        link monitor's probes and the periodic participant announcements are left. Returns the
-        seconds it took, or None when the link was still busy after `max_s`.
+        Done once the base station has sent less than QUIET_BYTES_PER_S for QUIET_HOLD_S: only
+        the link monitor's probe echoes and the periodic participant announcements are left.
+        Returns the seconds it took, or None when the link was still busy after `max_s`.
         """
         started = time.monotonic()
-        quiet_since, last = None, self.sent_bytes()
+        quiet_since, last = None, self.sent_bytes(("base",))
         while time.monotonic() - started < max_s:
             wait(QUIET_POLL_S)
-            now = self.sent_bytes()
+            now = self.sent_bytes(("base",))
             if now - last > QUIET_BYTES_PER_S * QUIET_POLL_S:
                 quiet_since = None
             elif quiet_since is None:

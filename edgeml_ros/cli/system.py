@@ -1,4 +1,4 @@
-"""`edgeml bench system|scale|dds|goodput|soak`: the live system as node processes."""
+"""`edgeml bench system|scale|dds|goodput|link|soak`: the live system as node processes."""
 
 from __future__ import annotations
 
@@ -29,6 +29,24 @@ def _cmd_bench_goodput(args: argparse.Namespace) -> int:
     return run_goodput(points, args.duration, args.rate, args.json, args.markdown, args.plot)
 
 
+def _cmd_bench_link(args: argparse.Namespace) -> int:
+    from edgeml_ros.bringup.link_bench import run_link_bench
+
+    return run_link_bench(args.phases, args.phase_s, args.rate, args.json, args.markdown,
+                          args.plot, command_line())  # fmt: skip
+
+
+def _link_rate(text: str) -> float:
+    try:
+        mbps = float(text)
+    except ValueError:
+        mbps = -1.0
+    if not 0 <= mbps < 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate in Mbit/s in [0, 1000) "
+                                         "(0: an outage)")  # fmt: skip
+    return mbps
+
+
 def _cmd_bench_dds(args: argparse.Namespace) -> int:
     from edgeml_ros.bringup.dds_bench import run_dds_bench
 
@@ -51,7 +69,7 @@ def _cmd_bench_soak(args: argparse.Namespace) -> int:
 
 
 def add_parsers(suites: argparse._SubParsersAction) -> None:
-    """Add the `bench` suites system, scale, dds, goodput and soak."""
+    """Add the `bench` suites system, scale, dds, goodput, link and soak."""
     from edgeml_ros.policy.registry import policy_names
 
     p = suites.add_parser("system", help="the live system once per policy over a shaped link")
@@ -104,6 +122,19 @@ def add_parsers(suites: argparse._SubParsersAction) -> None:
     p.add_argument("--markdown", default=None, metavar="PATH", help="also write a results page")
     p.add_argument("--plot", default=None, metavar="PATH", help="also write a PNG")
     p.set_defaults(func=_cmd_bench_goodput)
+
+    from edgeml_ros.bringup.link_bench import DEFAULT_PHASES
+
+    p = suites.add_parser("link", help="the link estimate against a link shaped in steps")
+    p.add_argument("--phases", nargs="+", type=_link_rate, default=list(DEFAULT_PHASES),
+                   metavar="MBPS", help="shaped rate of each phase, Mbit/s (0: an outage; "
+                   "default: 0.04 0.13 2 20 0 20)")  # fmt: skip
+    p.add_argument("--phase-s", type=positive_float, default=15.0, help="seconds per phase")
+    p.add_argument("--rate", type=positive_float, default=10.0, help="camera frames per second")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.add_argument("--markdown", default=None, metavar="PATH", help="also write a results page")
+    p.add_argument("--plot", default=None, metavar="PATH", help="also write a PNG")
+    p.set_defaults(func=_cmd_bench_link)
 
     p = suites.add_parser("soak", help="a long run of one drone; memory growth per node")
     p.add_argument("--duration", type=positive_float, default=600.0, help="seconds of frames")

@@ -180,6 +180,7 @@ class PipelineCounters:
     bad_plans: int = 0
     window_full: int = 0
     offloads_lost: int = 0
+    offload_replies: int = 0
     exits: Counter = field(default_factory=Counter)
     where: Counter = field(default_factory=Counter)
 
@@ -233,6 +234,7 @@ class DronePipeline:
         # Offloads a reply may still come for (pending, or on the link): seq -> context.
         self._awaiting: dict[int, Any] = {}
         self._next_seq = 0
+        self._reported = (0, 0)  # window_full and offload_replies at the last link report
         self.plan = plan
         self.deadline_s = deadline_s
         self.compute_slowdown = compute_slowdown
@@ -273,6 +275,19 @@ class DronePipeline:
         except ValueError:
             self.counters.bad_plans += 1
             raise
+
+    def link_report(self) -> tuple[float, int, int]:
+        """The offload window's view of the link, for the link monitor (core.link).
+
+        Its delivery rate in kbit/s (0: not known yet), and since the last report the frames it
+        kept on the drone because the link was still busy, and the offload replies it received.
+        """
+        rate = self.window.delivery_rate_bps
+        held, replies = self.counters.window_full, self.counters.offload_replies
+        report = (0.0 if rate is None else rate * 8 / 1000, held - self._reported[0],
+                  replies - self._reported[1])  # fmt: skip
+        self._reported = (held, replies)
+        return report
 
     @property
     def pending_count(self) -> int:
@@ -440,6 +455,7 @@ class DronePipeline:
             self.counters.bad_replies += 1
             raise ReplyError(problem)
         del self._awaiting[seq]
+        self.counters.offload_replies += 1
         self.counters.offloads_lost += self.window.answered(seq, now, reply.tail_ms / 1000.0)
         self._forget_unawaited()
         pending = self._pending.pop(seq, None)

@@ -41,6 +41,9 @@ OFFLOAD = QoSProfile(depth=10, reliability=ReliabilityPolicy.BEST_EFFORT)
 # The base station's reader of offload tensors: deeper, so that a burst from several drones
 # waits instead of being replaced unseen (DDS reports no loss for a sample a newer one replaced).
 OFFLOAD_SERVED = QoSProfile(depth=32, reliability=ReliabilityPolicy.BEST_EFFORT)
+# Link probes and their echoes: a train of probes is published back to back, so the readers
+# keep a whole train; a lost probe is information (the link dropped it), never repaired.
+PROBES = QoSProfile(depth=64, reliability=ReliabilityPolicy.BEST_EFFORT)
 # Monitoring read across the radio link (diagnostics, the base station's load): a lost report is
 # replaced by the next one a second later, where a reliable reader would acknowledge the
 # writer's heartbeats over the link.

@@ -15,12 +15,14 @@ long before sending it: the link shaper's stand-in for network delay where netem
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
 import torch
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.subscription import MessageInfo
 
 from edgeml_ros.core.checkpoint import load_checkpoint
 from edgeml_ros.core.outcome import Status
@@ -28,6 +30,7 @@ from edgeml_ros.core.pipeline import TailServer
 from edgeml_ros.msg import BaseStationLoad, FeatureTensor, InferenceResult, LinkProbe
 from edgeml_ros.nodes.common import (
     OFFLOAD_SERVED,
+    PROBES,
     RELIABLE,
     ManagedNode,
     Param,
@@ -88,16 +91,10 @@ class OffloadNode(ManagedNode):
         tails = MutuallyExclusiveCallbackGroup()
         probes = MutuallyExclusiveCallbackGroup()  # echoes never wait behind a tail
         for ns in self.get_parameter("drone_namespaces").value:
-            echo_pub = self.publisher(LinkProbe, _topic(ns, "link/probe_echo"), 10)
-            self.subscribe(
-                LinkProbe,
-                _topic(ns, "link/probe"),
-                lambda msg, pub=echo_pub: self._send(
-                    pub, LinkProbe(header=msg.header, seq=msg.seq)
-                ),
-                10,
-                callback_group=probes,
-            )
+            echo_pub = self.publisher(LinkProbe, _topic(ns, "link/probe_echo"), PROBES)
+            self.subscribe(LinkProbe, _topic(ns, "link/probe"),
+                           functools.partial(self._echo, pub=echo_pub), PROBES,
+                           callback_group=probes)  # fmt: skip
             reply_pub = self.publisher(InferenceResult, _topic(ns, "offload/reply"), RELIABLE)
             self.subscribe(
                 FeatureTensor,
@@ -137,6 +134,17 @@ class OffloadNode(ManagedNode):
                 f"rejected frame {msg.frame_seq}: {reply.reason}", throttle_duration_sec=1.0
             )
         self._send(reply_pub, reply_to_msg(reply, request))
+
+    def _echo(self, probe: LinkProbe, info: MessageInfo, pub) -> None:
+        """Echo a probe without its padding, stamped with when DDS received it.
+
+        The stamp times the train: the executor's wake-up and the emulated RTT's timer add no
+        jitter to it.
+        """
+        sec, nanosec = divmod(info["received_timestamp"], 1_000_000_000)
+        echo = LinkProbe(header=probe.header, seq=probe.seq)
+        echo.received.sec, echo.received.nanosec = sec, nanosec
+        self._send(pub, echo)
 
     def _send(self, pub, msg) -> None:
         """Publish now, or after `emulated_rtt_ms` when the link shaper asks for delay."""

@@ -4,7 +4,8 @@ A managed node: configure loads the checkpoint and checks the plan parameters ag
 activate subscribes to the camera, the offload replies and the controller's policy. Each result
 goes out as its frame finishes (`perception/result`) and again, with the others of its period,
 in a `ResultBatch` (`perception/result_batch`) for the controller, the link monitor and the
-battery simulator.
+battery simulator; the batch also carries the offload window's view of the link (its delivery
+rate, frames it held back, replies) for the link monitor.
 
 It runs the early-exit head under the current execution plan, offloads the features at the cut
 point to the base station when no exit fired, and falls back locally when no reply arrives by
@@ -365,6 +366,8 @@ class PerceptionNode(ManagedNode):
         if self._batch:
             digest = self.bundle.meta.weights_digest
             batch = ResultBatch(results=self._batch, weights_digest=digest)
+            (batch.offload_delivery_kbps, batch.offloads_held_back,
+             batch.offload_replies) = self.pipeline.link_report()  # fmt: skip
             batch.header.stamp = self.get_clock().now().to_msg()
             self.batch_pub.publish(batch)
             self._batch = []
