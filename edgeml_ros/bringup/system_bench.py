@@ -26,7 +26,7 @@ from edgeml_ros.bringup.run_record import load_run
 from edgeml_ros.core.checkpoint import load_checkpoint
 from edgeml_ros.core.data import ImageDataset
 from edgeml_ros.core.degrade import CONDITIONS
-from edgeml_ros.core.plan import ExecutionPlan, check_plan
+from edgeml_ros.core.plan import ExecutionPlan, check_plan, default_plan
 from edgeml_ros.core.profiles import ExitTable, Profile, collect_image_exits, exit_table_of
 from edgeml_ros.core.train import reopen_dataset, to_frames
 from edgeml_ros.policy.evaluate import run_policy, summarize
@@ -118,14 +118,20 @@ class ControllerComesLater:
 
 
 def startup_plan(world: World) -> ExecutionPlan:
-    """The perception node's plan before the controller's first (config/drone.yaml)."""
+    """The perception node's plan before the controller's first.
+
+    config/drone.yaml's, where it sets one that fits the model; else the node's default
+    (core.plan.default_plan).
+    """
+    default = default_plan(world.costs.num_blocks, world.costs.num_exits)
     params = yaml.safe_load(share_file("config", "drone.yaml").read_text())
     params = params["/**/perception"]["ros__parameters"]
-    plan = ExecutionPlan(params["cut_point"], tuple(params["exit_thresholds"]))
+    thresholds = params.get("exit_thresholds", default.exit_thresholds)
+    plan = ExecutionPlan(params.get("cut_point", default.cut_point), tuple(thresholds))
     try:
         check_plan(plan, world.costs.num_blocks, world.costs.num_exits)
-    except ValueError:  # for another model: the node's own defaults
-        return ExecutionPlan(world.costs.num_blocks, (0.9,) * world.costs.num_exits)
+    except ValueError:  # set for another model
+        return default
     return plan
 
 

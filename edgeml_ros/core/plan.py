@@ -24,6 +24,7 @@ EXIT_RULES = ("max_prob", "entropy")
 MAX_CONFIDENCE = 1.0  # the highest score of either exit rule
 MAX_POLICY_NAME_CHARS = 64  # a plan's name travels in every result
 NO_EARLY_EXIT = 2.0  # a threshold above MAX_CONFIDENCE: the exit never fires
+DEFAULT_THRESHOLD = 0.9  # every early exit's, until the parameters or the controller say
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,15 @@ def exit_enabled(threshold: float | np.ndarray) -> bool | np.ndarray:
 def shared_thresholds(threshold: float, num_exits: int) -> tuple[float, ...]:
     """Exit thresholds with one `threshold` for every early exit (the final exit's is 0)."""
     return (threshold,) * (num_exits - 1) + (0.0,)
+
+
+def default_plan(num_blocks: int, num_exits: int) -> ExecutionPlan:
+    """A perception node's plan until its parameters or the controller say otherwise.
+
+    The whole model on the drone, every early exit at threshold DEFAULT_THRESHOLD: it needs no
+    link, so it meets the deadline wherever the whole model does.
+    """
+    return ExecutionPlan(num_blocks, shared_thresholds(DEFAULT_THRESHOLD, num_exits))
 
 
 def check_exit_thresholds(thresholds: Sequence[float], num_exits: int) -> None:

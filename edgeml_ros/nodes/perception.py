@@ -36,7 +36,12 @@ from edgeml_ros.core.pipeline import (
     ReplyError,
     validate_plan,
 )
-from edgeml_ros.core.plan import EXIT_RULES, ExecutionPlan, check_exit_thresholds
+from edgeml_ros.core.plan import (
+    EXIT_RULES,
+    ExecutionPlan,
+    check_exit_thresholds,
+    default_plan,
+)
 from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult, ResultBatch
 from edgeml_ros.nodes.common import (
     LATCHED_IN_ORDER,
@@ -193,7 +198,9 @@ class PerceptionNode(ManagedNode):
         """Load the checkpoint, fill the model's defaults, check the plan, measure the model."""
         bundle = load_checkpoint(self.get_parameter("checkpoint").value)
         model = bundle.model
-        defaults = {"cut_point": model.num_blocks, "exit_thresholds": [0.9] * model.num_exits}
+        default = default_plan(model.num_blocks, model.num_exits)
+        defaults = {"cut_point": default.cut_point,
+                    "exit_thresholds": list(default.exit_thresholds)}  # fmt: skip
         unset = [Parameter(n, value=v) for n, v in defaults.items() if not self._is_set(n)]
         if unset:
             self.set_parameters(unset)
