@@ -95,9 +95,9 @@ bench-soak: setup
 # Re-train the committed controller policies in the simulator (minutes on two cores).
 POLICIES := edgeml_ros/policies
 policies: setup
-	for a in ppo dqn edgeml_ddpg; do \
-		$(RUN) python -m edgeml_ros.cli policy train --agent $$a || exit 1; \
-	done
+	for w in drone fashion_mnist; do for a in ppo dqn edgeml_ddpg; do \
+		$(RUN) python -m edgeml_ros.cli policy train --agent $$a --workload $$w || exit 1; \
+	done; done
 
 # Score every policy on the test split of scenarios (simulated); writes docs/policy_results.md.
 evaluate: setup

@@ -298,8 +298,9 @@ def test_evaluate_command_writes_json_and_plots(tmp_path, world):
     trace = tmp_path / "link.csv"
     trace.write_text("# a throttled link\nt_s,mbps,rtt_ms\n0,20,15\n5,0.04,80\n10,20,15\n")
     out = tmp_path / "eval.json"
-    cmd = [sys.executable, "-m", "edgeml_ros.cli", "evaluate", "--scenario", str(trace),
-           "--duration", "15", "--json", str(out), "--plots", str(tmp_path / "plots")]  # fmt: skip
+    cmd = [sys.executable, "-m", "edgeml_ros.cli", "evaluate", "--workload", "fashion_mnist",
+           "--scenario", str(trace), "--duration", "15", "--json", str(out),
+           "--plots", str(tmp_path / "plots")]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     results = json.loads(out.read_text())
@@ -313,7 +314,7 @@ def test_evaluate_command_writes_json_and_plots(tmp_path, world):
         "latency_cdf.png", "policy_bars.png", "timeline_link.png"]  # fmt: skip
     bad = tmp_path / "bad.csv"
     bad.write_text("t_s,mbps\n0,5\n3,fast\n")
-    proc = subprocess.run([*cmd[:5], str(bad)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([*cmd[:7], str(bad)], capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "bad.csv:3" in proc.stderr
 
 
