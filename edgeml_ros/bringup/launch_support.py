@@ -60,7 +60,7 @@ def standard_arguments(namespace_help: str, params_file: str, params_help: str) 
 
 # The live policies (policy.registry; not imported here: it loads torch).
 POLICIES = ("rl", "dqn", "edge_only", "cloud_only", "cloud_png", "cloud_jpeg", "neurosurgeon",
-            "branchynet", "spinn")  # fmt: skip
+            "branchynet", "spinn", "ucb")  # fmt: skip
 
 
 def policy_argument() -> DeclareLaunchArgument:
@@ -70,8 +70,8 @@ def policy_argument() -> DeclareLaunchArgument:
         default_value="rl",
         choices=list(POLICIES),
         description="Controller policy: rl (PPO), dqn, or a baseline (edge_only, cloud_only, "
-        "cloud_png, cloud_jpeg, neurosurgeon, branchynet, spinn); `ros2 param set /controller "
-        "policy ...` switches it live.",
+        "cloud_png, cloud_jpeg, neurosurgeon, branchynet, spinn, ucb); `ros2 param set "
+        "/controller policy ...` switches it live.",
     )
 
 

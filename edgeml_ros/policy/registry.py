@@ -22,6 +22,7 @@ from edgeml_ros.policy.baselines import (
     Neurosurgeon,
     Oracle,
     Spinn,
+    Ucb,
     no_exit_plan,
     pick_image_encoding,
 )
@@ -177,6 +178,11 @@ def _branchynet(world: World, policy_dir: Path) -> Policy:
 @register("spinn", "cut and threshold chosen jointly by rule from the profile and the link")
 def _spinn(world: World, policy_dir: Path) -> Policy:
     return Spinn(world.costs, world.tables["clean"])
+
+
+@register("ucb", "discounted UCB over the (cut, threshold level) actions, label-free reward")
+def _ucb(world: World, policy_dir: Path) -> Policy:
+    return Ucb(world.costs, world.tables["clean"], world.config.weights)
 
 
 @register("oracle", "per window, the best plan in hindsight (needs the simulator)", live=False)
