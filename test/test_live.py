@@ -1,9 +1,8 @@
 import pytest
 
 from edgeml_ros.policy.live import MAX_WINDOW_RESULTS, LiveController, LiveDecision
-from edgeml_ros.policy.observation import plan_action
 from edgeml_ros.policy.registry import named_policies
-from edgeml_ros.policy.sim import THRESHOLD_LEVELS, WHERE_DRONE
+from edgeml_ros.policy.sim import WHERE_DRONE
 from edgeml_ros.policy.world import World
 
 
@@ -101,7 +100,6 @@ def test_results_kept_for_a_window_are_bounded(world):
 
 def test_the_bandit_runs_live_and_credits_the_plan_in_force(world):
     live = controller(world, "ucb")
-    levels = len(THRESHOLD_LEVELS)
 
     def step(now: float, link: bool = True) -> LiveDecision:
         if link:
@@ -112,14 +110,10 @@ def test_the_bandit_runs_live_and_credits_the_plan_in_force(world):
             live.on_result(now + 0.05 + 0.1 * i, 0.01, 0.9, 0, WHERE_DRONE)
         return decision
 
-    def action(decision: LiveDecision) -> int:
-        cut, level = plan_action(decision.plan, world.costs.num_blocks)
-        return cut * levels + level
-
-    # the first decision credits nothing: its window ran the node's plan
-    assert [action(step(t)) for t in (0.0, 1.0, 2.0)] == [0, 1, 2]
+    # the first decision credits nothing: its window ran the node's plan; then arm after arm
+    assert [step(t).plan.cut_point for t in (0.0, 1.0, 2.0)] == [0, 1, 2]
     stale = step(6.0, link=False)  # the link estimate aged past 3 s: the safe plan
-    assert stale.mode == "stale"
-    # the window under the safe plan is credited to the safe plan, so action 2 is next again
-    assert action(step(7.0)) == 2 and action(stale) > 2
-    assert step(8.0).mode == "policy"
+    assert stale.mode == "stale" and stale.plan == live.safe_plan
+    # the safe plan is the bandit's last arm (everything on the drone at BranchyNet's
+    # threshold): its window is credited to it, so cut 2 is next again, then cut 3
+    assert step(7.0).plan.cut_point == 2 and step(8.0).plan.cut_point == 3

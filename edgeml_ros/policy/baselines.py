@@ -13,7 +13,7 @@
 - spinn: cut and threshold chosen jointly by rule, SPINN-style (Laskaridis et al., MobiCom
   2020): the most accurate configuration whose predicted latency, from the profile and the
   bandwidth estimate, meets the deadline; among those within 0.5 points, the fastest.
-- ucb: a discounted-UCB bandit over the same actions as the learned policies, learning online
+- ucb: a discounted-UCB bandit over the cut points at BranchyNet's threshold, learning online
   from a label-free reward (the exits' confidence for accuracy), SplitEE-style (Bajpai et al.,
   2023; discounting: Garivier and Moulines, ALT 2011).
 - oracle: per window, the best configuration in hindsight (true future bandwidth, the very
@@ -34,8 +34,9 @@ from edgeml_ros.policy.observation import (
     Observation,
     action_plan,
     num_actions,
+    plan_action,
 )
-from edgeml_ros.policy.sim import THRESHOLD_LEVELS, ModelCosts, Simulation, UtilityWeights
+from edgeml_ros.policy.sim import ModelCosts, Simulation, UtilityWeights
 
 SPINN_ACCURACY_SLACK = 0.005
 # Discounted UCB (see `Ucb`): discount per decision, and the index's constants.
@@ -165,14 +166,22 @@ class Oracle:
         return Decision(best)
 
 
+def splitee_arms(costs: ModelCosts, threshold: float) -> list[ExecutionPlan]:
+    """SplitEE's arms: every cut point, the early exits before it at one `threshold`."""
+    thresholds = shared_thresholds(threshold, costs.num_exits)
+    return [ExecutionPlan(cut, thresholds) for cut in range(costs.num_blocks + 1)]
+
+
 @dataclass
 class Ucb:
-    """Discounted UCB over the discrete actions, learning online from a label-free reward.
+    """Discounted UCB over configurations, learning online from a label-free reward.
 
-    SplitEE-style (Bajpai et al., 2023): a bandit picks the configuration and rewards it with
-    what the drone can observe without labels, the confidence of the answering exits standing
-    in for accuracy. Arms: the learned policies' actions (`action_plan`). Reward of a window, the
-    utility of `UtilityWeights` (the world's weights, as they are) with observable stand-ins:
+    SplitEE-style (Bajpai et al., 2023): a bandit picks where the drone stops, one arm per cut
+    point, the exits before it at one threshold (the registry's: BranchyNet's
+    validation-tuned one, as SplitEE fixes its threshold), and rewards the arm with what the
+    drone can observe without labels, the confidence of the answering exits standing in for
+    accuracy. Reward of a window, the utility of `UtilityWeights` (the world's weights, as they
+    are) with observable stand-ins:
 
         accuracy * recent_confidence - latency * recent_latency_ratio
         - deadline_miss * (recent_latency_ratio > 1)
@@ -185,35 +194,33 @@ class Ucb:
     share it offloads at the link estimate, and the compute of the share that fell back.
 
     Each decision reports the last window, so its reward is credited to the arm the
-    observation says was in force (`cut_point`, `threshold_level`): the live controller's stale
-    and battery-critical modes may have overridden the bandit's choice. Nothing is credited at
-    the first decision after `reset` (the window before it ran a plan the bandit did not choose,
-    which the observation cannot name exactly) nor for a window without frames.
+    observation says was in force (`cut_point`, `threshold_level`; none if no arm's plan
+    matches): the live controller's stale and battery-critical modes may have overridden the
+    bandit's choice. Nothing is credited at the first decision after `reset` (the window before
+    it ran a plan the bandit did not choose, which the observation cannot name exactly) nor
+    for a window without frames.
 
     Discounted UCB (Garivier and Moulines, ALT 2011) forgets old rewards, for links that change:
     every decision, each arm's reward sum and play count are multiplied by `discount` before
-    the credit. The arms not yet rewarded are played first, in action order; then the arm of
-    greatest discounted mean + exploration * sqrt(xi * log(n) / n_arm), n the discounted plays
-    of all arms, n_arm the arm's (ties: the lowest action). Deterministic, no seed.
+    the credit. The arms not yet rewarded are played first, in order; then the arm of greatest
+    discounted mean + exploration * sqrt(xi * log(n) / n_arm), n the discounted plays of all
+    arms, n_arm the arm's (ties: the first). Deterministic, no seed.
 
     Constants: `discount` 0.995 per decision (window) keeps about 200 windows in memory, so
-    about three plays of each of the 60 arms of a five-block model: a discount of 0.98 (50
-    windows) would forget arms faster than the bandit can play them all once, and it would
-    explore forever. The price: a change of the link takes tens of windows to act on, and the
-    first round takes one window per arm (60 s at 1-s windows). `xi` 0.6 is
-    Garivier and Moulines' choice in their experiments. `exploration` 0.1, not their 2B for
-    rewards in [0, B]: a window's reward is a mean over its frames, and the bonus should scale
-    with its noise, not its range. Its standard deviation, per arm on a steady link in the
-    simulator, is about 0.05 (measured on the Fashion-MNIST B-VGG profile), and UCB's index
-    for a sigma-sub-Gaussian reward, sigma * sqrt(2 log(n) / n_arm), is this form with
-    exploration = sigma * sqrt(2 / xi), about 0.09. With 2B the bonus of an arm played a few
-    times (about 2) would dwarf every difference between the arms.
+    every arm stays remembered while the others are played (a bandit over all 60 actions of a
+    five-block model, tried first, needed that much). `xi` 0.6 is Garivier and Moulines'
+    choice in their experiments. `exploration` 0.1, not their 2B for rewards in [0, B]: a
+    window's reward is a mean over its frames, and the bonus should scale with its noise, not
+    its range. Its standard deviation, per arm on a steady link in the simulator, is about
+    0.05 (measured on the Fashion-MNIST B-VGG profile), and UCB's index for a sigma-sub-Gaussian
+    reward, sigma * sqrt(2 log(n) / n_arm), is this form with exploration = sigma *
+    sqrt(2 / xi), about 0.09.
     """
 
     costs: ModelCosts
     table: ExitTable
     weights: UtilityWeights
-    rule: str = "max_prob"
+    arms: list[ExecutionPlan]
     discount: float = UCB_DISCOUNT
     exploration: float = UCB_EXPLORATION
     xi: float = UCB_XI
@@ -223,36 +230,36 @@ class Ucb:
         if not 0 < self.discount <= 1:
             raise ValueError(f"ucb discount must be in (0, 1], got {self.discount}")
         costs = self.costs
-        conf = self.table.confidence[self.rule].T
-        self._plans, compute, offloaded = [], [], []
-        for action in range(num_actions(costs.num_blocks)):
-            plan = action_plan(action, costs.num_blocks, costs.num_exits, self.rule)
+        compute, offloaded = [], []
+        for plan in self.arms:
+            conf = self.table.confidence[plan.exit_rule].T
             local, _, compute_s = costs.drone_part(plan, conf)
-            self._plans.append(plan)
             compute.append(float(np.mean(compute_s)))
             offloaded.append(float(np.mean(~local)) if plan.cut_point < costs.num_blocks else 0.0)
         self._compute_s, self._offloaded = np.array(compute), np.array(offloaded)
+        # the arm of each observed (cut point, threshold level)
+        self._arm_of = {plan_action(plan, costs.num_blocks): i for i, plan in enumerate(self.arms)}
         self.reset()
 
     def reset(self) -> None:
         """Forget every reward."""
-        arms = len(self._plans)
+        arms = len(self.arms)
         self._sums = np.zeros(arms)  # discounted reward sums
         self._counts = np.zeros(arms)  # discounted plays
         self._rewarded = np.zeros(arms, dtype=bool)  # ever credited since the reset
         self._decided = False
 
-    def arm_energy_j(self, action: int, obs: Observation) -> float:
-        """Expected modelled energy per frame of `action` in the window `obs` reports.
+    def arm_energy_j(self, arm: int, obs: Observation) -> float:
+        """Expected modelled energy per frame of `arm` in the window `obs` reports.
 
         The drone's compute on the validation frames; for the share it offloads, the radio's
         transmit time at the link estimate (at most all of the frame's period: the link is
         saturated) and its wait for the reply (at most the deadline); and for the share that
         fell back (observed), the compute to finish the model on the drone.
         """
-        costs, cut = self.costs, self._plans[action].cut_point
-        device, share = costs.device, float(self._offloaded[action])
-        compute = self._compute_s[action] + obs.recent_fallback_rate * costs.drone.finish(cut)
+        costs, cut = self.costs, self.arms[arm].cut_point
+        device, share = costs.device, float(self._offloaded[arm])
+        compute = self._compute_s[arm] + obs.recent_fallback_rate * costs.drone.finish(cut)
         if share == 0:
             return device.frame_energy_j(float(compute))
         period_s, deadline_s = 1.0 / max(obs.fps, 1e-3), obs.deadline_ms / 1000.0
@@ -262,16 +269,15 @@ class Ucb:
         wait = obs.rtt_ms / 1000.0 + costs.server_tail_s[cut] + costs.offload_hop_s
         return device.frame_energy_j(float(compute), tx, share * min(wait, deadline_s))
 
-    def reward(self, obs: Observation) -> float:
-        """The label-free reward of the window `obs` reports, for the arm in force in it."""
+    def reward(self, obs: Observation, arm: int) -> float:
+        """The label-free reward of the window `obs` reports, which `arm` ran."""
         w = self.weights
-        action = obs.cut_point * len(THRESHOLD_LEVELS) + obs.threshold_level
         return float(
             w.accuracy * obs.recent_confidence
             - w.latency * obs.recent_latency_ratio
             - w.deadline_miss * (obs.recent_latency_ratio > 1.0)
             - w.energy_weight(obs.battery_soc)
-            * self.arm_energy_j(action, obs)
+            * self.arm_energy_j(arm, obs)
             / self.costs.reference_energy_j
         )
 
@@ -279,16 +285,16 @@ class Ucb:
         """Credit the last window to the arm in force, then play the next arm."""
         self._sums *= self.discount
         self._counts *= self.discount
+        arm = self._arm_of.get((obs.cut_point, obs.threshold_level))
         # recent_stats reports a latency ratio of 0 for a window without frames
-        if self._decided and obs.recent_latency_ratio > 0:
-            action = obs.cut_point * len(THRESHOLD_LEVELS) + obs.threshold_level
-            self._sums[action] += self.reward(obs)
-            self._counts[action] += 1.0
-            self._rewarded[action] = True
+        if self._decided and arm is not None and obs.recent_latency_ratio > 0:
+            self._sums[arm] += self.reward(obs, arm)
+            self._counts[arm] += 1.0
+            self._rewarded[arm] = True
         self._decided = True
         if not self._rewarded.all():
-            return Decision(self._plans[int(np.argmin(self._rewarded))])
+            return Decision(self.arms[int(np.argmin(self._rewarded))])
         mean = self._sums / self._counts
         log_plays = np.log(max(self._counts.sum(), 1.0))
         bonus = self.exploration * np.sqrt(self.xi * log_plays / self._counts)
-        return Decision(self._plans[int(np.argmax(mean + bonus))])
+        return Decision(self.arms[int(np.argmax(mean + bonus))])

@@ -25,6 +25,7 @@ from edgeml_ros.policy.baselines import (
     Ucb,
     no_exit_plan,
     pick_image_encoding,
+    splitee_arms,
 )
 from edgeml_ros.policy.observation import Policy
 from edgeml_ros.policy.thresholds import MAX_ACCURACY_LOSS, pick_threshold
@@ -180,9 +181,14 @@ def _spinn(world: World, policy_dir: Path) -> Policy:
     return Spinn(world.costs, world.tables["clean"])
 
 
-@register("ucb", "discounted UCB over the (cut, threshold level) actions, label-free reward")
+@register(
+    "ucb",
+    "discounted UCB over the cut points at BranchyNet's threshold (SplitEE), label-free reward",
+)
 def _ucb(world: World, policy_dir: Path) -> Policy:
-    return Ucb(world.costs, world.tables["clean"], world.config.weights)
+    table = world.tables["clean"]
+    arms = splitee_arms(world.costs, pick_threshold(table))
+    return Ucb(world.costs, table, world.config.weights, arms)
 
 
 @register("oracle", "per window, the best plan in hindsight (needs the simulator)", live=False)
