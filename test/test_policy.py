@@ -20,10 +20,22 @@ from edgeml_ros.policy.agents import (
     policy_file,
     train_agent,
 )
-from edgeml_ros.policy.baselines import FixedPolicy, Neurosurgeon, pick_image_encoding
+from edgeml_ros.policy.baselines import (
+    Apparate,
+    FixedPolicy,
+    Neurosurgeon,
+    apparate_min_audits,
+    pick_image_encoding,
+)
 from edgeml_ros.policy.env import EdgeMLDDPGEnv, EdgeMLEnv, ddpg_reward
 from edgeml_ros.policy.evaluate import evaluate, run_policy, summarize
-from edgeml_ros.policy.observation import Observation, action_plan, num_actions, plan_action
+from edgeml_ros.policy.observation import (
+    Observation,
+    action_plan,
+    num_actions,
+    observe,
+    plan_action,
+)
 from edgeml_ros.policy.registry import (
     make_policy,
     named_policies,
@@ -324,8 +336,9 @@ def test_committed_policies_load_and_beat_the_fixed_baselines(calibrated):
 def test_the_registry_names_every_policy_once_and_which_run_live():
     assert policy_names() == ("rl", "dqn", "edgeml_ddpg", "edge_only", "cloud_only", "cloud_png",
                               "cloud_jpeg", "neurosurgeon", "branchynet", "spinn", "ucb",
-                              "oracle")  # fmt: skip
-    assert set(policy_names()) - set(policy_names(live_only=True)) == {"edgeml_ddpg", "oracle"}
+                              "apparate", "oracle")  # fmt: skip
+    assert set(policy_names()) - set(policy_names(live_only=True)) == {"edgeml_ddpg", "apparate",
+                                                                       "oracle"}  # fmt: skip
     assert all(policy_spec(name).description for name in policy_names())
     with pytest.raises(ValueError, match="policy 'nope' unknown; known: rl, dqn, edgeml_ddpg"):
         policy_spec("nope")
@@ -501,3 +514,132 @@ def test_the_jpeg_quality_is_the_smallest_within_the_accuracy_it_may_lose():
     assert pick_image_encoding(table, tuple(images), 0.5) == "jpeg50"
     images["jpeg90"] = image(1, 900)
     assert pick_image_encoding(table, tuple(images), 0.01) == "jpeg75"  # none: the most accurate
+
+
+# Sums over markov-100000's first 30 s (clean frames) of each policy's per-frame utility and
+# energy, measured at ecb99ba, before the simulator audited anything.
+BEFORE_AUDITS = {"branchynet": (243.94362146410873, 6.307166687370847),
+                 "spinn": (241.554825080571, 6.876667614656682),
+                 "rl": (243.73709265626914, 6.343305819308793)}  # fmt: skip
+
+
+def test_audits_leave_the_policies_that_do_not_ask_for_them_as_they_were(calibrated):
+    scenario = resolve_scenario(TEST_SCENARIOS[0], duration_s=30.0)
+    assert calibrated.config.audit_share == 0.02  # the default: audits are drawn, none paid
+    for name, policy in named_policies(calibrated, list(BEFORE_AUDITS)).items():
+        records = run_policy(calibrated, policy, scenario)
+        assert (float(np.sum(records.utility)), float(np.sum(records.energy_j))) == \
+            pytest.approx(BEFORE_AUDITS[name], rel=1e-12, abs=0), name  # fmt: skip
+        assert not records.audited.any()
+    # asking for audits with none to draw changes nothing either
+    plan = named_policies(calibrated, ["branchynet"])["branchynet"].decide(None).plan
+    none = replace(calibrated, config=replace(calibrated.config, audit_share=0.0))
+    asked = none.simulation(scenario).run(plan, 300, audit=True)
+    plain = calibrated.simulation(scenario).run(plan, 300)
+    for name in asked.__dataclass_fields__:
+        np.testing.assert_array_equal(getattr(asked, name), getattr(plain, name), err_msg=name)
+
+
+def test_audits_sample_the_early_exits_by_seed_and_cost_their_uplink(calibrated):
+    costs = calibrated.costs
+    plan = ExecutionPlan(costs.num_blocks, (0.85,) * (costs.num_exits - 1) + (0.0,))
+    scenario = replace(steady(10.0, 20.0, 600.0, "low_light"), seed=5)
+    sim = calibrated.simulation(scenario)
+    audited = sim.run(plan, sim.frames, audit=True)
+    plain = calibrated.simulation(scenario).run(plan, sim.frames)
+    early = (audited.where == WHERE_DRONE) & (audited.exit_index < costs.num_exits - 1)
+    assert not (audited.audited & ~early).any()  # only early exits on the drone
+    share, n = calibrated.config.audit_share, int(early.sum())
+    assert 0 < audited.audited.sum() <= share * n + 3 * math.sqrt(share * n)
+    assert audited.audited.sum() >= share * n - 3 * math.sqrt(share * n)
+    # agreement: the early answer against the final exit's on the same frame
+    table = calibrated.tables["low_light"]
+    answer = table.predictions[audited.exit_index, sim.sample]
+    expected = audited.audited & (answer == table.predictions[-1, sim.sample])
+    np.testing.assert_array_equal(audited.agrees, expected)
+    assert not expected[audited.audited].all()  # at 0.85 some disagree in low light
+    # the same draws for the same seed, others for another
+    again = calibrated.simulation(scenario).run(plan, sim.frames, audit=True)
+    np.testing.assert_array_equal(again.audited, audited.audited)
+    other = calibrated.simulation(replace(scenario, seed=6)).run(plan, sim.frames, audit=True)
+    assert not np.array_equal(other.audited, audited.audited)
+    # an audit changes nothing but the energy (and with it the utility) of its frame
+    for name in ("correct", "latency_s", "where", "exit_index", "confidence"):
+        np.testing.assert_array_equal(getattr(audited, name), getattr(plain, name))
+    extra = audited.energy_j - plain.energy_j
+    assert np.all(extra[~audited.audited] == 0) and np.all(extra[audited.audited] > 0)
+    nbytes = min(costs.cut_bytes[0], costs.cut_bytes[costs.exit_after_block[0] + 1])
+    first = audited.audited & (audited.exit_index == 0)
+    np.testing.assert_allclose(extra[first], costs.device.radio_tx_w
+                               * costs.wire_bits(int(nbytes)) / 10e6)  # fmt: skip
+    # the observation counts the last window's audits
+    sim = calibrated.simulation(scenario)
+    records = sim.run(plan, 2000, audit=True)
+    obs = observe(sim, plan)
+    assert obs.recent_auditable_frames == 2000 and obs.recent_audits == records.audited.sum() > 0
+    agreeing = records.agrees[records.audited.astype(bool)]
+    assert obs.recent_audit_agreement == pytest.approx(np.mean(agreeing))
+    assert len(obs.vector(costs.num_blocks)) == 12  # not a feature of the learned policies
+    # a link too slow to carry an audit within a frame period (4 KB in 0.1 s) gets none
+    slow = calibrated.simulation(replace(scenario, trace=steady(0.2, 20.0).trace))
+    records = slow.run(plan, 2000, audit=True)
+    assert not records.auditable.any() and not records.audited.any()
+    assert observe(slow, plan).recent_auditable_frames == 0
+    with pytest.raises(ValueError, match="audit_share must be in"):
+        SimConfig(audit_share=1.5)
+
+
+def test_apparate_moves_its_threshold_on_the_audits_it_gets(world):
+    policy = Apparate(world.costs, 0.515, audit_share=0.02)
+    assert policy.min_audits == apparate_min_audits(0.99) == 70
+    assert policy.levels[0] == 0.3 and policy.levels[-1] == 0.99
+
+    def window(audits, disagreeing, frames=500):
+        obs = Observation(10.0, 20.0, 0.0, 0.9, 0.9, 0.9, 0.0, 0.05, 10.0, 100.0, 5, 3, frames,
+                          audits, 1.0 - disagreeing / audits if audits else 1.0)  # fmt: skip
+        return policy.decide(obs).plan.exit_thresholds[0]
+
+    assert window(0, 0) == 0.515 and window(10, 0) == 0.515  # too few to lower
+    assert policy.decide(observe_empty()).audit  # every plan audits
+    # 1 of 20 audits disagrees in 1500 frames: 50 frames estimated, 96.7 % agreement, but 99.05 %
+    # should the next 50 audits (3750 frames) agree: wait
+    assert window(10, 1) == 0.515
+    assert window(10, 1) == 0.55  # 2 of 30 in 2000 frames: 95 %, 97.9 % at 70: raise now
+    assert window(69, 0, 4000) == 0.55 and window(1, 0, 10) == 0.515  # 70 agreeing: lower
+    policy.reset()
+    assert policy.threshold == 0.515
+    # 3 of 80 audits disagree in 6000 frames: 150 frames estimated, 97.5 % agreement
+    assert window(80, 3, 6000) == 0.55
+
+
+def observe_empty():
+    return Observation(10.0, 20.0, 0.0, 0.9, 1.0, 0.0, 0.0, 0.0, 10.0, 100.0, 5, 0)
+
+
+def test_apparate_keeps_agreement_closer_to_its_budget_than_branchynet_when_light_fails(
+    calibrated,
+):
+    from edgeml_ros.core.degrade import CONDITIONS
+
+    trace = Trace(np.array([0.0]), np.array([10.0]), np.array([20.0]), "steady")
+    scenario = Scenario("dusk", trace, 1200.0, ((0.0, "clean"), (600.0, "low_light")), 0.9)
+    policies = named_policies(calibrated, ["branchynet", "apparate"])
+    start = policies["branchynet"].decide(None).plan.exit_thresholds[0]
+    sim = calibrated.simulation(scenario)
+    final = np.array([calibrated.tables[CONDITIONS[c]].predictions[-1, s]
+                      for c, s in zip(sim.condition, sim.sample, strict=True)])  # fmt: skip
+    agreement, records = {}, {}
+    for name, policy in policies.items():
+        r = records[name] = run_policy(calibrated, policy, scenario)
+        answer = np.array([calibrated.tables[CONDITIONS[c]].predictions[e, s]
+                           for c, e, s in zip(sim.condition, r.exit_index, sim.sample,
+                                              strict=True)])  # fmt: skip
+        dark = r.t_s >= 600.0
+        agreement[name] = float(np.mean(answer[dark] == final[dark]))
+    dark = records["apparate"].t_s >= 600.0
+    assert agreement["branchynet"] < 0.93  # its fixed threshold, tuned on clean images
+    assert agreement["apparate"] > 0.97 and agreement["apparate"] > agreement["branchynet"] + 0.04
+    assert records["apparate"].threshold[dark].min() > start  # raised, never back to the start
+    accuracy = {name: np.mean(r.correct[dark]) for name, r in records.items()}
+    assert accuracy["apparate"] > accuracy["branchynet"]
+    assert records["apparate"].audited.sum() > 100 and not records["branchynet"].audited.any()

@@ -16,14 +16,21 @@
 - ucb: a discounted-UCB bandit over the cut points at BranchyNet's threshold, learning online
   from a label-free reward (the exits' confidence for accuracy), SplitEE-style (Bajpai et al.,
   2023; discounting: Garivier and Moulines, ALT 2011).
+- apparate: everything on the drone, one exit threshold tuned online without labels, in the
+  manner of Apparate (Dai et al., SOSP 2024): a share of the early exits is audited against
+  the final exit, and the threshold moves one step down while the estimated agreement with the
+  final exit is within the budget, one step up when not. Simulator only, for now: live audits
+  need the perception node to send them.
 - oracle: per window, the best configuration in hindsight (true future bandwidth, the very
   frames that come), by simulating every action. It is the limit, not a policy one can run.
 """
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -36,7 +43,7 @@ from edgeml_ros.policy.observation import (
     num_actions,
     plan_action,
 )
-from edgeml_ros.policy.sim import ModelCosts, Simulation, UtilityWeights
+from edgeml_ros.policy.sim import THRESHOLD_LEVELS, ModelCosts, Simulation, UtilityWeights
 
 SPINN_ACCURACY_SLACK = 0.005
 # Discounted UCB (see `Ucb`): discount per decision, and the index's constants.
@@ -139,6 +146,105 @@ class Spinn:
         best = self._accuracy[feasible].max()
         near = feasible & (self._accuracy >= best - SPINN_ACCURACY_SLACK)
         return Decision(self._plans[int(np.argmin(np.where(near, latency, np.inf)))])
+
+
+APPARATE_AGREEMENT_BUDGET = 0.99
+APPARATE_HORIZON_FRAMES = 6000  # audits older than this many frames are forgotten
+
+
+def apparate_min_audits(budget: float) -> int:
+    """Audits an `Apparate` policy waits for before it lowers its threshold: ln 2 / (1 - budget).
+
+    Why: with a few percent of the early exits audited, one disagreeing audit stands for so
+    many frames that it puts the estimate below the budget for thousands of frames, so the
+    policy lowers only after a run of this many agreeing audits and raises at a disagreement.
+    Such a run is as likely as not when ln 2 / n of the early exits disagree; with n = ln 2 /
+    (1 - budget) the threshold settles where about 1 - budget of them do, so that the agreement
+    over all frames is within the budget (70 audits for 99 %).
+    """
+    return math.ceil(math.log(2.0) / (1.0 - budget))
+
+
+@dataclass
+class Apparate:
+    """Everything on the drone, one exit threshold tuned online against audits (Apparate).
+
+    It starts at BranchyNet's validation-tuned threshold and moves one step along the grid
+    (THRESHOLD_LEVELS below "no early exit", and the start) per decision: down (more early
+    exits, less compute) while the audit-estimated agreement with the final exit is within
+    `budget`, up while it is not. Every plan asks for audits (Decision.audit).
+
+    The estimate weights each audit by the inverse of the audit probability (`audit_share`):
+    an audit stands for 1 / share early exits, so disagreeing audits / share estimates how many
+    of the window's frames disagreed with the final exit (Horvitz-Thompson); over all frames of
+    the window, those answered at the final exit agreeing with it by definition, that is the
+    agreement of everything the drone answered, which is what the budget bounds. The audits
+    counted are those since the last move (an older one measured another threshold), at most
+    APPARATE_HORIZON_FRAMES frames back. It lowers once `min_audits` audits are in (see
+    `apparate_min_audits`) and raises as soon as the estimate would stay below the budget even
+    if all the audits still missing to `min_audits` agreed. With no audits (`audit_share` 0)
+    it never moves: BranchyNet's threshold.
+    """
+
+    costs: ModelCosts
+    start: float
+    audit_share: float
+    budget: float = APPARATE_AGREEMENT_BUDGET
+    min_audits: int | None = None  # None: apparate_min_audits(budget)
+    name: str = "apparate"
+    _windows: deque = field(default_factory=deque, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.budget < 1:
+            raise ValueError(f"apparate budget must be in (0, 1), got {self.budget}")
+        if self.min_audits is None:
+            self.min_audits = apparate_min_audits(self.budget)
+        if self.min_audits < 1:
+            raise ValueError(f"apparate min_audits must be at least 1, got {self.min_audits}")
+        self.levels = tuple(sorted({*THRESHOLD_LEVELS[:-1], float(self.start)}))
+        self.reset()
+
+    @property
+    def threshold(self) -> float:
+        """The exit threshold in force."""
+        return self.levels[self.level]
+
+    def reset(self) -> None:
+        """Back to the start threshold, no audits."""
+        self.level = self.levels.index(float(self.start))
+        self._windows.clear()
+
+    def agreement(self) -> tuple[float, int, int]:
+        """Estimated agreement with the final exit, audits and frames since the last move."""
+        frames = sum(w[0] for w in self._windows)
+        audits = sum(w[1] for w in self._windows)
+        disagreeing = sum(w[2] for w in self._windows)
+        if not frames or not self.audit_share:
+            return 1.0, audits, frames
+        return 1.0 - disagreeing / self.audit_share / frames, audits, frames
+
+    def decide(self, obs: Observation, sim: Simulation | None = None) -> Decision:
+        """Take the last window's audits in, and move the threshold one step if they say so."""
+        if obs.recent_auditable_frames:
+            disagreeing = round(obs.recent_audits * (1.0 - obs.recent_audit_agreement))
+            self._windows.append((obs.recent_auditable_frames, obs.recent_audits, disagreeing))
+            while sum(w[0] for w in self._windows) > APPARATE_HORIZON_FRAMES:
+                self._windows.popleft()
+        agreement, audits, _ = self.agreement()
+        move = 0
+        if audits >= self.min_audits:
+            move = -1 if agreement >= self.budget else 1
+        elif audits and agreement < self.budget:
+            # the estimate at min_audits audits, should the missing ones all agree
+            projected = 1.0 - (1.0 - agreement) * audits / self.min_audits
+            move = 1 if projected < self.budget else 0
+        level = min(max(self.level + move, 0), len(self.levels) - 1)
+        if level != self.level:
+            self._windows.clear()
+            self.level = level
+        costs = self.costs
+        plan = ExecutionPlan(costs.num_blocks, shared_thresholds(self.threshold, costs.num_exits))
+        return Decision(plan, audit=True)
 
 
 @dataclass

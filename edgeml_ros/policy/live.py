@@ -144,6 +144,10 @@ class LiveController:
                 rows[:, 0],
                 costs.num_exits,
                 config.deadline_ms / 1000.0,
+                # no audits live yet (the perception node sends none): neutral audit fields
+                auditable=None,
+                audited=None,
+                agrees=None,
             ),
             fps=fps,
             deadline_ms=config.deadline_ms,

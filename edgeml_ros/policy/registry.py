@@ -18,6 +18,7 @@ from edgeml_ros.core.paths import POLICY_DIR
 from edgeml_ros.core.plan import ExecutionPlan, shared_thresholds
 from edgeml_ros.policy.agents import load_policy, policy_file
 from edgeml_ros.policy.baselines import (
+    Apparate,
     FixedPolicy,
     Neurosurgeon,
     Oracle,
@@ -189,6 +190,17 @@ def _ucb(world: World, policy_dir: Path) -> Policy:
     table = world.tables["clean"]
     arms = splitee_arms(world.costs, pick_threshold(table))
     return Ucb(world.costs, table, world.config.weights, arms)
+
+
+@register(
+    "apparate",
+    "everything on the drone, one exit threshold tuned online by audits against the final exit "
+    "(Apparate); simulator only: the perception node sends no audits yet",
+    live=False,
+)
+def _apparate(world: World, policy_dir: Path) -> Policy:
+    start = pick_threshold(world.tables["clean"])
+    return Apparate(world.costs, start, world.config.audit_share)
 
 
 @register("oracle", "per window, the best plan in hindsight (needs the simulator)", live=False)

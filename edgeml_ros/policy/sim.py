@@ -19,7 +19,12 @@ decisions of `core.pipeline.DronePipeline`, which are `core.decisions`' and the 
   that frame as it decodes it (both measured in the profile, core.profiles.ImageExit);
 - an offload has a fallback time: the deadline less the time the drone needs to finish the model
   itself, less a margin. If the reply is not back by the perception node's first expire check
-  after it, the drone answers at the deepest exit it can still reach by the deadline (FALLBACK).
+  after it, the drone answers at the deepest exit it can still reach by the deadline (FALLBACK);
+- audits, for the policies that ask for them (`run(..., audit=True)`): a random share
+  (`SimConfig.audit_share`) of the frames answered at an early exit on the drone is also sent to
+  the base station, which answers at the final exit, so that the drone learns whether its early
+  answer agreed with the final exit's (a label-free accuracy signal, as Apparate's). See
+  `Simulation.run` for what an audit costs here and what is not modelled.
 
 The drone computes one thing at a time (`_DroneRun`). Drone compute is the profiled latency
 (at the perception node's thread count) times the device class's `compute_slowdown` against the
@@ -116,6 +121,9 @@ class SimConfig:
     # every frame, at `fps`), each request as long for the base station as this drone's
     other_drones: int = 0
     other_drones_offload_hz: float | None = None
+    # the share of early exits on the drone audited (also sent to the base station, to learn
+    # whether the final exit agrees) under a plan run with audits; the issue's "<= 2 %"
+    audit_share: float = 0.02
     weights: UtilityWeights = field(default_factory=UtilityWeights)
 
     def __post_init__(self) -> None:
@@ -135,6 +143,9 @@ class SimConfig:
             raise ValueError(
                 f"max_offloads_in_flight must be at least 1, got {self.max_offloads_in_flight}"
             )
+        share = self.audit_share
+        if not (math.isfinite(share) and 0 <= share <= 1):
+            raise ValueError(f"sim config audit_share must be in [0, 1], got {share}")
         if not 0 <= self.estimate_noise < 1:
             raise ValueError(f"estimate_noise must be in [0, 1), got {self.estimate_noise}")
         if self.device_class is not None:
@@ -323,6 +334,13 @@ class FrameRecords:
     threshold: np.ndarray
     bandwidth_mbps: np.ndarray
     offloaded: np.ndarray  # whether the features went on the link
+    # under a plan run with audits, whether the frame could have been audited had it exited
+    # early (the link carried an audit), whether it was (an early exit on the drone, also
+    # answered by the final exit at the base station), and whether then its answer was the
+    # final exit's (False if not audited)
+    auditable: np.ndarray
+    audited: np.ndarray
+    agrees: np.ndarray
 
     @classmethod
     def empty(cls) -> FrameRecords:
@@ -503,6 +521,10 @@ class Simulation:
         self.fallback_jitter = terms.draw("drone_compute", u[1], 1.0)
         self.input_hop_s = terms.draw("input_hop_ms", u[2], terms.input_hop_ms) / 1000.0
         self.output_hop_s = terms.draw("output_hop_ms", u[3], terms.output_hop_ms) / 1000.0
+        # per frame, the draw that audits it (below the audit share) if it exits early under a
+        # plan run with audits: its own generator, so audits change no other draw, and every
+        # policy that audits sees the same draws
+        self.audit_draw = np.random.default_rng(scenario.seed + 161803).random(n)
         self.history: list[FrameRecords] = []
 
     @property
@@ -533,21 +555,52 @@ class Simulation:
         noise = 1.0 + self.config.estimate_noise * self._noise_rng.standard_normal()
         return float(np.mean(mbps) * max(0.1, noise)), float(np.mean(rtt))
 
-    def run(self, plan: ExecutionPlan, frames: int) -> FrameRecords:
+    def run(self, plan: ExecutionPlan, frames: int, audit: bool = False) -> FrameRecords:
         """Simulate the next `frames` frames under `plan` and advance the state.
+
+        With `audit`, a frame answered at an early exit on the drone is audited when its draw
+        is below `SimConfig.audit_share` and the frame is auditable: the link carries any early
+        exit's audit within one frame period (at the true trace's bandwidth, standing for the
+        drone's link estimate; on a slower link, or in an outage, the drone sends none). An
+        audit goes to the base station as the fewest bytes of the input and the exit's tensor
+        (at the configured encoding), and the record says whether the final exit's answer
+        there agreed with the early one. What an audit costs here: the radio's transmit energy
+        for those bytes (their wire bits at the trace's bandwidth), added to the frame's energy
+        and so to its utility and the battery. Not modelled: its time on the link and at the
+        base station (so it delays no offload), the drone's time to serialize it, and its
+        reply. The frame's own answer never waits for it. Without `audit` nothing is audited or
+        auditable and nothing is paid, so a policy that does not ask for audits gets the same
+        records whatever the share.
 
         ValueError (core.plan.check_plan) when `plan` does not fit the profiled model.
         """
-        records, self.state = self._simulate(plan, frames, self.state)
+        records, self.state = self._simulate(plan, frames, self.state, audit)
         self.history.append(records)
         return records
 
-    def preview(self, plan: ExecutionPlan, frames: int) -> FrameRecords:
+    def preview(self, plan: ExecutionPlan, frames: int, audit: bool = False) -> FrameRecords:
         """What `run` would give, leaving the state untouched."""
-        return self._simulate(plan, frames, self.state)[0]
+        return self._simulate(plan, frames, self.state, audit)[0]
+
+    def _audits(
+        self, idx: np.ndarray, where: np.ndarray, exit_taken: np.ndarray, mbps: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Which frames are auditable and audited, and the transmit energy of each audit (J)."""
+        costs = self.costs
+        # the fewest bytes the base station can finish the frame from: the input or the
+        # tensor after the exit's block
+        sizes = np.minimum(costs.cut_bytes[0], costs.cut_bytes[costs.exit_after_block + 1])
+        bits = np.array([costs.wire_bits(int(b)) for b in sizes[:-1]])
+        rate = np.maximum(mbps, 1e-12) * 1e6
+        # whatever early exit it answers at: the link carries the largest audit in a period
+        auditable = (mbps > 0) & (bits.max() / rate <= 1.0 / self.config.fps)
+        early = (where == WHERE_DRONE) & (exit_taken < costs.num_exits - 1)
+        audited = auditable & early & (self.audit_draw[idx] < self.config.audit_share)
+        airtime = np.where(audited, bits[np.minimum(exit_taken, len(bits) - 1)] / rate, 0.0)
+        return auditable, audited, costs.device.radio_tx_w * airtime
 
     def _simulate(
-        self, plan: ExecutionPlan, frames: int, state: _State
+        self, plan: ExecutionPlan, frames: int, state: _State, audit: bool = False
     ) -> tuple[FrameRecords, _State]:
         costs, cfg = self.costs, self.config
         check_plan(plan, costs.num_blocks, costs.num_exits)
@@ -574,6 +627,11 @@ class Simulation:
         drone.run()
         exit_taken, latency = drone.exit_taken, drone.latency
         energy = costs.device.frame_energy_j(drone.compute_s, drone.airtime_s, drone.wait_s)
+        mbps = self.scenario.trace.at(self.arrival_s[idx])[0]
+        auditable = audited = np.zeros(n, dtype=bool)
+        if audit and costs.num_exits > 1:
+            auditable, audited, audit_j = self._audits(idx, drone.where, exit_taken, mbps)
+            energy = energy + audit_j
         answer = preds[np.arange(n), exit_taken]
         confidence = conf[np.arange(n), exit_taken]
         if image is not None:  # the base station answered on the decoded frame
@@ -605,8 +663,11 @@ class Simulation:
             utility=utility,
             cut_point=np.full(n, cut),
             threshold=np.full(n, float(np.min(thresholds[:-1])) if costs.num_exits > 1 else 0),
-            bandwidth_mbps=self.scenario.trace.at(self.arrival_s[idx])[0],
+            bandwidth_mbps=mbps,
             offloaded=drone.offloaded,
+            auditable=auditable,
+            audited=audited,
+            agrees=audited & (answer == preds[:, -1]),
         )
         new_state = _State(
             drone.window,
