@@ -99,10 +99,14 @@ policies: setup
 		$(RUN) python -m edgeml_ros.cli policy train --agent $$a --workload $$w || exit 1; \
 	done; done
 
-# Score every policy on the test split of scenarios (simulated); writes docs/policy_results.md.
+# Score every policy on the test split of scenarios (simulated), for the drone workload and the
+# Fashion-MNIST one; writes docs/policy_results.md and docs/policy_results_fashion_mnist.md.
 evaluate: setup
 	$(RUN) python -m edgeml_ros.cli evaluate --json out/evaluate.json --plots docs/evaluate \
 		--markdown docs/policy_results.md $(EVALUATE_ARGS)
+	$(RUN) python -m edgeml_ros.cli evaluate --workload fashion_mnist \
+		--json out/evaluate_fashion_mnist.json --plots docs/evaluate_fashion_mnist \
+		--markdown docs/policy_results_fashion_mnist.md $(EVALUATE_ARGS)
 
 clean:
 	rm -rf build install log .venv
