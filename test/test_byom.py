@@ -2,7 +2,10 @@
 
 import json
 import os
+import re
 import shutil
+import signal
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -418,3 +421,82 @@ def test_a_params_file_that_does_not_fit_the_model_is_refused_naming_the_paramet
         assert ros_node.spin_until(lambda: bool(reason()), 60)
         assert proc.alive()
     assert "exit_thresholds: needs 3 values (one per exit), got 4" in reason()
+
+
+BYOM_DOC = TEST_DIR.parent / "docs" / "byom.md"
+WALKTHROUGH = "From your images to a running drone and base station"
+# my_drone_models/nets.py for the walkthrough: a tiny model under the docs' factory name
+TINY_NETS = """
+from torch import nn
+
+from edgeml_ros.core.models import MultiExitNet, wrap_model
+
+
+class Tiny(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, 2, 1)
+        self.relu = nn.ReLU()
+        self.layer1 = nn.Sequential(nn.Conv2d(8, 8, 3, 1, 1), nn.ReLU())
+        self.layer2 = nn.Sequential(nn.Conv2d(8, 16, 3, 2, 1), nn.ReLU())
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        x = self.layer2(self.layer1(self.relu(self.conv1(x))))
+        return self.fc(self.avgpool(x).flatten(1))
+
+
+def drone_resnet18(num_classes: int = 10, weights: str | None = None) -> MultiExitNet:
+    return wrap_model(Tiny(num_classes), blocks={"stem": ["conv1", "relu"], "layer1": "layer1",
+                      "layer2": "layer2"}, head=["avgpool", nn.Flatten(1), "fc"],
+                      exits=["layer1"], input_shape=(3, 32, 32))
+"""
+
+
+def walkthrough_blocks() -> list[tuple[str, str]]:
+    """(language, text) of each fenced block of the walkthrough in docs/byom.md, in order."""
+    section = BYOM_DOC.read_text().split(f"## {WALKTHROUGH}\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```(\w+)\n(.*?)```", section, re.S)
+
+
+def test_the_walkthrough_of_byom_md_runs_verbatim(image_folder, tmp_path, ros_node):
+    """docs/byom.md's commands, as written, in a directory holding a tiny model under the
+    docs' factory name and an image folder: train, profile, policy, files, launch, results."""
+    work = tmp_path / "work"
+    (work / "my_drone_models").mkdir(parents=True)
+    (work / "my_drone_models" / "__init__.py").write_text("")
+    (work / "my_drone_models" / "nets.py").write_text(TINY_NETS)
+    shutil.copytree(image_folder, work / "birds")
+    blocks = walkthrough_blocks()
+    for language, text in blocks:
+        if language == "yaml":  # its first line names the file
+            (work / text.splitlines()[0].removeprefix("# ").strip()).write_text(text)
+    prepare, launch = [text for language, text in blocks if language == "bash"]
+    env = {**os.environ, "ROS_DOMAIN_ID": str(ros_node.domain_id)}
+    done = subprocess.run(["bash", "-ec", prepare], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=900)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert {"birds.pt", "birds.json", "my_drone.yaml", "my_base.yaml"} <= {
+        p.name for p in work.iterdir()
+    }
+    # the launch, in the shell that exported PYTHONPATH above
+    env["PYTHONPATH"] = os.pathsep.join([str(work), env.get("PYTHONPATH", "")])
+    peer = Peer(ros_node)
+    launched = subprocess.Popen(
+        ["bash", "-ec", launch.strip()],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        answered = ros_node.spin_until(lambda: len(peer.results) >= 20, 120)
+    finally:
+        launched.send_signal(signal.SIGINT)
+        output = launched.communicate(timeout=30)[0]
+    assert answered, output[-6000:]
+    assert all(r.status == OK and r.class_name in ("bag", "trouser", "tshirt")
+               for r in peer.results), output[-6000:]  # fmt: skip
+    assert launched.returncode == 0, output[-6000:]
