@@ -5,7 +5,7 @@ DEMO_ARGS ?=
 TEST_ARGS ?=
 
 .PHONY: setup demo test lint format train profiles bench bench-system bench-goodput bench-link \
-	bench-scale bench-soak bench-dds faults policies evaluate clean
+	bench-scale bench-soak bench-dds faults policies evaluate regime-map clean
 
 setup:
 	@tools/bootstrap.sh
@@ -107,6 +107,12 @@ evaluate: setup
 	$(RUN) python -m edgeml_ros.cli evaluate --workload fashion_mnist \
 		--json out/evaluate_fashion_mnist.json --plots docs/evaluate_fashion_mnist \
 		--markdown docs/policy_results_fashion_mnist.md $(EVALUATE_ARGS)
+
+# Where adapting pays: every policy against the best static configuration in steady cells of link
+# rate x drone slowdown x inputs (simulated); writes docs/regime_map.json and docs/regime/*.png.
+regime-map: setup
+	$(RUN) python -m edgeml_ros.cli evaluate --regime-map --policy rl branchynet spinn ucb \
+		apparate cloud_jpeg --json docs/regime_map.json --plots docs/regime $(EVALUATE_ARGS)
 
 clean:
 	rm -rf build install log .venv

@@ -176,6 +176,13 @@ def markdown_results(results: dict, plots: list[Path], page_dir: Path) -> str:
         "the measured profile and the energy model, see docs/policy.md). Scenarios: "
         + ", ".join(results["scenarios"])
         + ".",
+    ]
+    if "sim_config" in results:
+        config = results["sim_config"]
+        lines += ["", f"Profile: `{config['profile']}` (the drone computer: "
+                      f"{config['device_class']}); {config['fps']:g} frames/s, deadline "
+                      f"{config['deadline_ms']:g} ms."]  # fmt: skip
+    lines += [
         "",
         "| policy | utility | of oracle | accuracy | p50 ms | p95 ms | deadline miss | "
         "mJ/frame (model) |",
