@@ -511,6 +511,7 @@ def test_the_controller_ships_frames_as_png_then_jpeg_to_the_base_station(
             fresh_readings()
             peer.send(image_msg(fmnist_test.images[i], f"{policy}/{i}"))
             ros_node.spin_until(lambda i=i: len(peer.results) > i, 10.0)
+            ros_node.spin_until(lambda: False, 0.3)  # the offload window sees an idle link
         return peer.wait_results(n)
 
     controller = NodeProcess("controller", ros_node.domain_id, share_file("config", DRONE_YAML),
@@ -537,7 +538,10 @@ def test_the_controller_ships_frames_as_png_then_jpeg_to_the_base_station(
 
     for results in (png, jpeg):
         assert len(results) == n
-        assert all(r.status == OK and r.where == InferenceResult.WHERE_BASE for r in results)
+        odd = [(r.header.frame_id, r.status, r.where, r.policy_name, r.reason)
+               for r in results
+               if r.status != OK or r.where != InferenceResult.WHERE_BASE]  # fmt: skip
+        assert not odd
         assert all(r.cut_point == 0 and r.offload_bytes > 0 for r in results)
         assert np.mean([r.offload_bytes for r in results]) < 784  # less than the raw frame
     same = [r.class_id == local(int(r.header.frame_id.split("/")[1])).class_id for r in png]
