@@ -92,17 +92,21 @@ def _utility_weights(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def workload_arguments(p: argparse.ArgumentParser) -> None:
-    """--workload and --profile: the profile the simulator runs (`sim_profile`)."""
+def workload_argument(p: argparse.ArgumentParser, what: str) -> None:
+    """--workload: one of the shipped workloads, each described in the help after `what`."""
     from edgeml_ros.core.workloads import DEFAULT_WORKLOAD, WORKLOADS
 
     p.add_argument(
         "--workload",
         default=DEFAULT_WORKLOAD,
         choices=list(WORKLOADS),
-        help="the shipped model whose profile to simulate: "
-        + "; ".join(f"{w.name}: {w.description}" for w in WORKLOADS.values()),
+        help=f"{what}: " + "; ".join(f"{w.name}: {w.description}" for w in WORKLOADS.values()),
     )
+
+
+def workload_arguments(p: argparse.ArgumentParser) -> None:
+    """--workload and --profile: the profile the simulator runs (`sim_profile`)."""
+    workload_argument(p, "the shipped model whose profile to simulate")
     p.add_argument(
         "--profile",
         default=None,

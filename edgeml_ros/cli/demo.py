@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgeml_ros.cli.common import command_line, positive_float
+from edgeml_ros.cli.common import command_line, positive_float, workload_argument
 
 
 def demo_config(args: argparse.Namespace, **extra):
@@ -36,15 +36,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def model_arguments(p: argparse.ArgumentParser) -> None:
     """The model and drone computer options `demo` and `bench system` share."""
-    from edgeml_ros.core.workloads import DEFAULT_WORKLOAD, WORKLOADS
-
-    p.add_argument(
-        "--workload",
-        default=DEFAULT_WORKLOAD,
-        choices=list(WORKLOADS),
-        help="the shipped model to run: "
-        + "; ".join(f"{w.name}: {w.description}" for w in WORKLOADS.values()),
-    )
+    workload_argument(p, "the shipped model to run")
     p.add_argument(
         "--checkpoint",
         default=None,
