@@ -26,6 +26,7 @@ from edgeml_ros.bringup.run_record import load_run
 from edgeml_ros.core.checkpoint import load_checkpoint
 from edgeml_ros.core.data import ImageDataset
 from edgeml_ros.core.degrade import CONDITIONS
+from edgeml_ros.core.paths import shown_path
 from edgeml_ros.core.plan import ExecutionPlan, check_plan, default_plan
 from edgeml_ros.core.profiles import ExitTable, Profile, collect_image_exits, exit_table_of
 from edgeml_ros.core.train import reopen_dataset, to_frames
@@ -233,7 +234,8 @@ def run_system_bench(cfg: DemoConfig, markdown: str | None, resimulate: str | No
     out = {"command": cfg.command, "policies": results, "trace": demo_trace(cfg).name,
            "trace_arg": cfg.trace, "duration_s": cfg.duration_s, "rate_hz": cfg.rate_hz,
            "deadline_ms": cfg.deadline_ms, "compute_slowdown": model.compute_slowdown,
-           "device_class": model.device.name, "sim_profile": _shown(model.profile)}  # fmt: skip
+           "device_class": model.device.name,
+           "sim_profile": shown_path(model.profile)}  # fmt: skip
     if resimulate:
         out["live_command"] = recorded["command"]
     if cfg.json_path:
@@ -245,12 +247,6 @@ def run_system_bench(cfg: DemoConfig, markdown: str | None, resimulate: str | No
         Path(markdown).write_text(markdown_system(out))
         print(f"[bench] wrote {markdown}")
     return 1 if lost_frames(list(results.values())) else 0
-
-
-def _shown(path: Path) -> str:
-    """`path` relative to the working directory where it lies below it."""
-    return str(path.resolve().relative_to(Path.cwd())) if path.resolve().is_relative_to(
-        Path.cwd()) else str(path)  # fmt: skip
 
 
 def recorded_runs(path: str, cfg: DemoConfig) -> tuple[DemoConfig, dict]:

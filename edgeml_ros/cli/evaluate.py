@@ -51,6 +51,7 @@ def _cmd_regime_map(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.regime_map:
         return _cmd_regime_map(args)
+    from edgeml_ros.core.paths import shown_path
     from edgeml_ros.policy.evaluate import (
         evaluate,
         format_table,
@@ -74,7 +75,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         "fps": args.fps,
         "deadline_ms": args.deadline_ms,
         "device_class": world.costs.device.name,
-        "profile": sim_profile(args),
+        "profile": shown_path(sim_profile(args)),
     }
     results["command"] = command_line()
     if "rl" in policies:
