@@ -178,6 +178,33 @@ def test_sim_launch_answers_and_a_second_shell_sees_and_tunes_it(shell, launch, 
     assert_clean_shutdown(sim, log_path, processes=len(SIM_NODES))
 
 
+def test_audits_go_to_the_base_station_and_back_under_apparate_or_by_hand(shell, launch):
+    sim, log_path = launch("sim.launch.py")
+    assert shell.wait_for_nodes(SIM_NODES) >= SIM_NODES
+    # Apparate's plans ask the drone to audit 2 % of its early answers
+    assert "successful" in shell.run("param", "set", "/controller", "policy", "apparate")
+    plan = shell.run("topic", "echo", "--once", "--filter", "m.audit_share > 0",
+                     "/execution_policy", "edgeml_ros/msg/ExecutionPolicy",
+                     timeout_s=30)  # fmt: skip
+    assert "policy_name: apparate" in plan and re.search(r"audit_share: 0\.0(2|1999)", plan), plan
+    assert "value is: 0.02" in shell.run("param", "get", "/perception", "audit_share",
+                                            timeout_s=20)  # fmt: skip
+    # by hand, a larger share: audited frames answer at once, and the base station's final
+    # exit scores them in the next batches
+    shell.run("param", "set", "/perception", "follow_controller", "false")
+    assert "successful" in shell.run("param", "set", "/perception", "audit_share", "0.2")
+    audited = shell.run("topic", "echo", "--once", "--filter", "m.audited", *RESULT,
+                        timeout_s=30)  # fmt: skip
+    assert "auditable: true" in audited and "where: 1" in audited, audited
+    batch = shell.run("topic", "echo", "--once", "--filter", "m > 0",
+                      "/perception/result_batch", "edgeml_ros/msg/ResultBatch",
+                      "--field", "audits_answered", timeout_s=30)  # fmt: skip
+    assert int(batch.split()[0]) > 0, batch
+    refused = shell.run("param", "set", "/perception", "audit_share", "0.5", check=False)
+    assert "Setting parameter failed" in refused and "audit_share" in refused, refused
+    assert_clean_shutdown(sim, log_path, processes=len(SIM_NODES))
+
+
 def _params_by_node(listing: str) -> dict[str, list[str]]:
     """`ros2 param list` output as node -> parameter names."""
     out: dict[str, list[str]] = {}

@@ -52,6 +52,32 @@ def test_observation_matches_the_simulator_features(world):
     assert live.decide(now=2.0).plan.exit_thresholds[0] > 1.0  # neurosurgeon: no early exits
 
 
+def test_audits_reach_the_observation_and_apparate_moves_on_them(world):
+    live = controller(world, "apparate")
+    live.on_link(0.0, 20.0, 20.0)
+    live.on_battery(0.0, 0.8)
+    start = live.decide(now=0.0).plan
+    assert start.audit_share == world.config.audit_share > 0  # its plans ask for audits
+    now = 0.0
+    for second in range(1, 9):  # 100 frames a second, 10 audits: all of them agree
+        for i in range(100):
+            live.on_result(second - 1 + i / 100, 0.004, 0.9, 0, WHERE_DRONE, auditable=True)
+        live.on_audits(second - 0.5, 10, 10)
+        now = float(second)
+        live.on_link(now, 20.0, 20.0)
+        live.on_battery(now, 0.8)
+        obs = live.observation(now)
+        assert (obs.recent_auditable_frames, obs.recent_audits) == (100, 10)
+        assert obs.recent_audit_agreement == 1.0
+        plan = live.decide(now).plan
+    # 70 agreeing audits were enough to lower its threshold: more early exits
+    assert plan.exit_thresholds[0] < start.exit_thresholds[0]
+    # results older than the window and their audits leave the observation
+    obs = live.observation(now + 1.5)
+    assert (obs.recent_auditable_frames, obs.recent_audits, obs.recent_audit_agreement) == (
+        0, 0, 1.0)  # fmt: skip
+
+
 def test_bad_readings_are_refused(world):
     live = controller(world)
     with pytest.raises(ValueError, match="state of charge"):
@@ -76,6 +102,8 @@ def test_bad_readings_are_refused(world):
         (("result", (0.01, 0.9, -1, WHERE_DRONE)), "exit_index -1 outside"),
         (("result", (0.01, 0.9, 0, 0)), "where 0 is not drone, base or fallback"),
         (("result", (float("inf"), 0.9, 0, WHERE_DRONE)), "finite latency"),
+        (("audits", (3, 4)), r"agreeing must be in \[0, answered\], got 4 of 3"),
+        (("audits", (2, -1)), "agreeing must be in"),
     ],
 )
 def test_impossible_readings_are_refused_counted_and_change_nothing(world, reading, match):

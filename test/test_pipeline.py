@@ -12,6 +12,7 @@ from edgeml_ros.core.offload_window import IN_FLIGHT_HORIZON_S
 from edgeml_ros.core.pipeline import (
     DUPLICATE_WINDOW,
     MAX_REASON_CHARS,
+    AuditOutcome,
     CompressedFrame,
     DronePipeline,
     OffloadReply,
@@ -511,3 +512,94 @@ def test_lost_requests_are_counted_without_fast_dds_bogus_counts(bundle):
     for change in (1, 2**31 - 1, 1, 3, 0):  # as Fast DDS 3.2 reports three fragmented losses
         server.count_lost(change)
     assert server.lost_in_transport == 5
+
+
+def audit_pipeline(bundle, share=0.2, seed=1):
+    """Everything on the drone, the first exit always answering, `share` of it audited."""
+    num_blocks, num_exits = bundle.model.num_blocks, bundle.model.num_exits
+    plan = ExecutionPlan(num_blocks, (0.0,) * num_exits, audit_share=share)
+    return DronePipeline(bundle, plan, 0.2, audit_seed=seed)
+
+
+def test_audits_send_a_share_of_early_answers_and_score_them_at_the_final_exit(
+    bundle, fmnist_test
+):
+    pipe, server = audit_pipeline(bundle), TailServer(bundle)
+    final = make(bundle, cut=bundle.model.num_blocks)  # the whole model, no early exit
+    sizes = [np.prod(pipe.runner.feature_shape((1, 1, 28, 28), c)) for c in range(4)]
+    outcomes = []
+    for i in range(200):
+        now = 100.0 + 0.1 * i
+        result = pipe.process(raw(fmnist_test.images[i]), i, now=now)
+        assert result.where == Where.DRONE and result.exit_index == 0 and result.auditable
+        if result.audit is None:
+            continue
+        audit = result.audit
+        assert audit.frame_seq == result.frame_seq and audit.context == i
+        # the smaller of the input and the first exit's tensor
+        assert np.prod(audit.tensor.shape) == min(sizes[0], sizes[bundle.model.exit_after[0] + 1])
+        outcome = pipe.on_reply(server.handle(audit), now=now + 0.01)
+        assert isinstance(outcome, AuditOutcome) and outcome.frame_seq == result.frame_seq
+        assert (outcome.exit_index, outcome.class_id) == (0, result.class_id)
+        whole = final.process(raw(fmnist_test.images[i]), i)
+        assert outcome.final_class_id == whole.class_id and whole.exit_index == 2
+        assert outcome.agrees == (result.class_id == whole.class_id)
+        outcomes.append(outcome)
+    assert 200 * 0.2 - 3 * 5.7 <= len(outcomes) <= 200 * 0.2 + 3 * 5.7  # binomial, 3 sigma
+    assert not all(o.agrees for o in outcomes) and sum(o.agrees for o in outcomes) > 0
+    agreeing = sum(o.agrees for o in outcomes)
+    assert pipe.audit_report() == (len(outcomes), len(outcomes), agreeing)
+    assert pipe.audit_report() == (0, 0, 0)  # since the last report
+    assert pipe.counters.results_out == pipe.counters.frames_in == 200  # one result per frame
+    # the same seed audits the same frames; an audit holds the link until its reply
+    again, server = audit_pipeline(bundle), TailServer(bundle)
+    audited = []
+    for i in range(200):
+        result = again.process(raw(fmnist_test.images[i]), i, now=100.0 + 0.1 * i)
+        if result.audit is not None:
+            audited.append(result.frame_seq)
+            again.on_reply(server.handle(result.audit), now=100.01 + 0.1 * i)
+    assert audited == [o.frame_seq for o in outcomes]
+
+
+def test_audits_wait_for_a_free_link_and_are_forgotten_when_lost(bundle, fmnist_test):
+    pipe, server = audit_pipeline(bundle, share=0.2, seed=3), TailServer(bundle)
+    images = itertools.cycle(fmnist_test.images[:50])
+    audit_plan = pipe.plan
+    # two offloads on the link fill the window: no frame is auditable meanwhile
+    pipe.set_plan(ExecutionPlan(2, NEVER))
+    pending = [pipe.process(raw(next(images)), k, now=100.0) for k in ("a", "b")]
+    assert all(isinstance(r, OffloadRequest) for r in pending)
+    pipe.set_plan(audit_plan)
+    held = [pipe.process(raw(next(images)), k, now=100.01) for k in range(30)]
+    assert not any(r.auditable or r.audit is not None for r in held)
+    # their replies free the link
+    for request in pending:
+        pipe.on_reply(server.handle(request), now=100.05)
+
+    def next_audit(now):
+        while True:
+            result = pipe.process(raw(next(images)), now, now=now)
+            assert result.auditable
+            if result.audit is not None:
+                return result.audit, now
+            now += 0.1
+
+    audit, now = next_audit(100.1)
+    # a reply with another header is refused and leaves the audit awaited
+    with pytest.raises(ReplyError, match="header"):
+        pipe.on_reply(ok_reply(audit, context="other"), now=now)
+    # a refused audit scores nothing
+    assert pipe.on_reply(ok_reply(audit, status=Status.OFFLOAD_REJECTED), now=now) is None
+    assert pipe.counters.audits_rejected == 1 and pipe.counters.audits_answered == 0
+    # unanswered past the window's horizon, an audit is lost: its reply comes to nothing
+    audit, now = next_audit(now + 0.1)
+    now += IN_FLIGHT_HORIZON_S + 0.1
+    pipe.process(raw(next(images)), "late", now=now)
+    with pytest.raises(ReplyError, match="awaits"):
+        pipe.on_reply(server.handle(audit), now=now)
+    assert pipe.counters.audits_answered == 0 and pipe.counters.audits_sent == 2
+    # without an audit share nothing is auditable or audited
+    plain = make(bundle, cut=bundle.model.num_blocks, thresholds=(0.0, 0.0, 0.0))
+    result = plain.process(raw(fmnist_test.images[0]), 0)
+    assert not result.auditable and result.audit is None

@@ -27,6 +27,10 @@ def test_check_plan_names_the_field(bundle):
         check_plan(ExecutionPlan(1, (0.5,) * exits, "margin"), blocks, exits)
     with pytest.raises(ValueError, match="compression: 'lz4' unknown"):
         check_plan(ExecutionPlan(1, (0.5,) * exits, compression="lz4"), blocks, exits)
+    for share in (-0.01, 0.5, float("nan")):
+        with pytest.raises(ValueError, match=r"audit_share: .* outside \[0, 0.2\]"):
+            check_plan(ExecutionPlan(1, (0.5,) * exits, audit_share=share), blocks, exits)
+    check_plan(ExecutionPlan(1, (0.5,) * exits, audit_share=0.02), blocks, exits)
     check_plan(ExecutionPlan(blocks, (NO_EARLY_EXIT,) * exits, "entropy", "int8"), blocks, exits)
 
 

@@ -5,6 +5,8 @@ these, so a policy the simulator finds best is scored on the rules the drone fol
 
 - which exit answers: the exits a plan lets the drone check (`checked_exits`) and whether a
   checked exit fires on its confidence (`exit_fires`);
+- which early answers go to the base station as audits (`audit_due`), and as which tensor
+  (`audit_cut`);
 - whether an offload may go: `core.offload_window.OffloadWindow`, fed the same times (a frame's
   arrival, the end of its head when the offload is asked for and sent, each reply's arrival);
 - when an offload stops waiting for its reply (`fallback_time`) and at which exit the drone
@@ -89,6 +91,28 @@ def exit_fires(
     in float64 (as the live drone compares its Python floats, whatever an array's dtype).
     """
     return exit_index == len(thresholds) - 1 or confidence >= np.float64(thresholds[exit_index])
+
+
+def audit_due(
+    exit_index: int | np.ndarray, num_exits: int, draw: float | np.ndarray, share: float
+) -> bool | np.ndarray:
+    """Whether a frame answered on the drone at `exit_index` is audited (per frame, for arrays).
+
+    An early exit's answer is, when the frame's uniform draw in [0, 1) is below the plan's
+    audit share and the link can carry the audit (the caller's to know); the final exit's
+    never: it is what an audit asks for.
+    """
+    return (exit_index < num_exits - 1) & (draw < share)
+
+
+def audit_cut(exit_after: Sequence[int], exit_index: int, cut_sizes: Sequence[float]) -> int:
+    """The cut point whose tensor an audit of an answer at `exit_index` ships.
+
+    The smaller of the input (cut 0) and the features after the exit's block, by `cut_sizes`
+    (bytes or elements per cut point): the base station finishes the model from either.
+    """
+    after_exit = exit_after[exit_index] + 1
+    return 0 if cut_sizes[0] <= cut_sizes[after_exit] else after_exit
 
 
 def fallback_time(arrived: float, sent: float, deadline_s: float, finish_s: float) -> float:

@@ -11,6 +11,11 @@ per block at start-up); the drone then answers at the deepest exit it can still 
 A frame whose offload the link cannot take now (core.offload_window) finishes on the drone.
 These rules are core.decisions', which the simulator follows too.
 
+Audits: under a plan with an `audit_share`, an early answer on the drone is also sent to the
+base station (core.decisions.audit_due) when the offload window could take it, as the smaller
+of the input and the exit's tensor; the base station's final exit then tells whether the early
+answer agreed (`AuditOutcome`). The frame's result goes out at once, as without the audit.
+
 At cut 0 a plan with an image encoding (core.codec.IMAGE_ENCODINGS) ships the camera frame at
 the model's input size instead of the input tensor; the base station preprocesses it as the
 drone does (core.images.to_model_input) and runs the whole model.
@@ -46,6 +51,8 @@ from edgeml_ros.core.decisions import (
 )
 from edgeml_ros.core.decisions import (
     LocalTimes,
+    audit_cut,
+    audit_due,
     fallback_budget,
     fallback_exit,
     fallback_time,
@@ -62,7 +69,7 @@ from edgeml_ros.core.images import (
 from edgeml_ros.core.offload_window import OffloadWindow
 from edgeml_ros.core.outcome import Status, Where
 from edgeml_ros.core.plan import ExecutionPlan, check_plan
-from edgeml_ros.core.runtime import ExitDecision, SplitRunner
+from edgeml_ros.core.runtime import ExitDecision, HeadOutcome, SplitRunner
 from edgeml_ros.core.untrusted import RecentKeys, shown, shown_shape
 
 
@@ -109,6 +116,10 @@ class FrameResult:
     total_ms: float = 0.0
     input_age_ms: float = 0.0
     offload_bytes: int = 0
+    # under a plan with audits: whether the link could have carried an audit of this frame,
+    # and the audit sent for it (to publish beside the result), if any
+    auditable: bool = False
+    audit: OffloadRequest | None = None
 
 
 @dataclass
@@ -140,6 +151,21 @@ class OffloadReply:
     exit_index: int = -1
     tail_ms: float = 0.0
     context: Any = None
+
+
+@dataclass(frozen=True)
+class AuditOutcome:
+    """The base station's final exit on a frame the drone answered early, to compare."""
+
+    frame_seq: int
+    exit_index: int  # the drone's early exit
+    class_id: int  # the drone's answer
+    final_class_id: int  # the final exit's, at the base station
+
+    @property
+    def agrees(self) -> bool:
+        """Whether the early answer was the final exit's."""
+        return self.class_id == self.final_class_id
 
 
 class ReplyError(ValueError):
@@ -181,6 +207,10 @@ class PipelineCounters:
     window_full: int = 0
     offloads_lost: int = 0
     offload_replies: int = 0
+    audits_sent: int = 0
+    audits_answered: int = 0
+    audits_agreeing: int = 0
+    audits_rejected: int = 0
     exits: Counter = field(default_factory=Counter)
     where: Counter = field(default_factory=Counter)
 
@@ -211,7 +241,7 @@ class DronePipeline:
 
     `compute_clock` times the drone's compute (seconds). A replay in a time of its own (the
     `now` arguments) may stop it (a constant): the drone then computes in no time, whatever the
-    host's load.
+    host's load. `audit_seed` seeds the draws that pick the audited frames (None: fresh).
     """
 
     def __init__(
@@ -224,6 +254,7 @@ class DronePipeline:
         device: str = "cpu",
         max_in_flight: int = 2,
         compute_clock: Callable[[], float] = time.perf_counter,
+        audit_seed: int | None = None,
     ) -> None:
         self.bundle = bundle
         self.compute_clock = compute_clock
@@ -233,8 +264,11 @@ class DronePipeline:
         self.window = OffloadWindow(max_in_flight)
         # Offloads a reply may still come for (pending, or on the link): seq -> context.
         self._awaiting: dict[int, Any] = {}
+        # Audits on the link: seq -> (context, the drone's early answer).
+        self._audits: dict[int, tuple[Any, ExitDecision]] = {}
+        self._audit_draws = np.random.default_rng(audit_seed)
         self._next_seq = 0
-        self._reported = (0, 0)  # window_full and offload_replies at the last link report
+        self._reported: dict[str, int] = {}  # counters at their last report
         self.plan = plan
         self.deadline_s = deadline_s
         self.compute_slowdown = compute_slowdown
@@ -242,6 +276,8 @@ class DronePipeline:
         self.set_plan(plan)
         self.runner.warm_up(model_input_shape(bundle))
         self.block_s, self.head_s = self.runner.measure(model_input_shape(bundle))
+        self._cut_sizes = [math.prod(self.runner.feature_shape(model_input_shape(bundle), cut))
+                           for cut in range(bundle.model.num_blocks + 1)]  # fmt: skip
 
     @property
     def local_times(self) -> LocalTimes:
@@ -283,11 +319,21 @@ class DronePipeline:
         kept on the drone because the link was still busy, and the offload replies it received.
         """
         rate = self.window.delivery_rate_bps
-        held, replies = self.counters.window_full, self.counters.offload_replies
-        report = (0.0 if rate is None else rate * 8 / 1000, held - self._reported[0],
-                  replies - self._reported[1])  # fmt: skip
-        self._reported = (held, replies)
-        return report
+        held, replies = self._since_report("window_full", "offload_replies")
+        return 0.0 if rate is None else rate * 8 / 1000, held, replies
+
+    def audit_report(self) -> tuple[int, int, int]:
+        """Audits sent, answered and agreeing with the final exit since the last report."""
+        return self._since_report("audits_sent", "audits_answered", "audits_agreeing")
+
+    def _since_report(self, *names: str) -> tuple[int, ...]:
+        """How much each named counter grew since its last report."""
+        counts = [getattr(self.counters, name) for name in names]
+        grown = tuple(
+            n - self._reported.get(name, 0) for name, n in zip(names, counts, strict=True)
+        )
+        self._reported.update(zip(names, counts, strict=True))
+        return grown
 
     @property
     def pending_count(self) -> int:
@@ -375,6 +421,8 @@ class DronePipeline:
         result.decode_ms, result.head_ms = _ms(t1 - t0), _ms(t2 - t1)
         if outcome.fired is not None:
             self._answer(result, outcome.fired, Where.DRONE)
+            if plan.audit_share > 0:
+                self._audit(result, outcome, x, plan, arrived + (t2 - t0))
             return self._finish(result, arrived, arrived + (t2 - t0))
         pending = _Pending(result, arrived, arrived + (t2 - t0), 0.0, outcome.features,
                            outcome.deepest_local, plan.exit_rule)  # fmt: skip
@@ -411,11 +459,44 @@ class DronePipeline:
             tensor,
         )
 
+    def _audit(
+        self,
+        result: FrameResult,
+        outcome: HeadOutcome,
+        x: torch.Tensor,
+        plan: ExecutionPlan,
+        now: float,
+    ) -> None:
+        """Note whether the link could carry an audit of `result`, and send one if it is due."""
+        busy, lost = self.window.full(now)
+        self.counters.offloads_lost += lost
+        self._forget_unawaited()
+        result.auditable = busy is None
+        fired, num_exits = outcome.fired, self.bundle.model.num_exits
+        if busy is not None or not audit_due(
+            fired.exit_index, num_exits, self._audit_draws.random(), plan.audit_share
+        ):
+            return
+        exit_after = self.bundle.model.exit_after
+        cut = audit_cut(exit_after, fired.exit_index, self._cut_sizes)
+        features = x if cut == 0 else outcome.features
+        tensor = encode_tensor(features.cpu().numpy(), plan.encoding, plan.compression)
+        meta, seq = self.bundle.meta, result.frame_seq
+        digest = meta.weights_digest[:OFFLOAD_DIGEST_CHARS]
+        result.audit = OffloadRequest(seq, result.context, meta.model_id, digest, cut, tensor)
+        self._audits[seq] = (result.context, fired)
+        self.window.sent(seq, now, len(tensor.data))
+        self.counters.audits_sent += 1
+
     def _forget_unawaited(self) -> None:
-        """Offloads neither pending nor on the link (the window found them lost): no reply."""
+        """Offloads and audits not on the link (the window found them lost): no reply comes.
+
+        An offload still pending is awaited until it falls back (its reply may yet come).
+        """
         self._awaiting = {
             s: c for s, c in self._awaiting.items() if s in self._pending or s in self.window
         }
+        self._audits = {s: a for s, a in self._audits.items() if s in self.window}
 
     def _reply_problem(self, reply: OffloadReply) -> str | None:
         """What in a reply's fields no base station sends (None: nothing)."""
@@ -435,28 +516,46 @@ class DronePipeline:
             return f"confidence {reply.confidence} outside [0, 1]"
         return None
 
-    def on_reply(self, reply: OffloadReply, now: float | None = None) -> FrameResult | None:
-        """Finish the frame a reply belongs to; None for a late reply (its frame fell back).
+    def on_reply(
+        self, reply: OffloadReply, now: float | None = None
+    ) -> FrameResult | AuditOutcome | None:
+        """Finish the frame a reply belongs to, or score an audit.
 
-        Only a reply to an offload still awaiting one, with the request's context (the camera
-        header) echoed back and fields a base station sends, is taken. Any other (a duplicate,
-        one for a frame never offloaded, a forged or garbled one) raises ReplyError, counted,
-        and changes nothing: that frame still ends by its own reply or its fallback.
+        None for a late reply (its frame fell back) and for an audit the base station refused
+        (counted). Only a reply to an offload or audit still awaiting one, with the request's
+        context (the camera header) echoed back and fields a base station sends, is taken. Any
+        other (a duplicate, one for a frame never offloaded, a forged or garbled one) raises
+        ReplyError, counted, and changes nothing: that frame still ends by its own reply or its
+        fallback.
         """
         now = time.monotonic() if now is None else now
         seq = reply.frame_seq
-        if seq not in self._awaiting:
+        if seq in self._awaiting:
+            context = self._awaiting[seq]
+        elif seq in self._audits:
+            context = self._audits[seq][0]
+        else:
             self.counters.unknown_replies += 1
             raise ReplyError(f"no offload of frame {seq} awaits a reply (a duplicate, or unsent)")
         problem = self._reply_problem(reply)
-        if problem is None and reply.context != self._awaiting[seq]:
+        if problem is None and reply.context != context:
             problem = "its header is not the request's"
         if problem is not None:
             self.counters.bad_replies += 1
             raise ReplyError(problem)
-        del self._awaiting[seq]
         self.counters.offload_replies += 1
         self.counters.offloads_lost += self.window.answered(seq, now, reply.tail_ms / 1000.0)
+        if seq in self._audits:
+            early = self._audits.pop(seq)[1]
+            self._forget_unawaited()
+            if reply.status != Status.OK:
+                self.counters.audits_rejected += 1
+                return None
+            outcome = AuditOutcome(seq, early.exit_index, early.class_id, reply.class_id)
+            self.counters.audits_answered += 1
+            self.counters.audits_agreeing += outcome.agrees
+            return outcome
+        del self._awaiting[seq]
         self._forget_unawaited()
         pending = self._pending.pop(seq, None)
         if pending is None:

@@ -7,6 +7,11 @@ model, from its block and exit counts (the torch model's or a profile's).
 Exit thresholds come one per exit, the final exit last: an exit answers once its confidence
 reaches its threshold. Both exit rules score confidence in [0, 1], so a threshold above 1
 disables that exit (`exit_enabled`); the final exit always answers, whatever its threshold.
+
+Audits: under a plan with an `audit_share` above 0, that share of the frames answered at an
+early exit on the drone is also sent to the base station, whose final exit says whether the
+early answer agreed (a label-free accuracy signal, core.decisions.audit_due). The frame's own
+answer never waits for it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ MAX_CONFIDENCE = 1.0  # the highest score of either exit rule
 MAX_POLICY_NAME_CHARS = 64  # a plan's name travels in every result
 NO_EARLY_EXIT = 2.0  # a threshold above MAX_CONFIDENCE: the exit never fires
 DEFAULT_THRESHOLD = 0.9  # every early exit's, until the parameters or the controller say
+MAX_AUDIT_SHARE = 0.2  # audits are a small sample: more would load the link like offloads
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class ExecutionPlan:
     or, at cut 0 only, an image encoding: the camera frame itself is shipped (core.codec).
     The simulator prices tensor offloads at its configured encoding (ignoring `encoding` and
     `compression`) and frames in an image encoding at that encoding, from the profile.
+    `audit_share`: the share of early exits on the drone audited (0: none).
     """
 
     cut_point: int
@@ -44,6 +51,7 @@ class ExecutionPlan:
     encoding: str = "fp32"
     compression: str = "none"
     policy_name: str = "manual"
+    audit_share: float = 0.0
 
 
 def exit_enabled(threshold: float | np.ndarray) -> bool | np.ndarray:
@@ -106,6 +114,8 @@ def check_plan(plan: ExecutionPlan, num_blocks: int, num_exits: int) -> None:
                 f"compression: {plan.encoding} frames travel as they are, so it must be none, "
                 f"not {plan.compression}"
             )
+    if not 0.0 <= plan.audit_share <= MAX_AUDIT_SHARE:  # NaN fails too
+        raise ValueError(f"audit_share: {plan.audit_share} outside [0, {MAX_AUDIT_SHARE}]")
     if len(plan.policy_name) > MAX_POLICY_NAME_CHARS:
         raise ValueError(
             f"policy_name: {len(plan.policy_name)} characters, more than {MAX_POLICY_NAME_CHARS}"

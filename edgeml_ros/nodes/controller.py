@@ -170,13 +170,18 @@ class ControllerNode(ManagedNode):
         if not self._same_model(msg.weights_digest):
             return
         now = time.monotonic()
+        if msg.audits_answered:
+            try:
+                self.controller.on_audits(now, msg.audits_answered, msg.audits_agreeing)
+            except ValueError as exc:
+                self._ignore("audits", "the batch's audits", exc)
         for r in msg.results:
             if r.status != Status.OK:
                 continue
             captured = now - max(0.0, stamp_age_s(self, r.header.stamp))  # the window counts
             try:  # the frames captured in it
                 self.controller.on_result(captured, r.total_ms / 1000.0, r.confidence,
-                                          r.exit_index, r.where)  # fmt: skip
+                                          r.exit_index, r.where, r.auditable)  # fmt: skip
             except ValueError as exc:
                 self._ignore("result", f"result {r.frame_seq}", exc)
 

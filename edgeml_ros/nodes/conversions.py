@@ -65,6 +65,8 @@ def result_to_msg(result: FrameResult) -> InferenceResult:
     msg.total_ms = float(result.total_ms)
     msg.input_age_ms = float(result.input_age_ms)
     msg.offload_bytes = result.offload_bytes
+    msg.auditable = result.auditable
+    msg.audited = result.audit is not None
     return msg
 
 
@@ -145,6 +147,7 @@ def plan_to_msg(plan: ExecutionPlan, weights_digest: str, reason: str = "") -> E
     msg.encoding = plan.encoding
     msg.compression = plan.compression
     msg.policy_name = plan.policy_name
+    msg.audit_share = float(plan.audit_share)
     msg.reason = reason
     return msg
 
@@ -158,4 +161,5 @@ def msg_to_plan(msg: ExecutionPolicy) -> ExecutionPlan:
         msg.encoding,
         msg.compression,
         msg.policy_name,
+        round(float(msg.audit_share), 6),
     )

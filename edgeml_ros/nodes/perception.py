@@ -31,6 +31,7 @@ from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS, IMAGE_ENCODINGS
 from edgeml_ros.core.outcome import Status, Where
 from edgeml_ros.core.pipeline import (
     EXPIRE_PERIOD_S,
+    AuditOutcome,
     DronePipeline,
     OffloadRequest,
     ReplyError,
@@ -38,6 +39,7 @@ from edgeml_ros.core.pipeline import (
 )
 from edgeml_ros.core.plan import (
     EXIT_RULES,
+    MAX_AUDIT_SHARE,
     ExecutionPlan,
     check_exit_thresholds,
     default_plan,
@@ -65,7 +67,14 @@ from edgeml_ros.nodes.conversions import (
 )
 from edgeml_ros.nodes.model_params import checkpoint_param, device_param
 
-PLAN_PARAMS = ("cut_point", "exit_thresholds", "exit_rule", "encoding", "compression")
+PLAN_PARAMS = (
+    "cut_point",
+    "exit_thresholds",
+    "exit_rule",
+    "encoding",
+    "compression",
+    "audit_share",
+)
 PLAN_CHOICES = {"encoding": ENCODINGS + IMAGE_ENCODINGS, "compression": COMPRESSIONS}
 IMAGE_TOPIC = "camera/image_raw"
 # Ranges before a model is loaded; configure and every later change check against the model.
@@ -118,6 +127,10 @@ class PerceptionNode(ManagedNode):
                   check=self._plan_check("encoding")),
             Param("compression", "none", "Lossless compression of offloaded tensors: none, "
                   "zlib or zstd.", check=self._plan_check("compression")),
+            Param("audit_share", 0.0, "Share of the early answers on the drone also sent to "
+                  "the base station, whose final exit tells whether they agreed (label-free "
+                  "accuracy; counts in perception/result_batch); 0: no audits.",
+                  float_range=(0.0, MAX_AUDIT_SHARE)),
             Param(
                 "image_transport",
                 "raw",
@@ -271,7 +284,8 @@ class PerceptionNode(ManagedNode):
     def _plan_from_params(self, policy_name: str = "parameters") -> ExecutionPlan:
         p = param_values(self, PLAN_PARAMS)
         return ExecutionPlan(p["cut_point"], tuple(p["exit_thresholds"]), p["exit_rule"],
-                             p["encoding"], p["compression"], policy_name)  # fmt: skip
+                             p["encoding"], p["compression"], policy_name,
+                             p["audit_share"])  # fmt: skip
 
     def _on_params_set(self, params) -> None:
         """Apply changed parameters from the next frame on.
@@ -334,6 +348,8 @@ class PerceptionNode(ManagedNode):
                 self.expire_timer.reset()
             return
         self._publish(outcome)
+        if outcome.audit is not None:
+            self.request_pub.publish(request_to_msg(outcome.audit))
 
     def _on_reply(self, msg: InferenceResult) -> None:
         try:
@@ -345,9 +361,11 @@ class PerceptionNode(ManagedNode):
             )
             return
         if result is None:
-            self.get_logger().warning(f"late offload reply for frame {msg.frame_seq}")
-            return
-        self._publish(result)
+            self.get_logger().warning(f"late or refused reply for frame {msg.frame_seq}")
+        elif isinstance(result, AuditOutcome):
+            self.get_logger().debug(f"audit of frame {result.frame_seq}: agrees {result.agrees}")
+        else:
+            self._publish(result)
 
     def _expire(self) -> None:
         for result in self.pipeline.expire():
@@ -375,6 +393,8 @@ class PerceptionNode(ManagedNode):
             batch = ResultBatch(results=self._batch, weights_digest=digest)
             (batch.offload_delivery_kbps, batch.offloads_held_back,
              batch.offload_replies) = self.pipeline.link_report()  # fmt: skip
+            (batch.audits_sent, batch.audits_answered,
+             batch.audits_agreeing) = self.pipeline.audit_report()  # fmt: skip
             batch.header.stamp = self.get_clock().now().to_msg()
             self.batch_pub.publish(batch)
             self._batch = []

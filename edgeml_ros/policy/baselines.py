@@ -172,7 +172,7 @@ class Apparate:
     It starts at BranchyNet's validation-tuned threshold and moves one step along the grid
     (THRESHOLD_LEVELS below "no early exit", and the start) per decision: down (more early
     exits, less compute) while the audit-estimated agreement with the final exit is within
-    `budget`, up while it is not. Every plan asks for audits (Decision.audit).
+    `budget`, up while it is not. Every plan asks for audits (its `audit_share`).
 
     The estimate weights each audit by the inverse of the audit probability (`audit_share`):
     an audit stands for 1 / share early exits, so disagreeing audits / share estimates how many
@@ -243,8 +243,8 @@ class Apparate:
             self._windows.clear()
             self.level = level
         costs = self.costs
-        plan = ExecutionPlan(costs.num_blocks, shared_thresholds(self.threshold, costs.num_exits))
-        return Decision(plan, audit=True)
+        thresholds = shared_thresholds(self.threshold, costs.num_exits)
+        return Decision(ExecutionPlan(costs.num_blocks, thresholds, audit_share=self.audit_share))
 
 
 @dataclass

@@ -22,7 +22,7 @@ def run_policy(world: World, policy: Policy, scenario: Scenario) -> FrameRecords
     while not sim.done:
         decision = policy.decide(observe(sim, plan), sim)
         plan = decision.plan
-        sim.run(plan, decision.frames or world.config.window_frames, audit=decision.audit)
+        sim.run(plan, decision.frames or world.config.window_frames)
     return FrameRecords.concat(sim.history)
 
 

@@ -22,7 +22,13 @@ import numpy as np
 
 from edgeml_ros.core.outcome import Where
 from edgeml_ros.core.plan import ExecutionPlan, shared_thresholds
-from edgeml_ros.policy.observation import Observation, Policy, plan_action, recent_stats
+from edgeml_ros.policy.observation import (
+    Observation,
+    Policy,
+    audit_stats,
+    plan_action,
+    recent_stats,
+)
 from edgeml_ros.policy.thresholds import pick_threshold
 from edgeml_ros.policy.world import World
 
@@ -65,9 +71,12 @@ class LiveController:
         self.critical_plan = ExecutionPlan(blocks, shared_thresholds(0.0, exits))
         self._link: deque[tuple[float, float, float]] = deque()  # (t, mbps, rtt_ms)
         self._battery: tuple[float, float] | None = None  # (t, soc)
-        self._results: deque[tuple[float, float, float, int, int]] = deque(
+        # (t, latency_s, confidence, exit_index, where, auditable)
+        self._results: deque[tuple[float, float, float, int, int, bool]] = deque(
             maxlen=MAX_WINDOW_RESULTS
         )
+        # (t, answered, agreeing) per batch of audits
+        self._audits: deque[tuple[float, int, int]] = deque(maxlen=MAX_WINDOW_RESULTS)
         self.plan: ExecutionPlan | None = None
         self.refused: Counter[str] = Counter()  # readings refused, by kind
         policy.reset()
@@ -99,9 +108,18 @@ class LiveController:
         self._battery = (now, soc)
 
     def on_result(
-        self, now: float, latency_s: float, confidence: float, exit_index: int, where: int
+        self,
+        now: float,
+        latency_s: float,
+        confidence: float,
+        exit_index: int,
+        where: int,
+        auditable: bool = False,
     ) -> None:
-        """One perception result (frames without an answer are left out by the caller)."""
+        """One perception result (frames without an answer are left out by the caller).
+
+        `auditable`: the link could have carried an audit of it (under a plan with audits).
+        """
         if not (math.isfinite(latency_s) and latency_s >= 0.0 and 0.0 <= confidence <= 1.0):
             raise self._refuse(
                 "result",
@@ -113,9 +131,17 @@ class LiveController:
             raise self._refuse("result", f"exit_index {exit_index} outside 0..{exits - 1}")
         if where not in (Where.DRONE, Where.BASE, Where.FALLBACK):
             raise self._refuse("result", f"where {where} is not drone, base or fallback (1..3)")
-        self._results.append((now, latency_s, confidence, exit_index, where))
+        self._results.append((now, latency_s, confidence, exit_index, where, auditable))
         while self._results and now - self._results[0][0] > self.window_s:
             self._results.popleft()
+
+    def on_audits(self, now: float, answered: int, agreeing: int) -> None:
+        """Audits the base station answered, and how many agreed with the drone's answer."""
+        if not 0 <= agreeing <= answered:
+            raise self._refuse(
+                "audits", f"audits agreeing must be in [0, answered], got {agreeing} of {answered}"
+            )
+        self._audits.append((now, answered, agreeing))
 
     def observation(self, now: float) -> Observation | None:
         """What the policy sees now, or None while the link or the battery is stale."""
@@ -125,9 +151,10 @@ class LiveController:
             return None
         _, mbps, rtt = self._link[-1]
         before = self._link[0][1]
-        while self._results and now - self._results[0][0] > self.window_s:
-            self._results.popleft()
-        rows = np.array([r[1:] for r in self._results]).reshape(-1, 4)
+        for recent in (self._results, self._audits):
+            while recent and now - recent[0][0] > self.window_s:
+                recent.popleft()
+        rows = np.array([r[1:] for r in self._results]).reshape(-1, 5)
         costs, config = self.world.costs, self.world.config
         cut, level = plan_action(self.plan, costs.num_blocks) if self.plan else (
             costs.num_blocks, 0)  # fmt: skip
@@ -144,10 +171,9 @@ class LiveController:
                 rows[:, 0],
                 costs.num_exits,
                 config.deadline_ms / 1000.0,
-                # no audits live yet (the perception node sends none): neutral audit fields
-                auditable=None,
-                audited=None,
-                agrees=None,
+            ),
+            **audit_stats(
+                rows[:, 4].sum(), sum(a[1] for a in self._audits), sum(a[2] for a in self._audits)
             ),
             fps=fps,
             deadline_ms=config.deadline_ms,

@@ -40,10 +40,9 @@ class Observation:
     cut_point: int  # the plan in force
     threshold_level: int
     # the last window's audits (early exits also answered by the final exit at the base station,
-    # under a plan run with audits: see Simulation.run), the frames it could audit (when the
-    # link carried an audit), and the share of audits whose early answer agreed with the final
-    # exit's; neutral (none, none, 1.0) without audits, and live, where the perception node
-    # sends none yet
+    # under a plan with an audit share: see Simulation.run and the perception node), the frames
+    # it could audit (when the link could carry an audit), and the share of audits whose early
+    # answer agreed with the final exit's; neutral (none, none, 1.0) without audits
     recent_auditable_frames: int = 0
     recent_audits: int = 0
     recent_audit_agreement: float = 1.0
@@ -85,29 +84,23 @@ def recent_stats(
     latency_s: np.ndarray,
     num_exits: int,
     deadline_s: float,
-    auditable: np.ndarray | None = None,
-    audited: np.ndarray | None = None,
-    agrees: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """Telemetry of the last window's frames (neutral values before the first one).
-
-    `auditable`, `audited` and `agrees` per frame, as in FrameRecords; None: no audits (live,
-    for now).
-    """
-    audits = int(np.sum(audited)) if audited is not None else 0
-    agreement = float(np.sum(agrees[audited.astype(bool)]) / audits) if audits else 1.0
-    counts = {"recent_auditable_frames": int(np.sum(auditable)) if auditable is not None else 0,
-              "recent_audits": audits, "recent_audit_agreement": agreement}  # fmt: skip
+    """Telemetry of the last window's frames (neutral values before the first one)."""
     if len(confidence) == 0:
         return {"recent_confidence": 1.0, "recent_early_exit_rate": 0.0,
-                "recent_fallback_rate": 0.0, "recent_latency_ratio": 0.0, **counts}  # fmt: skip
+                "recent_fallback_rate": 0.0, "recent_latency_ratio": 0.0}  # fmt: skip
     return {
         "recent_confidence": float(np.mean(confidence)),
         "recent_early_exit_rate": float(np.mean(exit_index < num_exits - 1)),
         "recent_fallback_rate": float(np.mean(where == WHERE_FALLBACK)),
         "recent_latency_ratio": float(np.mean(latency_s)) / deadline_s,
-        **counts,
     }
+
+
+def audit_stats(auditable_frames: int, audits: int, agreeing: int) -> dict[str, float]:
+    """The last window's audit fields: its auditable frames, audits answered, and agreement."""
+    return {"recent_auditable_frames": int(auditable_frames), "recent_audits": int(audits),
+            "recent_audit_agreement": agreeing / audits if audits else 1.0}  # fmt: skip
 
 
 def num_actions(num_blocks: int) -> int:
@@ -152,10 +145,8 @@ def observe(sim: Simulation, plan: ExecutionPlan | None) -> Observation:
             last.latency_s,
             costs.num_exits,
             sim.deadline_s,
-            last.auditable,
-            last.audited,
-            last.agrees,
         ),
+        **audit_stats(np.sum(last.auditable), np.sum(last.audited), np.sum(last.agrees)),
         fps=cfg.fps,
         deadline_ms=cfg.deadline_ms,
         cut_point=cut,
@@ -165,15 +156,10 @@ def observe(sim: Simulation, plan: ExecutionPlan | None) -> Observation:
 
 @dataclass(frozen=True)
 class Decision:
-    """A policy's choice: the plan, and for how many frames (None: one decision window).
-
-    `audit`: whether the drone audits its early exits meanwhile (Simulation.run; in the
-    simulator only, for now).
-    """
+    """A policy's choice: the plan, and for how many frames (None: one decision window)."""
 
     plan: ExecutionPlan
     frames: int | None = None
-    audit: bool = False
 
 
 class Policy(Protocol):

@@ -195,8 +195,7 @@ def _ucb(world: World, policy_dir: Path) -> Policy:
 @register(
     "apparate",
     "everything on the drone, one exit threshold tuned online by audits against the final exit "
-    "(Apparate); simulator only: the perception node sends no audits yet",
-    live=False,
+    "(Apparate): the drone also sends a share of its early answers to the base station",
 )
 def _apparate(world: World, policy_dir: Path) -> Policy:
     start = pick_threshold(world.tables["clean"])

@@ -20,11 +20,11 @@ decisions of `core.pipeline.DronePipeline`, which are `core.decisions`' and the 
 - an offload has a fallback time: the deadline less the time the drone needs to finish the model
   itself, less a margin. If the reply is not back by the perception node's first expire check
   after it, the drone answers at the deepest exit it can still reach by the deadline (FALLBACK);
-- audits, for the policies that ask for them (`run(..., audit=True)`): a random share
-  (`SimConfig.audit_share`) of the frames answered at an early exit on the drone is also sent to
-  the base station, which answers at the final exit, so that the drone learns whether its early
-  answer agreed with the final exit's (a label-free accuracy signal, as Apparate's). See
-  `Simulation.run` for what an audit costs here and what is not modelled.
+- audits, under a plan that asks for them (`ExecutionPlan.audit_share`): that share of the
+  frames answered at an early exit on the drone is also sent to the base station, which
+  answers at the final exit, so that the drone learns whether its early answer agreed with the
+  final exit's (a label-free accuracy signal, as Apparate's). See `Simulation.run` for what an
+  audit costs here and what is not modelled.
 
 The drone computes one thing at a time (`_DroneRun`). Drone compute is the profiled latency
 (at the perception node's thread count) times the device class's `compute_slowdown` against the
@@ -50,6 +50,8 @@ from edgeml_ros.core.codec import ENCODINGS, IMAGE_ENCODINGS
 from edgeml_ros.core.decisions import (
     EXPIRE_PERIOD_S,
     LocalTimes,
+    audit_cut,
+    audit_due,
     checked_exits,
     exit_fires,
     fallback_budget,
@@ -121,8 +123,8 @@ class SimConfig:
     # every frame, at `fps`), each request as long for the base station as this drone's
     other_drones: int = 0
     other_drones_offload_hz: float | None = None
-    # the share of early exits on the drone audited (also sent to the base station, to learn
-    # whether the final exit agrees) under a plan run with audits; the issue's "<= 2 %"
+    # the share of early exits on the drone the policies that audit ask to audit (their plans'
+    # audit_share: also sent to the base station, to learn whether the final exit agrees)
     audit_share: float = 0.02
     weights: UtilityWeights = field(default_factory=UtilityWeights)
 
@@ -555,52 +557,56 @@ class Simulation:
         noise = 1.0 + self.config.estimate_noise * self._noise_rng.standard_normal()
         return float(np.mean(mbps) * max(0.1, noise)), float(np.mean(rtt))
 
-    def run(self, plan: ExecutionPlan, frames: int, audit: bool = False) -> FrameRecords:
+    def run(self, plan: ExecutionPlan, frames: int) -> FrameRecords:
         """Simulate the next `frames` frames under `plan` and advance the state.
 
-        With `audit`, a frame answered at an early exit on the drone is audited when its draw
-        is below `SimConfig.audit_share` and the frame is auditable: the link carries any early
-        exit's audit within one frame period (at the true trace's bandwidth, standing for the
-        drone's link estimate; on a slower link, or in an outage, the drone sends none). An
-        audit goes to the base station as the fewest bytes of the input and the exit's tensor
-        (at the configured encoding), and the record says whether the final exit's answer
+        Under a plan with an `audit_share`, a frame answered on the drone is audited as
+        core.decisions.audit_due says, with its own draw, when the frame is auditable: the link
+        carries any early exit's audit within one frame period (at the true trace's bandwidth,
+        standing for the drone's offload window; on a slower link, or in an outage, the drone
+        sends none). An audit goes to the base station as the tensor core.decisions.audit_cut
+        picks (at the configured encoding), and the record says whether the final exit's answer
         there agreed with the early one. What an audit costs here: the radio's transmit energy
         for those bytes (their wire bits at the trace's bandwidth), added to the frame's energy
         and so to its utility and the battery. Not modelled: its time on the link and at the
         base station (so it delays no offload), the drone's time to serialize it, and its
-        reply. The frame's own answer never waits for it. Without `audit` nothing is audited or
-        auditable and nothing is paid, so a policy that does not ask for audits gets the same
-        records whatever the share.
+        reply. The frame's own answer never waits for it. Without audits nothing is audited or
+        auditable and nothing is paid.
 
         ValueError (core.plan.check_plan) when `plan` does not fit the profiled model.
         """
-        records, self.state = self._simulate(plan, frames, self.state, audit)
+        records, self.state = self._simulate(plan, frames, self.state)
         self.history.append(records)
         return records
 
-    def preview(self, plan: ExecutionPlan, frames: int, audit: bool = False) -> FrameRecords:
+    def preview(self, plan: ExecutionPlan, frames: int) -> FrameRecords:
         """What `run` would give, leaving the state untouched."""
-        return self._simulate(plan, frames, self.state, audit)[0]
+        return self._simulate(plan, frames, self.state)[0]
 
     def _audits(
-        self, idx: np.ndarray, where: np.ndarray, exit_taken: np.ndarray, mbps: np.ndarray
+        self,
+        idx: np.ndarray,
+        where: np.ndarray,
+        exit_taken: np.ndarray,
+        mbps: np.ndarray,
+        share: float,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Which frames are auditable and audited, and the transmit energy of each audit (J)."""
         costs = self.costs
-        # the fewest bytes the base station can finish the frame from: the input or the
-        # tensor after the exit's block
-        sizes = np.minimum(costs.cut_bytes[0], costs.cut_bytes[costs.exit_after_block + 1])
-        bits = np.array([costs.wire_bits(int(b)) for b in sizes[:-1]])
+        cuts = [audit_cut(costs.exit_after_block, e, costs.cut_bytes)
+                for e in range(costs.num_exits - 1)]  # fmt: skip
+        bits = np.array([costs.wire_bits(int(costs.cut_bytes[c])) for c in cuts])
         rate = np.maximum(mbps, 1e-12) * 1e6
         # whatever early exit it answers at: the link carries the largest audit in a period
         auditable = (mbps > 0) & (bits.max() / rate <= 1.0 / self.config.fps)
-        early = (where == WHERE_DRONE) & (exit_taken < costs.num_exits - 1)
-        audited = auditable & early & (self.audit_draw[idx] < self.config.audit_share)
+        on_drone = where == WHERE_DRONE
+        audited = auditable & on_drone & audit_due(exit_taken, costs.num_exits,
+                                                   self.audit_draw[idx], share)  # fmt: skip
         airtime = np.where(audited, bits[np.minimum(exit_taken, len(bits) - 1)] / rate, 0.0)
         return auditable, audited, costs.device.radio_tx_w * airtime
 
     def _simulate(
-        self, plan: ExecutionPlan, frames: int, state: _State, audit: bool = False
+        self, plan: ExecutionPlan, frames: int, state: _State
     ) -> tuple[FrameRecords, _State]:
         costs, cfg = self.costs, self.config
         check_plan(plan, costs.num_blocks, costs.num_exits)
@@ -629,8 +635,10 @@ class Simulation:
         energy = costs.device.frame_energy_j(drone.compute_s, drone.airtime_s, drone.wait_s)
         mbps = self.scenario.trace.at(self.arrival_s[idx])[0]
         auditable = audited = np.zeros(n, dtype=bool)
-        if audit and costs.num_exits > 1:
-            auditable, audited, audit_j = self._audits(idx, drone.where, exit_taken, mbps)
+        if plan.audit_share > 0 and costs.num_exits > 1:
+            auditable, audited, audit_j = self._audits(
+                idx, drone.where, exit_taken, mbps, plan.audit_share
+            )
             energy = energy + audit_j
         answer = preds[np.arange(n), exit_taken]
         confidence = conf[np.arange(n), exit_taken]
