@@ -25,6 +25,8 @@ def test_demo_launches_sim_launch_and_accounts_for_every_frame(tmp_path):
             "10",
             "--json",
             str(out),
+            "--audit-share",
+            "0.2",
         ],
         capture_output=True,
         text=True,
@@ -47,6 +49,10 @@ def test_demo_launches_sim_launch_and_accounts_for_every_frame(tmp_path):
     # the controller ran the learned policy and planned during the run (the frames start once
     # perception and the base station serve, and it comes up last)
     assert summary["policy"] == "rl" and summary["first_plan_s"] is not None
+    # every plan audited a fifth of the early answers: the base station answered them
+    assert 0 < summary["audits_answered"] <= summary["audits_sent"]
+    assert 0.0 <= summary["audit_agreement"] <= 1.0
+    assert f"{summary['audits_sent']} sent, {summary['audits_answered']} answered" in proc.stdout
     # as root the demo shapes a real link (network namespaces + tc tbf), else it says why not
     shaped = LinkShaper.available() is None
     assert summary["link_shaped"] is shaped

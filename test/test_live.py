@@ -69,7 +69,9 @@ def test_audits_reach_the_observation_and_apparate_moves_on_them(world):
         obs = live.observation(now)
         assert (obs.recent_auditable_frames, obs.recent_audits) == (100, 10)
         assert obs.recent_audit_agreement == 1.0
-        plan = live.decide(now).plan
+        decision = live.decide(now)
+        assert decision.reason.endswith("audits 10 (100% agree)")
+        plan = decision.plan
     # 70 agreeing audits were enough to lower its threshold: more early exits
     assert plan.exit_thresholds[0] < start.exit_thresholds[0]
     # results older than the window and their audits leave the observation

@@ -7,7 +7,12 @@ import pytest
 
 from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS
 from edgeml_ros.core.codec import encode_tensor
-from edgeml_ros.core.decisions import EXPIRE_PERIOD_S, FALLBACK_MARGIN_S, fallback_exit
+from edgeml_ros.core.decisions import (
+    AUDIT_ENCODING,
+    EXPIRE_PERIOD_S,
+    FALLBACK_MARGIN_S,
+    fallback_exit,
+)
 from edgeml_ros.core.offload_window import IN_FLIGHT_HORIZON_S
 from edgeml_ros.core.pipeline import (
     DUPLICATE_WINDOW,
@@ -526,7 +531,6 @@ def test_audits_send_a_share_of_early_answers_and_score_them_at_the_final_exit(
 ):
     pipe, server = audit_pipeline(bundle), TailServer(bundle)
     final = make(bundle, cut=bundle.model.num_blocks)  # the whole model, no early exit
-    sizes = [np.prod(pipe.runner.feature_shape((1, 1, 28, 28), c)) for c in range(4)]
     outcomes = []
     for i in range(200):
         now = 100.0 + 0.1 * i
@@ -536,8 +540,9 @@ def test_audits_send_a_share_of_early_answers_and_score_them_at_the_final_exit(
             continue
         audit = result.audit
         assert audit.frame_seq == result.frame_seq and audit.context == i
-        # the smaller of the input and the first exit's tensor
-        assert np.prod(audit.tensor.shape) == min(sizes[0], sizes[bundle.model.exit_after[0] + 1])
+        # the camera frame at the model's input size, lossless
+        assert audit.cut_point == 0 and audit.tensor.encoding == AUDIT_ENCODING == "png"
+        assert audit.tensor.shape == (28, 28, 1) and audit.tensor.dtype == "uint8"
         outcome = pipe.on_reply(server.handle(audit), now=now + 0.01)
         assert isinstance(outcome, AuditOutcome) and outcome.frame_seq == result.frame_seq
         assert (outcome.exit_index, outcome.class_id) == (0, result.class_id)

@@ -14,6 +14,7 @@ from edgeml_ros.core.paths import POLICY_DIR
 from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan
 from edgeml_ros.core.profiles import ExitTable, ImageExit
 from edgeml_ros.core.traces import Trace, outage_trace, step_trace
+from edgeml_ros.core.workloads import DEFAULT_WORKLOAD, workload
 from edgeml_ros.policy.agents import (
     PolicyFileError,
     load_policy,
@@ -562,10 +563,10 @@ def test_audits_sample_the_early_exits_by_seed_and_cost_their_uplink(calibrated)
         np.testing.assert_array_equal(getattr(audited, name), getattr(plain, name))
     extra = audited.energy_j - plain.energy_j
     assert np.all(extra[~audited.audited] == 0) and np.all(extra[audited.audited] > 0)
-    nbytes = min(costs.cut_bytes[0], costs.cut_bytes[costs.exit_after_block[0] + 1])
-    first = audited.audited & (audited.exit_index == 0)
-    np.testing.assert_allclose(extra[first], costs.device.radio_tx_w
-                               * costs.wire_bits(int(nbytes)) / 10e6)  # fmt: skip
+    # this profile has no PNG sizes (format 3): an audit costs the raw 32x32 input frame
+    assert "png" not in calibrated.tables["clean"].images and costs.frame_bytes == 1024
+    np.testing.assert_allclose(extra[audited.audited], costs.device.radio_tx_w
+                               * costs.wire_bits(1024) / 10e6)  # fmt: skip
     # the observation counts the last window's audits
     sim = calibrated.simulation(scenario)
     records = sim.run(plan, 2000)
@@ -574,13 +575,29 @@ def test_audits_sample_the_early_exits_by_seed_and_cost_their_uplink(calibrated)
     agreeing = records.agrees[records.audited.astype(bool)]
     assert obs.recent_audit_agreement == pytest.approx(np.mean(agreeing))
     assert len(obs.vector(costs.num_blocks)) == 12  # not a feature of the learned policies
-    # a link too slow to carry an audit within a frame period (4 KB in 0.1 s) gets none
-    slow = calibrated.simulation(replace(scenario, trace=steady(0.2, 20.0).trace))
+    # a link too slow to carry an audit within a frame period (1 KB and headers in 0.1 s)
+    slow = calibrated.simulation(replace(scenario, trace=steady(0.04, 20.0).trace))
     records = slow.run(plan, 2000)
     assert not records.auditable.any() and not records.audited.any()
     assert observe(slow, plan).recent_auditable_frames == 0
     with pytest.raises(ValueError, match="audit_share must be in"):
         SimConfig(audit_share=1.5)
+
+
+def test_an_audit_costs_its_frame_in_png_where_the_profile_measured_it():
+    drone = World.load(workload(DEFAULT_WORKLOAD).profile)
+    costs = drone.costs
+    plan = ExecutionPlan(costs.num_blocks, (0.0,) * costs.num_exits, audit_share=0.2)
+    scenario = replace(steady(20.0, 20.0, 60.0), seed=3)
+    sim = drone.simulation(scenario)
+    audited = sim.run(plan, sim.frames)
+    plain = drone.simulation(scenario).run(replace(plan, audit_share=0.0), sim.frames)
+    assert 0.1 < audited.audited.mean() < 0.3  # every frame answers early here
+    png = drone.tables["clean"].images["png"].payload_bytes[sim.sample[audited.audited]]
+    assert len(set(png)) > 1 and png.max() < costs.frame_bytes  # each frame's own size
+    bits = np.array([costs.wire_bits(int(b)) for b in png])
+    extra = (audited.energy_j - plain.energy_j)[audited.audited]
+    np.testing.assert_allclose(extra, costs.device.radio_tx_w * bits / 20e6)
 
 
 def test_apparate_moves_its_threshold_on_the_audits_it_gets(world):

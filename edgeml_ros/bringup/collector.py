@@ -28,6 +28,7 @@ from edgeml_ros.msg import (
     GroundTruth,
     InferenceResult,
     LinkQuality,
+    ResultBatch,
 )
 from edgeml_ros.nodes.common import LATCHED, MONITOR, RELIABLE
 
@@ -57,6 +58,8 @@ class Collector(Node):
         self.base_load: list[tuple[float, float]] = []  # (t, requests answered per second)
         # arrival times of results the plan sent to the base station (answered there or not)
         self.offload_wanted: list[float] = []
+        # audits per result batch: (t, sent, answered, agreeing with the final exit)
+        self.audits: list[tuple[float, int, int, int]] = []
         for msg_type, topic, callback, qos in (
             (InferenceResult, "perception/result", self._on_result, RELIABLE),
             (GroundTruth, "camera/ground_truth", self._on_truth, RELIABLE),
@@ -67,6 +70,8 @@ class Collector(Node):
             (BaseStationLoad, "offload/load", self._on_load, MONITOR),
         ):
             self.create_subscription(msg_type, topic, self._recording(topic, callback), qos)
+        # the batches only for their audit counts: their results are recorded one by one above
+        self.create_subscription(ResultBatch, "perception/result_batch", self._on_batch, RELIABLE)
 
     def _recording(self, topic: str, callback):
         """`callback`, then the message into the MCAP recording (if any) with its receive time.
@@ -88,6 +93,11 @@ class Collector(Node):
         early = list(msg.exit_thresholds[:-1]) or [0.0]
         self.plans.append((time.monotonic() - self.started, msg.cut_point, min(early),
                            msg.reason))  # fmt: skip
+
+    def _on_batch(self, msg: ResultBatch) -> None:
+        if msg.audits_sent or msg.audits_answered:
+            self.audits.append((time.monotonic() - self.started, msg.audits_sent,
+                                msg.audits_answered, msg.audits_agreeing))  # fmt: skip
 
     def _on_load(self, msg: BaseStationLoad) -> None:
         self.base_load.append((time.monotonic() - self.started, msg.requests_per_s))
@@ -113,6 +123,27 @@ class Collector(Node):
         self.results[msg.frame_seq] = (msg, (now - stamp) / 1e6)
         if msg.where in (InferenceResult.WHERE_BASE, InferenceResult.WHERE_FALLBACK):
             self.offload_wanted.append(time.monotonic() - self.started)
+
+    def _scored(self) -> list[tuple[InferenceResult, int]]:
+        """Answered results whose ground truth came, with the true class."""
+        ok = InferenceResult.STATUS_OK
+        return [(r, self.truth[k]) for r, _ in self.results.values() if r.status == ok
+                and (k := (r.header.stamp.sec, r.header.stamp.nanosec,
+                           r.header.frame_id)) in self.truth]  # fmt: skip
+
+    def accuracy_over_time(self, window_s: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
+        """Accuracy of the answered frames captured in the last `window_s`, at each capture.
+
+        Times are seconds since this collector started, by the frames' camera stamps.
+        """
+        scored = sorted((r.header.stamp.sec + r.header.stamp.nanosec / 1e9 - self.started_epoch,
+                         r.class_id == truth) for r, truth in self._scored())  # fmt: skip
+        if not scored:
+            return np.zeros(0), np.zeros(0)
+        t, correct = (np.array(v, dtype=float) for v in zip(*scored, strict=True))
+        sums = np.concatenate([[0.0], np.cumsum(correct)])
+        first = np.searchsorted(t, t - window_s, side="right")
+        return t, (sums[1:] - sums[first]) / (np.arange(1, len(t) + 1) - first)
 
     def _on_truth(self, msg: GroundTruth) -> None:
         key = (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id)
@@ -162,11 +193,8 @@ class Collector(Node):
         results = [r for r, _ in self.results.values()]
         latencies = np.array([lat for _, lat in self.results.values()])
         ok = [r for r in results if r.status == InferenceResult.STATUS_OK]
-        scored = [
-            (r, self.truth[k])
-            for r in ok
-            if (k := (r.header.stamp.sec, r.header.stamp.nanosec, r.header.frame_id)) in self.truth
-        ]
+        scored = self._scored()
+        sent, answered, agreeing = (sum(a[i] for a in self.audits) for i in (1, 2, 3))
         where = Counter(Where(r.where).name.lower() for r in results)
         frames_in = self.perception_counter("frames_in")
         energy = [
@@ -209,6 +237,9 @@ class Collector(Node):
             "offload_window_full": self.perception_counter("window_full"),
             "longest_offload_gap_s": self.longest_offload_gap_s(results),
             "first_plan_s": self.first_plan_s(),
+            "audits_sent": sent,
+            "audits_answered": answered,
+            "audit_agreement": agreeing / answered if answered else None,
         }
 
     def first_plan_s(self) -> float | None:

@@ -55,6 +55,8 @@ class DemoConfig:
     plot_path: str | None = "out/demo.png"
     trace: str = "throttle"  # a trace file, or "throttle": the authors' schedule over the run
     shape: bool = True
+    # the controller's audit_share: audits under every plan (label-free accuracy in the plot)
+    audit_share: float = 0.0
     # telemetry of each run as out/demo_<policy>.mcap, with how it was made (bringup.run_record)
     mcap_dir: str | None = "out"
     command: str = ""

@@ -66,6 +66,7 @@ def launch_arguments(cfg: DemoConfig, session: Session, policy: str, run_dir: Pa
                 "deadline_ms": cfg.deadline_ms,
                 "profile": str(session.model.profile),
                 "device_class": session.model.device.name,
+                "audit_share": cfg.audit_share,
             },
             "battery_sim": {"device_class": session.model.device.name},
             "camera_source": {

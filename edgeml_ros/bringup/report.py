@@ -38,6 +38,8 @@ def format_summary(s: dict, duration_s: float, rate_hz: float, deadline_ms: floa
             f"  errors                {s['errors']}",
             f"  policy changes        {s['policy_changes']}",
             f"  accuracy              {pct(s['accuracy'])} over {s['scored_frames']} frames",
+            f"  audits                {s['audits_sent']} sent, {s['audits_answered']} answered, "
+            f"{pct(s['audit_agreement'])} agreeing with the final exit (label-free)",
             f"  latency p50 / p95     {ms(s['latency_ms_p50'])} / {ms(s['latency_ms_p95'])}"
             " (camera stamp -> result received)",
             f"  deadline misses       {pct(s['deadline_miss_rate'])} (> {deadline_ms:g} ms)",

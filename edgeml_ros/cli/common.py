@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from edgeml_ros.core.plan import MAX_AUDIT_SHARE
+
 if TYPE_CHECKING:
     from edgeml_ros.policy.world import World
 
@@ -30,6 +32,9 @@ def _number(kind: type, noun: str, accepts: Callable[[float], bool], requirement
 positive_int = _number(int, "a whole number", lambda v: v > 0, "> 0")
 positive_float = _number(float, "a number", lambda v: v > 0, "> 0")
 fraction = _number(float, "a number", lambda v: 0 <= v <= 1, "from 0 to 1")
+audit_share = _number(
+    float, "a number", lambda v: 0 <= v <= MAX_AUDIT_SHARE, f"from 0 to {MAX_AUDIT_SHARE}"
+)
 
 
 def command_line() -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from edgeml_ros.cli.common import command_line, positive_float, workload_argument
+from edgeml_ros.cli.common import audit_share, command_line, positive_float, workload_argument
 
 
 def demo_config(args: argparse.Namespace, **extra):
@@ -31,6 +31,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from edgeml_ros.bringup.demo import run_demo
 
     return run_demo(demo_config(args, domain_id=args.domain_id, mcap_dir=args.mcap_dir or None,
+                                 audit_share=args.audit_share,
                                  command=command_line()))  # fmt: skip
 
 
@@ -83,4 +84,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="record telemetry to DIR/demo_<policy>.mcap ('' for none)")  # fmt: skip
     p.add_argument("--no-shaping", action="store_true",
                    help="use the loopback link even where shaping works (root)")  # fmt: skip
+    p.add_argument("--audit-share", type=audit_share, default=0.02,
+                   help="share of the drone's early answers audited at the base station under "
+                   "every plan (the controller's audit_share; 0: only a policy's "
+                   "own)")  # fmt: skip
     p.set_defaults(func=_cmd_demo)

@@ -5,8 +5,9 @@ these, so a policy the simulator finds best is scored on the rules the drone fol
 
 - which exit answers: the exits a plan lets the drone check (`checked_exits`) and whether a
   checked exit fires on its confidence (`exit_fires`);
-- which early answers go to the base station as audits (`audit_due`), and as which tensor
-  (`audit_cut`);
+- which early answers go to the base station as audits (`audit_due`), when the link can carry
+  one (`audit_fits`), and how: the camera frame at the model's input size in AUDIT_ENCODING
+  (lossless, so the base station's final exit answers on the drone's input);
 - whether an offload may go: `core.offload_window.OffloadWindow`, fed the same times (a frame's
   arrival, the end of its head when the offload is asked for and sent, each reply's arrival);
 - when an offload stops waiting for its reply (`fallback_time`) and at which exit the drone
@@ -32,6 +33,8 @@ from edgeml_ros.core.plan import exit_enabled
 EXPIRE_PERIOD_S = 0.01
 FALLBACK_SLACK_S = 0.002
 FALLBACK_MARGIN_S = EXPIRE_PERIOD_S + FALLBACK_SLACK_S
+# An audit ships the camera frame at the model's input size, losslessly (core.codec).
+AUDIT_ENCODING = "png"
 
 
 @dataclass(frozen=True)
@@ -105,14 +108,17 @@ def audit_due(
     return (exit_index < num_exits - 1) & (draw < share)
 
 
-def audit_cut(exit_after: Sequence[int], exit_index: int, cut_sizes: Sequence[float]) -> int:
-    """The cut point whose tensor an audit of an answer at `exit_index` ships.
+def audit_fits(
+    nbytes: float | np.ndarray, rate_bps: float | np.ndarray | None, interval_s: float | None
+) -> bool | np.ndarray:
+    """Whether the link carries an audit of `nbytes` within one frame interval (per frame).
 
-    The smaller of the input (cut 0) and the features after the exit's block, by `cut_sizes`
-    (bytes or elements per cut point): the base station finishes the model from either.
+    At `rate_bps` bytes a second; with the rate or the interval not known yet (None), it may:
+    the audit's reply will tell.
     """
-    after_exit = exit_after[exit_index] + 1
-    return 0 if cut_sizes[0] <= cut_sizes[after_exit] else after_exit
+    if rate_bps is None or interval_s is None:
+        return True
+    return nbytes <= rate_bps * interval_s
 
 
 def fallback_time(arrived: float, sent: float, deadline_s: float, finish_s: float) -> float:

@@ -12,9 +12,10 @@ A frame whose offload the link cannot take now (core.offload_window) finishes on
 These rules are core.decisions', which the simulator follows too.
 
 Audits: under a plan with an `audit_share`, an early answer on the drone is also sent to the
-base station (core.decisions.audit_due) when the offload window could take it, as the smaller
-of the input and the exit's tensor; the base station's final exit then tells whether the early
-answer agreed (`AuditOutcome`). The frame's result goes out at once, as without the audit.
+base station (core.decisions.audit_due) when the offload window could take it and the link
+carries it within a frame interval (`audit_fits`), as the camera frame in AUDIT_ENCODING; the
+base station's final exit then tells whether the early answer agreed (`AuditOutcome`). The
+frame's result goes out at once, as without the audit.
 
 At cut 0 a plan with an image encoding (core.codec.IMAGE_ENCODINGS) ships the camera frame at
 the model's input size instead of the input tensor; the base station preprocesses it as the
@@ -47,15 +48,16 @@ from edgeml_ros.core.codec import (
     max_wire_bytes,
 )
 from edgeml_ros.core.decisions import (
-    EXPIRE_PERIOD_S as EXPIRE_PERIOD_S,  # the perception node's, re-exported
-)
-from edgeml_ros.core.decisions import (
+    AUDIT_ENCODING,
     LocalTimes,
-    audit_cut,
     audit_due,
+    audit_fits,
     fallback_budget,
     fallback_exit,
     fallback_time,
+)
+from edgeml_ros.core.decisions import (
+    EXPIRE_PERIOD_S as EXPIRE_PERIOD_S,  # the perception node's, re-exported
 )
 from edgeml_ros.core.images import (
     ImageDecodeError,
@@ -69,7 +71,7 @@ from edgeml_ros.core.images import (
 from edgeml_ros.core.offload_window import OffloadWindow
 from edgeml_ros.core.outcome import Status, Where
 from edgeml_ros.core.plan import ExecutionPlan, check_plan
-from edgeml_ros.core.runtime import ExitDecision, HeadOutcome, SplitRunner
+from edgeml_ros.core.runtime import ExitDecision, SplitRunner
 from edgeml_ros.core.untrusted import RecentKeys, shown, shown_shape
 
 
@@ -267,6 +269,7 @@ class DronePipeline:
         # Audits on the link: seq -> (context, the drone's early answer).
         self._audits: dict[int, tuple[Any, ExitDecision]] = {}
         self._audit_draws = np.random.default_rng(audit_seed)
+        self._audit_bytes = 0  # the last audit's (the next one's size, until it is encoded)
         self._next_seq = 0
         self._reported: dict[str, int] = {}  # counters at their last report
         self.plan = plan
@@ -276,8 +279,6 @@ class DronePipeline:
         self.set_plan(plan)
         self.runner.warm_up(model_input_shape(bundle))
         self.block_s, self.head_s = self.runner.measure(model_input_shape(bundle))
-        self._cut_sizes = [math.prod(self.runner.feature_shape(model_input_shape(bundle), cut))
-                           for cut in range(bundle.model.num_blocks + 1)]  # fmt: skip
 
     @property
     def local_times(self) -> LocalTimes:
@@ -422,7 +423,7 @@ class DronePipeline:
         if outcome.fired is not None:
             self._answer(result, outcome.fired, Where.DRONE)
             if plan.audit_share > 0:
-                self._audit(result, outcome, x, plan, arrived + (t2 - t0))
+                self._audit(result, pixels, plan, arrived + (t2 - t0))
             return self._finish(result, arrived, arrived + (t2 - t0))
         pending = _Pending(result, arrived, arrived + (t2 - t0), 0.0, outcome.features,
                            outcome.deepest_local, plan.exit_rule)  # fmt: skip
@@ -460,32 +461,29 @@ class DronePipeline:
         )
 
     def _audit(
-        self,
-        result: FrameResult,
-        outcome: HeadOutcome,
-        x: torch.Tensor,
-        plan: ExecutionPlan,
-        now: float,
+        self, result: FrameResult, pixels: np.ndarray, plan: ExecutionPlan, now: float
     ) -> None:
         """Note whether the link could carry an audit of `result`, and send one if it is due."""
-        busy, lost = self.window.full(now)
+        window = self.window
+        busy, lost = window.full(now)
         self.counters.offloads_lost += lost
         self._forget_unawaited()
-        result.auditable = busy is None
-        fired, num_exits = outcome.fired, self.bundle.model.num_exits
-        if busy is not None or not audit_due(
-            fired.exit_index, num_exits, self._audit_draws.random(), plan.audit_share
+        result.auditable = busy is None and audit_fits(
+            self._audit_bytes, window.delivery_rate_bps, window.frame_interval_s
+        )
+        draw = self._audit_draws.random()
+        if not result.auditable or not audit_due(
+            result.exit_index, self.bundle.model.num_exits, draw, plan.audit_share
         ):
             return
-        exit_after = self.bundle.model.exit_after
-        cut = audit_cut(exit_after, fired.exit_index, self._cut_sizes)
-        features = x if cut == 0 else outcome.features
-        tensor = encode_tensor(features.cpu().numpy(), plan.encoding, plan.compression)
         meta, seq = self.bundle.meta, result.frame_seq
+        frame = encode_frame(input_frame(pixels, tuple(meta.input_size)), AUDIT_ENCODING)
         digest = meta.weights_digest[:OFFLOAD_DIGEST_CHARS]
-        result.audit = OffloadRequest(seq, result.context, meta.model_id, digest, cut, tensor)
-        self._audits[seq] = (result.context, fired)
-        self.window.sent(seq, now, len(tensor.data))
+        result.audit = OffloadRequest(seq, result.context, meta.model_id, digest, 0, frame)
+        self._audits[seq] = (result.context, ExitDecision(result.exit_index, result.class_id,
+                                                          result.confidence))  # fmt: skip
+        self._audit_bytes = len(frame.data)
+        window.sent(seq, now, len(frame.data))
         self.counters.audits_sent += 1
 
     def _forget_unawaited(self) -> None:

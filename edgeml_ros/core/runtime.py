@@ -32,14 +32,12 @@ class ExitDecision:
 class HeadOutcome:
     """What the head produced: an exit that fired, or the features to offload.
 
-    `features`: the tensor at the cut point when no exit fired, and after the block of the exit
-    that fired when one did (an audit ships it, core.decisions.audit_cut). `deepest_local` is
-    the deepest exit the head evaluated (fired or not), which is what a fallback answers with
-    when an offload gets no reply in time.
+    `deepest_local` is the deepest exit the head evaluated (fired or not), which is what a
+    fallback answers with when an offload gets no reply in time.
     """
 
     fired: ExitDecision | None
-    features: torch.Tensor
+    features: torch.Tensor | None
     deepest_local: ExitDecision | None
 
 
@@ -96,7 +94,7 @@ class SplitRunner:
                 continue
             deepest = self._decide(exit_index, x, rule)
             if exit_fires(exit_index, deepest.confidence, thresholds):
-                return HeadOutcome(deepest, x, deepest)
+                return HeadOutcome(deepest, None, deepest)
         return HeadOutcome(None, x, deepest)
 
     @torch.inference_mode()

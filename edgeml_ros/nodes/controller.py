@@ -23,7 +23,7 @@ from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS, digest_matches
 from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
 from edgeml_ros.core.outcome import Status
 from edgeml_ros.core.paths import POLICY_DIR
-from edgeml_ros.core.plan import ExecutionPlan, with_tensor_transport
+from edgeml_ros.core.plan import MAX_AUDIT_SHARE, ExecutionPlan, with_tensor_transport
 from edgeml_ros.core.profiles import DEFAULT_PROFILE
 from edgeml_ros.core.untrusted import shown
 from edgeml_ros.msg import ExecutionPolicy, LinkQuality, ResultBatch
@@ -82,6 +82,11 @@ class ControllerNode(ManagedNode):
                       check=one_of(*ENCODINGS)),
                 Param("compression", "none", "Lossless compression of offloaded tensors: none, "
                       "zlib or zstd.", check=one_of(*COMPRESSIONS)),
+                Param("audit_share", 0.0, "Audit this share of the drone's early answers under "
+                      "every plan (the base station's final exit tells whether they agreed: "
+                      "label-free accuracy, in perception/result_batch); a policy that audits "
+                      "(apparate) keeps its own share; 0: only those.",
+                      float_range=(0.0, MAX_AUDIT_SHARE)),
             ],
         )  # fmt: skip
         self.add_post_set_parameters_callback(self._on_params_set)
@@ -215,7 +220,10 @@ class ControllerNode(ManagedNode):
         transport = with_tensor_transport(
             decision.plan, **param_values(self, ("encoding", "compression"))
         )
-        plan = dataclasses.replace(transport, policy_name=self.controller.policy.name)
+        audit_share = transport.audit_share or self._param("audit_share")
+        plan = dataclasses.replace(
+            transport, policy_name=self.controller.policy.name, audit_share=audit_share
+        )
         now = time.monotonic()
         changed = plan != self._last
         if changed or now - self._last_sent >= self._param("publish_period_s"):

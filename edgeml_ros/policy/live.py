@@ -202,11 +202,14 @@ class LiveController:
             )
         else:
             plan = self.policy.decide(obs).plan
+            audits = obs.recent_audits
+            agreement = f", audits {audits} ({obs.recent_audit_agreement:.0%} agree)" if audits \
+                else ""  # fmt: skip
             decision = LiveDecision(
                 plan,
                 f"{self.policy.name}: link {obs.bandwidth_mbps:.2f} Mbit/s, RTT "
                 f"{obs.rtt_ms:.0f} ms, battery {obs.battery_soc:.0%}, confidence "
-                f"{obs.recent_confidence:.2f}",
+                f"{obs.recent_confidence:.2f}{agreement}",
                 "policy",
             )
         self.plan = decision.plan

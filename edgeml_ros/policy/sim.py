@@ -48,10 +48,11 @@ from edgeml_ros.core.battery import soc_after
 from edgeml_ros.core.calibration import Calibration
 from edgeml_ros.core.codec import ENCODINGS, IMAGE_ENCODINGS
 from edgeml_ros.core.decisions import (
+    AUDIT_ENCODING,
     EXPIRE_PERIOD_S,
     LocalTimes,
-    audit_cut,
     audit_due,
+    audit_fits,
     checked_exits,
     exit_fires,
     fallback_budget,
@@ -244,6 +245,7 @@ class ModelCosts:
             terms.server_call_ms / 1000.0,
         )
         self.server_tail_s = np.array([server_times.finish(c) for c in range(self.num_blocks + 1)])
+        self.frame_bytes = math.prod(profile.input_shape[1:])  # the raw camera frame, uint8
         self.cut_bytes = np.array(
             [profile.input_bytes[config.encoding]]
             + [b.output_bytes[config.encoding] for b in profile.blocks]
@@ -562,11 +564,12 @@ class Simulation:
 
         Under a plan with an `audit_share`, a frame answered on the drone is audited as
         core.decisions.audit_due says, with its own draw, when the frame is auditable: the link
-        carries any early exit's audit within one frame period (at the true trace's bandwidth,
-        standing for the drone's offload window; on a slower link, or in an outage, the drone
-        sends none). An audit goes to the base station as the tensor core.decisions.audit_cut
-        picks (at the configured encoding), and the record says whether the final exit's answer
-        there agreed with the early one. What an audit costs here: the radio's transmit energy
+        carries its audit within one frame period (core.decisions.audit_fits, at the true
+        trace's bandwidth, standing for the drone's offload window; on a slower link, or in an
+        outage, the drone sends none). An audit goes to the base station as the frame in the
+        audit encoding (core.decisions.AUDIT_ENCODING, its bytes from the profile; without
+        them, the raw frame's), and the record says whether the final exit's answer there
+        agreed with the early one. What an audit costs here: the radio's transmit energy
         for those bytes (their wire bits at the trace's bandwidth), added to the frame's energy
         and so to its utility and the battery. Not modelled: its time on the link and at the
         base station (so it delays no offload), the drone's time to serialize it, and its
@@ -593,16 +596,18 @@ class Simulation:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Which frames are auditable and audited, and the transmit energy of each audit (J)."""
         costs = self.costs
-        cuts = [audit_cut(costs.exit_after_block, e, costs.cut_bytes)
-                for e in range(costs.num_exits - 1)]  # fmt: skip
-        bits = np.array([costs.wire_bits(int(costs.cut_bytes[c])) for c in cuts])
+        # each frame's own bytes in the audit encoding where the profile has them, else the
+        # raw frame's
+        nbytes = np.full(len(idx), costs.frame_bytes)
+        if (frames := self._images.get(AUDIT_ENCODING)) is not None:
+            nbytes = frames.payload_bytes[self.condition[idx], self.sample[idx]]
+        bits = np.array([costs.wire_bits(int(b)) for b in nbytes])
         rate = np.maximum(mbps, 1e-12) * 1e6
-        # whatever early exit it answers at: the link carries the largest audit in a period
-        auditable = (mbps > 0) & (bits.max() / rate <= 1.0 / self.config.fps)
+        auditable = (mbps > 0) & audit_fits(bits / 8, rate / 8, 1.0 / self.config.fps)
         on_drone = where == WHERE_DRONE
         audited = auditable & on_drone & audit_due(exit_taken, costs.num_exits,
                                                    self.audit_draw[idx], share)  # fmt: skip
-        airtime = np.where(audited, bits[np.minimum(exit_taken, len(bits) - 1)] / rate, 0.0)
+        airtime = np.where(audited, bits / rate, 0.0)
         return auditable, audited, costs.device.radio_tx_w * airtime
 
     def _simulate(
