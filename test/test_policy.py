@@ -10,12 +10,14 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
+from edgeml_ros.core.codec import IMAGE_ENCODINGS
 from edgeml_ros.core.paths import POLICY_DIR
-from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan
+from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan, shared_thresholds
 from edgeml_ros.core.profiles import ExitTable, ImageExit
 from edgeml_ros.core.traces import Trace, outage_trace, step_trace
 from edgeml_ros.core.workloads import DEFAULT_WORKLOAD, workload
 from edgeml_ros.policy.agents import (
+    LoopPolicy,
     PolicyFileError,
     load_policy,
     policy_file,
@@ -25,10 +27,18 @@ from edgeml_ros.policy.baselines import (
     Apparate,
     FixedPolicy,
     Neurosurgeon,
+    ThresholdLoop,
     apparate_min_audits,
     pick_image_encoding,
 )
-from edgeml_ros.policy.env import EdgeMLDDPGEnv, EdgeMLEnv, ddpg_reward
+from edgeml_ros.policy.env import (
+    LOOP_OBSERVATION_SIZE,
+    EdgeMLDDPGEnv,
+    EdgeMLEnv,
+    EdgeMLLoopEnv,
+    ddpg_reward,
+    loop_routes,
+)
 from edgeml_ros.policy.evaluate import evaluate, run_policy, summarize
 from edgeml_ros.policy.observation import (
     Observation,
@@ -193,6 +203,7 @@ def test_harder_inputs_are_less_accurate(world):
 def test_env_passes_the_gymnasium_checker_and_is_deterministic(world):
     check_env(EdgeMLEnv(world), skip_render_check=True)
     check_env(EdgeMLDDPGEnv(world), skip_render_check=True)
+    check_env(EdgeMLLoopEnv(world), skip_render_check=True)
     sb3_check_env(EdgeMLEnv(world))
     sb3_check_env(EdgeMLDDPGEnv(world), warn=False)  # the authors' asymmetric action bounds
 
@@ -335,12 +346,14 @@ def test_committed_policies_load_and_beat_the_fixed_baselines(calibrated):
 
 
 def test_the_registry_names_every_policy_once_and_which_run_live():
-    assert policy_names() == ("rl", "dqn", "edgeml_ddpg", "edge_only", "cloud_only", "cloud_png",
-                              "cloud_jpeg", "neurosurgeon", "branchynet", "spinn", "ucb",
-                              "apparate", "oracle")  # fmt: skip
+    assert policy_names() == ("rl", "rl_loop", "dqn", "edgeml_ddpg", "edge_only", "cloud_only",
+                              "cloud_png", "cloud_jpeg", "neurosurgeon", "branchynet", "spinn",
+                              "ucb", "apparate", "oracle")  # fmt: skip
     assert set(policy_names()) - set(policy_names(live_only=True)) == {"edgeml_ddpg", "oracle"}
     assert all(policy_spec(name).description for name in policy_names())
-    with pytest.raises(ValueError, match="policy 'nope' unknown; known: rl, dqn, edgeml_ddpg"):
+    with pytest.raises(
+        ValueError, match="policy 'nope' unknown; known: rl, rl_loop, dqn, edgeml_ddpg"
+    ):
         policy_spec("nope")
     with pytest.raises(ValueError, match="registered twice"):
         register("rl", "again")(lambda world, policy_dir: None)
@@ -360,6 +373,33 @@ def test_short_ppo_training_saves_a_working_policy(world, tmp_path):
     policy = load_policy(tmp_path / "tiny", world)
     records = run_policy(world, policy, steady(10, 20))
     assert summarize(records)["frames"] == 100
+
+
+def test_the_loop_agent_picks_routes_and_its_loop_the_threshold(world, tmp_path):
+    costs = world.costs
+    env = EdgeMLLoopEnv(world)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (LOOP_OBSERVATION_SIZE,) == env.observation_space.shape
+    start = env.loop.threshold
+    np.testing.assert_allclose(obs[-3:], [start, 1.0, 0.0])  # the loop's state, no audits yet
+    # this profile measured no image encodings: one route per cut point
+    assert loop_routes(world) == [(c, "fp32") for c in range(costs.num_blocks + 1)]
+    _, _, _, _, info = env.step(costs.num_blocks)
+    thresholds = shared_thresholds(start, costs.num_exits)
+    share = world.config.audit_share
+    assert info["plan"] == ExecutionPlan(costs.num_blocks, thresholds, audit_share=share)
+    # the drone workload's profile did: the camera frame at cut 0 is a route too
+    drone = World.load(workload(DEFAULT_WORKLOAD).profile)
+    routes = loop_routes(drone)
+    assert routes[-len(IMAGE_ENCODINGS) :] == [(0, e) for e in IMAGE_ENCODINGS]
+    # trained briefly, it runs the simulator from its routes, auditing
+    meta = train_agent(world, "ppo_loop", tmp_path, "tiny_loop", timesteps=512, command="test")
+    assert meta["agent"] == "ppo_loop"
+    policy = load_policy(tmp_path / "tiny_loop", world)
+    assert isinstance(policy, LoopPolicy)
+    records = run_policy(world, policy, steady(10, 20, 60.0))
+    assert summarize(records)["frames"] == 600 and records.auditable.any()
+    assert policy.decide(observe_empty()).plan.audit_share == world.config.audit_share
 
 
 def test_evaluate_command_writes_json_and_plots(tmp_path, world):
@@ -601,9 +641,10 @@ def test_an_audit_costs_its_frame_in_png_where_the_profile_measured_it():
 
 
 def test_apparate_moves_its_threshold_on_the_audits_it_gets(world):
-    policy = Apparate(world.costs, 0.515, audit_share=0.02)
-    assert policy.min_audits == apparate_min_audits(0.99) == 70
-    assert policy.levels[0] == 0.3 and policy.levels[-1] == 0.99
+    loop = ThresholdLoop(0.515, audit_share=0.02)
+    policy = Apparate(world.costs, loop)
+    assert loop.min_audits == apparate_min_audits(0.99) == 70
+    assert loop.levels[0] == 0.3 and loop.levels[-1] == 0.99
 
     def window(audits, disagreeing, frames=500):
         obs = Observation(10.0, 20.0, 0.0, 0.9, 0.9, 0.9, 0.0, 0.05, 10.0, 100.0, 5, 3, frames,
@@ -618,9 +659,12 @@ def test_apparate_moves_its_threshold_on_the_audits_it_gets(world):
     assert window(10, 1) == 0.55  # 2 of 30 in 2000 frames: 95 %, 97.9 % at 70: raise now
     assert window(69, 0, 4000) == 0.55 and window(1, 0, 10) == 0.515  # 70 agreeing: lower
     policy.reset()
-    assert policy.threshold == 0.515
+    assert loop.threshold == 0.515
+    np.testing.assert_allclose(loop.features(), [0.515, 1.0, 0.0])
     # 3 of 80 audits disagree in 6000 frames: 150 frames estimated, 97.5 % agreement
     assert window(80, 3, 6000) == 0.55
+    window(35, 0)  # the move cleared them: 35 agreeing audits since
+    np.testing.assert_allclose(loop.features(), [0.55, 1.0, 0.5])
 
 
 def observe_empty():

@@ -4,6 +4,8 @@
   whose statistics are saved beside the policy and loaded frozen. Discount 0.5: an action
   mostly shapes its own window (queues and battery carry a little over). PPO: 4 environments,
   rollouts of 256 steps, 400,000 steps; DQN: 300,000 steps; both 64x64 MLPs.
+- `ppo_loop`: PPO as above on `EdgeMLLoopEnv`: it picks the route (cut point and encoding), a
+  threshold loop on audits keeps the exit threshold, and its state is in the observation.
 - `edgeml_ddpg`: the EdgeML authors' formulation (`EdgeMLDDPGEnv`) with their hyperparameters
   (RL_AGENT/ddpg.py): one hidden layer of 300 units for actor and critic, RMSprop at 1e-4 for
   both, gamma 0.9, tau 0.01, a 10,000-transition buffer, batches of 64, Gaussian exploration
@@ -31,13 +33,23 @@ from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from tqdm import tqdm
 
-from edgeml_ros.policy.env import EdgeMLDDPGEnv, EdgeMLDDPGPolicy, EdgeMLEnv
+from edgeml_ros.core.plan import ExecutionPlan
+from edgeml_ros.policy.baselines import threshold_loop
+from edgeml_ros.policy.env import (
+    EdgeMLDDPGEnv,
+    EdgeMLDDPGPolicy,
+    EdgeMLEnv,
+    EdgeMLLoopEnv,
+    loop_routes,
+    loop_vector,
+    route_plan,
+)
 from edgeml_ros.policy.observation import Decision, Observation, action_plan
 from edgeml_ros.policy.sim import Simulation
 from edgeml_ros.policy.world import World
 
-AGENTS = ("ppo", "dqn", "edgeml_ddpg")
-DEFAULT_TIMESTEPS = {"ppo": 400_000, "dqn": 300_000, "edgeml_ddpg": 5_000}
+AGENTS = ("ppo", "dqn", "edgeml_ddpg", "ppo_loop")
+DEFAULT_TIMESTEPS = {"ppo": 400_000, "dqn": 300_000, "edgeml_ddpg": 5_000, "ppo_loop": 400_000}
 
 
 class PolicyFileError(ValueError):
@@ -93,13 +105,16 @@ def train_agent(
             policy_kwargs={"net_arch": [300], "optimizer_class": torch.optim.RMSprop},
         )  # fmt: skip
     else:
-        n_envs = 4 if agent == "ppo" else 1
-        venv = DummyVecEnv([lambda: Monitor(EdgeMLEnv(world)) for _ in range(n_envs)])
+        on_policy = agent in ("ppo", "ppo_loop")
+        env_type = EdgeMLLoopEnv if agent == "ppo_loop" else EdgeMLEnv
+        venv = DummyVecEnv(
+            [lambda: Monitor(env_type(world)) for _ in range(4 if on_policy else 1)]
+        )
         venv.seed(seed)
         vecnorm = VecNormalize(venv, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=0.5)
         common = {"seed": seed, "device": "cpu", "gamma": 0.5,
                   "policy_kwargs": {"net_arch": [64, 64]}}  # fmt: skip
-        if agent == "ppo":
+        if on_policy:
             model = PPO("MlpPolicy", vecnorm, n_steps=256, batch_size=256, learning_rate=3e-4,
                         ent_coef=0.01, **common)  # fmt: skip
         else:
@@ -127,23 +142,53 @@ def train_agent(
 class LearnedPolicy:
     """A trained PPO or DQN policy with its frozen observation normalization."""
 
-    def __init__(self, name: str, model, vecnorm: VecNormalize, num_blocks: int, num_exits: int):
-        self.name, self.model, self.vecnorm = name, model, vecnorm
+    def __init__(self, name: str, model, vecnorm: VecNormalize, world: World):
+        self.name, self.model, self.vecnorm, self.world = name, model, vecnorm, world
         self.vecnorm.training = False
-        self.num_blocks, self.num_exits = num_blocks, num_exits
+        self.num_blocks, self.num_exits = world.costs.num_blocks, world.costs.num_exits
 
     def reset(self) -> None:
         """Nothing to forget: the policy is a function of the observation."""
 
+    def features(self, obs: Observation) -> np.ndarray:
+        """What the policy was trained to see."""
+        return obs.vector(self.num_blocks)
+
     def action(self, obs: Observation) -> int:
         """The discrete action for an observation."""
-        x = self.vecnorm.normalize_obs(obs.vector(self.num_blocks)[None])
+        x = self.vecnorm.normalize_obs(self.features(obs)[None])
         action, _ = self.model.predict(x, deterministic=True)
         return int(action[0])
 
+    def plan(self, action: int, obs: Observation) -> ExecutionPlan:
+        """The plan of an action."""
+        return action_plan(action, self.num_blocks, self.num_exits)
+
     def decide(self, obs: Observation, sim: Simulation | None = None) -> Decision:
         """The plan of the policy's action."""
-        return Decision(action_plan(self.action(obs), self.num_blocks, self.num_exits))
+        return Decision(self.plan(self.action(obs), obs))
+
+
+class LoopPolicy(LearnedPolicy):
+    """A trained `ppo_loop`: it picks the route, its threshold loop the exit threshold."""
+
+    def __init__(self, name: str, model, vecnorm: VecNormalize, world: World):
+        super().__init__(name, model, vecnorm, world)
+        self.routes = loop_routes(world)
+        self.loop = threshold_loop(world.tables, world.config.audit_share)
+
+    def reset(self) -> None:
+        """The loop back to its start threshold, no audits."""
+        self.loop.reset()
+
+    def features(self, obs: Observation) -> np.ndarray:
+        """The observation and the loop's state, before the loop takes the window in."""
+        return loop_vector(obs, self.loop, self.num_blocks)
+
+    def plan(self, action: int, obs: Observation) -> ExecutionPlan:
+        """The route's plan, at the threshold the loop moves to on the last window's audits."""
+        self.loop.update(obs)
+        return route_plan(self.world, self.routes[action], self.loop)
 
 
 def load_policy(path: Path | str, world: World, name: str | None = None):
@@ -171,10 +216,10 @@ def load_policy(path: Path | str, world: World, name: str | None = None):
                                   world.profile.num_classes, world.config.fps)  # fmt: skip
         policy.name = name
         return policy
-    model = (PPO if agent == "ppo" else DQN).load(path.with_suffix(".zip"), device="cpu")
+    model = (DQN if agent == "dqn" else PPO).load(path.with_suffix(".zip"), device="cpu")
     with open(f"{path}_vecnormalize.pkl", "rb") as f:
         vecnorm = pickle.load(f)
-    return LearnedPolicy(name, model, vecnorm, costs.num_blocks, costs.num_exits)
+    return (LoopPolicy if agent == "ppo_loop" else LearnedPolicy)(name, model, vecnorm, world)
 
 
 def policy_file(policy_dir: Path, world: World, agent: str) -> Path:

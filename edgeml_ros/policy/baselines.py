@@ -19,8 +19,7 @@
 - apparate: everything on the drone, one exit threshold tuned online without labels, in the
   manner of Apparate (Dai et al., SOSP 2024): a share of the early exits is audited against
   the final exit, and the threshold moves one step down while the estimated agreement with the
-  final exit is within the budget, one step up when not. Simulator only, for now: live audits
-  need the perception node to send them.
+  final exit is within the budget, one step up when not (`ThresholdLoop`).
 - oracle: per window, the best configuration in hindsight (true future bandwidth, the very
   frames that come), by simulating every action. It is the limit, not a policy one can run.
 """
@@ -44,6 +43,7 @@ from edgeml_ros.policy.observation import (
     plan_action,
 )
 from edgeml_ros.policy.sim import THRESHOLD_LEVELS, ModelCosts, Simulation, UtilityWeights
+from edgeml_ros.policy.thresholds import pick_threshold
 
 SPINN_ACCURACY_SLACK = 0.005
 # Discounted UCB (see `Ucb`): discount per decision, and the index's constants.
@@ -166,13 +166,12 @@ def apparate_min_audits(budget: float) -> int:
 
 
 @dataclass
-class Apparate:
-    """Everything on the drone, one exit threshold tuned online against audits (Apparate).
+class ThresholdLoop:
+    """One exit threshold, tuned online against audits within an agreement budget (Apparate).
 
-    It starts at BranchyNet's validation-tuned threshold and moves one step along the grid
-    (THRESHOLD_LEVELS below "no early exit", and the start) per decision: down (more early
-    exits, less compute) while the audit-estimated agreement with the final exit is within
-    `budget`, up while it is not. Every plan asks for audits (its `audit_share`).
+    It starts at `start` and moves one step along the grid (THRESHOLD_LEVELS below "no early
+    exit", and the start) per window: down (more early exits, less compute) while the
+    audit-estimated agreement with the final exit is within `budget`, up while it is not.
 
     The estimate weights each audit by the inverse of the audit probability (`audit_share`):
     an audit stands for 1 / share early exits, so disagreeing audits / share estimates how many
@@ -183,15 +182,13 @@ class Apparate:
     APPARATE_HORIZON_FRAMES frames back. It lowers once `min_audits` audits are in (see
     `apparate_min_audits`) and raises as soon as the estimate would stay below the budget even
     if all the audits still missing to `min_audits` agreed. With no audits (`audit_share` 0)
-    it never moves: BranchyNet's threshold.
+    it never moves.
     """
 
-    costs: ModelCosts
     start: float
     audit_share: float
     budget: float = APPARATE_AGREEMENT_BUDGET
     min_audits: int | None = None  # None: apparate_min_audits(budget)
-    name: str = "apparate"
     _windows: deque = field(default_factory=deque, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -223,8 +220,14 @@ class Apparate:
             return 1.0, audits, frames
         return 1.0 - disagreeing / self.audit_share / frames, audits, frames
 
-    def decide(self, obs: Observation, sim: Simulation | None = None) -> Decision:
-        """Take the last window's audits in, and move the threshold one step if they say so."""
+    def features(self) -> np.ndarray:
+        """The loop's state for a learned policy: its threshold, agreement and audits so far."""
+        agreement, audits, _ = self.agreement()
+        return np.array([self.threshold, agreement, min(audits / self.min_audits, 1.0)],
+                        dtype=np.float32)  # fmt: skip
+
+    def update(self, obs: Observation) -> float:
+        """Take the last window's audits in, move the threshold one step if they say so."""
         if obs.recent_auditable_frames:
             disagreeing = round(obs.recent_audits * (1.0 - obs.recent_audit_agreement))
             self._windows.append((obs.recent_auditable_frames, obs.recent_audits, disagreeing))
@@ -242,9 +245,36 @@ class Apparate:
         if level != self.level:
             self._windows.clear()
             self.level = level
+        return self.threshold
+
+
+def threshold_loop(tables: dict[str, ExitTable], audit_share: float) -> ThresholdLoop:
+    """The threshold loop the policies start with: at BranchyNet's validation-tuned threshold."""
+    return ThresholdLoop(pick_threshold(tables["clean"]), audit_share)
+
+
+@dataclass
+class Apparate:
+    """Everything on the drone, its exit threshold kept by a `ThresholdLoop` (Apparate).
+
+    It starts at BranchyNet's validation-tuned threshold; every plan asks for audits (its
+    `audit_share`).
+    """
+
+    costs: ModelCosts
+    loop: ThresholdLoop
+    name: str = "apparate"
+
+    def reset(self) -> None:
+        """Back to the start threshold, no audits."""
+        self.loop.reset()
+
+    def decide(self, obs: Observation, sim: Simulation | None = None) -> Decision:
+        """Take the last window's audits in, and move the threshold one step if they say so."""
         costs = self.costs
-        thresholds = shared_thresholds(self.threshold, costs.num_exits)
-        return Decision(ExecutionPlan(costs.num_blocks, thresholds, audit_share=self.audit_share))
+        thresholds = shared_thresholds(self.loop.update(obs), costs.num_exits)
+        plan = ExecutionPlan(costs.num_blocks, thresholds, audit_share=self.loop.audit_share)
+        return Decision(plan)
 
 
 @dataclass

@@ -5,6 +5,11 @@ is `Observation.vector`, the action a discrete (cut point, threshold level) pair
 `policy.observation` for why discrete), the reward the mean utility of the window's frames
 (`UtilityWeights`). An episode is one scenario, drawn from the training split at reset.
 
+`EdgeMLLoopEnv`: the same windows, but the action is a route only (a cut point with the tensor
+encoding, or the camera frame itself at cut 0 in an image encoding the profile measured), and a
+`ThresholdLoop` keeps the exit threshold from audits; the observation adds the loop's state
+(`loop_vector`).
+
 Both environments end an episode when its scenario ends: a time limit, so the last step is
 truncated, never terminated (the simulated drone has no terminal state; a flat battery is
 scored, not an end). Each step's info holds the facts of its frames (`step_info`).
@@ -36,7 +41,9 @@ from typing import ClassVar
 import gymnasium as gym
 import numpy as np
 
-from edgeml_ros.core.plan import ExecutionPlan
+from edgeml_ros.core.codec import IMAGE_ENCODINGS
+from edgeml_ros.core.plan import ExecutionPlan, shared_thresholds
+from edgeml_ros.policy.baselines import ThresholdLoop, threshold_loop
 from edgeml_ros.policy.observation import (
     OBSERVATION_BOUND,
     OBSERVATION_SIZE,
@@ -80,13 +87,72 @@ class EdgeMLEnv(gym.Env):
         self.plan = None
         return self._obs(), {"scenario": scenario.name}
 
+    def _plan(self, action: int) -> ExecutionPlan:
+        costs = self.world.costs
+        return action_plan(action, costs.num_blocks, costs.num_exits)
+
     def step(self, action):
         """Run one window under the action's plan (truncated once the scenario is over)."""
-        costs = self.world.costs
-        self.plan = action_plan(int(action), costs.num_blocks, costs.num_exits)
+        self.plan = self._plan(int(action))
         records = self.sim.run(self.plan, self.world.config.window_frames)
         reward = float(np.mean(records.utility))
         return self._obs(), reward, False, self.sim.done, step_info(records, self.plan)
+
+
+Route = tuple[int, str]  # (cut point, encoding)
+
+
+def loop_routes(world: World) -> list[Route]:
+    """A loop policy's actions: routes of the frame's features to the final exit.
+
+    Each cut point with the simulator's tensor encoding, then cut 0 with each image encoding
+    the profile measured (the camera frame itself).
+    """
+    images = [e for e in IMAGE_ENCODINGS if e in world.tables["clean"].images]
+    tensors = [(cut, world.config.encoding) for cut in range(world.costs.num_blocks + 1)]
+    return tensors + [(0, encoding) for encoding in images]
+
+
+def route_plan(world: World, route: Route, loop: ThresholdLoop) -> ExecutionPlan:
+    """The plan of a route, at the loop's threshold, auditing at the loop's share."""
+    cut, encoding = route
+    thresholds = shared_thresholds(loop.threshold, world.costs.num_exits)
+    return ExecutionPlan(cut, thresholds, encoding=encoding, audit_share=loop.audit_share)
+
+
+def loop_vector(obs: Observation, loop: ThresholdLoop, num_blocks: int) -> np.ndarray:
+    """A loop policy's features: the observation's, then the loop's state."""
+    return np.concatenate([obs.vector(num_blocks), loop.features()])
+
+
+LOOP_OBSERVATION_SIZE = OBSERVATION_SIZE + 3
+
+
+class EdgeMLLoopEnv(EdgeMLEnv):
+    """Decision windows where the agent picks the route and a ThresholdLoop the threshold."""
+
+    def __init__(self, world: World, scenarios: ScenarioSource = train_scenario) -> None:
+        super().__init__(world, scenarios)
+        self.routes = loop_routes(world)
+        self.loop = threshold_loop(world.tables, world.config.audit_share)
+        self.action_space = gym.spaces.Discrete(len(self.routes))
+        self.observation_space = gym.spaces.Box(-OBSERVATION_BOUND, OBSERVATION_BOUND,
+                                                shape=(LOOP_OBSERVATION_SIZE,),
+                                                dtype=np.float32)  # fmt: skip
+        self._seen: Observation | None = None
+
+    def _obs(self) -> np.ndarray:
+        self._seen = observe(self.sim, self.plan)
+        return loop_vector(self._seen, self.loop, self.world.costs.num_blocks)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Start a scenario with the loop at its start threshold."""
+        self.loop.reset()
+        return super().reset(seed=seed, options=options)
+
+    def _plan(self, action: int) -> ExecutionPlan:
+        self.loop.update(self._seen)  # the last window's audits, as the agent saw them
+        return route_plan(self.world, self.routes[action], self.loop)
 
 
 def step_info(records: FrameRecords, plan: ExecutionPlan) -> dict:

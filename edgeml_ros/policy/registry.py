@@ -27,6 +27,7 @@ from edgeml_ros.policy.baselines import (
     no_exit_plan,
     pick_image_encoding,
     splitee_arms,
+    threshold_loop,
 )
 from edgeml_ros.policy.observation import Policy
 from edgeml_ros.policy.thresholds import MAX_ACCURACY_LOSS, pick_threshold
@@ -121,6 +122,15 @@ def _rl(world: World, policy_dir: Path) -> Policy:
     return load_policy(policy_file(policy_dir, world, "ppo"), world, "rl")
 
 
+@register(
+    "rl_loop",
+    "PPO picks the route (cut point, tensor or camera-frame encoding); a threshold loop on audits "
+    "keeps the exit threshold within 99 % agreement with the final exit (Apparate's)",
+)
+def _rl_loop(world: World, policy_dir: Path) -> Policy:
+    return load_policy(policy_file(policy_dir, world, "ppo_loop"), world, "rl_loop")
+
+
 @register("dqn", "DQN on the same formulation as rl")
 def _dqn(world: World, policy_dir: Path) -> Policy:
     return load_policy(policy_file(policy_dir, world, "dqn"), world, "dqn")
@@ -198,8 +208,7 @@ def _ucb(world: World, policy_dir: Path) -> Policy:
     "(Apparate): the drone also sends a share of its early answers to the base station",
 )
 def _apparate(world: World, policy_dir: Path) -> Policy:
-    start = pick_threshold(world.tables["clean"])
-    return Apparate(world.costs, start, world.config.audit_share)
+    return Apparate(world.costs, threshold_loop(world.tables, world.config.audit_share))
 
 
 @register("oracle", "per window, the best plan in hindsight (needs the simulator)", live=False)
