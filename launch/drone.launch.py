@@ -14,6 +14,7 @@ from launch_ros.parameter_descriptions import ParameterValue
 
 from edgeml_ros.bringup.launch_support import (
     BOOLEAN,
+    condition_schedule_argument,
     drone_local,
     managed_node,
     policy_argument,
@@ -30,6 +31,11 @@ def generate_launch_description():
         "image_transport": LaunchConfiguration("image_transport"),
         "compute_slowdown": ParameterValue(
             LaunchConfiguration("compute_slowdown"), value_type=float
+        ),
+    }
+    camera = {
+        "condition_schedule": ParameterValue(
+            LaunchConfiguration("condition_schedule"), value_type=str
         ),
     }
     return LaunchDescription(
@@ -58,6 +64,7 @@ def generate_launch_description():
                 description="Also start the camera source (the model's data set as camera "
                 "frames, for a drone without a camera).",
             ),
+            condition_schedule_argument(),
             policy_argument(),
             DeclareLaunchArgument(
                 "compute_slowdown",
@@ -83,6 +90,7 @@ def generate_launch_description():
                     ),
                     managed_node(
                         "camera_source",
+                        [camera],
                         remappings=image_remap,
                         condition=IfCondition(LaunchConfiguration("use_camera_source")),
                     ),

@@ -4,6 +4,7 @@ in its diagnostics): by default the default workload's drone computer.
 
     ros2 launch edgeml_ros sim.launch.py
     ros2 launch edgeml_ros sim.launch.py compute_slowdown:=4.0 policy:=spinn
+    ros2 launch edgeml_ros sim.launch.py condition_schedule:=0:clean,20:blur,40:low_light:2
 
 `make demo` runs this file with the base station in a second network namespace behind a link
 shaped with tc tbf (base_prefix, radio_link; see the README). Without it the link is the
@@ -16,6 +17,7 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource
 from launch.substitutions import LaunchConfiguration
 
 from edgeml_ros.bringup.launch_support import (
+    condition_schedule_argument,
     drone_local,
     emulated_slowdown,
     managed_node,
@@ -64,6 +66,7 @@ def generate_launch_description():
                 description="Niceness of the controller, link monitor and battery simulator.",
             ),
             policy_argument(),
+            condition_schedule_argument(),
             DeclareLaunchArgument(
                 "base_prefix",
                 default_value="",
@@ -77,6 +80,7 @@ def generate_launch_description():
                 use_camera_source="true",
                 compute_slowdown=LaunchConfiguration("compute_slowdown"),
                 policy=LaunchConfiguration("policy"),
+                condition_schedule=LaunchConfiguration("condition_schedule"),
                 background_nice=LaunchConfiguration("background_nice"),
             ),
             include(

@@ -75,6 +75,18 @@ def policy_argument() -> DeclareLaunchArgument:
     )
 
 
+def condition_schedule_argument() -> DeclareLaunchArgument:
+    """The camera source's input conditions over time (empty: clean frames throughout)."""
+    return DeclareLaunchArgument(
+        "condition_schedule",
+        default_value="",
+        description="Input drift of the camera source's frames: START_S:CONDITION[:SEVERITY],... "
+        "with conditions clean, blur, noise, low_light, e.g. '0:clean,20:blur,40:noise:2' "
+        "(seconds from its activation; the last holds); empty: clean frames throughout. `ros2 "
+        "param set /camera_source condition_schedule ...` changes it live.",
+    )
+
+
 def emulated_slowdown() -> str:
     """The default workload's emulated drone compute slowdown against this machine, as text.
 

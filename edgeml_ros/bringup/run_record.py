@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
+import struct
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +37,9 @@ RESULT_TOPIC, TRUTH_TOPIC, PLAN_TOPIC = (
     "camera/ground_truth",
     "execution_policy",
 )
+# What a GroundTruth recorded before it named the input condition lacks, as CDR: an empty
+# condition and severity 0 (the runs in docs/calibration were recorded so).
+NO_CONDITION_CDR = struct.pack("<IB3xf", 1, 0, 0.0)
 
 
 def run_record(
@@ -109,7 +114,7 @@ def load_run(path: Path | str) -> LiveRun:
         with open(path, "rb") as f:
             reader = make_reader(f)
             records = {m.name: dict(m.metadata) for m in reader.iter_metadata()}
-            messages = [(channel.topic, schema.name if schema else "", message)
+            messages = [(channel.topic, schema, message)
                         for schema, channel, message in reader.iter_messages(
                             topics=[RESULT_TOPIC, TRUTH_TOPIC, PLAN_TOPIC])]  # fmt: skip
     except (McapError, OSError, ValueError, AssertionError, KeyError, EOFError) as exc:
@@ -166,10 +171,14 @@ def _frames(messages: list, path: Path) -> tuple[LiveFrames, str, str, float | N
     results, truth, plans = [], {}, []
     for topic, schema, message in messages:
         expected = types[topic]
-        if schema != f"edgeml_ros/msg/{expected.__name__}":
-            raise RunFileError(f"{path}: {topic} holds {schema!r}, not {expected.__name__}")
+        name = schema.name if schema else ""
+        if name != f"edgeml_ros/msg/{expected.__name__}":
+            raise RunFileError(f"{path}: {topic} holds {name!r}, not {expected.__name__}")
+        data = message.data
+        if topic == TRUTH_TOPIC and not re.search(rb"^string condition$", schema.data, re.M):
+            data += NO_CONDITION_CDR
         try:
-            msg = deserialize_message(message.data, expected)
+            msg = deserialize_message(data, expected)
         except Exception as exc:  # a corrupt message: the file is not what it claims
             raise RunFileError(f"{path}: a {topic} message does not decode ({exc})") from None
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9

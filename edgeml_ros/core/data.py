@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -267,6 +268,43 @@ class Frames(Protocol):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         """Image `index`, uint8 (H, W) grey or (H, W, 3) RGB, and its label."""
+
+
+def class_ids(value: str | int | Sequence[int], class_count: int | None = None) -> frozenset[int]:
+    """Class ids from a parameter's value: '0,3', 3 or [0, 3]; '' or [] is none.
+
+    With `class_count`, every id must name one of that many classes. ValueError names the value
+    that is not a class id.
+    """
+    if isinstance(value, str):
+        items: list = value.split(",") if value.strip() else []
+    else:
+        items = [value] if isinstance(value, int | float) else list(value)
+    ids = set()
+    for item in items:
+        text = str(item).strip()
+        if isinstance(item, bool) or not text.isdecimal():
+            raise ValueError(f"{item!r} is not a class id (an integer >= 0)")
+        ids.add(int(text))
+    unknown = sorted(i for i in ids if class_count is not None and i >= class_count)
+    if unknown:
+        raise ValueError(f"class {unknown[0]} unknown: the classes are 0..{class_count - 1}")
+    return frozenset(ids)
+
+
+def next_frame(
+    frames: Frames, index: int, classes: Collection[int] = ()
+) -> tuple[int, np.ndarray, int] | None:
+    """The first frame from `index` on (wrapping around) of one of `classes` (empty: any).
+
+    Its index, image and label; None when no frame of the split is of those classes.
+    """
+    for step in range(len(frames)):
+        at = (index + step) % len(frames)
+        pixels, label = frames[at]
+        if not classes or label in classes:
+            return at, pixels, label
+    return None
 
 
 class DataSource(Protocol):

@@ -5,6 +5,10 @@ A stand-in for a drone camera in demos and tests, with ground-truth labels on
 workload's frames (core.scenes: a synthetic composition of real Fashion-MNIST images, 96x96
 RGB); it also publishes Fashion-MNIST or any image folder, each image at its own resolution. A
 managed node: configure opens the data set, activate starts the frames.
+
+Its inputs can drift as the simulator's scenarios do: an input condition of core.degrade
+(blur, noise, low light) on every frame, fixed or following a schedule, and a class mix
+narrowed to some classes. Each ground truth names the condition its frame was published under.
 """
 
 from __future__ import annotations
@@ -12,9 +16,19 @@ from __future__ import annotations
 import time
 
 from rclpy.qos import qos_profile_sensor_data
+from rclpy.time import Time
 from sensor_msgs.msg import Image
 
-from edgeml_ros.core.data import open_dataset
+from edgeml_ros.core.data import class_ids, next_frame, open_dataset
+from edgeml_ros.core.degrade import (
+    CONDITIONS,
+    SCHEDULE_FORMAT,
+    check_severity,
+    condition_at,
+    degrade_frame,
+    parse_condition_schedule,
+    preload,
+)
 from edgeml_ros.core.scenes import NAME as DRONE_SCENES
 from edgeml_ros.msg import GroundTruth
 from edgeml_ros.nodes.common import RELIABLE, ManagedNode, Param, one_of, run_node
@@ -28,6 +42,7 @@ class CameraSourceNode(ManagedNode):
     diagnostic_name = "camera"
 
     def __init__(self) -> None:
+        self.class_count: int | None = None  # of the data set, once configured
         super().__init__(
             "camera_source",
             [
@@ -49,6 +64,17 @@ class CameraSourceNode(ManagedNode):
                 Param("wait_for_subscribers", True, "Hold frames until the image topic has had "
                       f"a subscriber for {SETTLE_S} s (until that subscriber has matched this "
                       "publisher in turn)."),
+                Param("condition", "clean", "Input condition applied to every frame: "
+                      f"{', '.join(CONDITIONS)} (core.degrade).", check=one_of(*CONDITIONS)),
+                Param("severity", 1.0, "Severity of `condition`, in (0, 10] (1: the strength "
+                      "the profiles measure).", check=check_severity),
+                Param("condition_schedule", "", "Input conditions over time, in place of "
+                      f"condition and severity unless empty: {SCHEDULE_FORMAT}, in seconds "
+                      "from activation or from when the schedule is set; the last one holds.",
+                      check=parse_condition_schedule),
+                Param("classes", "", "Publish only frames of these class ids ('0,3', 3 or "
+                      "[0, 3]; empty: every class); the frames of other classes are skipped.",
+                      check=self._check_classes, dynamic_typing=True),
             ],
         )  # fmt: skip
         self.image_pub = self.create_publisher(Image, "camera/image_raw", qos_profile_sensor_data)
@@ -57,30 +83,64 @@ class CameraSourceNode(ManagedNode):
         self.dataset = None
         self.timer = None
         self.published = 0
+        self.in_force: tuple[str, float] | None = None  # the input condition and severity
+        self._schedule_since: Time | None = None
 
     def configure(self) -> None:
-        """Open the data set's split."""
+        """Open the data set's split; check the classes; import what the conditions need."""
         name = self.get_parameter("dataset").value
-        self.dataset = open_dataset(name).frames(self.get_parameter("split").value)
+        source = open_dataset(name)
+        try:
+            class_ids(self.get_parameter("classes").value, len(source.class_names))
+        except ValueError as exc:
+            raise ValueError(f"classes: {exc}") from None
+        self.dataset = source.frames(self.get_parameter("split").value)
+        self.class_count = len(source.class_names)
         self.index = self.get_parameter("start_index").value % len(self.dataset)
         self.published = 0
         self._matched_since: float | None = None
+        schedule = parse_condition_schedule(self.get_parameter("condition_schedule").value)
+        preload([self.get_parameter("condition").value, *(c for _, c, _ in schedule)])
 
     def activate(self) -> None:
-        """Publish at `rate_hz`."""
+        """Publish at `rate_hz`; the condition schedule starts."""
         self.timer = self.every(1.0 / self.get_parameter("rate_hz").value, self._tick)
+        self._schedule_since, self.in_force = self.get_clock().now(), None
 
     def cleanup(self) -> None:
         """Release the dataset."""
-        self.dataset, self.timer = None, None
+        self.dataset, self.timer, self.class_count = None, None, None
 
     def diagnostic_values(self) -> dict:
-        """Frames published so far."""
-        return {"published": self.published, "next_index": self.index}
+        """Frames published so far, and the input condition in force."""
+        condition = "" if self.in_force is None else "{} (severity {:g})".format(*self.in_force)
+        return {"published": self.published, "next_index": self.index, "condition": condition}
+
+    def _check_classes(self, value) -> None:
+        class_ids(value, self.class_count)
 
     def _on_params_set(self, params) -> None:
-        if self.timer is not None and any(p.name == "rate_hz" for p in params):
+        names = {p.name for p in params}
+        if self.timer is not None and "rate_hz" in names:
             self.timer.timer_period_ns = int(1e9 / self.get_parameter("rate_hz").value)
+        if self._schedule_since is not None and "condition_schedule" in names:
+            self._schedule_since = self.get_clock().now()
+
+    def _condition(self) -> tuple[str, float]:
+        """The input condition and severity in force now (logged when they change)."""
+        t_s = (self.get_clock().now() - self._schedule_since).nanoseconds / 1e9
+        schedule = parse_condition_schedule(self.get_parameter("condition_schedule").value)
+        if schedule:
+            _, condition, severity = condition_at(schedule, t_s)
+        else:
+            condition = self.get_parameter("condition").value
+            severity = self.get_parameter("severity").value
+        if (condition, severity) != self.in_force:
+            self.in_force = (condition, severity)
+            self.get_logger().info(
+                f"input condition: {condition} (severity {severity:g}) from t={t_s:.1f} s"
+            )
+        return condition, severity
 
     def _subscribers_settled(self) -> bool:
         """True once the image topic has had a subscriber for SETTLE_S.
@@ -105,7 +165,17 @@ class CameraSourceNode(ManagedNode):
             return
         if self.get_parameter("wait_for_subscribers").value and not self._subscribers_settled():
             return
-        pixels, label = self.dataset[self.index]
+        classes = class_ids(self.get_parameter("classes").value)
+        found = next_frame(self.dataset, self.index, classes)
+        if found is None:
+            self.get_logger().warning(
+                f"no frame of classes {sorted(classes)} in the split: none published",
+                throttle_duration_sec=10.0,
+            )
+            return
+        self.index, pixels, label = found
+        condition, severity = self._condition()
+        pixels = degrade_frame(pixels, condition, severity, seed=self.index)
         msg = Image(
             height=pixels.shape[0],
             width=pixels.shape[1],
@@ -119,8 +189,9 @@ class CameraSourceNode(ManagedNode):
         self.image_pub.publish(msg)
         if self.get_parameter("publish_ground_truth").value:
             self.truth_pub.publish(
-                GroundTruth(header=msg.header, class_id=label, dataset_index=self.index)
-            )
+                GroundTruth(header=msg.header, class_id=label, dataset_index=self.index,
+                            condition=condition, severity=severity)
+            )  # fmt: skip
         self.published += 1
         self.index = (self.index + 1) % len(self.dataset)
         if max_frames and self.published == max_frames:

@@ -89,6 +89,7 @@ class Param:
     int_range: tuple[int, int] | None = None
     at_configure: bool = False
     check: Callable[[Any], None] | None = None
+    dynamic_typing: bool = False  # accept a value of any type (`check` judges it)
 
 
 AT_CONFIGURE_NOTE = " Read on configure: change it while the node is unconfigured."
@@ -99,7 +100,7 @@ def declare_params(node: ManagedNode, params: Sequence[Param]) -> None:
     by_name = {}
     for p in params:
         description = p.description + (AT_CONFIGURE_NOTE if p.at_configure else "")
-        descriptor = ParameterDescriptor(description=description)
+        descriptor = ParameterDescriptor(description=description, dynamic_typing=p.dynamic_typing)
         if p.float_range is not None:
             descriptor.floating_point_range = [
                 FloatingPointRange(from_value=p.float_range[0], to_value=p.float_range[1])
