@@ -37,9 +37,17 @@ RESULT_TOPIC, TRUTH_TOPIC, PLAN_TOPIC = (
     "camera/ground_truth",
     "execution_policy",
 )
-# What a GroundTruth recorded before it named the input condition lacks, as CDR: an empty
-# condition and severity 0 (the runs in docs/calibration were recorded so).
-NO_CONDITION_CDR = struct.pack("<IB3xf", 1, 0, 0.0)
+# Fields added to the recorded messages since the runs in docs/calibration were recorded, at
+# their ends: per topic, the last one's line in the message definition and what a recording
+# without it lacks, as CDR (struct format and values, each aligned as CDR aligns it): for
+# GroundTruth an empty condition and severity 0, for InferenceResult neither auditable nor
+# audited, for ExecutionPolicy no audits.
+ADDED_FIELDS = {
+    TRUTH_TOPIC: (b"float32 severity", (("<I", 1), ("<B", 0), ("<f", 0.0))),
+    RESULT_TOPIC: (b"bool audited", (("<?", False), ("<?", False))),
+    PLAN_TOPIC: (b"float32 audit_share", (("<f", 0.0),)),
+}
+CDR_HEADER_BYTES = 4  # the encapsulation header: alignment counts from after it
 
 
 def run_record(
@@ -156,6 +164,20 @@ def _burst(record: dict[str, str], path: Path) -> dict:
     return {"link_burst_ms": _number(record, "link_burst_ms", path), "link_burst_min_bytes": least}
 
 
+def _with_added_fields(topic: str, definition: bytes, data: bytes) -> bytes:
+    """A recorded message's CDR, with the fields added since it was recorded at their defaults.
+
+    `definition`: the message definition the recording stored with it.
+    """
+    last, fields = ADDED_FIELDS[topic]
+    if re.search(rb"^" + re.escape(last) + rb"$", definition, re.M):
+        return data
+    for fmt, value in fields:
+        size = struct.calcsize(fmt)
+        data += bytes(-(len(data) - CDR_HEADER_BYTES) % size) + struct.pack(fmt, value)
+    return data
+
+
 def _frames(messages: list, path: Path) -> tuple[LiveFrames, str, str, float | None]:
     """The results as LiveFrames (scored against the ground truth), and the run's facts.
 
@@ -174,9 +196,7 @@ def _frames(messages: list, path: Path) -> tuple[LiveFrames, str, str, float | N
         name = schema.name if schema else ""
         if name != f"edgeml_ros/msg/{expected.__name__}":
             raise RunFileError(f"{path}: {topic} holds {name!r}, not {expected.__name__}")
-        data = message.data
-        if topic == TRUTH_TOPIC and not re.search(rb"^string condition$", schema.data, re.M):
-            data += NO_CONDITION_CDR
+        data = _with_added_fields(topic, schema.data, message.data)
         try:
             msg = deserialize_message(data, expected)
         except Exception as exc:  # a corrupt message: the file is not what it claims

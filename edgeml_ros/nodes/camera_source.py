@@ -70,7 +70,8 @@ class CameraSourceNode(ManagedNode):
                       "the profiles measure).", check=check_severity),
                 Param("condition_schedule", "", "Input conditions over time, in place of "
                       f"condition and severity unless empty: {SCHEDULE_FORMAT}, in seconds "
-                      "from activation or from when the schedule is set; the last one holds.",
+                      "from the first frame or from when the schedule is set; the last one "
+                      "holds.",
                       check=parse_condition_schedule),
                 Param("classes", "", "Publish only frames of these class ids ('0,3', 3 or "
                       "[0, 3]; empty: every class); the frames of other classes are skipped.",
@@ -103,9 +104,9 @@ class CameraSourceNode(ManagedNode):
         preload([self.get_parameter("condition").value, *(c for _, c, _ in schedule)])
 
     def activate(self) -> None:
-        """Publish at `rate_hz`; the condition schedule starts."""
+        """Publish at `rate_hz`; the condition schedule starts with the first frame."""
         self.timer = self.every(1.0 / self.get_parameter("rate_hz").value, self._tick)
-        self._schedule_since, self.in_force = self.get_clock().now(), None
+        self._schedule_since, self.in_force = None, None
 
     def cleanup(self) -> None:
         """Release the dataset."""
@@ -128,7 +129,10 @@ class CameraSourceNode(ManagedNode):
 
     def _condition(self) -> tuple[str, float]:
         """The input condition and severity in force now (logged when they change)."""
-        t_s = (self.get_clock().now() - self._schedule_since).nanoseconds / 1e9
+        now = self.get_clock().now()
+        if self._schedule_since is None:  # the first frame published
+            self._schedule_since = now
+        t_s = (now - self._schedule_since).nanoseconds / 1e9
         schedule = parse_condition_schedule(self.get_parameter("condition_schedule").value)
         if schedule:
             _, condition, severity = condition_at(schedule, t_s)
