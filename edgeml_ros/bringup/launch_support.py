@@ -59,8 +59,8 @@ def standard_arguments(namespace_help: str, params_file: str, params_help: str) 
 
 
 # The live policies (policy.registry; not imported here: it loads torch).
-POLICIES = ("rl", "dqn", "edge_only", "cloud_only", "cloud_png", "cloud_jpeg", "neurosurgeon",
-            "branchynet", "spinn", "ucb")  # fmt: skip
+POLICIES = ("rl", "rl_loop", "dqn", "edge_only", "cloud_only", "cloud_png", "cloud_jpeg",
+            "neurosurgeon", "branchynet", "spinn", "ucb", "apparate")  # fmt: skip
 
 
 def policy_argument() -> DeclareLaunchArgument:
@@ -69,8 +69,9 @@ def policy_argument() -> DeclareLaunchArgument:
         "policy",
         default_value="rl",
         choices=list(POLICIES),
-        description="Controller policy: rl (PPO), dqn, or a baseline (edge_only, cloud_only, "
-        "cloud_png, cloud_jpeg, neurosurgeon, branchynet, spinn, ucb); `ros2 param set "
+        description="Controller policy: rl (PPO), rl_loop (PPO with a threshold loop on "
+        "audits), dqn, or a baseline (edge_only, cloud_only, cloud_png, cloud_jpeg, "
+        "neurosurgeon, branchynet, spinn, ucb, apparate); `ros2 param set "
         "/controller policy ...` switches it live.",
     )
 
