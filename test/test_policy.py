@@ -39,7 +39,7 @@ from edgeml_ros.policy.env import (
     ddpg_reward,
     loop_routes,
 )
-from edgeml_ros.policy.evaluate import evaluate, run_policy, summarize
+from edgeml_ros.policy.evaluate import evaluate, run_policy, summarize, windows_near_full_model
 from edgeml_ros.policy.observation import (
     Observation,
     action_plan,
@@ -65,6 +65,7 @@ from edgeml_ros.policy.sim import (
     WHERE_BASE,
     WHERE_DRONE,
     WHERE_FALLBACK,
+    FrameRecords,
     ModelCosts,
     Scenario,
     SimConfig,
@@ -400,6 +401,22 @@ def test_the_loop_agent_picks_routes_and_its_loop_the_threshold(world, tmp_path)
     records = run_policy(world, policy, steady(10, 20, 60.0))
     assert summarize(records)["frames"] == 600 and records.auditable.any()
     assert policy.decide(observe_empty()).plan.audit_share == world.config.audit_share
+
+
+def test_drift_windows_compare_each_10_s_with_the_whole_model_on_the_same_frames():
+    def run(wrong_in_second_window: int):
+        n = 300  # 30 s at 10 frames/s: three windows
+        records = replace(FrameRecords.empty(), t_s=np.arange(n) / 10.0,
+                          correct=np.ones(n, bool), full_correct=np.ones(n, bool))  # fmt: skip
+        records.correct[100 : 100 + wrong_in_second_window] = False
+        return records
+
+    assert windows_near_full_model(run(0)) == 1.0
+    assert windows_near_full_model(run(1)) == 1.0  # 99 %: within a point
+    assert windows_near_full_model(run(2)) == pytest.approx(2 / 3)
+    # runs one after the other: each its own windows, though their times start over
+    both = FrameRecords.concat([run(0), run(5)])
+    assert windows_near_full_model(both) == pytest.approx(5 / 6)
 
 
 def test_evaluate_command_writes_json_and_plots(tmp_path, world):

@@ -345,6 +345,9 @@ class FrameRecords:
     auditable: np.ndarray
     audited: np.ndarray
     agrees: np.ndarray
+    # whether the whole model (its final exit, on the drone's input) would have answered the
+    # frame right: the accuracy any plan is measured against
+    full_correct: np.ndarray
 
     @classmethod
     def empty(cls) -> FrameRecords:
@@ -681,6 +684,7 @@ class Simulation:
             auditable=auditable,
             audited=audited,
             agrees=audited & (answer == preds[:, -1]),
+            full_correct=preds[:, -1] == labels,
         )
         new_state = _State(
             drone.window,
