@@ -27,6 +27,8 @@ def test_demo_launches_sim_launch_and_accounts_for_every_frame(tmp_path):
             str(out),
             "--audit-share",
             "0.2",
+            "--condition-schedule",
+            "0:clean,3:blur",
         ],
         capture_output=True,
         text=True,
@@ -44,7 +46,12 @@ def test_demo_launches_sim_launch_and_accounts_for_every_frame(tmp_path):
     # most frames are answered where the plan put them; the throttled phases last 1.2 s here,
     # and frames offloaded into one fall back until the controller's next plan
     assert summary["where"].get("drone", 0) + summary["where"].get("base", 0) >= 42
-    assert 0.6 < summary["accuracy"] <= 1.0
+    # the camera blurred its frames from 3 s on: accuracy is scored per condition too
+    by_condition = summary["accuracy_by_condition"]
+    assert set(by_condition) == {"clean", "blur"}
+    assert sum(c["frames"] for c in by_condition.values()) == summary["scored_frames"]
+    assert 0.6 < by_condition["clean"]["accuracy"] <= 1.0
+    assert "(blur " in proc.stdout and "clean " in proc.stdout
     assert 0 < summary["latency_ms_p50"] <= summary["latency_ms_p95"]
     # the controller ran the learned policy and planned during the run (the frames start once
     # perception and the base station serve, and it comes up last)

@@ -48,6 +48,7 @@ class Collector(Node):
         self.results: dict[int, tuple[InferenceResult, float]] = {}
         self.duplicates = 0
         self.truth: dict[tuple[int, int, str], int] = {}
+        self.conditions: dict[tuple[int, int, str], str] = {}  # each frame's input condition
         self.diagnostics: dict[str, dict[str, str]] = {}
         self.started = time.monotonic()
         self.started_epoch = time.time()  # the same instant on the wall clock
@@ -131,6 +132,16 @@ class Collector(Node):
                 and (k := (r.header.stamp.sec, r.header.stamp.nanosec,
                            r.header.frame_id)) in self.truth]  # fmt: skip
 
+    def accuracy_by_condition(self, scored: list[tuple[InferenceResult, int]]) -> dict:
+        """Accuracy and frames per input condition the camera published under."""
+        by: dict[str, list[bool]] = {}
+        for r, truth in scored:
+            key = (r.header.stamp.sec, r.header.stamp.nanosec, r.header.frame_id)
+            by.setdefault(self.conditions[key] or "clean", []).append(r.class_id == truth)
+        return {
+            c: {"accuracy": float(np.mean(v)), "frames": len(v)} for c, v in sorted(by.items())
+        }
+
     def accuracy_over_time(self, window_s: float = 5.0) -> tuple[np.ndarray, np.ndarray]:
         """Accuracy of the answered frames captured in the last `window_s`, at each capture.
 
@@ -150,6 +161,7 @@ class Collector(Node):
         if self.first_frame_stamp is None:
             self.first_frame_stamp = msg.header.stamp.sec + msg.header.stamp.nanosec / 1e9
         self.truth[key] = msg.class_id
+        self.conditions[key] = msg.condition
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
@@ -220,6 +232,7 @@ class Collector(Node):
                 if r.status not in (InferenceResult.STATUS_OK, InferenceResult.STATUS_STALE)
             ),
             "accuracy": float(np.mean([r.class_id == t for r, t in scored])) if scored else None,
+            "accuracy_by_condition": self.accuracy_by_condition(scored),
             "scored_frames": len(scored),
             "latency_ms_p50": float(np.percentile(latencies, 50)) if len(results) else None,
             "latency_ms_p95": float(np.percentile(latencies, 95)) if len(results) else None,

@@ -57,6 +57,8 @@ class DemoConfig:
     shape: bool = True
     # the controller's audit_share: audits under every plan (label-free accuracy in the plot)
     audit_share: float = 0.0
+    # the camera's input conditions over time (core.degrade.parse_condition_schedule; "": clean)
+    condition_schedule: str = ""
     # telemetry of each run as out/demo_<policy>.mcap, with how it was made (bringup.run_record)
     mcap_dir: str | None = "out"
     command: str = ""

@@ -20,6 +20,9 @@ def format_summary(s: dict, duration_s: float, rate_hz: float, deadline_ms: floa
     where = ", ".join(f"{k}: {v}" for k, v in s["where"].items()) or "none"
     energy = "n/a" if s["energy_j_per_frame"] is None else f"{1000 * s['energy_j_per_frame']:.1f}"
     link = f"link shaped: {s['link_trace']}" if s["link_shaped"] else "link not shaped: loopback"
+    conditions = s["accuracy_by_condition"]  # named only when the camera's inputs drifted
+    by_condition = "" if len(conditions) < 2 else " (" + ", ".join(
+        f"{c} {pct(v['accuracy'])}" for c, v in conditions.items()) + ")"  # fmt: skip
     return "\n".join(
         [
             f"run: policy {s['policy']}, {duration_s:g} s at {rate_hz:g} Hz "
@@ -37,7 +40,8 @@ def format_summary(s: dict, duration_s: float, rate_hz: float, deadline_ms: floa
             "offload window full)",
             f"  errors                {s['errors']}",
             f"  policy changes        {s['policy_changes']}",
-            f"  accuracy              {pct(s['accuracy'])} over {s['scored_frames']} frames",
+            f"  accuracy              {pct(s['accuracy'])} over {s['scored_frames']} frames"
+            f"{by_condition}",
             f"  audits                {s['audits_sent']} sent, {s['audits_answered']} answered, "
             f"{pct(s['audit_agreement'])} agreeing with the final exit (label-free)",
             f"  latency p50 / p95     {ms(s['latency_ms_p50'])} / {ms(s['latency_ms_p95'])}"

@@ -7,6 +7,17 @@ import argparse
 from edgeml_ros.cli.common import audit_share, command_line, positive_float, workload_argument
 
 
+def condition_schedule(text: str) -> str:
+    """An argparse type: a condition schedule, checked (core.degrade)."""
+    from edgeml_ros.core.degrade import parse_condition_schedule
+
+    try:
+        parse_condition_schedule(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def demo_config(args: argparse.Namespace, **extra):
     """The DemoConfig of the arguments `demo` and `bench system` share."""
     from edgeml_ros.bringup.demo import DemoConfig
@@ -32,6 +43,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     return run_demo(demo_config(args, domain_id=args.domain_id, mcap_dir=args.mcap_dir or None,
                                  audit_share=args.audit_share,
+                                 condition_schedule=args.condition_schedule,
                                  command=command_line()))  # fmt: skip
 
 
@@ -88,4 +100,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="share of the drone's early answers audited at the base station under "
                    "every plan (the controller's audit_share; 0: only a policy's "
                    "own)")  # fmt: skip
+    p.add_argument("--condition-schedule", type=condition_schedule, default="",
+                   metavar="SCHEDULE",
+                   help="the camera's input conditions over time, from its first frame, e.g. "
+                   "'0:clean,10:blur,20:low_light:2' (sim.launch.py's condition_schedule; "
+                   "default: clean)")  # fmt: skip
     p.set_defaults(func=_cmd_demo)
