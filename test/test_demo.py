@@ -4,11 +4,20 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from edgeml_ros.bringup.demo import DemoConfig, DemoModel
 from edgeml_ros.bringup.shaper import LinkShaper
-from edgeml_ros.bringup.system_bench import goodput_phases, goodput_ratio
+from edgeml_ros.bringup.system_bench import (
+    goodput_phases,
+    goodput_ratio,
+    markdown_system,
+    phase_rows,
+    phase_utility,
+)
+from edgeml_ros.core.workloads import DEFAULT_WORKLOAD, workload
+from edgeml_ros.policy.world import World
 
 
 def test_demo_launches_sim_launch_and_accounts_for_every_frame(tmp_path):
@@ -116,3 +125,35 @@ def test_goodput_counts_the_settled_seconds_of_saturated_phases():
     collector.offload_wanted = [t for t in collector.offload_wanted if t < 120.0]
     assert [p["mbps"] for p in goodput_phases(collector, summary)] == [0.13]
     assert goodput_ratio(goodput_phases(collector, {**summary, "offloaded": 0})) is None
+
+
+def test_each_phase_scores_its_live_frames_with_the_simulators_utility():
+    world = World.load(workload(DEFAULT_WORKLOAD).profile)
+    deadline_s = world.config.deadline_ms / 1000.0
+    # two phases of 10 s: right, fast and cheap answers in the first; wrong and late in the second
+    t = np.arange(200) / 10.0
+    frames = {"t_s": t, "correct": (t < 10).astype(float),
+              "latency_s": np.where(t < 10, 0.01, 0.2),
+              "energy_j": np.full(200, 0.05)}  # fmt: skip
+    collector = SimpleNamespace(shaped=[(0.0, 20.0, 20.0), (10.0, 0.04, 20.0), (20.0, 0.04, 20.0)],
+                                frames=lambda: frames)  # fmt: skip
+    phases = phase_utility(collector, world)
+    weights, reference = world.config.weights, world.costs.reference_energy_j
+    energy = weights.energy_weight(0.9) * 0.05 / reference
+    assert [(p["start_s"], p["mbps"], p["frames"]) for p in phases] == [
+        (0.0, 20.0, 100),
+        (10.0, 0.04, 100),
+    ]
+    assert phases[0]["utility"] == pytest.approx(1.0 - 0.3 * 0.01 / deadline_s - energy)
+    assert phases[1]["utility"] == pytest.approx(-0.3 * 0.2 / deadline_s - energy - 0.5)
+    # the table marks the best policy of each phase
+    results = {
+        "a": {"phase_utility": phases},
+        "b": {"phase_utility": [{**phases[0], "utility": 2.0}, phases[1]]},  # equal in 2
+    }
+    names, rows = phase_rows(results)
+    assert names == ["a", "b"] and [best for _, _, best in rows] == ["b", "a"]
+    page = markdown_system(
+        {"command": "c", "trace": "t", "duration_s": 20, "rate_hz": 10, "compute_slowdown": 1,
+         "sim_profile": "p", "policies": results})  # fmt: skip
+    assert f"| 20 Mbit/s from 0 s | {phases[0]['utility']:.3f} | **2.000** | b |" in page

@@ -132,6 +132,33 @@ class Collector(Node):
                 and (k := (r.header.stamp.sec, r.header.stamp.nanosec,
                            r.header.frame_id)) in self.truth]  # fmt: skip
 
+    def energy_j(self, r: InferenceResult) -> float:
+        """A result's modelled energy on the drone: its compute, and its radio's time."""
+        return result_energy_j(
+            self.device,
+            r.head_ms + (r.tail_ms if r.where == Where.FALLBACK else 0.0),
+            r.transfer_ms + (r.tail_ms if r.where == Where.BASE else 0.0),
+        )
+
+    def frames(self) -> dict[str, np.ndarray]:
+        """Every result as parallel arrays, in capture order.
+
+        `t_s` (since this collector started, by camera stamp), `correct` (against the camera's
+        label; a frame without an answer or a label is wrong), `latency_s` (camera stamp to this
+        collector) and `energy_j` (modelled; 0 for a frame without an answer).
+        """
+        ok = InferenceResult.STATUS_OK
+        rows = sorted(
+            (r.header.stamp.sec + r.header.stamp.nanosec / 1e9 - self.started_epoch,
+             r.status == ok and self.truth.get(
+                 (r.header.stamp.sec, r.header.stamp.nanosec, r.header.frame_id)) == r.class_id,
+             latency_ms / 1000.0, self.energy_j(r) if r.status == ok else 0.0)
+            for r, latency_ms in self.results.values()
+        )  # fmt: skip
+        columns = zip(*rows, strict=True) if rows else ([], [], [], [])
+        return dict(zip(("t_s", "correct", "latency_s", "energy_j"),
+                        (np.array(c, dtype=float) for c in columns), strict=True))  # fmt: skip
+
     def accuracy_by_condition(self, scored: list[tuple[InferenceResult, int]]) -> dict:
         """Accuracy and frames per input condition the camera published under."""
         by: dict[str, list[bool]] = {}
@@ -209,14 +236,7 @@ class Collector(Node):
         sent, answered, agreeing = (sum(a[i] for a in self.audits) for i in (1, 2, 3))
         where = Counter(Where(r.where).name.lower() for r in results)
         frames_in = self.perception_counter("frames_in")
-        energy = [
-            result_energy_j(
-                self.device,
-                r.head_ms + (r.tail_ms if r.where == Where.FALLBACK else 0.0),
-                r.transfer_ms + (r.tail_ms if r.where == Where.BASE else 0.0),
-            )
-            for r in ok
-        ]
+        energy = [self.energy_j(r) for r in ok]
         return {
             "frames_in": frames_in,
             "results_out": len(results),

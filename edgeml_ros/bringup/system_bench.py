@@ -8,6 +8,7 @@ what the simulator predicted for the same trace and policy.
 
 from __future__ import annotations
 
+import itertools
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -136,6 +137,42 @@ def startup_plan(world: World) -> ExecutionPlan:
     return plan
 
 
+def bench_world(cfg: DemoConfig) -> World:
+    """The simulator's world for the runs: their profile, drone, rate and deadline."""
+    model = DemoModel.of(cfg)
+    config = SimConfig(
+        fps=cfg.rate_hz,
+        deadline_ms=cfg.deadline_ms,
+        device_class=model.device.name,
+        compute_slowdown=model.compute_slowdown,
+        max_frame_age_ms=MAX_FRAME_AGE_MS,
+    )
+    return World.load(model.profile, config)
+
+
+def phase_utility(collector: Collector, world: World) -> list[dict]:
+    """Each phase of the shaped trace: the live frames captured in it and their mean utility.
+
+    The simulator's per-frame utility (UtilityWeights.utility) of each live frame: its answer
+    against the camera's label, its latency from the camera stamp to the collector, its
+    modelled energy, the battery at BATTERY_SOC (battery_sim's start: a run drains it by less
+    than a point). Phases as the shaper applied them.
+    """
+    shaped = collector.shaped  # the last entry: when the run ended
+    frames = collector.frames()
+    utility = world.config.weights.utility(
+        frames["correct"], frames["latency_s"], world.config.deadline_ms / 1000.0,
+        frames["energy_j"], world.costs.reference_energy_j, BATTERY_SOC)  # fmt: skip
+    phases = []
+    for (start, mbps, _), (end, _, _) in itertools.pairwise(shaped):
+        inside = (frames["t_s"] >= start) & (frames["t_s"] < end)
+        if inside.any():
+            phases.append({"start_s": float(start - shaped[0][0]), "mbps": float(mbps),
+                           "frames": int(inside.sum()),
+                           "utility": float(np.mean(utility[inside]))})  # fmt: skip
+    return phases
+
+
 def simulated(cfg: DemoConfig, results: dict[str, dict]) -> dict[str, dict]:
     """The simulator's prediction for the demo's trace, per policy, for the same drone.
 
@@ -145,14 +182,8 @@ def simulated(cfg: DemoConfig, results: dict[str, dict]) -> dict[str, dict]:
     which differ in the link estimate's noise and the jitter.
     """
     model = DemoModel.of(cfg)
-    config = SimConfig(
-        fps=cfg.rate_hz,
-        deadline_ms=cfg.deadline_ms,
-        device_class=model.device.name,
-        compute_slowdown=model.compute_slowdown,
-        max_frame_age_ms=MAX_FRAME_AGE_MS,
-    )
-    world = World.load(model.profile, config)
+    world = bench_world(cfg)
+    config = world.config
     # as the controller builds them, from the profile (not those it lacks the data for)
     chosen = named_policies(world, [p for p in results if unavailable(p, world) is None])
     startup = startup_plan(world)
@@ -217,10 +248,11 @@ def run_system_bench(cfg: DemoConfig, markdown: str | None, resimulate: str | No
         cfg, recorded = recorded_runs(resimulate, cfg)
         runs, results = [], recorded["policies"]
     else:
-        runs, results = run_session(cfg), {}
+        runs, results, world = run_session(cfg), {}, bench_world(cfg)
         for summary, collector in runs:
             summary["goodput_phases"] = goodput_phases(collector, summary)
             summary["goodput_ratio"] = goodput_ratio(summary["goodput_phases"])
+            summary["phase_utility"] = phase_utility(collector, world)
             results[summary["policy"]] = summary
     sims = simulated(cfg, results)
     for name, summary in results.items():
@@ -323,6 +355,26 @@ def _markdown_table(results: dict[str, dict], columns: tuple) -> list[str]:
     return rows
 
 
+def phase_rows(results: dict[str, dict]) -> tuple[list[str], list[tuple[str, list, str]]]:
+    """The per-phase utility table: its policies, and its rows.
+
+    Per phase of the trace: its label, each policy's mean utility (None: no frame in it) and
+    the best policy.
+    """
+    names = [n for n, r in results.items() if r.get("phase_utility")]
+    if not names:
+        return [], []
+    by_name = {n: {p["start_s"]: p for p in results[n]["phase_utility"]} for n in names}
+    first = results[names[0]]["phase_utility"]
+    rows = []
+    for phase in first:
+        values = [by_name[n].get(phase["start_s"], {}).get("utility") for n in names]
+        scored = {n: v for n, v in zip(names, values, strict=True) if v is not None}
+        best = max(scored, key=scored.__getitem__)  # the first of equals
+        rows.append((f"{phase['mbps']:g} Mbit/s from {phase['start_s']:.0f} s", values, best))
+    return names, rows
+
+
 def format_system(results: dict[str, dict]) -> str:
     """The tables printed by `edgeml bench system`."""
     lines = _text_table(results, COLUMNS)
@@ -334,6 +386,15 @@ def format_system(results: dict[str, dict]) -> str:
         lines.append(f"{name:<14}{parts}")
     lines += [f"goodput by phase, {name}: {_phases(r)}" for name, r in results.items()
               if r.get("goodput_phases")]  # fmt: skip
+    names, rows = phase_rows(results)
+    if rows:
+        lines.append(
+            "\nmean utility per phase of the trace (live frames, the simulator's utility)"
+        )
+        lines.append(f"{'phase':<26}" + "".join(f"{n:>13}" for n in names) + f"{'best':>14}")
+        for label, values, best in rows:
+            lines.append(f"{label:<26}" + "".join(_cell(v, 1, "{:.3f}").rjust(13)
+                                                  for v in values) + f"{best:>14}")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -372,4 +433,15 @@ def markdown_system(out: dict) -> str:
                                                  for p in PARTS) + " |")  # fmt: skip
     rows += [f"\nGoodput by saturated phase (settled seconds), {name}: {_phases(r)}."
              for name, r in out["policies"].items() if r.get("goodput_phases")]  # fmt: skip
+    names, phases = phase_rows(out["policies"])
+    if phases:
+        rows += ["", "Mean utility of the live frames in each phase of the trace (the "
+                 "simulator's utility of each frame: its answer against the camera's label, "
+                 "its latency, its modelled energy; the best in bold):", "",
+                 "| phase | " + " | ".join(names) + " | best |",
+                 "| --- |" + " ---: |" * len(names) + " --- |"]  # fmt: skip
+        for label, values, best in phases:
+            cells = [("**{}**" if n == best else "{}").format(_cell(v, 1, "{:.3f}"))
+                     for v, n in zip(values, names, strict=True)]  # fmt: skip
+            rows.append(f"| {label} | " + " | ".join(cells) + f" | {best} |")
     return "\n".join(rows) + "\n"

@@ -101,6 +101,23 @@ class UtilityWeights:
         """Weight of the energy term at a battery state of charge in [0, 1]."""
         return self.energy * (1.0 + self.low_battery * (1.0 - soc) ** 2)
 
+    def utility(
+        self,
+        correct: np.ndarray,
+        latency_s: np.ndarray,
+        deadline_s: float,
+        energy_j: np.ndarray,
+        reference_energy_j: float,
+        soc: float | np.ndarray,
+    ) -> np.ndarray:
+        """Each frame's utility (the formula above), in the simulator as in a live run."""
+        return (
+            self.accuracy * correct
+            - self.latency * latency_s / deadline_s
+            - self.energy_weight(soc) * energy_j / reference_energy_j
+            - self.deadline_miss * (latency_s > deadline_s)
+        )
+
 
 @dataclass(frozen=True)
 class SimConfig:
@@ -660,12 +677,8 @@ class Simulation:
         elapsed = np.arange(1, n + 1) / cfg.fps
         drain = self.scenario.flight_drain_per_s
         soc = soc_after(state.soc, elapsed, drain, np.cumsum(energy), cfg.battery_wh)
-        w = cfg.weights
-        utility = (
-            w.accuracy * correct
-            - w.latency * latency / self.deadline_s
-            - w.energy_weight(soc) * energy / costs.reference_energy_j
-            - w.deadline_miss * missed
+        utility = cfg.weights.utility(
+            correct, latency, self.deadline_s, energy, costs.reference_energy_j, soc
         )
         records = FrameRecords(
             t_s=self.arrival_s[idx],
