@@ -5,6 +5,8 @@ import pytest
 from edgeml_ros.core.link import (
     GROWTH,
     PROBE_OVERHEAD_BYTES,
+    SETTLE_TARGET_S,
+    LinkEstimate,
     LinkEstimator,
     ProbeSettings,
     probe_wire_bytes,
@@ -139,9 +141,15 @@ def test_the_offload_window_measures_a_link_the_offloads_fill_and_trains_pause()
         run_train(est, now, 2e6 / 8)
     assert est.estimate(2.0).bandwidth_mbps == pytest.approx(2.0, rel=0.05)
     # the link slows to 40 kbit/s: the window holds frames back, a reply every 0.9 s shows it
-    # delivering 37 kbit/s, and the 12 KB/s of 4 KB tensors wanted are more than that
+    # delivering 37 kbit/s, and the 12 KB/s of 4 KB tensors wanted are more than that; the
+    # trains stay in charge until one finds the link slower: the next, sized for 2 Mbit/s,
+    # meets a queue that drops all but its first probe
+    first, _, _ = est.next_train(2.0)
+    est.on_echo(first, 2.1, 2.12)
     for i in range(8):
         report(est, 2.0 + 0.25 * i, 37.0, replies=int(i % 4 == 0), size=4096 if i % 2 else 0)
+        est.expire(2.0 + 0.25 * i)  # the train is due at 2.55 s
+        assert est.estimate(2.0 + 0.25 * i).source == ("probe trains" if i < 3 else "offloads")
     e = est.estimate(3.8)
     assert e.source == "offloads" and e.bandwidth_mbps == pytest.approx(0.037)
     assert est.offloads_fill_link(3.8) and est.next_train(3.8) is None
@@ -181,6 +189,65 @@ def test_frames_held_back_on_a_link_that_carries_them_leave_the_trains_in_charge
     report(est, 3.0, 1200.0, replies=2, held_back=1)
     assert est.estimate(3.0).source == "probe trains"
     assert est.estimate(3.0).bandwidth_mbps == pytest.approx(20.0, rel=0.05)
+
+
+def simulate(est: LinkEstimator, start: float, end: float, rate: float,
+             stall: tuple[float, float] = (math.inf, math.inf),
+             cut_at: float = math.inf) -> list[LinkEstimate]:  # fmt: skip
+    """Run the link monitor from `start` to `end` over a link of `rate` bytes/s; its estimates.
+
+    Every 0.1 s it sends what the estimator plans. The base station stamps each probe as the
+    link delivers it, but echoes nothing while it is stalled (`stall`: from, until; its CPU
+    taken by other work): those echoes go when it resumes. From `cut_at` the link is dead.
+    Perception's result batches come every 0.25 s: frames at 10 Hz, all answered, except while
+    the base station is stalled or the link dead, where the window holds frames back and, with
+    its replies overdue, halves its rate down to 84 kbit/s (as in `edgeml bench link`).
+    """
+    echoes: list[tuple[float, int, float]] = []  # (arrives at the drone, seq, stamped)
+    estimates, now, kbps = [], start, 1300.0
+    while now < end:
+        if round(now / 0.25, 6) % 1 == 0:
+            silent = stall[0] <= now < stall[1] + RTT_S or now >= cut_at
+            kbps = max(84.0, kbps / 2) if silent else 1300.0
+            report(est, now, kbps, replies=0 if silent else 3, held_back=2 if silent else 0)
+        for echo in [e for e in echoes if e[0] <= now]:
+            echoes.remove(echo)
+            est.on_echo(echo[1], echo[2], now)
+        est.expire(now)
+        train = est.next_train(now)
+        if train is not None and now < cut_at:
+            first, length, padding = train
+            size = probe_wire_bytes(padding)
+            for i, t in enumerate(tbf_times([size] * length, rate, shaped_burst(rate), now)):
+                echoed = stall[1] if stall[0] <= t < stall[1] else t
+                echoes.append((echoed + RTT_S, first + i, t))
+        estimates.append(est.estimate(now))
+        now = round(now + 0.05, 6)
+    return estimates
+
+
+def test_a_base_station_that_stalls_leaves_a_fast_link_measured():
+    # `edgeml bench link` at 20 Mbit/s: the base station's process got no CPU for a moment
+    # (other work on the host). Its DDS stamped the probes on time, but the echoes and the
+    # offload replies came late: the window held frames back and read the link as slow.
+    est = LinkEstimator()
+    rate = 20e6 / 8
+    simulate(est, 0.0, 6.0, rate)
+    assert est.estimate(6.0).bandwidth_mbps == pytest.approx(20.0, rel=0.05)
+    readings = simulate(est, 6.0, 10.0, rate, stall=(6.2, 6.6))
+    assert [e.bandwidth_mbps for e in readings] == pytest.approx([20.0] * len(readings),
+                                                                 rel=0.05)  # fmt: skip
+
+
+def test_an_outage_of_a_fast_link_is_read_within_the_target():
+    est = LinkEstimator()
+    rate = 20e6 / 8
+    simulate(est, 0.0, 6.0, rate)
+    readings = simulate(est, 6.0, 10.0, rate, cut_at=6.2)
+    # within SETTLE_TARGET_S of the cut, less a publication period (0.5 s), it reads 0 for good
+    read_at = 6.0 + 0.05 * next(i for i, e in enumerate(readings)
+                                if all(r.source == "outage" for r in readings[i:]))  # fmt: skip
+    assert read_at - 6.2 <= SETTLE_TARGET_S - 0.5
 
 
 def test_an_unanswered_train_is_an_outage_until_the_link_shows_it_works():
