@@ -177,6 +177,7 @@ class LinkEstimator:
         self._demand: deque[tuple[float, int]] = deque()  # (reported, bytes wanted)
         self._held_back_at = -math.inf
         self._replied_at = -math.inf
+        self._reported_at = -math.inf
         self._offload_bytes = 0
 
     def _offloads_busy(self, now: float) -> bool:
@@ -280,13 +281,15 @@ class LinkEstimator:
         self._size_for = self._last_read = min(rate, GROWTH * train.sized_for)
         self._train_rates.append(self._size_for)
 
-    def on_round_trip(self, round_trip_ms: float, now: float) -> None:
-        """An answered offload's round trip (the base station's compute excluded)."""
+    def on_round_trip(self, round_trip_ms: float) -> None:
+        """An answered offload's round trip (the base station's compute excluded).
+
+        Its reply shows the link works once the window's report counts it (`on_window`).
+        """
         if not 0.0 <= round_trip_ms <= MAX_ROUND_TRIP_MS:
             raise ValueError(f"round trip must be in [0, {MAX_ROUND_TRIP_MS:g}] ms, got "
                              f"{round_trip_ms}")  # fmt: skip
         self._round_trips.append(round_trip_ms)
-        self._heard(now)
 
     def on_window(self, now: float, delivery_kbps: float, held_back: int, replies: int,
                   wanted: int, offload_bytes: int) -> None:  # fmt: skip
@@ -294,7 +297,9 @@ class LinkEstimator:
 
         `delivery_kbps`: the rate its replies show (0: not known); `held_back`: frames it kept
         on the drone since the last report because the link was busy; `replies`: offload
-        replies since then; `wanted`: the batch's frames that the plan sent to the base station
+        replies since then (the link showed it works after the last report, not necessarily
+        later: a report just after an outage began still counts replies from before it);
+        `wanted`: the batch's frames that the plan sent to the base station
         (answered there, held back or fallen back); `offload_bytes`: the largest offload among
         them (0: none went).
         """
@@ -310,17 +315,20 @@ class LinkEstimator:
         self._delivery = delivery_kbps * 125.0 if delivery_kbps > 0 else None
         busy = self._offloads_busy(now)
         (self._train_rates if busy else self._delivered).clear()
+        reported_at, self._reported_at = self._reported_at, now
+        if replies > 0:
+            self._heard(reported_at)
         if replies == 0 or self._delivery is None:
             return
         self._replied_at = now
-        self._heard(now)
         if busy:
             self._delivered.append(self._delivery)
         if busy or self._delivery > (self._size_for or 0.0):
             self._size_for = self._delivery  # trains, when they start again, fit the link
 
-    def _heard(self, now: float) -> None:
-        self._heard_at = now
+    def _heard(self, at: float) -> None:
+        """The link showed it works at `at` or later: no outage."""
+        self._heard_at = max(self._heard_at, at)
         self._outage = False
 
     def estimate(self, now: float) -> LinkEstimate | None:
