@@ -342,15 +342,15 @@ def test_compressed_stale_and_annotated_frames_probes_and_battery(ros_node, fmni
 def test_link_monitor_measures_trains_and_defers_to_the_offload_window(ros_node):
     """This test is the base station: it echoes the link monitor's probes stamped with when
     they would have come over a 0.5 Mbit/s link, and publishes the perception node's batches."""
-    rate = 0.5e6 / 8
-    links, probes, link = [], [], {"free_at": 0.0, "up": True}
+    links, probes, link = [], [], {"free_at": 0.0, "up": True, "rate": 0.5e6 / 8}
     echo_pub = ros_node.create_publisher(LinkProbe, "link/probe_echo", PROBES)
 
     def echo(msg: LinkProbe) -> None:
         probes.append(msg.seq)
         if not link["up"]:
             return
-        came = max(time.monotonic(), link["free_at"]) + probe_wire_bytes(len(msg.payload)) / rate
+        on_link_s = probe_wire_bytes(len(msg.payload)) / link["rate"]
+        came = max(time.monotonic(), link["free_at"]) + on_link_s
         link["free_at"] = came
         reply = LinkProbe(header=msg.header, seq=msg.seq)
         reply.received.sec, reply.received.nanosec = divmod(round(came * 1e9), 10**9)
@@ -373,15 +373,19 @@ def test_link_monitor_measures_trains_and_defers_to_the_offload_window(ros_node)
         assert ros_node.spin_until(reads(0.5), 30)  # the trains measured the link
         # trains of 16 (the first may have gone before this node was discovered)
         assert probes == list(range(probes[0], probes[0] + len(probes))) and len(probes) >= 16
-        # perception's window holds frames back and its replies show 37 kbit/s: the offloads
-        # fill the link; the estimate is their rate, and while replies come no probe goes
+        # the link slows to 37 kbit/s: the next train reads it slower, perception's window holds
+        # frames back and its replies show 37 kbit/s: the offloads fill the link; the estimate
+        # is their rate, and while replies come no probe goes
+        link["rate"] = 37e3 / 8
         full = ResultBatch(
             results=[InferenceResult(where=InferenceResult.WHERE_FALLBACK, offload_bytes=4096)],
             offload_delivery_kbps=37.0,
             offloads_held_back=2,
             offload_replies=1,
         )
-        feed(full, 1.0)
+        end = time.monotonic() + 10.0
+        while not reads(0.037)() and time.monotonic() < end:
+            feed(full, 0.25)
         sent = len(probes)
         feed(full, 2.0)
         assert len(probes) == sent and reads(0.037)()
@@ -393,7 +397,8 @@ def test_link_monitor_measures_trains_and_defers_to_the_offload_window(ros_node)
         set_param = param_setter(ros_node, "link_monitor")
         assert not set_param("probe_train_length", 1).successful
         assert set_param("probe_train_length", 4).successful
-        # no more batches: trains again, of four probes
+        # no more batches, the link at 0.5 Mbit/s again: trains again, of four probes
+        link["rate"] = 0.5e6 / 8
         sent = len(probes)
         assert ros_node.spin_until(lambda: len(probes) >= sent + 8, 30)
         assert reads(0.5)() and probes[sent + 4] == probes[sent + 3] + 1

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from edgeml_ros.bringup.goodput_bench import offloading, run_shaped
+from edgeml_ros.bringup.launched import wait_until
 from edgeml_ros.bringup.shaper import LinkShaper
 from edgeml_ros.core.link import SETTLE_TARGET_S, TOLERANCE, PhaseScore, score_estimate
 from edgeml_ros.msg import LinkQuality
@@ -24,6 +25,7 @@ from edgeml_ros.msg import LinkQuality
 DEFAULT_PHASES = (0.04, 0.13, 2.0, 20.0, 0.0, 20.0)
 CUT_POINT = 0
 FIRST_ANSWER_MARGIN_S = 60.0  # camera frames for start-up and the first answer
+FIRST_ESTIMATE_S = 60.0  # at most this long for the benchmark to receive the first estimate
 PLOT_BEFORE_S = 5.0  # the plot shows the fast link before the first phase this long
 
 
@@ -39,6 +41,9 @@ def _run(domain_id: int, shaper: LinkShaper, env: dict[str, str], phases: list[f
             LinkQuality, "link_quality",
             lambda msg: estimates.append((time.monotonic(), msg.bandwidth_mbps)), 10,
         )  # fmt: skip
+        # a new subscription may take a while to be discovered (20 s once on a loaded host)
+        wait_until(spin_for, lambda: bool(estimates), [], "the link monitor's estimates",
+                   FIRST_ESTIMATE_S)  # fmt: skip
         started = time.monotonic()
         for mbps in phases:
             shaper.set_rate(mbps)

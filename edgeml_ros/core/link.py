@@ -17,10 +17,15 @@ Two sources measure the rate, each where the other cannot:
   learns from its replies (core.offload_window: one estimator for both), is the link's, and a
   train would take capacity from the offloads and, on a link whose queue holds one tensor, drop
   them: trains pause, and a single small probe checks the link only when no reply came for
-  longer than an offload takes.
+  longer than an offload takes. Not while the last train read the link ROOM times faster than
+  the offloads want: they cannot fill it, and frames held back there mean late replies (a base
+  station busy with other work answers nothing for up to a second), not a full link. The trains
+  stay in charge until one reads the link slower, or goes unanswered.
 
 An outage: a probe sent after the link last showed it works (an echo, an offload reply) got no
-echo in time. The bandwidth then reads 0 until the link shows it works again.
+echo in time. The bandwidth then reads 0 until the link shows it works again. Echoes that come
+later still measure the link with their receive stamps (the base station was busy, not the link
+down).
 """
 
 from __future__ import annotations
@@ -46,6 +51,10 @@ MAX_PROBE_PADDING, MAX_TRAIN_BYTES = 60_000, 256 * 1024
 MAX_TRAIN_LENGTH = 64
 # How much a train may raise the estimate over the rate it was sized for.
 GROWTH = 4.0
+# Offloads that want less than 1/ROOM of the rate the last train read cannot fill the link.
+ROOM = 2.0
+# How long after its due time a train without echoes still takes late ones.
+LATE_ECHOES_S = 2.0
 # The offloads want more than the link carries while over this (perception publishes its
 # batches every 0.25 s) the window held frames back and the offloads the plan sent for would
 # take more than its delivery rate.
@@ -132,6 +141,7 @@ class _Train:
     sized_for: float  # bytes/s
     due_at: float
     received: dict[int, float] = field(default_factory=dict)  # position -> base station's time
+    overdue: bool = False  # past due without an echo; late ones still count
 
 
 class LinkEstimator:
@@ -139,9 +149,9 @@ class LinkEstimator:
 
     The caller sends the trains `next_train` plans, and feeds in their echoes (`on_echo`), the
     offload window's reports (`on_window`) and offload round trips (`on_round_trip`); `expire`
-    ends trains whose echoes are overdue. RTT is the smallest round trip among the last `window`
-    (trains' first echoes, answered offloads); loss is the share of the last `window` trains'
-    probes that got no echo.
+    deals with trains whose echoes are overdue. RTT is the smallest round trip among the last
+    `window` (trains' first echoes, answered offloads); loss is the share of the last `window`
+    trains' probes that got no echo.
     """
 
     def __init__(self, window: int = 12, settings: ProbeSettings | None = None) -> None:
@@ -157,6 +167,7 @@ class LinkEstimator:
         # link)
         self._train_rates: deque[float] = deque(maxlen=MEDIAN_OF)
         self._size_for: float | None = None  # bytes/s the next train is sized for
+        self._last_read: float | None = None  # bytes/s the last train read (None: it failed)
         self._heard_at = -math.inf  # when the link last showed it works
         self._outage = False
         # The offload window's reports: its rate (bytes/s), its rates at its last replies while
@@ -166,15 +177,24 @@ class LinkEstimator:
         self._demand: deque[tuple[float, int]] = deque()  # (reported, bytes wanted)
         self._held_back_at = -math.inf
         self._replied_at = -math.inf
+        self._reported_at = -math.inf
         self._offload_bytes = 0
 
     def _offloads_busy(self, now: float) -> bool:
-        """Whether the offloads want more than the window's rate, so that it holds them back."""
-        demand = sum(b for t, b in self._demand if now - t <= HELD_BACK_MEMORY_S)
+        """Whether the offloads want more than the window's rate, so that it holds them back.
+
+        Not while they want less than 1/ROOM of what the last train read, and no train since
+        is overdue without an echo: they cannot fill that link, and the window's rate then
+        shows late replies, not the link.
+        """
+        wanted = sum(b for t, b in self._demand if now - t <= HELD_BACK_MEMORY_S)
+        wanted /= HELD_BACK_MEMORY_S
+        unanswered = any(t.overdue and not t.received for t in self._trains.values())
         return (
             self._delivery is not None
             and now - self._held_back_at <= HELD_BACK_MEMORY_S
-            and demand / HELD_BACK_MEMORY_S >= self._delivery
+            and wanted >= self._delivery
+            and (unanswered or ROOM * wanted > (self._last_read or 0.0))
         )
 
     def _reply_wait_s(self) -> float:
@@ -188,7 +208,7 @@ class LinkEstimator:
     def next_train(self, now: float) -> tuple[int, int, int] | None:
         """(first sequence number, probes, padding) of the train to send now; None: not now."""
         s = self.settings
-        if self._trains or self.offloads_fill_link(now):
+        if any(not t.overdue for t in self._trains.values()) or self.offloads_fill_link(now):
             return None  # one train at a time; none while the offloads measure the link
         if self._offloads_busy(now):  # but no reply came: is the link still there?
             if now - max(self._heard_at, self._last_train_at) < self._reply_wait_s():
@@ -235,32 +255,41 @@ class LinkEstimator:
         return True
 
     def expire(self, now: float) -> None:
-        """End the trains whose echoes are overdue."""
+        """End the trains past due; one without an echo is an outage, and awaits late ones.
+
+        Not an outage if the link showed it works since the train was sent.
+        """
         for train in [t for t in self._trains.values() if now > t.due_at]:
-            self._finish(train)
+            if not train.received:
+                self._outage = self._outage or self._heard_at < train.sent_at
+            if train.received or now > train.due_at + LATE_ECHOES_S:
+                self._finish(train)
+            else:
+                train.overdue = True
 
     def _finish(self, train: _Train) -> None:
         del self._trains[train.first_seq]
         self._probes.append((train.length, len(train.received)))
-        if not train.received:
-            self._outage = self._outage or self._heard_at < train.sent_at
-            return
         if train.length == 1:
             return
         rate = train_rate(probe_wire_bytes(train.padding), train.received, train.length)
-        if rate is None:  # one echo: the link is slower than the train was sized for
-            self._size_for = train.sized_for / GROWTH
+        if rate is None:  # one echo or none: the link is slower than the train was sized for
+            self._last_read = None
+            if train.received:
+                self._size_for = train.sized_for / GROWTH
             return
-        self._size_for = min(rate, GROWTH * train.sized_for)
+        self._size_for = self._last_read = min(rate, GROWTH * train.sized_for)
         self._train_rates.append(self._size_for)
 
-    def on_round_trip(self, round_trip_ms: float, now: float) -> None:
-        """An answered offload's round trip (the base station's compute excluded)."""
+    def on_round_trip(self, round_trip_ms: float) -> None:
+        """An answered offload's round trip (the base station's compute excluded).
+
+        Its reply shows the link works once the window's report counts it (`on_window`).
+        """
         if not 0.0 <= round_trip_ms <= MAX_ROUND_TRIP_MS:
             raise ValueError(f"round trip must be in [0, {MAX_ROUND_TRIP_MS:g}] ms, got "
                              f"{round_trip_ms}")  # fmt: skip
         self._round_trips.append(round_trip_ms)
-        self._heard(now)
 
     def on_window(self, now: float, delivery_kbps: float, held_back: int, replies: int,
                   wanted: int, offload_bytes: int) -> None:  # fmt: skip
@@ -268,7 +297,9 @@ class LinkEstimator:
 
         `delivery_kbps`: the rate its replies show (0: not known); `held_back`: frames it kept
         on the drone since the last report because the link was busy; `replies`: offload
-        replies since then; `wanted`: the batch's frames that the plan sent to the base station
+        replies since then (the link showed it works after the last report, not necessarily
+        later: a report just after an outage began still counts replies from before it);
+        `wanted`: the batch's frames that the plan sent to the base station
         (answered there, held back or fallen back); `offload_bytes`: the largest offload among
         them (0: none went).
         """
@@ -284,17 +315,20 @@ class LinkEstimator:
         self._delivery = delivery_kbps * 125.0 if delivery_kbps > 0 else None
         busy = self._offloads_busy(now)
         (self._train_rates if busy else self._delivered).clear()
+        reported_at, self._reported_at = self._reported_at, now
+        if replies > 0:
+            self._heard(reported_at)
         if replies == 0 or self._delivery is None:
             return
         self._replied_at = now
-        self._heard(now)
         if busy:
             self._delivered.append(self._delivery)
         if busy or self._delivery > (self._size_for or 0.0):
             self._size_for = self._delivery  # trains, when they start again, fit the link
 
-    def _heard(self, now: float) -> None:
-        self._heard_at = now
+    def _heard(self, at: float) -> None:
+        """The link showed it works at `at` or later: no outage."""
+        self._heard_at = max(self._heard_at, at)
         self._outage = False
 
     def estimate(self, now: float) -> LinkEstimate | None:

@@ -119,7 +119,7 @@ class LinkMonitorNode(ManagedNode):
         try:
             for r in msg.results:
                 if r.offload_bytes and r.where == Where.BASE and r.status == Status.OK:
-                    self.estimator.on_round_trip(r.transfer_ms, now)
+                    self.estimator.on_round_trip(r.transfer_ms)
             wanted = [r.offload_bytes for r in msg.results if r.where in TO_THE_BASE]
             self.estimator.on_window(now, msg.offload_delivery_kbps, msg.offloads_held_back,
                                      msg.offload_replies, len(wanted),
