@@ -87,8 +87,9 @@ def launch_arguments(cfg: DemoConfig, session: Session, policy: str, run_dir: Pa
         "compute_slowdown": round(session.model.compute_slowdown, 3),
         "params_file": drone,
         "base_params_file": base,
-        "condition_schedule": cfg.condition_schedule,
     }
+    if cfg.condition_schedule:  # `ros2 launch` takes no empty argument
+        arguments["condition_schedule"] = cfg.condition_schedule
     if session.shaper is not None:
         arguments |= {"radio_link": True, "base_prefix": " ".join(session.shaper.prefix("base"))}
     return arguments
