@@ -2,12 +2,14 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from edgeml_ros.bringup.demo import DemoConfig, DemoModel
+from edgeml_ros.bringup.demo import DemoConfig, DemoModel, demo_trace
+from edgeml_ros.bringup.demo_run import Session, launch_arguments
 from edgeml_ros.bringup.shaper import LinkShaper
 from edgeml_ros.bringup.system_bench import (
     goodput_phases,
@@ -157,3 +159,12 @@ def test_each_phase_scores_its_live_frames_with_the_simulators_utility():
         {"command": "c", "trace": "t", "duration_s": 20, "rate_hz": 10, "compute_slowdown": 1,
          "sim_profile": "p", "policies": results})  # fmt: skip
     assert f"| 20 Mbit/s from 0 s | {phases[0]['utility']:.3f} | **2.000** | b |" in page
+
+
+def test_a_demo_without_drift_passes_no_schedule_to_the_launch(tmp_path):
+    cfg = DemoConfig()
+    session = Session(7, None, demo_trace(cfg), DemoModel.of(cfg), {}, 0.0)
+    assert "condition_schedule" not in launch_arguments(cfg, session, "rl", tmp_path)
+    drifting = replace(cfg, condition_schedule="0:clean,5:blur")
+    arguments = launch_arguments(drifting, session, "rl", tmp_path)
+    assert arguments["condition_schedule"] == "0:clean,5:blur"
