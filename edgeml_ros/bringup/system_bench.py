@@ -166,10 +166,9 @@ def phase_utility(collector: Collector, world: World) -> list[dict]:
     phases = []
     for (start, mbps, _), (end, _, _) in itertools.pairwise(shaped):
         inside = (frames["t_s"] >= start) & (frames["t_s"] < end)
-        if inside.any():
-            phases.append({"start_s": float(start - shaped[0][0]), "mbps": float(mbps),
-                           "frames": int(inside.sum()),
-                           "utility": float(np.mean(utility[inside]))})  # fmt: skip
+        mean = float(np.mean(utility[inside])) if inside.any() else None
+        phases.append({"start_s": float(start - shaped[0][0]), "mbps": float(mbps),
+                       "frames": int(inside.sum()), "utility": mean})  # fmt: skip
     return phases
 
 
@@ -358,17 +357,17 @@ def _markdown_table(results: dict[str, dict], columns: tuple) -> list[str]:
 def phase_rows(results: dict[str, dict]) -> tuple[list[str], list[tuple[str, list, str]]]:
     """The per-phase utility table: its policies, and its rows.
 
-    Per phase of the trace: its label, each policy's mean utility (None: no frame in it) and
+    Per phase of the trace, in order (each run's n-th phase; their start times differ by the
+    shaper's milliseconds): its label, each policy's mean utility (None: no frame in it) and
     the best policy.
     """
     names = [n for n, r in results.items() if r.get("phase_utility")]
     if not names:
         return [], []
-    by_name = {n: {p["start_s"]: p for p in results[n]["phase_utility"]} for n in names}
-    first = results[names[0]]["phase_utility"]
+    first = results[names[0]]["phase_utility"]  # every run replays the same trace's phases
     rows = []
-    for phase in first:
-        values = [by_name[n].get(phase["start_s"], {}).get("utility") for n in names]
+    for i, phase in enumerate(first):
+        values = [results[n]["phase_utility"][i]["utility"] for n in names]
         scored = {n: v for n, v in zip(names, values, strict=True) if v is not None}
         best = max(scored, key=scored.__getitem__)  # the first of equals
         rows.append((f"{phase['mbps']:g} Mbit/s from {phase['start_s']:.0f} s", values, best))
