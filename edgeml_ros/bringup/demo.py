@@ -96,7 +96,11 @@ def run_demo(cfg: DemoConfig) -> int:
     if len(summaries) > 1:
         print("\n" + format_table(summaries))
     if cfg.plot_path:
-        plot_runs(runs, Path(cfg.plot_path))
+        plot_runs(
+            runs,
+            Path(cfg.plot_path),
+            "make demo: the link, the controller's plan, accuracy and audits",
+        )
         print(f"[demo] wrote {cfg.plot_path}")
     if cfg.json_path:
         Path(cfg.json_path).parent.mkdir(parents=True, exist_ok=True)

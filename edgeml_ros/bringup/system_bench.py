@@ -259,7 +259,11 @@ def run_system_bench(cfg: DemoConfig, markdown: str | None, resimulate: str | No
             summary.update(sim_vs_real(summary, sims[name]))
     print(format_system(results))
     if cfg.plot_path and runs:
-        plot_runs(runs, Path(cfg.plot_path))
+        plot_runs(
+            runs,
+            Path(cfg.plot_path),
+            "make bench-system: the link, each policy's plan, accuracy and audits",
+        )
         print(f"[bench] wrote {cfg.plot_path}")
     model = DemoModel.of(cfg)
     out = {"command": cfg.command, "policies": results, "trace": demo_trace(cfg).name,
