@@ -604,6 +604,15 @@ def test_audits_wait_for_a_free_link_and_are_forgotten_when_lost(bundle, fmnist_
     with pytest.raises(ReplyError, match="awaits"):
         pipe.on_reply(server.handle(audit), now=now)
     assert pipe.counters.audits_answered == 0 and pipe.counters.audits_sent == 2
+    # a link monitor's estimate too slow for an audit within a frame interval: none goes
+    # (an audit of the 28x28 frame is a few hundred bytes; 1 kB/s carries 100 B in 0.1 s)
+    pipe.link_estimate_bps = 1000.0
+    now += 0.1
+    slow = [pipe.process(raw(next(images)), k, now=now + 0.1 * k) for k in range(40)]
+    assert not any(r.auditable or r.audit is not None for r in slow)
+    pipe.link_estimate_bps = 1e6  # fast again: the monitor's estimate, not the window's, counts
+    fast = [pipe.process(raw(next(images)), k, now=now + 4.0 + 0.1 * k) for k in range(40)]
+    assert all(r.auditable for r in fast[:1])
     # without an audit share nothing is auditable or audited
     plain = make(bundle, cut=bundle.model.num_blocks, thresholds=(0.0, 0.0, 0.0))
     result = plain.process(raw(fmnist_test.images[0]), 0)

@@ -13,7 +13,8 @@ These rules are core.decisions', which the simulator follows too.
 
 Audits: under a plan with an `audit_share`, an early answer on the drone is also sent to the
 base station (core.decisions.audit_due) when the offload window could take it and the link
-carries it within a frame interval (`audit_fits`), as the camera frame in AUDIT_ENCODING; the
+carries it within a frame interval (`audit_fits`, at the link monitor's estimate,
+`link_estimate_bps`), as the camera frame in AUDIT_ENCODING; the
 base station's final exit then tells whether the early answer agreed (`AuditOutcome`). The
 frame's result goes out at once, as without the audit.
 
@@ -270,6 +271,10 @@ class DronePipeline:
         self._audits: dict[int, tuple[Any, ExitDecision]] = {}
         self._audit_draws = np.random.default_rng(audit_seed)
         self._audit_bytes = 0  # the last audit's (the next one's size, until it is encoded)
+        # the link monitor's estimate of the link in bytes/s (None: none yet), which audits
+        # go by; the offload window's delivery rate stands in without one (it learns only
+        # from replies, so it keeps a slow link's rate until offloads measure it again)
+        self.link_estimate_bps: float | None = None
         self._next_seq = 0
         self._reported: dict[str, int] = {}  # counters at their last report
         self.plan = plan
@@ -468,8 +473,10 @@ class DronePipeline:
         busy, lost = window.full(now)
         self.counters.offloads_lost += lost
         self._forget_unawaited()
+        rate = window.delivery_rate_bps if self.link_estimate_bps is None else \
+            self.link_estimate_bps  # fmt: skip
         result.auditable = busy is None and audit_fits(
-            self._audit_bytes, window.delivery_rate_bps, window.frame_interval_s
+            self._audit_bytes, rate, window.frame_interval_s
         )
         draw = self._audit_draws.random()
         if not result.auditable or not audit_due(

@@ -1,7 +1,8 @@
 """Perception node (drone): camera frames in, one InferenceResult out per frame.
 
 A managed node: configure loads the checkpoint and checks the plan parameters against it,
-activate subscribes to the camera, the offload replies and the controller's policy. Each result
+activate subscribes to the camera, the offload replies, the controller's policy and the link
+monitor's estimate (which audits go by). Each result
 goes out as its frame finishes (`perception/result`) and again, with the others of its period,
 in a `ResultBatch` (`perception/result_batch`) for the controller, the link monitor and the
 battery simulator; the batch also carries the offload window's view of the link (its delivery
@@ -16,6 +17,7 @@ it fastest): a parameter or lifecycle request waits at most for the frame being 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import torch
@@ -44,7 +46,13 @@ from edgeml_ros.core.plan import (
     check_exit_thresholds,
     default_plan,
 )
-from edgeml_ros.msg import ExecutionPolicy, FeatureTensor, InferenceResult, ResultBatch
+from edgeml_ros.msg import (
+    ExecutionPolicy,
+    FeatureTensor,
+    InferenceResult,
+    LinkQuality,
+    ResultBatch,
+)
 from edgeml_ros.nodes.common import (
     LATCHED_IN_ORDER,
     OFFLOAD,
@@ -258,6 +266,7 @@ class PerceptionNode(ManagedNode):
         )
         self.subscribe(InferenceResult, "offload/reply", self._on_reply, RELIABLE)
         self.subscribe(ExecutionPolicy, "execution_policy", self._on_policy, LATCHED_IN_ORDER)
+        self.subscribe(LinkQuality, "link_quality", self._on_link, 10)
         # Checks for offloads past their fallback time; runs only while some are pending.
         self.expire_timer = self.every(EXPIRE_PERIOD_S, self._expire)
         self.expire_timer.cancel()
@@ -332,6 +341,11 @@ class PerceptionNode(ManagedNode):
             self.get_logger().error(f"ignoring ExecutionPolicy: {outcome.reason}")
             return
         self.get_logger().info(f"policy {plan.policy_name}: {msg.reason} -> {plan}")
+
+    def _on_link(self, msg: LinkQuality) -> None:
+        """The link monitor's estimate, which audits go by (none before its first sample)."""
+        if msg.samples and math.isfinite(msg.bandwidth_mbps) and msg.bandwidth_mbps >= 0:
+            self.pipeline.link_estimate_bps = msg.bandwidth_mbps * 1e6 / 8
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         age_s = stamp_age_s(self, msg.header.stamp)
