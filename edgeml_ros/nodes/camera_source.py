@@ -100,8 +100,8 @@ class CameraSourceNode(ManagedNode):
         self.index = self.get_parameter("start_index").value % len(self.dataset)
         self.published = 0
         self._matched_since: float | None = None
-        schedule = parse_condition_schedule(self.get_parameter("condition_schedule").value)
-        preload([self.get_parameter("condition").value, *(c for _, c, _ in schedule)])
+        self._read_drift()
+        preload([self.get_parameter("condition").value, *(c for _, c, _ in self._schedule)])
 
     def activate(self) -> None:
         """Publish at `rate_hz`; the condition schedule starts with the first frame."""
@@ -124,8 +124,15 @@ class CameraSourceNode(ManagedNode):
         names = {p.name for p in params}
         if self.timer is not None and "rate_hz" in names:
             self.timer.timer_period_ns = int(1e9 / self.get_parameter("rate_hz").value)
+        if names & {"condition_schedule", "classes"}:
+            self._read_drift()
         if self._schedule_since is not None and "condition_schedule" in names:
             self._schedule_since = self.get_clock().now()
+
+    def _read_drift(self) -> None:
+        """Parse the schedule and the classes once, when set (checked by then), not per frame."""
+        self._schedule = parse_condition_schedule(self.get_parameter("condition_schedule").value)
+        self._classes = class_ids(self.get_parameter("classes").value)
 
     def _condition(self) -> tuple[str, float]:
         """The input condition and severity in force now (logged when they change)."""
@@ -133,9 +140,8 @@ class CameraSourceNode(ManagedNode):
         if self._schedule_since is None:  # the first frame published
             self._schedule_since = now
         t_s = (now - self._schedule_since).nanoseconds / 1e9
-        schedule = parse_condition_schedule(self.get_parameter("condition_schedule").value)
-        if schedule:
-            _, condition, severity = condition_at(schedule, t_s)
+        if self._schedule:
+            _, condition, severity = condition_at(self._schedule, t_s)
         else:
             condition = self.get_parameter("condition").value
             severity = self.get_parameter("severity").value
@@ -169,11 +175,10 @@ class CameraSourceNode(ManagedNode):
             return
         if self.get_parameter("wait_for_subscribers").value and not self._subscribers_settled():
             return
-        classes = class_ids(self.get_parameter("classes").value)
-        found = next_frame(self.dataset, self.index, classes)
+        found = next_frame(self.dataset, self.index, self._classes)
         if found is None:
             self.get_logger().warning(
-                f"no frame of classes {sorted(classes)} in the split: none published",
+                f"no frame of classes {sorted(self._classes)} in the split: none published",
                 throttle_duration_sec=10.0,
             )
             return
