@@ -473,8 +473,9 @@ class DronePipeline:
         busy, lost = window.full(now)
         self.counters.offloads_lost += lost
         self._forget_unawaited()
-        rate = window.delivery_rate_bps if self.link_estimate_bps is None else \
-            self.link_estimate_bps  # fmt: skip
+        rate = self.link_estimate_bps
+        if rate is None:
+            rate = window.delivery_rate_bps
         result.auditable = busy is None and audit_fits(
             self._audit_bytes, rate, window.frame_interval_s
         )
