@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 
 from edgeml_ros.core.link import (
@@ -17,21 +18,44 @@ from edgeml_ros.core.link import (
 RTT_S = 0.02
 
 
+class TokenBucket:
+    """A tbf-shaped link: packets leave as the bucket's tokens allow, a full queue drops them."""
+
+    def __init__(self, rate: float, burst: float, limit: float = math.inf, start: float = 0.0):
+        self.rate, self.burst, self.limit = rate, burst, limit  # bytes/s, bytes, bytes
+        self.last, self.tokens = start, burst  # the last packet's departure, tokens left then
+        self.queued: list[tuple[float, int]] = []  # (departure, bytes) of packets not yet gone
+
+    def send(self, size: int, now: float) -> float | None:
+        """When a packet sent at `now` leaves the link; None if the queue dropped it."""
+        self.queued = [(t, n) for t, n in self.queued if t > now]
+        if sum(n for _, n in self.queued) + size > self.limit:
+            return None
+        t = max(now, self.last)
+        tokens = min(self.burst, self.tokens + self.rate * (t - self.last))
+        if tokens < size:
+            t += (size - tokens) / self.rate
+            tokens = size
+        self.last, self.tokens = t, tokens - size
+        self.queued.append((t, size))
+        return t
+
+
 def tbf_times(sizes: list[int], rate: float, burst: float, start: float = 0.0) -> list[float]:
     """When packets sent together at `start` leave a full token bucket (bytes/s, bytes)."""
-    t, tokens, out = start, burst, []
-    for size in sizes:
-        if tokens < size:
-            t += (size - tokens) / rate
-            tokens = size
-        tokens -= size
-        out.append(t)
-    return out
+    link = TokenBucket(rate, burst, start=start)
+    return [link.send(size, start) for size in sizes]
 
 
 def shaped_burst(rate: float) -> float:
     """The link shaper's burst: 10 ms of traffic, at least 1600 B (bringup.shaper.tbf_args)."""
     return max(1600.0, rate / 100)
+
+
+def shaped_link(mbps: float, start: float) -> TokenBucket:
+    """The link shaper's tbf at a rate: its burst, a queue of one second (at least 3200 B)."""
+    rate = mbps * 1e6 / 8
+    return TokenBucket(rate, shaped_burst(rate), max(3200.0, rate), start)
 
 
 def run_train(est: LinkEstimator, now: float, rate: float, lost: set[int] = frozenset()) -> bool:
@@ -99,6 +123,46 @@ def test_trains_find_the_rate_from_nothing_and_stay_within_their_budget(rate_mbp
     assert e.rtt_ms == pytest.approx(1000 * RTT_S, abs=1.0)
     # the budget: at most 5 % of the link over the run (a little more while the trains grow)
     assert sent_bytes / (rate * 60.0) < 0.06
+
+
+def follow_shaped_link(phases: list[tuple[float, float]], tick_s: float = 0.1) -> list:
+    """Probe trains alone (no offloads) on a link shaped in steps, as the link monitor sends
+    them every `tick_s`, each echo coming when its probe crossed; the phases' scores.
+
+    `phases`: (Mbit/s, seconds) each; the estimate is read twice a second, as published.
+    """
+    est, echoes, estimates = LinkEstimator(), [], []
+    starts = np.cumsum([0.0] + [seconds for _, seconds in phases])
+    shaped = [(start, mbps) for start, (mbps, _) in zip(starts, phases, strict=False)]
+    for step in range(round(starts[-1] / tick_s)):
+        now = step * tick_s
+        phase = np.searchsorted(starts, now, side="right") - 1
+        if step == 0 or now - tick_s < starts[phase]:
+            link = shaped_link(phases[phase][0], now)  # tc qdisc replace: a new, empty queue
+        for echo in [e for e in echoes if e[0] <= now]:
+            echoes.remove(echo)
+            est.on_echo(echo[1], echo[2], echo[0])
+        est.expire(now)
+        if (train := est.next_train(now)) is not None:
+            first, length, padding = train
+            for i in range(length):
+                if (left := link.send(probe_wire_bytes(padding), now)) is not None:
+                    echoes.append((left + RTT_S, first + i, left))
+        if step % 5 == 0 and (e := est.estimate(now)) is not None:
+            estimates.append((now, e.bandwidth_mbps))
+    return score_estimate(shaped, estimates, starts[-1])
+
+
+def test_probe_trains_alone_follow_a_link_that_slows_down_within_a_few_trains():
+    # what the demo's drone sees with every frame kept on it: no offload measures the link
+    fast, slow, slower = follow_shaped_link([(20.0, 15.0), (0.13, 10.0), (0.04, 15.0)])
+    assert fast.met
+    # the first train after the change reads it, the next ones (sent at once) confirm it
+    assert slow.met
+    # at 130 kbit/s the budget spaces the trains 4.1 s apart: one of them reads the change
+    spacing = 16 * PROBE_OVERHEAD_BYTES / (0.05 * 0.13e6 / 8)
+    assert slower.settle_s is not None and slower.settle_s <= spacing + SETTLE_TARGET_S
+    assert abs(slower.error) <= 0.05
 
 
 def test_a_train_that_passes_at_once_raises_the_estimate_by_growth_at_most():

@@ -51,6 +51,12 @@ MAX_PROBE_PADDING, MAX_TRAIN_BYTES = 60_000, 256 * 1024
 MAX_TRAIN_LENGTH = 64
 # How much a train may raise the estimate over the rate it was sized for.
 GROWTH = 4.0
+# A train that reads the link more than TOLERANCE off the estimate, reads GROWTH times the rate
+# it was sized for, or gets one echo only, puts the estimate in doubt: up to this many trains
+# follow it at once, without the budget's spacing (4 s at 130 kbit/s), so that the median of
+# the last MEDIAN_OF moves within a few trains' time. While readings keep disagreeing, trains
+# take up to 1 + QUICK_TRAINS times the budget.
+QUICK_TRAINS = 2
 # Offloads that want less than 1/ROOM of the rate the last train read cannot fill the link.
 ROOM = 2.0
 # How long after its due time a train without echoes still takes late ones.
@@ -168,6 +174,8 @@ class LinkEstimator:
         self._train_rates: deque[float] = deque(maxlen=MEDIAN_OF)
         self._size_for: float | None = None  # bytes/s the next train is sized for
         self._last_read: float | None = None  # bytes/s the last train read (None: it failed)
+        self._in_doubt = False  # the last train disagreed with the estimate: the next goes now
+        self._quick_run = 0  # trains sent in a row without the budget's spacing
         self._heard_at = -math.inf  # when the link last showed it works
         self._outage = False
         # The offload window's reports: its rate (bytes/s), its rates at its last replies while
@@ -219,8 +227,11 @@ class LinkEstimator:
         padding = int(min(max(per_probe - PROBE_OVERHEAD_BYTES, 0), MAX_PROBE_PADDING))
         train_bytes = s.train_length * probe_wire_bytes(padding)
         sized_for = train_bytes / s.train_s  # the rate at which it lasts train_s
-        if now - self._last_train_at < train_bytes / (s.budget * (rate or sized_for)):
+        quick = self._in_doubt and self._quick_run < QUICK_TRAINS
+        spacing = train_bytes / (s.budget * (rate or sized_for))
+        if not quick and now - self._last_train_at < spacing:
             return None
+        self._quick_run = self._quick_run + 1 if quick else 0
         return self._send(now, s.train_length, padding, sized_for)
 
     def _send(self, now: float, length: int, padding: int, sized_for: float,
@@ -275,11 +286,18 @@ class LinkEstimator:
         rate = train_rate(probe_wire_bytes(train.padding), train.received, train.length)
         if rate is None:  # one echo or none: the link is slower than the train was sized for
             self._last_read = None
+            self._in_doubt = bool(train.received)  # none: an outage, read as one
             if train.received:
                 self._size_for = train.sized_for / GROWTH
             return
-        self._size_for = self._last_read = min(rate, GROWTH * train.sized_for)
-        self._train_rates.append(self._size_for)
+        estimate = lower_median(self._train_rates) if self._train_rates else None
+        read = min(rate, GROWTH * train.sized_for)
+        self._in_doubt = (
+            estimate is None or read == GROWTH * train.sized_for
+            or abs(read - estimate) > TOLERANCE * estimate
+        )  # fmt: skip
+        self._size_for = self._last_read = read
+        self._train_rates.append(read)
 
     def on_round_trip(self, round_trip_ms: float) -> None:
         """An answered offload's round trip (the base station's compute excluded).

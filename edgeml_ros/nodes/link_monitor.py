@@ -47,7 +47,9 @@ class LinkMonitorNode(ManagedNode):
                       "estimated rate (its probes are padded to that).",
                       float_range=(1.0, 1000.0)),
                 Param("probe_budget", 0.05, "Most of the estimated bandwidth (a fraction) the "
-                      "probes may take; trains are spaced out to stay within it.",
+                      "probes may take; trains are spaced out to stay within it (a train that "
+                      "reads the link far off the estimate is followed at once by up to two "
+                      "more).",
                       float_range=(0.001, 1.0)),
                 Param("probe_timeout_s", 0.5, "How long after its time on the link and a round "
                       "trip a train's echoes are awaited; a train without any is an outage.",
