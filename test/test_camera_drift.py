@@ -222,13 +222,14 @@ def test_live_drift_and_bad_values_refused_by_name_while_frames_go_on(ros_node, 
             ("condition_schedule", "0:clean,5:fog"): "condition_schedule: entry '5:fog': "
             "condition 'fog' unknown",
             ("condition", "dark"): "condition: 'dark' is not one of clean, blur, noise",
-            ("severity", 0.0): "severity: severity must be in (0, 10], not 0.0",
+            ("severity", 0.0): "severity must be in (0, 10], not 0.0",
             ("classes", "3,x"): "classes: 'x' is not a class id",
             ("classes", 10): "classes: class 10 unknown: the classes are 0..9",
         }
         for (name, value), reason in refused.items():
             result = set_param(name, value)
             assert not result.successful and reason in result.reason, (name, result.reason)
+            assert not result.reason.startswith(f"{name}: {name}"), result.reason  # named once
         before = len(truth)
         assert ros_node.spin_until(lambda: len(truth) >= before + 5, 30), "frames stopped"
         assert {(t.condition, t.severity) for t in truth} == {("clean", 1.0)}

@@ -192,6 +192,9 @@ def test_audits_go_to_the_base_station_and_back_under_apparate_or_by_hand(shell,
     # by hand, a larger share: audited frames answer at once, and the base station's final
     # exit scores them in the next batches
     shell.run("param", "set", "/perception", "follow_controller", "false")
+    # a float parameter takes an integer, as a user types it
+    assert "successful" in shell.run("param", "set", "/perception", "audit_share", "0")
+    assert "value is: 0.0" in shell.run("param", "get", "/perception", "audit_share")
     assert "successful" in shell.run("param", "set", "/perception", "audit_share", "0.2")
     audited = shell.run("topic", "echo", "--once", "--filter", "m.audited", *RESULT,
                         timeout_s=30)  # fmt: skip

@@ -132,11 +132,23 @@ def declare_params(node: ManagedNode, params: Sequence[Param]) -> None:
                 spec.check(change.value)
             except ValueError as exc:  # the reason names the parameter once
                 reason = str(exc)
-                if not reason.startswith(f"{change.name}: "):
+                if reason.split(" ", 1)[0].rstrip(":") != change.name:
                     reason = f"{change.name}: {reason}"
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
 
+    floats = {p.name for p in params if isinstance(p.default, float) and not p.dynamic_typing}
+
+    def integers_as_floats(changes: list[Parameter]) -> list[Parameter]:
+        """`ros2 param set ... severity 2` means 2.0: a float parameter takes an integer."""
+        return [
+            Parameter(c.name, Parameter.Type.DOUBLE, float(c.value))
+            if c.name in floats and c.type_ == Parameter.Type.INTEGER
+            else c
+            for c in changes
+        ]
+
+    node.add_pre_set_parameters_callback(integers_as_floats)
     node.add_on_set_parameters_callback(validate)
 
 
