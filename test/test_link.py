@@ -7,6 +7,7 @@ from edgeml_ros.core.link import (
     GROWTH,
     PROBE_OVERHEAD_BYTES,
     SETTLE_TARGET_S,
+    SLOWEST_LINK_BPS,
     LinkEstimate,
     LinkEstimator,
     ProbeSettings,
@@ -163,6 +164,22 @@ def test_probe_trains_alone_follow_a_link_that_slows_down_within_a_few_trains():
     spacing = 16 * PROBE_OVERHEAD_BYTES / (0.05 * 0.13e6 / 8)
     assert slower.settle_s is not None and slower.settle_s <= spacing + SETTLE_TARGET_S
     assert abs(slower.error) <= 0.05
+
+
+def test_a_collapsed_estimate_is_probed_again_within_the_slowest_links_spacing():
+    est = LinkEstimator()
+    for now in (0.0, 5.0):
+        run_train(est, now, 0.13e6 / 8)
+    # 36-KB tensors that the link's 16-KB queue drops whole: the window halves its rate after
+    # every loss, down to 1 kbit/s, which the estimate reads while they fill the link
+    for i in range(8):
+        report(est, 6.0 + 0.25 * i, 1.0, replies=1, size=36864)
+    assert est.estimate(8.0).bandwidth_mbps == pytest.approx(0.001)
+    # the plan keeps the frames on the drone: the trains take over again, spaced as on the
+    # slowest link, not on 1 kbit/s (537 s)
+    report(est, 8.0, 1.0, held_back=0, wanted=0)
+    sent = next((t for t in np.arange(8.0, 60.0, 0.1) if est.next_train(t) is not None), None)
+    assert sent is not None and sent <= 5.1 + 16 * PROBE_OVERHEAD_BYTES / (0.05 * SLOWEST_LINK_BPS)
 
 
 def test_a_train_that_passes_at_once_raises_the_estimate_by_growth_at_most():

@@ -51,6 +51,11 @@ MAX_PROBE_PADDING, MAX_TRAIN_BYTES = 60_000, 256 * 1024
 MAX_TRAIN_LENGTH = 64
 # How much a train may raise the estimate over the rate it was sized for.
 GROWTH = 4.0
+# Bytes/s of the slowest link the package is built for (40 kbit/s, the regime map's floor): the
+# budget spaces trains as if the link carried at least this, so an estimate that collapsed
+# below it (the offload window's rate halved after every lost tensor) is probed again within
+# 13 s, not minutes later.
+SLOWEST_LINK_BPS = 5_000.0
 # A train that reads the link more than TOLERANCE off the estimate, reads GROWTH times the rate
 # it was sized for, or gets one echo only, puts the estimate in doubt: up to this many trains
 # follow it at once, without the budget's spacing (4 s at 130 kbit/s), so that the median of
@@ -228,7 +233,7 @@ class LinkEstimator:
         train_bytes = s.train_length * probe_wire_bytes(padding)
         sized_for = train_bytes / s.train_s  # the rate at which it lasts train_s
         quick = self._in_doubt and self._quick_run < QUICK_TRAINS
-        spacing = train_bytes / (s.budget * (rate or sized_for))
+        spacing = train_bytes / (s.budget * max(rate or sized_for, SLOWEST_LINK_BPS))
         if not quick and now - self._last_train_at < spacing:
             return None
         self._quick_run = self._quick_run + 1 if quick else 0
