@@ -405,7 +405,8 @@ def test_link_monitor_measures_trains_and_defers_to_the_offload_window(ros_node)
         link["rate"] = 0.5e6 / 8
         sent = len(probes)
         assert ros_node.spin_until(lambda: len(probes) >= sent + 8, 30)
-        assert reads(0.5)() and probes[sent + 4] == probes[sent + 3] + 1
+        assert probes[sent + 4] == probes[sent + 3] + 1
+        assert ros_node.spin_until(reads(0.5), 10)  # with the next publication
         # the base station stops answering: an outage
         link["up"] = False
         assert ros_node.spin_until(lambda: links[-1].bandwidth_mbps == 0.0, 10)
