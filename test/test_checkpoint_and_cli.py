@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -50,6 +51,18 @@ def test_cli_rejects_bad_arguments(argv, match, capsys):
         build_parser().parse_args(argv)
     assert exc.value.code == 2
     assert match in capsys.readouterr().err
+
+
+def test_bench_reference_times_this_machine_against_the_profile(tmp_path):
+    out = tmp_path / "reference.json"
+    argv = ["bench", "reference", "--runs", "2", "--repeats", "2", "--json", str(out)]
+    subprocess.run([sys.executable, "-m", "edgeml_ros.cli", *argv], check=True)
+    result = json.loads(out.read_text())
+    assert result["model_id"] == "drone_scenes/resnet18" and len(result["here_ms"]) == 2
+    assert result["here_over_profiled"] == pytest.approx(
+        [t / result["profiled_ms"] for t in result["here_ms"]]
+    )
+    assert all(t > 0 for t in result["here_ms"]) and result["emulated_slowdown"] >= 1
 
 
 def test_cli_help_runs():

@@ -11,7 +11,9 @@ from edgeml_ros.cli.common import (
     positive_int,
     sim_arguments,
     sim_policies,
+    sim_profile,
     sim_world,
+    workload_arguments,
 )
 
 
@@ -181,6 +183,36 @@ def _cmd_bench_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_reference(args: argparse.Namespace) -> int:
+    from edgeml_ros.core.energy import device_class
+    from edgeml_ros.core.profiles import load_profile, reference_ms
+
+    profile = load_profile(sim_profile(args))[0]
+    device = device_class(profile.device_class["name"])
+    here = [reference_ms(args.runs, profile.threads) for _ in range(args.repeats)]
+    result = {
+        "command": command_line(),
+        "model_id": profile.model_id,
+        "threads": profile.threads,
+        "profiled_ms": profile.reference_ms,
+        "here_ms": here,
+        "here_over_profiled": [t / profile.reference_ms for t in here],
+        "emulated_slowdown": profile.compute_slowdown(device),
+        "device": device.name,
+    }
+    print(f"reference model ({profile.threads} threads): "
+          + ", ".join(f"{t:.1f}" for t in here)
+          + f" ms now, {profile.reference_ms:.1f} ms when {profile.model_id} was profiled "
+          f"({', '.join(f'{r:.2f}' for r in result['here_over_profiled'])}x); the emulated "
+          f"{device.name} multiplies this machine's compute by "
+          f"{result['emulated_slowdown']:.2f}, so it is as much slower now as this machine"
+          )  # fmt: skip
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
 def add_parsers(suites: argparse._SubParsersAction) -> None:
     """Add the `bench` suites policy and models."""
     from edgeml_ros.core.bench import BENCH_MODELS
@@ -190,6 +222,16 @@ def add_parsers(suites: argparse._SubParsersAction) -> None:
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
     sim_arguments(p, with_policies=True)
     p.set_defaults(func=_cmd_bench_policy, policy=["rl", "dqn", "edgeml_ddpg", "spinn"])
+    p = suites.add_parser(
+        "reference",
+        help="this machine's speed now against when the "
+        "workload's model was profiled (the emulated drone's basis)",
+    )
+    workload_arguments(p)
+    p.add_argument("--runs", type=positive_int, default=30, help="timed runs per measurement")
+    p.add_argument("--repeats", type=positive_int, default=3, help="measurements")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
+    p.set_defaults(func=_cmd_bench_reference)
     p = suites.add_parser("models", help="exits, compute, split latency and bytes per model")
     p.add_argument("--models", nargs="+", default=list(BENCH_MODELS), choices=list(BENCH_MODELS))
     p.add_argument("--runs", type=positive_int, default=30, help="timed runs per measurement")
