@@ -517,12 +517,21 @@ def test_the_controller_ships_frames_as_png_then_jpeg_to_the_base_station(
         assert peer.results[-1].policy_name == policy, "the plan never reached perception"
         peer.results.clear()
         requests.clear()
+        # fresh readings for longer than the controller's window: its plan is not the stale
+        # one (all on the drone) that a long wait for the warm-up's results may have brought
+        idle(0.5)
         for i in range(n):  # one at a time: none is held back for an offload in flight
             fresh_readings()
             peer.send(image_msg(fmnist_test.images[i], f"{policy}/{i}"))
             ros_node.spin_until(lambda i=i: len(peer.results) > i, 10.0)
-            ros_node.spin_until(lambda: False, 0.3)  # the offload window sees an idle link
+            idle(0.3)  # the offload window sees an idle link
         return peer.wait_results(n)
+
+    def idle(seconds: float) -> None:
+        """Spin for `seconds`, the link and battery readings kept fresh."""
+        for _ in range(round(seconds / 0.1)):
+            fresh_readings()
+            ros_node.spin_until(lambda: False, 0.1)
 
     controller = NodeProcess("controller", ros_node.domain_id, share_file("config", DRONE_YAML),
                              {"profile": str(tmp_path / "tiny.json"), "policy": "cloud_png",
