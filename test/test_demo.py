@@ -163,6 +163,13 @@ def test_each_phase_scores_its_live_frames_with_the_simulators_utility():
         {"command": "c", "trace": "t", "duration_s": 20, "rate_hz": 10, "compute_slowdown": 1,
          "sim_profile": "p", "policies": results})  # fmt: skip
     assert f"| 20 Mbit/s from 0 s | {phases[0]['utility']:.3f} | **2.000** | b |" in page
+    assert "reference model" not in page  # not measured: not stated
+    machine = {"profiled_ms": 40.0, "before_ms": 44.0, "after_ms": 42.0}
+    page = markdown_system(
+        {"command": "c", "trace": "t", "duration_s": 20, "rate_hz": 10, "compute_slowdown": 1,
+         "sim_profile": "p", "policies": results, "reference_model": machine})  # fmt: skip
+    assert "took 44.0 ms before the live runs and 42.0 ms after, against 40.0 ms" in page
+    assert "(1.10x, 1.05x)" in page
 
 
 def test_a_demo_without_drift_passes_no_schedule_to_the_launch(tmp_path):

@@ -29,7 +29,13 @@ from edgeml_ros.core.data import ImageDataset
 from edgeml_ros.core.degrade import CONDITIONS
 from edgeml_ros.core.paths import shown_path
 from edgeml_ros.core.plan import ExecutionPlan, check_plan, default_plan
-from edgeml_ros.core.profiles import ExitTable, Profile, collect_image_exits, exit_table_of
+from edgeml_ros.core.profiles import (
+    ExitTable,
+    Profile,
+    collect_image_exits,
+    exit_table_of,
+    reference_ms,
+)
 from edgeml_ros.core.train import reopen_dataset, to_frames
 from edgeml_ros.policy.evaluate import run_policy, summarize
 from edgeml_ros.policy.observation import Decision, Observation, Policy
@@ -39,6 +45,7 @@ from edgeml_ros.policy.world import World
 
 SETTLE_S = 3.0  # link estimates this soon after a rate change are not compared
 SIM_SEEDS = 5  # simulator runs per policy
+REFERENCE_RUNS = 30  # timed runs of the reference model before and after the live runs
 MAX_FRAME_AGE_MS = 100.0  # the perception node's default, which the runs keep
 BATTERY_SOC, BATTERY_DRAIN = 0.9, 0.001  # battery_sim's defaults
 
@@ -247,7 +254,11 @@ def run_system_bench(cfg: DemoConfig, markdown: str | None, resimulate: str | No
         cfg, recorded = recorded_runs(resimulate, cfg)
         runs, results = [], recorded["policies"]
     else:
-        runs, results, world = run_session(cfg), {}, bench_world(cfg)
+        world = bench_world(cfg)
+        before = reference_ms(REFERENCE_RUNS, world.profile.threads)
+        runs, results = run_session(cfg), {}
+        machine = {"profiled_ms": world.profile.reference_ms, "before_ms": before,
+                   "after_ms": reference_ms(REFERENCE_RUNS, world.profile.threads)}  # fmt: skip
         for summary, collector in runs:
             summary["goodput_phases"] = goodput_phases(collector, summary)
             summary["goodput_ratio"] = goodput_ratio(summary["goodput_phases"])
@@ -273,6 +284,9 @@ def run_system_bench(cfg: DemoConfig, markdown: str | None, resimulate: str | No
            "sim_profile": shown_path(model.profile)}  # fmt: skip
     if resimulate:
         out["live_command"] = recorded["command"]
+        machine = recorded.get("reference_model")
+    if machine:
+        out["reference_model"] = machine
     if cfg.json_path:
         Path(cfg.json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.json_path).write_text(json.dumps(out, indent=1) + "\n")
@@ -406,6 +420,21 @@ def _phases(summary: dict) -> str:
                      f"{p['goodput_ratio']:.3f}" for p in summary["goodput_phases"])  # fmt: skip
 
 
+def _machine_speed(machine: dict | None) -> list[str]:
+    """How fast this machine was around the live runs, against when the model was profiled."""
+    if not machine:
+        return []
+    ratios = [machine[k] / machine["profiled_ms"] for k in ("before_ms", "after_ms")]
+    return [
+        "",
+        f"This machine's reference model (`edgeml bench reference`) took "
+        f"{machine['before_ms']:.1f} ms before the live runs and {machine['after_ms']:.1f} ms "
+        f"after, against {machine['profiled_ms']:.1f} ms when the model was profiled "
+        f"({ratios[0]:.2f}x, {ratios[1]:.2f}x): the emulated drone multiplies this machine's "
+        "compute by a fixed factor, so it was that much slower too.",
+    ]
+
+
 def markdown_system(out: dict) -> str:
     """The results page (docs/system_results.md)."""
     made = f"Produced by `{out['command']}`"
@@ -420,6 +449,7 @@ def markdown_system(out: dict) -> str:
         f"`{out['trace']}` ({out['duration_s']:g} s at {out['rate_hz']:g} Hz), the drone's "
         f"compute padded to {out['compute_slowdown']:g}x (emulated), energy from the energy "
         "model (not measured).",
+        *_machine_speed(out.get("reference_model")),
         "",
         *_markdown_table(out["policies"], COLUMNS),
         "",
