@@ -432,9 +432,7 @@ class DronePipeline:
             return self._finish(result, arrived, arrived + (t2 - t0))
         pending = _Pending(result, arrived, arrived + (t2 - t0), 0.0, outcome.features,
                            outcome.deepest_local, plan.exit_rule)  # fmt: skip
-        busy, lost = self.window.full(pending.sent)
-        self.counters.offloads_lost += lost
-        self._forget_unawaited()
+        busy = self._window_busy(pending.sent)
         if busy is not None:
             # The link is still busy with earlier offloads: queueing behind them would only
             # make this frame late, so it finishes on the drone now.
@@ -470,9 +468,7 @@ class DronePipeline:
     ) -> None:
         """Note whether the link could carry an audit of `result`, and send one if it is due."""
         window = self.window
-        busy, lost = window.full(now)
-        self.counters.offloads_lost += lost
-        self._forget_unawaited()
+        busy = self._window_busy(now)
         rate = self.link_estimate_bps
         if rate is None:
             rate = window.delivery_rate_bps
@@ -493,6 +489,13 @@ class DronePipeline:
         self._audit_bytes = len(frame.data)
         window.sent(seq, now, len(frame.data))
         self.counters.audits_sent += 1
+
+    def _window_busy(self, now: float) -> str | None:
+        """Why the offload window takes nothing now (None: it takes one), losses counted."""
+        busy, lost = self.window.full(now)
+        self.counters.offloads_lost += lost
+        self._forget_unawaited()
+        return busy
 
     def _forget_unawaited(self) -> None:
         """Offloads and audits not on the link (the window found them lost): no reply comes.
