@@ -33,6 +33,16 @@ from edgeml_ros.msg import (
 from edgeml_ros.nodes.common import LATCHED, MONITOR, RELIABLE
 
 
+def frame_key(header) -> tuple[int, int, str]:
+    """What ties a frame's ground truth to its result: its camera stamp and frame id."""
+    return header.stamp.sec, header.stamp.nanosec, header.frame_id
+
+
+def stamp_s(header) -> float:
+    """A header's stamp in seconds."""
+    return header.stamp.sec + header.stamp.nanosec / 1e9
+
+
 class Collector(Node):
     """Receives results, ground truth and diagnostics, and scores them."""
 
@@ -128,9 +138,8 @@ class Collector(Node):
     def _scored(self) -> list[tuple[InferenceResult, int]]:
         """Answered results whose ground truth came, with the true class."""
         ok = InferenceResult.STATUS_OK
-        return [(r, self.truth[k]) for r, _ in self.results.values() if r.status == ok
-                and (k := (r.header.stamp.sec, r.header.stamp.nanosec,
-                           r.header.frame_id)) in self.truth]  # fmt: skip
+        return [(r, self.truth[k]) for r, _ in self.results.values()
+                if r.status == ok and (k := frame_key(r.header)) in self.truth]  # fmt: skip
 
     def energy_j(self, r: InferenceResult) -> float:
         """A result's modelled energy on the drone: its compute, and its radio's time."""
@@ -149,9 +158,8 @@ class Collector(Node):
         """
         ok = InferenceResult.STATUS_OK
         rows = sorted(
-            (r.header.stamp.sec + r.header.stamp.nanosec / 1e9 - self.started_epoch,
-             r.status == ok and self.truth.get(
-                 (r.header.stamp.sec, r.header.stamp.nanosec, r.header.frame_id)) == r.class_id,
+            (stamp_s(r.header) - self.started_epoch,
+             r.status == ok and self.truth.get(frame_key(r.header)) == r.class_id,
              latency_ms / 1000.0, self.energy_j(r) if r.status == ok else 0.0)
             for r, latency_ms in self.results.values()
         )  # fmt: skip
@@ -163,8 +171,8 @@ class Collector(Node):
         """Accuracy and frames per input condition the camera published under."""
         by: dict[str, list[bool]] = {}
         for r, truth in scored:
-            key = (r.header.stamp.sec, r.header.stamp.nanosec, r.header.frame_id)
-            by.setdefault(self.conditions[key] or "clean", []).append(r.class_id == truth)
+            condition = self.conditions[frame_key(r.header)] or "clean"
+            by.setdefault(condition, []).append(r.class_id == truth)
         return {
             c: {"accuracy": float(np.mean(v)), "frames": len(v)} for c, v in sorted(by.items())
         }
@@ -174,8 +182,8 @@ class Collector(Node):
 
         Times are seconds since this collector started, by the frames' camera stamps.
         """
-        scored = sorted((r.header.stamp.sec + r.header.stamp.nanosec / 1e9 - self.started_epoch,
-                         r.class_id == truth) for r, truth in self._scored())  # fmt: skip
+        scored = sorted((stamp_s(r.header) - self.started_epoch, r.class_id == truth)
+                        for r, truth in self._scored())  # fmt: skip
         if not scored:
             return np.zeros(0), np.zeros(0)
         t, correct = (np.array(v, dtype=float) for v in zip(*scored, strict=True))
@@ -184,9 +192,9 @@ class Collector(Node):
         return t, (sums[1:] - sums[first]) / (np.arange(1, len(t) + 1) - first)
 
     def _on_truth(self, msg: GroundTruth) -> None:
-        key = (msg.header.stamp.sec, msg.header.stamp.nanosec, msg.header.frame_id)
+        key = frame_key(msg.header)
         if self.first_frame_stamp is None:
-            self.first_frame_stamp = msg.header.stamp.sec + msg.header.stamp.nanosec / 1e9
+            self.first_frame_stamp = stamp_s(msg.header)
         self.truth[key] = msg.class_id
         self.conditions[key] = msg.condition
 
@@ -292,5 +300,5 @@ class Collector(Node):
         """
         ok = InferenceResult.STATUS_OK
         answered = [r for r in results if r.where == Where.BASE and r.status == ok]
-        stamps = sorted(r.header.stamp.sec + r.header.stamp.nanosec / 1e9 for r in answered)
+        stamps = sorted(stamp_s(r.header) for r in answered)
         return float(np.max(np.diff(stamps))) if len(stamps) > 1 else None
