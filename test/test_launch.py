@@ -42,8 +42,17 @@ class Shell:
         self.env = default_ros_env(domain_id)
 
     def run(self, *args: str, timeout_s: float = 30.0, check: bool = True) -> str:
-        proc = subprocess.run([ROS2, *args], env=self.env, capture_output=True, text=True,
-                              timeout=timeout_s)  # fmt: skip
+        """Run `ros2 ARGS`; once more if the command line itself died of a signal.
+
+        The ros2 command line (rclpy) now and then dies of SIGSEGV before printing anything (a
+        CI run's `ros2 topic echo --once`; ros2/rclpy#215 for the kind): the tool crashed, not
+        the nodes it asks, so a second try tells which.
+        """
+        for _ in range(2):
+            proc = subprocess.run([ROS2, *args], env=self.env, capture_output=True, text=True,
+                                  timeout=timeout_s)  # fmt: skip
+            if proc.returncode >= 0:
+                break
         if check:
             assert proc.returncode == 0, f"ros2 {' '.join(args)}: {proc.stdout}{proc.stderr}"
         return proc.stdout + proc.stderr
