@@ -127,7 +127,8 @@ def test_sim_launch_answers_and_a_second_shell_sees_and_tunes_it(shell, launch, 
         assert first_result < FIRST_RESULT_S, f"first result {first_result:.1f} s after launch"
         assert shell.wait_for_nodes(SIM_NODES) >= SIM_NODES
 
-        result = shell.run("topic", "echo", "--once", *RESULT)
+        # a loaded machine may drop a frame as stale (a counted drop); an answer must still come
+        result = shell.run("topic", "echo", "--once", "--filter", "m.status == 0", *RESULT)
         assert "class_name:" in result and "status: 0" in result
         diagnostics = shell.run(
             "topic",
