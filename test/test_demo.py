@@ -81,6 +81,10 @@ def test_demo_launches_sim_launch_and_accounts_for_every_frame(tmp_path):
     # the drone computer of the default workload's profile, against this machine
     model = DemoModel.of(DemoConfig())
     assert summary["compute_slowdown_emulated"] == round(model.compute_slowdown, 3) >= 1
+    # padded by this machine's speed, timed just before the run
+    here = summary["host_reference_ms"]
+    assert summary["compute_padding"] == round(max(1.0, model.device.reference_ms / here), 3)
+    assert f"reference model {here:.1f} ms here" in proc.stdout
     assert summary["device_class"] == model.device.name
     assert summary["link_trace"] == ("throttle" if shaped else None)
     # the link estimate per phase of the throttle schedule (error, settling time)
@@ -164,18 +168,33 @@ def test_each_phase_scores_its_live_frames_with_the_simulators_utility():
          "sim_profile": "p", "policies": results})  # fmt: skip
     assert f"| 20 Mbit/s from 0 s | {phases[0]['utility']:.3f} | **2.000** | b |" in page
     assert "reference model" not in page  # not measured: not stated
-    machine = {"profiled_ms": 40.0, "before_ms": 44.0, "after_ms": 42.0}
+    times = dict(zip(results, (44.0, 42.0), strict=True))
+    measured = {name: {**summary, "host_reference_ms": times[name],
+                       "compute_padding": 180.0 / times[name]}
+                for name, summary in results.items()}  # fmt: skip
     page = markdown_system(
         {"command": "c", "trace": "t", "duration_s": 20, "rate_hz": 10, "compute_slowdown": 1,
-         "sim_profile": "p", "policies": results, "reference_model": machine})  # fmt: skip
-    assert "took 44.0 ms before the live runs and 42.0 ms after, against 40.0 ms" in page
-    assert "(1.10x, 1.05x)" in page
+         "sim_profile": "p", "policies": measured, "profiled_reference_ms": 40.0,
+         "device_reference_ms": 180.0})  # fmt: skip
+    assert "machine: 42.0-44.0 ms, against 40.0 ms when the model was profiled" in page
+    assert "(1.05-1.10x)" in page and "device's 180 ms over that (4.09-4.29x)" in page
 
 
 def test_a_demo_without_drift_passes_no_schedule_to_the_launch(tmp_path):
     cfg = DemoConfig()
     session = Session(7, None, demo_trace(cfg), DemoModel.of(cfg), {}, 0.0)
-    assert "condition_schedule" not in launch_arguments(cfg, session, "rl", tmp_path)
+    assert "condition_schedule" not in launch_arguments(cfg, session, "rl", 2.0, tmp_path)
     drifting = replace(cfg, condition_schedule="0:clean,5:blur")
-    arguments = launch_arguments(drifting, session, "rl", tmp_path)
+    arguments = launch_arguments(drifting, session, "rl", 2.0, tmp_path)
     assert arguments["condition_schedule"] == "0:clean,5:blur"
+
+
+def test_the_emulated_drone_keeps_its_speed_whatever_this_machines_speed():
+    model = DemoModel.of(DemoConfig())
+    emulation = model.emulation_now()
+    # padded by the device's reference time over this machine's now, not the profiling one's
+    assert emulation.host_reference_ms > 0
+    expected = max(1.0, model.device.reference_ms / emulation.host_reference_ms)
+    assert emulation.padding == pytest.approx(expected)
+    fixed = DemoModel.of(DemoConfig(compute_slowdown=3.0)).emulation_now()
+    assert (fixed.padding, fixed.host_reference_ms) == (3.0, None)

@@ -6,6 +6,10 @@ the drone's and the base station's network namespaces (bringup.shaper), this pro
 the drone's side, the runs in turn, and the summaries, table, plot and JSON at the end. The
 drone emulates a slower computer (`compute_slowdown`, reported as emulated); the battery is
 simulated and energy is the energy model's, not a measurement.
+
+The emulated computer keeps its speed whatever this machine's speed that hour: before each run
+the reference model is timed here, and the drone pads its compute by the device's reference
+time over that (`Emulation`), not over the profiling machine's.
 """
 
 from __future__ import annotations
@@ -26,9 +30,11 @@ from edgeml_ros.bringup.run_record import write_run_record
 from edgeml_ros.bringup.shaper import dds_env, open_link
 from edgeml_ros.core.checkpoint import read_meta
 from edgeml_ros.core.energy import DeviceEnergy, device_class
-from edgeml_ros.core.profiles import load_profile
+from edgeml_ros.core.profiles import load_profile, reference_ms
 from edgeml_ros.core.traces import Trace, load_trace, throttle_schedule
 from edgeml_ros.core.workloads import DEFAULT_WORKLOAD, workload
+
+REFERENCE_RUNS = 30  # timed runs of the reference model when this machine's speed is measured
 
 
 @dataclass
@@ -72,7 +78,10 @@ class DemoModel:
     profile: Path
     dataset: str  # what the camera source publishes: the checkpoint's data set
     device: DeviceEnergy
-    compute_slowdown: float
+    compute_slowdown: float  # the emulated drone's compute time over the profiled times
+    profile_threads: int  # the drone's threads, which the profile timed the reference model on
+    profile_reference_ms: float  # the reference model's time when the profile was made
+    slowdown_given: bool  # the config fixed the padding: this machine's speed is not measured
 
     @classmethod
     def of(cls, cfg: DemoConfig) -> DemoModel:
@@ -83,7 +92,28 @@ class DemoModel:
         profile = load_profile(profile_path)[0]
         device = device_class(cfg.device_class or profile.device_class["name"])
         slowdown = cfg.compute_slowdown or profile.compute_slowdown(device)
-        return cls(checkpoint, profile_path, read_meta(checkpoint).dataset, device, slowdown)
+        return cls(checkpoint, profile_path, read_meta(checkpoint).dataset, device, slowdown,
+                   profile.threads, profile.reference_ms,
+                   cfg.compute_slowdown is not None)  # fmt: skip
+
+    def emulation_now(self) -> Emulation:
+        """How the next run pads the drone's compute, from this machine's speed now."""
+        if self.slowdown_given:
+            return Emulation(self.compute_slowdown, None)
+        here = reference_ms(REFERENCE_RUNS, self.profile_threads)
+        return Emulation(self.device.compute_slowdown(here), here)
+
+
+@dataclass(frozen=True)
+class Emulation:
+    """One run's padding: the drone computes `padding` times as long as this machine does.
+
+    `host_reference_ms`: the reference model's time here just before the run, which the padding
+    is the device's reference time over (None where the config fixed the padding).
+    """
+
+    padding: float
+    host_reference_ms: float | None
 
 
 def run_demo(cfg: DemoConfig) -> int:
@@ -143,8 +173,10 @@ def _run_all(cfg: DemoConfig, domain_id: int) -> list[tuple[dict, Collector]]:
                 with ros_context(domain_id) as context:
                     collector = Collector(cfg.deadline_ms, session.model.device,
                                           recorder, context)  # fmt: skip
+                    emulation = session.model.emulation_now()
                     with spinning(collector) as spin_for:
-                        summary = run_policy(cfg, session, policy, collector, spin_for)
+                        summary = run_policy(cfg, session, policy, collector, spin_for,
+                                             emulation)  # fmt: skip
                     collector.destroy_node()
                 if recorder is not None:
                     write_run_record(recorder, cfg, session.model.compute_slowdown, policy,

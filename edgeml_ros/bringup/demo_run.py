@@ -35,7 +35,7 @@ from edgeml_ros.bringup.shaper import LinkShaper, TraceReplay
 from edgeml_ros.core.traces import Trace
 
 if TYPE_CHECKING:
-    from edgeml_ros.bringup.demo import DemoConfig, DemoModel
+    from edgeml_ros.bringup.demo import DemoConfig, DemoModel, Emulation
 
 DRAIN_S = 10.0  # at most this long after the last frame for the last results
 
@@ -52,8 +52,13 @@ class Session:
     started_at: float  # wall-clock start of the demo's process
 
 
-def launch_arguments(cfg: DemoConfig, session: Session, policy: str, run_dir: Path) -> dict:
-    """sim.launch.py's arguments for one run, with its params files written to `run_dir`."""
+def launch_arguments(
+    cfg: DemoConfig, session: Session, policy: str, padding: float, run_dir: Path
+) -> dict:
+    """sim.launch.py's arguments for one run, with its params files written to `run_dir`.
+
+    The drone pads its compute to `padding` times this machine's.
+    """
     frames = frame_count(cfg)
     model = {"checkpoint": str(session.model.checkpoint)}
     rtt_ms = float(session.trace.rtt_ms[0]) if session.shaper is not None else 0.0
@@ -84,7 +89,7 @@ def launch_arguments(cfg: DemoConfig, session: Session, policy: str, run_dir: Pa
     )
     arguments = {
         "policy": policy,
-        "compute_slowdown": round(session.model.compute_slowdown, 3),
+        "compute_slowdown": round(padding, 3),
         "params_file": drone,
         "base_params_file": base,
     }
@@ -101,11 +106,16 @@ def frame_count(cfg: DemoConfig) -> int:
 
 
 def run_policy(
-    cfg: DemoConfig, session: Session, policy: str, collector: Collector, spin_for: SpinFor
+    cfg: DemoConfig,
+    session: Session,
+    policy: str,
+    collector: Collector,
+    spin_for: SpinFor,
+    emulation: Emulation,
 ) -> dict:
     """Launch, run and stop one policy's nodes; print and return the run's summary."""
     run_dir = Path(cfg.log_dir) / policy
-    arguments = launch_arguments(cfg, session, policy, run_dir)
+    arguments = launch_arguments(cfg, session, policy, emulation.padding, run_dir)
     frames, shaper = frame_count(cfg), session.shaper
     env = {**session.launch_env, "ROS_LOG_DIR": str(run_dir.resolve())}
     print(
@@ -166,6 +176,8 @@ def run_policy(
         link_trace=session.trace.name if shaper else None,
         policy=policy,
         compute_slowdown_emulated=round(session.model.compute_slowdown, 3),
+        compute_padding=round(emulation.padding, 3),
+        host_reference_ms=emulation.host_reference_ms,
         device_class=session.model.device.name,
         model=str(session.model.checkpoint),
         link_estimate=[p.as_dict() for p in collector.link_scores()],

@@ -34,7 +34,6 @@ from edgeml_ros.core.profiles import (
     Profile,
     collect_image_exits,
     exit_table_of,
-    reference_ms,
 )
 from edgeml_ros.core.train import reopen_dataset, to_frames
 from edgeml_ros.policy.evaluate import run_policy, summarize
@@ -45,7 +44,6 @@ from edgeml_ros.policy.world import World
 
 SETTLE_S = 3.0  # link estimates this soon after a rate change are not compared
 SIM_SEEDS = 5  # simulator runs per policy
-REFERENCE_RUNS = 30  # timed runs of the reference model before and after the live runs
 MAX_FRAME_AGE_MS = 100.0  # the perception node's default, which the runs keep
 BATTERY_SOC, BATTERY_DRAIN = 0.9, 0.001  # battery_sim's defaults
 
@@ -255,10 +253,7 @@ def run_system_bench(cfg: DemoConfig, markdown: str | None, resimulate: str | No
         runs, results = [], recorded["policies"]
     else:
         world = bench_world(cfg)
-        before = reference_ms(REFERENCE_RUNS, world.profile.threads)
         runs, results = run_session(cfg), {}
-        machine = {"profiled_ms": world.profile.reference_ms, "before_ms": before,
-                   "after_ms": reference_ms(REFERENCE_RUNS, world.profile.threads)}  # fmt: skip
         for summary, collector in runs:
             summary["goodput_phases"] = goodput_phases(collector, summary)
             summary["goodput_ratio"] = goodput_ratio(summary["goodput_phases"])
@@ -280,13 +275,11 @@ def run_system_bench(cfg: DemoConfig, markdown: str | None, resimulate: str | No
     out = {"command": cfg.command, "policies": results, "trace": demo_trace(cfg).name,
            "trace_arg": cfg.trace, "duration_s": cfg.duration_s, "rate_hz": cfg.rate_hz,
            "deadline_ms": cfg.deadline_ms, "compute_slowdown": model.compute_slowdown,
-           "device_class": model.device.name,
+           "device_class": model.device.name, "device_reference_ms": model.device.reference_ms,
+           "profiled_reference_ms": model.profile_reference_ms,
            "sim_profile": shown_path(model.profile)}  # fmt: skip
     if resimulate:
         out["live_command"] = recorded["command"]
-        machine = recorded.get("reference_model")
-    if machine:
-        out["reference_model"] = machine
     if cfg.json_path:
         Path(cfg.json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.json_path).write_text(json.dumps(out, indent=1) + "\n")
@@ -420,19 +413,29 @@ def _phases(summary: dict) -> str:
                      f"{p['goodput_ratio']:.3f}" for p in summary["goodput_phases"])  # fmt: skip
 
 
-def _machine_speed(machine: dict | None) -> list[str]:
-    """How fast this machine was around the live runs, against when the model was profiled."""
-    if not machine:
+def _machine_speed(out: dict) -> list[str]:
+    """How fast this machine was before each live run, and how the runs padded its compute."""
+    here = [s["host_reference_ms"] for s in out["policies"].values()
+            if s.get("host_reference_ms")]  # fmt: skip
+    if not here or "profiled_reference_ms" not in out:
         return []
-    ratios = [machine[k] / machine["profiled_ms"] for k in ("before_ms", "after_ms")]
+    padding = [s["compute_padding"] for s in out["policies"].values()
+               if s.get("host_reference_ms")]  # fmt: skip
+    profiled = out["profiled_reference_ms"]
     return [
         "",
-        f"This machine's reference model (`edgeml bench reference`) took "
-        f"{machine['before_ms']:.1f} ms before the live runs and {machine['after_ms']:.1f} ms "
-        f"after, against {machine['profiled_ms']:.1f} ms when the model was profiled "
-        f"({ratios[0]:.2f}x, {ratios[1]:.2f}x): the emulated drone multiplies this machine's "
-        "compute by a fixed factor, so it was that much slower too.",
+        f"Before each live run the reference model (`edgeml bench reference`) was timed on this "
+        f"machine: {_span(here, '.1f')} ms, against {profiled:.1f} ms when the model was "
+        f"profiled ({_span([t / profiled for t in here], '.2f')}x). Each run padded this "
+        f"machine's compute by the device's {out['device_reference_ms']:g} ms over that "
+        f"({_span(padding, '.2f')}x), so the emulated drone computed at the device's speed "
+        "however fast this machine was that hour.",
     ]
+
+
+def _span(values: list[float], spec: str) -> str:
+    low, high = format(min(values), spec), format(max(values), spec)
+    return low if low == high else f"{low}-{high}"
 
 
 def markdown_system(out: dict) -> str:
@@ -447,9 +450,9 @@ def markdown_system(out: dict) -> str:
         f"{made}: every node a process over real DDS, the drone and the base station in two "
         f"network namespaces joined by a veth shaped with `tc tbf` to the trace "
         f"`{out['trace']}` ({out['duration_s']:g} s at {out['rate_hz']:g} Hz), the drone's "
-        f"compute padded to {out['compute_slowdown']:g}x (emulated), energy from the energy "
-        "model (not measured).",
-        *_machine_speed(out.get("reference_model")),
+        f"compute emulated at {out['compute_slowdown']:g}x the profiled times, energy from the "
+        "energy model (not measured).",
+        *_machine_speed(out),
         "",
         *_markdown_table(out["policies"], COLUMNS),
         "",

@@ -92,7 +92,8 @@ class LiveRun:
     """One recorded live run of one policy.
 
     `link`: the (wall-clock s, Mbit/s, RTT ms) the shaper applied, in time order (empty: the
-    loopback link, no RTT); `compute_slowdown`: the drone's emulated compute slowdown;
+    loopback link, no RTT); `compute_slowdown`: the emulated drone's compute time over the
+    profiled times (the demo pads this machine's compute to it at this machine's speed);
     `weights_digest`: of the model the controller planned for ('' if it published no plan);
     `frame_id`: the camera frames'.
     """
@@ -347,7 +348,8 @@ def drone_work(profile: Profile, runs: Sequence[LiveRun]) -> tuple[np.ndarray, n
     The calls are every answered frame's head that ran a block (blocks before its exit or cut,
     and the exits checked on the way) and every fallback that computed (from the cut to its
     exit). Measured
-    times are over the run's emulated slowdown, which the perception node pads them to.
+    times are over the run's emulated slowdown: the drone's time at the profiling machine's
+    speed, as the demo pads them to the device's speed whatever this machine's (bringup.demo).
     """
     times = _profiled(profile, server=False)
     after, n_exits = list(times.exit_after), len(times.head_s)
