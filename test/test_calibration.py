@@ -15,6 +15,7 @@ from edgeml_ros.core.calibration import (
     Calibration,
     LiveFrames,
     RunFileError,
+    drone_speed,
     fit_affine,
     fit_calibration,
 )
@@ -74,6 +75,17 @@ def test_the_fit_recovers_the_terms_a_synthetic_run_was_made_with(profile):
     # every head that ran a block (not cut 0's), and the fallbacks' tails
     assert cal.residuals["drone_compute"]["frames"] == len(run.frames) - 50 + 30
     assert cal.residuals["offload_hop_ms"]["frames"] == 100
+
+
+def test_a_runs_drone_speed_is_its_compute_over_the_calibrations(profile):
+    run = synthetic_run(profile, TRUE)
+    assert drone_speed(profile, run, TRUE) == pytest.approx(1.0, abs=0.01)
+    # a run on a machine a quarter slower than the one the calibration came from
+    slower = synthetic_run(profile, replace(TRUE, drone_scale=1.25 * TRUE.drone_scale,
+                                            drone_call_ms=1.25 * TRUE.drone_call_ms))  # fmt: skip
+    assert drone_speed(profile, slower, TRUE) == pytest.approx(1.25, abs=0.02)
+    dropped = replace(run, frames=replace(run.frames, status=np.full(len(run.frames), 4.0)))
+    assert drone_speed(profile, dropped, TRUE) is None  # no answered frame to compare
 
 
 def test_runs_that_do_not_fit_the_profile_or_each_other_are_refused(profile):

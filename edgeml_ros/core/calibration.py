@@ -373,6 +373,18 @@ def drone_work(profile: Profile, runs: Sequence[LiveRun]) -> tuple[np.ndarray, n
     return np.array(predicted), np.array(measured)
 
 
+def drone_speed(profile: Profile, run: LiveRun, calibration: Calibration) -> float | None:
+    """The run's drone compute over the calibration's for the same calls (median; None: none).
+
+    Above 1 the drone computed slower in this run than the simulator prices it: the load of a
+    shared machine changes from run to run.
+    """
+    predicted, measured = drone_work(profile, [run])
+    if not len(predicted):
+        return None
+    return float(np.median(measured * run.compute_slowdown / calibration.drone_ms(predicted)))
+
+
 def server_work(profile: Profile, runs: Sequence[LiveRun]) -> tuple[np.ndarray, np.ndarray]:
     """Per answered offload: the base station's profiled ms for its tail, and its tail_ms."""
     times = _profiled(profile, server=True)
