@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from edgeml_ros.core.calibration import Calibration, LiveFrames, LiveRun
-from edgeml_ros.core.decisions import LocalTimes
 from edgeml_ros.core.outcome import Status, Where
 from edgeml_ros.core.plan import NO_EARLY_EXIT
 
@@ -28,17 +27,10 @@ TRUE = Calibration(
 MBPS, RTT_MS, RATE_HZ, DEADLINE_MS = 5.0, 20.0, 10.0, 100.0
 
 
-def profiled(profile, server: bool = False) -> LocalTimes:
-    key = "server_latency_ms_median" if server else "latency_ms_median"
-    return LocalTimes([getattr(b, key) for b in profile.blocks],
-                      [getattr(e, key) for e in profile.exits],
-                      [e.after_block for e in profile.exits])  # fmt: skip
-
-
 def synthetic_run(profile, terms: Calibration, seed: int = 0, stalls: int = 5) -> LiveRun:
     """A live run whose frames were made with `terms`, with noise and a few machine stalls."""
     rng = np.random.default_rng(seed)
-    drone, server = profiled(profile), profiled(profile, server=True)
+    drone, server = profile.times_ms(), profile.times_ms(server=True)
     n_blocks, final = len(profile.blocks), len(profile.exits) - 1
     thresholds = (0.5,) * final + (0.0,)
     rows = []

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from calibration_helpers import MBPS, RTT_MS, TRUE, profiled, synthetic_run
+from calibration_helpers import MBPS, RTT_MS, TRUE, synthetic_run
 
 from edgeml_ros.core.calibration import (
     Calibration,
@@ -88,6 +88,22 @@ def test_a_runs_drone_speed_is_its_compute_over_the_calibrations(profile):
     assert drone_speed(profile, dropped, TRUE) is None  # no answered frame to compare
 
 
+def test_runs_without_an_answered_offload_keep_the_base_stations_terms(profile):
+    run = synthetic_run(profile, TRUE)
+    f = run.frames
+    status = np.where(f.where == 2, 4.0, f.status)  # every answered offload dropped instead
+    run = replace(run, frames=replace(f, status=status))
+    before = replace(TRUE, server_scale=7.0, server_call_ms=0.5, offload_hop_ms=9.0,
+                     command="edgeml calibrate before.json")  # fmt: skip
+    cal = fit_calibration([run], profile, TRUE.request_fields_bytes, TRUE.reply_bytes, "cmd",
+                          before)  # fmt: skip
+    assert (cal.server_scale, cal.server_call_ms, cal.offload_hop_ms) == (7.0, 0.5, 9.0)
+    assert cal.residuals["server_compute"]["kept_from"] == "edgeml calibrate before.json"
+    assert cal.drone_scale == pytest.approx(TRUE.drone_scale, rel=0.05)  # fitted as ever
+    alone = fit_calibration([run], profile, TRUE.request_fields_bytes, TRUE.reply_bytes)
+    assert (alone.server_scale, alone.offload_hop_ms) == (1.0, 0.0)  # nothing to go by
+
+
 def test_runs_that_do_not_fit_the_profile_or_each_other_are_refused(profile):
     run = synthetic_run(profile, TRUE)
     with pytest.raises(RunFileError, match="weights"):
@@ -136,7 +152,7 @@ def test_a_calibrated_simulator_prices_local_frames_with_the_fitted_terms(profil
     final = len(profile.exits) - 1
     plan = ExecutionPlan(len(profile.blocks), (NO_EARLY_EXIT,) * final + (0.0,))
     records = world.simulation(steady()).run(plan, 20)
-    drone = profiled(profile)
+    drone = profile.times_ms()
     compute = TRUE.drone_ms(sum(drone.block_s) + drone.head_s[final])
     expected = TRUE.input_hop_ms + TRUE.conversion_ms + compute + TRUE.output_hop_ms
     np.testing.assert_allclose(records.latency_s * 1000, expected)
@@ -160,7 +176,7 @@ def test_a_calibrated_offload_pays_headers_hops_and_the_base_stations_fitted_tim
     bits = max(0, 8 * TRUE.request_wire_bytes(payload) - burst)
     bits += max(0, 8 * TRUE.reply_wire_bytes() - burst)
     assert (bits > 0) == (cut == 1)
-    drone, server = profiled(profile), profiled(profile, server=True)
+    drone, server = profile.times_ms(), profile.times_ms(server=True)
     tail = TRUE.server_scale * server.finish(cut) + TRUE.server_call_ms
     head = TRUE.drone_ms(sum(drone.block_s[:cut])) if cut else 0.0  # cut 0: no compute
     expected = (TRUE.input_hop_ms + TRUE.conversion_ms + head + TRUE.encode_ms

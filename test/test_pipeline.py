@@ -11,6 +11,7 @@ from edgeml_ros.core.decisions import (
     AUDIT_ENCODING,
     EXPIRE_PERIOD_S,
     FALLBACK_MARGIN_S,
+    LocalTimes,
     fallback_exit,
 )
 from edgeml_ros.core.offload_window import IN_FLIGHT_HORIZON_S
@@ -56,6 +57,34 @@ def test_local_run_gives_result_at_once(bundle, fmnist_test):
     assert result.context == "hdr" and result.exit_index == 2
     assert result.class_name == fmnist_test.class_names[result.class_id]
     assert pipe.counters.results_out == pipe.counters.frames_in == 1
+
+
+def test_an_emulated_drone_computes_in_its_devices_time_whatever_this_machines(
+    bundle, fmnist_test
+):
+    model = bundle.model
+    # the model's times on the emulated device (x3): 10 ms a block, 1 ms an exit head
+    device = LocalTimes([0.010] * model.num_blocks, [0.001] * model.num_exits, model.exit_after)
+    n = model.num_blocks
+
+    def head_ms(thresholds) -> float:
+        pipe = DronePipeline(bundle, ExecutionPlan(n, thresholds), 1.0, compute_slowdown=3.0,
+                             device_times=device)  # fmt: skip
+        result = pipe.process(raw(fmnist_test.images[0]), "hdr")
+        assert result.status == Status.OK and result.where == Where.DRONE
+        return result.head_ms
+
+    # the whole model with the final exit alone, padded to 3 x its device time (this
+    # machine's own is a few ms), whatever this machine's speed or load
+    whole = 3.0 * (10.0 * n + 1.0)
+    assert whole <= head_ms(NEVER) < whole + 20.0
+    # the first exit fires: the blocks up to it and its head
+    first = 3.0 * (10.0 * (model.exit_after[0] + 1) + 1.0)
+    assert first <= head_ms((0.0, 2.0, 2.0)) < first + 20.0
+    # the fallbacks plan with the same times
+    pipe = DronePipeline(bundle, ExecutionPlan(n, NEVER), 1.0, compute_slowdown=3.0,
+                         device_times=device)  # fmt: skip
+    assert pipe.local_times.finish(0) == pytest.approx(whole / 1000)
 
 
 def test_offload_round_trip_through_tail_server(bundle, fmnist_test):

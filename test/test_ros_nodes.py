@@ -17,6 +17,7 @@ from edgeml_ros.msg import (
     ResultBatch,
 )
 from rclpy.duration import Duration
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from ros_helpers import (
     BAD_INPUT,
@@ -41,8 +42,11 @@ from sensor_msgs.msg import BatteryState, CompressedImage, Image
 
 from edgeml_ros.bringup.params import write_params
 from edgeml_ros.bringup.processes import LaunchProcess, share_file
+from edgeml_ros.core.checkpoint import TINY_CHECKPOINT
 from edgeml_ros.core.data import open_dataset
 from edgeml_ros.core.link import probe_wire_bytes
+from edgeml_ros.core.profiles import load_profile
+from edgeml_ros.core.workloads import workload
 from edgeml_ros.nodes.common import PROBES
 
 
@@ -572,3 +576,40 @@ def test_the_controller_ships_frames_as_png_then_jpeg_to_the_base_station(
         assert sent and {m.encoding for m in sent} <= encodings, [m.encoding for m in sent]
         assert all((list(m.shape), m.dtype, m.cut_point) == ([28, 28, 1], "uint8", 0)
                    for m in sent)  # fmt: skip
+
+
+def test_perception_emulates_only_with_a_profile_of_its_own_model():
+    import rclpy
+
+    from edgeml_ros.bringup.processes import private_domain_id
+    from edgeml_ros.nodes.perception import PerceptionNode
+
+    drone = workload("drone")
+
+    def configured(checkpoint, profile) -> PerceptionNode:
+        node = PerceptionNode()
+        node.set_parameters([Parameter("checkpoint", value=str(checkpoint)),
+                             Parameter("emulate_profile", value=str(profile))])  # fmt: skip
+        node.trigger_configure()
+        return node
+
+    with private_domain_id() as domain_id:
+        rclpy.init(args=["--ros-args", "-p", "autostart:=false", "-p", "compute_slowdown:=3.0"],
+                   domain_id=domain_id)  # fmt: skip
+        try:
+            # the drone workload's profile is of another model than the tiny one: refused on
+            # configure, naming the parameter
+            other = configured(TINY_CHECKPOINT, drone.profile)
+            assert other.lifecycle_state == "unconfigured" and other.pipeline is None
+            assert other._failure.startswith("configure failed: emulate_profile: the profile is")
+            other.destroy_node()
+            # its own profile: the drone pads to 3x the profiled times and plans with them
+            own = configured(drone.checkpoint, drone.profile)
+            assert own.lifecycle_state == "inactive"
+            profiled = load_profile(drone.profile)[0].times_ms()
+            assert own.pipeline.local_times.finish(0) == pytest.approx(
+                3.0 * profiled.finish(0) / 1e3
+            )
+            own.destroy_node()
+        finally:
+            rclpy.shutdown()

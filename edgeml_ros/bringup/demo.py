@@ -7,9 +7,9 @@ the drone's side, the runs in turn, and the summaries, table, plot and JSON at t
 drone emulates a slower computer (`compute_slowdown`, reported as emulated); the battery is
 simulated and energy is the energy model's, not a measurement.
 
-The emulated computer keeps its speed whatever this machine's speed that hour: before each run
-the reference model is timed here, and the drone pads its compute by the device's reference
-time over that (`Emulation`), not over the profiling machine's.
+The emulated computer keeps its speed whatever this machine's speed or load: the perception
+node pads each compute call to `compute_slowdown` times the profile's time for it
+(`emulate_profile`). This machine's reference-model time before each run is reported beside.
 """
 
 from __future__ import annotations
@@ -81,7 +81,6 @@ class DemoModel:
     compute_slowdown: float  # the emulated drone's compute time over the profiled times
     profile_threads: int  # the drone's threads, which the profile timed the reference model on
     profile_reference_ms: float  # the reference model's time when the profile was made
-    slowdown_given: bool  # the config fixed the padding: this machine's speed is not measured
 
     @classmethod
     def of(cls, cfg: DemoConfig) -> DemoModel:
@@ -93,27 +92,11 @@ class DemoModel:
         device = device_class(cfg.device_class or profile.device_class["name"])
         slowdown = cfg.compute_slowdown or profile.compute_slowdown(device)
         return cls(checkpoint, profile_path, read_meta(checkpoint).dataset, device, slowdown,
-                   profile.threads, profile.reference_ms,
-                   cfg.compute_slowdown is not None)  # fmt: skip
+                   profile.threads, profile.reference_ms)  # fmt: skip
 
-    def emulation_now(self) -> Emulation:
-        """How the next run pads the drone's compute, from this machine's speed now."""
-        if self.slowdown_given:
-            return Emulation(self.compute_slowdown, None)
-        here = reference_ms(REFERENCE_RUNS, self.profile_threads)
-        return Emulation(self.device.compute_slowdown(here), here)
-
-
-@dataclass(frozen=True)
-class Emulation:
-    """One run's padding: the drone computes `padding` times as long as this machine does.
-
-    `host_reference_ms`: the reference model's time here just before the run, which the padding
-    is the device's reference time over (None where the config fixed the padding).
-    """
-
-    padding: float
-    host_reference_ms: float | None
+    def reference_now(self) -> float:
+        """The reference model's time on this machine now (ms), on the drone's threads."""
+        return reference_ms(REFERENCE_RUNS, self.profile_threads)
 
 
 def run_demo(cfg: DemoConfig) -> int:
@@ -173,10 +156,10 @@ def _run_all(cfg: DemoConfig, domain_id: int) -> list[tuple[dict, Collector]]:
                 with ros_context(domain_id) as context:
                     collector = Collector(cfg.deadline_ms, session.model.device,
                                           recorder, context)  # fmt: skip
-                    emulation = session.model.emulation_now()
+                    host_reference_ms = session.model.reference_now()
                     with spinning(collector) as spin_for:
                         summary = run_policy(cfg, session, policy, collector, spin_for,
-                                             emulation)  # fmt: skip
+                                             host_reference_ms)  # fmt: skip
                     collector.destroy_node()
                 if recorder is not None:
                     write_run_record(recorder, cfg, session.model.compute_slowdown, policy,

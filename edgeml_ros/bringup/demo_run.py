@@ -35,7 +35,7 @@ from edgeml_ros.bringup.shaper import LinkShaper, TraceReplay
 from edgeml_ros.core.traces import Trace
 
 if TYPE_CHECKING:
-    from edgeml_ros.bringup.demo import DemoConfig, DemoModel, Emulation
+    from edgeml_ros.bringup.demo import DemoConfig, DemoModel
 
 DRAIN_S = 10.0  # at most this long after the last frame for the last results
 
@@ -52,12 +52,11 @@ class Session:
     started_at: float  # wall-clock start of the demo's process
 
 
-def launch_arguments(
-    cfg: DemoConfig, session: Session, policy: str, padding: float, run_dir: Path
-) -> dict:
+def launch_arguments(cfg: DemoConfig, session: Session, policy: str, run_dir: Path) -> dict:
     """sim.launch.py's arguments for one run, with its params files written to `run_dir`.
 
-    The drone pads its compute to `padding` times this machine's.
+    The drone pads each compute call to the emulated computer's time for it: `compute_slowdown`
+    times the profile's (`emulate_profile`).
     """
     frames = frame_count(cfg)
     model = {"checkpoint": str(session.model.checkpoint)}
@@ -66,7 +65,11 @@ def launch_arguments(
         run_dir / "drone.yaml",
         "drone.yaml",
         {
-            "perception": {"deadline_ms": cfg.deadline_ms, **model},
+            "perception": {
+                "deadline_ms": cfg.deadline_ms,
+                "emulate_profile": str(session.model.profile),
+                **model,
+            },
             "controller": {
                 "deadline_ms": cfg.deadline_ms,
                 "profile": str(session.model.profile),
@@ -89,7 +92,7 @@ def launch_arguments(
     )
     arguments = {
         "policy": policy,
-        "compute_slowdown": round(padding, 3),
+        "compute_slowdown": round(session.model.compute_slowdown, 3),
         "params_file": drone,
         "base_params_file": base,
     }
@@ -111,11 +114,14 @@ def run_policy(
     policy: str,
     collector: Collector,
     spin_for: SpinFor,
-    emulation: Emulation,
+    host_reference_ms: float,
 ) -> dict:
-    """Launch, run and stop one policy's nodes; print and return the run's summary."""
+    """Launch, run and stop one policy's nodes; print and return the run's summary.
+
+    `host_reference_ms`: this machine's reference-model time just before the run (reported).
+    """
     run_dir = Path(cfg.log_dir) / policy
-    arguments = launch_arguments(cfg, session, policy, emulation.padding, run_dir)
+    arguments = launch_arguments(cfg, session, policy, run_dir)
     frames, shaper = frame_count(cfg), session.shaper
     env = {**session.launch_env, "ROS_LOG_DIR": str(run_dir.resolve())}
     print(
@@ -176,8 +182,7 @@ def run_policy(
         link_trace=session.trace.name if shaper else None,
         policy=policy,
         compute_slowdown_emulated=round(session.model.compute_slowdown, 3),
-        compute_padding=round(emulation.padding, 3),
-        host_reference_ms=emulation.host_reference_ms,
+        host_reference_ms=host_reference_ms,
         device_class=session.model.device.name,
         model=str(session.model.checkpoint),
         link_estimate=[p.as_dict() for p in collector.link_scores()],

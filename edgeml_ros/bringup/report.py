@@ -27,7 +27,7 @@ def format_summary(s: dict, duration_s: float, rate_hz: float, deadline_ms: floa
         [
             f"run: policy {s['policy']}, {duration_s:g} s at {rate_hz:g} Hz "
             f"(ROS_DOMAIN_ID {s['domain_id']}, {link}; drone compute emulated at "
-            f"{s['compute_slowdown_emulated']:g}x the profiled times{_padding(s)})",
+            f"{s['compute_slowdown_emulated']:g}x the profiled times{_host_speed(s)})",
             f"  frames published      {s['frames_published']} by the camera",
             f"  frames in             {s['frames_in']} (reached perception)",
             f"  results out           {s['results_out']}",
@@ -93,12 +93,7 @@ def status_line(collector: Collector, policy: str, frames: int) -> str:
     )
 
 
-def _padding(summary: dict) -> str:
-    """How the run padded this machine's compute, where its speed was measured."""
+def _host_speed(summary: dict) -> str:
+    """The reference model's time here before the run, where it was measured."""
     here = summary.get("host_reference_ms")
-    if here is None:
-        return ""
-    return (
-        f", padded {summary['compute_padding']:.2f}x this machine's: reference model "
-        f"{here:.1f} ms here"
-    )
+    return "" if here is None else f"; reference model {here:.1f} ms here"

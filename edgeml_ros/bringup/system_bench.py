@@ -433,22 +433,21 @@ def _phases(summary: dict) -> str:
 
 
 def _machine_speed(out: dict) -> list[str]:
-    """How fast this machine was before each live run, and how the runs padded its compute."""
+    """How fast this machine was before each live run, against when the model was profiled."""
     here = [s["host_reference_ms"] for s in out["policies"].values()
             if s.get("host_reference_ms")]  # fmt: skip
     if not here or "profiled_reference_ms" not in out:
         return []
-    padding = [s["compute_padding"] for s in out["policies"].values()
-               if s.get("host_reference_ms")]  # fmt: skip
     profiled = out["profiled_reference_ms"]
     return [
         "",
         f"Before each live run the reference model (`edgeml bench reference`) was timed on this "
         f"machine: {_span(here, '.1f')} ms, against {profiled:.1f} ms when the model was "
-        f"profiled ({_span([t / profiled for t in here], '.2f')}x). Each run padded this "
-        f"machine's compute by the device's {out['device_reference_ms']:g} ms over that "
-        f"({_span(padding, '.2f')}x), so the emulated drone computed at the device's speed "
-        "however fast this machine was that hour.",
+        f"profiled ({_span([t / profiled for t in here], '.2f')}x). The drone padded each "
+        f"compute call to {out['compute_slowdown']:g}x the profile's time for it (the device's "
+        f"{out['device_reference_ms']:g} ms over the profiling machine's), so it computed at "
+        "the device's speed whatever this machine's speed or load, where this machine was "
+        "faster.",
     ]
 
 

@@ -57,7 +57,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"kept the runs in {args.keep}")
     runs = [load_run(f) for f in tqdm(run_files(names), desc="reading runs", unit="run")]
     fields, reply = message_sizes(profile, runs[0].frame_id)
-    cal = fit_calibration(runs, profile, fields, reply, command_line())
+    cal = fit_calibration(runs, profile, fields, reply, command_line(), profile.calibrated)
+    kept = cal.residuals["server_compute"].get("kept_from")
+    if kept is not None:
+        print(f"no offload was answered in these runs: the base station's terms and "
+              f"offload_hop_ms are kept from the previous calibration ({kept})")  # fmt: skip
     for run in runs:
         print(f"{run.source}: {run.policy}, {len(run.frames)} results, link "
               f"{'shaped' if run.link_shaped else 'not shaped (loopback)'}")  # fmt: skip

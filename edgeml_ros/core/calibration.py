@@ -20,8 +20,7 @@ import numpy as np
 from edgeml_ros.core.decisions import (
     EXPIRE_PERIOD_S,
     FALLBACK_MARGIN_S,
-    LocalTimes,
-    checked_exits,
+    head_exits,
 )
 from edgeml_ros.core.outcome import Status, Where
 from edgeml_ros.core.wire import WireFormat
@@ -320,28 +319,6 @@ def _median_term(values: np.ndarray) -> tuple[float, dict]:
     return max(0.0, center), _spread(values, center)
 
 
-def _profiled(profile: Profile, server: bool) -> LocalTimes:
-    """The profile's times per block and exit head (ms), on the drone's or the base's threads."""
-    key = "server_latency_ms_median" if server else "latency_ms_median"
-    return LocalTimes([getattr(b, key) for b in profile.blocks],
-                      [getattr(e, key) for e in profile.exits],
-                      [e.after_block for e in profile.exits])  # fmt: skip
-
-
-def _head_exits(
-    after: Sequence[int], stop: int, thresholds: tuple[float, ...] | None, answered: int | None
-) -> list[int]:
-    """The exits a head through blocks [0, stop) checked, up to the one that `answered`.
-
-    Where the plan is unknown, all the exits the head passed.
-    """
-    if thresholds is not None and len(thresholds) == len(after):
-        checked = checked_exits(after, 0, stop, thresholds)
-    else:
-        checked = [e for e, block in enumerate(after) if block < stop]
-    return [e for e in checked if answered is None or e <= answered]
-
-
 def drone_work(profile: Profile, runs: Sequence[LiveRun]) -> tuple[np.ndarray, np.ndarray]:
     """Per drone compute call of the runs: its profiled ms (slowdown 1), its measured ms.
 
@@ -351,7 +328,7 @@ def drone_work(profile: Profile, runs: Sequence[LiveRun]) -> tuple[np.ndarray, n
     times are over the run's emulated slowdown: the drone's time at the profiling machine's
     speed, as the demo pads them to the device's speed whatever this machine's (bringup.demo).
     """
-    times = _profiled(profile, server=False)
+    times = profile.times_ms()
     after, n_exits = list(times.exit_after), len(times.head_s)
     predicted, measured = [], []
     for run in runs:
@@ -363,9 +340,9 @@ def drone_work(profile: Profile, runs: Sequence[LiveRun]) -> tuple[np.ndarray, n
                                    "not fit the profile's model")  # fmt: skip
             local = where == Where.DRONE
             stop = after[answered] + 1 if local else cut
-            heads = _head_exits(after, stop, f.thresholds[k], answered if local else None)
+            heads = head_exits(after, stop, f.thresholds[k], answered if local else None)
             if stop > 0:  # a head that runs no block (cut 0, no exit) computes nothing
-                predicted.append(sum(times.block_s[:stop]) + sum(times.head_s[e] for e in heads))
+                predicted.append(times.head(stop, heads))
                 measured.append(f.head_ms[k] / run.compute_slowdown)
             if where == Where.FALLBACK and f.tail_ms[k] > 0:
                 predicted.append(times.to_exit(cut, answered))
@@ -387,7 +364,7 @@ def drone_speed(profile: Profile, run: LiveRun, calibration: Calibration) -> flo
 
 def server_work(profile: Profile, runs: Sequence[LiveRun]) -> tuple[np.ndarray, np.ndarray]:
     """Per answered offload: the base station's profiled ms for its tail, and its tail_ms."""
-    times = _profiled(profile, server=True)
+    times = profile.times_ms(server=True)
     predicted, measured = [], []
     for run in runs:
         f = run.frames
@@ -450,7 +427,7 @@ def planned_finish_ratio(run: LiveRun, calibration: Calibration, profile: Profil
     before_send = f.decode_ms[k] + f.head_ms[k] + f.encode_ms[k]
     planned = (run.deadline_ms - 1000 * FALLBACK_MARGIN_S - before_send - f.transfer_ms[k]
                + 500 * EXPIRE_PERIOD_S)  # fmt: skip
-    times = _profiled(profile, server=False)
+    times = profile.times_ms()
     fitted = np.array([calibration.drone_ms(times.finish(int(c))) for c in f.cut_point[k]])
     return planned / fitted
 
@@ -476,8 +453,12 @@ def fit_calibration(
     request_fields_bytes: int,
     reply_bytes: int,
     command: str = "",
+    previous: Calibration | None = None,
 ) -> Calibration:
     """Fit every term of `Calibration` to the runs, each from the part that isolates it.
+
+    Where no offload was answered in the runs, the base station's terms and `offload_hop_ms`
+    are `previous`'s (a profile's calibration before), their residuals say so (`kept_from`).
 
     Drone and base-station compute: affine fits (fit_affine) of head_ms and fallback tail_ms,
     and of the base station's tail_ms, against the profile's times for the same work; the
@@ -529,6 +510,11 @@ def fit_calibration(
     terms["offload_hop_ms"], residuals["offload_hop_ms"] = _median_term(extra)
     ratio = np.concatenate([planned_finish_ratio(run, partial, profile) for run in runs])
     plan_scale, residuals["drone_plan_scale"] = _median_term(ratio)
+    if previous is not None and not len(server_x):
+        server = Fit(previous.server_scale, previous.server_call_ms, 0, 0.0, 0.0)
+        terms["offload_hop_ms"] = previous.offload_hop_ms
+        for name in ("server_compute", "offload_hop_ms"):
+            residuals[name] = {"frames": 0, "kept_from": previous.command}
     return Calibration(
         compute_slowdown=next(iter(slowdowns)),
         link_burst_ms=burst_ms,

@@ -71,6 +71,11 @@ class LocalTimes:
         """Time from the features at `cut_point` to the final exit's answer."""
         return self.to_exit(cut_point, self.final_exit)
 
+    def head(self, stop: int, checked: Sequence[int]) -> float:
+        """Time of a head through blocks [0, stop) that checked the exits `checked`."""
+        compute = sum(self.block_s[:stop]) + sum(self.head_s[e] for e in checked) + self.call_s
+        return compute * self.slowdown
+
 
 def checked_exits(
     exit_after: Sequence[int], start: int, stop: int, thresholds: Sequence[float]
@@ -83,6 +88,23 @@ def checked_exits(
     final = len(exit_after) - 1
     return [e for e, block in enumerate(exit_after)
             if start <= block < stop and (e == final or exit_enabled(thresholds[e]))]  # fmt: skip
+
+
+def head_exits(
+    exit_after: Sequence[int],
+    stop: int,
+    thresholds: Sequence[float] | None,
+    answered: int | None,
+) -> list[int]:
+    """The exits a head through blocks [0, stop) checked, up to the one that `answered`.
+
+    Where the plan is unknown (`thresholds` None), all the exits the head passed.
+    """
+    if thresholds is not None and len(thresholds) == len(exit_after):
+        checked = checked_exits(exit_after, 0, stop, thresholds)
+    else:
+        checked = [e for e, block in enumerate(exit_after) if block < stop]
+    return [e for e in checked if answered is None or e <= answered]
 
 
 def exit_fires(

@@ -23,8 +23,10 @@ the model's input size instead of the input tensor; the base station preprocesse
 drone does (core.images.to_model_input) and runs the whole model.
 
 Emulating a slower drone: with `compute_slowdown` > 1 the drone pads its measured compute time
-to that multiple (sleeping), so a desktop can stand in for, say, a Jetson Nano. Off (1) on a
-real robot.
+to that multiple (sleeping), so a desktop can stand in for, say, a Jetson Nano. Given the
+model's profiled times (`device_times`), it pads each compute call instead to that multiple of
+the profiled time of what it ran, so the emulated drone keeps its speed whatever this machine's
+load. Off (1) on a real robot.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -56,6 +58,7 @@ from edgeml_ros.core.decisions import (
     fallback_budget,
     fallback_exit,
     fallback_time,
+    head_exits,
 )
 from edgeml_ros.core.decisions import (
     EXPIRE_PERIOD_S as EXPIRE_PERIOD_S,  # the perception node's, re-exported
@@ -72,7 +75,7 @@ from edgeml_ros.core.images import (
 from edgeml_ros.core.offload_window import OffloadWindow
 from edgeml_ros.core.outcome import Status, Where
 from edgeml_ros.core.plan import ExecutionPlan, check_plan
-from edgeml_ros.core.runtime import ExitDecision, SplitRunner
+from edgeml_ros.core.runtime import ExitDecision, HeadOutcome, SplitRunner
 from edgeml_ros.core.untrusted import RecentKeys, shown, shown_shape
 
 
@@ -245,6 +248,9 @@ class DronePipeline:
     `compute_clock` times the drone's compute (seconds). A replay in a time of its own (the
     `now` arguments) may stop it (a constant): the drone then computes in no time, whatever the
     host's load. `audit_seed` seeds the draws that pick the audited frames (None: fresh).
+    `device_times`: the model's profiled times (slowdown 1), which the emulated drone's compute
+    is padded to `compute_slowdown` times of, and plans its fallbacks with (None: this
+    machine's, measured at start-up).
     """
 
     def __init__(
@@ -258,6 +264,7 @@ class DronePipeline:
         max_in_flight: int = 2,
         compute_clock: Callable[[], float] = time.perf_counter,
         audit_seed: int | None = None,
+        device_times: LocalTimes | None = None,
     ) -> None:
         self.bundle = bundle
         self.compute_clock = compute_clock
@@ -280,6 +287,7 @@ class DronePipeline:
         self.plan = plan
         self.deadline_s = deadline_s
         self.compute_slowdown = compute_slowdown
+        self.device_times = device_times
         self.max_age_s = max_age_s
         self.set_plan(plan)
         self.runner.warm_up(model_input_shape(bundle))
@@ -287,14 +295,31 @@ class DronePipeline:
 
     @property
     def local_times(self) -> LocalTimes:
-        """The drone's compute times as measured at start-up, slowdown included."""
+        """The drone's compute times, slowdown included: the device's, else measured here."""
+        if self.device_times is not None:
+            return replace(self.device_times, slowdown=self.compute_slowdown)
         return LocalTimes(self.block_s, self.head_s, self.bundle.model.exit_after,
                           self.compute_slowdown)  # fmt: skip
 
-    def _pad(self, started: float) -> None:
-        """Emulate a slower device: stretch the compute since `started` by the slowdown."""
-        if self.compute_slowdown > 1.0:
-            time.sleep((self.compute_clock() - started) * (self.compute_slowdown - 1.0))
+    def _pad(self, started: float, work: Callable[[LocalTimes], float]) -> None:
+        """Emulate a slower device: stretch the compute since `started` to the device's time.
+
+        With `device_times`, to `work`'s time there (nothing where this machine took longer);
+        else to the slowdown times this machine's.
+        """
+        took = self.compute_clock() - started
+        if self.device_times is not None:
+            time.sleep(max(0.0, work(self.local_times) - took))
+        elif self.compute_slowdown > 1.0:
+            time.sleep(took * (self.compute_slowdown - 1.0))
+
+    def _head_time(self, times: LocalTimes, plan: ExecutionPlan, outcome: HeadOutcome) -> float:
+        """`times`' time of the head that produced `outcome` under `plan`."""
+        after = self.bundle.model.exit_after
+        answered = None if outcome.fired is None else outcome.fired.exit_index
+        stop = plan.cut_point if answered is None else after[answered] + 1
+        checked = head_exits(after, stop, plan.exit_thresholds, answered)
+        return times.head(stop, checked) if stop > 0 else 0.0
 
     def set_plan(self, plan: ExecutionPlan) -> None:
         """Switch to a new execution plan from the next frame on (ValueError if invalid)."""
@@ -422,7 +447,7 @@ class DronePipeline:
         x = to_model_input(pixels, tuple(meta.input_size), meta.norm_mean, meta.norm_std)
         t1 = self.compute_clock()
         outcome = self.runner.run_head(x, plan.cut_point, plan.exit_thresholds, plan.exit_rule)
-        self._pad(t1)
+        self._pad(t1, lambda times: self._head_time(times, plan, outcome))
         t2 = self.compute_clock()
         result.decode_ms, result.head_ms = _ms(t1 - t0), _ms(t2 - t1)
         if outcome.fired is not None:
@@ -612,7 +637,7 @@ class DronePipeline:
             decision = self.runner.run_to_exit(
                 pending.features, result.cut_point, exit_index, pending.rule
             )
-            self._pad(t0)
+            self._pad(t0, lambda times: times.to_exit(result.cut_point, exit_index))
             result.tail_ms = _ms(self.compute_clock() - t0)
             now += self.compute_clock() - t0
             result.reason = f"{why}: finished on the drone at exit {exit_index}"

@@ -29,6 +29,7 @@ from tqdm import tqdm
 from edgeml_ros.core.calibration import Calibration
 from edgeml_ros.core.checkpoint import ModelBundle
 from edgeml_ros.core.codec import ENCODINGS, IMAGE_ENCODINGS, encode_tensor
+from edgeml_ros.core.decisions import LocalTimes
 from edgeml_ros.core.energy import DeviceEnergy
 from edgeml_ros.core.images import (
     decode_frame,
@@ -128,6 +129,23 @@ class Profile:
     def compute_slowdown(self, device: DeviceEnergy) -> float:
         """How many times slower than this machine `device` runs models (at least 1)."""
         return device.compute_slowdown(self.reference_ms)
+
+    def times_ms(self, server: bool = False) -> LocalTimes:
+        """Median time of each block and exit head (ms), on the drone's or the base's threads."""
+        key = "server_latency_ms_median" if server else "latency_ms_median"
+        return LocalTimes([getattr(b, key) for b in self.blocks],
+                          [getattr(e, key) for e in self.exits],
+                          [e.after_block for e in self.exits])  # fmt: skip
+
+    def drone_times_of(self, bundle: ModelBundle) -> LocalTimes:
+        """The drone's profiled times (s) of `bundle`'s model; ValueError if not its profile."""
+        if self.weights_digest != bundle.meta.weights_digest:
+            raise ValueError(f"the profile is of {self.model_id} weights "
+                             f"{self.weights_digest[:23]}..., the checkpoint's are "
+                             f"{bundle.meta.weights_digest[:23]}...")  # fmt: skip
+        ms = self.times_ms()
+        return LocalTimes([t / 1e3 for t in ms.block_s], [t / 1e3 for t in ms.head_s],
+                          ms.exit_after)  # fmt: skip
 
     def save_json(self, path: Path) -> None:
         """Write the JSON profile (the exit tables stay as they are)."""

@@ -46,6 +46,7 @@ from edgeml_ros.core.plan import (
     check_exit_thresholds,
     default_plan,
 )
+from edgeml_ros.core.profiles import load_profile
 from edgeml_ros.msg import (
     ExecutionPolicy,
     FeatureTensor,
@@ -176,8 +177,19 @@ class PerceptionNode(ManagedNode):
                 "compute_slowdown",
                 1.0,
                 "Emulation only, 1 on a real robot: pad the drone's compute time to this "
-                "multiple to stand in for a slower computer (reported in diagnostics).",
+                "multiple (of emulate_profile's times where set, else of this machine's) to "
+                "stand in for a slower computer (reported in diagnostics).",
                 float_range=(1.0, 100.0),
+            ),
+            Param(
+                "emulate_profile",
+                "",
+                "Emulation only, empty on a real robot: a profile of this model (edgeml "
+                "profile). Each compute call is then padded to compute_slowdown times the "
+                "profile's time for the blocks and exits it ran, rather than to "
+                "compute_slowdown times this machine's, so the emulated drone keeps its speed "
+                "whatever this machine's load; its fallbacks plan with the same times.",
+                at_configure=True,
             ),
             Param(
                 "annotate_rate_hz",
@@ -234,10 +246,17 @@ class PerceptionNode(ManagedNode):
             ) from None
         torch.set_num_threads(1)
         p = param_values(self, ("deadline_ms", "compute_slowdown", "max_frame_age_ms", "device",
-                                "max_offloads_in_flight"))  # fmt: skip
+                                "max_offloads_in_flight", "emulate_profile"))  # fmt: skip
+        device_times = None
+        if p["emulate_profile"]:
+            try:
+                device_times = load_profile(p["emulate_profile"])[0].drone_times_of(bundle)
+            except (OSError, ValueError) as exc:
+                raise ValueError(f"emulate_profile: {exc}") from None
         self.pipeline = DronePipeline(bundle, plan, p["deadline_ms"] / 1e3, p["compute_slowdown"],
                                       p["max_frame_age_ms"] / 1e3, p["device"],
-                                      p["max_offloads_in_flight"])  # fmt: skip
+                                      p["max_offloads_in_flight"],
+                                      device_times=device_times)  # fmt: skip
         self.bundle = bundle
         self.get_logger().info(
             f"model {bundle.meta.model_id} ({model.num_blocks} blocks, {model.num_exits} "
