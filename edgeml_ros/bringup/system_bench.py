@@ -269,8 +269,7 @@ def run_system_bench(cfg: DemoConfig, markdown: str | None, resimulate: str | No
         cfg, recorded = recorded_runs(resimulate, cfg)
         runs, results = [], recorded["policies"]
     else:
-        world = bench_world(cfg)
-        runs, results = run_session(cfg), {}
+        runs, results, world = run_session(cfg), {}, bench_world(cfg)
         for summary, collector in runs:
             summary["goodput_phases"] = goodput_phases(collector, summary)
             summary["goodput_ratio"] = goodput_ratio(summary["goodput_phases"])

@@ -203,10 +203,10 @@ def _cmd_bench_reference(args: argparse.Namespace) -> int:
     print(f"reference model ({profile.threads} threads): "
           + ", ".join(f"{t:.1f}" for t in here)
           + f" ms now, {profile.reference_ms:.1f} ms when {profile.model_id} was profiled "
-          f"({', '.join(f'{r:.2f}' for r in result['here_over_profiled'])}x); the emulated "
-          f"{device.name} multiplies this machine's compute by "
-          f"{result['emulated_slowdown']:.2f}, so it is as much slower now as this machine"
-          )  # fmt: skip
+          f"({', '.join(f'{r:.2f}' for r in result['here_over_profiled'])}x); a perception "
+          f"node without emulate_profile multiplies this machine's compute by "
+          f"{result['emulated_slowdown']:.2f} to emulate the {device.name}, so it is as much "
+          "slower now as this machine")  # fmt: skip
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")

@@ -92,7 +92,7 @@ class LiveRun:
 
     `link`: the (wall-clock s, Mbit/s, RTT ms) the shaper applied, in time order (empty: the
     loopback link, no RTT); `compute_slowdown`: the emulated drone's compute time over the
-    profiled times (the demo pads this machine's compute to it at this machine's speed);
+    profiled times;
     `weights_digest`: of the model the controller planned for ('' if it published no plan);
     `frame_id`: the camera frames'.
     """
@@ -326,7 +326,7 @@ def drone_work(profile: Profile, runs: Sequence[LiveRun]) -> tuple[np.ndarray, n
     and the exits checked on the way) and every fallback that computed (from the cut to its
     exit). Measured
     times are over the run's emulated slowdown: the drone's time at the profiling machine's
-    speed, as the demo pads them to the device's speed whatever this machine's (bringup.demo).
+    speed (the demo's perception node pads each call to the profile's time, emulate_profile).
     """
     times = profile.times_ms()
     after, n_exits = list(times.exit_after), len(times.head_s)

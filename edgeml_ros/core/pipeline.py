@@ -319,7 +319,7 @@ class DronePipeline:
         answered = None if outcome.fired is None else outcome.fired.exit_index
         stop = plan.cut_point if answered is None else after[answered] + 1
         checked = head_exits(after, stop, plan.exit_thresholds, answered)
-        return times.head(stop, checked) if stop > 0 else 0.0
+        return times.head(stop, checked)
 
     def set_plan(self, plan: ExecutionPlan) -> None:
         """Switch to a new execution plan from the next frame on (ValueError if invalid)."""
