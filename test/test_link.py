@@ -4,10 +4,13 @@ import numpy as np
 import pytest
 
 from edgeml_ros.core.link import (
+    FRAGMENT_OVERHEAD_BYTES,
+    FRAGMENT_PAYLOAD_BYTES,
     GROWTH,
     PROBE_OVERHEAD_BYTES,
     SETTLE_TARGET_S,
     SLOWEST_LINK_BPS,
+    TOLERANCE,
     LinkEstimate,
     LinkEstimator,
     ProbeSettings,
@@ -15,6 +18,7 @@ from edgeml_ros.core.link import (
     score_estimate,
     train_rate,
 )
+from edgeml_ros.core.offload_window import IN_FLIGHT_HORIZON_S
 
 RTT_S = 0.02
 
@@ -126,11 +130,16 @@ def test_trains_find_the_rate_from_nothing_and_stay_within_their_budget(rate_mbp
     assert sent_bytes / (rate * 60.0) < 0.06
 
 
-def follow_shaped_link(phases: list[tuple[float, float]], tick_s: float = 0.1) -> list:
-    """Probe trains alone (no offloads) on a link shaped in steps, as the link monitor sends
-    them every `tick_s`, each echo coming when its probe crossed; the phases' scores.
+def follow_shaped_link(phases: list[tuple[float, float]], tick_s: float = 0.1,
+                       unanswered: tuple[float, int] | None = None) -> list:  # fmt: skip
+    """Probe trains on a link shaped in steps, as the link monitor sends them every `tick_s`,
+    each echo coming when its probe crossed; the phases' scores.
 
     `phases`: (Mbit/s, seconds) each; the estimate is read twice a second, as published.
+    `unanswered`: (from, bytes): from then on the plan offloads every frame as tensors of that
+    size, which get no reply. The window sends one, loses it after IN_FLIGHT_HORIZON_S and sends
+    the next; it reports its rate unknown until the first loss, then the most that loss allows
+    (the tensor within the horizon), halved after every later one. Without it, no offloads.
     """
     est, echoes, estimates = LinkEstimator(), [], []
     starts = np.cumsum([0.0] + [seconds for _, seconds in phases])
@@ -140,6 +149,16 @@ def follow_shaped_link(phases: list[tuple[float, float]], tick_s: float = 0.1) -
         phase = np.searchsorted(starts, now, side="right") - 1
         if step == 0 or now - tick_s < starts[phase]:
             link = shaped_link(phases[phase][0], now)  # tc qdisc replace: a new, empty queue
+        if unanswered is not None and now >= unanswered[0]:
+            offloading_s, size = now - unanswered[0], unanswered[1]
+            if round(offloading_s / IN_FLIGHT_HORIZON_S, 6) % 1 == 0:  # the window sends one
+                for _ in range(math.ceil(size / FRAGMENT_PAYLOAD_BYTES)):
+                    link.send(FRAGMENT_PAYLOAD_BYTES + FRAGMENT_OVERHEAD_BYTES, now)
+            if round(offloading_s / 0.25, 6) % 1 == 0:  # perception's result batch
+                losses = int(offloading_s // IN_FLIGHT_HORIZON_S)
+                bound_kbps = size * 8 / IN_FLIGHT_HORIZON_S / 1000
+                report(est, now, bound_kbps / 2 ** (losses - 1) if losses else 0.0,
+                       wanted=2, size=size)  # fmt: skip
         for echo in [e for e in echoes if e[0] <= now]:
             echoes.remove(echo)
             est.on_echo(echo[1], echo[2], echo[0])
@@ -164,6 +183,19 @@ def test_probe_trains_alone_follow_a_link_that_slows_down_within_a_few_trains():
     spacing = 16 * PROBE_OVERHEAD_BYTES / (0.05 * 0.13e6 / 8)
     assert slower.settle_s is not None and slower.settle_s <= spacing + SETTLE_TARGET_S
     assert abs(slower.error) <= 0.05
+
+
+def test_offloads_the_link_never_answers_leave_the_trains_measuring_it():
+    # `make bench-system`'s dqn: on the link slowed to 130 kbit/s it offloads 147-KB tensors,
+    # which the link's 16-KB queue drops whole. No reply comes, and the window's rate, halved
+    # after every loss, fell to 0.3 kbit/s; the estimate read it as the link's.
+    fast, slow, slower = follow_shaped_link([(20.0, 10.0), (0.13, 20.0), (0.04, 20.0)],
+                                            unanswered=(10.0, 147456))  # fmt: skip
+    assert fast.met and slow.met
+    # at 40 kbit/s, as in test_probe_trains_alone_follow_a_link_that_slows_down_within_a_few_trains
+    spacing = 16 * PROBE_OVERHEAD_BYTES / (0.05 * 0.13e6 / 8)
+    assert slower.settle_s is not None and slower.settle_s <= spacing + SETTLE_TARGET_S
+    assert abs(slower.error) <= TOLERANCE
 
 
 def test_a_collapsed_estimate_is_probed_again_within_the_slowest_links_spacing():

@@ -12,15 +12,17 @@ Two sources measure the rate, each where the other cannot:
   `train_s` at the rate it expects; one that reads more than GROWTH times that may have passed
   within the burst, so the estimate (and the next train) grows by GROWTH at most. Trains take at
   most `budget` of the rate.
-- The drone's offload window, on links the offloads fill. While the offloads the plan sends
-  for want more than the window's delivery rate (it holds frames back), that rate, which it
-  learns from its replies (core.offload_window: one estimator for both), is the link's, and a
-  train would take capacity from the offloads and, on a link whose queue holds one tensor, drop
-  them: trains pause, and a single small probe checks the link only when no reply came for
-  longer than an offload takes. Not while the last train read the link ROOM times faster than
-  the offloads want: they cannot fill it, and frames held back there mean late replies (a base
-  station busy with other work answers nothing for up to a second), not a full link. The trains
-  stay in charge until one reads the link slower, or goes unanswered.
+- The drone's offload window, on links the offloads fill. While the offloads the plan sends for
+  want more than the window's delivery rate (it holds frames back), that rate, which it learns from
+  its replies (core.offload_window: one estimator for both), is the link's, and a train would take
+  capacity from the offloads and, on a link whose queue holds one tensor, drop them: trains pause,
+  and a single small probe checks the link only when no reply came for longer than an offload
+  takes. If the link echoes it and still answers no offload, the offloads do not cross it (tensors
+  larger than its queue are dropped whole, and the window, halving its rate after every loss, reads
+  a link ever slower): trains measure it again. Not while the last train read the link ROOM times
+  faster than the offloads want: they cannot fill it, and frames held back there mean late replies
+  (a base station busy with other work answers nothing for up to a second), not a full link. The
+  trains stay in charge until one reads the link slower, or goes unanswered.
 
 An outage: a probe sent after the link last showed it works (an echo, an offload reply) got no
 echo in time. The bandwidth then reads 0 until the link shows it works again. Echoes that come
@@ -36,6 +38,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from edgeml_ros.core.offload_window import IN_FLIGHT_HORIZON_S
 
 # Bytes one probe takes on the wire besides its padding: the LinkProbe message and the RTPS,
 # UDP, IP and Ethernet headers; each IP fragment after the first adds its IP and Ethernet
@@ -211,8 +215,12 @@ class LinkEstimator:
         )
 
     def _reply_wait_s(self) -> float:
-        """How long without a reply puts the link in doubt: an offload's time, then the timeout."""
-        return self.settings.timeout_s + self._offload_bytes / self._delivery
+        """How long without a reply puts the link in doubt: an offload's time, then the timeout.
+
+        An offload's time at most IN_FLIGHT_HORIZON_S: the window awaits no reply longer.
+        """
+        offload_s = min(self._offload_bytes / self._delivery, IN_FLIGHT_HORIZON_S)
+        return self.settings.timeout_s + offload_s
 
     def offloads_fill_link(self, now: float) -> bool:
         """Whether the offloads fill the link, so that their delivery rate is its rate."""
@@ -223,10 +231,13 @@ class LinkEstimator:
         s = self.settings
         if any(not t.overdue for t in self._trains.values()) or self.offloads_fill_link(now):
             return None  # one train at a time; none while the offloads measure the link
-        if self._offloads_busy(now):  # but no reply came: is the link still there?
+        if self._offloads_busy(now) and self._heard_at <= self._replied_at:
+            # but no reply came, and nothing since the last: is the link still there?
             if now - max(self._heard_at, self._last_train_at) < self._reply_wait_s():
                 return None
             return self._send(now, 1, 0, self._delivery, ahead=self._offload_bytes)
+        # (a link that works and answers no offload for that long does not carry them: too
+        # large for its queue, or lost; trains measure it)
         rate = self._size_for
         per_probe = min((rate or 0.0) * s.train_s, MAX_TRAIN_BYTES) / s.train_length
         padding = int(min(max(per_probe - PROBE_OVERHEAD_BYTES, 0), MAX_PROBE_PADDING))
@@ -336,17 +347,18 @@ class LinkEstimator:
         if held_back > 0:
             self._held_back_at = now
         self._delivery = delivery_kbps * 125.0 if delivery_kbps > 0 else None
-        busy = self._offloads_busy(now)
-        (self._train_rates if busy else self._delivered).clear()
         reported_at, self._reported_at = self._reported_at, now
         if replies > 0:
             self._heard(reported_at)
+            if self._delivery is not None:
+                self._replied_at = now
+        measuring = self.offloads_fill_link(now)
+        (self._train_rates if measuring else self._delivered).clear()
         if replies == 0 or self._delivery is None:
             return
-        self._replied_at = now
-        if busy:
+        if measuring:
             self._delivered.append(self._delivery)
-        if busy or self._delivery > (self._size_for or 0.0):
+        if measuring or self._delivery > (self._size_for or 0.0):
             self._size_for = self._delivery  # trains, when they start again, fit the link
 
     def _heard(self, at: float) -> None:
@@ -362,7 +374,7 @@ class LinkEstimator:
         samples = len(self._probes) + len(self._round_trips)
         if self._outage:
             return LinkEstimate(0.0, rtt, 1.0, samples, "outage")
-        if self._offloads_busy(now):
+        if self.offloads_fill_link(now):
             rate, source = lower_median(self._delivered or [self._delivery]), "offloads"
         elif self._train_rates:
             rate, source = lower_median(self._train_rates), "probe trains"
