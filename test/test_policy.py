@@ -346,6 +346,28 @@ def test_committed_policies_load_and_beat_the_fixed_baselines(calibrated):
     assert all(len(r.t_s) == 400 for runs in records.values() for r in runs.values())
 
 
+@pytest.mark.parametrize("name", ["rl", "rl_loop", "dqn"])
+def test_a_learned_policy_ignores_the_features_it_never_saw_vary(name):
+    # `make bench-system`'s dqn, live, as the link fell to 130 kbit/s: its window had counted
+    # 9 results, not the 10 frames a second it trained on, and it offloaded every frame at cut 1
+    world = World.load("edgeml_ros/profiles/drone_scenes_resnet18.json")
+    policy = make_policy(name, world)
+    seen = Observation(bandwidth_mbps=0.13, rtt_ms=25.0, bandwidth_trend=-2.19, battery_soc=0.88,
+                       recent_confidence=0.62, recent_early_exit_rate=1.0,
+                       recent_fallback_rate=0.0, recent_latency_ratio=0.1, fps=10.0,
+                       deadline_ms=100.0, cut_point=3, threshold_level=0)  # fmt: skip
+
+    def plan(obs):
+        policy.reset()
+        return policy.decide(obs).plan
+
+    trained = plan(seen)
+    for fps in (9.0, 9.9, 10.1, 11.0):
+        assert plan(replace(seen, fps=fps)) == trained
+    if name == "dqn":  # what it did learn still moves it: on a fast link it moves its cut
+        assert plan(replace(seen, bandwidth_mbps=20.0, bandwidth_trend=0.0)) != trained
+
+
 def test_the_registry_names_every_policy_once_and_which_run_live():
     assert policy_names() == ("rl", "rl_loop", "dqn", "edgeml_ddpg", "edge_only", "cloud_only",
                               "cloud_png", "cloud_jpeg", "neurosurgeon", "branchynet", "spinn",

@@ -49,6 +49,8 @@ from edgeml_ros.policy.sim import Simulation
 from edgeml_ros.policy.world import World
 
 AGENTS = ("ppo", "dqn", "edgeml_ddpg", "ppo_loop")
+# A feature whose variance in training stayed below this (VecNormalize's epsilon) never varied.
+UNVARIED_VARIANCE = 1e-8
 DEFAULT_TIMESTEPS = {"ppo": 400_000, "dqn": 300_000, "edgeml_ddpg": 5_000, "ppo_loop": 400_000}
 
 
@@ -140,12 +142,22 @@ def train_agent(
 
 
 class LearnedPolicy:
-    """A trained PPO or DQN policy with its frozen observation normalization."""
+    """A trained PPO or DQN policy with its frozen observation normalization.
+
+    Features that never varied in training (the camera rate and the deadline, the same in every
+    training scenario) taught the policy nothing, and the normalization would turn the slightest
+    live difference from their training value into its clip bound, where the policy's choice is
+    arbitrary: a live window that counted 9 results, not 10, made `dqn` offload every frame at
+    cut 1 with its exits off. The policy sees them at their training value.
+    """
 
     def __init__(self, name: str, model, vecnorm: VecNormalize, world: World):
         self.name, self.model, self.vecnorm, self.world = name, model, vecnorm, world
         self.vecnorm.training = False
         self.num_blocks, self.num_exits = world.costs.num_blocks, world.costs.num_exits
+        stats = vecnorm.obs_rms
+        self._unvaried = stats.var < UNVARIED_VARIANCE
+        self._trained_value = stats.mean.astype(np.float32)
 
     def reset(self) -> None:
         """Nothing to forget: the policy is a function of the observation."""
@@ -156,7 +168,8 @@ class LearnedPolicy:
 
     def action(self, obs: Observation) -> int:
         """The discrete action for an observation."""
-        x = self.vecnorm.normalize_obs(self.features(obs)[None])
+        features = np.where(self._unvaried, self._trained_value, self.features(obs))
+        x = self.vecnorm.normalize_obs(features[None])
         action, _ = self.model.predict(x, deterministic=True)
         return int(action[0])
 

@@ -39,6 +39,16 @@ MAX_RTT_MS = 600_000.0
 MAX_WINDOW_RESULTS = 10_000
 
 
+def camera_rate(stamps_s: np.ndarray, nominal: float) -> float:
+    """Frames per second the camera took the window's frames at (by their stamps).
+
+    Not the count of results in the window, which reads 9 or 11 at 10 Hz as its edges fall;
+    `nominal` with fewer than two frames.
+    """
+    span = float(np.ptp(stamps_s)) if len(stamps_s) > 1 else 0.0
+    return (len(stamps_s) - 1) / span if span > 0 else nominal
+
+
 @dataclass(frozen=True)
 class LiveDecision:
     """The plan to publish and why."""
@@ -158,7 +168,7 @@ class LiveController:
         costs, config = self.world.costs, self.world.config
         cut, level = plan_action(self.plan, costs.num_blocks) if self.plan else (
             costs.num_blocks, 0)  # fmt: skip
-        fps = len(rows) / self.window_s if len(rows) else config.fps
+        fps = camera_rate(np.array([r[0] - r[1] for r in self._results]), config.fps)
         return Observation(
             bandwidth_mbps=mbps,
             rtt_ms=rtt,
