@@ -353,7 +353,10 @@ class LinkEstimator:
             if self._delivery is not None:
                 self._replied_at = now
         measuring = self.offloads_fill_link(now)
-        (self._train_rates if measuring else self._delivered).clear()
+        if measuring:
+            self._train_rates.clear()
+        if not self._offloads_busy(now):
+            self._delivered.clear()
         if replies == 0 or self._delivery is None:
             return
         if measuring:
@@ -374,7 +377,8 @@ class LinkEstimator:
         samples = len(self._probes) + len(self._round_trips)
         if self._outage:
             return LinkEstimate(0.0, rtt, 1.0, samples, "outage")
-        if self.offloads_fill_link(now):
+        busy = self._offloads_busy(now)
+        if self.offloads_fill_link(now) or (busy and not self._train_rates):
             rate, source = lower_median(self._delivered or [self._delivery]), "offloads"
         elif self._train_rates:
             rate, source = lower_median(self._train_rates), "probe trains"
