@@ -198,6 +198,27 @@ def test_offloads_the_link_never_answers_leave_the_trains_measuring_it():
     assert abs(slower.error) <= TOLERANCE
 
 
+def test_offloads_whose_replies_only_paused_leave_the_trains_paused():
+    # `make bench-goodput` at 40 kbit/s: 4-KB tensors fill the link, a reply about every second;
+    # after a loss no reply comes for 20 s and the window's rate is halved to 18 kbit/s, at which
+    # a tensor still crosses within its horizon. A train would drop tensors from the link's
+    # 5-KB queue: only single probes ask whether the link is still there.
+    est = LinkEstimator()
+    for now in (0.0, 1.0):
+        run_train(est, now, 0.04e6 / 8)
+    for i in range(8):
+        report(est, 2.0 + 0.25 * i, 37.0, replies=int(i % 4 == 0))
+    probes = []
+    for i in range(80):  # 20 s: longer than the trains' spacing at that rate (13 s)
+        now = 4.0 + 0.25 * i
+        report(est, now, 18.0)
+        if (train := est.next_train(now)) is not None:
+            probes.append(train[1])
+            est.on_echo(train[0], now + 0.05, now + 0.07)
+        est.expire(now)
+    assert probes and set(probes) == {1}
+
+
 def test_a_collapsed_estimate_is_probed_again_within_the_slowest_links_spacing():
     est = LinkEstimator()
     for now in (0.0, 5.0):

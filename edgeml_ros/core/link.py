@@ -13,16 +13,18 @@ Two sources measure the rate, each where the other cannot:
   within the burst, so the estimate (and the next train) grows by GROWTH at most. Trains take at
   most `budget` of the rate.
 - The drone's offload window, on links the offloads fill. While the offloads the plan sends for
-  want more than the window's delivery rate (it holds frames back), that rate, which it learns from
-  its replies (core.offload_window: one estimator for both), is the link's, and a train would take
-  capacity from the offloads and, on a link whose queue holds one tensor, drop them: trains pause,
-  and a single small probe checks the link only when no reply came for longer than an offload
-  takes. If the link echoes it and still answers no offload, the offloads do not cross it (tensors
-  larger than its queue are dropped whole, and the window, halving its rate after every loss, reads
-  a link ever slower): trains measure it again. Not while the last train read the link ROOM times
-  faster than the offloads want: they cannot fill it, and frames held back there mean late replies
-  (a base station busy with other work answers nothing for up to a second), not a full link. The
-  trains stay in charge until one reads the link slower, or goes unanswered.
+  want more than the window's delivery rate (it holds frames back), that rate, which it learns
+  from its replies (core.offload_window: one estimator for both), is the link's, and a train would
+  take capacity from the offloads and, on a link whose queue holds one tensor, drop them: trains
+  pause, and a single small probe checks the link only when no reply came for longer than an
+  offload takes. If the link echoes it and answers no offload for longer than the window awaits a
+  reply (its in-flight horizon), at a rate at which the window expects none within that time
+  either, the offloads do not cross it (tensors larger than its queue are dropped whole, and the
+  window, halving its rate after every loss, reads a link ever slower): trains measure it again.
+  Not while the last train read the link ROOM times faster than the offloads want: they cannot
+  fill it, and frames held back there mean late replies (a base station busy with other work
+  answers nothing for up to a second), not a full link. The trains stay in charge until one reads
+  the link slower, or goes unanswered.
 
 An outage: a probe sent after the link last showed it works (an echo, an offload reply) got no
 echo in time. The bandwidth then reads 0 until the link shows it works again. Echoes that come
@@ -79,6 +81,9 @@ HELD_BACK_MEMORY_S = 1.0
 # reply that crossed in the link's burst or a rate halved after a loss, moves it only with the
 # next ones.
 MEDIAN_OF = 3
+# The window's rate after a loss at its horizon is the tensor's bytes over the horizon: this
+# much under that is still a tensor the link does not carry within it (rounding).
+HORIZON_SLACK = 0.99
 # Rates and round trips beyond these are not a radio link's: a report claiming one is refused.
 MAX_RATE_KBPS = 100e6
 MAX_ROUND_TRIP_MS = 600_000.0
@@ -222,6 +227,20 @@ class LinkEstimator:
         offload_s = min(self._offload_bytes / self._delivery, IN_FLIGHT_HORIZON_S)
         return self.settings.timeout_s + offload_s
 
+    def _offloads_lost(self, now: float) -> bool:
+        """Whether the link works but answers no offload: they do not cross it, trains measure it.
+
+        It echoed a probe since the last reply, no reply came for longer than the window awaits
+        one, and at its rate the window expects none within that time either (tensors too large
+        for the link's queue, which drops them whole, while the window halves its rate after
+        every loss). Not where replies only paused: trains there drop tensors.
+        """
+        silent_s = now - self._replied_at
+        # (a loss at the horizon leaves the window's rate at the tensor over the horizon)
+        too_large = self._offload_bytes >= IN_FLIGHT_HORIZON_S * self._delivery * HORIZON_SLACK
+        return self._heard_at > self._replied_at and too_large and \
+            silent_s > self.settings.timeout_s + IN_FLIGHT_HORIZON_S  # fmt: skip
+
     def offloads_fill_link(self, now: float) -> bool:
         """Whether the offloads fill the link, so that their delivery rate is its rate."""
         return self._offloads_busy(now) and now - self._replied_at <= self._reply_wait_s()
@@ -231,13 +250,11 @@ class LinkEstimator:
         s = self.settings
         if any(not t.overdue for t in self._trains.values()) or self.offloads_fill_link(now):
             return None  # one train at a time; none while the offloads measure the link
-        if self._offloads_busy(now) and self._heard_at <= self._replied_at:
-            # but no reply came, and nothing since the last: is the link still there?
+        if self._offloads_busy(now) and not self._offloads_lost(now):
+            # but no reply came: is the link still there?
             if now - max(self._heard_at, self._last_train_at) < self._reply_wait_s():
                 return None
             return self._send(now, 1, 0, self._delivery, ahead=self._offload_bytes)
-        # (a link that works and answers no offload for that long does not carry them: too
-        # large for its queue, or lost; trains measure it)
         rate = self._size_for
         per_probe = min((rate or 0.0) * s.train_s, MAX_TRAIN_BYTES) / s.train_length
         padding = int(min(max(per_probe - PROBE_OVERHEAD_BYTES, 0), MAX_PROBE_PADDING))
