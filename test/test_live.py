@@ -42,16 +42,16 @@ def test_observation_matches_the_simulator_features(world):
     live.on_link(0.0, 2.0, 20.0)
     live.on_link(1.0, 20.0, 20.0)
     live.on_battery(1.0, 0.5)
-    # frames taken at 10 Hz, answered in 50 ms, then in 4 ms: the last second brought 11 of
-    # them, and the camera's rate is what their stamps show
-    for i in range(-1, 11):
-        latency = 0.05 if i < 5 else 0.004
-        live.on_result(0.97 + i * 0.1 + latency, latency, 0.9, 0, WHERE_DRONE)
+    # frames captured at 10 Hz, each dated by its capture, answered in 4 or 36 ms: the frame
+    # captured 50 ms ago is not answered yet, so the last second holds 9 of them, and the
+    # camera's rate is what their capture stamps show
+    for i in range(-1, 9):
+        live.on_result(1.05 + i * 0.1, 0.004 if i % 2 else 0.036, 0.9, 0, WHERE_DRONE)
     obs = live.observation(now=2.0)
     assert obs.bandwidth_mbps == 20.0 and obs.battery_soc == 0.5
     assert obs.bandwidth_trend == pytest.approx(1.0, abs=0.01)  # 2 -> 20 Mbit/s
     assert obs.recent_early_exit_rate == 1.0 and obs.fps == pytest.approx(10.0)
-    assert obs.recent_latency_ratio == pytest.approx((5 * 0.05 + 6 * 0.004) / 11 / 0.1)
+    assert obs.recent_latency_ratio == pytest.approx((5 * 0.036 + 4 * 0.004) / 9 / 0.1)
     assert live.decide(now=2.0).plan.exit_thresholds[0] > 1.0  # neurosurgeon: no early exits
 
 

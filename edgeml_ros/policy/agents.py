@@ -147,8 +147,8 @@ class LearnedPolicy:
     Features that never varied in training (the camera rate and the deadline, the same in every
     training scenario) taught the policy nothing, and the normalization would turn the slightest
     live difference from their training value into its clip bound, where the policy's choice is
-    arbitrary: a live window that counted 9 results, not 10, made `dqn` offload every frame at
-    cut 1 with its exits off. The policy sees them at their training value.
+    arbitrary: a live window that counted 9 answered frames, not 10, made `dqn` offload every
+    frame at cut 1 with its exits off. The policy sees them at their training value.
     """
 
     def __init__(self, name: str, model, vecnorm: VecNormalize, world: World):

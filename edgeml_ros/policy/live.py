@@ -40,10 +40,10 @@ MAX_WINDOW_RESULTS = 10_000
 
 
 def camera_rate(stamps_s: np.ndarray, nominal: float) -> float:
-    """Frames per second the camera took the window's frames at (by their stamps).
+    """Frames per second the camera took the window's frames at (by their capture stamps).
 
-    Not the count of results in the window, which reads 9 or 11 at 10 Hz as its edges fall;
-    `nominal` with fewer than two frames.
+    Not the count of results in the window, which at 10 Hz reads fewer while the latest
+    frames' results are on their way; `nominal` with fewer than two frames.
     """
     span = float(np.ptp(stamps_s)) if len(stamps_s) > 1 else 0.0
     return (len(stamps_s) - 1) / span if span > 0 else nominal
@@ -128,6 +128,7 @@ class LiveController:
     ) -> None:
         """One perception result (frames without an answer are left out by the caller).
 
+        `now`: when its frame was captured (the window holds the frames captured in it);
         `auditable`: the link could have carried an audit of it (under a plan with audits).
         """
         if not (math.isfinite(latency_s) and latency_s >= 0.0 and 0.0 <= confidence <= 1.0):
@@ -168,7 +169,7 @@ class LiveController:
         costs, config = self.world.costs, self.world.config
         cut, level = plan_action(self.plan, costs.num_blocks) if self.plan else (
             costs.num_blocks, 0)  # fmt: skip
-        fps = camera_rate(np.array([r[0] - r[1] for r in self._results]), config.fps)
+        fps = camera_rate(np.array([r[0] for r in self._results]), config.fps)
         return Observation(
             bandwidth_mbps=mbps,
             rtt_ms=rtt,
