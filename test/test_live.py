@@ -55,6 +55,19 @@ def test_observation_matches_the_simulator_features(world):
     assert live.decide(now=2.0).plan.exit_thresholds[0] > 1.0  # neurosurgeon: no early exits
 
 
+def test_a_camera_off_the_learned_policys_training_rate_is_named_in_the_reason(world):
+    live = controller(world)
+    live.on_link(0.0, 20.0, 20.0)
+    live.on_battery(0.0, 0.8)
+    for i in range(10):
+        live.on_result(0.05 + i / 10, 0.004, 0.9, 0, WHERE_DRONE)
+    assert "trained at" not in live.decide(now=1.0).reason
+    for i in range(30):
+        live.on_result(1.5 + i / 30, 0.004, 0.9, 0, WHERE_DRONE)
+    reason = live.decide(now=2.5).reason
+    assert "the camera runs at 30.0 frames/s, the policy was trained at 10" in reason
+
+
 def test_audits_reach_the_observation_and_apparate_moves_on_them(world):
     live = controller(world, "apparate")
     live.on_link(0.0, 20.0, 20.0)

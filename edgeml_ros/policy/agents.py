@@ -151,8 +151,10 @@ class LearnedPolicy:
     frame at cut 1 with its exits off. The policy sees them at their training value.
     """
 
-    def __init__(self, name: str, model, vecnorm: VecNormalize, world: World):
+    def __init__(self, name: str, model, vecnorm: VecNormalize, world: World,
+                 trained_fps: float | None = None):  # fmt: skip
         self.name, self.model, self.vecnorm, self.world = name, model, vecnorm, world
+        self.trained_fps = trained_fps  # the camera rate of its training scenarios
         self.vecnorm.training = False
         self.num_blocks, self.num_exits = world.costs.num_blocks, world.costs.num_exits
         stats = vecnorm.obs_rms
@@ -185,8 +187,9 @@ class LearnedPolicy:
 class LoopPolicy(LearnedPolicy):
     """A trained `ppo_loop`: it picks the route, its threshold loop the exit threshold."""
 
-    def __init__(self, name: str, model, vecnorm: VecNormalize, world: World):
-        super().__init__(name, model, vecnorm, world)
+    def __init__(self, name: str, model, vecnorm: VecNormalize, world: World,
+                 trained_fps: float | None = None):  # fmt: skip
+        super().__init__(name, model, vecnorm, world, trained_fps)
         self.routes = loop_routes(world)
         self.loop = threshold_loop(world.tables, world.config.audit_share)
 
@@ -232,7 +235,9 @@ def load_policy(path: Path | str, world: World, name: str | None = None):
     model = (DQN if agent == "dqn" else PPO).load(path.with_suffix(".zip"), device="cpu")
     with open(f"{path}_vecnormalize.pkl", "rb") as f:
         vecnorm = pickle.load(f)
-    return (LoopPolicy if agent == "ppo_loop" else LearnedPolicy)(name, model, vecnorm, world)
+    trained_fps = meta.get("sim_config", {}).get("fps")
+    return (LoopPolicy if agent == "ppo_loop" else LearnedPolicy)(name, model, vecnorm, world,
+                                                                  trained_fps)  # fmt: skip
 
 
 def policy_file(policy_dir: Path, world: World, agent: str) -> Path:

@@ -37,6 +37,8 @@ MAX_BANDWIDTH_MBPS = 100_000.0
 MAX_RTT_MS = 600_000.0
 # Results kept for the window at most, however many arrive in it.
 MAX_WINDOW_RESULTS = 10_000
+# A camera rate this far off a learned policy's training rate is named in the decision's reason.
+RATE_TOLERANCE = 0.2
 
 
 def camera_rate(stamps_s: np.ndarray, nominal: float) -> float:
@@ -192,6 +194,14 @@ class LiveController:
             threshold_level=level,
         )
 
+    def _rate_warning(self, obs: Observation) -> str:
+        """Where the camera runs off the rate a learned policy trained at (it assumes that one)."""
+        trained = getattr(self.policy, "trained_fps", None)
+        if not trained or abs(obs.fps - trained) <= RATE_TOLERANCE * trained:
+            return ""
+        return (f"; the camera runs at {obs.fps:.1f} frames/s, the policy was trained at "
+                f"{trained:g} (edgeml policy train --fps)")  # fmt: skip
+
     def decide(self, now: float) -> LiveDecision:
         """The plan for the coming window."""
         if self._battery is not None and now - self._battery[0] <= self.stale_after_s:
@@ -220,7 +230,7 @@ class LiveController:
                 plan,
                 f"{self.policy.name}: link {obs.bandwidth_mbps:.2f} Mbit/s, RTT "
                 f"{obs.rtt_ms:.0f} ms, battery {obs.battery_soc:.0%}, confidence "
-                f"{obs.recent_confidence:.2f}{agreement}",
+                f"{obs.recent_confidence:.2f}{agreement}{self._rate_warning(obs)}",
                 "policy",
             )
         self.plan = decision.plan
