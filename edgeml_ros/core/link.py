@@ -394,8 +394,7 @@ class LinkEstimator:
         samples = len(self._probes) + len(self._round_trips)
         if self._outage:
             return LinkEstimate(0.0, rtt, 1.0, samples, "outage")
-        busy = self._offloads_busy(now)
-        if self.offloads_fill_link(now) or (busy and not self._train_rates):
+        if self._offloads_busy(now) and (not self._train_rates or self.offloads_fill_link(now)):
             rate, source = lower_median(self._delivered or [self._delivery]), "offloads"
         elif self._train_rates:
             rate, source = lower_median(self._train_rates), "probe trains"

@@ -167,11 +167,12 @@ class LiveController:
         for recent in (self._results, self._audits):
             while recent and now - recent[0][0] > self.window_s:
                 recent.popleft()
-        rows = np.array([r[1:] for r in self._results]).reshape(-1, 5)
+        table = np.array(self._results, dtype=float).reshape(-1, 6)
+        captured, rows = table[:, 0], table[:, 1:]
         costs, config = self.world.costs, self.world.config
         cut, level = plan_action(self.plan, costs.num_blocks) if self.plan else (
             costs.num_blocks, 0)  # fmt: skip
-        fps = camera_rate(np.array([r[0] for r in self._results]), config.fps)
+        fps = camera_rate(captured, config.fps)
         return Observation(
             bandwidth_mbps=mbps,
             rtt_ms=rtt,
