@@ -10,7 +10,7 @@ base station's node gets `LinkShaper.prefix("base")` as its command prefix.
 RTT: this kernel has no netem, so delay cannot be added in the kernel. The base station emulates
 it instead: the offload node holds every reply and probe echo for `emulated_rtt_ms` (set from
 the trace's RTT), so round trips measured on the drone include it. An outage (0 Mbit/s) is a
-1 kbit/s tbf with a one-packet queue: practically everything is dropped.
+tbf whose bucket and queue no packet fits in: everything is dropped.
 """
 
 from __future__ import annotations
@@ -72,8 +72,9 @@ TBF_BURST_MS, TBF_MIN_BURST_BYTES = 10.0, 1600
 
 def tbf_args(mbps: float) -> list[str]:
     """Tc tbf settings for a rate: a burst of a few packets, a queue of about one second."""
-    if mbps <= 0:
-        return ["rate", f"{OUTAGE_KBIT}kbit", "burst", "1600", "limit", "1600"]
+    if mbps <= 0:  # tbf drops a packet larger than its bucket (a 1 kbit/s bucket of 1600 B
+        # passed a 210-B link probe every 1.7 s, which the link monitor rightly read as a link)
+        return ["rate", f"{OUTAGE_KBIT}kbit", "burst", "1", "limit", "1"]
     kbit = max(OUTAGE_KBIT, round(mbps * 1000))
     # 10 ms of traffic, at least one packet
     burst = max(TBF_MIN_BURST_BYTES, round(kbit * 1000 / 8 * TBF_BURST_MS / 1000))
