@@ -420,7 +420,68 @@ def test_an_unanswered_train_is_an_outage_until_the_link_shows_it_works():
     report(est, 9.5, 1300.0, replies=1, held_back=0)
     est.expire(11.0)
     assert est.estimate(11.0).source != "outage"
-    assert est.estimate(9.0).source == "probe trains"
+    # the outage ended the trains' readings (the link that came back may be another): the
+    # next train measures it
+    assert est.estimate(11.0).source == "offloads"
+    assert run_train(est, 11.0, rate)
+    assert est.estimate(11.1).source == "probe trains"
+    assert est.estimate(11.1).bandwidth_mbps == pytest.approx(20.0, rel=0.05)
+
+
+def test_the_link_back_from_a_false_outage_at_a_slowdown_is_the_windows_to_measure():
+    # `edgeml bench link` at the change from 20 Mbit/s to 40 kbit/s (recorded estimator
+    # inputs): the first train, sized for 20 Mbit/s (75 KB), meets the link's 5-KB queue full
+    # of tensors sent at the fast pace, and no echo comes by its due time: an outage. A single
+    # probe's echo ended it a second later, and the estimate went back to the trains' 20 Mbit/s
+    # (read before the outage) until a reply came, 1.6 s later.
+    est = LinkEstimator()
+    for now in range(6):
+        run_train(est, now, 20e6 / 8)
+    report(est, 5.75, 1100.0, replies=2, held_back=0)
+    est.next_train(6.0)  # lost in the full queue
+    readings, echoes = [], []
+    for i, (kbps, replies) in enumerate(
+        [(93.0, 0)] * 4
+        + [(38.5, 0)] * 6
+        + [(19.2, 0)] * 2
+        + [(54.1, 1)]
+        + [(54.1, 0)] * 3
+        + [(40.2, 1)]
+    ):
+        now = 6.0 + 0.25 * (i + 1)
+        report(est, now, kbps, replies=replies, held_back=2)
+        for seq in [seq for seq, at in echoes if at <= now]:
+            est.on_echo(seq, now - RTT_S, now)
+        est.expire(now)
+        if (train := est.next_train(now)) is not None:
+            assert train[1:] == (1, 0)  # while the offloads fill the link, single probes only
+            echoes.append((train[0], now + 1.0))  # behind the queue's second of tensors
+        readings.append(est.estimate(now))
+    cut = next(i for i, e in enumerate(readings) if e.source == "outage")
+    back = next(i for i in range(cut, len(readings)) if readings[i].source != "outage")
+    assert back - cut == 5  # the probe's echo came at 8.0 s
+    assert {e.source for e in readings[back:]} == {"offloads"}
+    # the window's rate, as it was when the offloads began to fill the link, then at each loss
+    # and reply: a rate halved after a loss (19.2) and a reply through the refilled burst
+    # (54.1) each move the lower median of three only with the next ones
+    assert all(abs(e.bandwidth_mbps - 0.04) <= TOLERANCE * 0.04 for e in readings[back:])
+
+
+def test_the_link_back_from_an_outage_is_measured_at_once():
+    est = LinkEstimator()
+    rate = 0.13e6 / 8
+    for now in (0.0, 5.0):
+        run_train(est, now, rate)
+    est.next_train(10.0)  # lost: the link is down
+    est.expire(12.0)
+    assert est.estimate(12.0).source == "outage"
+    # an offload's reply shows the link is back: the next train goes at once, not after the
+    # budget's spacing (4.1 s at 130 kbit/s)
+    report(est, 12.5, 100.0, replies=1, held_back=0, wanted=1)
+    report(est, 12.75, 100.0, replies=1, held_back=0, wanted=1)
+    assert est.estimate(12.75).source != "outage"
+    assert run_train(est, 12.8, rate)
+    assert est.estimate(12.9).source == "probe trains"
 
 
 def test_a_train_the_queue_overflowed_shrinks_the_next():

@@ -27,9 +27,10 @@ Two sources measure the rate, each where the other cannot:
   the link slower, or goes unanswered.
 
 An outage: a probe sent after the link last showed it works (an echo, an offload reply) got no
-echo in time. The bandwidth then reads 0 until the link shows it works again. Echoes that come
-later still measure the link with their receive stamps (the base station was busy, not the link
-down).
+echo in time. The bandwidth then reads 0 until the link shows it works again, and nothing read
+before counts: the link that comes back may be another (a train goes at once, and where the
+offloads fill it, the window measures it). Echoes that come later still measure the link with
+their receive stamps (the base station was busy, not the link down).
 """
 
 from __future__ import annotations
@@ -76,10 +77,11 @@ LATE_ECHOES_S = 2.0
 # batches every 0.25 s) the window held frames back and the offloads the plan sent for would
 # take more than its delivery rate.
 HELD_BACK_MEMORY_S = 1.0
-# The estimate is the lower median of the last MEDIAN_OF trains' rates, or of the window's rate
-# at its last MEDIAN_OF replies: one train whose echoes the base station stamped late, or one
-# reply that crossed in the link's burst or a rate halved after a loss, moves it only with the
-# next ones.
+# The estimate is the lower median of the last MEDIAN_OF trains' rates, or of the window's last
+# MEDIAN_OF rates while the offloads fill the link (as it was when they began to, then at each
+# reply and at each loss that changed it): one train whose echoes the base station stamped late,
+# or one reply that crossed in the link's refilled burst or a rate halved after a loss that the
+# queue, not the link, caused, moves it only with the next ones.
 MEDIAN_OF = 3
 # The window's rate after a loss at its horizon is the tensor's bytes over the horizon: this
 # much under that is still a tensor the link does not carry within it (rounding).
@@ -87,7 +89,7 @@ HORIZON_SLACK = 0.99
 # Rates and round trips beyond these are not a radio link's: a report claiming one is refused.
 MAX_RATE_KBPS = 100e6
 MAX_ROUND_TRIP_MS = 600_000.0
-# An estimate at most this reads an outage (the shaper's outage is a 1 kbit/s bucket).
+# An estimate at most this reads an outage.
 OUTAGE_MBPS = 0.001
 # The target for `edgeml bench link` and the demo: within TOLERANCE of the shaped rate,
 # settled within SETTLE_TARGET_S of each change.
@@ -192,8 +194,8 @@ class LinkEstimator:
         self._quick_run = 0  # trains sent in a row without the budget's spacing
         self._heard_at = -math.inf  # when the link last showed it works
         self._outage = False
-        # The offload window's reports: its rate (bytes/s), its rates at its last replies while
-        # the offloads fill the link, and the bytes of the offloads the plan sent for.
+        # The offload window's reports: its rate (bytes/s), its last rates while the offloads
+        # fill the link (MEDIAN_OF), and the bytes of the offloads the plan sent for.
         self._delivery: float | None = None
         self._delivered: deque[float] = deque(maxlen=MEDIAN_OF)
         self._demand: deque[tuple[float, int]] = deque()  # (reported, bytes wanted)
@@ -304,8 +306,11 @@ class LinkEstimator:
         Not an outage if the link showed it works since the train was sent.
         """
         for train in [t for t in self._trains.values() if now > t.due_at]:
-            if not train.received:
-                self._outage = self._outage or self._heard_at < train.sent_at
+            if not train.received and not self._outage and self._heard_at < train.sent_at:
+                self._outage = True
+                # the link that comes back may be another: nothing read before says what it is
+                self._train_rates.clear()
+                self._delivered.clear()
             if train.received or now > train.due_at + LATE_ECHOES_S:
                 self._finish(train)
             else:
@@ -374,16 +379,20 @@ class LinkEstimator:
             self._train_rates.clear()
         if not self._offloads_busy(now):
             self._delivered.clear()
+        elif self._delivery is not None and (
+            replies > 0 or not self._delivered or self._delivery != self._delivered[-1]
+        ):
+            self._delivered.append(self._delivery)
         if replies == 0 or self._delivery is None:
             return
-        if measuring:
-            self._delivered.append(self._delivery)
         if measuring or self._delivery > (self._size_for or 0.0):
             self._size_for = self._delivery  # trains, when they start again, fit the link
 
     def _heard(self, at: float) -> None:
-        """The link showed it works at `at` or later: no outage."""
+        """The link showed it works at `at` or later: no outage; after one, a train at once."""
         self._heard_at = max(self._heard_at, at)
+        if self._outage:
+            self._in_doubt, self._quick_run = True, 0
         self._outage = False
 
     def estimate(self, now: float) -> LinkEstimate | None:
