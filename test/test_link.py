@@ -484,6 +484,36 @@ def test_the_link_back_from_an_outage_is_measured_at_once():
     assert est.estimate(12.9).source == "probe trains"
 
 
+def test_probes_lost_in_an_outage_that_ended_leave_the_trains_in_charge():
+    # `edgeml bench link`, the 20 Mbit/s phase after the outage (recorded estimator inputs):
+    # single probes sent into the outage still awaited late echoes when the link came back,
+    # and counted as "a train overdue without an echo"; a moment later the window read
+    # 84 kbit/s with a frame held back (the base station without CPU), and the estimate took
+    # that for the link's rate
+    est = LinkEstimator()
+    rate = 20e6 / 8
+    for now in range(6):
+        run_train(est, now, rate)
+    report(est, 5.75, 1400.0, replies=3, held_back=0)
+    est.next_train(6.0)  # the link is cut
+    for now in np.arange(6.25, 9.01, 0.25):
+        report(est, now, 100.0, held_back=2)
+        est.expire(now)
+        est.next_train(now)  # single probes, lost
+    assert est.estimate(9.0).source == "outage"
+    est.on_echo(115, 9.05, 9.07)  # the link is back: the last probe's echo
+    report(est, 9.25, 1400.0, replies=3, held_back=0)
+    for now in (9.3, 9.4):  # two trains at once read it
+        first, length, padding = est.next_train(now)
+        times = tbf_times([probe_wire_bytes(padding)] * length, rate, shaped_burst(rate), now)
+        for i, t in enumerate(times):
+            est.on_echo(first + i, t, t + RTT_S)
+    assert any(t.overdue and not t.received for t in est._trains.values())
+    report(est, 9.5, 84.0, held_back=1)
+    assert est.estimate(9.5).source == "probe trains"
+    assert est.estimate(9.5).bandwidth_mbps == pytest.approx(20.0, rel=0.05)
+
+
 def test_a_train_the_queue_overflowed_shrinks_the_next():
     est = LinkEstimator()
     rate = 20e6 / 8

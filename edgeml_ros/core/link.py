@@ -193,6 +193,7 @@ class LinkEstimator:
         self._in_doubt = False  # the last train disagreed with the estimate: the next goes now
         self._quick_run = 0  # trains sent in a row without the budget's spacing
         self._heard_at = -math.inf  # when the link last showed it works
+        self._back_at = -math.inf  # when it last showed it after an outage
         self._outage = False
         # The offload window's reports: its rate (bytes/s), its last rates while the offloads
         # fill the link (MEDIAN_OF), and the bytes of the offloads the plan sent for.
@@ -209,11 +210,13 @@ class LinkEstimator:
 
         Not while they want less than 1/ROOM of what the last train read, and no train since
         is overdue without an echo: they cannot fill that link, and the window's rate then
-        shows late replies, not the link.
+        shows late replies, not the link. (A train sent into an outage that has ended since
+        says nothing of the link that came back.)
         """
         wanted = sum(b for t, b in self._demand if now - t <= HELD_BACK_MEMORY_S)
         wanted /= HELD_BACK_MEMORY_S
-        unanswered = any(t.overdue and not t.received for t in self._trains.values())
+        unanswered = any(t.overdue and not t.received and t.sent_at >= self._back_at
+                         for t in self._trains.values())  # fmt: skip
         return (
             self._delivery is not None
             and now - self._held_back_at <= HELD_BACK_MEMORY_S
@@ -311,6 +314,7 @@ class LinkEstimator:
                 # the link that comes back may be another: nothing read before says what it is
                 self._train_rates.clear()
                 self._delivered.clear()
+                self._last_read = None
             if train.received or now > train.due_at + LATE_ECHOES_S:
                 self._finish(train)
             else:
@@ -392,7 +396,7 @@ class LinkEstimator:
         """The link showed it works at `at` or later: no outage; after one, a train at once."""
         self._heard_at = max(self._heard_at, at)
         if self._outage:
-            self._in_doubt, self._quick_run = True, 0
+            self._in_doubt, self._quick_run, self._back_at = True, 0, at
         self._outage = False
 
     def estimate(self, now: float) -> LinkEstimate | None:
