@@ -514,6 +514,39 @@ def test_probes_lost_in_an_outage_that_ended_leave_the_trains_in_charge():
     assert est.estimate(9.5).bandwidth_mbps == pytest.approx(20.0, rel=0.05)
 
 
+def test_the_link_back_from_a_long_outage_is_measured_by_trains_at_once():
+    # `edgeml bench link`, the 20 Mbit/s phase after the 15-s outage: the window had halved its
+    # rate every 2 s to 0.6 kbit/s, and the single probe planned at that rate behind a tensor
+    # was due 60 s later; no train went while it was in flight, and the estimate read the
+    # window's round-trip-bound 1.2 Mbit/s through the phase
+    est = LinkEstimator()
+    rate = 20e6 / 8
+    for now in range(6):
+        run_train(est, now, rate)
+    report(est, 5.75, 1400.0, replies=3, held_back=0)
+    est.next_train(6.0)  # the link is cut
+    for now in np.arange(6.25, 21.01, 0.25):
+        report(est, now, 150.0 / 2 ** int((now - 6.0) / 2.0), held_back=2)
+        est.expire(now)
+        est.next_train(now)  # single probes, lost
+    assert est.estimate(21.0).source == "outage"
+    # the link is back: replies come at the window's round-trip-bound pace
+    readings = []
+    for now in np.arange(21.25, 23.01, 0.05):
+        if round(now / 0.25, 6) % 1 == 0:
+            report(est, now, 1200.0, replies=2, held_back=0)
+        est.expire(now)
+        if (train := est.next_train(now)) is not None:
+            first, length, padding = train
+            size = probe_wire_bytes(padding)
+            for i, t in enumerate(tbf_times([size] * length, rate, shaped_burst(rate), now)):
+                est.on_echo(first + i, t, t + RTT_S)
+        readings.append((now, est.estimate(now)))
+    settled = next(t for t, e in readings if abs(e.bandwidth_mbps - 20.0) <= 0.3 * 20.0)
+    assert settled <= 21.25 + 0.5
+    assert all(e.source == "probe trains" for t, e in readings if t >= settled)
+
+
 def test_a_train_the_queue_overflowed_shrinks_the_next():
     est = LinkEstimator()
     rate = 20e6 / 8

@@ -274,10 +274,16 @@ class LinkEstimator:
 
     def _send(self, now: float, length: int, padding: int, sized_for: float,
               ahead: int = 0) -> tuple[int, int, int]:  # fmt: skip
-        """Plan a train: due once it crossed at `sized_for` after `ahead` bytes, an RTT later."""
+        """Plan a train: due once it crossed at `sized_for` after `ahead` bytes, an RTT later.
+
+        On the link IN_FLIGHT_HORIZON_S at most, as the window's offloads: a probe planned at a
+        rate the window halved through an outage (down to 1 kbit/s) would be due minutes later,
+        and no train goes while one is in flight.
+        """
         first = self._seq + 1
         self._seq += length
-        on_link_s = (ahead + length * probe_wire_bytes(padding)) / sized_for
+        on_link_s = min((ahead + length * probe_wire_bytes(padding)) / sized_for,
+                        IN_FLIGHT_HORIZON_S)  # fmt: skip
         rtt_s = min(self._round_trips, default=0.0) / 1000.0
         due = now + on_link_s + rtt_s + self.settings.timeout_s
         self._trains[first] = _Train(first, length, padding, now, sized_for, due)
@@ -397,6 +403,8 @@ class LinkEstimator:
         self._heard_at = max(self._heard_at, at)
         if self._outage:
             self._in_doubt, self._quick_run, self._back_at = True, 0, at
+            for train in self._trains.values():  # sent into the outage: the next goes now
+                train.overdue = True
         self._outage = False
 
     def estimate(self, now: float) -> LinkEstimate | None:
