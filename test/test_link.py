@@ -547,6 +547,22 @@ def test_the_link_back_from_a_long_outage_is_measured_by_trains_at_once():
     assert all(e.source == "probe trains" for t, e in readings if t >= settled)
 
 
+def test_a_second_without_frames_held_back_keeps_the_windows_readings():
+    # `make bench-link` at 40 kbit/s: the window held no frame back for a second (the link's
+    # queue had room for a moment), and the estimate started its median over, from the next
+    # rate alone: a reply through the refilled burst, 54 kbit/s
+    est = LinkEstimator()
+    for now in (0.0, 1.0):
+        run_train(est, now, 0.04e6 / 8)
+    for i in range(12):
+        report(est, 2.0 + 0.25 * i, 38.0, replies=int(i % 4 == 0))
+    for i in range(5):
+        report(est, 5.0 + 0.25 * i, 38.0, held_back=0, replies=int(i == 2))
+    assert not est.offloads_fill_link(6.0)
+    report(est, 6.25, 54.0, replies=1)
+    assert est.estimate(6.25).bandwidth_mbps == pytest.approx(0.038)
+
+
 def test_a_train_the_queue_overflowed_shrinks_the_next():
     est = LinkEstimator()
     rate = 20e6 / 8

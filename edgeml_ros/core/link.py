@@ -79,9 +79,10 @@ LATE_ECHOES_S = 2.0
 HELD_BACK_MEMORY_S = 1.0
 # The estimate is the lower median of the last MEDIAN_OF trains' rates, or of the window's last
 # MEDIAN_OF rates while the offloads fill the link (as it was when they began to, then at each
-# reply and at each loss that changed it): one train whose echoes the base station stamped late,
-# or one reply that crossed in the link's refilled burst or a rate halved after a loss that the
-# queue, not the link, caused, moves it only with the next ones.
+# reply and at each loss that changed it; kept until a train reads the link or an outage, not
+# forgotten over a second without frames held back): one train whose echoes the base station
+# stamped late, or one reply that crossed in the link's refilled burst or a rate halved after a
+# loss that the queue, not the link, caused, moves it only with the next ones.
 MEDIAN_OF = 3
 # The window's rate after a loss at its horizon is the tensor's bytes over the horizon: this
 # much under that is still a tensor the link does not carry within it (rounding).
@@ -346,6 +347,7 @@ class LinkEstimator:
         )  # fmt: skip
         self._size_for = self._last_read = read
         self._train_rates.append(read)
+        self._delivered.clear()  # the trains measure the link again
 
     def on_round_trip(self, round_trip_ms: float) -> None:
         """An answered offload's round trip (the base station's compute excluded).
@@ -387,10 +389,10 @@ class LinkEstimator:
         measuring = self.offloads_fill_link(now)
         if measuring:
             self._train_rates.clear()
-        if not self._offloads_busy(now):
-            self._delivered.clear()
-        elif self._delivery is not None and (
-            replies > 0 or not self._delivered or self._delivery != self._delivered[-1]
+        if (
+            self._offloads_busy(now)
+            and self._delivery is not None
+            and (replies > 0 or not self._delivered or self._delivery != self._delivered[-1])
         ):
             self._delivered.append(self._delivery)
         if replies == 0 or self._delivery is None:
