@@ -516,9 +516,9 @@ def test_probes_lost_in_an_outage_that_ended_leave_the_trains_in_charge():
 
 def test_the_link_back_from_a_long_outage_is_measured_by_trains_at_once():
     # `edgeml bench link`, the 20 Mbit/s phase after the 15-s outage: the window had halved its
-    # rate every 2 s to 0.6 kbit/s, and the single probe planned at that rate behind a tensor
-    # was due 60 s later; no train went while it was in flight, and the estimate read the
-    # window's round-trip-bound 1.2 Mbit/s through the phase
+    # rate every 2 s, and the single probe planned at 1.2 kbit/s behind a tensor was due 30 s
+    # later; no train went while it was in flight, and the estimate read the window's
+    # round-trip-bound 1.2 Mbit/s through the phase
     est = LinkEstimator()
     rate = 20e6 / 8
     for now in range(6):
