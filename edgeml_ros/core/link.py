@@ -79,10 +79,12 @@ LATE_ECHOES_S = 2.0
 HELD_BACK_MEMORY_S = 1.0
 # The estimate is the lower median of the last MEDIAN_OF trains' rates, or of the window's last
 # MEDIAN_OF rates while the offloads fill the link (as it was when they began to, then at each
-# reply and at each loss that changed it; kept until a train reads the link or an outage, not
-# forgotten over a second without frames held back): one train whose echoes the base station
-# stamped late, or one reply that crossed in the link's refilled burst or a rate halved after a
-# loss that the queue, not the link, caused, moves it only with the next ones.
+# loss that changed it until a reply came, and at each reply; kept until a train reads the link
+# or an outage, not forgotten over a second without frames held back): one train whose echoes
+# the base station stamped late, or one reply that crossed in the link's refilled burst or a
+# rate halved after a loss that the queue, not the link, caused, moves it only with the next
+# ones; where tensors that the link's queue drops whole are lost between rare replies
+# (`cloud_png`'s 19-KB frames at 130 kbit/s), the halved rates do not outvote the replies.
 MEDIAN_OF = 3
 # The window's rate after a loss at its horizon is the tensor's bytes over the horizon: this
 # much under that is still a tensor the link does not carry within it (rounding).
@@ -200,6 +202,7 @@ class LinkEstimator:
         # fill the link (MEDIAN_OF), and the bytes of the offloads the plan sent for.
         self._delivery: float | None = None
         self._delivered: deque[float] = deque(maxlen=MEDIAN_OF)
+        self._replies_measured = False  # a reply came since _delivered was last emptied
         self._demand: deque[tuple[float, int]] = deque()  # (reported, bytes wanted)
         self._held_back_at = -math.inf
         self._replied_at = -math.inf
@@ -320,7 +323,7 @@ class LinkEstimator:
                 self._outage = True
                 # the link that comes back may be another: nothing read before says what it is
                 self._train_rates.clear()
-                self._delivered.clear()
+                self._forget_delivered()
                 self._last_read = None
             if train.received or now > train.due_at + LATE_ECHOES_S:
                 self._finish(train)
@@ -347,7 +350,11 @@ class LinkEstimator:
         )  # fmt: skip
         self._size_for = self._last_read = read
         self._train_rates.append(read)
-        self._delivered.clear()  # the trains measure the link again
+        self._forget_delivered()  # the trains measure the link again
+
+    def _forget_delivered(self) -> None:
+        self._delivered.clear()
+        self._replies_measured = False
 
     def on_round_trip(self, round_trip_ms: float) -> None:
         """An answered offload's round trip (the base station's compute excluded).
@@ -389,12 +396,16 @@ class LinkEstimator:
         measuring = self.offloads_fill_link(now)
         if measuring:
             self._train_rates.clear()
-        if (
-            self._offloads_busy(now)
-            and self._delivery is not None
-            and (replies > 0 or not self._delivered or self._delivery != self._delivered[-1])
-        ):
-            self._delivered.append(self._delivery)
+        if self._offloads_busy(now) and self._delivery is not None:
+            # until a reply measures the link, its rate after each loss is all there is (the
+            # descent after a slowdown); after one, a loss's halved rate is the window's guess
+            if (
+                replies > 0
+                or not self._delivered
+                or (not self._replies_measured and self._delivery != self._delivered[-1])
+            ):
+                self._delivered.append(self._delivery)
+            self._replies_measured = self._replies_measured or replies > 0
         if replies == 0 or self._delivery is None:
             return
         if measuring or self._delivery > (self._size_for or 0.0):
