@@ -563,6 +563,20 @@ def test_a_second_without_frames_held_back_keeps_the_windows_readings():
     assert est.estimate(6.25).bandwidth_mbps == pytest.approx(0.038)
 
 
+def test_losses_between_rare_replies_do_not_outvote_them():
+    # `make bench-system`'s cloud_png at 130 kbit/s: 19-KB frames, which the link's 16-KB
+    # queue mostly drops whole; the window halves its rate at each loss and a reply now and
+    # then measures the link again. The halved rates read -51 % once they were readings.
+    est = LinkEstimator()
+    for now in (0.0, 5.0):
+        run_train(est, now, 0.13e6 / 8)
+    for i, (kbps, replies) in enumerate([(125.0, 1), (62.0, 0), (31.0, 0), (125.0, 1)] * 3):
+        now = 6.0 + 0.25 * i
+        report(est, now, kbps, replies=replies, size=19149)
+        e = est.estimate(now)
+        assert e.source == "offloads" and abs(e.bandwidth_mbps - 0.13) <= TOLERANCE * 0.13
+
+
 def test_a_train_the_queue_overflowed_shrinks_the_next():
     est = LinkEstimator()
     rate = 20e6 / 8
