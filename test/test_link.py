@@ -63,17 +63,23 @@ def shaped_link(mbps: float, start: float) -> TokenBucket:
     return TokenBucket(rate, shaped_burst(rate), max(3200.0, rate), start)
 
 
-def run_train(est: LinkEstimator, now: float, rate: float, lost: set[int] = frozenset()) -> bool:
-    """Send the train the estimator plans at `now` over a token-bucket link; echo it."""
-    train = est.next_train(now)
-    if train is None:
-        return False
+def echo_train(est: LinkEstimator, train: tuple[int, int, int], now: float, rate: float,
+               lost: set[int] = frozenset()) -> None:  # fmt: skip
+    """Echo a train sent at `now` over a token-bucket link, each probe as it crossed."""
     first, length, padding = train
     size = probe_wire_bytes(padding)
     kept = [i for i in range(length) if i not in lost]
     for i, t in zip(kept, tbf_times([size] * len(kept), rate, shaped_burst(rate), now),
                     strict=True):  # fmt: skip
         est.on_echo(first + i, t, t + RTT_S)
+
+
+def run_train(est: LinkEstimator, now: float, rate: float, lost: set[int] = frozenset()) -> bool:
+    """Send the train the estimator plans at `now` over a token-bucket link; echo it."""
+    train = est.next_train(now)
+    if train is None:
+        return False
+    echo_train(est, train, now, rate, lost)
     est.expire(now + 100.0)
     return True
 
@@ -113,11 +119,8 @@ def test_trains_find_the_rate_from_nothing_and_stay_within_their_budget(rate_mbp
     while now < 60.0:
         train = est.next_train(now)
         if train is not None:  # as run_train, keeping count of the bytes
-            first, length, padding = train
-            sent_bytes += length * probe_wire_bytes(padding)
-            times = tbf_times([probe_wire_bytes(padding)] * length, rate, shaped_burst(rate), now)
-            for i, t in enumerate(times):
-                est.on_echo(first + i, t, t + RTT_S)
+            sent_bytes += train[1] * probe_wire_bytes(train[2])
+            echo_train(est, train, now, rate)
             readings.append(est.estimate(now + 1.0).bandwidth_mbps)
         now += 0.1
     # from the fifth train on (the trains grow by GROWTH until past the burst), every reading
@@ -484,30 +487,37 @@ def test_the_link_back_from_an_outage_is_measured_at_once():
     assert est.estimate(12.9).source == "probe trains"
 
 
+def cut_after_a_fast_link(until: float, window_kbps) -> LinkEstimator:
+    """An estimator after trains read a 20 Mbit/s link for 6 s, which is then cut until `until`.
+
+    Through the cut, perception reports every 0.25 s the window's rate `window_kbps(now)` with
+    frames held back and no reply, and the single probes the estimator plans are lost.
+    """
+    est = LinkEstimator()
+    for now in range(6):
+        run_train(est, now, 20e6 / 8)
+    report(est, 5.75, 1400.0, replies=3, held_back=0)
+    est.next_train(6.0)  # the link is cut
+    for now in np.arange(6.25, until + 0.01, 0.25):
+        report(est, now, window_kbps(now), held_back=2)
+        est.expire(now)
+        est.next_train(now)
+    assert est.estimate(until).source == "outage"
+    return est
+
+
 def test_probes_lost_in_an_outage_that_ended_leave_the_trains_in_charge():
     # `edgeml bench link`, the 20 Mbit/s phase after the outage (recorded estimator inputs):
     # single probes sent into the outage still awaited late echoes when the link came back,
     # and counted as "a train overdue without an echo"; a moment later the window read
     # 84 kbit/s with a frame held back (the base station without CPU), and the estimate took
     # that for the link's rate
-    est = LinkEstimator()
     rate = 20e6 / 8
-    for now in range(6):
-        run_train(est, now, rate)
-    report(est, 5.75, 1400.0, replies=3, held_back=0)
-    est.next_train(6.0)  # the link is cut
-    for now in np.arange(6.25, 9.01, 0.25):
-        report(est, now, 100.0, held_back=2)
-        est.expire(now)
-        est.next_train(now)  # single probes, lost
-    assert est.estimate(9.0).source == "outage"
+    est = cut_after_a_fast_link(9.0, lambda now: 100.0)
     est.on_echo(115, 9.05, 9.07)  # the link is back: the last probe's echo
     report(est, 9.25, 1400.0, replies=3, held_back=0)
     for now in (9.3, 9.4):  # two trains at once read it
-        first, length, padding = est.next_train(now)
-        times = tbf_times([probe_wire_bytes(padding)] * length, rate, shaped_burst(rate), now)
-        for i, t in enumerate(times):
-            est.on_echo(first + i, t, t + RTT_S)
+        echo_train(est, est.next_train(now), now, rate)
     assert any(t.overdue and not t.received for t in est._trains.values())
     report(est, 9.5, 84.0, held_back=1)
     assert est.estimate(9.5).source == "probe trains"
@@ -519,17 +529,8 @@ def test_the_link_back_from_a_long_outage_is_measured_by_trains_at_once():
     # rate every 2 s, and the single probe planned at 1.2 kbit/s behind a tensor was due 30 s
     # later; no train went while it was in flight, and the estimate read the window's
     # round-trip-bound 1.2 Mbit/s through the phase
-    est = LinkEstimator()
     rate = 20e6 / 8
-    for now in range(6):
-        run_train(est, now, rate)
-    report(est, 5.75, 1400.0, replies=3, held_back=0)
-    est.next_train(6.0)  # the link is cut
-    for now in np.arange(6.25, 21.01, 0.25):
-        report(est, now, 150.0 / 2 ** int((now - 6.0) / 2.0), held_back=2)
-        est.expire(now)
-        est.next_train(now)  # single probes, lost
-    assert est.estimate(21.0).source == "outage"
+    est = cut_after_a_fast_link(21.0, lambda now: 150.0 / 2 ** int((now - 6.0) / 2.0))
     # the link is back: replies come at the window's round-trip-bound pace
     readings = []
     for now in np.arange(21.25, 23.01, 0.05):
@@ -537,10 +538,7 @@ def test_the_link_back_from_a_long_outage_is_measured_by_trains_at_once():
             report(est, now, 1200.0, replies=2, held_back=0)
         est.expire(now)
         if (train := est.next_train(now)) is not None:
-            first, length, padding = train
-            size = probe_wire_bytes(padding)
-            for i, t in enumerate(tbf_times([size] * length, rate, shaped_burst(rate), now)):
-                est.on_echo(first + i, t, t + RTT_S)
+            echo_train(est, train, now, rate)
         readings.append((now, est.estimate(now)))
     settled = next(t for t, e in readings if abs(e.bandwidth_mbps - 20.0) <= 0.3 * 20.0)
     assert settled <= 21.25 + 0.5
