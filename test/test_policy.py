@@ -110,6 +110,16 @@ def test_local_frames_cost_the_profiled_compute(world):
     np.testing.assert_allclose(records.energy_j, energy)
 
 
+def test_a_scenario_can_fly_a_slower_drone(world):
+    scenario = replace(steady(10, 20), compute_slowdown=12.0)
+    records = world.simulation(scenario).run(no_exits(world, world.costs.num_blocks), 5)
+    slowed = world.slowed(12.0).costs
+    np.testing.assert_allclose(records.latency_s, slowed.full_local_s)
+    assert slowed.full_local_s > 4 * world.costs.full_local_s  # the world's drone: 2.5x
+    with pytest.raises(ValueError, match="compute_slowdown must be in"):
+        replace(scenario, compute_slowdown=0.5)
+
+
 def test_offload_latency_is_transfer_plus_rtt_plus_tail(world):
     sim = world.simulation(steady(8.0, 30.0))
     records = sim.run(no_exits(world, 0), 20)
@@ -313,7 +323,13 @@ def test_ucb_is_deterministic_after_reset_and_credits_the_plan_in_force(world):
 
 def test_scenarios_split_and_resolve(tmp_path):
     rng = np.random.default_rng(0)
-    assert all(train_scenario(rng).seed < TEST_SEED_BASE for _ in range(20))
+    drawn = [train_scenario(rng) for _ in range(200)]
+    assert all(s.seed < TEST_SEED_BASE for s in drawn)
+    slowdowns = [s.compute_slowdown for s in drawn if s.compute_slowdown is not None]
+    # about half fly the world's drone, the others one 1-16x slower than the profiling machine
+    assert 70 < len(slowdowns) < 130 and min(slowdowns) >= 1 and max(slowdowns) <= 16
+    assert min(slowdowns) < 2 and max(slowdowns) > 8
+    assert all(resolve_scenario(n).compute_slowdown is None for n in TEST_SCENARIOS)
     assert all(resolve_scenario(n).seed >= TEST_SEED_BASE for n in TEST_SCENARIOS)
     path = tmp_path / "link.csv"
     step_trace((5.0, 0.0, 5.0), 10.0).save(path)

@@ -10,7 +10,6 @@ pays only where conditions change, which the dynamic scenarios of `edgeml evalua
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from edgeml_ros.policy.baselines import FixedPolicy
 from edgeml_ros.policy.evaluate import run_policy, summarize
 from edgeml_ros.policy.observation import action_plan, num_actions
 from edgeml_ros.policy.registry import named_policies
-from edgeml_ros.policy.sim import ModelCosts, Scenario
+from edgeml_ros.policy.sim import Scenario
 from edgeml_ros.policy.world import World
 
 RATES_MBPS = (0.04, 0.13, 0.5, 2.0, 5.0, 20.0, 50.0)
@@ -43,12 +42,6 @@ def cell_scenario(mbps: float, condition: str, duration_s: float = DURATION_S) -
     return Scenario(f"{condition}@{mbps:g}Mbps", trace, duration_s, difficulty, 0.9)
 
 
-def slowed(world: World, slowdown: float) -> World:
-    """The world with the drone computing `slowdown` times slower than the profiling machine."""
-    config = dataclasses.replace(world.config, compute_slowdown=slowdown)
-    return World(world.profile, world.tables, config, ModelCosts(world.profile, config))
-
-
 def regime_map(
     world: World,
     policies: Sequence[str],
@@ -63,7 +56,7 @@ def regime_map(
     jobs = [(s, r, c) for s in slowdowns for r in rates_mbps for c in conditions]
     worlds: dict[float, World] = {}
     for slowdown, mbps, condition in tqdm(jobs, desc="regime map", unit="cell"):
-        cell_world = worlds.setdefault(slowdown, slowed(world, slowdown))
+        cell_world = worlds.setdefault(slowdown, world.slowed(slowdown))
         costs = cell_world.costs
         scenario = cell_scenario(mbps, condition, duration_s)
         static = []

@@ -10,6 +10,7 @@ scenario too: clean inputs, a full battery, no drain unless given.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,11 @@ TEST_SEED_BASE = 100_000
 TEST_SCENARIOS = tuple(f"{k}-{TEST_SEED_BASE + i}" for k in SCENARIO_KINDS for i in range(3))
 LINK_LEVELS_MBPS = (0.04, 0.13, 0.5, 2.0, 10.0, 40.0)
 CONDITION_ODDS = {"clean": 0.5, "blur": 0.2, "noise": 0.15, "low_light": 0.15}
+# half of the training episodes fly the world's drone; the others a drone computing log-uniformly
+# 1-16 times slower than the profiling machine (throttled, loaded, or another computer: the
+# regime map's range), so that a policy has seen what a slow drone's telemetry looks like
+TRAIN_SLOWDOWNS = (1.0, 16.0)
+TRAIN_SLOWED_SHARE = 0.5
 
 
 def generate_scenario(kind: str, seed: int, duration_s: float = SCENARIO_DURATION_S) -> Scenario:
@@ -68,7 +74,11 @@ def random_difficulty(rng: np.random.Generator, duration_s: float) -> tuple[tupl
 def train_scenario(rng: np.random.Generator) -> Scenario:
     """A random scenario of the training split."""
     kind = SCENARIO_KINDS[int(rng.integers(len(SCENARIO_KINDS)))]
-    return generate_scenario(kind, int(rng.integers(TEST_SEED_BASE)))
+    scenario = generate_scenario(kind, int(rng.integers(TEST_SEED_BASE)))
+    if rng.random() >= TRAIN_SLOWED_SHARE:
+        return scenario
+    low, high = np.log(TRAIN_SLOWDOWNS)
+    return replace(scenario, compute_slowdown=float(np.exp(rng.uniform(low, high))))
 
 
 def resolve_scenario(

@@ -198,6 +198,9 @@ class Scenario:
     flight_drain_per_s: float = 0.0
     seed: int = 0
     in_order: bool = False  # frame k replays sample k, as a camera publishes a split in order
+    # the drone's compute over the profiling machine's in this run (a throttled or another
+    # computer); None: the world's (SimConfig.compute_slowdown)
+    compute_slowdown: float | None = None
 
     def __post_init__(self) -> None:
         if not self.duration_s > 0:
@@ -206,6 +209,11 @@ class Scenario:
             raise ValueError(f"scenario {self.name}: initial_soc must be in (0, 1]")
         if not self.difficulty or self.difficulty[0][0] != 0:
             raise ValueError(f"scenario {self.name}: difficulty must start at t = 0")
+        slow = self.compute_slowdown
+        if slow is not None and not 1 <= slow <= 1000:
+            raise ValueError(
+                f"scenario {self.name}: compute_slowdown must be in [1, 1000], got {slow}"
+            )
         for _, condition in self.difficulty:
             if condition not in CONDITIONS:
                 raise ValueError(f"scenario {self.name}: unknown input condition {condition!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,12 @@ class World:
         profile, tables = load_profile_conditions(profile_path)
         return cls(profile, tables, config, ModelCosts(profile, config))
 
+    def slowed(self, slowdown: float) -> World:
+        """The world with its drone computing `slowdown` times slower than the profiler did."""
+        config = dataclasses.replace(self.config, compute_slowdown=slowdown)
+        return World(self.profile, self.tables, config, ModelCosts(self.profile, config))
+
     def simulation(self, scenario: Scenario) -> Simulation:
-        """A fresh simulation of `scenario`."""
-        return Simulation(self.costs, self.tables, self.config, scenario)
+        """A fresh simulation of `scenario` (on its drone, where it names its compute slowdown)."""
+        world = self.slowed(scenario.compute_slowdown) if scenario.compute_slowdown else self
+        return Simulation(world.costs, world.tables, world.config, scenario)
