@@ -71,6 +71,7 @@ from edgeml_ros.policy.sim import (
     SimConfig,
     _transfer,
 )
+from edgeml_ros.policy.thresholds import pick_agreeing_threshold, window_agreement_budget
 from edgeml_ros.policy.world import World
 
 
@@ -696,7 +697,7 @@ def test_an_audit_costs_its_frame_in_png_where_the_profile_measured_it():
 
 
 def test_apparate_moves_its_threshold_on_the_audits_it_gets(world):
-    loop = ThresholdLoop(0.515, audit_share=0.02)
+    loop = ThresholdLoop(0.515, audit_share=0.02, budget=0.99)
     policy = Apparate(world.costs, loop)
     assert loop.min_audits == apparate_min_audits(0.99) == 70
     assert loop.levels[0] == 0.3 and loop.levels[-1] == 0.99
@@ -720,6 +721,34 @@ def test_apparate_moves_its_threshold_on_the_audits_it_gets(world):
     assert window(80, 3, 6000) == 0.55
     window(35, 0)  # the move cleared them: 35 agreeing audits since
     np.testing.assert_allclose(loop.features(), [0.55, 1.0, 0.5])
+
+
+def test_the_threshold_loop_keeps_the_drift_requirement(calibrated):
+    budget = window_agreement_budget(10.0)
+    # 100-frame windows disagreeing independently at 1 - budget: more than the one frame the
+    # requirement allows in 5 % of them
+    over = np.mean(np.random.default_rng(0).binomial(100, 1 - budget, 400_000) > 1)
+    assert over == pytest.approx(0.05, abs=0.004)
+    assert window_agreement_budget(5.0) == pytest.approx(1 + math.log(0.95) / 50)  # none allowed
+    table = calibrated.tables["clean"]
+    samples = np.arange(len(table.labels))
+
+    def agreement(threshold):
+        taken = table.exit_taken([threshold] * len(table.cost))
+        return np.mean(table.predictions[taken, samples] == table.predictions[-1])
+
+    start = pick_agreeing_threshold(table, budget)
+    assert agreement(start) >= budget > agreement(start - 0.005)
+    # on the drifting test scenarios, apparate keeps it with at most 2 % of frames audited;
+    # BranchyNet's threshold (1 point on the validation frames, on average) does not
+    policies = named_policies(calibrated, ["apparate", "branchynet"])
+    scores = {name: [summarize(run_policy(calibrated, policy, resolve_scenario(scenario)))
+                     for scenario in TEST_SCENARIOS[::3]]
+              for name, policy in policies.items()}  # fmt: skip
+    near = {name: np.mean([s["windows_near_full_model"] for s in runs])
+            for name, runs in scores.items()}  # fmt: skip
+    assert near["apparate"] >= 0.95 > 0.7 > near["branchynet"]
+    assert 0 < max(s["audit_rate"] for s in scores["apparate"]) <= 0.02
 
 
 def observe_empty():

@@ -191,7 +191,7 @@ class LoopPolicy(LearnedPolicy):
                  trained_fps: float | None = None):  # fmt: skip
         super().__init__(name, model, vecnorm, world, trained_fps)
         self.routes = loop_routes(world)
-        self.loop = threshold_loop(world.tables, world.config.audit_share)
+        self.loop = threshold_loop(world.tables, world.config.audit_share, world.config.fps)
 
     def reset(self) -> None:
         """The loop back to its start threshold, no audits."""

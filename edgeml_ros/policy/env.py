@@ -134,7 +134,7 @@ class EdgeMLLoopEnv(EdgeMLEnv):
     def __init__(self, world: World, scenarios: ScenarioSource = train_scenario) -> None:
         super().__init__(world, scenarios)
         self.routes = loop_routes(world)
-        self.loop = threshold_loop(world.tables, world.config.audit_share)
+        self.loop = threshold_loop(world.tables, world.config.audit_share, world.config.fps)
         self.action_space = gym.spaces.Discrete(len(self.routes))
         self.observation_space = gym.spaces.Box(-OBSERVATION_BOUND, OBSERVATION_BOUND,
                                                 shape=(LOOP_OBSERVATION_SIZE,),

@@ -208,7 +208,8 @@ def _ucb(world: World, policy_dir: Path) -> Policy:
     "(Apparate): the drone also sends a share of its early answers to the base station",
 )
 def _apparate(world: World, policy_dir: Path) -> Policy:
-    return Apparate(world.costs, threshold_loop(world.tables, world.config.audit_share))
+    config = world.config
+    return Apparate(world.costs, threshold_loop(world.tables, config.audit_share, config.fps))
 
 
 @register("oracle", "per window, the best plan in hindsight (needs the simulator)", live=False)
