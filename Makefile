@@ -95,7 +95,7 @@ bench-soak: setup
 # Re-train the committed controller policies in the simulator (minutes on two cores).
 POLICIES := edgeml_ros/policies
 policies: setup
-	for w in drone fashion_mnist; do for a in ppo dqn edgeml_ddpg ppo_loop; do \
+	for w in drone fashion_mnist; do for a in ppo dqn edgeml_ddpg ppo_loop static; do \
 		$(RUN) python -m edgeml_ros.cli policy train --agent $$a --workload $$w || exit 1; \
 	done; done
 

@@ -14,7 +14,16 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["edgeml_ros", "edgeml_ros.*"]),
-    package_data={"edgeml_ros": ["checkpoints/*.pt", "profiles/*.json", "profiles/*.npz"]},
+    package_data={
+        "edgeml_ros": [
+            "checkpoints/*.pt",
+            "profiles/*.json",
+            "profiles/*.npz",
+            "policies/*.json",
+            "policies/*.zip",
+            "policies/*.pkl",
+        ]
+    },
     install_requires=["numpy", "torch", "torchvision", "tqdm", "zstandard", "matplotlib"],
     extras_require={"rl": ["gymnasium", "stable-baselines3"]},
     entry_points={"console_scripts": ["edgeml = edgeml_ros.cli:main"]},

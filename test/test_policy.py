@@ -387,8 +387,8 @@ def test_a_learned_policy_ignores_the_features_it_never_saw_vary(name):
 
 def test_the_registry_names_every_policy_once_and_which_run_live():
     assert policy_names() == ("rl", "rl_loop", "dqn", "edgeml_ddpg", "edge_only", "cloud_only",
-                              "cloud_png", "cloud_jpeg", "neurosurgeon", "branchynet", "spinn",
-                              "ucb", "apparate", "oracle")  # fmt: skip
+                              "cloud_png", "cloud_jpeg", "neurosurgeon", "branchynet",
+                              "tuned_static", "spinn", "ucb", "apparate", "oracle")  # fmt: skip
     assert set(policy_names()) - set(policy_names(live_only=True)) == {"edgeml_ddpg", "oracle"}
     assert all(policy_spec(name).description for name in policy_names())
     with pytest.raises(
@@ -413,6 +413,31 @@ def test_short_ppo_training_saves_a_working_policy(world, tmp_path):
     policy = load_policy(tmp_path / "tiny", world)
     records = run_policy(world, policy, steady(10, 20))
     assert summarize(records)["frames"] == 100
+
+
+def test_the_tuned_static_policy_holds_the_action_of_best_training_utility(world, tmp_path):
+    windows = 2 * num_actions(world.costs.num_blocks) * 120  # two 120-s training scenarios
+    meta = train_agent(world, "static", tmp_path, "tuned", timesteps=windows, command="test")
+    assert meta["scenarios"] == 2 and not (tmp_path / "tuned.zip").exists()
+    # the same two scenarios, every action held through both: the best is the one saved
+    rng = np.random.default_rng(0)
+    scenarios = [train_scenario(rng), train_scenario(rng)]
+    costs = world.costs
+
+    def utility(action):
+        policy = FixedPolicy("s", action_plan(action, costs.num_blocks, costs.num_exits))
+        return np.mean([summarize(run_policy(world, policy, s))["utility"] for s in scenarios])
+
+    best = meta["action"]
+    assert meta["mean_utility"][best] == pytest.approx(utility(best), abs=1e-4)
+    assert all(utility(a) <= utility(best) for a in (0, best - 1, best + 1) if 0 <= a < 60)
+    policy = load_policy(tmp_path / "tuned", world, "tuned_static")
+    assert policy.decide(observe_empty()).plan == action_plan(best, costs.num_blocks,
+                                                              costs.num_exits)  # fmt: skip
+    broken = tmp_path / "tuned.json"
+    broken.write_text(json.dumps({**meta, "action": 60}))
+    with pytest.raises(PolicyFileError, match=r"action 60 is not one of 0\.\.59"):
+        load_policy(tmp_path / "tuned", world)
 
 
 def test_the_loop_agent_picks_routes_and_its_loop_the_threshold(world, tmp_path):

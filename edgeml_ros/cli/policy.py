@@ -17,8 +17,8 @@ def _cmd_policy_train(args: argparse.Namespace) -> int:
     meta = train_agent(world, args.agent, path.parent, path.name, args.timesteps, args.seed,
                        command_line())  # fmt: skip
     print(json.dumps(meta, indent=1) if args.json else
-          f"saved {path}.zip ({meta['agent']}, {meta['timesteps']} steps, "
-          f"{meta['train_seconds']} s)")  # fmt: skip
+          f"saved {path}.{'json' if args.agent == 'static' else 'zip'} ({meta['agent']}, "
+          f"{meta['timesteps']} steps, {meta['train_seconds']} s)")  # fmt: skip
     return 0
 
 

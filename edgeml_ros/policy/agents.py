@@ -10,10 +10,16 @@
   (RL_AGENT/ddpg.py): one hidden layer of 300 units for actor and critic, RMSprop at 1e-4 for
   both, gamma 0.9, tau 0.01, a 10,000-transition buffer, batches of 64, Gaussian exploration
   noise of 0.1 x the action bound, 5,000 steps, no normalization.
+- `static`: no learning, a tuned fixed choice: the one (cut point, threshold level) action of
+  best mean utility, each held through the same training scenarios, as many as make up the
+  learned policies' budget of simulated windows (`tune_static`). It is the strongest static
+  baseline: BranchyNet's threshold is tuned for accuracy on validation frames, this one for the
+  utility on the scenarios the learned policies train on.
 
-A saved policy is `NAME.zip` (SB3), `NAME_vecnormalize.pkl` (PPO/DQN) and `NAME.json`: the
-command that made it, the model it was trained for (model id and weights digest) and the
-simulator settings. Loading refuses a policy trained for other weights.
+A saved policy is `NAME.zip` (SB3), `NAME_vecnormalize.pkl` (PPO/DQN) and `NAME.json` (for
+`static`, only that, with its action): the command that made it, the model it was trained for
+(model id and weights digest) and the simulator settings. Loading refuses a policy trained for
+other weights.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
 from tqdm import tqdm
 
 from edgeml_ros.core.plan import ExecutionPlan
-from edgeml_ros.policy.baselines import threshold_loop
+from edgeml_ros.policy.baselines import FixedPolicy, threshold_loop
 from edgeml_ros.policy.env import (
     EdgeMLDDPGEnv,
     EdgeMLDDPGPolicy,
@@ -44,14 +50,17 @@ from edgeml_ros.policy.env import (
     loop_vector,
     route_plan,
 )
-from edgeml_ros.policy.observation import Decision, Observation, action_plan
+from edgeml_ros.policy.evaluate import run_policy, summarize
+from edgeml_ros.policy.observation import Decision, Observation, action_plan, num_actions
+from edgeml_ros.policy.scenarios import SCENARIO_DURATION_S, train_scenario
 from edgeml_ros.policy.sim import Simulation
 from edgeml_ros.policy.world import World
 
-AGENTS = ("ppo", "dqn", "edgeml_ddpg", "ppo_loop")
+AGENTS = ("ppo", "dqn", "edgeml_ddpg", "ppo_loop", "static")
 # A feature whose variance in training stayed below this (VecNormalize's epsilon) never varied.
 UNVARIED_VARIANCE = 1e-8
-DEFAULT_TIMESTEPS = {"ppo": 400_000, "dqn": 300_000, "edgeml_ddpg": 5_000, "ppo_loop": 400_000}
+DEFAULT_TIMESTEPS = {"ppo": 400_000, "dqn": 300_000, "edgeml_ddpg": 5_000, "ppo_loop": 400_000,
+                     "static": 400_000}  # fmt: skip
 
 
 class PolicyFileError(ValueError):
@@ -95,6 +104,26 @@ def train_agent(
     torch.set_num_threads(1)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
+    tuned = tune_static(world, timesteps, seed) if agent == "static" else {}
+    if not tuned:
+        _learn(world, agent, out_dir / name, timesteps, seed)
+    meta = {
+        "agent": agent,
+        "timesteps": timesteps,
+        "seed": seed,
+        "command": command,
+        "train_seconds": round(time.time() - started, 1),
+        "model_id": world.profile.model_id,
+        "weights_digest": world.profile.weights_digest,
+        "sim_config": asdict(world.config),
+        **tuned,
+    }
+    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
+    return meta
+
+
+def _learn(world: World, agent: str, path: Path, timesteps: int, seed: int) -> None:
+    """Train a stable-baselines3 agent; save it (and its normalization) as `path`.*."""
     vecnorm = None
     if agent == "edgeml_ddpg":
         env = Monitor(EdgeMLDDPGEnv(world))
@@ -124,21 +153,33 @@ def train_agent(
                         learning_starts=2_000, target_update_interval=1_000,
                         exploration_fraction=0.3, train_freq=4, **common)  # fmt: skip
     model.learn(timesteps, callback=_ProgressBar(timesteps, f"train {agent}"))
-    model.save(out_dir / f"{name}.zip")
+    model.save(f"{path}.zip")
     if vecnorm is not None:
-        vecnorm.save(str(out_dir / f"{name}_vecnormalize.pkl"))
-    meta = {
-        "agent": agent,
-        "timesteps": timesteps,
-        "seed": seed,
-        "command": command,
-        "train_seconds": round(time.time() - started, 1),
-        "model_id": world.profile.model_id,
-        "weights_digest": world.profile.weights_digest,
-        "sim_config": asdict(world.config),
-    }
-    (out_dir / f"{name}.json").write_text(json.dumps(meta, indent=1) + "\n")
-    return meta
+        vecnorm.save(f"{path}_vecnormalize.pkl")
+
+
+def tune_static(world: World, timesteps: int, seed: int) -> dict:
+    """The (cut point, threshold level) action of best mean utility on training scenarios.
+
+    Every action is held through the same scenarios, drawn as training draws them, as many as
+    make up `timesteps` decision windows over all actions.
+    """
+    costs, rng = world.costs, np.random.default_rng(seed)
+    actions = num_actions(costs.num_blocks)
+    windows = round(SCENARIO_DURATION_S / world.config.window_s)
+    scenarios = [train_scenario(rng) for _ in range(max(1, timesteps // (actions * windows)))]
+    utility = np.zeros(actions)
+    with tqdm(total=actions * len(scenarios), desc="train static", unit="run") as bar:
+        for action in range(actions):
+            policy = FixedPolicy("static", action_plan(action, costs.num_blocks, costs.num_exits))
+            for scenario in scenarios:
+                utility[action] += summarize(run_policy(world, policy, scenario))["utility"]
+                bar.update()
+    best = int(np.argmax(utility))
+    plan = action_plan(best, costs.num_blocks, costs.num_exits)
+    return {"action": best, "cut_point": plan.cut_point, "threshold": plan.exit_thresholds[0],
+            "scenarios": len(scenarios),
+            "mean_utility": [round(u / len(scenarios), 4) for u in utility]}  # fmt: skip
 
 
 class LearnedPolicy:
@@ -226,6 +267,12 @@ def load_policy(path: Path | str, world: World, name: str | None = None):
             f"{meta.get('command')})"
         )
     costs, name = world.costs, name or path.name
+    if agent == "static":
+        action = meta.get("action")
+        if not (isinstance(action, int) and 0 <= action < num_actions(costs.num_blocks)):
+            raise PolicyFileError(f"policy {meta_path}: action {action!r} is not one of "
+                                  f"0..{num_actions(costs.num_blocks) - 1}")  # fmt: skip
+        return FixedPolicy(name, action_plan(action, costs.num_blocks, costs.num_exits))
     if agent == "edgeml_ddpg":
         model = DDPG.load(path.with_suffix(".zip"), device="cpu")
         policy = EdgeMLDDPGPolicy(model, costs.num_blocks, costs.num_exits,

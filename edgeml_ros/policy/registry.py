@@ -125,7 +125,7 @@ def _rl(world: World, policy_dir: Path) -> Policy:
 @register(
     "rl_loop",
     "PPO picks the route (cut point, tensor or camera-frame encoding); a threshold loop on audits "
-    "keeps the exit threshold within 99 % agreement with the final exit (Apparate's)",
+    "keeps the exit threshold within the drift requirement's agreement with the final exit",
 )
 def _rl_loop(world: World, policy_dir: Path) -> Policy:
     return load_policy(policy_file(policy_dir, world, "ppo_loop"), world, "rl_loop")
@@ -185,6 +185,15 @@ def _branchynet(world: World, policy_dir: Path) -> Policy:
     costs, threshold = world.costs, pick_threshold(world.tables["clean"])
     plan = ExecutionPlan(costs.num_blocks, shared_thresholds(threshold, costs.num_exits))
     return FixedPolicy("branchynet", plan)
+
+
+@register(
+    "tuned_static",
+    "the one (cut, threshold) configuration of best mean utility on the training scenarios, "
+    "held throughout: a fixed choice tuned on what the learned policies train on",
+)
+def _tuned_static(world: World, policy_dir: Path) -> Policy:
+    return load_policy(policy_file(policy_dir, world, "static"), world, "tuned_static")
 
 
 @register("spinn", "cut and threshold chosen jointly by rule from the profile and the link")
