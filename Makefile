@@ -111,7 +111,7 @@ evaluate: setup
 # Where adapting pays: every policy against the best static configuration in steady cells of link
 # rate x drone slowdown x inputs (simulated); writes docs/regime_map.json and docs/regime/*.png.
 regime-map: setup
-	$(RUN) python -m edgeml_ros.cli evaluate --regime-map --policy rl rl_loop branchynet spinn ucb \
+	$(RUN) python -m edgeml_ros.cli evaluate --regime-map --policy rl rl_loop tuned_static branchynet spinn ucb \
 		apparate cloud_jpeg --json docs/regime_map.json --plots docs/regime $(EVALUATE_ARGS)
 
 clean:
