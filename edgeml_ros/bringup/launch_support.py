@@ -60,7 +60,7 @@ def standard_arguments(namespace_help: str, params_file: str, params_help: str) 
 
 # The live policies (policy.registry; not imported here: it loads torch).
 POLICIES = ("rl", "rl_loop", "dqn", "edge_only", "cloud_only", "cloud_png", "cloud_jpeg",
-            "neurosurgeon", "branchynet", "spinn", "ucb", "apparate")  # fmt: skip
+            "neurosurgeon", "branchynet", "tuned_static", "spinn", "ucb", "apparate")  # fmt: skip
 
 
 def policy_argument() -> DeclareLaunchArgument:
