@@ -112,13 +112,18 @@ def test_local_frames_cost_the_profiled_compute(world):
 
 
 def test_a_scenario_can_fly_a_slower_drone(world):
-    scenario = replace(steady(10, 20), compute_slowdown=12.0)
-    records = world.simulation(scenario).run(no_exits(world, world.costs.num_blocks), 5)
-    slowed = world.slowed(12.0).costs
-    np.testing.assert_allclose(records.latency_s, slowed.full_local_s)
+    # 12x the profiler's time for 2 s, then 3x: a change takes effect with the next window
+    scenario = replace(steady(10, 20), compute_schedule=((0.0, 12.0), (2.0, 3.0)))
+    sim = world.simulation(scenario)
+    local = no_exits(world, world.costs.num_blocks)
+    slowed, faster = world.slowed(12.0).costs, world.slowed(3.0).costs
+    np.testing.assert_allclose(sim.run(local, 20).latency_s[:5], slowed.full_local_s)
+    np.testing.assert_allclose(sim.run(local, 10).latency_s[5:], faster.full_local_s)
     assert slowed.full_local_s > 4 * world.costs.full_local_s  # the world's drone: 2.5x
-    with pytest.raises(ValueError, match="compute_slowdown must be in"):
-        replace(scenario, compute_slowdown=0.5)
+    with pytest.raises(ValueError, match="a compute slowdown must be in"):
+        replace(scenario, compute_schedule=((0.0, 0.5),))
+    with pytest.raises(ValueError, match="must start at t = 0 and go forward"):
+        replace(scenario, compute_schedule=((0.0, 2.0), (0.0, 3.0)))
 
 
 def test_offload_latency_is_transfer_plus_rtt_plus_tail(world):
@@ -326,11 +331,20 @@ def test_scenarios_split_and_resolve(tmp_path):
     rng = np.random.default_rng(0)
     drawn = [train_scenario(rng) for _ in range(200)]
     assert all(s.seed < TEST_SEED_BASE for s in drawn)
-    slowdowns = [s.compute_slowdown for s in drawn if s.compute_slowdown is not None]
-    # about half fly the world's drone, the others one 1-16x slower than the profiling machine
-    assert 70 < len(slowdowns) < 130 and min(slowdowns) >= 1 and max(slowdowns) <= 16
+    # of the kinds that fly the world's drone, half fly another, 1-16x slower than the profiler
+    steady_kinds = [s for s in drawn if not s.name.startswith("compute")]
+    slowdowns = [s.compute_schedule[0][1] for s in steady_kinds if s.compute_schedule]
+    assert all(len(s.compute_schedule) < 2 for s in steady_kinds)
+    assert 0.35 < len(slowdowns) / len(steady_kinds) < 0.65
+    assert min(slowdowns) >= 1 and max(slowdowns) <= 16
     assert min(slowdowns) < 2 and max(slowdowns) > 8
-    assert all(resolve_scenario(n).compute_slowdown is None for n in TEST_SCENARIOS)
+    # compute-SEED: markov-SEED on a drone whose compute changes every 10-40 s
+    markov, compute = resolve_scenario("markov-100000"), resolve_scenario("compute-100000")
+    assert not markov.compute_schedule and len(compute.compute_schedule) >= 3
+    times = np.arange(0.0, 120.0, 0.5)
+    np.testing.assert_array_equal(compute.trace.at(times), markov.trace.at(times))
+    assert compute.difficulty == markov.difficulty
+    assert "compute-100002" in TEST_SCENARIOS and len(TEST_SCENARIOS) == 15
     assert all(resolve_scenario(n).seed >= TEST_SEED_BASE for n in TEST_SCENARIOS)
     path = tmp_path / "link.csv"
     step_trace((5.0, 0.0, 5.0), 10.0).save(path)

@@ -3,7 +3,9 @@
 A built-in scenario is `KIND-SEED`, with KIND one of `SCENARIO_KINDS`: the seed fixes its link
 trace (Markov-modulated, steps, an outage, or the EdgeML authors' throttle schedule), its RTT,
 the input conditions over time (clean, blur, noise, low light), the starting battery and the
-battery drain. Training draws seeds below `TEST_SEED_BASE`; evaluation uses only
+battery drain. `compute-SEED` is `markov-SEED` on a drone whose compute changes too (throttled,
+loaded: 1-16x the profiling machine's time, in segments of 10-40 s); the others fly the
+world's drone. Training draws seeds below `TEST_SEED_BASE`; evaluation uses only
 `TEST_SCENARIOS`, whose seeds are never trained on. A trace file (CSV, see core.traces) is a
 scenario too: clean inputs, a full battery, no drain unless given.
 """
@@ -20,16 +22,17 @@ from edgeml_ros.core.traces import load_trace, markov_trace, outage_trace, step_
 from edgeml_ros.core.traces import throttle_schedule as authors_throttle_schedule
 from edgeml_ros.policy.sim import Scenario
 
-SCENARIO_KINDS = ("markov", "steps", "outage", "throttle")
+SCENARIO_KINDS = ("markov", "steps", "outage", "throttle", "compute")
 SCENARIO_DURATION_S = 120.0
 TEST_SEED_BASE = 100_000
 TEST_SCENARIOS = tuple(f"{k}-{TEST_SEED_BASE + i}" for k in SCENARIO_KINDS for i in range(3))
 LINK_LEVELS_MBPS = (0.04, 0.13, 0.5, 2.0, 10.0, 40.0)
 CONDITION_ODDS = {"clean": 0.5, "blur": 0.2, "noise": 0.15, "low_light": 0.15}
-# half of the training episodes fly the world's drone; the others a drone computing log-uniformly
-# 1-16 times slower than the profiling machine (throttled, loaded, or another computer: the
-# regime map's range), so that a policy has seen what a slow drone's telemetry looks like
-TRAIN_SLOWDOWNS = (1.0, 16.0)
+# The drone compute slowdowns of `compute` scenarios and of training, log-uniform over this range
+# (against the profiling machine; the regime map's range). Of the other kinds, half of the
+# training episodes fly the world's drone, the others one drone of that range throughout, so
+# that a policy has seen what a slow drone's telemetry looks like.
+DRONE_SLOWDOWNS = (1.0, 16.0)
 TRAIN_SLOWED_SHARE = 0.5
 
 
@@ -39,7 +42,7 @@ def generate_scenario(kind: str, seed: int, duration_s: float = SCENARIO_DURATIO
         raise ValueError(f"scenario kind {kind!r} unknown; known: {', '.join(SCENARIO_KINDS)}")
     rng = np.random.default_rng(seed)
     rtt = float(rng.uniform(10.0, 60.0))
-    if kind == "markov":
+    if kind in ("markov", "compute"):
         trace = markov_trace(rng, duration_s, LINK_LEVELS_MBPS, float(rng.uniform(5, 15)), rtt)
     elif kind == "steps":
         levels = tuple(float(x) for x in rng.choice(LINK_LEVELS_MBPS, size=6))
@@ -50,7 +53,7 @@ def generate_scenario(kind: str, seed: int, duration_s: float = SCENARIO_DURATIO
         trace = outage_trace(mbps, start, float(rng.uniform(5.0, 20.0)), rtt)
     else:
         trace = authors_throttle_schedule(duration_s / 5, float(rng.uniform(10.0, 50.0)), rtt)
-    return Scenario(
+    scenario = Scenario(
         name=f"{kind}-{seed}",
         trace=trace,
         duration_s=duration_s,
@@ -59,6 +62,26 @@ def generate_scenario(kind: str, seed: int, duration_s: float = SCENARIO_DURATIO
         flight_drain_per_s=float(rng.uniform(0.0, 0.004)),
         seed=seed,
     )
+    if kind != "compute":
+        return scenario
+    return replace(scenario, compute_schedule=random_compute_schedule(rng, duration_s))
+
+
+def random_slowdown(rng: np.random.Generator) -> float:
+    """A drone compute slowdown, log-uniform over DRONE_SLOWDOWNS."""
+    low, high = np.log(DRONE_SLOWDOWNS)
+    return float(np.exp(rng.uniform(low, high)))
+
+
+def random_compute_schedule(
+    rng: np.random.Generator, duration_s: float
+) -> tuple[tuple[float, float], ...]:
+    """The drone's compute slowdown over time: segments of 10-40 s, each `random_slowdown`."""
+    segments, t = [(0.0, random_slowdown(rng))], float(rng.uniform(10, 40))
+    while t < duration_s:
+        segments.append((t, random_slowdown(rng)))
+        t += float(rng.uniform(10, 40))
+    return tuple(segments)
 
 
 def random_difficulty(rng: np.random.Generator, duration_s: float) -> tuple[tuple[float, str]]:
@@ -75,10 +98,9 @@ def train_scenario(rng: np.random.Generator) -> Scenario:
     """A random scenario of the training split."""
     kind = SCENARIO_KINDS[int(rng.integers(len(SCENARIO_KINDS)))]
     scenario = generate_scenario(kind, int(rng.integers(TEST_SEED_BASE)))
-    if rng.random() >= TRAIN_SLOWED_SHARE:
+    if scenario.compute_schedule or rng.random() >= TRAIN_SLOWED_SHARE:
         return scenario
-    low, high = np.log(TRAIN_SLOWDOWNS)
-    return replace(scenario, compute_slowdown=float(np.exp(rng.uniform(low, high))))
+    return replace(scenario, compute_schedule=((0.0, random_slowdown(rng)),))
 
 
 def resolve_scenario(

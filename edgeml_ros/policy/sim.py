@@ -38,7 +38,7 @@ from __future__ import annotations
 import copy
 import heapq
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -198,9 +198,11 @@ class Scenario:
     flight_drain_per_s: float = 0.0
     seed: int = 0
     in_order: bool = False  # frame k replays sample k, as a camera publishes a split in order
-    # the drone's compute over the profiling machine's in this run (a throttled or another
-    # computer); None: the world's (SimConfig.compute_slowdown)
-    compute_slowdown: float | None = None
+    # the drone's compute over the profiling machine's over time, as (start s, slowdown)
+    # segments from t = 0 (a throttled, loaded or another computer); empty: the world's drone
+    # throughout (SimConfig.compute_slowdown). A change takes effect at the first decision
+    # window that starts at or after it.
+    compute_schedule: tuple[tuple[float, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.duration_s > 0:
@@ -209,11 +211,17 @@ class Scenario:
             raise ValueError(f"scenario {self.name}: initial_soc must be in (0, 1]")
         if not self.difficulty or self.difficulty[0][0] != 0:
             raise ValueError(f"scenario {self.name}: difficulty must start at t = 0")
-        slow = self.compute_slowdown
-        if slow is not None and not 1 <= slow <= 1000:
+        starts = [start for start, _ in self.compute_schedule]
+        if starts and (starts[0] != 0 or np.any(np.diff(starts) <= 0)):
             raise ValueError(
-                f"scenario {self.name}: compute_slowdown must be in [1, 1000], got {slow}"
+                f"scenario {self.name}: compute_schedule must start at t = 0 and go forward, "
+                f"got starts {starts}"
             )
+        for _, slow in self.compute_schedule:
+            if not 1 <= slow <= 1000:
+                raise ValueError(
+                    f"scenario {self.name}: a compute slowdown must be in [1, 1000], got {slow}"
+                )
         for _, condition in self.difficulty:
             if condition not in CONDITIONS:
                 raise ValueError(f"scenario {self.name}: unknown input condition {condition!r}")
@@ -512,11 +520,17 @@ class Simulation:
         tables: dict[str, ExitTable],
         config: SimConfig,
         scenario: Scenario,
+        compute_schedule: Sequence[tuple[float, ModelCosts]] = (),
     ) -> None:
+        """Draw the scenario's frames; `compute_schedule` holds the costs from each start on.
+
+        Without a schedule, `costs` hold throughout.
+        """
         missing = [c for c in CONDITIONS if c not in tables]
         if missing:
             raise ValueError(f"the profile has no exit data for conditions {missing}")
         self.costs, self.config, self.scenario = costs, config, scenario
+        self.compute_schedule = tuple(compute_schedule)
         self.deadline_s = config.deadline_ms / 1000.0
         rng = np.random.default_rng(scenario.seed)
         n = max(1, int(scenario.duration_s * config.fps))
@@ -606,13 +620,21 @@ class Simulation:
 
         ValueError (core.plan.check_plan) when `plan` does not fit the profiled model.
         """
+        self._follow_compute_schedule()
         records, self.state = self._simulate(plan, frames, self.state)
         self.history.append(records)
         return records
 
     def preview(self, plan: ExecutionPlan, frames: int) -> FrameRecords:
         """What `run` would give, leaving the state untouched."""
+        self._follow_compute_schedule()
         return self._simulate(plan, frames, self.state)[0]
+
+    def _follow_compute_schedule(self) -> None:
+        """The drone's costs of the compute schedule's segment in force now."""
+        for start, costs in self.compute_schedule:
+            if start <= self.now_s:
+                self.costs = costs
 
     def _audits(
         self,

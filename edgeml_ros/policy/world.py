@@ -32,6 +32,7 @@ class World:
         return World(self.profile, self.tables, config, ModelCosts(self.profile, config))
 
     def simulation(self, scenario: Scenario) -> Simulation:
-        """A fresh simulation of `scenario` (on its drone, where it names its compute slowdown)."""
-        world = self.slowed(scenario.compute_slowdown) if scenario.compute_slowdown else self
-        return Simulation(world.costs, world.tables, world.config, scenario)
+        """A fresh simulation of `scenario` (its drone's compute following its schedule)."""
+        schedule = [(start, self.slowed(slow).costs) for start, slow in scenario.compute_schedule]
+        costs = schedule[0][1] if schedule else self.costs
+        return Simulation(costs, self.tables, self.config, scenario, schedule)
