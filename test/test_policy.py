@@ -39,7 +39,14 @@ from edgeml_ros.policy.env import (
     ddpg_reward,
     loop_routes,
 )
-from edgeml_ros.policy.evaluate import evaluate, run_policy, summarize, windows_near_full_model
+from edgeml_ros.policy.evaluate import (
+    by_kind,
+    evaluate,
+    kind_table,
+    run_policy,
+    summarize,
+    windows_near_full_model,
+)
 from edgeml_ros.policy.observation import (
     Observation,
     action_plan,
@@ -479,6 +486,15 @@ def test_the_loop_agent_picks_routes_and_its_loop_the_threshold(world, tmp_path)
     records = run_policy(world, policy, steady(10, 20, 60.0))
     assert summarize(records)["frames"] == 600 and records.auditable.any()
     assert policy.decide(observe_empty()).plan.audit_share == world.config.audit_share
+
+
+def test_utility_by_scenario_kind_averages_the_scenarios_of_each_kind():
+    per_scenario = {"markov-1": {"a": 1.0, "b": 0.0}, "markov-2": {"a": 3.0, "b": 1.0},
+                    "link": {"a": 2.0, "b": 2.0}}  # fmt: skip
+    assert by_kind(per_scenario) == {"markov": {"a": 2.0, "b": 0.5}, "link": {"a": 2.0, "b": 2.0}}
+    table = kind_table(by_kind(per_scenario))
+    assert "| policy | markov | link |" in table and "| b | 0.500 | 2.000 |" in table
+    assert kind_table(by_kind({"markov-1": {"a": 1.0}})) == []  # one kind: the main table says it
 
 
 def test_drift_windows_compare_each_10_s_with_the_whole_model_on_the_same_frames():

@@ -55,6 +55,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from edgeml_ros.policy.evaluate import (
         evaluate,
         format_table,
+        kind_table,
         markdown_results,
         plot_results,
         speedups,
@@ -81,6 +82,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if "rl" in policies:
         results["rl_vs_baselines"] = speedups(results["per_scenario"], "rl")
     print(format_table(results))
+    for line in kind_table(results["per_kind"]):
+        print(line)
     if "rl_vs_baselines" in results:
         print("\nrl against each policy, per scenario (utility ratio where the other's is > 0):")
         for base, s in results["rl_vs_baselines"].items():

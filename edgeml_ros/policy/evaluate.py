@@ -90,7 +90,21 @@ def evaluate(
     if "oracle" in summary:
         for result in summary.values():
             result["oracle_ratio"] = result["utility"] / summary["oracle"]["utility"]
-    return {"policies": summary, "per_scenario": per_scenario}, records
+    results = {
+        "policies": summary,
+        "per_scenario": per_scenario,
+        "per_kind": by_kind(per_scenario),
+    }
+    return results, records
+
+
+def by_kind(per_scenario: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per scenario kind (a name's part before its seed), each policy's mean utility."""
+    kinds: dict[str, list[dict[str, float]]] = {}
+    for name, utilities in per_scenario.items():
+        kinds.setdefault(name.rpartition("-")[0] or name, []).append(utilities)
+    return {kind: {policy: float(np.mean([u[policy] for u in runs])) for policy in runs[0]}
+            for kind, runs in kinds.items()}  # fmt: skip
 
 
 def speedups(per_scenario: dict[str, dict[str, float]], policy: str) -> dict[str, dict]:
@@ -197,6 +211,24 @@ def plot_results(
     return paths
 
 
+def kind_table(per_kind: dict[str, dict[str, float]]) -> list[str]:
+    """Markdown lines of each policy's mean utility per scenario kind (none for one kind)."""
+    if len(per_kind) < 2:
+        return []
+    policies = next(iter(per_kind.values()))
+    lines = [
+        "",
+        "Mean utility by scenario kind:",
+        "",
+        "| policy | " + " | ".join(per_kind) + " |",
+        "| --- |" + " ---: |" * len(per_kind),
+    ]
+    for name in policies:
+        cells = " | ".join(f"{utilities[name]:.3f}" for utilities in per_kind.values())
+        lines.append(f"| {name} | {cells} |")
+    return lines
+
+
 def markdown_results(results: dict, plots: list[Path], page_dir: Path) -> str:
     """A results page: the command, the table, the per-baseline ratios and the plots."""
     lines = [
@@ -230,6 +262,7 @@ def markdown_results(results: dict, plots: list[Path], page_dir: Path) -> str:
               f"{100 * DRIFT_TOLERANCE:g} point of the whole model's on the same frames, over "
               "scenarios whose input conditions drift (clean, blur, noise, low light); "
               "audited: the share of frames also sent to the base station as audits."]  # fmt: skip
+    lines += kind_table(results.get("per_kind", {}))
     if "rl_vs_baselines" in results:
         lines += ["", "RL (PPO) against each policy, per test scenario:", "",
                   "| against | up to (utility ratio) | scenarios won | other's utility <= 0 |",
