@@ -36,11 +36,11 @@ def test_load_with_comments_optional_rtt_and_outage(tmp_path):
         ("", "no data rows"),
         ("time,bw\n0,1\n", ":1: header must be"),
         ("t_s,mbps\n0,fast\n", r":2: mbps 'fast' is not a number"),
-        ("t_s,mbps\n0,1\n5,-2\n", ":3: mbps must be a finite number >= 0"),
+        ("t_s,mbps\n0,1\n5,-2\n", ":3: mbps '-2' must be a finite number >= 0"),
         ("t_s,mbps\n0,1\n5,2\n5,3\n", ":4: t_s 5 does not come after 5"),
         ("t_s,mbps\n1,1\n", ":2: the first row must be at t_s 0"),
         ("t_s,mbps,rtt_ms\n0,1\n", ":2: 2 values, the header has 3"),
-        ("t_s,mbps,rtt_ms\n0,1,nan\n", ":2: rtt_ms must be a finite number"),
+        ("t_s,mbps,rtt_ms\n0,1,nan\n", ":2: rtt_ms 'nan' must be a finite number"),
     ],
 )
 def test_bad_files_name_the_line(tmp_path, text, match):

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgeml_ros.core.untrusted import non_negative
+
 if TYPE_CHECKING:
     import torch
 
@@ -117,8 +119,9 @@ def parse_condition_schedule(text: str) -> tuple[ConditionSegment, ...]:
         if not entry or len(fields) not in (2, 3):
             shown = repr(entry) if entry else f"{number} (empty)"
             raise ValueError(f"entry {shown} is not of the form {SCHEDULE_FORMAT}")
-        start = _number(fields[0], entry, "start")
-        severity = _number(fields[2], entry, "severity") if len(fields) == 3 else 1.0
+        start = non_negative(fields[0], "start", f"entry {entry!r}")
+        severity = (non_negative(fields[2], "severity", f"entry {entry!r}") if len(fields) == 3
+                    else 1.0)  # fmt: skip
         try:
             check_condition(fields[1], severity)
         except ValueError as exc:
@@ -132,16 +135,6 @@ def parse_condition_schedule(text: str) -> tuple[ConditionSegment, ...]:
             )
         schedule.append((start, fields[1], severity))
     return tuple(schedule)
-
-
-def _number(text: str, entry: str, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"entry {entry!r}: {what} {text!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"entry {entry!r}: {what} {text!r} must be a finite number >= 0")
-    return value
 
 
 def condition_at(schedule: tuple[ConditionSegment, ...], t_s: float) -> ConditionSegment:

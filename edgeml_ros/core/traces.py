@@ -15,11 +15,12 @@ error naming its line. The simulator and the live link shaper replay the same tr
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from edgeml_ros.core.untrusted import non_negative
 
 DEFAULT_RTT_MS = 20.0
 HEADER_WITH_RTT = ("t_s", "mbps", "rtt_ms")
@@ -67,16 +68,6 @@ class Trace:
         Path(path).write_text("\n".join(lines) + "\n")
 
 
-def _number(text: str, what: str, where: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise TraceError(f"{where}: {what} {text.strip()!r} is not a number") from None
-    if not math.isfinite(value) or value < 0:
-        raise TraceError(f"{where}: {what} must be a finite number >= 0, got {text.strip()}")
-    return value
-
-
 def load_trace(path: Path | str, default_rtt_ms: float = DEFAULT_RTT_MS) -> Trace:
     """Read a trace file; errors name the file and line."""
     path = Path(path)
@@ -97,9 +88,10 @@ def load_trace(path: Path | str, default_rtt_ms: float = DEFAULT_RTT_MS) -> Trac
             continue
         if len(cells) != len(header):
             raise TraceError(f"{where}: {len(cells)} values, the header has {len(header)}")
-        t = _number(cells[0], "t_s", where)
-        mbps = _number(cells[1], "mbps", where)
-        rtt = _number(cells[2], "rtt_ms", where) if len(cells) == 3 else default_rtt_ms
+        t = non_negative(cells[0], "t_s", where, TraceError)
+        mbps = non_negative(cells[1], "mbps", where, TraceError)
+        rtt = (non_negative(cells[2], "rtt_ms", where, TraceError) if len(cells) == 3
+               else default_rtt_ms)  # fmt: skip
         if rows and t <= rows[-1][0]:
             raise TraceError(f"{where}: t_s {t:g} does not come after {rows[-1][0]:g}")
         if not rows and t != 0:

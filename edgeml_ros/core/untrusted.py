@@ -1,4 +1,4 @@
-"""Helpers for input from the network: quoting it in error messages, remembering what came.
+"""Helpers for untrusted input: quoting it, parsing its numbers, remembering what came.
 
 A sender controls every field of a message, its strings included: an error message that quotes
 a field quotes at most SHOWN_CHARS of it, so a megabyte-long `encoding` does not become a
@@ -7,6 +7,7 @@ megabyte-long reason in the reply.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -20,6 +21,17 @@ def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
         return f"{value[:limit]!r}... ({len(value)} characters)"
     text = repr(value)
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def non_negative(text: str, what: str, where: str, error: type[ValueError] = ValueError) -> float:
+    """`text` as a finite number >= 0; else `error` naming `where` and `what`."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise error(f"{where}: {what} {text.strip()!r} is not a number") from None
+    if not math.isfinite(value) or value < 0:
+        raise error(f"{where}: {what} {text.strip()!r} must be a finite number >= 0")
+    return value
 
 
 def shown_shape(shape: Sequence[int], limit: int = 8) -> str:
