@@ -105,7 +105,7 @@ def train_agent(
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     tuned = tune_static(world, timesteps, seed) if agent == "static" else {}
-    if not tuned:
+    if agent != "static":
         _learn(world, agent, out_dir / name, timesteps, seed)
     meta = {
         "agent": agent,

@@ -12,8 +12,10 @@ scenario too: clean inputs, a full battery, no drain unless given.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from edgeml_ros.core.traces import load_trace, markov_trace, outage_trace, step_
 from edgeml_ros.core.traces import throttle_schedule as authors_throttle_schedule
 from edgeml_ros.policy.sim import Scenario
 
+T = TypeVar("T")
 SCENARIO_KINDS = ("markov", "steps", "outage", "throttle", "compute")
 SCENARIO_DURATION_S = 120.0
 TEST_SEED_BASE = 100_000
@@ -77,9 +80,16 @@ def random_compute_schedule(
     rng: np.random.Generator, duration_s: float
 ) -> tuple[tuple[float, float], ...]:
     """The drone's compute slowdown over time: segments of 10-40 s, each `random_slowdown`."""
-    segments, t = [(0.0, random_slowdown(rng))], float(rng.uniform(10, 40))
+    return random_segments(rng, duration_s, random_slowdown(rng), lambda: random_slowdown(rng))
+
+
+def random_segments(
+    rng: np.random.Generator, duration_s: float, first: T, draw: Callable[[], T]
+) -> tuple[tuple[float, T], ...]:
+    """`first` from t = 0, then a `draw` every 10-40 s until `duration_s`."""
+    segments, t = [(0.0, first)], float(rng.uniform(10, 40))
     while t < duration_s:
-        segments.append((t, random_slowdown(rng)))
+        segments.append((t, draw()))
         t += float(rng.uniform(10, 40))
     return tuple(segments)
 
@@ -87,11 +97,8 @@ def random_compute_schedule(
 def random_difficulty(rng: np.random.Generator, duration_s: float) -> tuple[tuple[float, str]]:
     """Input conditions over time: clean first, then segments of 10-40 s."""
     names, odds = list(CONDITION_ODDS), list(CONDITION_ODDS.values())
-    segments, t = [(0.0, "clean")], float(rng.uniform(10, 40))
-    while t < duration_s:
-        segments.append((t, names[int(rng.choice(len(names), p=odds))]))
-        t += float(rng.uniform(10, 40))
-    return tuple(segments)
+    return random_segments(rng, duration_s, "clean",
+                           lambda: names[int(rng.choice(len(names), p=odds))])  # fmt: skip
 
 
 def train_scenario(rng: np.random.Generator) -> Scenario:
