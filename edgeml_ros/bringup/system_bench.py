@@ -46,7 +46,6 @@ from edgeml_ros.policy.world import World
 
 SETTLE_S = 3.0  # link estimates this soon after a rate change are not compared
 SIM_SEEDS = 5  # simulator runs per policy
-MAX_FRAME_AGE_MS = 100.0  # the perception node's default, which the runs keep
 BATTERY_SOC, BATTERY_DRAIN = 0.9, 0.001  # battery_sim's defaults
 
 
@@ -152,7 +151,6 @@ def bench_world(cfg: DemoConfig) -> World:
         deadline_ms=cfg.deadline_ms,
         device_class=model.device.name,
         compute_slowdown=model.compute_slowdown,
-        max_frame_age_ms=MAX_FRAME_AGE_MS,
     )
     return World.load(model.profile, config)
 

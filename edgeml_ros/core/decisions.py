@@ -10,6 +10,7 @@ these, so a policy the simulator finds best is scored on the rules the drone fol
   (lossless, so the base station's final exit answers on the drone's input);
 - whether an offload may go: `core.offload_window.OffloadWindow`, fed the same times (a frame's
   arrival, the end of its head when the offload is asked for and sent, each reply's arrival);
+- which frames are too old to run (`MAX_FRAME_AGE_MS`, the default of both);
 - when an offload stops waiting for its reply (`fallback_time`) and at which exit the drone
   then answers (`fallback_budget`, `fallback_exit`), from the drone's per-block and per-exit
   compute times (`LocalTimes`).
@@ -35,6 +36,9 @@ FALLBACK_SLACK_S = 0.002
 FALLBACK_MARGIN_S = EXPIRE_PERIOD_S + FALLBACK_SLACK_S
 # An audit ships the camera frame at the model's input size, losslessly (core.codec).
 AUDIT_ENCODING = "png"
+# A frame older than this (capture to the drone getting to it) is dropped unrun as STALE: the
+# perception node's max_frame_age_ms by default, and the simulator's.
+MAX_FRAME_AGE_MS = 100.0
 
 
 @dataclass(frozen=True)

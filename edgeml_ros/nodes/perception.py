@@ -30,6 +30,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from edgeml_ros.core.annotate import annotate
 from edgeml_ros.core.checkpoint import ModelBundle, load_checkpoint
 from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS, IMAGE_ENCODINGS
+from edgeml_ros.core.decisions import MAX_FRAME_AGE_MS
 from edgeml_ros.core.outcome import Status, Where
 from edgeml_ros.core.pipeline import (
     EXPIRE_PERIOD_S,
@@ -158,7 +159,7 @@ class PerceptionNode(ManagedNode):
             ),
             Param(
                 "max_frame_age_ms",
-                100.0,
+                MAX_FRAME_AGE_MS,
                 "Frames older than this (capture stamp to processing) are dropped unrun "
                 "with a STALE result, so the node never works through a backlog.",
                 float_range=(1.0, 60000.0),

@@ -50,6 +50,7 @@ from edgeml_ros.core.codec import ENCODINGS, IMAGE_ENCODINGS
 from edgeml_ros.core.decisions import (
     AUDIT_ENCODING,
     EXPIRE_PERIOD_S,
+    MAX_FRAME_AGE_MS,
     LocalTimes,
     audit_due,
     audit_fits,
@@ -134,9 +135,9 @@ class SimConfig:
     estimate_noise: float = 0.1
     battery_wh: float = 50.0
     max_offloads_in_flight: int = 2  # the drone's offload window (its node's parameter)
-    # frames older than this when the drone gets to them are dropped unrun (the perception
-    # node's max_frame_age_ms, 100 by default); None: never
-    max_frame_age_ms: float | None = None
+    # frames older than this when the drone gets to them are dropped unrun, as the perception
+    # node's max_frame_age_ms does (core.decisions.MAX_FRAME_AGE_MS); None: never
+    max_frame_age_ms: float | None = MAX_FRAME_AGE_MS
     # other drones offloading to the same base station, each this many times a second (None:
     # every frame, at `fps`), each request as long for the base station as this drone's
     other_drones: int = 0
