@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from edgeml_ros.bringup.demo import DemoConfig, DemoModel, demo_trace
+from edgeml_ros.bringup.demo import DemoConfig, DemoModel, demo_trace, live_policies
 from edgeml_ros.bringup.demo_run import Session, launch_arguments
 from edgeml_ros.bringup.shaper import LinkShaper
 from edgeml_ros.bringup.system_bench import (
@@ -195,3 +195,16 @@ def test_a_demo_without_drift_passes_no_schedule_to_the_launch(tmp_path):
 def test_the_demo_times_this_machine_on_the_drones_threads():
     model = DemoModel.of(DemoConfig())
     assert model.reference_now() > 0
+
+
+def test_a_live_run_refuses_a_policy_its_profile_lacks_the_data_for(capsys):
+    # the Fashion-MNIST profile has no image encodings: live, the controller would refuse
+    # cloud_png and the drone keep its start-up plan, recorded under cloud_png's name
+    fashion = DemoConfig(workload="fashion_mnist", policies=("rl", "cloud_png"))
+    with pytest.raises(ValueError, match=r"policy cloud_png needs .* png"):
+        live_policies(fashion)
+    every = live_policies(replace(fashion, policies=()))
+    assert "rl" in every and "cloud_png" not in every and "cloud_jpeg" not in every
+    assert "left out: policy cloud_png needs" in capsys.readouterr().err
+    assert {"cloud_png", "cloud_jpeg"} <= set(live_policies(DemoConfig(policies=())))
+    assert live_policies(replace(fashion, policies=("rl",))) == ("rl",)

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from edgeml_ros.bringup.collector import Collector
@@ -125,10 +126,27 @@ def run_demo(cfg: DemoConfig) -> int:
 
 def run_session(cfg: DemoConfig) -> list[tuple[dict, Collector]]:
     """One run per policy, on a private ROS domain; the summaries and their collectors."""
+    cfg = replace(cfg, policies=live_policies(cfg))
     if cfg.domain_id is not None:
         return _run_all(cfg, cfg.domain_id)
     with private_domain_id() as domain_id:
         return _run_all(cfg, domain_id)
+
+
+def live_policies(cfg: DemoConfig) -> tuple[str, ...]:
+    """The config's policies, or with none every live policy the model's profile has the data for.
+
+    ValueError for a policy the profile lacks the data for: live, the controller would refuse
+    it, and the drone would keep its start-up plan under that policy's name.
+    """
+    from edgeml_ros.policy.registry import chosen_policies
+    from edgeml_ros.policy.world import World
+
+    world = World.load(DemoModel.of(cfg).profile)
+    names, left_out = chosen_policies(cfg.policies, world, live_only=True)
+    for reason in left_out:
+        print(f"[demo] left out: {reason}", file=sys.stderr)
+    return names
 
 
 def demo_trace(cfg: DemoConfig) -> Trace:

@@ -57,15 +57,12 @@ def sim_policies(args: argparse.Namespace, world: World) -> list[str]:
 
     Those left out by default are named on stderr, with the reason.
     """
-    from edgeml_ros.policy.registry import policy_names, unavailable
+    from edgeml_ros.policy.registry import chosen_policies
 
-    if args.policy:
-        return list(args.policy)
-    for name in policy_names():
-        reason = unavailable(name, world)
-        if reason is not None:
-            print(f"left out: {reason}", file=sys.stderr)
-    return list(policy_names(world=world))
+    names, left_out = chosen_policies(args.policy or (), world)
+    for reason in left_out:
+        print(f"left out: {reason}", file=sys.stderr)
+    return list(names)
 
 
 def sim_profile(args: argparse.Namespace) -> str:

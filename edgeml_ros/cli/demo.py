@@ -29,7 +29,7 @@ def demo_config(args: argparse.Namespace, **extra):
         checkpoint=args.checkpoint,
         profile=args.profile,
         json_path=args.json,
-        policies=tuple(args.policy),
+        policies=tuple(args.policy or ()),
         compute_slowdown=args.compute_slowdown,
         plot_path=args.plot or None,
         trace=args.trace,

@@ -73,8 +73,9 @@ def add_parsers(suites: argparse._SubParsersAction) -> None:
     from edgeml_ros.policy.registry import policy_names
 
     p = suites.add_parser("system", help="the live system once per policy over a shaped link")
-    live_policies = policy_names(live_only=True)
-    p.add_argument("--policy", nargs="+", default=list(live_policies), choices=live_policies)
+    p.add_argument("--policy", nargs="+", default=None, choices=policy_names(live_only=True),
+                   help="the policies to run (default: every live policy the model's profile "
+                   "has the data for; the others are named)")  # fmt: skip
     p.add_argument("--duration", type=positive_float, default=60.0, help="seconds per policy")
     p.add_argument("--rate", type=positive_float, default=10.0, help="camera frames per second")
     model_arguments(p)

@@ -81,6 +81,23 @@ def policy_names(live_only: bool = False, world: World | None = None) -> tuple[s
     )
 
 
+def chosen_policies(
+    names: Sequence[str], world: World, live_only: bool = False
+) -> tuple[tuple[str, ...], list[str]]:
+    """The policies to run, and why each policy left out cannot be built.
+
+    `names`, or with none every policy the world's profile has the data for (live ones only,
+    with `live_only`). ValueError, with the reason, for a named one the profile lacks it for.
+    """
+    for name in names:
+        if (reason := unavailable(name, world)) is not None:
+            raise ValueError(reason)
+    if names:
+        return tuple(names), []
+    left_out = [unavailable(name, world) for name in policy_names(live_only)]
+    return policy_names(live_only, world), [reason for reason in left_out if reason]
+
+
 def unavailable(name: str, world: World) -> str | None:
     """Why the policy `name` cannot be built for the world's profile (None: it can)."""
     images = policy_spec(name).image_encodings
