@@ -32,7 +32,7 @@ def test_demo_launches_sim_launch_and_accounts_for_every_frame(tmp_path):
             "edgeml_ros.cli",
             "demo",
             "--duration",
-            "6",
+            "10",
             "--rate",
             "10",
             "--json",
@@ -52,12 +52,12 @@ def test_demo_launches_sim_launch_and_accounts_for_every_frame(tmp_path):
     summary = json.loads(out.read_text())
     # Every frame that reached perception has exactly one result. The demo's camera QoS is
     # best effort (as for a real camera), so a frame may be lost before it gets there.
-    assert summary["frames_published"] == 60
-    assert 54 <= summary["frames_in"] == summary["results_out"] <= 60
+    assert summary["frames_published"] == 100
+    assert 90 <= summary["frames_in"] == summary["results_out"] <= 100
     assert summary["frames_without_result"] == 0 and summary["duplicate_results"] == 0
-    # most frames are answered where the plan put them; the throttled phases last 1.2 s here,
+    # most frames are answered where the plan put them; the throttled phases last 2 s here,
     # and frames offloaded into one fall back until the controller's next plan
-    assert summary["where"].get("drone", 0) + summary["where"].get("base", 0) >= 42
+    assert summary["where"].get("drone", 0) + summary["where"].get("base", 0) >= 70
     # the camera blurred its frames from 3 s on: accuracy is scored per condition too
     by_condition = summary["accuracy_by_condition"]
     assert set(by_condition) == {"clean", "blur"}
@@ -66,7 +66,8 @@ def test_demo_launches_sim_launch_and_accounts_for_every_frame(tmp_path):
     assert "(blur " in proc.stdout and "clean " in proc.stdout
     assert 0 < summary["latency_ms_p50"] <= summary["latency_ms_p95"]
     # the controller ran the learned policy and planned during the run (the frames start once
-    # perception and the base station serve, and it comes up last)
+    # perception and the base station serve, and it comes up last: 3 s later on this machine's
+    # two cores in a slow hour, so the run is long enough to see its plans)
     assert summary["policy"] == "rl" and summary["first_plan_s"] is not None
     # every plan audits a fifth of the early answers the link can carry: over 1.2-s phases
     # the link monitor's estimate may not read a fast link in time for a 19-KB PNG frame, so

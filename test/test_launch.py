@@ -28,7 +28,9 @@ if ROS2 is None:
 
 SIM_NODES = {"/perception", "/controller", "/link_monitor", "/camera_source", "/offload",
              "/battery_sim"}  # fmt: skip
-FIRST_RESULT_S = 10.0
+# six Python nodes importing torch on two cores: 9-11 s to the first result in a slow hour
+# (2026-12-06); the launch must answer from its defaults without waiting on anything else
+FIRST_RESULT_S = 15.0
 # `ros2 topic echo` with the type given, so it need not have seen the topic yet
 RESULT = ("/perception/result", "edgeml_ros/msg/InferenceResult")
 DIAGNOSTICS = ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray")

@@ -402,8 +402,8 @@ def test_a_learned_policy_ignores_the_features_it_never_saw_vary(name):
     trained = plan(seen)
     for fps in (9.0, 9.9, 10.1, 11.0):
         assert plan(replace(seen, fps=fps)) == trained
-    if name == "dqn":  # what it did learn still moves it: on a fast link it moves its cut
-        assert plan(replace(seen, bandwidth_mbps=20.0, bandwidth_trend=0.0)) != trained
+    # what it did learn still moves it: frames answered at twice the deadline (a slow drone)
+    assert plan(replace(seen, recent_latency_ratio=2.0)) != trained
 
 
 def test_the_registry_names_every_policy_once_and_which_run_live():
