@@ -69,7 +69,7 @@ def test_demo_launches_sim_launch_and_accounts_for_every_frame(tmp_path):
     # perception and the base station serve, and it comes up last: 3 s later on this machine's
     # two cores in a slow hour, so the run is long enough to see its plans)
     assert summary["policy"] == "rl" and summary["first_plan_s"] is not None
-    # every plan audits a fifth of the early answers the link can carry: over 1.2-s phases
+    # every plan audits a fifth of the early answers the link can carry: over 2-s phases
     # the link monitor's estimate may not read a fast link in time for a 19-KB PNG frame, so
     # none may go (test_launch's audit test sees them answered on a fast link)
     assert 0 <= summary["audits_answered"] <= summary["audits_sent"]

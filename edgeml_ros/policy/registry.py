@@ -94,8 +94,9 @@ def chosen_policies(
             raise ValueError(reason)
     if names:
         return tuple(names), []
-    left_out = [unavailable(name, world) for name in policy_names(live_only)]
-    return policy_names(live_only, world), [reason for reason in left_out if reason]
+    reasons = {name: unavailable(name, world) for name in policy_names(live_only)}
+    return (tuple(name for name, reason in reasons.items() if reason is None),
+            [reason for reason in reasons.values() if reason is not None])  # fmt: skip
 
 
 def unavailable(name: str, world: World) -> str | None:
