@@ -84,6 +84,14 @@ class Collector(Node):
         # the batches only for their audit counts: their results are recorded one by one above
         self.create_subscription(ResultBatch, "perception/result_batch", self._on_batch, RELIABLE)
 
+    def publishers_discovered(self) -> bool:
+        """Whether every topic this node reads has a publisher it has discovered.
+
+        Discovery then reached both ways: a publisher's endpoint arrives only from a participant
+        that knows this one, so its messages will reach this node.
+        """
+        return all(self.count_publishers(sub.topic_name) > 0 for sub in self.subscriptions)
+
     def _recording(self, topic: str, callback):
         """`callback`, then the message into the MCAP recording (if any) with its receive time.
 

@@ -171,10 +171,11 @@ def _run_all(cfg: DemoConfig, domain_id: int) -> list[tuple[dict, Collector]]:
             recorder = McapRecorder(Path(cfg.mcap_dir) / f"demo_{policy}.mcap") \
                 if cfg.mcap_dir else None  # fmt: skip
             try:
+                # before the participant: its quick announcements are for the launch's nodes
+                host_reference_ms = session.model.reference_now()
                 with ros_context(domain_id) as context:
                     collector = Collector(cfg.deadline_ms, session.model.device,
                                           recorder, context)  # fmt: skip
-                    host_reference_ms = session.model.reference_now()
                     with spinning(collector) as spin_for:
                         summary = run_policy(cfg, session, policy, collector, spin_for,
                                              host_reference_ms)  # fmt: skip

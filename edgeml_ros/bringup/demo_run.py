@@ -4,7 +4,8 @@ The run's values that a user would pass as launch arguments (policy, compute slo
 station's network namespace, the radio link) go as launch arguments; the rest (frame count and
 rate, deadline, device class, checkpoint, the emulated RTT, the camera held until the nodes
 serve) in params files written over config/drone.yaml and config/base_station.yaml. The camera
-starts once the perception node reads it and the base station takes offloads: DDS discovery
+starts once the perception node reads it, the base station takes offloads, the controller has
+planned and the demo's node sees a publisher on every topic it records: DDS discovery
 has crossed the link by then, still unshaped; the trace starts with the first frame, so every
 run sees the same link per frame.
 """
@@ -134,6 +135,14 @@ def run_policy(
         "sim.launch.py", session.domain_id, arguments, run_dir / "launch.log", env
     ) as launch:
         wait_until(spin_for, drone_serving(collector), [launch], "perception and offload nodes")
+        # the controller comes up last: once it has planned, the run measures the policy from
+        # its first frame; and with every node this run records from found, its record is whole
+        wait_until(
+            spin_for,
+            lambda: bool(collector.plans) and collector.publishers_discovered(),
+            [launch],
+            "the controller's first plan and a publisher on every topic the demo records",
+        )
         replay = None
         if shaper is not None:
             replay = TraceReplay(session.trace, shaper.set_rate, _rtt_setter(collector))
