@@ -3,6 +3,7 @@ through the profile, and a calibrated simulator prices frames with them."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from dataclasses import replace
@@ -265,3 +266,70 @@ def test_jitter_spreads_the_drone_compute_and_the_hops_as_measured(profile):
     assert np.median(records.latency_s) == pytest.approx(np.median(fixed.latency_s), abs=0.001)
     np.testing.assert_allclose(np.percentile(records.energy_j / fixed.energy_j, [5, 50, 95]),
                                [0.55, 1.0, 1.45], atol=0.03)  # fmt: skip
+
+
+def lagging_estimates(
+    link: list[tuple[float, float]], end_s: float, lag: Calibration, spread: float, seed: int = 0
+) -> np.ndarray:
+    """A link monitor's readings at 10 Hz: each change read `lag.estimate_lag_s` late, noisy."""
+    rng = np.random.default_rng(seed)
+    read = [(link[0][0], link[0][1])]
+    read += [(t + lag.estimate_lag_s(before, after), after)
+             for (_, before), (t, after) in itertools.pairwise(link)]  # fmt: skip
+    rows = []
+    for t in np.arange(link[0][0], end_s, 0.1):
+        rate = [mbps for start, mbps in read if start <= t][-1]
+        rows.append((t, rate * float(np.exp(spread * rng.standard_normal()))))
+    return np.array(rows)
+
+
+def test_the_fit_recovers_how_late_and_how_noisy_the_link_estimate_was(profile):
+    link = [(1000.0, 20.0), (1012.0, 0.13), (1024.0, 0.04), (1036.0, 20.0)]
+    lag = replace(TRUE, link_estimate_lag_s=0.5, link_estimate_lag_kbit=100.0)
+    assert lag.estimate_lag_s(20.0, 0.04) == pytest.approx(0.5 + 100 / 40)
+    assert lag.estimate_lag_s(0.0, 0.04) == pytest.approx(0.5 + 100 / 40)  # an outage's side
+    runs = []
+    for seed in range(3):
+        run = synthetic_run(profile, TRUE, seed=seed)
+        estimates = lagging_estimates(link, 1048.0, lag, spread=0.02, seed=seed)
+        shaped = np.array([(t, mbps, RTT_MS) for t, mbps in [*link, (1048.0, 20.0)]])
+        runs.append(replace(run, link=shaped, estimates=estimates))
+    cal = fit_calibration(runs, profile, TRUE.request_fields_bytes, TRUE.reply_bytes)
+    # readings come every 0.1 s: a change is read up to 0.1 s later than its lag
+    assert cal.link_estimate_lag_s == pytest.approx(0.5, abs=0.15)
+    assert cal.link_estimate_lag_kbit == pytest.approx(100.0, abs=8.0)
+    assert cal.link_estimate_noise == pytest.approx(0.02, rel=0.2)
+    assert cal.residuals["link_estimate_lag"]["frames"] == 9  # three changes in each run
+    # runs without recorded estimates fit nothing: no lag, the simulator's default noise
+    plain = fit_calibration([synthetic_run(profile, TRUE)], profile, 190, 120)
+    assert (plain.link_estimate_lag_s, plain.link_estimate_lag_kbit) == (0.0, 0.0)
+    assert plain.link_estimate_noise is None
+    # ... or keep the previous calibration's
+    kept = fit_calibration([synthetic_run(profile, TRUE)], profile, 190, 120, previous=cal)
+    assert kept.estimate_lag_s(20.0, 0.13) == cal.estimate_lag_s(20.0, 0.13)
+    assert kept.link_estimate_noise == cal.link_estimate_noise
+    assert kept.residuals["link_estimate_lag"]["kept_from"] == cal.command
+    with pytest.raises(ValueError, match="link_estimate_noise must be in"):
+        replace(TRUE, link_estimate_noise=1.5)
+
+
+def test_a_calibrated_link_estimate_reads_each_change_as_late_as_fitted(profile):
+    trace = Trace(np.array([0.0, 3.0, 4.0, 20.0]), np.array([20.0, 0.1, 0.1, 20.0]),
+                  np.array([RTT_MS, 30.0, 30.0, RTT_MS]), "drop")  # fmt: skip
+    scenario = Scenario("drop", trace, 30.0, ((0.0, "clean"),), 0.9)
+    lagging = replace(TRUE, link_estimate_lag_s=1.0, link_estimate_lag_kbit=200.0,
+                      link_estimate_noise=0.0)  # fmt: skip
+    sim = steady_world(profile, lagging).simulation(scenario)
+    # 20 -> 0.1 Mbit/s at 3 s is read 3 s later (1 + 200/100); the step at 4 s keeps the rate
+    # and is read with it; back to 20 at 20 s, read 3 s later too
+    at = (5.9, 6.1, 22.9, 23.1)
+    assert [sim.link_estimate(at_s=t) for t in at] == [
+        pytest.approx(read) for read in [(20.0, RTT_MS), (0.1, 30.0), (0.1, 30.0), (20.0, RTT_MS)]
+    ]
+    # without the fit: the last window's average, with SimConfig.estimate_noise
+    plain = steady_world(profile, TRUE, estimate_noise=0.0).simulation(scenario)
+    assert plain.link_estimate(at_s=3.5)[0] == pytest.approx(np.mean(
+        trace.at(np.linspace(2.5, 3.5, 9))[0]))  # fmt: skip
+    noisy = steady_world(profile, replace(lagging, link_estimate_noise=0.05)).simulation(scenario)
+    readings = np.array([noisy.link_estimate(at_s=10.0)[0] for _ in range(400)])
+    assert np.std(readings / 0.1) == pytest.approx(0.05, rel=0.2)

@@ -1,10 +1,11 @@
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from calibration_helpers import TRUE, synthetic_run
-from edgeml_ros.msg import ExecutionPolicy, GroundTruth, InferenceResult
+from edgeml_ros.msg import ExecutionPolicy, GroundTruth, InferenceResult, LinkQuality
 from mcap.reader import make_reader
 from std_msgs.msg import Header
 
@@ -57,6 +58,8 @@ def record_run(path, run, plan_digest: str) -> None:
                      "input_age_ms"):  # fmt: skip
             setattr(result, name, float(getattr(f, name)[k]))
         recorder.write("perception/result", result, stamp_ns + int(f.latency_ms[k] * 1e6))
+    for t_s, mbps in run.estimates:
+        recorder.write("link_quality", LinkQuality(bandwidth_mbps=mbps), round(t_s * 1e9))
     recorder.metadata(RUN_RECORD, run_record(run.command, run.policy, run.rate_hz,
                                              run.deadline_ms, run.compute_slowdown,
                                              run.link.tolist()))  # fmt: skip
@@ -67,6 +70,8 @@ def record_run(path, run, plan_digest: str) -> None:
 def recorded(tmp_path_factory):
     profile = load_profile(B_VGG)[0]
     run = synthetic_run(profile, TRUE)
+    stamp = run.frames.stamp_s[0]
+    run = replace(run, estimates=np.array([[stamp + 0.5, 5.0], [stamp + 1.0, 4.5]]))
     path = tmp_path_factory.mktemp("runs") / "demo_mixed.mcap"
     record_run(path, run, profile.weights_digest)
     return path, run
@@ -78,6 +83,7 @@ def test_a_recorded_run_reads_back_as_it_was_made(recorded):
     assert (run.policy, run.command, run.rate_hz, run.compute_slowdown, run.link_shaped) == (
         made.policy, made.command, made.rate_hz, made.compute_slowdown, True)  # fmt: skip
     np.testing.assert_array_equal(run.link, made.link)
+    np.testing.assert_allclose(run.estimates, made.estimates, rtol=1e-6)  # the link monitor's
     for name in ("where", "status", "cut_point", "exit_index", "offload_bytes"):
         np.testing.assert_array_equal(getattr(run.frames, name), getattr(made.frames, name))
     for name in ("head_ms", "tail_ms", "transfer_ms", "input_age_ms"):

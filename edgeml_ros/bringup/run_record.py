@@ -32,10 +32,11 @@ if TYPE_CHECKING:
 
 RUN_RECORD = "edgeml_run"
 RUN_RECORD_VERSION = "1"
-RESULT_TOPIC, TRUTH_TOPIC, PLAN_TOPIC = (
+RESULT_TOPIC, TRUTH_TOPIC, PLAN_TOPIC, LINK_TOPIC = (
     "perception/result",
     "camera/ground_truth",
     "execution_policy",
+    "link_quality",
 )
 # Fields added to the recorded messages since the runs in docs/calibration were recorded, at
 # their ends: per topic, the last one's line in the message definition and what a recording
@@ -124,7 +125,8 @@ def load_run(path: Path | str) -> LiveRun:
             records = {m.name: dict(m.metadata) for m in reader.iter_metadata()}
             messages = [(channel.topic, schema, message)
                         for schema, channel, message in reader.iter_messages(
-                            topics=[RESULT_TOPIC, TRUTH_TOPIC, PLAN_TOPIC])]  # fmt: skip
+                            topics=[RESULT_TOPIC, TRUTH_TOPIC, PLAN_TOPIC,
+                                    LINK_TOPIC])]  # fmt: skip
     except (McapError, OSError, ValueError, AssertionError, KeyError, EOFError) as exc:
         raise RunFileError(f"{path}: not a readable MCAP recording ({exc})") from None
     record = records.get(RUN_RECORD)
@@ -136,7 +138,10 @@ def load_run(path: Path | str) -> LiveRun:
     if record.get("version") != RUN_RECORD_VERSION:
         raise RunFileError(f"{path}: {RUN_RECORD} version {record.get('version')!r}, expected "
                            f"{RUN_RECORD_VERSION}")  # fmt: skip
-    frames, digest, frame_id, first_plan_s = _frames(messages, path)
+    link_messages = [m for m in messages if m[0] == LINK_TOPIC]
+    frames, digest, frame_id, first_plan_s = _frames(
+        [m for m in messages if m[0] != LINK_TOPIC], path
+    )
     return LiveRun(
         source=str(path),
         policy=record.get("policy", "?"),
@@ -150,8 +155,28 @@ def load_run(path: Path | str) -> LiveRun:
         frame_id=frame_id,
         frames=frames,
         first_plan_s=first_plan_s,
+        estimates=_estimates(link_messages, path),
         **_burst(record, path),
     )
+
+
+def _estimates(messages: list, path: Path) -> np.ndarray:
+    """The link monitor's estimates as an (n, 2) array: wall-clock s received, Mbit/s."""
+    from rclpy.serialization import deserialize_message
+
+    from edgeml_ros.msg import LinkQuality
+
+    rows = []
+    for _, schema, message in messages:
+        if (schema.name if schema else "") != "edgeml_ros/msg/LinkQuality":
+            raise RunFileError(f"{path}: {LINK_TOPIC} holds {schema and schema.name!r}, not "
+                               "LinkQuality")  # fmt: skip
+        try:
+            msg = deserialize_message(message.data, LinkQuality)
+        except Exception as exc:  # a corrupt message: the file is not what it claims
+            raise RunFileError(f"{path}: a {LINK_TOPIC} message does not decode ({exc})") from None
+        rows.append((message.log_time * 1e-9, msg.bandwidth_mbps))
+    return np.array(rows, dtype=np.float64).reshape(-1, 2)
 
 
 def _burst(record: dict[str, str], path: Path) -> dict:

@@ -19,18 +19,30 @@ TERMS = (
     ("encode_ms", "feature serialization per offload, ms", "encode_ms"),
     ("offload_hop_ms", "per offload beyond airtime, RTT and tail, ms", "offload_hop_ms"),
     ("drone_plan_scale", "the drone's own compute times (start-up) / fitted", "drone_plan_scale"),
+    ("link_estimate_lag_s", "link estimate: settled after a change, s, plus", "link_estimate_lag"),
+    (
+        "link_estimate_lag_kbit",
+        "... this many kbit over the slower rate (frames: changes)",
+        "link_estimate_lag",
+    ),
+    (
+        "link_estimate_noise",
+        "link estimate: relative spread once settled (frames: readings)",
+        "link_estimate_noise",
+    ),
 )
 
 
 def format_calibration(cal) -> str:
     """The fitted terms, each with its residuals over the frames it was fitted on."""
-    lines = [f"{'term':<16}{'value':>10}  {'frames':>7}{'|res| p50':>11}{'p95':>8}  what"]
+    lines = [f"{'term':<20}{'value':>10}  {'frames':>7}{'|res| p50':>11}{'p95':>8}  what"]
     for name, what, residual in TERMS:
         r = cal.residuals.get(residual, {})
         res = (f"{r['residual_p50']:>11.3f}{r['residual_p95']:>8.3f}"
                if r.get("frames") else f"{'-':>11}{'-':>8}")  # fmt: skip
-        lines.append(f"{name:<16}{getattr(cal, name):>10.4g}  {r.get('frames', 0):>7}{res}  "
-                     f"{what}")  # fmt: skip
+        value = getattr(cal, name)
+        shown = f"{'-':>10}" if value is None else f"{value:>10.4g}"
+        lines.append(f"{name:<20}{shown}  {r.get('frames', 0):>7}{res}  {what}")
     lines.append(
         f"messages: {cal.request_fields_bytes} B of request fields around the tensor, "
         f"{cal.reply_bytes} B per reply (serialized); a {4096}-B tensor takes "

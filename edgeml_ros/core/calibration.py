@@ -9,6 +9,7 @@ see `fit_calibration`.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from edgeml_ros.core.decisions import (
     FALLBACK_MARGIN_S,
     head_exits,
 )
+from edgeml_ros.core.link import OUTAGE_MBPS, score_estimate
 from edgeml_ros.core.outcome import Status, Where
 from edgeml_ros.core.wire import WireFormat
 
@@ -111,6 +113,8 @@ class LiveRun:
     link_burst_ms: float = 0.0  # the shaped link's token bucket (core.calibration.Calibration)
     link_burst_min_bytes: int = 0
     first_plan_s: float | None = None  # the controller's first plan after the first frame
+    # the link monitor's estimates as received: (wall-clock s, Mbit/s) rows (none: not recorded)
+    estimates: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
 
 # An affine fit needs work whose predicted times span this factor (else a scale alone).
@@ -199,7 +203,10 @@ class Calibration:
     waiting for a reply from its compute times as it measured them at start-up:
     `drone_plan_scale` times the fitted ones. `jitter` holds, per term that varies from frame to
     frame, its distribution as JITTER_QUANTILES quantiles: the drone's compute over the fitted
-    time (`drone_compute`), the hops in ms (`input_hop_ms`, `output_hop_ms`).
+    time (`drone_compute`), the hops in ms (`input_hop_ms`, `output_hop_ms`). The link
+    monitor's estimate reads a change of the link late (`estimate_lag_s`) and, once settled,
+    with a relative spread of `link_estimate_noise` (None: not fitted, the simulator's
+    SimConfig.estimate_noise).
     """
 
     compute_slowdown: float
@@ -217,6 +224,9 @@ class Calibration:
     link_burst_ms: float = 0.0
     link_burst_min_bytes: int = 0
     drone_plan_scale: float = 1.0
+    link_estimate_lag_s: float = 0.0
+    link_estimate_lag_kbit: float = 0.0
+    link_estimate_noise: float | None = None
     jitter: dict = field(default_factory=dict)
     # where the terms come from: the runs (file, policy, command, frames), the command that
     # fitted them, when, and each term's residuals over the frames it was fitted on (absolute,
@@ -237,6 +247,10 @@ class Calibration:
         if not self.compute_slowdown >= 1 or min(self.drone_scale, self.server_scale,
                                                   self.drone_plan_scale) <= 0:  # fmt: skip
             raise ValueError("calibration: compute_slowdown must be >= 1 and the scales > 0")
+        noise = self.link_estimate_noise
+        if noise is not None and not (isinstance(noise, int | float) and 0 <= noise < 1):
+            raise ValueError(f"calibration link_estimate_noise must be in [0, 1) or null, got "
+                             f"{noise!r}")  # fmt: skip
         if not isinstance(self.jitter, dict) or not isinstance(self.residuals, dict):
             raise ValueError("calibration jitter and residuals must be records")
         for name, values in self.jitter.items():
@@ -255,6 +269,17 @@ class Calibration:
         if name not in self.jitter:
             return np.full(np.shape(u), constant)
         return np.interp(u, np.linspace(0.0, 1.0, JITTER_QUANTILES), self.jitter[name])
+
+    def estimate_lag_s(self, before_mbps: float, after_mbps: float) -> float:
+        """How long the link estimate takes to read a change of the link's rate.
+
+        `link_estimate_lag_s` plus `link_estimate_lag_kbit` over the slower of the two rates (in
+        kbit/s; an outage's side left out): a measurement of a slow link takes long.
+        """
+        slower = min((r for r in (before_mbps, after_mbps) if r > 0), default=0.0)
+        if slower <= 0:
+            return self.link_estimate_lag_s
+        return self.link_estimate_lag_s + self.link_estimate_lag_kbit / (1000.0 * slower)
 
     def burst_bits(self, mbps: float) -> float:
         """The runs' link's token bucket at `mbps`, in bits (0: no bucket, or an outage)."""
@@ -447,6 +472,55 @@ def typical_spread(per_run: Sequence[np.ndarray]) -> list[float]:
     return np.median(curves, axis=0).tolist()
 
 
+def link_estimate_terms(runs: Sequence[LiveRun]) -> tuple[Fit | None, float | None, dict]:
+    """How the link monitor's estimate followed the runs' shaped links: its lag and spread.
+
+    The lag: per change of a run's shaped rate (not its first rate), the time until the
+    estimate settled within core.link.TOLERANCE of the new rate (core.link.score_estimate),
+    fitted (fit_affine) as `fixed_ms` seconds plus `scale` kbit over the slower rate of the
+    change in kbit/s (an outage's side left out): a reading of a slow link takes long. The
+    spread: the robust standard deviation (1.4826 times the median absolute deviation) of
+    log(estimate / rate) over the settled estimates of the phases with a rate. Runs without a
+    shaped link or without recorded estimates are left out; (None, None) where none is left.
+    Residuals: |settling time - fitted lag| over the changes, |log(estimate / rate)| over the
+    settled estimates.
+    """
+    per_kbit, settles, never, deviations = [], [], 0, []
+    for run in runs:
+        if len(run.link) < 2 or not len(run.estimates):
+            continue
+        shaped = [(t, mbps) for t, mbps, _ in run.link]  # the last: when the run ended
+        times, mbps = run.estimates[:, 0], run.estimates[:, 1]
+        scores = score_estimate(shaped[:-1], run.estimates.tolist(), shaped[-1][0])
+        for before, score in itertools.pairwise(scores):
+            if score.settle_s is None:
+                never += 1
+                continue
+            slower = min(r for r in (before.shaped_mbps, score.shaped_mbps) if r > 0)
+            per_kbit.append(1.0 / (1000.0 * slower))
+            settles.append(score.settle_s)
+        for score in scores:
+            if score.settle_s is not None and score.shaped_mbps > 0:
+                inside = (times >= score.start_s + score.settle_s) & (times < score.end_s)
+                ratio = np.maximum(mbps[inside], OUTAGE_MBPS) / score.shaped_mbps
+                deviations.extend(np.log(ratio).tolist())
+    lag = fit_affine(np.array(per_kbit), np.array(settles)) if settles else None
+    residuals = {"link_estimate_lag": {"frames": len(settles), "never_settled": never}}
+    if lag is None or not deviations:
+        return lag, None, residuals
+    residuals["link_estimate_lag"] |= {"residual_p50": lag.residual_ms_p50,
+                                       "residual_p95": lag.residual_ms_p95}  # fmt: skip
+    dev = np.asarray(deviations)
+    misfit = np.abs(dev)
+    residuals["link_estimate_noise"] = {
+        "frames": len(dev),
+        "residual_p50": float(np.median(misfit)),
+        "residual_p95": float(np.percentile(misfit, 95)),
+    }
+    noise = float(min(1.4826 * np.median(np.abs(dev - np.median(dev))), 0.99))
+    return lag, noise, residuals
+
+
 def fit_calibration(
     runs: Sequence[LiveRun],
     profile: Profile,
@@ -515,11 +589,22 @@ def fit_calibration(
         terms["offload_hop_ms"] = previous.offload_hop_ms
         for name in ("server_compute", "offload_hop_ms"):
             residuals[name] = {"frames": 0, "kept_from": previous.command}
+    lag, noise, link_residuals = link_estimate_terms(runs)
+    residuals |= link_residuals
+    link = {"link_estimate_lag_s": 0.0, "link_estimate_lag_kbit": 0.0, "link_estimate_noise": None}
+    if noise is not None:
+        link = {"link_estimate_lag_s": lag.fixed_ms, "link_estimate_lag_kbit": lag.scale,
+                "link_estimate_noise": noise}  # fmt: skip
+    elif previous is not None:
+        link = {name: getattr(previous, name) for name in link}
+        for name in ("link_estimate_lag", "link_estimate_noise"):
+            residuals[name] = {"frames": 0, "kept_from": previous.command}
     return Calibration(
         compute_slowdown=next(iter(slowdowns)),
         link_burst_ms=burst_ms,
         link_burst_min_bytes=burst_min,
         drone_plan_scale=plan_scale if len(ratio) and plan_scale > 0 else 1.0,
+        **link,
         jitter=jitter,
         drone_scale=drone.scale,
         drone_call_ms=drone.fixed_ms,

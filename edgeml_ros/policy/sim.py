@@ -132,7 +132,7 @@ class SimConfig:
     device_class: str | None = None  # the drone computer; None: the one the profile names
     compute_slowdown: float | None = None  # None: the device class's against the profile
     server_slowdown: float = 1.0
-    estimate_noise: float = 0.1
+    estimate_noise: float = 0.1  # of the link estimate, where the profile's calibration has none
     battery_wh: float = 50.0
     max_offloads_in_flight: int = 2  # the drone's offload window (its node's parameter)
     # frames older than this when the drone gets to them are dropped unrun, as the perception
@@ -507,6 +507,20 @@ class _State:
     replies: list[tuple[float, int, float, bool]] = field(default_factory=list)
 
 
+def estimate_ready_times(trace: Trace, terms: Calibration) -> np.ndarray:
+    """When a calibrated link estimate has read each step of `trace`.
+
+    A change of rate is read `terms.estimate_lag_s(before, after)` after it; a step that keeps
+    the rate before it is read when that rate was.
+    """
+    ready = np.array(trace.t_s, dtype=np.float64)
+    for i in range(1, len(ready)):
+        before, after = float(trace.mbps[i - 1]), float(trace.mbps[i])
+        lag = terms.estimate_lag_s(before, after)
+        ready[i] = ready[i - 1] if after == before else ready[i] + lag
+    return ready
+
+
 class Simulation:
     """One scenario, frame by frame; deterministic for a given seed.
 
@@ -532,6 +546,7 @@ class Simulation:
             raise ValueError(f"the profile has no exit data for conditions {missing}")
         self.costs, self.config, self.scenario = costs, config, scenario
         self.compute_schedule = tuple(compute_schedule)
+        self._estimate_ready_s = estimate_ready_times(scenario.trace, costs.terms)
         self.deadline_s = config.deadline_ms / 1000.0
         rng = np.random.default_rng(scenario.seed)
         n = max(1, int(scenario.duration_s * config.fps))
@@ -593,14 +608,26 @@ class Simulation:
     def link_estimate(self, at_s: float | None = None) -> tuple[float, float]:
         """Bandwidth and RTT as the link monitor would report them now (or at `at_s`).
 
-        The time average of the true link over the last window (probes and transfers measure the
-        past, not the future), with multiplicative measurement noise; 0 Mbit/s during outages.
+        With a calibration of the estimate (core.calibration.link_estimate_terms): the true link
+        as of its last change that the estimate has read by now (`estimate_ready_times`), with
+        the calibration's relative noise `link_estimate_noise`. Without one: the time average of
+        the true link over the last window (probes and transfers measure the past, not the
+        future), with SimConfig.estimate_noise. The noise is multiplicative; 0 Mbit/s during
+        outages.
         """
         now = self.now_s if at_s is None else at_s
-        times = np.linspace(max(0.0, now - self.config.window_s), now, 9)
-        mbps, rtt = self.scenario.trace.at(times)
-        noise = 1.0 + self.config.estimate_noise * self._noise_rng.standard_normal()
-        return float(np.mean(mbps) * max(0.1, noise)), float(np.mean(rtt))
+        trace, terms = self.scenario.trace, self.costs.terms
+        if terms.link_estimate_noise is not None:
+            read = np.flatnonzero(self._estimate_ready_s <= now)
+            step = read[-1] if len(read) else 0
+            mbps, rtt, noise_sd = trace.mbps[step], trace.rtt_ms[step], terms.link_estimate_noise
+        else:
+            times = np.linspace(max(0.0, now - self.config.window_s), now, 9)
+            window_mbps, window_rtt = trace.at(times)
+            mbps, rtt = np.mean(window_mbps), np.mean(window_rtt)
+            noise_sd = self.config.estimate_noise
+        noise = 1.0 + noise_sd * self._noise_rng.standard_normal()
+        return float(mbps * max(0.1, noise)), float(rtt)
 
     def run(self, plan: ExecutionPlan, frames: int) -> FrameRecords:
         """Simulate the next `frames` frames under `plan` and advance the state.
