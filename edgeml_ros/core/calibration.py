@@ -588,7 +588,7 @@ def fit_calibration(
         server = Fit(previous.server_scale, previous.server_call_ms, 0, 0.0, 0.0)
         terms["offload_hop_ms"] = previous.offload_hop_ms
         for name in ("server_compute", "offload_hop_ms"):
-            residuals[name] = {"frames": 0, "kept_from": previous.command}
+            residuals[name] = _kept(previous, name)
     lag, noise, link_residuals = link_estimate_terms(runs)
     residuals |= link_residuals
     link = {"link_estimate_lag_s": 0.0, "link_estimate_lag_kbit": 0.0, "link_estimate_noise": None}
@@ -598,7 +598,7 @@ def fit_calibration(
     elif previous is not None:
         link = {name: getattr(previous, name) for name in link}
         for name in ("link_estimate_lag", "link_estimate_noise"):
-            residuals[name] = {"frames": 0, "kept_from": previous.command}
+            residuals[name] = _kept(previous, name)
     return Calibration(
         compute_slowdown=next(iter(slowdowns)),
         link_burst_ms=burst_ms,
@@ -618,6 +618,12 @@ def fit_calibration(
         residuals=residuals,
         **terms,
     )
+
+
+def _kept(previous: Calibration, name: str) -> dict:
+    """The residuals of a term kept from `previous`: the command that fitted it."""
+    fitted_by = previous.residuals.get(name, {}).get("kept_from", previous.command)
+    return {"frames": 0, "kept_from": fitted_by}
 
 
 def _run_source(run: LiveRun) -> dict:
