@@ -62,7 +62,9 @@ def test_demo_launches_sim_launch_and_accounts_for_every_frame(tmp_path):
     by_condition = summary["accuracy_by_condition"]
     assert set(by_condition) == {"clean", "blur"}
     assert sum(c["frames"] for c in by_condition.values()) == summary["scored_frames"]
-    assert 0.6 < by_condition["clean"]["accuracy"] <= 1.0
+    # 30 clean frames, all under the learned plan, which answers most at the first exit (66 %
+    # accurate in `make evaluate`): well above chance (10 classes)
+    assert 0.4 < by_condition["clean"]["accuracy"] <= 1.0
     assert "(blur " in proc.stdout and "clean " in proc.stdout
     assert 0 < summary["latency_ms_p50"] <= summary["latency_ms_p95"]
     # the controller ran the learned policy, and the camera started only after its first plan

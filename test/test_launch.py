@@ -7,6 +7,7 @@ would. Each test holds its own ROS_DOMAIN_ID.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -37,6 +38,11 @@ DIAGNOSTICS = ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray")
 SHUTDOWN_S = 5.0
 
 
+def _text(output: str | bytes | None) -> str:
+    """A timed-out process's captured output (bytes even in text mode: Python's subprocess)."""
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
+
+
 class Shell:
     """A second shell: `ros2 ...` with the default environment on the test's domain."""
 
@@ -44,20 +50,38 @@ class Shell:
         self.env = default_ros_env(domain_id)
 
     def run(self, *args: str, timeout_s: float = 30.0, check: bool = True) -> str:
-        """Run `ros2 ARGS`; once more if the command line itself died of a signal.
+        """Run `ros2 ARGS`; once more if the command line itself died of a signal or hung.
 
         The ros2 command line (rclpy) now and then dies of SIGSEGV before printing anything (a
-        CI run's `ros2 topic echo --once`; ros2/rclpy#215 for the kind): the tool crashed, not
-        the nodes it asks, so a second try tells which.
+        CI run's `ros2 topic echo --once`; ros2/rclpy#215 for the kind), or hangs: `ros2 node
+        list` printed nothing for 30 s, `ros2 lifecycle set` printed "Transitioning successful"
+        and did not exit (two clean-clone CI runs, 2026-12-06; ros2/ros2#1295 for the kind).
+        The tool failed, not the nodes it asks: a hang after its answer keeps the answer, one
+        before it stops the daemon (the next command starts a fresh one) and tries again.
         """
+        proc = None
         for _ in range(2):
-            proc = subprocess.run([ROS2, *args], env=self.env, capture_output=True, text=True,
-                                  timeout=timeout_s)  # fmt: skip
+            try:
+                proc = subprocess.run([ROS2, *args], env=self.env, capture_output=True,
+                                      text=True, timeout=timeout_s)  # fmt: skip
+            except subprocess.TimeoutExpired as hung:
+                answer = "".join(_text(part) for part in (hung.stdout, hung.stderr))
+                if answer:
+                    return answer
+                self.stop_daemon()
+                continue
             if proc.returncode >= 0:
                 break
+        assert proc is not None, f"ros2 {' '.join(args)}: no answer within {timeout_s:g} s, twice"
         if check:
             assert proc.returncode == 0, f"ros2 {' '.join(args)}: {proc.stdout}{proc.stderr}"
         return proc.stdout + proc.stderr
+
+    def stop_daemon(self) -> None:
+        """`ros2 daemon stop` (a daemon in trouble can hang that too: then leave it)."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run([ROS2, "daemon", "stop"], env=self.env, capture_output=True,
+                           timeout=30.0)  # fmt: skip
 
     def start(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen([ROS2, *args], env=self.env, stdout=subprocess.PIPE,
@@ -72,7 +96,7 @@ class Shell:
         return seen
 
     def close(self) -> None:
-        self.run("daemon", "stop", check=False)
+        self.stop_daemon()
 
 
 @pytest.fixture
