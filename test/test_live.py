@@ -28,6 +28,22 @@ def test_stale_inputs_give_the_safe_plan(world):
     assert live.decide(now=14.0).mode == "stale"  # the link estimate aged past 3 s
 
 
+def test_a_controller_rebuilt_for_another_policy_keeps_the_readings(world):
+    live = controller(world)
+    live.on_link(10.0, 20.0, 15.0)
+    live.on_battery(10.0, 0.8)
+    live.on_result(10.2, 0.01, 0.9, 0, WHERE_DRONE)
+    first = live.decide(now=10.5)
+    rebuilt = controller(world, "tuned_static")
+    assert rebuilt.decide(now=10.6).mode == "stale"  # from no readings
+    rebuilt = controller(world, "tuned_static")
+    rebuilt.keep_readings(live)
+    assert rebuilt.plan == first.plan
+    assert rebuilt.observation(10.6) == live.observation(10.6)
+    decision = rebuilt.decide(now=10.6)
+    assert decision.mode == "policy" and decision.reason.startswith("tuned_static")
+
+
 def test_critical_battery_answers_at_the_first_exit(world):
     live = controller(world)
     live.on_link(0.0, 20.0, 15.0)

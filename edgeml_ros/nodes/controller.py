@@ -146,7 +146,8 @@ class ControllerNode(ManagedNode):
 
     def _on_params_set(self, params) -> None:
         if self.controller is not None and {p.name for p in params} & set(CONTROLLER_PARAMS):
-            self.controller = self._build()
+            previous, self.controller = self.controller, self._build()
+            self.controller.keep_readings(previous)
             self.get_logger().info(f"now running policy {self.controller.policy.name}")
 
     def _ignore(self, kind: str, what: str, exc: ValueError) -> None:

@@ -97,6 +97,17 @@ class LiveController:
         self.refused[kind] += 1
         return ValueError(why)
 
+    def keep_readings(self, previous: LiveController) -> None:
+        """Take over `previous`'s readings, refusal counts and plan in force.
+
+        A controller rebuilt for new parameters (another policy, window or deadline) then
+        decides from the same recent past, not from none (which reads as stale inputs).
+        """
+        self._link, self._battery = deque(previous._link), previous._battery
+        self._results = deque(previous._results, maxlen=MAX_WINDOW_RESULTS)
+        self._audits = deque(previous._audits, maxlen=MAX_WINDOW_RESULTS)
+        self.refused, self.plan = Counter(previous.refused), previous.plan
+
     def on_link(self, now: float, bandwidth_mbps: float, rtt_ms: float) -> None:
         """A link estimate (LinkQuality)."""
         if not 0.0 <= bandwidth_mbps <= MAX_BANDWIDTH_MBPS:
