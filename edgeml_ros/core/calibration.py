@@ -276,7 +276,7 @@ class Calibration:
         `link_estimate_lag_s` plus `link_estimate_lag_kbit` over the slower of the two rates (in
         kbit/s; an outage's side left out): a measurement of a slow link takes long.
         """
-        slower = min((r for r in (before_mbps, after_mbps) if r > 0), default=0.0)
+        slower = slower_rate_mbps(before_mbps, after_mbps)
         if slower <= 0:
             return self.link_estimate_lag_s
         return self.link_estimate_lag_s + self.link_estimate_lag_kbit / (1000.0 * slower)
@@ -472,6 +472,11 @@ def typical_spread(per_run: Sequence[np.ndarray]) -> list[float]:
     return np.median(curves, axis=0).tolist()
 
 
+def slower_rate_mbps(before_mbps: float, after_mbps: float) -> float:
+    """The slower of a change's two rates, an outage's side left out (0: both outages)."""
+    return min((r for r in (before_mbps, after_mbps) if r > 0), default=0.0)
+
+
 def link_estimate_terms(runs: Sequence[LiveRun]) -> tuple[Fit | None, float | None, dict]:
     """How the link monitor's estimate followed the runs' shaped links: its lag and spread.
 
@@ -496,7 +501,7 @@ def link_estimate_terms(runs: Sequence[LiveRun]) -> tuple[Fit | None, float | No
             if score.settle_s is None:
                 never += 1
                 continue
-            slower = min(r for r in (before.shaped_mbps, score.shaped_mbps) if r > 0)
+            slower = slower_rate_mbps(before.shaped_mbps, score.shaped_mbps)
             per_kbit.append(1.0 / (1000.0 * slower))
             settles.append(score.settle_s)
         for score in scores:

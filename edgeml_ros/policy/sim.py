@@ -516,8 +516,10 @@ def estimate_ready_times(trace: Trace, terms: Calibration) -> np.ndarray:
     ready = np.array(trace.t_s, dtype=np.float64)
     for i in range(1, len(ready)):
         before, after = float(trace.mbps[i - 1]), float(trace.mbps[i])
-        lag = terms.estimate_lag_s(before, after)
-        ready[i] = ready[i - 1] if after == before else ready[i] + lag
+        if after == before:
+            ready[i] = ready[i - 1]
+        else:
+            ready[i] += terms.estimate_lag_s(before, after)
     return ready
 
 
@@ -546,7 +548,12 @@ class Simulation:
             raise ValueError(f"the profile has no exit data for conditions {missing}")
         self.costs, self.config, self.scenario = costs, config, scenario
         self.compute_schedule = tuple(compute_schedule)
-        self._estimate_ready_s = estimate_ready_times(scenario.trace, costs.terms)
+        # only a calibrated link estimate reads the trace late (link_estimate)
+        self._estimate_ready_s = (
+            estimate_ready_times(scenario.trace, costs.terms)
+            if costs.terms.link_estimate_noise is not None
+            else None
+        )
         self.deadline_s = config.deadline_ms / 1000.0
         rng = np.random.default_rng(scenario.seed)
         n = max(1, int(scenario.duration_s * config.fps))
