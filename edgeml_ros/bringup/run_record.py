@@ -38,7 +38,7 @@ RESULT_TOPIC, TRUTH_TOPIC, PLAN_TOPIC, LINK_TOPIC = (
     "execution_policy",
     "link_quality",
 )
-# Fields added to the recorded messages since the runs in docs/calibration were recorded, at
+# Fields added to the recorded messages since older runs were recorded (test/recordings), at
 # their ends: per topic, the last one's line in the message definition and what a recording
 # without it lacks, as CDR (struct format and values, each aligned as CDR aligns it): for
 # GroundTruth an empty condition and severity 0, for InferenceResult neither auditable nor
