@@ -36,6 +36,8 @@ FIRST_RESULT_S = 15.0
 RESULT = ("/perception/result", "edgeml_ros/msg/InferenceResult")
 DIAGNOSTICS = ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray")
 SHUTDOWN_S = 5.0
+# a fresh ros2 daemon's time to discover the launched nodes before it is asked about them
+DAEMON_DISCOVERY_S = 3.0
 
 
 def _text(output: str | bytes | None) -> str:
@@ -55,9 +57,12 @@ class Shell:
         The ros2 command line (rclpy) now and then dies of SIGSEGV before printing anything (a
         CI run's `ros2 topic echo --once`; ros2/rclpy#215 for the kind), or hangs: `ros2 node
         list` printed nothing for 30 s, `ros2 lifecycle set` printed "Transitioning successful"
-        and did not exit (two clean-clone CI runs, 2026-12-06; ros2/ros2#1295 for the kind).
+        and did not exit (two clean-clone CI runs, 2026-12-06; ros2/ros2#1295 for the kind; the
+        command line's connection to its daemon has no timeout: ros2/ros2cli#886).
         The tool failed, not the nodes it asks: a hang after its answer keeps the answer, one
-        before it stops the daemon (the next command starts a fresh one) and tries again.
+        before it restarts the daemon and tries again once the fresh daemon has had time to
+        discover the nodes (asked at once, a fresh daemon often answers "Node not found" or a
+        partial node list).
         """
         proc = None
         for _ in range(2):
@@ -68,7 +73,7 @@ class Shell:
                 answer = "".join(_text(part) for part in (hung.stdout, hung.stderr))
                 if answer:
                     return answer
-                self.stop_daemon()
+                self.restart_daemon()
                 continue
             if proc.returncode >= 0:
                 break
@@ -82,6 +87,14 @@ class Shell:
         with contextlib.suppress(subprocess.TimeoutExpired):
             subprocess.run([ROS2, "daemon", "stop"], env=self.env, capture_output=True,
                            timeout=30.0)  # fmt: skip
+
+    def restart_daemon(self) -> None:
+        """A fresh daemon, given DAEMON_DISCOVERY_S to discover the graph."""
+        self.stop_daemon()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run([ROS2, "daemon", "start"], env=self.env, capture_output=True,
+                           timeout=30.0)  # fmt: skip
+        time.sleep(DAEMON_DISCOVERY_S)
 
     def start(self, *args: str) -> subprocess.Popen:
         return subprocess.Popen([ROS2, *args], env=self.env, stdout=subprocess.PIPE,
