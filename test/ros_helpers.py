@@ -29,10 +29,11 @@ from edgeml_ros.core.checkpoint import TINY_CHECKPOINT
 from edgeml_ros.core.profiles import DEFAULT_PROFILE
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-OK, BAD_INPUT, REJECTED = (
+OK, BAD_INPUT, REJECTED, STALE = (
     InferenceResult.STATUS_OK,
     InferenceResult.STATUS_BAD_INPUT,
     InferenceResult.STATUS_OFFLOAD_REJECTED,
+    InferenceResult.STATUS_STALE,
 )
 WHERE_BASE = InferenceResult.WHERE_BASE
 DRONE_YAML, BASE_YAML = "drone.yaml", "base_station.yaml"

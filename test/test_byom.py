@@ -17,6 +17,7 @@ from PIL import Image
 from ros_helpers import (
     OK,
     RELIABLE_CAMERA,
+    STALE,
     TINY,
     WHERE_BASE,
     NodeProcess,
@@ -492,11 +493,15 @@ def test_the_walkthrough_of_byom_md_runs_verbatim(image_folder, tmp_path, ros_no
         text=True,
     )
     try:
-        answered = ros_node.spin_until(lambda: len(peer.results) >= 20, 120)
+        answered = ros_node.spin_until(
+            lambda: sum(r.status == OK for r in peer.results) >= 20, 120
+        )
     finally:
         launched.send_signal(signal.SIGINT)
         output = launched.communicate(timeout=30)[0]
     assert answered, output[-6000:]
-    assert all(r.status == OK and r.class_name in ("bag", "trouser", "tshirt")
-               for r in peer.results), output[-6000:]  # fmt: skip
+    # a frame the node got to too late (the launch's other nodes still importing torch on two
+    # cores: a CI run's frame 13, 197 ms old) is a counted stale drop, not a wrong answer
+    assert all(r.class_name in ("bag", "trouser", "tshirt") if r.status == OK
+               else r.status == STALE for r in peer.results), output[-6000:]  # fmt: skip
     assert launched.returncode == 0, output[-6000:]
