@@ -333,3 +333,18 @@ def test_a_calibrated_link_estimate_reads_each_change_as_late_as_fitted(profile)
     noisy = steady_world(profile, replace(lagging, link_estimate_noise=0.05)).simulation(scenario)
     readings = np.array([noisy.link_estimate(at_s=10.0)[0] for _ in range(400)])
     assert np.std(readings / 0.1) == pytest.approx(0.05, rel=0.2)
+
+
+def test_an_emulating_drone_pads_to_the_times_the_simulators_drone_computes_in(profile):
+    cal = profile.calibrated
+    emulated, profiled = profile.drone_times(), profile.times_ms()
+    # a calibrated profile's drone: scaled, plus a fixed time per call (s, slowdown 1)
+    assert emulated.head(2, [0]) == pytest.approx(
+        (cal.drone_scale * profiled.head(2, [0]) + cal.drone_call_ms) / 1e3
+    )
+    # the simulator's drone is the same one, at the slowdown the live runs emulated
+    sim_drone = ModelCosts(profile, SimConfig()).drone
+    assert sim_drone == replace(emulated, slowdown=cal.compute_slowdown)
+    # without a calibration, the profiled times
+    bare = replace(profile, calibration=None).drone_times()
+    assert bare.finish(0) == pytest.approx(profiled.finish(0) / 1e3)

@@ -603,12 +603,15 @@ def test_perception_emulates_only_with_a_profile_of_its_own_model():
             assert other.lifecycle_state == "unconfigured" and other.pipeline is None
             assert other._failure.startswith("configure failed: emulate_profile: the profile is")
             other.destroy_node()
-            # its own profile: the drone pads to 3x the profiled times and plans with them
+            # its own profile: the drone pads to 3x the calibrated times (scaled, plus a fixed
+            # time per call) and plans with them
             own = configured(drone.checkpoint, drone.profile)
             assert own.lifecycle_state == "inactive"
-            profiled = load_profile(drone.profile)[0].times_ms()
+            profile = load_profile(drone.profile)[0]
+            cal, profiled = profile.calibrated, profile.times_ms()
+            assert cal.drone_call_ms > 0
             assert own.pipeline.local_times.finish(0) == pytest.approx(
-                3.0 * profiled.finish(0) / 1e3
+                3.0 * (cal.drone_scale * profiled.finish(0) + cal.drone_call_ms) / 1e3
             )
             own.destroy_node()
         finally:

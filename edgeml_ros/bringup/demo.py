@@ -9,7 +9,8 @@ simulated and energy is the energy model's, not a measurement.
 
 The emulated computer keeps its speed whatever this machine's speed or load: the perception
 node pads each compute call to `compute_slowdown` times the profile's time for it
-(`emulate_profile`). This machine's reference-model time before each run is reported beside.
+(`emulate_profile`; a calibrated profile's, with its fixed time per call). This machine's
+reference-model time before each run is reported beside.
 """
 
 from __future__ import annotations

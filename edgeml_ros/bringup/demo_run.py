@@ -57,7 +57,7 @@ def launch_arguments(cfg: DemoConfig, session: Session, policy: str, run_dir: Pa
     """sim.launch.py's arguments for one run, with its params files written to `run_dir`.
 
     The drone pads each compute call to the emulated computer's time for it: `compute_slowdown`
-    times the profile's (`emulate_profile`).
+    times the profile's, calibrated where it is (`emulate_profile`).
     """
     frames = frame_count(cfg)
     model = {"checkpoint": str(session.model.checkpoint)}

@@ -441,7 +441,8 @@ def _machine_speed(out: dict) -> list[str]:
         f"Before each live run the reference model (`edgeml bench reference`) was timed on this "
         f"machine: {_span(here, '.1f')} ms, against {profiled:.1f} ms when the model was "
         f"profiled ({_span([t / profiled for t in here], '.2f')}x). The drone padded each "
-        f"compute call to {out['compute_slowdown']:g}x the profile's time for it (the device's "
+        f"compute call to {out['compute_slowdown']:g}x the profile's time for it (calibrated: "
+        f"scaled, plus a fixed time per call, as the simulator's drone; the device's "
         f"{out['device_reference_ms']:g} ms over the profiling machine's), so it computed at "
         "the device's speed whatever this machine's speed or load, where this machine was "
         "faster.",

@@ -24,9 +24,10 @@ drone does (core.images.to_model_input) and runs the whole model.
 
 Emulating a slower drone: with `compute_slowdown` > 1 the drone pads its measured compute time
 to that multiple (sleeping), so a desktop can stand in for, say, a Jetson Nano. Given the
-model's profiled times (`device_times`), it pads each compute call instead to that multiple of
-the profiled time of what it ran, so the emulated drone keeps its speed whatever this machine's
-load. Off (1) on a real robot.
+device's times (`device_times`: a profile's, core.profiles.Profile.drone_times, calibrated where
+the profile is, with its fixed time per call), it pads each compute call instead to that multiple
+of the device's time of what it ran, so the emulated drone keeps its speed whatever this
+machine's load, and computes as the simulator's drone does. Off (1) on a real robot.
 """
 
 from __future__ import annotations
@@ -248,9 +249,9 @@ class DronePipeline:
     `compute_clock` times the drone's compute (seconds). A replay in a time of its own (the
     `now` arguments) may stop it (a constant): the drone then computes in no time, whatever the
     host's load. `audit_seed` seeds the draws that pick the audited frames (None: fresh).
-    `device_times`: the model's profiled times (slowdown 1), which the emulated drone's compute
-    is padded to `compute_slowdown` times of, and plans its fallbacks with (None: this
-    machine's, measured at start-up).
+    `device_times`: the model's times on the emulated device (slowdown 1, core.profiles'
+    `drone_times`), which the drone's compute is padded to `compute_slowdown` times of, and
+    plans its fallbacks with (None: this machine's, measured at start-up).
     """
 
     def __init__(

@@ -137,15 +137,26 @@ class Profile:
                           [getattr(e, key) for e in self.exits],
                           [e.after_block for e in self.exits])  # fmt: skip
 
+    def drone_times(self) -> LocalTimes:
+        """The drone's compute times (s, slowdown 1), as the simulator models them.
+
+        Without a calibration, the profiled times. With one, as the live runs measured them:
+        `drone_scale` times the profiled times, plus `drone_call_ms` for each compute call.
+        """
+        cal = self.calibrated
+        scale, call_ms = (cal.drone_scale, cal.drone_call_ms) if cal else (1.0, 0.0)
+        ms = self.times_ms()
+        return LocalTimes([scale * t / 1e3 for t in ms.block_s],
+                          [scale * t / 1e3 for t in ms.head_s], ms.exit_after,
+                          call_s=call_ms / 1e3)  # fmt: skip
+
     def drone_times_of(self, bundle: ModelBundle) -> LocalTimes:
-        """The drone's profiled times (s) of `bundle`'s model; ValueError if not its profile."""
+        """`drone_times` of `bundle`'s model; ValueError if this is not its profile."""
         if self.weights_digest != bundle.meta.weights_digest:
             raise ValueError(f"the profile is of {self.model_id} weights "
                              f"{self.weights_digest[:23]}..., the checkpoint's are "
                              f"{bundle.meta.weights_digest[:23]}...")  # fmt: skip
-        ms = self.times_ms()
-        return LocalTimes([t / 1e3 for t in ms.block_s], [t / 1e3 for t in ms.head_s],
-                          ms.exit_after)  # fmt: skip
+        return self.drone_times()
 
     def save_json(self, path: Path) -> None:
         """Write the JSON profile (the exit tables stay as they are)."""

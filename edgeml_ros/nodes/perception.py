@@ -187,9 +187,10 @@ class PerceptionNode(ManagedNode):
                 "",
                 "Emulation only, empty on a real robot: a profile of this model (edgeml "
                 "profile). Each compute call is then padded to compute_slowdown times the "
-                "profile's time for the blocks and exits it ran, rather than to "
-                "compute_slowdown times this machine's, so the emulated drone keeps its speed "
-                "whatever this machine's load; its fallbacks plan with the same times.",
+                "profile's time for the blocks and exits it ran (a calibrated profile's: "
+                "scaled, plus its fixed time per call, as the simulator's drone), rather than "
+                "to compute_slowdown times this machine's, so the emulated drone keeps its "
+                "speed whatever this machine's load; its fallbacks plan with the same times.",
                 at_configure=True,
             ),
             Param(

@@ -258,14 +258,11 @@ class ModelCosts:
         self.num_blocks = len(profile.blocks)
         self.num_exits = len(profile.exits)
         self.exit_after_block = np.array([e.after_block for e in profile.exits])
-        block_s = [terms.drone_scale * b.latency_ms_median / 1000.0 for b in profile.blocks]
-        exit_s = [terms.drone_scale * e.latency_ms_median / 1000.0 for e in profile.exits]
-        # the drone's compute times, as its pipeline measures them (core.decisions)
-        self.drone = LocalTimes(block_s, exit_s, [e.after_block for e in profile.exits], slow,
-                                terms.drone_call_ms / 1000.0)  # fmt: skip
+        # the drone's compute times (core.decisions), as an emulating drone pads them
+        self.drone = replace(profile.drone_times(), slowdown=slow)
         # drone time to run blocks [0, c) (exit heads and the call's fixed time not included)
-        self.drone_blocks_s = np.concatenate([[0.0], np.cumsum(block_s)]) * slow
-        self.drone_exit_s = np.array(exit_s) * slow
+        self.drone_blocks_s = np.concatenate([[0.0], np.cumsum(self.drone.block_s)]) * slow
+        self.drone_exit_s = np.array(self.drone.head_s) * slow
         self.drone_call_s = self.drone.call_s * slow
         # the times the drone plans its fallbacks with: as it measured them at start-up
         self.drone_plan = replace(self.drone, slowdown=slow * terms.drone_plan_scale)
