@@ -55,6 +55,7 @@ from edgeml_ros.policy.observation import (
     plan_action,
 )
 from edgeml_ros.policy.registry import (
+    chosen_policies,
     make_policy,
     named_policies,
     policy_names,
@@ -372,16 +373,35 @@ def test_sim_config_refuses_nonsense():
 
 def test_committed_policies_load_and_beat_the_fixed_baselines(calibrated):
     world = calibrated
-    policies = named_policies(world, list(policy_names(world=world)))
+    names = chosen_policies((), world)[0]
+    policies = named_policies(world, names)
     assert all(policy.name == name for name, policy in policies.items())
     scenario = resolve_scenario(TEST_SCENARIOS[-1], duration_s=40.0)
     results, records = evaluate(world, policies, [scenario])
     scores = results["policies"]
-    assert set(scores) == set(policy_names(world=world))
+    assert set(scores) == set(policy_names(world=world)) - {"conditions_oracle"}
     assert scores["oracle"]["oracle_ratio"] == 1.0
     assert scores["rl"]["utility"] > max(scores["edge_only"]["utility"],
                                          scores["cloud_only"]["utility"])  # fmt: skip
     assert all(len(r.t_s) == 400 for runs in records.values() for r in runs.values())
+
+
+def test_the_conditions_oracle_knows_the_conditions_but_not_the_frames(calibrated):
+    world = calibrated
+    scenario = resolve_scenario(TEST_SCENARIOS[0], duration_s=30.0)
+    sim = world.simulation(scenario)
+    kept, conditions = sim.sample.copy(), sim.condition.copy()
+    policy = make_policy("conditions_oracle", world)
+    obs = observe(sim, None)
+    chosen = policy.decide(obs, sim).plan
+    with sim.frames_redrawn(np.random.default_rng(3)):
+        assert np.mean(sim.sample != kept) > 0.9  # other frames
+        assert np.array_equal(sim.condition, conditions)  # in the same conditions
+        policy.reset()
+        assert policy.decide(obs, sim).plan == chosen  # which frames come: unknown to it
+    assert np.array_equal(sim.sample, kept)
+    with pytest.raises(ValueError, match="cannot run live"):
+        policy.decide(obs)
 
 
 @pytest.mark.parametrize("name", ["rl", "rl_loop", "dqn"])
@@ -409,8 +429,10 @@ def test_a_learned_policy_ignores_the_features_it_never_saw_vary(name):
 def test_the_registry_names_every_policy_once_and_which_run_live():
     assert policy_names() == ("rl", "rl_loop", "dqn", "edgeml_ddpg", "edge_only", "cloud_only",
                               "cloud_png", "cloud_jpeg", "neurosurgeon", "branchynet",
-                              "tuned_static", "spinn", "ucb", "apparate", "oracle")  # fmt: skip
-    assert set(policy_names()) - set(policy_names(live_only=True)) == {"edgeml_ddpg", "oracle"}
+                              "tuned_static", "spinn", "ucb", "apparate", "oracle",
+                              "conditions_oracle")  # fmt: skip
+    offline = {"edgeml_ddpg", "oracle", "conditions_oracle"}
+    assert set(policy_names()) - set(policy_names(live_only=True)) == offline
     assert all(policy_spec(name).description for name in policy_names())
     with pytest.raises(
         ValueError, match="policy 'nope' unknown; known: rl, rl_loop, dqn, edgeml_ddpg"
@@ -525,7 +547,7 @@ def test_evaluate_command_writes_json_and_plots(tmp_path, world):
     results = json.loads(out.read_text())
     keys = {"utility", "oracle_ratio", "accuracy", "latency_ms_p50", "latency_ms_p95",
             "deadline_miss_rate", "energy_j_per_frame"}  # fmt: skip
-    assert set(results["policies"]) == set(policy_names(world=world))
+    assert set(results["policies"]) == set(policy_names(world=world)) - {"conditions_oracle"}
     for name in set(policy_names()) - set(policy_names(world=world)):  # an older profile's
         assert f"left out: policy {name} needs" in proc.stderr
     assert all(keys <= set(r) for r in results["policies"].values())

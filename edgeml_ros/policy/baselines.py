@@ -24,6 +24,11 @@
   windows.
 - oracle: per window, the best configuration in hindsight (true future bandwidth, the very
   frames that come), by simulating every action. It is the limit, not a policy one can run.
+- conditions_oracle: per window, the configuration of best expected utility knowing the
+  conditions in hindsight (link, drone compute, input condition, battery) but not the frames:
+  every action simulated on other draws of frames in the same conditions. What a policy that
+  read the conditions perfectly could reach; the oracle's lead over it is its knowledge of
+  which frames come, which no policy has.
 """
 
 from __future__ import annotations
@@ -297,16 +302,60 @@ class Oracle:
 
     def decide(self, obs: Observation, sim: Simulation | None = None) -> Decision:
         """Try every action on the coming window; keep the best."""
-        if sim is None:
-            raise ValueError("the oracle needs the simulation: it cannot run live")
-        frames = sim.config.window_frames
-        best, best_utility = None, -np.inf
-        for action in range(num_actions(self.costs.num_blocks)):
-            plan = action_plan(action, self.costs.num_blocks, self.costs.num_exits, self.rule)
-            utility = float(np.mean(sim.preview(plan, frames).utility))
-            if utility > best_utility:
-                best, best_utility = plan, utility
-        return Decision(best)
+        return Decision(self._best(action_utilities(self.costs, self.rule, _needed(sim))))
+
+    def _best(self, utilities: np.ndarray) -> ExecutionPlan:
+        """The plan of the action of greatest utility (the first of equals)."""
+        costs = self.costs
+        return action_plan(int(np.argmax(utilities)), costs.num_blocks, costs.num_exits,
+                           self.rule)  # fmt: skip
+
+
+@dataclass
+class ConditionsOracle(Oracle):
+    """Per window, the action of best mean utility over `draws` other draws of the frames.
+
+    It knows the conditions of the coming window in hindsight, as the oracle does, but not
+    which frames come (Simulation.frames_redrawn); the draws are seeded by `seed` at `reset`.
+    """
+
+    draws: int = 32
+    seed: int = 0
+    name: str = "conditions_oracle"
+    _rng: np.random.Generator = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """Restart the draws."""
+        self._rng = np.random.default_rng(self.seed)
+
+    def decide(self, obs: Observation, sim: Simulation | None = None) -> Decision:
+        """Try every action on `draws` redrawn windows; keep the best on average."""
+        sim = _needed(sim)
+        total = np.zeros(num_actions(self.costs.num_blocks))
+        for _ in range(self.draws):
+            with sim.frames_redrawn(self._rng):
+                total += action_utilities(self.costs, self.rule, sim)
+        return Decision(self._best(total))
+
+
+def _needed(sim: Simulation | None) -> Simulation:
+    """The simulation an oracle looks ahead in (ValueError without one: it cannot run live)."""
+    if sim is None:
+        raise ValueError("an oracle needs the simulation: it cannot run live")
+    return sim
+
+
+def action_utilities(costs: ModelCosts, rule: str, sim: Simulation) -> np.ndarray:
+    """Each discrete action's mean utility over the simulation's coming window."""
+    frames = sim.config.window_frames
+    return np.array([
+        np.mean(sim.preview(action_plan(a, costs.num_blocks, costs.num_exits, rule), frames)
+                .utility)
+        for a in range(num_actions(costs.num_blocks))
+    ])  # fmt: skip
 
 
 def splitee_arms(costs: ModelCosts, threshold: float) -> list[ExecutionPlan]:

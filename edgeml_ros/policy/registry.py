@@ -2,7 +2,8 @@
 
 Each policy is registered here with `register`: its name, a one-line description, whether it
 can run on the drone (`live`), the image encodings whose profile data it needs, and a factory
-that builds it for a world, given the directory of the trained policies. The command line,
+that builds it for a world, given the directory of the trained policies; a costly one runs
+only when named (`by_default`). The command line,
 evaluation and the controller node take the names and build the policies from here; the order
 of registration is the order they are listed in.
 """
@@ -19,6 +20,7 @@ from edgeml_ros.core.plan import ExecutionPlan, shared_thresholds
 from edgeml_ros.policy.agents import load_policy, policy_file
 from edgeml_ros.policy.baselines import (
     Apparate,
+    ConditionsOracle,
     FixedPolicy,
     Neurosurgeon,
     Oracle,
@@ -41,7 +43,8 @@ class PolicySpec:
     """A registered policy: its name, what it is, whether it can run live, how to build it.
 
     `image_encodings`: those it may ship the camera frame in, whose measured bytes and
-    accuracy the profile must hold (core.profiles.ImageExit).
+    accuracy the profile must hold (core.profiles.ImageExit). `by_default`: whether it runs
+    when no policy is named.
     """
 
     name: str
@@ -49,20 +52,26 @@ class PolicySpec:
     live: bool
     factory: PolicyFactory
     image_encodings: tuple[str, ...] = ()
+    by_default: bool = True
 
 
 _POLICIES: dict[str, PolicySpec] = {}
 
 
 def register(
-    name: str, description: str, live: bool = True, image_encodings: tuple[str, ...] = ()
+    name: str,
+    description: str,
+    live: bool = True,
+    image_encodings: tuple[str, ...] = (),
+    by_default: bool = True,
 ) -> Callable[[PolicyFactory], PolicyFactory]:
     """Decorator: register `factory(world, policy_dir)` as the policy `name`."""
 
     def add(factory: PolicyFactory) -> PolicyFactory:
         if name in _POLICIES:
             raise ValueError(f"policy {name!r} is registered twice")
-        _POLICIES[name] = PolicySpec(name, description, live, factory, image_encodings)
+        _POLICIES[name] = PolicySpec(name, description, live, factory, image_encodings,
+                                     by_default)  # fmt: skip
         return factory
 
     return add
@@ -86,15 +95,17 @@ def chosen_policies(
 ) -> tuple[tuple[str, ...], list[str]]:
     """The policies to run, and why each policy left out cannot be built.
 
-    `names`, or with none every policy the world's profile has the data for (live ones only,
-    with `live_only`). ValueError, with the reason, for a named one the profile lacks it for.
+    `names`, or with none every policy run by default that the world's profile has the data for
+    (live ones only, with `live_only`). ValueError, with the reason, for a named one the profile
+    lacks it for.
     """
     for name in names:
         if (reason := unavailable(name, world)) is not None:
             raise ValueError(reason)
     if names:
         return tuple(names), []
-    reasons = {name: unavailable(name, world) for name in policy_names(live_only)}
+    reasons = {name: unavailable(name, world) for name in policy_names(live_only)
+               if _POLICIES[name].by_default}  # fmt: skip
     return (tuple(name for name, reason in reasons.items() if reason is None),
             [reason for reason in reasons.values() if reason is not None])  # fmt: skip
 
@@ -242,3 +253,14 @@ def _apparate(world: World, policy_dir: Path) -> Policy:
 @register("oracle", "per window, the best plan in hindsight (needs the simulator)", live=False)
 def _oracle(world: World, policy_dir: Path) -> Policy:
     return Oracle(world.costs)
+
+
+@register(
+    "conditions_oracle",
+    "per window, the best plan in expectation knowing the conditions in hindsight but not the "
+    "frames (needs the simulator; 32 draws of every window: run only when named)",
+    live=False,
+    by_default=False,
+)
+def _conditions_oracle(world: World, policy_dir: Path) -> Policy:
+    return ConditionsOracle(world.costs)

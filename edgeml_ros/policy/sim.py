@@ -38,7 +38,8 @@ from __future__ import annotations
 import copy
 import heapq
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -661,6 +662,21 @@ class Simulation:
         """What `run` would give, leaving the state untouched."""
         self._follow_compute_schedule()
         return self._simulate(plan, frames, self.state)[0]
+
+    @contextmanager
+    def frames_redrawn(self, rng: np.random.Generator) -> Iterator[None]:
+        """Within it, every frame replays another validation sample, drawn from `rng`.
+
+        The times, the input conditions, the link and the drone stay as they are: what a
+        `preview` gives there is what a plan earns in these conditions on frames one cannot
+        know in advance.
+        """
+        kept = self.sample
+        self.sample = rng.integers(0, self._labels.shape[1], len(kept))
+        try:
+            yield
+        finally:
+            self.sample = kept
 
     def _follow_compute_schedule(self) -> None:
         """The drone's costs of the compute schedule's segment in force now."""
