@@ -86,10 +86,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(line)
     if "rl_vs_baselines" in results:
         print("\nrl against each policy, per scenario (utility ratio where the other's is > 0):")
+        width = max(14, *(len(base) + 2 for base in results["rl_vs_baselines"]))
         for base, s in results["rl_vs_baselines"].items():
             up_to = f"up to {s['up_to']:.2f}x" if s["up_to"] is not None else "no positive runs"
             nonpositive = s["scenarios_with_baseline_utility_le_0"]
-            print(f"  {base:<14}{up_to:<18} won {s['scenarios_won']}/{s['scenarios']} "
+            print(f"  {base:<{width}}{up_to:<18} won {s['scenarios_won']}/{s['scenarios']} "
                   f"(other's utility <= 0 in {nonpositive})")  # fmt: skip
     plots = plot_results(results, records, Path(args.plots)) if args.plots else []
     for path in plots:

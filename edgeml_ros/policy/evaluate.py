@@ -132,14 +132,15 @@ def speedups(per_scenario: dict[str, dict[str, float]], policy: str) -> dict[str
 
 def format_table(results: dict) -> str:
     """The per-policy table printed by `edgeml evaluate`."""
-    head = (f"{'policy':<14}{'utility':>9}{'/oracle':>9}{'accuracy':>10}{'p50 ms':>9}"
+    width = max(14, *(len(name) + 2 for name in results["policies"]))
+    head = (f"{'policy':<{width}}{'utility':>9}{'/oracle':>9}{'accuracy':>10}{'p50 ms':>9}"
             f"{'p95 ms':>9}{'miss %':>8}{'mJ/frame':>10}{'near full':>11}"
             f"{'audits':>8}")  # fmt: skip
     lines = [head, "-" * len(head)]
     for name, r in results["policies"].items():
         ratio = f"{r['oracle_ratio']:.3f}" if "oracle_ratio" in r else "-"
         lines.append(
-            f"{name:<14}{r['utility']:>9.3f}{ratio:>9}{100 * r['accuracy']:>9.2f}%"
+            f"{name:<{width}}{r['utility']:>9.3f}{ratio:>9}{100 * r['accuracy']:>9.2f}%"
             f"{r['latency_ms_p50']:>9.1f}{r['latency_ms_p95']:>9.1f}"
             f"{100 * r['deadline_miss_rate']:>8.2f}{1000 * r['energy_j_per_frame']:>10.1f}"
             f"{100 * r['windows_near_full_model']:>10.0f}%{100 * r['audit_rate']:>7.2f}%"
