@@ -258,7 +258,8 @@ def _oracle(world: World, policy_dir: Path) -> Policy:
 @register(
     "conditions_oracle",
     "per window, the best plan in expectation knowing the conditions in hindsight but not the "
-    "frames (needs the simulator; 32 draws of every window: run only when named)",
+    f"frames (needs the simulator; {ConditionsOracle.draws} draws of every window: run only "
+    "when named)",
     live=False,
     by_default=False,
 )
