@@ -22,7 +22,6 @@ from edgeml_ros.bringup.shaper import LinkShaper
 from edgeml_ros.core.link import SETTLE_TARGET_S, TOLERANCE, PhaseScore, score_estimate
 from edgeml_ros.msg import LinkQuality
 
-DEFAULT_PHASES = (0.04, 0.13, 2.0, 20.0, 0.0, 20.0)
 CUT_POINT = 0
 FIRST_ANSWER_MARGIN_S = 60.0  # camera frames for start-up and the first answer
 FIRST_ESTIMATE_S = 60.0  # at most this long for the benchmark to receive the first estimate

@@ -6,6 +6,7 @@ import argparse
 
 from edgeml_ros.cli.common import command_line, positive_float, positive_int
 from edgeml_ros.cli.demo import demo_config, model_arguments
+from edgeml_ros.core.link import BENCH_PHASES_MBPS
 
 
 def _cmd_bench_system(args: argparse.Namespace) -> int:
@@ -124,10 +125,8 @@ def add_parsers(suites: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", default=None, metavar="PATH", help="also write a PNG")
     p.set_defaults(func=_cmd_bench_goodput)
 
-    from edgeml_ros.bringup.link_bench import DEFAULT_PHASES
-
     p = suites.add_parser("link", help="the link estimate against a link shaped in steps")
-    p.add_argument("--phases", nargs="+", type=_link_rate, default=list(DEFAULT_PHASES),
+    p.add_argument("--phases", nargs="+", type=_link_rate, default=list(BENCH_PHASES_MBPS),
                    metavar="MBPS", help="shaped rate of each phase, Mbit/s (0: an outage; "
                    "default: 0.04 0.13 2 20 0 20)")  # fmt: skip
     p.add_argument("--phase-s", type=positive_float, default=15.0, help="seconds per phase")

@@ -97,6 +97,8 @@ OUTAGE_MBPS = 0.001
 # The target for `edgeml bench link` and the demo: within TOLERANCE of the shaped rate,
 # settled within SETTLE_TARGET_S of each change.
 TOLERANCE, SETTLE_TARGET_S = 0.3, 3.0
+# The shaped rate of each phase of `edgeml bench link` by default (Mbit/s; 0: an outage).
+BENCH_PHASES_MBPS = (0.04, 0.13, 2.0, 20.0, 0.0, 20.0)
 
 
 def probe_wire_bytes(padding: int) -> int:
