@@ -608,6 +608,10 @@ def test_the_regime_map_scores_policies_against_the_best_static_configuration(wo
     fast = [c for c in cells if c["slowdown"] == 1.0 and c["rate_mbps"] == 50.0]
     assert all(s["utility"]["edge_only"] < f["utility"]["edge_only"]  # the drone's speed too
                for s, f in zip(slow, fast, strict=True))  # fmt: skip
+    for c in cells:  # what each ran most: all of it on the drone, or all of it offloaded
+        assert c["main_plan"]["edge_only"]["cut_point"] == world.costs.num_blocks
+        assert c["main_plan"]["cloud_only"]["cut_point"] == 0
+        assert all(plan["share"] == 1.0 for plan in c["main_plan"].values())
     plot_regime_map(cells, "cloud_only", tmp_path / "map.png")
     assert (tmp_path / "map.png").stat().st_size > 0
 

@@ -10,6 +10,7 @@ pays only where conditions change, which the dynamic scenarios of `edgeml evalua
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from edgeml_ros.policy.baselines import FixedPolicy
 from edgeml_ros.policy.evaluate import run_policy, summarize
 from edgeml_ros.policy.observation import action_plan, num_actions
 from edgeml_ros.policy.registry import named_policies
-from edgeml_ros.policy.sim import Scenario
+from edgeml_ros.policy.sim import FrameRecords, Scenario
 from edgeml_ros.policy.world import World
 
 RATES_MBPS = (0.04, 0.13, 0.5, 2.0, 5.0, 20.0, 50.0)
@@ -65,10 +66,11 @@ def regime_map(
             utility = summarize(run_policy(cell_world, FixedPolicy("static", plan), scenario))
             static.append((utility["utility"], plan))
         best_utility, best_plan = max(static, key=lambda u_plan: u_plan[0])
-        scored = {
-            name: summarize(run_policy(cell_world, policy, scenario))["utility"]
+        runs = {
+            name: run_policy(cell_world, policy, scenario)
             for name, policy in named_policies(cell_world, policies, policy_dir).items()
         }
+        scored = {name: summarize(records)["utility"] for name, records in runs.items()}
         cells.append({
             "rate_mbps": mbps,
             "slowdown": slowdown,
@@ -76,10 +78,19 @@ def regime_map(
             "best_static": {"utility": best_utility, "cut_point": best_plan.cut_point,
                             "threshold": min(best_plan.exit_thresholds[:-1], default=0.0)},
             "utility": scored,
+            "main_plan": {name: main_plan(records) for name, records in runs.items()},
             "of_best_static": {name: u / best_utility if best_utility > 0 else None
                                for name, u in scored.items()},
         })  # fmt: skip
     return cells
+
+
+def main_plan(records: FrameRecords) -> dict:
+    """The cut point and threshold a run used for most of its frames, and for what share."""
+    cuts, thresholds = records.cut_point.astype(int).tolist(), records.threshold.tolist()
+    plans = Counter(zip(cuts, thresholds, strict=True))
+    (cut, threshold), frames = plans.most_common(1)[0]
+    return {"cut_point": cut, "threshold": threshold, "share": frames / len(records.t_s)}
 
 
 def plot_regime_map(cells: list[dict], policy: str, path: Path) -> None:
@@ -96,19 +107,25 @@ def plot_regime_map(cells: list[dict], policy: str, path: Path) -> None:
                              squeeze=False)  # fmt: skip
     for ax, condition in zip(axes[0], conditions, strict=True):
         grid = np.full((len(slowdowns), len(rates)), np.nan)
+        plans = {}
         for c in cells:
-            ratio = c["of_best_static"][policy]
-            if c["condition"] == condition and ratio is not None:
-                grid[slowdowns.index(c["slowdown"]), rates.index(c["rate_mbps"])] = ratio
+            if c["condition"] != condition:
+                continue
+            cell = slowdowns.index(c["slowdown"]), rates.index(c["rate_mbps"])
+            if (ratio := c["of_best_static"][policy]) is not None:
+                grid[cell] = ratio
+            plan = c["main_plan"][policy]
+            plans[cell] = f"c{plan['cut_point']} {plan['threshold']:.2f}"
         image = ax.imshow(grid, origin="lower", cmap="RdYlGn", vmin=0.5, vmax=1.1, aspect="auto")
         for (i, j), value in np.ndenumerate(grid):
-            ax.text(j, i, "n/a" if np.isnan(value) else f"{value:.2f}", ha="center",
-                    va="center", fontsize=8)  # fmt: skip
+            ax.text(j, i, ("n/a" if np.isnan(value) else f"{value:.2f}") + f"\n{plans[i, j]}",
+                    ha="center", va="center", fontsize=7)  # fmt: skip
         ax.set_xticks(range(len(rates)), [f"{r:g}" for r in rates])
         ax.set_yticks(range(len(slowdowns)), [f"{s:g}x" for s in slowdowns])
         ax.set_xlabel("link rate (Mbit/s)")
         ax.set_ylabel("drone compute slowdown")
-        ax.set_title(f"{policy} / best static configuration ({condition} inputs)")
+        ax.set_title(f"{policy} / best static configuration ({condition} inputs)\n"
+                     "(below: its most used cut point and threshold)", fontsize=9)  # fmt: skip
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
