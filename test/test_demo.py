@@ -104,7 +104,10 @@ def test_demo_launches_sim_launch_and_accounts_for_every_frame(tmp_path):
     started = re.findall(r"\[(\w+)-\d+\]: process started with pid", launch_log)
     assert sorted(started) == ["battery_sim", "camera_source", "controller", "link_monitor",
                                "offload", "perception"]  # fmt: skip
-    assert 0 < summary["first_frame_s"] < summary["first_frame_since_demo_start_s"] < 30
+    # within 30 s on the machine that profiled the model; start-up is CPU work, so longer in
+    # proportion where this machine runs the reference model slower now
+    slower = max(1.0, here / json.loads(model.profile.read_text())["reference_ms"])
+    assert 0 < summary["first_frame_s"] < summary["first_frame_since_demo_start_s"] < 30 * slower
     # the telemetry was recorded to MCAP, with ros2msg schemas (Foxglove, ros2 bag)
     from mcap.reader import make_reader
 
