@@ -128,7 +128,7 @@ def add_parsers(suites: argparse._SubParsersAction) -> None:
     p = suites.add_parser("link", help="the link estimate against a link shaped in steps")
     p.add_argument("--phases", nargs="+", type=_link_rate, default=list(BENCH_PHASES_MBPS),
                    metavar="MBPS", help="shaped rate of each phase, Mbit/s (0: an outage; "
-                   "default: 0.04 0.13 2 20 0 20)")  # fmt: skip
+                   f"default: {' '.join(f'{r:g}' for r in BENCH_PHASES_MBPS)})")  # fmt: skip
     p.add_argument("--phase-s", type=positive_float, default=15.0, help="seconds per phase")
     p.add_argument("--rate", type=positive_float, default=10.0, help="camera frames per second")
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
