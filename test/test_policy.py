@@ -559,6 +559,20 @@ def test_evaluate_command_writes_json_and_plots(tmp_path, world):
     assert proc.returncode != 0 and "bad.csv:3" in proc.stderr
 
 
+def test_evaluate_command_runs_one_learned_policy_alone(tmp_path):
+    trace = tmp_path / "link.csv"
+    trace.write_text("t_s,mbps\n0,20\n")
+    out, page = tmp_path / "eval.json", tmp_path / "results.md"
+    cmd = [sys.executable, "-m", "edgeml_ros.cli", "evaluate", "--workload", "fashion_mnist",
+           "--scenario", str(trace), "--duration", "5", "--policy", "rl", "--json", str(out),
+           "--markdown", str(page), "--plots", str(tmp_path / "plots")]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(out.read_text())
+    assert list(results["policies"]) == ["rl"] and results["rl_vs_baselines"] == {}
+    assert "| rl |" in page.read_text()
+
+
 def test_utility_weights_from_the_command_line(capsys):
     from edgeml_ros.cli import build_parser
 

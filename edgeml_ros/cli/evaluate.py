@@ -84,7 +84,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_table(results))
     for line in kind_table(results["per_kind"]):
         print(line)
-    if "rl_vs_baselines" in results:
+    if results.get("rl_vs_baselines"):  # none when rl runs alone
         print("\nrl against each policy, per scenario (utility ratio where the other's is > 0):")
         width = max(14, *(len(base) + 2 for base in results["rl_vs_baselines"]))
         for base, s in results["rl_vs_baselines"].items():
