@@ -337,19 +337,29 @@ def test_ucb_is_deterministic_after_reset_and_credits_the_plan_in_force(world):
 
 def test_scenarios_split_and_resolve(tmp_path):
     rng = np.random.default_rng(0)
-    drawn = [train_scenario(rng) for _ in range(200)]
+    drawn = [train_scenario(rng, steady_share=0.25) for _ in range(400)]
     assert all(s.seed < TEST_SEED_BASE for s in drawn)
-    # of the kinds that fly the world's drone, half fly another, 1-16x slower than the profiler
-    steady_kinds = [s for s in drawn if not s.name.startswith("compute")]
-    slowdowns = [s.compute_schedule[0][1] for s in steady_kinds if s.compute_schedule]
-    assert all(len(s.compute_schedule) < 2 for s in steady_kinds)
-    assert 0.35 < len(slowdowns) / len(steady_kinds) < 0.65
+    assert not any(train_scenario(rng).name.startswith("steady-") for _ in range(100))
+    # asked for a quarter steady: one link rate, one condition, one drone, 1-16x, throughout
+    steady = [s for s in drawn if s.name.startswith("steady-")]
+    assert 0.18 < len(steady) / len(drawn) < 0.32
+    times = np.arange(0.0, 120.0, 0.5)
+    for s in steady:
+        rates = s.trace.at(times)[0]
+        assert np.all(rates == rates[0]) and 0.04 <= rates[0] <= 50.0
+        assert len(s.difficulty) == 1 and len(s.compute_schedule) == 1
+        assert 1 <= s.compute_schedule[0][1] <= 16
+    assert {s.difficulty[0][1] for s in steady} == {"clean", "blur", "noise", "low_light"}
+    # of the other kinds that fly the world's drone, half fly another, 1-16x slower
+    one_drone = [s for s in drawn if s not in steady and not s.name.startswith("compute")]
+    slowdowns = [s.compute_schedule[0][1] for s in one_drone if s.compute_schedule]
+    assert all(len(s.compute_schedule) < 2 for s in one_drone)
+    assert 0.35 < len(slowdowns) / len(one_drone) < 0.65
     assert min(slowdowns) >= 1 and max(slowdowns) <= 16
     assert min(slowdowns) < 2 and max(slowdowns) > 8
     # compute-SEED: markov-SEED on a drone whose compute changes every 10-40 s
     markov, compute = resolve_scenario("markov-100000"), resolve_scenario("compute-100000")
     assert not markov.compute_schedule and len(compute.compute_schedule) >= 3
-    times = np.arange(0.0, 120.0, 0.5)
     np.testing.assert_array_equal(compute.trace.at(times), markov.trace.at(times))
     assert compute.difficulty == markov.difficulty
     assert "compute-100002" in TEST_SCENARIOS and len(TEST_SCENARIOS) == 15
@@ -458,13 +468,18 @@ def test_short_ppo_training_saves_a_working_policy(world, tmp_path):
     assert summarize(records)["frames"] == 100
 
 
-def test_the_tuned_static_policy_holds_the_action_of_best_training_utility(world, tmp_path):
+@pytest.mark.parametrize("steady_share", [0.0, 1.0])
+def test_the_tuned_static_policy_holds_the_action_of_best_training_utility(
+    world, tmp_path, steady_share
+):
     windows = 2 * num_actions(world.costs.num_blocks) * 120  # two 120-s training scenarios
-    meta = train_agent(world, "static", tmp_path, "tuned", timesteps=windows, command="test")
+    meta = train_agent(world, "static", tmp_path, "tuned", timesteps=windows, command="test",
+                       steady_share=steady_share)  # fmt: skip
     assert meta["scenarios"] == 2 and not (tmp_path / "tuned.zip").exists()
+    assert meta["steady_share"] == steady_share
     # the same two scenarios, every action held through both: the best is the one saved
     rng = np.random.default_rng(0)
-    scenarios = [train_scenario(rng), train_scenario(rng)]
+    scenarios = [train_scenario(rng, steady_share), train_scenario(rng, steady_share)]
     costs = world.costs
 
     def utility(action):
@@ -584,6 +599,12 @@ def test_utility_weights_from_the_command_line(capsys):
         with pytest.raises(SystemExit):
             build_parser().parse_args(["evaluate", "--utility-weights", bad])
         assert why in capsys.readouterr().err
+    train = ["policy", "train", "--agent", "ppo"]
+    assert build_parser().parse_args(train).steady_share == 0.0
+    assert build_parser().parse_args([*train, "--steady-share", "0.25"]).steady_share == 0.25
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*train, "--steady-share", "1.5"])
+    assert "--steady-share: must be from 0 to 1, got 1.5" in capsys.readouterr().err
 
 
 def test_the_authors_formulation_fits_a_model_of_any_exit_count(bundle):

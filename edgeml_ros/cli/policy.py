@@ -6,7 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
-from edgeml_ros.cli.common import command_line, positive_int, sim_arguments, sim_world
+from edgeml_ros.cli.common import (
+    command_line,
+    fraction,
+    positive_int,
+    sim_arguments,
+    sim_world,
+)
 
 
 def _cmd_policy_train(args: argparse.Namespace) -> int:
@@ -15,7 +21,7 @@ def _cmd_policy_train(args: argparse.Namespace) -> int:
     world = sim_world(args)
     path = policy_file(Path(args.out_dir), world, args.agent)
     meta = train_agent(world, args.agent, path.parent, path.name, args.timesteps, args.seed,
-                       command_line())  # fmt: skip
+                       command_line(), args.steady_share)  # fmt: skip
     print(json.dumps(meta, indent=1) if args.json else
           f"saved {path}.{'json' if args.agent == 'static' else 'zip'} ({meta['agent']}, "
           f"{meta['timesteps']} steps, {meta['train_seconds']} s)")  # fmt: skip
@@ -35,6 +41,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--timesteps", type=positive_int, default=None,
                    help=f"environment steps (default {DEFAULT_TIMESTEPS})")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--steady-share",
+        type=fraction,
+        default=0.0,
+        help="share of the training episodes that are steady: one link rate, input condition "
+        "and drone speed throughout (default 0; see docs/policy.md)",
+    )
     p.add_argument("--out-dir", default=str(POLICY_DIR), help="where to save the policy")
     p.add_argument("--json", action="store_true", help="print the metadata as JSON")
     sim_arguments(p, with_policies=False)

@@ -28,6 +28,7 @@ import json
 import pickle
 import time
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,7 @@ from edgeml_ros.policy.env import (
     EdgeMLDDPGPolicy,
     EdgeMLEnv,
     EdgeMLLoopEnv,
+    ScenarioSource,
     loop_routes,
     loop_vector,
     route_plan,
@@ -96,21 +98,27 @@ def train_agent(
     timesteps: int | None = None,
     seed: int = 0,
     command: str = "",
+    steady_share: float = 0.0,
 ) -> dict:
-    """Train one agent in the simulator and save it as `out_dir/name.*`; returns its metadata."""
+    """Train one agent in the simulator and save it as `out_dir/name.*`; returns its metadata.
+
+    `steady_share` of the training episodes are steady (`scenarios.random_steady_scenario`).
+    """
     if agent not in AGENTS:
         raise ValueError(f"agent {agent!r} unknown; known: {', '.join(AGENTS)}")
     timesteps = timesteps or DEFAULT_TIMESTEPS[agent]
     torch.set_num_threads(1)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    tuned = tune_static(world, timesteps, seed) if agent == "static" else {}
+    scenarios = partial(train_scenario, steady_share=steady_share)
+    tuned = tune_static(world, timesteps, seed, scenarios) if agent == "static" else {}
     if agent != "static":
-        _learn(world, agent, out_dir / name, timesteps, seed)
+        _learn(world, agent, out_dir / name, timesteps, seed, scenarios)
     meta = {
         "agent": agent,
         "timesteps": timesteps,
         "seed": seed,
+        "steady_share": steady_share,
         "command": command,
         "train_seconds": round(time.time() - started, 1),
         "model_id": world.profile.model_id,
@@ -122,11 +130,12 @@ def train_agent(
     return meta
 
 
-def _learn(world: World, agent: str, path: Path, timesteps: int, seed: int) -> None:
+def _learn(world: World, agent: str, path: Path, timesteps: int, seed: int,
+           scenarios: ScenarioSource) -> None:  # fmt: skip
     """Train a stable-baselines3 agent; save it (and its normalization) as `path`.*."""
     vecnorm = None
     if agent == "edgeml_ddpg":
-        env = Monitor(EdgeMLDDPGEnv(world))
+        env = Monitor(EdgeMLDDPGEnv(world, scenarios))
         bound = env.action_space.high - env.action_space.low
         # the authors' noise is 0.1 x the bound; SB3 adds noise to actions scaled to [-1, 1]
         noise = NormalActionNoise(np.zeros(len(bound)), np.full(len(bound), 0.2))
@@ -139,7 +148,7 @@ def _learn(world: World, agent: str, path: Path, timesteps: int, seed: int) -> N
         on_policy = agent in ("ppo", "ppo_loop")
         env_type = EdgeMLLoopEnv if agent == "ppo_loop" else EdgeMLEnv
         venv = DummyVecEnv(
-            [lambda: Monitor(env_type(world)) for _ in range(4 if on_policy else 1)]
+            [lambda: Monitor(env_type(world, scenarios)) for _ in range(4 if on_policy else 1)]
         )
         venv.seed(seed)
         vecnorm = VecNormalize(venv, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=0.5)
@@ -158,16 +167,18 @@ def _learn(world: World, agent: str, path: Path, timesteps: int, seed: int) -> N
         vecnorm.save(f"{path}_vecnormalize.pkl")
 
 
-def tune_static(world: World, timesteps: int, seed: int) -> dict:
+def tune_static(
+    world: World, timesteps: int, seed: int, draw: ScenarioSource = train_scenario
+) -> dict:
     """The (cut point, threshold level) action of best mean utility on training scenarios.
 
-    Every action is held through the same scenarios, drawn as training draws them, as many as
-    make up `timesteps` decision windows over all actions.
+    Every action is held through the same scenarios, drawn as training draws them (`draw`), as
+    many as make up `timesteps` decision windows over all actions.
     """
     costs, rng = world.costs, np.random.default_rng(seed)
     actions = num_actions(costs.num_blocks)
     windows = round(SCENARIO_DURATION_S / world.config.window_s)
-    scenarios = [train_scenario(rng) for _ in range(max(1, timesteps // (actions * windows)))]
+    scenarios = [draw(rng) for _ in range(max(1, timesteps // (actions * windows)))]
     utility = np.zeros(actions)
     with tqdm(total=actions * len(scenarios), desc="train static", unit="run") as bar:
         for action in range(actions):

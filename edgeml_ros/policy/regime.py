@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from edgeml_ros.core.traces import Trace
 from edgeml_ros.policy.baselines import FixedPolicy
 from edgeml_ros.policy.evaluate import run_policy, summarize
 from edgeml_ros.policy.observation import action_plan, num_actions
 from edgeml_ros.policy.registry import named_policies
+from edgeml_ros.policy.scenarios import steady_scenario
 from edgeml_ros.policy.sim import FrameRecords, Scenario
 from edgeml_ros.policy.world import World
 
@@ -36,11 +36,12 @@ def cell_scenario(mbps: float, condition: str, duration_s: float = DURATION_S) -
     """A steady link at `mbps` (RTT_MS), with clean or degraded inputs, a full battery."""
     if condition not in CONDITIONS:
         raise ValueError(f"regime condition {condition!r} unknown; known: {', '.join(CONDITIONS)}")
-    trace = Trace(np.array([0.0]), np.array([mbps]), np.array([RTT_MS]), f"steady {mbps} Mbit/s")
     third = duration_s / 3
     difficulty = (((0.0, "clean"),) if condition == "clean"
                   else ((0.0, "blur"), (third, "noise"), (2 * third, "low_light")))  # fmt: skip
-    return Scenario(f"{condition}@{mbps:g}Mbps", trace, duration_s, difficulty, 0.9)
+    return steady_scenario(
+        f"{condition}@{mbps:g}Mbps", mbps, RTT_MS, difficulty, duration_s, initial_soc=0.9
+    )
 
 
 def regime_map(

@@ -5,9 +5,10 @@ trace (Markov-modulated, steps, an outage, or the EdgeML authors' throttle sched
 the input conditions over time (clean, blur, noise, low light), the starting battery and the
 battery drain. `compute-SEED` is `markov-SEED` on a drone whose compute changes too (throttled,
 loaded: 1-16x the profiling machine's time, in segments of 10-40 s); the others fly the
-world's drone. Training draws seeds below `TEST_SEED_BASE`; evaluation uses only
-`TEST_SCENARIOS`, whose seeds are never trained on. A trace file (CSV, see core.traces) is a
-scenario too: clean inputs, a full battery, no drain unless given.
+world's drone. Training draws seeds below `TEST_SEED_BASE` (and, when asked, a share of
+steady episodes: `random_steady_scenario`); evaluation uses only `TEST_SCENARIOS`, whose seeds
+are never trained on. A trace file (CSV, see core.traces) is a scenario too: clean inputs, a
+full battery, no drain unless given.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from edgeml_ros.core.degrade import CONDITIONS
-from edgeml_ros.core.traces import load_trace, markov_trace, outage_trace, step_trace
+from edgeml_ros.core.traces import Trace, load_trace, markov_trace, outage_trace, step_trace
 from edgeml_ros.core.traces import throttle_schedule as authors_throttle_schedule
 from edgeml_ros.policy.sim import Scenario
 
@@ -37,6 +38,9 @@ CONDITION_ODDS = {"clean": 0.5, "blur": 0.2, "noise": 0.15, "low_light": 0.15}
 # that a policy has seen what a slow drone's telemetry looks like.
 DRONE_SLOWDOWNS = (1.0, 16.0)
 TRAIN_SLOWED_SHARE = 0.5
+# The link rates of steady training episodes (`random_steady_scenario`), log-uniform: the regime
+# map's range.
+STEADY_RATES_MBPS = (0.04, 50.0)
 
 
 def generate_scenario(kind: str, seed: int, duration_s: float = SCENARIO_DURATION_S) -> Scenario:
@@ -101,8 +105,45 @@ def random_difficulty(rng: np.random.Generator, duration_s: float) -> tuple[tupl
                            lambda: names[int(rng.choice(len(names), p=odds))])  # fmt: skip
 
 
-def train_scenario(rng: np.random.Generator) -> Scenario:
-    """A random scenario of the training split."""
+def steady_scenario(
+    name: str,
+    mbps: float,
+    rtt_ms: float,
+    difficulty: tuple[tuple[float, str], ...],
+    duration_s: float = SCENARIO_DURATION_S,
+    **battery_and_drone,
+) -> Scenario:
+    """A scenario whose link keeps one rate and RTT throughout."""
+    trace = Trace(np.array([0.0]), np.array([mbps]), np.array([rtt_ms]), f"steady {mbps:g} Mbit/s")
+    return Scenario(name, trace, duration_s, difficulty, **battery_and_drone)
+
+
+def random_steady_scenario(rng: np.random.Generator) -> Scenario:
+    """A steady training scenario.
+
+    A link rate log-uniform over STEADY_RATES_MBPS, RTT 10-60 ms, one input condition (each
+    equally likely), one `random_slowdown` drone, a random battery and drain.
+    """
+    low, high = np.log(STEADY_RATES_MBPS)
+    mbps, rtt = float(np.exp(rng.uniform(low, high))), float(rng.uniform(10.0, 60.0))
+    condition = CONDITIONS[int(rng.integers(len(CONDITIONS)))]
+    seed = int(rng.integers(TEST_SEED_BASE))
+    return steady_scenario(
+        f"steady-{seed}",
+        mbps,
+        rtt,
+        ((0.0, condition),),
+        initial_soc=float(rng.uniform(0.15, 1.0)),
+        flight_drain_per_s=float(rng.uniform(0.0, 0.004)),
+        compute_schedule=((0.0, random_slowdown(rng)),),
+        seed=seed,
+    )
+
+
+def train_scenario(rng: np.random.Generator, steady_share: float = 0.0) -> Scenario:
+    """A random scenario of the training split; `steady_share` of them steady ones."""
+    if steady_share > 0 and rng.random() < steady_share:
+        return random_steady_scenario(rng)
     kind = SCENARIO_KINDS[int(rng.integers(len(SCENARIO_KINDS)))]
     scenario = generate_scenario(kind, int(rng.integers(TEST_SEED_BASE)))
     if scenario.compute_schedule or rng.random() >= TRAIN_SLOWED_SHARE:
