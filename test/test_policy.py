@@ -66,6 +66,7 @@ from edgeml_ros.policy.scenarios import (
     TEST_SCENARIOS,
     TEST_SEED_BASE,
     resolve_scenario,
+    steady_scenario,
     train_scenario,
 )
 from edgeml_ros.policy.sim import (
@@ -98,8 +99,7 @@ def world(calibrated):
 
 
 def steady(mbps: float, rtt_ms: float, seconds: float = 10.0, condition="clean") -> Scenario:
-    trace = Trace(np.array([0.0]), np.array([mbps]), np.array([rtt_ms]), "steady")
-    return Scenario("steady", trace, seconds, ((0.0, condition),), 0.9)
+    return steady_scenario("steady", mbps, rtt_ms, ((0.0, condition),), seconds, initial_soc=0.9)
 
 
 def no_exits(world, cut):
@@ -243,6 +243,32 @@ def test_env_passes_the_gymnasium_checker_and_is_deterministic(world):
 
     for x, y in zip(rollout(), rollout(), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_redrawn_rewards_keep_the_path_and_lose_the_noise_of_which_frames_came(world):
+    action = 7  # cut 0: every frame offloaded, so the frames' difficulty is all that varies
+
+    def rollout(draws):
+        env = EdgeMLEnv(world, reward_draws=draws)
+        obs, _ = env.reset(seed=3, options={"scenario": steady(10, 20, seconds=40.0)})
+        observations, rewards, done = [obs], [], False
+        while not done:
+            obs, reward, _, done, _ = env.step(action)
+            observations.append(obs)
+            rewards.append(reward)
+        actual = [float(np.mean(r.utility)) for r in env.sim.history]
+        return observations, np.array(rewards), np.array(actual)
+
+    plain_obs, plain, plain_actual = rollout(0)
+    drawn_obs, drawn, drawn_actual = rollout(4)
+    np.testing.assert_array_equal(plain, plain_actual)  # no draws: the window's own utility
+    for x, y in zip(plain_obs, drawn_obs, strict=True):  # previews leave the run as it was
+        np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(drawn_actual, plain_actual)
+    assert np.std(drawn) < 0.7 * np.std(plain)
+    assert np.mean(drawn) == pytest.approx(np.mean(plain), abs=0.05)
+    with pytest.raises(ValueError, match="reward draws apply to ppo, dqn, ppo_loop"):
+        train_agent(world, "static", POLICY_DIR, "unused", timesteps=1, reward_draws=2)
 
 
 def test_episodes_end_truncated_at_the_time_limit_and_steps_report_their_frames(world):

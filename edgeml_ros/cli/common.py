@@ -30,6 +30,7 @@ def _number(kind: type, noun: str, accepts: Callable[[float], bool], requirement
 
 
 positive_int = _number(int, "a whole number", lambda v: v > 0, "> 0")
+non_negative_int = _number(int, "a whole number", lambda v: v >= 0, ">= 0")
 positive_float = _number(float, "a number", lambda v: v > 0, "> 0")
 fraction = _number(float, "a number", lambda v: 0 <= v <= 1, "from 0 to 1")
 audit_share = _number(

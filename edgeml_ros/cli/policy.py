@@ -9,6 +9,7 @@ from pathlib import Path
 from edgeml_ros.cli.common import (
     command_line,
     fraction,
+    non_negative_int,
     positive_int,
     sim_arguments,
     sim_world,
@@ -21,7 +22,7 @@ def _cmd_policy_train(args: argparse.Namespace) -> int:
     world = sim_world(args)
     path = policy_file(Path(args.out_dir), world, args.agent)
     meta = train_agent(world, args.agent, path.parent, path.name, args.timesteps, args.seed,
-                       command_line(), args.steady_share)  # fmt: skip
+                       command_line(), args.steady_share, args.reward_draws)  # fmt: skip
     print(json.dumps(meta, indent=1) if args.json else
           f"saved {path}.{'json' if args.agent == 'static' else 'zip'} ({meta['agent']}, "
           f"{meta['timesteps']} steps, {meta['train_seconds']} s)")  # fmt: skip
@@ -47,6 +48,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=0.0,
         help="share of the training episodes that are steady: one link rate, input condition "
         "and drone speed throughout (default 0; see docs/policy.md)",
+    )
+    p.add_argument(
+        "--reward-draws",
+        type=non_negative_int,
+        default=0,
+        help="ppo, dqn, ppo_loop: average each window's reward with this many previews of it "
+        "on other draws of frames (default 0; see docs/policy.md)",
     )
     p.add_argument("--out-dir", default=str(POLICY_DIR), help="where to save the policy")
     p.add_argument("--json", action="store_true", help="print the metadata as JSON")

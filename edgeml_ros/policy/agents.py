@@ -59,6 +59,7 @@ from edgeml_ros.policy.sim import Simulation
 from edgeml_ros.policy.world import World
 
 AGENTS = ("ppo", "dqn", "edgeml_ddpg", "ppo_loop", "static")
+REDRAWN_REWARD_AGENTS = ("ppo", "dqn", "ppo_loop")  # those on EdgeMLEnv's windows
 # A feature whose variance in training stayed below this (VecNormalize's epsilon) never varied.
 UNVARIED_VARIANCE = 1e-8
 DEFAULT_TIMESTEPS = {"ppo": 400_000, "dqn": 300_000, "edgeml_ddpg": 5_000, "ppo_loop": 400_000,
@@ -99,13 +100,19 @@ def train_agent(
     seed: int = 0,
     command: str = "",
     steady_share: float = 0.0,
+    reward_draws: int = 0,
 ) -> dict:
     """Train one agent in the simulator and save it as `out_dir/name.*`; returns its metadata.
 
-    `steady_share` of the training episodes are steady (`scenarios.random_steady_scenario`).
+    `steady_share` of the training episodes are steady (`scenarios.random_steady_scenario`);
+    `reward_draws` other draws of frames join each window's reward (`EdgeMLEnv.step`; ppo, dqn
+    and ppo_loop).
     """
     if agent not in AGENTS:
         raise ValueError(f"agent {agent!r} unknown; known: {', '.join(AGENTS)}")
+    if reward_draws and agent not in REDRAWN_REWARD_AGENTS:
+        raise ValueError(f"reward draws apply to {', '.join(REDRAWN_REWARD_AGENTS)}, "
+                         f"not {agent}")  # fmt: skip
     timesteps = timesteps or DEFAULT_TIMESTEPS[agent]
     torch.set_num_threads(1)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -113,12 +120,13 @@ def train_agent(
     scenarios = partial(train_scenario, steady_share=steady_share)
     tuned = tune_static(world, timesteps, seed, scenarios) if agent == "static" else {}
     if agent != "static":
-        _learn(world, agent, out_dir / name, timesteps, seed, scenarios)
+        _learn(world, agent, out_dir / name, timesteps, seed, scenarios, reward_draws)
     meta = {
         "agent": agent,
         "timesteps": timesteps,
         "seed": seed,
         "steady_share": steady_share,
+        "reward_draws": reward_draws,
         "command": command,
         "train_seconds": round(time.time() - started, 1),
         "model_id": world.profile.model_id,
@@ -131,7 +139,7 @@ def train_agent(
 
 
 def _learn(world: World, agent: str, path: Path, timesteps: int, seed: int,
-           scenarios: ScenarioSource) -> None:  # fmt: skip
+           scenarios: ScenarioSource, reward_draws: int) -> None:  # fmt: skip
     """Train a stable-baselines3 agent; save it (and its normalization) as `path`.*."""
     vecnorm = None
     if agent == "edgeml_ddpg":
@@ -147,8 +155,9 @@ def _learn(world: World, agent: str, path: Path, timesteps: int, seed: int,
     else:
         on_policy = agent in ("ppo", "ppo_loop")
         env_type = EdgeMLLoopEnv if agent == "ppo_loop" else EdgeMLEnv
+        envs = 4 if on_policy else 1
         venv = DummyVecEnv(
-            [lambda: Monitor(env_type(world, scenarios)) for _ in range(4 if on_policy else 1)]
+            [lambda: Monitor(env_type(world, scenarios, reward_draws)) for _ in range(envs)]
         )
         venv.seed(seed)
         vecnorm = VecNormalize(venv, norm_obs=True, norm_reward=True, clip_obs=10.0, gamma=0.5)

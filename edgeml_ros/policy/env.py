@@ -65,9 +65,11 @@ class EdgeMLEnv(gym.Env):
 
     metadata: ClassVar[dict] = {"render_modes": []}
 
-    def __init__(self, world: World, scenarios: ScenarioSource = train_scenario) -> None:
+    def __init__(
+        self, world: World, scenarios: ScenarioSource = train_scenario, reward_draws: int = 0
+    ) -> None:
         super().__init__()
-        self.world, self.scenarios = world, scenarios
+        self.world, self.scenarios, self.reward_draws = world, scenarios, reward_draws
         costs = world.costs
         self.action_space = gym.spaces.Discrete(num_actions(costs.num_blocks))
         self.observation_space = gym.spaces.Box(
@@ -92,11 +94,21 @@ class EdgeMLEnv(gym.Env):
         return action_plan(action, costs.num_blocks, costs.num_exits)
 
     def step(self, action):
-        """Run one window under the action's plan (truncated once the scenario is over)."""
-        self.plan = self._plan(int(action))
-        records = self.sim.run(self.plan, self.world.config.window_frames)
-        reward = float(np.mean(records.utility))
+        """Run one window under the action's plan (truncated once the scenario is over).
+
+        The reward is the window's mean utility, averaged with that of `reward_draws` previews
+        of the window on other draws of frames (the same state, times, conditions, link and
+        drone): the same expectation, less of the noise of which frames came.
+        """
+        self.plan, frames = self._plan(int(action)), self.world.config.window_frames
+        redrawn = [self._redrawn_utility(frames) for _ in range(self.reward_draws)]
+        records = self.sim.run(self.plan, frames)
+        reward = float(np.mean([np.mean(records.utility), *redrawn]))
         return self._obs(), reward, False, self.sim.done, step_info(records, self.plan)
+
+    def _redrawn_utility(self, frames: int) -> float:
+        with self.sim.frames_redrawn(self.np_random):
+            return float(np.mean(self.sim.preview(self.plan, frames).utility))
 
 
 Route = tuple[int, str]  # (cut point, encoding)
@@ -131,8 +143,10 @@ LOOP_OBSERVATION_SIZE = OBSERVATION_SIZE + 3
 class EdgeMLLoopEnv(EdgeMLEnv):
     """Decision windows where the agent picks the route and a ThresholdLoop the threshold."""
 
-    def __init__(self, world: World, scenarios: ScenarioSource = train_scenario) -> None:
-        super().__init__(world, scenarios)
+    def __init__(
+        self, world: World, scenarios: ScenarioSource = train_scenario, reward_draws: int = 0
+    ) -> None:
+        super().__init__(world, scenarios, reward_draws)
         self.routes = loop_routes(world)
         self.loop = threshold_loop(world.tables, world.config.audit_share, world.config.fps)
         self.action_space = gym.spaces.Discrete(len(self.routes))
@@ -231,9 +245,11 @@ class EdgeMLDDPGEnv(gym.Env):
 
     metadata: ClassVar[dict] = {"render_modes": []}
 
-    def __init__(self, world: World, scenarios: ScenarioSource = train_scenario) -> None:
+    def __init__(
+        self, world: World, scenarios: ScenarioSource = train_scenario, reward_draws: int = 0
+    ) -> None:
         super().__init__()
-        self.world, self.scenarios = world, scenarios
+        self.world, self.scenarios, self.reward_draws = world, scenarios, reward_draws
         costs = world.costs
         early = costs.num_exits - 1  # one threshold per early exit
         high = np.array([1.0] * early + [costs.num_blocks, DDPG_MAX_HOLD], dtype=np.float32)
