@@ -245,11 +245,9 @@ class EdgeMLDDPGEnv(gym.Env):
 
     metadata: ClassVar[dict] = {"render_modes": []}
 
-    def __init__(
-        self, world: World, scenarios: ScenarioSource = train_scenario, reward_draws: int = 0
-    ) -> None:
+    def __init__(self, world: World, scenarios: ScenarioSource = train_scenario) -> None:
         super().__init__()
-        self.world, self.scenarios, self.reward_draws = world, scenarios, reward_draws
+        self.world, self.scenarios = world, scenarios
         costs = world.costs
         early = costs.num_exits - 1  # one threshold per early exit
         high = np.array([1.0] * early + [costs.num_blocks, DDPG_MAX_HOLD], dtype=np.float32)
