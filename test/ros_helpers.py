@@ -24,6 +24,7 @@ from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from edgeml_ros.bringup.demo import DemoConfig, DemoModel
 from edgeml_ros.bringup.processes import PACKAGE, share_file
 from edgeml_ros.core.checkpoint import TINY_CHECKPOINT
 from edgeml_ros.core.profiles import DEFAULT_PROFILE
@@ -202,3 +203,13 @@ class Peer:
         self.node.spin_until(lambda: len(self.results) >= n, timeout_s)
         self.node.spin_until(lambda: False, 0.5)  # nothing more may come
         return self.results
+
+
+def host_slower(here_ms: float | None = None) -> float:
+    """How many times slower this machine runs the reference model than when the drone workload
+    was profiled (at least 1): now, or as `here_ms` measured. Start-up is CPU work, so its bounds
+    stretch by this much on a slow or loaded machine.
+    """
+    model = DemoModel.of(DemoConfig())
+    here = model.reference_now() if here_ms is None else here_ms
+    return max(1.0, here / model.profile_reference_ms)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ros_helpers import host_slower
 
 from edgeml_ros.bringup.processes import LaunchProcess, default_ros_env, ros2_command
 
@@ -30,8 +31,11 @@ if ROS2 is None:
 SIM_NODES = {"/perception", "/controller", "/link_monitor", "/camera_source", "/offload",
              "/battery_sim"}  # fmt: skip
 # six Python nodes importing torch on two cores: 9-11 s to the first result in a slow hour
-# (2026-12-06); the launch must answer from its defaults without waiting on anything else
+# (2026-12-06); the launch must answer from its defaults without waiting on anything else.
+# Start-up is CPU work: on a machine running the reference model slower than the profiling one,
+# this bound (and the base station's first answer's) stretch in proportion (`host_slower`).
 FIRST_RESULT_S = 15.0
+BASE_STATION_ANSWER_S = 30.0
 # `ros2 topic echo` with the type given, so it need not have seen the topic yet
 RESULT = ("/perception/result", "edgeml_ros/msg/InferenceResult")
 DIAGNOSTICS = ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray")
@@ -157,13 +161,22 @@ def first_stamp_s(echo: subprocess.Popen, timeout_s: float) -> float:
     return int(sec.group(1)) + int(nanosec.group(1)) / 1e9
 
 
-def test_sim_launch_answers_and_a_second_shell_sees_and_tunes_it(shell, launch, tmp_path):
+@pytest.fixture(scope="module")
+def slower() -> float:
+    """How many times slower this machine runs the reference model now than the profiler's."""
+    return host_slower()
+
+
+def test_sim_launch_answers_and_a_second_shell_sees_and_tunes_it(shell, launch, slower, tmp_path):
     started = time.time()
     sim, log_path = launch("sim.launch.py")
     first = shell.start("topic", "echo", "--once", *RESULT, "--field", "header.stamp")  # fmt: skip
     try:
         first_result = first_stamp_s(first, timeout_s=60) - started
-        assert first_result < FIRST_RESULT_S, f"first result {first_result:.1f} s after launch"
+        assert first_result < FIRST_RESULT_S * slower, (
+            f"first result {first_result:.1f} s after launch (bound {FIRST_RESULT_S:g} s x "
+            f"{slower:.2f}, this machine's slowness)"
+        )
         assert shell.wait_for_nodes(SIM_NODES) >= SIM_NODES
 
         # a loaded machine may drop a frame as stale (a counted drop); an answer must still come
@@ -291,7 +304,7 @@ def _configures_from(params_file: Path) -> None:
             rclpy.shutdown()
 
 
-def test_drone_and_base_station_launched_apart_answer_together(shell, launch):
+def test_drone_and_base_station_launched_apart_answer_together(shell, launch, slower):
     base, base_log = launch("base_station.launch.py")
     drone, drone_log = launch("drone.launch.py", use_camera_source=True, policy="cloud_only")
     # the flight controller's battery, as a drone has it (the controller plans for it)
@@ -308,7 +321,7 @@ def test_drone_and_base_station_launched_apart_answer_together(shell, launch):
         nodes = {"/perception", "/controller", "/link_monitor", "/camera_source", "/offload"}
         assert shell.wait_for_nodes(nodes) >= nodes
         answered = shell.run("topic", "echo", "--once", "--filter", "m.where == 2",
-                             *RESULT, timeout_s=30)  # fmt: skip
+                             *RESULT, timeout_s=BASE_STATION_ANSWER_S * slower)  # fmt: skip
         assert "status: 0" in answered and "policy_name: cloud_only" in answered
     finally:
         battery.kill()
