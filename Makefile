@@ -95,7 +95,7 @@ bench-soak: setup
 # Re-train the committed controller policies in the simulator (minutes on two cores).
 POLICIES := edgeml_ros/policies
 policies: setup
-	for w in drone fashion_mnist; do for a in ppo dqn edgeml_ddpg ppo_loop static; do \
+	for w in drone fashion_mnist; do for a in ppo dqn edgeml_ddpg ppo_loop static planner; do \
 		$(RUN) python -m edgeml_ros.cli policy train --agent $$a --workload $$w || exit 1; \
 	done; done
 
@@ -121,10 +121,12 @@ oracle-bound: setup
 	done
 
 # Where adapting pays: every policy against the best static configuration in steady cells of link
-# rate x drone slowdown x inputs (simulated); writes docs/regime_map.json and docs/regime/*.png.
+# rate x drone slowdown x inputs, each on four draws of its frames (simulated); writes
+# docs/regime_map.json and docs/regime/*.png.
 regime-map: setup
-	$(RUN) python -m edgeml_ros.cli evaluate --regime-map --policy rl rl_loop tuned_static branchynet spinn ucb \
-		apparate cloud_jpeg --json docs/regime_map.json --plots docs/regime $(EVALUATE_ARGS)
+	$(RUN) python -m edgeml_ros.cli evaluate --regime-map --policy rl rl_loop planner tuned_static \
+		branchynet spinn ucb apparate cloud_jpeg --json docs/regime_map.json --plots docs/regime \
+		$(EVALUATE_ARGS)
 
 clean:
 	rm -rf build install log .venv

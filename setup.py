@@ -22,6 +22,7 @@ setup(
             "policies/*.json",
             "policies/*.zip",
             "policies/*.pkl",
+            "policies/*.npz",
         ]
     },
     install_requires=["numpy", "torch", "torchvision", "tqdm", "zstandard", "matplotlib"],

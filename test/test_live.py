@@ -180,3 +180,28 @@ def test_the_bandit_runs_live_and_credits_the_plan_in_force(world):
     # the safe plan is the bandit's last arm (everything on the drone at BranchyNet's
     # threshold): its window is credited to it, so cut 2 is next again, then cut 3
     assert step(7.0).plan.cut_point == 2 and step(8.0).plan.cut_point == 3
+
+
+def test_the_planner_runs_live_and_reads_a_slow_drone_from_its_results(world):
+    """The committed planner, from live readings only: frames answered at the deadline (a drone
+    slower than the profile's) move its belief to the slow drones of its table."""
+    live = controller(world, "planner")
+    planner = live.policy
+
+    def window(now: float, latency_s: float) -> LiveDecision:
+        live.on_link(now, 5.0, 20.0)
+        live.on_battery(now, 0.8)
+        decision = live.decide(now)
+        for i in range(10):
+            live.on_result(now + 0.05 + 0.1 * i, latency_s, 0.9, 0, WHERE_DRONE)
+        return decision
+
+    decisions = [window(float(t), 0.1) for t in range(8)]
+    assert all(d.mode == "policy" and d.reason.startswith("planner") for d in decisions)
+    slowdowns = planner.table.slowdowns
+    expected_slowdown = planner.belief.sum(axis=1) @ slowdowns
+    live = controller(world, "planner")
+    planner = live.policy
+    for t in range(8):
+        window(float(t), 0.005)
+    assert planner.belief.sum(axis=1) @ slowdowns < expected_slowdown

@@ -4,6 +4,7 @@ import math
 import subprocess
 import sys
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from edgeml_ros.core.codec import IMAGE_ENCODINGS
+from edgeml_ros.core.degrade import CONDITIONS
 from edgeml_ros.core.paths import POLICY_DIR
 from edgeml_ros.core.plan import NO_EARLY_EXIT, ExecutionPlan, shared_thresholds
 from edgeml_ros.core.profiles import ExitTable, ImageExit
@@ -54,6 +56,7 @@ from edgeml_ros.policy.observation import (
     observe,
     plan_action,
 )
+from edgeml_ros.policy.planner import Planner, UtilityTable, tabulate
 from edgeml_ros.policy.registry import (
     chosen_policies,
     make_policy,
@@ -417,8 +420,9 @@ def test_committed_policies_load_and_beat_the_fixed_baselines(calibrated):
     scores = results["policies"]
     assert set(scores) == set(names) and "conditions_oracle" not in names
     assert scores["oracle"]["oracle_ratio"] == 1.0
-    assert scores["rl"]["utility"] > max(scores["edge_only"]["utility"],
-                                         scores["cloud_only"]["utility"])  # fmt: skip
+    for adaptive in ("rl", "planner"):
+        assert scores[adaptive]["utility"] > max(scores["edge_only"]["utility"],
+                                                 scores["cloud_only"]["utility"])  # fmt: skip
     assert all(len(r.t_s) == 400 for runs in records.values() for r in runs.values())
 
 
@@ -463,15 +467,15 @@ def test_a_learned_policy_ignores_the_features_it_never_saw_vary(name):
 
 
 def test_the_registry_names_every_policy_once_and_which_run_live():
-    assert policy_names() == ("rl", "rl_loop", "dqn", "edgeml_ddpg", "edge_only", "cloud_only",
-                              "cloud_png", "cloud_jpeg", "neurosurgeon", "branchynet",
-                              "tuned_static", "spinn", "ucb", "apparate", "oracle",
+    assert policy_names() == ("rl", "rl_loop", "dqn", "planner", "edgeml_ddpg", "edge_only",
+                              "cloud_only", "cloud_png", "cloud_jpeg", "neurosurgeon",
+                              "branchynet", "tuned_static", "spinn", "ucb", "apparate", "oracle",
                               "conditions_oracle")  # fmt: skip
     offline = {"edgeml_ddpg", "oracle", "conditions_oracle"}
     assert set(policy_names()) - set(policy_names(live_only=True)) == offline
     assert all(policy_spec(name).description for name in policy_names())
     with pytest.raises(
-        ValueError, match="policy 'nope' unknown; known: rl, rl_loop, dqn, edgeml_ddpg"
+        ValueError, match="policy 'nope' unknown; known: rl, rl_loop, dqn, planner, edgeml_ddpg"
     ):
         policy_spec("nope")
     with pytest.raises(ValueError, match="registered twice"):
@@ -634,7 +638,6 @@ def test_utility_weights_from_the_command_line(capsys):
 
 
 def test_the_authors_formulation_fits_a_model_of_any_exit_count(bundle):
-    from edgeml_ros.core.degrade import CONDITIONS
     from edgeml_ros.core.energy import device_class
     from edgeml_ros.core.profiles import profile_model
     from edgeml_ros.core.train import split_frames
@@ -655,7 +658,7 @@ def test_the_authors_formulation_fits_a_model_of_any_exit_count(bundle):
 
 
 def test_the_regime_map_scores_policies_against_the_best_static_configuration(world, tmp_path):
-    from edgeml_ros.policy.regime import plot_regime_map, regime_map
+    from edgeml_ros.policy.regime import cell_scenario, plot_regime_map, regime_map
 
     cells = regime_map(world, ["edge_only", "cloud_only"], POLICY_DIR, rates_mbps=(0.04, 50.0),
                        slowdowns=(1.0, 16.0), duration_s=3.0)  # fmt: skip
@@ -675,13 +678,20 @@ def test_the_regime_map_scores_policies_against_the_best_static_configuration(wo
         assert all(plan["share"] == 1.0 for plan in c["main_plan"].values())
     plot_regime_map(cells, "cloud_only", tmp_path / "map.png")
     assert (tmp_path / "map.png").stat().st_size > 0
+    # each cell over draws of its frames: a policy's utility is its mean over them
+    (two,) = regime_map(world, ["edge_only"], POLICY_DIR, rates_mbps=(0.04,), slowdowns=(1.0,),
+                        conditions=("degraded",), duration_s=3.0, draws=2)  # fmt: skip
+    edge_only = FixedPolicy("edge_only", no_exits(world, world.costs.num_blocks))
+    each = [summarize(run_policy(world.slowed(1.0), edge_only,
+                                 cell_scenario(0.04, "degraded", 3.0, seed)))["utility"]
+            for seed in (0, 1)]  # fmt: skip
+    assert each[0] != each[1] and two["utility"]["edge_only"] == pytest.approx(np.mean(each))
 
 
 @pytest.fixture(scope="module")
 def tiny_world(bundle):
     """The tiny model's world, with the frame measured in every image encoding (clean frames
     stand for every condition)."""
-    from edgeml_ros.core.degrade import CONDITIONS
     from edgeml_ros.core.energy import device_class
     from edgeml_ros.core.profiles import profile_model
     from edgeml_ros.core.train import split_frames
@@ -896,7 +906,6 @@ def observe_empty():
 def test_apparate_keeps_agreement_closer_to_its_budget_than_branchynet_when_light_fails(
     calibrated,
 ):
-    from edgeml_ros.core.degrade import CONDITIONS
 
     trace = Trace(np.array([0.0]), np.array([10.0]), np.array([20.0]), "steady")
     scenario = Scenario("dusk", trace, 1200.0, ((0.0, "clean"), (600.0, "low_light")), 0.9)
@@ -920,3 +929,59 @@ def test_apparate_keeps_agreement_closer_to_its_budget_than_branchynet_when_ligh
     accuracy = {name: np.mean(r.correct[dark]) for name, r in records.items()}
     assert accuracy["apparate"] > accuracy["branchynet"]
     assert records["apparate"].audited.sum() > 100 and not records["branchynet"].audited.any()
+
+
+def synthetic_table(actions: int) -> UtilityTable:
+    """Two drones (1x, 16x) told apart by latency; action 3 best on the fast one, 7 on the slow
+    one, 8 better still there but costly in energy."""
+    shape = (2, 2, len(CONDITIONS), actions)
+    gain, energy = np.zeros(shape), np.zeros(shape)
+    gain[:, 0, :, 3], gain[:, 1, :, 7] = 0.5, 0.5
+    gain[:, 1, :, 8], energy[:, 1, :, 8] = 0.55, 0.1
+    mean = np.zeros((*shape, 3))
+    mean[:, 0, ..., 0], mean[:, 1, ..., 0] = 0.2, 2.0  # latency over the deadline
+    mean[..., 1], mean[..., 2] = 0.8, 0.5  # confidence, early exits
+    return UtilityTable(np.array([1.0, 10.0]), np.array([1.0, 16.0]), tuple(CONDITIONS), gain,
+                        energy, mean, np.full(mean.shape, 0.05))  # fmt: skip
+
+
+def test_the_planner_plans_for_the_drone_its_telemetry_shows_and_the_battery(world):
+    planner = Planner(synthetic_table(num_actions(world.costs.num_blocks)), world)
+    slow = replace(observe_empty(), recent_latency_ratio=2.0, recent_confidence=0.8,
+                   recent_early_exit_rate=0.5, battery_soc=1.0)  # fmt: skip
+
+    def settled(obs: Observation) -> int:
+        planner.reset()
+        for _ in range(5):
+            plan = planner.decide(obs).plan
+        cut, level = plan_action(plan, world.costs.num_blocks)
+        return cut * len(THRESHOLD_LEVELS) + level
+
+    assert settled(slow) == 8  # the slow drone's best, the battery full
+    assert planner.belief[1].sum() > 0.99
+    assert settled(replace(slow, battery_soc=0.2)) == 7  # its energy now weighs more
+    assert settled(replace(slow, recent_latency_ratio=0.2)) == 3  # a fast drone
+    assert planner.belief[0].sum() > 0.99
+    # a window without frames says nothing: the belief stays near the prior
+    planner.reset()
+    planner.decide(replace(slow, recent_latency_ratio=0.0))
+    assert planner.belief.sum(axis=1) == pytest.approx([0.5, 0.5])
+
+
+def test_the_planner_tabulates_steady_worlds_and_reads_a_slow_drone(world, tmp_path, monkeypatch):
+    grid = partial(tabulate, rates_mbps=(0.5, 20.0), slowdowns=(1.0, 16.0), duration_s=3.0)
+    monkeypatch.setattr("edgeml_ros.policy.agents.tabulate", grid)
+    meta = train_agent(world, "planner", tmp_path, "plan", command="test")
+    assert meta["rates_mbps"] == [0.5, 20.0] and meta["slowdowns"] == [1.0, 16.0]
+    assert {p.name for p in tmp_path.iterdir()} == {"plan.npz", "plan.json"}
+    policy = load_policy(tmp_path / "plan", world)
+    assert isinstance(policy, Planner) and policy.name == "plan"
+    for index, slowdown in enumerate((1.0, 16.0)):
+        records = run_policy(world.slowed(slowdown), policy, steady(5.0, 20.0))
+        assert summarize(records)["frames"] == 100
+        assert policy.belief[index].sum() > 0.9, (slowdown, policy.belief)
+    with pytest.raises(ValueError, match="no training steps"):
+        train_agent(world, "planner", tmp_path, "plan", timesteps=10)
+    np.savez(tmp_path / "plan.npz", rates_mbps=np.ones(2))
+    with pytest.raises(PolicyFileError, match=r"planner table .*unreadable"):
+        load_policy(tmp_path / "plan", world)

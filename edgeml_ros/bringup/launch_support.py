@@ -59,8 +59,9 @@ def standard_arguments(namespace_help: str, params_file: str, params_help: str) 
 
 
 # The live policies (policy.registry; not imported here: it loads torch).
-POLICIES = ("rl", "rl_loop", "dqn", "edge_only", "cloud_only", "cloud_png", "cloud_jpeg",
-            "neurosurgeon", "branchynet", "tuned_static", "spinn", "ucb", "apparate")  # fmt: skip
+POLICIES = ("rl", "rl_loop", "dqn", "planner", "edge_only", "cloud_only", "cloud_png",
+            "cloud_jpeg", "neurosurgeon", "branchynet", "tuned_static", "spinn", "ucb",
+            "apparate")  # fmt: skip
 
 
 def policy_argument() -> DeclareLaunchArgument:
@@ -70,9 +71,10 @@ def policy_argument() -> DeclareLaunchArgument:
         default_value="rl",
         choices=list(POLICIES),
         description="Controller policy: rl (PPO), rl_loop (PPO with a threshold loop on "
-        "audits), dqn, or a baseline (edge_only, cloud_only, cloud_png, cloud_jpeg, "
-        "neurosurgeon, branchynet, spinn, ucb, apparate); `ros2 param set "
-        "/controller policy ...` switches it live.",
+        "audits), dqn, planner (a utility table from the simulator, the drone's speed and the "
+        "inputs read from telemetry), or a baseline (edge_only, cloud_only, cloud_png, "
+        "cloud_jpeg, neurosurgeon, branchynet, tuned_static, spinn, ucb, apparate); "
+        "`ros2 param set /controller policy ...` switches it live.",
     )
 
 

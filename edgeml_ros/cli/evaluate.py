@@ -9,6 +9,7 @@ from pathlib import Path
 from edgeml_ros.cli.common import (
     command_line,
     positive_float,
+    positive_int,
     sim_arguments,
     sim_policies,
     sim_profile,
@@ -29,7 +30,8 @@ def _cmd_regime_map(args: argparse.Namespace) -> int:
     world = sim_world(args)
     # the static configurations stand for the oracle
     names = [n for n in sim_policies(args, world) if n != "oracle"]
-    cells = regime_map(world, names, Path(args.policy_dir), duration_s=args.duration or 30.0)
+    cells = regime_map(world, names, Path(args.policy_dir), duration_s=args.duration or 30.0,
+                       draws=args.regime_draws)  # fmt: skip
     print(f"{'slowdown':>9}{'Mbit/s':>8}{'inputs':>10}{'best static':>13}  "
           + "".join(f"{n:>14}" for n in names))  # fmt: skip
     for c in cells:
@@ -44,7 +46,7 @@ def _cmd_regime_map(args: argparse.Namespace) -> int:
             plot_regime_map(cells, name, path)
             print(f"wrote {path}")
     _write_json(args.json, {"command": command_line(), "profile": sim_profile(args),
-                            "regime_map": cells})  # fmt: skip
+                            "draws": args.regime_draws, "regime_map": cells})  # fmt: skip
     return 0
 
 
@@ -106,7 +108,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add `evaluate`."""
-    from edgeml_ros.policy.scenarios import TEST_SCENARIOS
+    from edgeml_ros.policy.scenarios import REGIME_DRAWS, TEST_SCENARIOS
 
     p = sub.add_parser("evaluate", help="score policies on scenarios in the simulator")
     p.add_argument("--scenario", action="append", default=None, metavar="FILE_OR_NAME",
@@ -121,6 +123,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="instead of scenarios: steady cells of link rate x drone slowdown x "
                    "inputs, each policy against the best static configuration in hindsight "
                    "(a heatmap per policy in --plots, the cells in --json)")  # fmt: skip
+    p.add_argument("--regime-draws", type=positive_int, default=REGIME_DRAWS,
+                   help="draws of each regime cell's frames, every policy on the same ones "
+                   f"(default {REGIME_DRAWS}; 1: the best static configuration is also "
+                   "chosen in hindsight of the very frames)")  # fmt: skip
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
     p.add_argument("--plots", default="out/evaluate", metavar="DIR",
                    help="where to write the PNG plots ('' for none)")  # fmt: skip

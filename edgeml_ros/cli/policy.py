@@ -17,15 +17,16 @@ from edgeml_ros.cli.common import (
 
 
 def _cmd_policy_train(args: argparse.Namespace) -> int:
-    from edgeml_ros.policy.agents import policy_file, train_agent
+    from edgeml_ros.policy.agents import SAVED_AS, policy_file, train_agent
 
     world = sim_world(args)
     path = policy_file(Path(args.out_dir), world, args.agent)
     meta = train_agent(world, args.agent, path.parent, path.name, args.timesteps, args.seed,
                        command_line(), args.steady_share, args.reward_draws)  # fmt: skip
+    steps = f"{meta['timesteps']} steps, " if meta["timesteps"] else ""
     print(json.dumps(meta, indent=1) if args.json else
-          f"saved {path}.{'json' if args.agent == 'static' else 'zip'} ({meta['agent']}, "
-          f"{meta['timesteps']} steps, {meta['train_seconds']} s)")  # fmt: skip
+          f"saved {path}.{SAVED_AS.get(args.agent, 'zip')} ({meta['agent']}, {steps}"
+          f"{meta['train_seconds']} s)")  # fmt: skip
     return 0
 
 
@@ -38,7 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     policy = p.add_subparsers(dest="action", required=True)
     p = policy.add_parser("train", help="train a controller policy with stable-baselines3")
     p.add_argument("--agent", required=True, choices=AGENTS,
-                   help="ppo/dqn: our formulation; edgeml_ddpg: the EdgeML authors'")  # fmt: skip
+                   help="ppo/dqn: our formulation; edgeml_ddpg: the EdgeML authors'; planner: "
+                   "a table of utilities made in the simulator, no learning")  # fmt: skip
     p.add_argument("--timesteps", type=positive_int, default=None,
                    help=f"environment steps (default {DEFAULT_TIMESTEPS})")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)

@@ -10,6 +10,9 @@
   (RL_AGENT/ddpg.py): one hidden layer of 300 units for actor and critic, RMSprop at 1e-4 for
   both, gamma 0.9, tau 0.01, a 10,000-transition buffer, batches of 64, Gaussian exploration
   noise of 0.1 x the action bound, 5,000 steps, no normalization.
+- `planner`: no learning either: every action's utility tabulated in steady simulated worlds,
+  read under a belief about the drone's speed and the inputs' condition that the telemetry
+  updates (`policy.planner`); saved as `NAME.npz` with `NAME.json`.
 - `static`: no learning, a tuned fixed choice: the one (cut point, threshold level) action of
   best mean utility, each held through the same training scenarios, as many as make up the
   learned policies' budget of simulated windows (`tune_static`). It is the strongest static
@@ -17,9 +20,9 @@
   utility on the scenarios the learned policies train on.
 
 A saved policy is `NAME.zip` (SB3), `NAME_vecnormalize.pkl` (PPO/DQN) and `NAME.json` (for
-`static`, only that, with its action): the command that made it, the model it was trained for
-(model id and weights digest) and the simulator settings. Loading refuses a policy trained for
-other weights.
+`static`, only that, with its action; for `planner`, with `NAME.npz`, its table): the command
+that made it, the model it was trained for (model id and weights digest) and the simulator
+settings. Loading refuses a policy trained for other weights.
 """
 
 from __future__ import annotations
@@ -54,12 +57,14 @@ from edgeml_ros.policy.env import (
 )
 from edgeml_ros.policy.evaluate import run_policy, summarize
 from edgeml_ros.policy.observation import Decision, Observation, action_plan, num_actions
+from edgeml_ros.policy.planner import Planner, UtilityTable, tabulate
 from edgeml_ros.policy.scenarios import SCENARIO_DURATION_S, train_scenario
 from edgeml_ros.policy.sim import Simulation
 from edgeml_ros.policy.world import World
 
-AGENTS = ("ppo", "dqn", "edgeml_ddpg", "ppo_loop", "static")
+AGENTS = ("ppo", "dqn", "edgeml_ddpg", "ppo_loop", "static", "planner")
 REDRAWN_REWARD_AGENTS = ("ppo", "dqn", "ppo_loop")  # those on EdgeMLEnv's windows
+SAVED_AS = {"static": "json", "planner": "npz"}  # the file that holds each agent (others: zip)
 # A feature whose variance in training stayed below this (VecNormalize's epsilon) never varied.
 UNVARIED_VARIANCE = 1e-8
 DEFAULT_TIMESTEPS = {"ppo": 400_000, "dqn": 300_000, "edgeml_ddpg": 5_000, "ppo_loop": 400_000,
@@ -113,13 +118,20 @@ def train_agent(
     if reward_draws and agent not in REDRAWN_REWARD_AGENTS:
         raise ValueError(f"reward draws apply to {', '.join(REDRAWN_REWARD_AGENTS)}, "
                          f"not {agent}")  # fmt: skip
-    timesteps = timesteps or DEFAULT_TIMESTEPS[agent]
+    if agent == "planner" and (timesteps or steady_share):
+        raise ValueError("the planner takes no training steps or scenarios: it tabulates a grid "
+                         "of steady worlds (policy.planner)")  # fmt: skip
+    timesteps = timesteps or DEFAULT_TIMESTEPS.get(agent)
     torch.set_num_threads(1)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.time()
     scenarios = partial(train_scenario, steady_share=steady_share)
     tuned = tune_static(world, timesteps, seed, scenarios) if agent == "static" else {}
-    if agent != "static":
+    if agent == "planner":
+        table = tabulate(world, seed=seed)
+        table.save(out_dir / f"{name}.npz")
+        tuned = table.grid()
+    elif agent != "static":
         _learn(world, agent, out_dir / name, timesteps, seed, scenarios, reward_draws)
     meta = {
         "agent": agent,
@@ -287,6 +299,12 @@ def load_policy(path: Path | str, world: World, name: str | None = None):
             f"{meta.get('command')})"
         )
     costs, name = world.costs, name or path.name
+    if agent == "planner":
+        try:
+            table = UtilityTable.load(path.with_suffix(".npz"), num_actions(costs.num_blocks))
+        except ValueError as exc:
+            raise PolicyFileError(str(exc)) from None
+        return Planner(table, world, name)
     if agent == "static":
         action = meta.get("action")
         if not (isinstance(action, int) and 0 <= action < num_actions(costs.num_blocks)):

@@ -166,6 +166,15 @@ def _dqn(world: World, policy_dir: Path) -> Policy:
 
 
 @register(
+    "planner",
+    "per window, the action of best expected utility in a table made in the simulator, under a "
+    "belief about the drone's speed and the inputs' condition read from the telemetry",
+)
+def _planner(world: World, policy_dir: Path) -> Policy:
+    return load_policy(policy_file(policy_dir, world, "planner"), world, "planner")
+
+
+@register(
     "edgeml_ddpg",
     "the EdgeML authors' DDPG formulation; its state needs ground truth (frame accuracy)",
     live=False,

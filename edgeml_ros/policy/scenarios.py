@@ -41,6 +41,8 @@ TRAIN_SLOWED_SHARE = 0.5
 # The link rates of steady training episodes (`random_steady_scenario`), log-uniform: the regime
 # map's range.
 STEADY_RATES_MBPS = (0.04, 50.0)
+# Draws of the frames of each regime map cell (policy.regime).
+REGIME_DRAWS = 4
 
 
 def generate_scenario(kind: str, seed: int, duration_s: float = SCENARIO_DURATION_S) -> Scenario:
