@@ -205,6 +205,9 @@ def test_controller_runs_the_learned_policy_with_safe_modes(ros_node):
         assert policies[-1].exit_thresholds[0] == 0.0
         set_param = param_setter(ros_node, "controller")
         assert set_param("policy", "oracle").reason.startswith("policy: 'oracle' is not one of")
+        # a policy from its committed file (the planner's table), then one built by rule
+        assert set_param("policy", "planner").successful
+        assert latest_after(inputs(0.8), lambda p: p.policy_name == "planner")
         assert set_param("policy", "spinn").successful
         assert latest_after(inputs(0.8), lambda p: p.policy_name == "spinn")
         assert policies[-1].weights_digest == PROFILE_DIGEST  # the model the plan is for
