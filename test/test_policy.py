@@ -51,6 +51,7 @@ from edgeml_ros.policy.evaluate import (
 )
 from edgeml_ros.policy.observation import (
     Observation,
+    action_index,
     action_plan,
     num_actions,
     observe,
@@ -954,8 +955,7 @@ def test_the_planner_plans_for_the_drone_its_telemetry_shows_and_the_battery(wor
         planner.reset()
         for _ in range(5):
             plan = planner.decide(obs).plan
-        cut, level = plan_action(plan, world.costs.num_blocks)
-        return cut * len(THRESHOLD_LEVELS) + level
+        return action_index(*plan_action(plan, world.costs.num_blocks))
 
     assert settled(slow) == 8  # the slow drone's best, the battery full
     assert planner.belief[1].sum() > 0.99

@@ -118,6 +118,11 @@ def action_plan(
     return ExecutionPlan(cut, shared_thresholds(THRESHOLD_LEVELS[level], num_exits), rule)
 
 
+def action_index(cut_point: int, threshold_level: int) -> int:
+    """The discrete action of a cut point and threshold level (`action_plan`'s inverse)."""
+    return cut_point * len(THRESHOLD_LEVELS) + threshold_level
+
+
 def plan_action(plan: ExecutionPlan, num_blocks: int) -> tuple[int, int]:
     """Cut point and nearest threshold level of a plan (for observing the plan in force)."""
     thr = min(plan.exit_thresholds[:-1], default=THRESHOLD_LEVELS[-1])

@@ -32,6 +32,7 @@ from edgeml_ros.policy.evaluate import run_policy
 from edgeml_ros.policy.observation import (
     Decision,
     Observation,
+    action_index,
     action_plan,
     num_actions,
     recent_stats,
@@ -42,7 +43,7 @@ from edgeml_ros.policy.scenarios import (
     STEADY_RATES_MBPS,
     steady_scenario,
 )
-from edgeml_ros.policy.sim import THRESHOLD_LEVELS, FrameRecords, Simulation
+from edgeml_ros.policy.sim import FrameRecords, Simulation
 from edgeml_ros.policy.world import World
 
 # The grid: link rates over a little more than the regime map's range, slowdowns over the
@@ -157,12 +158,14 @@ def tabulate(
                     for a in range(actions):
                         plan = action_plan(a, costs.num_blocks, costs.num_exits)
                         r = run_policy(slowed, FixedPolicy("static", plan), scenario)
+                        reference_j = costs.reference_energy_j
+                        no_energy = np.zeros_like(r.energy_j)  # the utility but its energy term
                         gain[i, j, k, a] = np.mean(
-                            weights.accuracy * r.correct
-                            - weights.latency * r.latency_s / deadline_s
-                            - weights.deadline_miss * r.missed
+                            weights.utility(
+                                r.correct, r.latency_s, deadline_s, no_energy, reference_j, 1.0
+                            )
                         )
-                        energy[i, j, k, a] = np.mean(r.energy_j) / costs.reference_energy_j
+                        energy[i, j, k, a] = np.mean(r.energy_j) / reference_j
                         seen = window_telemetry(r, slowed)
                         mean[i, j, k, a], spread[i, j, k, a] = seen.mean(0), seen.std(0)
                         bar.update()
@@ -194,7 +197,7 @@ class Planner:
         self.belief = (1 - BELIEF_FORGETTING) * self.belief + BELIEF_FORGETTING * self._prior()
         if obs.recent_latency_ratio <= 0:  # no frame answered: nothing to read
             return
-        action = obs.cut_point * len(THRESHOLD_LEVELS) + obs.threshold_level
+        action = action_index(obs.cut_point, obs.threshold_level)
         seen = np.array([getattr(obs, name) for name in TELEMETRY])
         mean = here.telemetry_mean[0, :, :, action]  # (S, C, F)
         spread = np.maximum(here.telemetry_spread[0, :, :, action], TELEMETRY_SPREAD_FLOOR)
