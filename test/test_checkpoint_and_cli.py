@@ -44,6 +44,8 @@ def test_missing_checkpoint(tmp_path):
         (["bench", "goodput", "--points", "0:1"], "Mbit/s in (0, 1000)"),
         (["bench", "link", "--phases", "2", "-1"], "'-1' is not a rate in Mbit/s"),
         (["bench", "link", "--phases", "fast"], "'fast' is not a rate in Mbit/s"),
+        (["evaluate", "--regime-slowdowns", "3", "0"], "must be > 0"),
+        (["evaluate", "--regime-rates", "fast"], "expected a number, got 'fast'"),
     ],
 )
 def test_cli_rejects_bad_arguments(argv, match, capsys):

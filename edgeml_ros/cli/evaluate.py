@@ -30,7 +30,8 @@ def _cmd_regime_map(args: argparse.Namespace) -> int:
     world = sim_world(args)
     # the static configurations stand for the oracle
     names = [n for n in sim_policies(args, world) if n != "oracle"]
-    cells = regime_map(world, names, Path(args.policy_dir), duration_s=args.duration or 30.0,
+    cells = regime_map(world, names, Path(args.policy_dir), args.regime_rates,
+                       args.regime_slowdowns, duration_s=args.duration or 30.0,
                        draws=args.regime_draws)  # fmt: skip
     print(f"{'slowdown':>9}{'Mbit/s':>8}{'inputs':>10}{'best static':>13}  "
           + "".join(f"{n:>14}" for n in names))  # fmt: skip
@@ -108,6 +109,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add `evaluate`."""
+    from edgeml_ros.policy.regime import RATES_MBPS, SLOWDOWNS
     from edgeml_ros.policy.scenarios import REGIME_DRAWS, TEST_SCENARIOS
 
     p = sub.add_parser("evaluate", help="score policies on scenarios in the simulator")
@@ -127,6 +129,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="draws of each regime cell's frames, every policy on the same ones "
                    f"(default {REGIME_DRAWS}; 1: the best static configuration is also "
                    "chosen in hindsight of the very frames)")  # fmt: skip
+    p.add_argument("--regime-rates", type=positive_float, nargs="+", default=RATES_MBPS,
+                   metavar="MBPS", help="the regime map's link rates (default: "
+                   f"{' '.join(f'{r:g}' for r in RATES_MBPS)})")  # fmt: skip
+    p.add_argument("--regime-slowdowns", type=positive_float, nargs="+", default=SLOWDOWNS,
+                   metavar="X", help="the regime map's drone compute slowdowns over the "
+                   f"profile's (default: {' '.join(f'{s:g}' for s in SLOWDOWNS)})")  # fmt: skip
     p.add_argument("--json", default=None, metavar="PATH", help="also write results as JSON")
     p.add_argument("--plots", default="out/evaluate", metavar="DIR",
                    help="where to write the PNG plots ('' for none)")  # fmt: skip
