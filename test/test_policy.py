@@ -957,15 +957,22 @@ def test_the_planner_plans_for_the_drone_its_telemetry_shows_and_the_battery(wor
             plan = planner.decide(obs).plan
         return action_index(*plan_action(plan, world.costs.num_blocks))
 
+    # the belief's slowdowns: the table's two, and three between them (log-spaced)
+    assert planner.table.slowdowns == pytest.approx([1.0, 2.0, 4.0, 8.0, 16.0])
+    latency = planner.table.telemetry_mean[0, :, 0, 0, 0]  # interpolated in log slowdown
+    assert latency == pytest.approx([0.2, 0.65, 1.1, 1.55, 2.0])
     assert settled(slow) == 8  # the slow drone's best, the battery full
-    assert planner.belief[1].sum() > 0.99
+    assert planner.belief[-1].sum() > 0.99
     assert settled(replace(slow, battery_soc=0.2)) == 7  # its energy now weighs more
     assert settled(replace(slow, recent_latency_ratio=0.2)) == 3  # a fast drone
     assert planner.belief[0].sum() > 0.99
+    # a drone halfway (in log slowdown) is read as the 4x between the table's drones
+    settled(replace(slow, recent_latency_ratio=1.1))
+    assert planner.belief[2].sum() > 0.99
     # a window without frames says nothing: the belief stays near the prior
     planner.reset()
     planner.decide(replace(slow, recent_latency_ratio=0.0))
-    assert planner.belief.sum(axis=1) == pytest.approx([0.5, 0.5])
+    assert planner.belief.sum(axis=1) == pytest.approx(np.full(5, 0.2))
 
 
 def test_the_planner_tabulates_steady_worlds_and_reads_a_slow_drone(world, tmp_path, monkeypatch):
@@ -976,7 +983,7 @@ def test_the_planner_tabulates_steady_worlds_and_reads_a_slow_drone(world, tmp_p
     assert {p.name for p in tmp_path.iterdir()} == {"plan.npz", "plan.json"}
     policy = load_policy(tmp_path / "plan", world)
     assert isinstance(policy, Planner) and policy.name == "plan"
-    for index, slowdown in enumerate((1.0, 16.0)):
+    for index, slowdown in ((0, 1.0), (-1, 16.0)):
         records = run_policy(world.slowed(slowdown), policy, steady(5.0, 20.0))
         assert summarize(records)["frames"] == 100
         assert policy.belief[index].sum() > 0.9, (slowdown, policy.belief)

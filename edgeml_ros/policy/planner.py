@@ -10,7 +10,8 @@ confidence of the answering exits, the share of early exits), with its spread fr
 window.
 
 `Planner` reads the drone's compute slowdown and the input condition it cannot observe from that
-telemetry: a belief over the grid's (slowdown, condition) pairs, updated after each window by
+telemetry: a belief over (slowdown, condition) pairs (the grid's slowdowns and more between
+them, `SLOWDOWN_SUBSTEPS`, the table interpolated there), updated after each window by
 how likely the window's telemetry was under the plan in force at the estimated link rate (a
 Gaussian per feature, with the table's spread), and partly forgotten each window
 (`BELIEF_FORGETTING`) so that it follows changes. It then picks the action of best expected
@@ -21,6 +22,7 @@ live controller observes; it knows nothing of the world it runs in beyond its ta
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -54,12 +56,14 @@ TABLE_RATES_MBPS = tuple(
 )
 TABLE_SLOWDOWNS = tuple(float(s) for s in np.geomspace(*DRONE_SLOWDOWNS, 7))
 TABLE_RTT_MS = 35.0
-TABLE_DURATION_S = 30.0
+TABLE_DURATION_S = 120.0
 # The telemetry the belief reads (Observation fields), and the least spread assumed for each.
 TELEMETRY = ("recent_latency_ratio", "recent_confidence", "recent_early_exit_rate")
 TELEMETRY_SPREAD_FLOOR = np.array([0.02, 0.01, 0.05])
 # The share of the belief spread evenly again each window: conditions change every 10-40 s.
 BELIEF_FORGETTING = 0.05
+# The belief's slowdowns per step of the table's grid (the table interpolated between them).
+SLOWDOWN_SUBSTEPS = 4
 
 
 @dataclass(frozen=True)
@@ -76,17 +80,39 @@ class UtilityTable:
 
     def at_rate(self, mbps: float) -> UtilityTable:
         """The table at one link rate: linear in log rate between grid rates, held beyond."""
-        log_rates = np.log(self.rates_mbps)
-        x = float(np.clip(np.log(max(mbps, 1e-9)), log_rates[0], log_rates[-1]))
-        i = int(np.clip(np.searchsorted(log_rates, x) - 1, 0, len(log_rates) - 2))
-        w = (x - log_rates[i]) / (log_rates[i + 1] - log_rates[i])
+        rates = np.array([mbps])
+        return UtilityTable(rates, self.slowdowns, self.conditions,
+                            *self._interpolated(0, self.rates_mbps, rates))  # fmt: skip
 
-        def mix(a: np.ndarray) -> np.ndarray:
-            return (1 - w) * a[i : i + 1] + w * a[i + 1 : i + 2]
+    def refined(self, substeps: int) -> UtilityTable:
+        """The table over `substeps` log-spaced slowdowns per grid step, interpolated the same.
 
-        return UtilityTable(np.array([mbps]), self.slowdowns, self.conditions, mix(self.gain),
-                            mix(self.energy), mix(self.telemetry_mean),
-                            mix(self.telemetry_spread))  # fmt: skip
+        A drone between two grid slowdowns is then not read as one of them with its inputs'
+        condition misread to explain the rest of its latency.
+        """
+        log_grid = np.log(self.slowdowns)
+        fine = np.exp(np.concatenate([
+            np.linspace(a, b, substeps, endpoint=False) for a, b in pairwise(log_grid)
+        ] + [log_grid[-1:]]))  # fmt: skip
+        return UtilityTable(self.rates_mbps, fine, self.conditions,
+                            *self._interpolated(1, self.slowdowns, fine))  # fmt: skip
+
+    def _interpolated(self, axis: int, grid: np.ndarray, points: np.ndarray) -> list[np.ndarray]:
+        """The four arrays at `points` along `axis` (whose values are `grid`).
+
+        Linear in log `grid` between its values, held beyond them.
+        """
+        log_grid = np.log(grid)
+        x = np.clip(np.log(np.maximum(points, 1e-9)), log_grid[0], log_grid[-1])
+        i = np.clip(np.searchsorted(log_grid, x) - 1, 0, len(log_grid) - 2)
+        w = (x - log_grid[i]) / (log_grid[i + 1] - log_grid[i])
+
+        def at_points(a: np.ndarray) -> np.ndarray:
+            weight = np.expand_dims(w, tuple(d for d in range(a.ndim) if d != axis))
+            return (1 - weight) * np.take(a, i, axis) + weight * np.take(a, i + 1, axis)
+
+        return [at_points(a) for a in (self.gain, self.energy, self.telemetry_mean,
+                                       self.telemetry_spread)]  # fmt: skip
 
     def grid(self) -> dict:
         """The grid the table covers (for a policy's metadata)."""
@@ -177,7 +203,7 @@ class Planner:
     """The action of best expected utility under a belief read from telemetry (module doc)."""
 
     def __init__(self, table: UtilityTable, world: World, name: str = "planner") -> None:
-        self.table, self.name = table, name
+        self.table, self.name = table.refined(SLOWDOWN_SUBSTEPS), name
         self.weights = world.config.weights
         self.num_blocks, self.num_exits = world.costs.num_blocks, world.costs.num_exits
         self.belief = self._prior()
