@@ -22,7 +22,6 @@ live controller observes; it knows nothing of the world it runs in beyond its ta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -90,10 +89,9 @@ class UtilityTable:
         A drone between two grid slowdowns is then not read as one of them with its inputs'
         condition misread to explain the rest of its latency.
         """
-        log_grid = np.log(self.slowdowns)
-        fine = np.exp(np.concatenate([
-            np.linspace(a, b, substeps, endpoint=False) for a, b in pairwise(log_grid)
-        ] + [log_grid[-1:]]))  # fmt: skip
+        steps = len(self.slowdowns) - 1
+        at = np.linspace(0, steps, steps * substeps + 1)  # in grid steps
+        fine = np.exp(np.interp(at, np.arange(steps + 1), np.log(self.slowdowns)))
         return UtilityTable(self.rates_mbps, fine, self.conditions,
                             *self._interpolated(1, self.slowdowns, fine))  # fmt: skip
 
