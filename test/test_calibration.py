@@ -234,14 +234,28 @@ def test_the_link_lets_its_token_bucket_through_at_once_and_refills_while_idle()
 def test_the_drone_gives_up_on_its_reply_when_its_own_times_say(profile):
     final = len(profile.exits) - 1
     plan = ExecutionPlan(0, (NO_EARLY_EXIT,) * final + (0.0,))
+
+    def run(drone_plan_scale: float, deadline_ms: float):
+        world = steady_world(profile, replace(TRUE, drone_plan_scale=drone_plan_scale),
+                             deadline_ms=deadline_ms)  # fmt: skip
+        return world, world.simulation(steady()).run(plan, 20)
+
     # the reply comes about 30 ms after the frame; the deadline leaves time to wait for it...
-    sure = replace(TRUE, drone_plan_scale=1.0)
-    patient = steady_world(profile, sure, deadline_ms=90.0).simulation(steady()).run(plan, 20)
-    assert np.all(patient.where == 2)
-    # ...unless the drone thinks it needs three times as long to finish the model itself
-    hasty = replace(TRUE, drone_plan_scale=3.0)
-    fell_back = steady_world(profile, hasty, deadline_ms=90.0).simulation(steady()).run(plan, 20)
+    assert np.all(run(1.0, 90.0)[1].where == 2)
+    # ...unless the drone thinks it needs eight times as long: its first exit (65 ms) leaves
+    # the reply too little time
+    fell_back = run(8.0, 90.0)[1]
     assert np.all(fell_back.where == 3) and np.all(fell_back.offloaded)
+    # At four times, exit 2 (69 ms) would leave the reply 9 ms: the first offload falls back
+    # there; its late reply shows how long replies take, so the next wait for theirs, with
+    # exit 1 (49 ms) to fall back to.
+    learnt = run(4.0, 90.0)[1]
+    assert learnt.where[0] == 3 and np.all(learnt.where[1:] == 2)
+    # A drone too slow to finish the model in time waits as long as its deepest exit in time
+    # (here the first, 82 ms) allows: the reply comes in time, from the first frame on.
+    slow, records = run(10.0, 130.0)
+    assert slow.costs.drone_plan.finish(0) > 0.13
+    assert np.all(records.where == 2)
 
 
 def test_jitter_spreads_the_drone_compute_and_the_hops_as_measured(profile):

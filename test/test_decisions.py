@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from edgeml_ros.core.decisions import (
+    EXPIRE_PERIOD_S,
     FALLBACK_MARGIN_S,
     LocalTimes,
     checked_exits,
@@ -55,9 +56,42 @@ def test_float32_confidences_are_compared_as_the_live_drone_compares_floats():
 
 def test_an_offload_falls_back_in_time_to_finish_on_the_drone():
     arrived, deadline = 100.0, 0.1
-    at = fallback_time(arrived, 100.001, deadline, TIMES.finish(2))
+    at = fallback_time(TIMES, 2, None, arrived, 100.001, deadline)
     assert at == pytest.approx(100.1 - TIMES.finish(2) - FALLBACK_MARGIN_S)
-    assert fallback_time(arrived, 100.09, deadline, TIMES.finish(2)) == 100.09  # never before
+    assert fallback_time(TIMES, 2, None, arrived, 100.09, deadline) == 100.09  # never before
+
+
+def test_an_offload_waits_as_long_as_its_fallback_keeps_the_deepest_exit_in_time():
+    arrived, deadline = 100.0, 0.06  # the drone cannot finish from cut 1 (62 ms) in time
+    at = fallback_time(TIMES, 1, None, arrived, 100.001, deadline)
+    assert at == pytest.approx(100.06 - TIMES.to_exit(1, 1) - FALLBACK_MARGIN_S)
+    # checked up to one period late, that exit is still in the fallback's budget
+    late = fallback_budget(arrived, at + EXPIRE_PERIOD_S, deadline)
+    assert fallback_exit(TIMES, 1, late, None) == (1, True)
+    # no exit after the cut in time: the head's checked exit answers at the last moment ...
+    at = fallback_time(TIMES, 1, 0, arrived, 100.04, deadline)
+    assert at == pytest.approx(100.06 - FALLBACK_MARGIN_S)
+    # ... and without one, waiting would only make the frame later still
+    assert fallback_time(TIMES, 1, None, arrived, 100.04, deadline) == 100.04
+
+
+def test_an_offload_waits_for_a_reply_that_recent_ones_say_comes_in_time_for_an_exit():
+    arrived, sent, deadline = 100.0, 100.001, 0.1  # from cut 1: exit 1 22 ms, exit 2 62 ms
+    last = 100.1 - FALLBACK_MARGIN_S
+    # replies that come before the final exit's moment change nothing
+    assert fallback_time(TIMES, 1, None, arrived, sent, deadline, 0.01) == pytest.approx(
+        last - TIMES.finish(1)
+    )
+    # one expected after it: the wait gives up the final exit for the reply, keeping exit 1
+    assert fallback_time(TIMES, 1, None, arrived, sent, deadline, 0.04) == pytest.approx(
+        last - TIMES.to_exit(1, 1)
+    )
+    # later still: the head's checked exit (no compute) keeps the reply its time ...
+    assert fallback_time(TIMES, 1, 0, arrived, sent, deadline, 0.08) == pytest.approx(last)
+    # ... and where no exit can wait for it, the fallback keeps the deepest exit in time
+    assert fallback_time(TIMES, 1, 0, arrived, sent, deadline, 0.5) == pytest.approx(
+        last - TIMES.finish(1)
+    )
 
 
 def test_a_fallback_answers_at_the_deepest_exit_in_its_budget():

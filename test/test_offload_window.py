@@ -180,3 +180,18 @@ def test_frame_interval_is_a_running_mean_of_the_gaps():
 def test_max_in_flight_must_be_positive():
     with pytest.raises(ValueError, match="at least 1"):
         OffloadWindow(max_in_flight=0)
+
+
+def test_recent_replies_tell_how_long_an_offload_waits_for_its_reply():
+    window = OffloadWindow(max_in_flight=2)
+    assert window.reply_delay_s is None
+    for seq, took in enumerate((0.03, 0.05, 0.04)):
+        window.sent(seq, seq * 1.0, TENSOR)
+        window.answered(seq, seq * 1.0 + took, tail_s=0.01)
+    assert window.reply_delay_s == pytest.approx(0.04)  # the median
+    window.answered(7, 2.5, tail_s=0.01)  # no such offload in flight: nothing learnt
+    assert window.reply_delay_s == pytest.approx(0.04)
+    # forgotten after RATE_MEMORY_S without a reply
+    window.sent(3, 10.0, TENSOR)
+    window.answered(3, 10.2, tail_s=0.01)
+    assert window.reply_delay_s == pytest.approx(0.2)

@@ -28,7 +28,7 @@ import numpy as np
 from edgeml_ros.core.plan import exit_enabled
 
 # The perception node checks for fallbacks this often. An offload falls back FALLBACK_MARGIN_S
-# before the last moment at which finishing on the drone still meets the deadline: the check may
+# before the last moment at which its fallback still meets the deadline: the check may
 # come up to one period late, and FALLBACK_SLACK_S is left for the drone's compute running longer
 # than its measured median.
 EXPIRE_PERIOD_S = 0.01
@@ -147,13 +147,38 @@ def audit_fits(
     return nbytes <= rate_bps * interval_s
 
 
-def fallback_time(arrived: float, sent: float, deadline_s: float, finish_s: float) -> float:
+def fallback_time(
+    times: LocalTimes,
+    cut_point: int,
+    deepest_checked: int | None,
+    arrived: float,
+    sent: float,
+    deadline_s: float,
+    reply_delay_s: float | None = None,
+) -> float:
     """When an offload sent at `sent` stops waiting for its reply.
 
-    FALLBACK_MARGIN_S before the drone, taking `finish_s` to finish the model itself, would
-    miss the deadline; never before it was sent.
+    FALLBACK_MARGIN_S before the drone could no longer answer by the deadline at the exit its
+    fallback then takes (`fallback_exit`: the deepest still in time). Which exit that is, the
+    wait chooses: the deepest one in time at `sent` (on a drone that finishes the model in
+    time, the final exit), unless the reply, expected `reply_delay_s` after the send (the
+    offload window's recent replies; None: not known), comes later than that allows. Then the
+    deepest exit that leaves the reply its time, down to the head's deepest checked exit (no
+    compute, so the wait lasts to the deadline); if none does, the reply is not waited for.
+    Never before it was sent.
     """
-    return max(sent, arrived + deadline_s - finish_s - FALLBACK_MARGIN_S)
+    last = arrived + deadline_s - FALLBACK_MARGIN_S  # a fallback with no compute left
+    budget = last - sent  # and the compute a fallback then has, still in time at a late check
+    in_time = [e for e in reversed(times.exits_after(cut_point))
+               if times.to_exit(cut_point, e) <= budget]  # fmt: skip
+    waits = [last - times.to_exit(cut_point, e) for e in in_time]
+    if deepest_checked is not None:
+        waits.append(last)
+    if not waits:
+        return sent  # no exit in time: the fastest at once (fallback_exit)
+    if reply_delay_s is not None:
+        waits = [w for w in waits if w >= sent + reply_delay_s] or waits
+    return max(sent, waits[0])
 
 
 def fallback_budget(arrived: float, now: float, deadline_s: float) -> float:

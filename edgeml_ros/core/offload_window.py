@@ -36,6 +36,7 @@ shared its slowdown: their loss does not slow the pace again.
 from __future__ import annotations
 
 from collections import deque
+from statistics import median
 
 # An offload counts as on the link until its reply (even a late one), a reply to a later one, or
 # for this long: a request or reply lost for good must not hold the window shut.
@@ -71,6 +72,8 @@ class OffloadWindow:
         # bucket's: up to about 40 % more than its rate for a 4 KB tensor at 40 kbit/s).
         self._queued: deque[tuple[float, int, float]] = deque()
         self._alone: deque[tuple[float, float]] = deque()
+        # (reply at, seconds from its offload's send): how long recent replies took
+        self._reply_delays: deque[tuple[float, float]] = deque()
         self._last_reply_at = float("-inf")
         self._last_tail_s = 0.0  # the base station's time on the last reply
         self._lost_at = float("-inf")  # offloads sent before this do not measure the rate
@@ -113,6 +116,17 @@ class OffloadWindow:
             known = min(alone, default=None)
         latest = alone[-1] if alone else 0.0
         return latest if known and latest > FASTER_LINK * known else known
+
+    @property
+    def reply_delay_s(self) -> float | None:
+        """The median time from an offload's send to its reply, over the recent replies.
+
+        Late replies count (their frames fell back): they tell how long waiting would have
+        taken. None with no reply in RATE_MEMORY_S, or since a loss found the link slower.
+        """
+        if not self._reply_delays:
+            return None
+        return float(median(delay for _, delay in self._reply_delays))
 
     def __contains__(self, seq: int) -> bool:
         """Whether offload `seq` is on the link (sent, not answered, not found lost)."""
@@ -205,6 +219,7 @@ class OffloadWindow:
         entry = self._in_flight.pop(seq, None)
         if entry is not None:
             sent, size, _ = entry
+            self._reply_delays.append((now, now - sent))
             # It left when it was sent or, queued behind an earlier one, when that one's reply
             # came: what remains is its time on the link (plus, when it went alone, the RTT).
             waited = sent < self._last_reply_at
@@ -221,7 +236,7 @@ class OffloadWindow:
                     self.queue_bytes = float("inf")
         self._last_reply_at = now
         self._last_tail_s = tail_s
-        for samples in (self._queued, self._alone):
+        for samples in (self._queued, self._alone, self._reply_delays):
             while samples and now - samples[0][0] > RATE_MEMORY_S:
                 samples.popleft()
         return lost
@@ -245,6 +260,7 @@ class OffloadWindow:
             self._known_rate = min(rate / 2, slower_rate) if rate else slower_rate
             self._queued.clear()
             self._alone.clear()
+            self._reply_delays.clear()
         if slowdown or slower_rate is None:
             self._lost_at = now
         if overflowed := [ahead + size for _, size, ahead in lost if ahead is not None]:

@@ -6,8 +6,9 @@ replies or the offload's fallback time passes. `TailServer` validates offload re
 finishes them. The ROS nodes only convert messages to and from these types.
 
 Deadlines: every frame has `deadline_s` from its arrival. An offload falls back when the reply
-is not back by the deadline less the time the drone needs to finish the model itself (measured
-per block at start-up); the drone then answers at the deepest exit it can still reach in time.
+is not back by the deadline less the time the drone needs to reach an exit (measured per block
+at start-up), and answers there: the deepest exit it can reach in time, unless recent replies
+took longer than that leaves them; then a shallower one (core.decisions.fallback_time).
 A frame whose offload the link cannot take now (core.offload_window) finishes on the drone.
 These rules are core.decisions', which the simulator follows too.
 
@@ -473,8 +474,15 @@ class DronePipeline:
         result.encode_ms = _ms(t3 - t2)
         result.offload_bytes = len(tensor.data)
         pending.sent = arrived + (t3 - t0)
+        deepest = outcome.deepest_local
         pending.fallback_at = fallback_time(
-            arrived, pending.sent, self.deadline_s, self.local_times.finish(plan.cut_point)
+            self.local_times,
+            plan.cut_point,
+            None if deepest is None else deepest.exit_index,
+            arrived,
+            pending.sent,
+            self.deadline_s,
+            self.window.reply_delay_s,
         )
         self._pending[result.frame_seq] = pending
         self._awaiting[result.frame_seq] = result.context

@@ -338,11 +338,28 @@ class ModelCosts:
         # a call's fixed time, where the head runs anything (not at cut 0 without exits)
         return local, exit_taken, compute_s + np.where(compute_s > 0, self.drone_call_s, 0.0)
 
+    def _deepest_checked(self, plan: ExecutionPlan) -> int | None:
+        head = self.head_exits(plan)
+        return head[-1] if head else None
+
+    def fallback_time(
+        self,
+        plan: ExecutionPlan,
+        arrived: float,
+        sent: float,
+        deadline_s: float,
+        reply_delay_s: float | None,
+    ) -> float:
+        """When an offload under `plan` stops waiting, as the drone believes its times."""
+        deepest = self._deepest_checked(plan)
+        return fallback_time(self.drone_plan, plan.cut_point, deepest, arrived, sent, deadline_s,
+                             reply_delay_s)  # fmt: skip
+
     def fallback(self, plan: ExecutionPlan, budget_s: float) -> tuple[int, float]:
         """Exit and drone time of a fallback with `budget_s` left (core.decisions)."""
-        cut, head = plan.cut_point, self.head_exits(plan)
-        deepest = head[-1] if head else None
-        exit_index, compute = fallback_exit(self.drone_plan, cut, budget_s, deepest)
+        cut = plan.cut_point
+        exit_index, compute = fallback_exit(self.drone_plan, cut, budget_s,
+                                            self._deepest_checked(plan))  # fmt: skip
         return exit_index, self.drone.to_exit(cut, exit_index) if compute else 0.0
 
     def offload_s(self, cut: int, mbps: float, rtt_ms: float) -> float:
@@ -865,8 +882,8 @@ class _DroneRun:
         self.free_s = sent = head_done + costs.encode_s
         self.window.sent(seq, sent, size)
         self.offloaded[k] = True
-        finish_s = costs.drone_plan.finish(cut)  # as the drone believes it
-        check_at = _expire_check(fallback_time(arrived, sent, sim.deadline_s, finish_s))
+        check_at = _expire_check(costs.fallback_time(self.plan, arrived, sent, sim.deadline_s,
+                                                     self.window.reply_delay_s))  # fmt: skip
         delivered, self.airtime_s[k] = self.link.send(sent, costs.wire_bits(size))
         served = self.base.serve(delivered, tail_s) if math.isfinite(delivered) else math.inf
         reply_s = self.link.reply(delivered, served + costs.offload_hop_s, costs.reply_bits)
