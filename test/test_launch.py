@@ -320,8 +320,14 @@ def test_drone_and_base_station_launched_apart_answer_together(shell, launch, sl
     try:
         nodes = {"/perception", "/controller", "/link_monitor", "/camera_source", "/offload"}
         assert shell.wait_for_nodes(nodes) >= nodes
-        answered = shell.run("topic", "echo", "--once", "--filter", "m.where == 2",
-                             *RESULT, timeout_s=BASE_STATION_ANSWER_S * slower)  # fmt: skip
+        try:
+            answered = shell.run("topic", "echo", "--once", "--filter", "m.where == 2",
+                                 *RESULT, timeout_s=BASE_STATION_ANSWER_S * slower)  # fmt: skip
+        except AssertionError as no_answer:  # why: the drone's counters (fallbacks, replies)
+            counters = shell.run("topic", "echo", "--once", "--filter",
+                                 "'/perception' in m.status[0].hardware_id", *DIAGNOSTICS,
+                                 check=False)  # fmt: skip
+            raise AssertionError(f"{no_answer}; the drone's diagnostics: {counters}") from None
         assert "status: 0" in answered and "policy_name: cloud_only" in answered
     finally:
         battery.kill()
