@@ -3,8 +3,7 @@
 The conditions it cannot observe it reads from the controller's telemetry.
 
 `tabulate` holds every discrete action (`policy.observation`) through steady simulated worlds
-over a grid of link rates, round-trip times, drone compute slowdowns and input conditions, and
-keeps per world and
+over a grid of link rates, drone compute slowdowns and input conditions, and keeps per world and
 action the mean utility (its energy term apart, which the battery weighs) and the telemetry the
 controller would see under it (per decision window: the latency over the deadline, the mean
 confidence of the answering exits, the share of early exits), with its spread from window to
@@ -16,15 +15,13 @@ them, `SLOWDOWN_SUBSTEPS`, the table interpolated there), updated after each win
 how likely the window's telemetry was under the plan in force at the estimated link rate (a
 Gaussian per feature, with the table's spread), and partly forgotten each window
 (`BELIEF_FORGETTING`) so that it follows changes. It then picks the action of best expected
-utility under the belief, at the link estimate (rate and RTT, the table interpolated there) and
-the battery's charge. It uses only what the
+utility under the belief, at the link estimate and the battery's charge. It uses only what the
 live controller observes; it knows nothing of the world it runs in beyond its table.
 """
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -51,13 +48,13 @@ from edgeml_ros.policy.sim import FrameRecords, Simulation
 from edgeml_ros.policy.world import World
 
 # The grid: link rates over a little more than the regime map's range, slowdowns over the
-# training range, both log-spaced; RTTs over the scenarios' 10-60 ms (an offload's latency
-# grows with it linearly); each world a steady link for TABLE_DURATION_S.
+# training range, both log-spaced; each world a steady link at TABLE_RTT_MS (the middle of the
+# scenarios' 10-60 ms) for TABLE_DURATION_S.
 TABLE_RATES_MBPS = tuple(
     float(r) for r in np.geomspace(0.75 * STEADY_RATES_MBPS[0], 1.25 * STEADY_RATES_MBPS[1], 9)
 )
-TABLE_RTTS_MS = (10.0, 35.0, 60.0)
 TABLE_SLOWDOWNS = tuple(float(s) for s in np.geomspace(*DRONE_SLOWDOWNS, 7))
+TABLE_RTT_MS = 35.0
 TABLE_DURATION_S = 120.0
 # The telemetry the belief reads (Observation fields), and the least spread assumed for each.
 TELEMETRY = ("recent_latency_ratio", "recent_confidence", "recent_early_exit_rate")
@@ -70,27 +67,21 @@ SLOWDOWN_SUBSTEPS = 4
 
 @dataclass(frozen=True)
 class UtilityTable:
-    """Per (rate, RTT, slowdown, condition, action): utility parts and the telemetry it shows."""
+    """Per (rate, slowdown, condition, action): utility parts and the telemetry it shows."""
 
     rates_mbps: np.ndarray  # (R,)
-    rtts_ms: np.ndarray  # (T,)
     slowdowns: np.ndarray  # (S,)
     conditions: tuple[str, ...]  # (C,)
-    gain: np.ndarray  # (R, T, S, C, A): mean utility without its energy term
-    energy: np.ndarray  # (R, T, S, C, A): mean energy over the reference energy
-    telemetry_mean: np.ndarray  # (R, T, S, C, A, F): per window, TELEMETRY's means
-    telemetry_spread: np.ndarray  # (R, T, S, C, A, F): and their standard deviations
+    gain: np.ndarray  # (R, S, C, A): mean utility without its energy term
+    energy: np.ndarray  # (R, S, C, A): mean energy over the reference energy
+    telemetry_mean: np.ndarray  # (R, S, C, A, F): per window, TELEMETRY's means
+    telemetry_spread: np.ndarray  # (R, S, C, A, F): and their standard deviations
 
-    def at_link(self, mbps: float, rtt_ms: float) -> UtilityTable:
-        """The table at one link rate and RTT.
-
-        Linear in log rate and in RTT between grid points, held beyond them.
-        """
-        rates, rtts = np.array([mbps]), np.array([rtt_ms])
-        at_rate = replace(self, rates_mbps=rates,
-                          **self._interpolated(0, self.rates_mbps, rates))  # fmt: skip
-        return replace(at_rate, rtts_ms=rtts,
-                       **at_rate._interpolated(1, self.rtts_ms, rtts, log=False))  # fmt: skip
+    def at_rate(self, mbps: float) -> UtilityTable:
+        """The table at one link rate: linear in log rate between grid rates, held beyond."""
+        rates = np.array([mbps])
+        return UtilityTable(rates, self.slowdowns, self.conditions,
+                            *self._interpolated(0, self.rates_mbps, rates))  # fmt: skip
 
     def refined(self, substeps: int) -> UtilityTable:
         """The table over `substeps` log-spaced slowdowns per grid step, interpolated the same.
@@ -101,41 +92,35 @@ class UtilityTable:
         steps = len(self.slowdowns) - 1
         at = np.linspace(0, steps, steps * substeps + 1)  # in grid steps
         fine = np.exp(np.interp(at, np.arange(steps + 1), np.log(self.slowdowns)))
-        return replace(self, slowdowns=fine, **self._interpolated(2, self.slowdowns, fine))
+        return UtilityTable(self.rates_mbps, fine, self.conditions,
+                            *self._interpolated(1, self.slowdowns, fine))  # fmt: skip
 
-    def _interpolated(
-        self, axis: int, grid: np.ndarray, points: np.ndarray, log: bool = True
-    ) -> dict[str, np.ndarray]:
-        """The four arrays at `points` along `axis` (whose values are `grid`), by field name.
+    def _interpolated(self, axis: int, grid: np.ndarray, points: np.ndarray) -> list[np.ndarray]:
+        """The four arrays at `points` along `axis` (whose values are `grid`).
 
-        Linear (in log `grid` where `log`) between its values, held beyond them; a grid of one
-        value holds it everywhere.
+        Linear in log `grid` between its values, held beyond them.
         """
-        if len(grid) == 1:
-            return {name: np.repeat(getattr(self, name), len(points), axis) for name in _ARRAYS}
-        scale = np.log if log else np.asarray
-        at_grid = scale(grid)
-        x = np.clip(scale(np.maximum(points, 1e-9)), at_grid[0], at_grid[-1])
-        i = np.clip(np.searchsorted(at_grid, x) - 1, 0, len(at_grid) - 2)
-        w = (x - at_grid[i]) / (at_grid[i + 1] - at_grid[i])
+        log_grid = np.log(grid)
+        x = np.clip(np.log(np.maximum(points, 1e-9)), log_grid[0], log_grid[-1])
+        i = np.clip(np.searchsorted(log_grid, x) - 1, 0, len(log_grid) - 2)
+        w = (x - log_grid[i]) / (log_grid[i + 1] - log_grid[i])
 
         def at_points(a: np.ndarray) -> np.ndarray:
             weight = np.expand_dims(w, tuple(d for d in range(a.ndim) if d != axis))
             return (1 - weight) * np.take(a, i, axis) + weight * np.take(a, i + 1, axis)
 
-        return {name: at_points(getattr(self, name)) for name in _ARRAYS}
+        return [at_points(a) for a in (self.gain, self.energy, self.telemetry_mean,
+                                       self.telemetry_spread)]  # fmt: skip
 
     def grid(self) -> dict:
         """The grid the table covers (for a policy's metadata)."""
         return {"rates_mbps": [round(float(r), 4) for r in self.rates_mbps],
-                "rtts_ms": [round(float(t), 2) for t in self.rtts_ms],
                 "slowdowns": [round(float(s), 3) for s in self.slowdowns],
-                "conditions": list(self.conditions)}  # fmt: skip
+                "conditions": list(self.conditions), "rtt_ms": TABLE_RTT_MS}  # fmt: skip
 
     def save(self, path: Path) -> None:
         """Write the table as `path` (.npz)."""
-        np.savez_compressed(path, rates_mbps=self.rates_mbps, rtts_ms=self.rtts_ms,
-                            slowdowns=self.slowdowns,
+        np.savez_compressed(path, rates_mbps=self.rates_mbps, slowdowns=self.slowdowns,
                             conditions=np.array(self.conditions), gain=self.gain,
                             energy=self.energy, telemetry_mean=self.telemetry_mean,
                             telemetry_spread=self.telemetry_spread)  # fmt: skip
@@ -146,21 +131,15 @@ class UtilityTable:
         try:
             with np.load(path) as f:
                 conditions = tuple(str(c) for c in f["conditions"])
-                table = cls(f["rates_mbps"], f["rtts_ms"], f["slowdowns"], conditions,
-                            f["gain"], f["energy"], f["telemetry_mean"],
-                            f["telemetry_spread"])  # fmt: skip
+                table = cls(f["rates_mbps"], f["slowdowns"], conditions, f["gain"], f["energy"],
+                            f["telemetry_mean"], f["telemetry_spread"])  # fmt: skip
         except (OSError, KeyError, ValueError) as exc:
             raise ValueError(f"planner table {path}: unreadable ({exc})") from None
-        shape = (len(table.rates_mbps), len(table.rtts_ms), len(table.slowdowns),
-                 len(table.conditions), actions)  # fmt: skip
+        shape = (len(table.rates_mbps), len(table.slowdowns), len(table.conditions), actions)
         if table.gain.shape != shape or table.telemetry_mean.shape != (*shape, len(TELEMETRY)):
             raise ValueError(f"planner table {path}: shaped {table.gain.shape}, not {shape} "
-                             f"(rates, RTTs, slowdowns, conditions, actions)")  # fmt: skip
+                             f"(rates, slowdowns, conditions, actions)")  # fmt: skip
         return table
-
-
-# UtilityTable's arrays over its grid (its other fields are the grid's axes).
-_ARRAYS = ("gain", "energy", "telemetry_mean", "telemetry_spread")
 
 
 def window_telemetry(records: FrameRecords, world: World) -> np.ndarray:
@@ -180,44 +159,42 @@ def window_telemetry(records: FrameRecords, world: World) -> np.ndarray:
 def tabulate(
     world: World,
     rates_mbps: tuple[float, ...] = TABLE_RATES_MBPS,
-    rtts_ms: tuple[float, ...] = TABLE_RTTS_MS,
     slowdowns: tuple[float, ...] = TABLE_SLOWDOWNS,
     duration_s: float = TABLE_DURATION_S,
     seed: int = 0,
 ) -> UtilityTable:
     """Hold every action through a steady world per grid point; tabulate what it earns, shows."""
     actions = num_actions(world.costs.num_blocks)
-    shape = (len(rates_mbps), len(rtts_ms), len(slowdowns), len(CONDITIONS), actions)
+    shape = (len(rates_mbps), len(slowdowns), len(CONDITIONS), actions)
     gain, energy = np.zeros(shape), np.zeros(shape)
     mean, spread = np.zeros((*shape, len(TELEMETRY))), np.zeros((*shape, len(TELEMETRY)))
     weights, deadline_s = world.config.weights, world.config.deadline_ms / 1000.0
-    seeds = np.random.default_rng(seed).integers(0, 2**31, shape[:4])
+    seeds = np.random.default_rng(seed).integers(0, 2**31, shape[:3])
     with tqdm(total=int(np.prod(shape)), desc="tabulate planner", unit="run") as bar:
         for j, slowdown in enumerate(slowdowns):
             slowed = world.slowed(slowdown)
             costs = slowed.costs
-            for (i, mbps), (t, rtt_ms), (k, condition) in itertools.product(
-                enumerate(rates_mbps), enumerate(rtts_ms), enumerate(CONDITIONS)
-            ):
-                scenario = steady_scenario(f"{condition}@{mbps:g}Mbps", mbps, rtt_ms,
-                                           ((0.0, condition),), duration_s, initial_soc=0.9,
-                                           seed=int(seeds[i, t, j, k]))  # fmt: skip
-                for a in range(actions):
-                    plan = action_plan(a, costs.num_blocks, costs.num_exits)
-                    r = run_policy(slowed, FixedPolicy("static", plan), scenario)
-                    reference_j = costs.reference_energy_j
-                    no_energy = np.zeros_like(r.energy_j)  # the utility but its energy term
-                    at = (i, t, j, k, a)
-                    gain[at] = np.mean(
-                        weights.utility(r.correct, r.latency_s, deadline_s, no_energy,
-                                        reference_j, 1.0)
-                    )  # fmt: skip
-                    energy[at] = np.mean(r.energy_j) / reference_j
-                    seen = window_telemetry(r, slowed)
-                    mean[at], spread[at] = seen.mean(0), seen.std(0)
-                    bar.update()
-    return UtilityTable(np.array(rates_mbps), np.array(rtts_ms), np.array(slowdowns),
-                        tuple(CONDITIONS), gain, energy, mean, spread)  # fmt: skip
+            for i, mbps in enumerate(rates_mbps):
+                for k, condition in enumerate(CONDITIONS):
+                    scenario = steady_scenario(f"{condition}@{mbps:g}Mbps", mbps, TABLE_RTT_MS,
+                                               ((0.0, condition),), duration_s, initial_soc=0.9,
+                                               seed=int(seeds[i, j, k]))  # fmt: skip
+                    for a in range(actions):
+                        plan = action_plan(a, costs.num_blocks, costs.num_exits)
+                        r = run_policy(slowed, FixedPolicy("static", plan), scenario)
+                        reference_j = costs.reference_energy_j
+                        no_energy = np.zeros_like(r.energy_j)  # the utility but its energy term
+                        gain[i, j, k, a] = np.mean(
+                            weights.utility(
+                                r.correct, r.latency_s, deadline_s, no_energy, reference_j, 1.0
+                            )
+                        )
+                        energy[i, j, k, a] = np.mean(r.energy_j) / reference_j
+                        seen = window_telemetry(r, slowed)
+                        mean[i, j, k, a], spread[i, j, k, a] = seen.mean(0), seen.std(0)
+                        bar.update()
+    return UtilityTable(np.array(rates_mbps), np.array(slowdowns), tuple(CONDITIONS), gain,
+                        energy, mean, spread)  # fmt: skip
 
 
 class Planner:
@@ -246,17 +223,17 @@ class Planner:
             return
         action = action_index(obs.cut_point, obs.threshold_level)
         seen = np.array([getattr(obs, name) for name in TELEMETRY])
-        mean = here.telemetry_mean[0, 0, :, :, action]  # (S, C, F)
-        spread = np.maximum(here.telemetry_spread[0, 0, :, :, action], TELEMETRY_SPREAD_FLOOR)
+        mean = here.telemetry_mean[0, :, :, action]  # (S, C, F)
+        spread = np.maximum(here.telemetry_spread[0, :, :, action], TELEMETRY_SPREAD_FLOOR)
         log_likelihood = -0.5 * np.sum(((seen - mean) / spread) ** 2 + 2 * np.log(spread), -1)
         posterior = self.belief * np.exp(log_likelihood - log_likelihood.max())
         self.belief = posterior / posterior.sum()
 
     def expected_utility(self, obs: Observation) -> np.ndarray:
         """Each action's utility in expectation under the belief, after reading `obs`."""
-        here = self.table.at_link(obs.bandwidth_mbps, obs.rtt_ms)
+        here = self.table.at_rate(obs.bandwidth_mbps)
         self.read(obs, here)
-        utility = here.gain[0, 0] - self.weights.energy_weight(obs.battery_soc) * here.energy[0, 0]
+        utility = here.gain[0] - self.weights.energy_weight(obs.battery_soc) * here.energy[0]
         return np.einsum("sc,sca->a", self.belief, utility)
 
     def decide(self, obs: Observation, sim: Simulation | None = None) -> Decision:
