@@ -108,14 +108,14 @@ evaluate: setup
 		--json out/evaluate_fashion_mnist.json --plots docs/evaluate_fashion_mnist \
 		--markdown docs/policy_results_fashion_mnist.md $(EVALUATE_ARGS)
 
-# How much of the oracle's lead any policy could reach: the learned policy, the best fixed one and
-# the two oracles (the hindsight one, and one that knows the conditions but not the frames) on
+# How much of the oracle's lead any policy could reach: the learned policy, the planner, the best
+# fixed one and the two oracles (the hindsight one, and one that knows the conditions but not the frames) on
 # the test split, both workloads (simulated; the second oracle takes ~30 min a workload); writes
 # docs/oracle_bound.md and docs/oracle_bound_fashion_mnist.md.
 oracle-bound: setup
 	for w in drone fashion_mnist; do \
-		$(RUN) python -m edgeml_ros.cli evaluate --workload $$w --policy rl tuned_static oracle \
-			conditions_oracle --json out/oracle_bound_$$w.json --plots '' \
+		$(RUN) python -m edgeml_ros.cli evaluate --workload $$w --policy rl planner tuned_static \
+			oracle conditions_oracle --json out/oracle_bound_$$w.json --plots '' \
 			--markdown docs/oracle_bound$$(test $$w = drone || echo _$$w).md $(EVALUATE_ARGS) \
 			|| exit 1; \
 	done
