@@ -68,6 +68,12 @@ def test_observation_matches_the_simulator_features(world):
     assert obs.bandwidth_trend == pytest.approx(1.0, abs=0.01)  # 2 -> 20 Mbit/s
     assert obs.recent_early_exit_rate == 1.0 and obs.fps == pytest.approx(10.0)
     assert obs.recent_latency_ratio == pytest.approx((5 * 0.036 + 4 * 0.004) / 9 / 0.1)
+    assert obs.recent_compute_ratio == 0.0  # no compute times given: the drone's speed unread
+    for i in range(9):  # the drone's compute at 3 and 5 x its profiled time
+        profiled_s = 0.01 if i else 0.006
+        live.on_result(1.1 + i * 0.1, 0.036, 0.9, 0, WHERE_DRONE, False, 0.03, profiled_s)
+    assert live.observation(now=2.0).recent_compute_ratio == pytest.approx(0.27 / 0.086)
+    assert "drone compute 3.14x profiled" in live.decide(now=2.0).reason
     assert live.decide(now=2.0).plan.exit_thresholds[0] > 1.0  # neurosurgeon: no early exits
 
 
@@ -137,6 +143,11 @@ def test_bad_readings_are_refused(world):
         (("result", (0.01, 0.9, -1, WHERE_DRONE)), "exit_index -1 outside"),
         (("result", (0.01, 0.9, 0, 0)), "where 0 is not drone, base or fallback"),
         (("result", (float("inf"), 0.9, 0, WHERE_DRONE)), "finite latency"),
+        (
+            ("result", (0.01, 0.9, 0, WHERE_DRONE, False, float("nan"), 0.01)),
+            "finite compute times >= 0, got nan s compute",
+        ),
+        (("result", (0.01, 0.9, 0, WHERE_DRONE, False, 0.01, -1.0)), "-1.0 s profiled"),
         (("audits", (3, 4)), r"agreeing must be in \[0, answered\], got 4 of 3"),
         (("audits", (2, -1)), "agreeing must be in"),
     ],

@@ -67,24 +67,27 @@ def test_an_emulated_drone_computes_in_its_devices_time_whatever_this_machines(
     device = LocalTimes([0.010] * model.num_blocks, [0.001] * model.num_exits, model.exit_after)
     n = model.num_blocks
 
-    def head_ms(thresholds) -> float:
+    def head_ms(thresholds, device_ms: float) -> float:
         pipe = DronePipeline(bundle, ExecutionPlan(n, thresholds), 1.0, compute_slowdown=3.0,
                              device_times=device)  # fmt: skip
         result = pipe.process(raw(fmnist_test.images[0]), "hdr")
         assert result.status == Status.OK and result.where == Where.DRONE
+        # the result says what the work takes at the device's profiled speed, against which
+        # the controller reads the drone's speed
+        assert result.profiled_ms == pytest.approx(device_ms)
         return result.head_ms
 
     # the whole model with the final exit alone, padded to 3 x its device time (this
     # machine's own is a few ms), whatever this machine's speed or load
-    whole = 3.0 * (10.0 * n + 1.0)
-    assert whole <= head_ms(NEVER) < whole + 20.0
+    whole = 10.0 * n + 1.0
+    assert 3.0 * whole <= head_ms(NEVER, whole) < 3.0 * whole + 20.0
     # the first exit fires: the blocks up to it and its head
-    first = 3.0 * (10.0 * (model.exit_after[0] + 1) + 1.0)
-    assert first <= head_ms((0.0, 2.0, 2.0)) < first + 20.0
+    first = 10.0 * (model.exit_after[0] + 1) + 1.0
+    assert 3.0 * first <= head_ms((0.0, 2.0, 2.0), first) < 3.0 * first + 20.0
     # the fallbacks plan with the same times
     pipe = DronePipeline(bundle, ExecutionPlan(n, NEVER), 1.0, compute_slowdown=3.0,
                          device_times=device)  # fmt: skip
-    assert pipe.local_times.finish(0) == pytest.approx(whole / 1000)
+    assert pipe.local_times.finish(0) == pytest.approx(3.0 * whole / 1000)
 
 
 def test_offload_round_trip_through_tail_server(bundle, fmnist_test):
@@ -207,6 +210,8 @@ def test_fallback_without_local_exit_finishes_on_drone(bundle, fmnist_test):
     pipe.process(raw(fmnist_test.images[0]), "hdr")
     [result] = pipe.expire(force=True)
     assert result.where == Where.FALLBACK and result.exit_index == bundle.model.num_exits - 1
+    # the head ran no block (nothing computed); the fallback, the whole model
+    assert result.profiled_ms == pytest.approx(1000.0 * pipe.profiled_times.finish(0))
 
 
 def test_bad_image_gives_bad_input_result(bundle):

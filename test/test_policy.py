@@ -57,7 +57,7 @@ from edgeml_ros.policy.observation import (
     observe,
     plan_action,
 )
-from edgeml_ros.policy.planner import Planner, UtilityTable, tabulate
+from edgeml_ros.policy.planner import SPEED_PROBE_WINDOWS, Planner, UtilityTable, tabulate
 from edgeml_ros.policy.registry import (
     chosen_policies,
     make_policy,
@@ -933,17 +933,39 @@ def test_apparate_keeps_agreement_closer_to_its_budget_than_branchynet_when_ligh
 
 
 def synthetic_table(actions: int) -> UtilityTable:
-    """Two drones (1x, 16x) told apart by latency; action 3 best on the fast one, 7 on the slow
-    one, 8 better still there but costly in energy."""
-    shape = (2, 2, len(CONDITIONS), actions)
+    """Two drones (1x, 16x) told apart by latency, on one RTT (35 ms); action 13 best on the fast
+    one, 17 on the slow one, 18 better still there but costly in energy (all at cut 1)."""
+    shape = (2, 1, 2, len(CONDITIONS), actions)
     gain, energy = np.zeros(shape), np.zeros(shape)
-    gain[:, 0, :, 3], gain[:, 1, :, 7] = 0.5, 0.5
-    gain[:, 1, :, 8], energy[:, 1, :, 8] = 0.55, 0.1
+    gain[..., 0, :, 13], gain[..., 1, :, 17] = 0.5, 0.5
+    gain[..., 1, :, 18], energy[..., 1, :, 18] = 0.55, 0.1
     mean = np.zeros((*shape, 3))
-    mean[:, 0, ..., 0], mean[:, 1, ..., 0] = 0.2, 2.0  # latency over the deadline
+    mean[:, :, 0, ..., 0], mean[:, :, 1, ..., 0] = 0.2, 2.0  # latency over the deadline
     mean[..., 1], mean[..., 2] = 0.8, 0.5  # confidence, early exits
-    return UtilityTable(np.array([1.0, 10.0]), np.array([1.0, 16.0]), tuple(CONDITIONS), gain,
-                        energy, mean, np.full(mean.shape, 0.05))  # fmt: skip
+    spread = np.full(mean.shape, 0.05)
+    return UtilityTable(np.array([1.0, 10.0]), np.array([35.0]), np.array([1.0, 16.0]),
+                        tuple(CONDITIONS), gain, energy, mean, spread)  # fmt: skip
+
+
+def test_the_planner_reads_its_table_at_the_links_rate_and_rtt(world):
+    table = synthetic_table(num_actions(world.costs.num_blocks))
+    far = replace(table, **{name: getattr(table, name).copy() for name in ("gain", "energy")})
+    far.gain[..., 13] = 0.0  # on a long round trip, action 13 (an offload, say) earns nothing
+    both = replace(table, rtts_ms=np.array([10.0, 60.0]), **{
+        name: np.concatenate([getattr(table, name), getattr(far, name)], axis=1)
+        for name in ("gain", "energy", "telemetry_mean", "telemetry_spread")
+    })  # fmt: skip
+    for rtt_ms, expected in ((5.0, 0.5), (10.0, 0.5), (22.5, 0.375), (60.0, 0.0), (90.0, 0.0)):
+        here = both.at_link(3.0, rtt_ms)  # between the rates too: they agree here
+        assert here.gain.shape[:2] == (1, 1)
+        assert here.gain[0, 0, 0, 0, 13] == pytest.approx(expected)
+    planner = Planner(both, world)
+    fast = replace(observe_empty(), recent_latency_ratio=0.2, recent_confidence=0.8,
+                   recent_early_exit_rate=0.5, battery_soc=1.0)  # fmt: skip
+    near = action_index(*plan_action(planner.decide(replace(fast, rtt_ms=10.0)).plan,
+                                     world.costs.num_blocks))  # fmt: skip
+    assert near == 13
+    assert planner.expected_utility(replace(fast, rtt_ms=60.0))[13] == pytest.approx(0.0)
 
 
 def test_the_planner_plans_for_the_drone_its_telemetry_shows_and_the_battery(world):
@@ -959,12 +981,12 @@ def test_the_planner_plans_for_the_drone_its_telemetry_shows_and_the_battery(wor
 
     # the belief's slowdowns: the table's two, and three between them (log-spaced)
     assert planner.table.slowdowns == pytest.approx([1.0, 2.0, 4.0, 8.0, 16.0])
-    latency = planner.table.telemetry_mean[0, :, 0, 0, 0]  # interpolated in log slowdown
+    latency = planner.table.telemetry_mean[0, 0, :, 0, 0, 0]  # interpolated in log slowdown
     assert latency == pytest.approx([0.2, 0.65, 1.1, 1.55, 2.0])
-    assert settled(slow) == 8  # the slow drone's best, the battery full
+    assert settled(slow) == 18  # the slow drone's best, the battery full
     assert planner.belief[-1].sum() > 0.99
-    assert settled(replace(slow, battery_soc=0.2)) == 7  # its energy now weighs more
-    assert settled(replace(slow, recent_latency_ratio=0.2)) == 3  # a fast drone
+    assert settled(replace(slow, battery_soc=0.2)) == 17  # its energy now weighs more
+    assert settled(replace(slow, recent_latency_ratio=0.2)) == 13  # a fast drone
     assert planner.belief[0].sum() > 0.99
     # a drone halfway (in log slowdown) is read as the 4x between the table's drones
     settled(replace(slow, recent_latency_ratio=1.1))
@@ -975,11 +997,51 @@ def test_the_planner_plans_for_the_drone_its_telemetry_shows_and_the_battery(wor
     assert planner.belief.sum(axis=1) == pytest.approx(np.full(5, 0.2))
 
 
+def test_the_planner_reads_the_drones_speed_and_spends_a_window_to_read_it_again(world):
+    table = synthetic_table(num_actions(world.costs.num_blocks))
+    table.gain[:, :, 0, :, 3] = 0.6  # the fast drone's best: cut 0 (action 3)
+    planner = Planner(table, world)
+    cut_point = world.costs.num_blocks  # (the observation's plan in force: it reads no telemetry)
+    unread = replace(observe_empty(), recent_latency_ratio=0.0, battery_soc=1.0,
+                     cut_point=cut_point)  # fmt: skip
+
+    def cut(obs: Observation) -> int:
+        return planner.decide(obs).plan.cut_point
+
+    # the measured compute ratio alone places the drone: 4x, between the table's drones
+    planner.decide(replace(unread, recent_compute_ratio=4.2))
+    assert planner.belief[2].sum() > 0.95
+    planner.decide(replace(unread, recent_compute_ratio=1.0))
+    assert planner.belief[0].sum() > 0.95
+    # the fast drone's best is cut 0, where the drone computes nothing; its speed unread from
+    # the start, the planner first runs the best plan that computes on the drone
+    planner.reset()
+    assert cut(unread) > 0
+    assert cut(replace(unread, recent_compute_ratio=1.0)) == 0
+    cuts = [cut(unread) for _ in range(SPEED_PROBE_WINDOWS)]
+    assert cuts[:-1] == [0] * (SPEED_PROBE_WINDOWS - 1) and cuts[-1] > 0
+
+
+def test_the_simulator_shows_the_drones_compute_ratio(world):
+    blocks, exits = world.costs.num_blocks, world.costs.num_exits
+    local = ExecutionPlan(blocks, shared_thresholds(0.5, exits))
+    for slowdown in (1.0, 6.0):
+        sim = world.slowed(slowdown).simulation(steady(20.0, 5.0))
+        sim.run(local, 10)
+        ratio = observe(sim, local).recent_compute_ratio
+        assert ratio == pytest.approx(slowdown, rel=0.1)
+    offload = ExecutionPlan(0, shared_thresholds(2.0, exits))
+    sim.run(offload, 10)  # every frame offloaded, every reply in time: nothing computed
+    assert observe(sim, offload).recent_compute_ratio == 0.0
+
+
 def test_the_planner_tabulates_steady_worlds_and_reads_a_slow_drone(world, tmp_path, monkeypatch):
-    grid = partial(tabulate, rates_mbps=(0.5, 20.0), slowdowns=(1.0, 16.0), duration_s=3.0)
+    grid = partial(tabulate, rates_mbps=(0.5, 20.0), rtts_ms=(20.0, 50.0), slowdowns=(1.0, 16.0),
+                   duration_s=3.0)  # fmt: skip
     monkeypatch.setattr("edgeml_ros.policy.agents.tabulate", grid)
     meta = train_agent(world, "planner", tmp_path, "plan", command="test")
     assert meta["rates_mbps"] == [0.5, 20.0] and meta["slowdowns"] == [1.0, 16.0]
+    assert meta["rtts_ms"] == [20.0, 50.0]
     assert {p.name for p in tmp_path.iterdir()} == {"plan.npz", "plan.json"}
     policy = load_policy(tmp_path / "plan", world)
     assert isinstance(policy, Planner) and policy.name == "plan"

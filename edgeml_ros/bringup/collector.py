@@ -21,7 +21,7 @@ from edgeml_ros.bringup.recorder import McapRecorder
 from edgeml_ros.core.battery import result_energy_j
 from edgeml_ros.core.energy import DeviceEnergy
 from edgeml_ros.core.link import PhaseScore, score_estimate
-from edgeml_ros.core.outcome import Where
+from edgeml_ros.core.outcome import Where, drone_compute_ms
 from edgeml_ros.msg import (
     BaseStationLoad,
     ExecutionPolicy,
@@ -153,7 +153,7 @@ class Collector(Node):
         """A result's modelled energy on the drone: its compute, and its radio's time."""
         return result_energy_j(
             self.device,
-            r.head_ms + (r.tail_ms if r.where == Where.FALLBACK else 0.0),
+            drone_compute_ms(r.where, r.head_ms, r.tail_ms),
             r.transfer_ms + (r.tail_ms if r.where == Where.BASE else 0.0),
         )
 

@@ -25,3 +25,8 @@ class Status(IntEnum):
     OFFLOAD_REJECTED = 2
     INTERNAL_ERROR = 3
     STALE = 4
+
+
+def drone_compute_ms(where: int, head_ms: float, tail_ms: float) -> float:
+    """A frame's compute on the drone: its head, and its tail where the drone finished it."""
+    return head_ms + (tail_ms if where == Where.FALLBACK else 0.0)

@@ -123,6 +123,10 @@ class FrameResult:
     tail_ms: float = 0.0
     total_ms: float = 0.0
     input_age_ms: float = 0.0
+    # the drone's compute for this frame (its head, and a fallback's finish) at the drone's
+    # profiled speed (`DronePipeline.profiled_times`): core.outcome.drone_compute_ms over it
+    # is how many times slower than profiled the drone ran it
+    profiled_ms: float = 0.0
     offload_bytes: int = 0
     # under a plan with audits: whether the link could have carried an audit of this frame,
     # and the audit sent for it (to publish beside the result), if any
@@ -303,25 +307,33 @@ class DronePipeline:
         return LocalTimes(self.block_s, self.head_s, self.bundle.model.exit_after,
                           self.compute_slowdown)  # fmt: skip
 
-    def _pad(self, started: float, work: Callable[[LocalTimes], float]) -> None:
+    @property
+    def profiled_times(self) -> LocalTimes:
+        """The drone's compute times at slowdown 1: the device's, else measured at start-up."""
+        return replace(self.local_times, slowdown=1.0)
+
+    def _pad(self, started: float, profiled_s: float) -> None:
         """Emulate a slower device: stretch the compute since `started` to the device's time.
 
-        With `device_times`, to `work`'s time there (nothing where this machine took longer);
-        else to the slowdown times this machine's.
+        With `device_times`, to `compute_slowdown` times `profiled_s`, the compute's time there
+        at slowdown 1 (nothing where this machine took longer); else to the slowdown times
+        this machine's.
         """
         took = self.compute_clock() - started
         if self.device_times is not None:
-            time.sleep(max(0.0, work(self.local_times) - took))
+            time.sleep(max(0.0, profiled_s * self.compute_slowdown - took))
         elif self.compute_slowdown > 1.0:
             time.sleep(took * (self.compute_slowdown - 1.0))
 
-    def _head_time(self, times: LocalTimes, plan: ExecutionPlan, outcome: HeadOutcome) -> float:
-        """`times`' time of the head that produced `outcome` under `plan`."""
+    def _head_time(self, plan: ExecutionPlan, outcome: HeadOutcome) -> float:
+        """The profiled time (slowdown 1) of the head that produced `outcome` under `plan`."""
         after = self.bundle.model.exit_after
         answered = None if outcome.fired is None else outcome.fired.exit_index
         stop = plan.cut_point if answered is None else after[answered] + 1
+        if stop == 0:  # a head that runs no block computes nothing (as the simulator's)
+            return 0.0
         checked = head_exits(after, stop, plan.exit_thresholds, answered)
-        return times.head(stop, checked)
+        return self.profiled_times.head(stop, checked)
 
     def set_plan(self, plan: ExecutionPlan) -> None:
         """Switch to a new execution plan from the next frame on (ValueError if invalid)."""
@@ -449,9 +461,11 @@ class DronePipeline:
         x = to_model_input(pixels, tuple(meta.input_size), meta.norm_mean, meta.norm_std)
         t1 = self.compute_clock()
         outcome = self.runner.run_head(x, plan.cut_point, plan.exit_thresholds, plan.exit_rule)
-        self._pad(t1, lambda times: self._head_time(times, plan, outcome))
+        profiled_s = self._head_time(plan, outcome)
+        self._pad(t1, profiled_s)
         t2 = self.compute_clock()
         result.decode_ms, result.head_ms = _ms(t1 - t0), _ms(t2 - t1)
+        result.profiled_ms = _ms(profiled_s)
         if outcome.fired is not None:
             self._answer(result, outcome.fired, Where.DRONE)
             if plan.audit_share > 0:
@@ -646,8 +660,10 @@ class DronePipeline:
             decision = self.runner.run_to_exit(
                 pending.features, result.cut_point, exit_index, pending.rule
             )
-            self._pad(t0, lambda times: times.to_exit(result.cut_point, exit_index))
+            profiled_s = self.profiled_times.to_exit(result.cut_point, exit_index)
+            self._pad(t0, profiled_s)
             result.tail_ms = _ms(self.compute_clock() - t0)
+            result.profiled_ms += _ms(profiled_s)
             now += self.compute_clock() - t0
             result.reason = f"{why}: finished on the drone at exit {exit_index}"
         self._answer(result, decision, Where.FALLBACK)

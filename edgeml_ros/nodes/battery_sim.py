@@ -15,7 +15,7 @@ from sensor_msgs.msg import BatteryState
 
 from edgeml_ros.core.battery import Battery, result_energy_j
 from edgeml_ros.core.energy import DEVICE_CLASSES, device_class
-from edgeml_ros.core.outcome import Where
+from edgeml_ros.core.outcome import Where, drone_compute_ms
 from edgeml_ros.msg import ResultBatch
 from edgeml_ros.nodes.common import RELIABLE, ManagedNode, Param, one_of, param_values, run_node
 
@@ -70,7 +70,7 @@ class BatterySimNode(ManagedNode):
     def _on_results(self, msg: ResultBatch) -> None:
         device = device_class(self.get_parameter("device_class").value)
         for r in msg.results:
-            compute_ms = r.head_ms + (r.tail_ms if r.where == Where.FALLBACK else 0.0)
+            compute_ms = drone_compute_ms(r.where, r.head_ms, r.tail_ms)
             radio_ms = r.transfer_ms + (r.tail_ms if r.where == Where.BASE else 0.0)
             if not (math.isfinite(compute_ms) and math.isfinite(radio_ms)):
                 self.get_logger().warning(f"ignoring result {r.frame_seq}: non-finite timings")

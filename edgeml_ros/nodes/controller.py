@@ -21,7 +21,7 @@ from sensor_msgs.msg import BatteryState
 
 from edgeml_ros.core.checkpoint import OFFLOAD_DIGEST_CHARS, digest_matches
 from edgeml_ros.core.codec import COMPRESSIONS, ENCODINGS
-from edgeml_ros.core.outcome import Status
+from edgeml_ros.core.outcome import Status, drone_compute_ms
 from edgeml_ros.core.paths import POLICY_DIR
 from edgeml_ros.core.plan import MAX_AUDIT_SHARE, ExecutionPlan, with_tensor_transport
 from edgeml_ros.core.profiles import DEFAULT_PROFILE
@@ -186,8 +186,16 @@ class ControllerNode(ManagedNode):
                 continue
             captured = now - max(0.0, stamp_age_s(self, r.header.stamp))  # the window counts
             try:  # the frames captured in it
-                self.controller.on_result(captured, r.total_ms / 1000.0, r.confidence,
-                                          r.exit_index, r.where, r.auditable)  # fmt: skip
+                self.controller.on_result(
+                    captured,
+                    r.total_ms / 1000.0,
+                    r.confidence,
+                    r.exit_index,
+                    r.where,
+                    r.auditable,
+                    drone_compute_ms(r.where, r.head_ms, r.tail_ms) / 1000.0,
+                    r.profiled_ms / 1000.0,
+                )
             except ValueError as exc:
                 self._ignore("result", f"result {r.frame_seq}", exc)
 

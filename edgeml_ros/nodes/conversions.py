@@ -64,6 +64,7 @@ def result_to_msg(result: FrameResult) -> InferenceResult:
     msg.tail_ms = float(result.tail_ms)
     msg.total_ms = float(result.total_ms)
     msg.input_age_ms = float(result.input_age_ms)
+    msg.profiled_ms = float(result.profiled_ms)
     msg.offload_bytes = result.offload_bytes
     msg.auditable = result.auditable
     msg.audited = result.audit is not None

@@ -83,8 +83,8 @@ class LiveController:
         self.critical_plan = ExecutionPlan(blocks, shared_thresholds(0.0, exits))
         self._link: deque[tuple[float, float, float]] = deque()  # (t, mbps, rtt_ms)
         self._battery: tuple[float, float] | None = None  # (t, soc)
-        # (t, latency_s, confidence, exit_index, where, auditable)
-        self._results: deque[tuple[float, float, float, int, int, bool]] = deque(
+        # (t, latency_s, confidence, exit_index, where, auditable, compute_s, profiled_s)
+        self._results: deque[tuple[float, float, float, int, int, bool, float, float]] = deque(
             maxlen=MAX_WINDOW_RESULTS
         )
         # (t, answered, agreeing) per batch of audits
@@ -138,11 +138,14 @@ class LiveController:
         exit_index: int,
         where: int,
         auditable: bool = False,
+        compute_s: float = 0.0,
+        profiled_s: float = 0.0,
     ) -> None:
         """One perception result (frames without an answer are left out by the caller).
 
         `now`: when its frame was captured (the window holds the frames captured in it);
-        `auditable`: the link could have carried an audit of it (under a plan with audits).
+        `auditable`: the link could have carried an audit of it (under a plan with audits);
+        `compute_s`: its compute on the drone, `profiled_s` the same at the profiled speed.
         """
         if not (math.isfinite(latency_s) and latency_s >= 0.0 and 0.0 <= confidence <= 1.0):
             raise self._refuse(
@@ -150,12 +153,20 @@ class LiveController:
                 f"result needs a finite latency >= 0 and a confidence in [0, 1], got "
                 f"{latency_s} s, {confidence}",
             )
+        if not all(math.isfinite(t) and t >= 0.0 for t in (compute_s, profiled_s)):
+            raise self._refuse(
+                "result",
+                f"result needs finite compute times >= 0, got {compute_s} s compute, "
+                f"{profiled_s} s profiled",
+            )
         exits = self.world.costs.num_exits
         if not 0 <= exit_index < exits:
             raise self._refuse("result", f"exit_index {exit_index} outside 0..{exits - 1}")
         if where not in (Where.DRONE, Where.BASE, Where.FALLBACK):
             raise self._refuse("result", f"where {where} is not drone, base or fallback (1..3)")
-        self._results.append((now, latency_s, confidence, exit_index, where, auditable))
+        self._results.append(
+            (now, latency_s, confidence, exit_index, where, auditable, compute_s, profiled_s)
+        )
         while self._results and now - self._results[0][0] > self.window_s:
             self._results.popleft()
 
@@ -178,7 +189,7 @@ class LiveController:
         for recent in (self._results, self._audits):
             while recent and now - recent[0][0] > self.window_s:
                 recent.popleft()
-        table = np.array(self._results, dtype=float).reshape(-1, 6)
+        table = np.array(self._results, dtype=float).reshape(-1, 8)
         captured, rows = table[:, 0], table[:, 1:]
         costs, config = self.world.costs, self.world.config
         cut, level = plan_action(self.plan, costs.num_blocks) if self.plan else (
@@ -194,6 +205,8 @@ class LiveController:
                 rows[:, 2].astype(int),
                 rows[:, 3].astype(int),
                 rows[:, 0],
+                rows[:, 5],
+                rows[:, 6],
                 costs.num_exits,
                 config.deadline_ms / 1000.0,
             ),
@@ -238,11 +251,13 @@ class LiveController:
             audits = obs.recent_audits
             agreement = f", audits {audits} ({obs.recent_audit_agreement:.0%} agree)" if audits \
                 else ""  # fmt: skip
+            ratio = obs.recent_compute_ratio
+            speed = f", drone compute {ratio:.2f}x profiled" if ratio > 0 else ""
             decision = LiveDecision(
                 plan,
                 f"{self.policy.name}: link {obs.bandwidth_mbps:.2f} Mbit/s, RTT "
                 f"{obs.rtt_ms:.0f} ms, battery {obs.battery_soc:.0%}, confidence "
-                f"{obs.recent_confidence:.2f}{agreement}{self._rate_warning(obs)}",
+                f"{obs.recent_confidence:.2f}{speed}{agreement}{self._rate_warning(obs)}",
                 "policy",
             )
         self.plan = decision.plan

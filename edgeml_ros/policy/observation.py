@@ -46,12 +46,15 @@ class Observation:
     recent_auditable_frames: int = 0
     recent_audits: int = 0
     recent_audit_agreement: float = 1.0
+    # the drone's compute over its profiled time for the same work, last window: how many times
+    # slower than profiled it runs (0: it computed nothing, as under cut 0 with no fallback)
+    recent_compute_ratio: float = 0.0
 
     def vector(self, num_blocks: int) -> np.ndarray:
         """Features for the learned policies (float32, roughly unit scale, clipped).
 
-        The audit fields are left out: the committed learned policies take these
-        OBSERVATION_SIZE features, and adding any would mean retraining them.
+        The audit fields and the compute ratio are left out: the committed learned policies take
+        these OBSERVATION_SIZE features, and adding any would mean retraining them.
         """
         features = np.array(
             [
@@ -82,18 +85,27 @@ def recent_stats(
     exit_index: np.ndarray,
     where: np.ndarray,
     latency_s: np.ndarray,
+    compute_s: np.ndarray,
+    profiled_s: np.ndarray,
     num_exits: int,
     deadline_s: float,
 ) -> dict[str, float]:
-    """Telemetry of the last window's frames (neutral values before the first one)."""
+    """Telemetry of the last window's frames (neutral values before the first one).
+
+    `compute_s`: each frame's compute on the drone; `profiled_s`: the same at its profiled speed.
+    """
+    profiled = float(np.sum(profiled_s))
+    ratio = float(np.sum(compute_s)) / profiled if profiled > 0 else 0.0
     if len(confidence) == 0:
         return {"recent_confidence": 1.0, "recent_early_exit_rate": 0.0,
-                "recent_fallback_rate": 0.0, "recent_latency_ratio": 0.0}  # fmt: skip
+                "recent_fallback_rate": 0.0, "recent_latency_ratio": 0.0,
+                "recent_compute_ratio": ratio}  # fmt: skip
     return {
         "recent_confidence": float(np.mean(confidence)),
         "recent_early_exit_rate": float(np.mean(exit_index < num_exits - 1)),
         "recent_fallback_rate": float(np.mean(where == WHERE_FALLBACK)),
         "recent_latency_ratio": float(np.mean(latency_s)) / deadline_s,
+        "recent_compute_ratio": ratio,
     }
 
 
@@ -148,6 +160,8 @@ def observe(sim: Simulation, plan: ExecutionPlan | None) -> Observation:
             last.exit_index,
             last.where,
             last.latency_s,
+            last.compute_s,
+            last.profiled_s,
             costs.num_exits,
             sim.deadline_s,
         ),

@@ -387,6 +387,9 @@ class FrameRecords:
     threshold: np.ndarray
     bandwidth_mbps: np.ndarray
     offloaded: np.ndarray  # whether the features went on the link
+    # the drone's compute (its head, and a fallback's finish), and the same at slowdown 1
+    compute_s: np.ndarray
+    profiled_s: np.ndarray
     # under a plan run with audits, whether the frame could have been audited had it exited
     # early (the link carried an audit), whether it was (an early exit on the drone, also
     # answered by the final exit at the base station), and whether then its answer was the
@@ -748,7 +751,6 @@ class Simulation:
             image = self._images[plan.encoding]
             sizes = image.payload_bytes[cond, sample]
         local, exit_taken, compute_s = costs.drone_part(plan, conf)
-        compute_s = compute_s * self.head_jitter[idx]
         drone = _DroneRun(self, plan, state, idx, sizes, local, exit_taken, compute_s)
         drone.run()
         exit_taken, latency = drone.exit_taken, drone.latency
@@ -789,6 +791,8 @@ class Simulation:
             threshold=np.full(n, float(np.min(thresholds[:-1])) if costs.num_exits > 1 else 0),
             bandwidth_mbps=mbps,
             offloaded=drone.offloaded,
+            compute_s=drone.compute_s,
+            profiled_s=drone.profiled_s,
             auditable=auditable,
             audited=audited,
             agrees=audited & (answer == preds[:, -1]),
@@ -830,8 +834,12 @@ class _DroneRun:
         exit_taken: np.ndarray,
         head_s: np.ndarray,
     ) -> None:
+        """`head_s`: each frame's head at the drone's modelled speed, before its jitter."""
         self.sim, self.plan, self.idx, self.sizes = sim, plan, idx, sizes
-        self.local, self.exit_taken, self.head_s = local, exit_taken, head_s
+        self.local, self.exit_taken = local, exit_taken
+        self.slowdown = sim.costs.drone.slowdown
+        self.profiled_s = head_s / self.slowdown
+        self.head_s = head_s * sim.head_jitter[idx]
         self.window = copy.deepcopy(state.window)
         self.base = copy.deepcopy(state.base)
         self.replies = list(state.replies)
@@ -843,7 +851,7 @@ class _DroneRun:
         self.latency = np.zeros(n)
         self.where = np.where(local, WHERE_DRONE, WHERE_BASE)
         self.offloaded = np.zeros(n, dtype=bool)
-        self.compute_s = head_s.copy()
+        self.compute_s = self.head_s.copy()
         self.airtime_s = np.zeros(n)
         self.wait_s = np.zeros(n)
         self._due: list[tuple[float, int]] = []  # fallbacks waiting for their check: (at, k)
@@ -866,7 +874,7 @@ class _DroneRun:
         max_age_ms = sim.config.max_frame_age_ms
         if max_age_ms is not None and arrived - self.arrival_s[k] > max_age_ms / 1000.0:
             # too old when the drone gets to it: dropped unrun (the perception node's STALE)
-            self.where[k], self.compute_s[k] = WHERE_NONE, 0.0
+            self.where[k], self.compute_s[k], self.profiled_s[k] = WHERE_NONE, 0.0, 0.0
             self.latency[k] = arrived - self.arrival_s[k]
             return
         self.free_s = head_done = arrived + costs.conversion_s + self.head_s[k]
@@ -905,6 +913,7 @@ class _DroneRun:
         """Finish frame k on the drone from `now`; returns when the drone is done."""
         budget = fallback_budget(self.taken_up_s[k], now, self.sim.deadline_s)
         self.exit_taken[k], tail_s = self.sim.costs.fallback(self.plan, budget)
+        self.profiled_s[k] += tail_s / self.slowdown
         tail_s *= self.sim.fallback_jitter[self.idx[k]]
         self.where[k] = WHERE_FALLBACK
         self.compute_s[k] += tail_s
