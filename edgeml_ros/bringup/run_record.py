@@ -39,14 +39,18 @@ RESULT_TOPIC, TRUTH_TOPIC, PLAN_TOPIC, LINK_TOPIC = (
     "link_quality",
 )
 # Fields added to the recorded messages since older runs were recorded (test/recordings), at
-# their ends: per topic, the last one's line in the message definition and what a recording
-# without it lacks, as CDR (struct format and values, each aligned as CDR aligns it): for
-# GroundTruth an empty condition and severity 0, for InferenceResult neither auditable nor
-# audited, for ExecutionPolicy no audits.
+# their ends: per topic and addition, oldest first, its last field's line in the message
+# definition and what a recording without it lacks, as CDR (struct format and values, each
+# aligned as CDR aligns it): for GroundTruth an empty condition and severity 0, for
+# InferenceResult neither auditable nor audited, then no profiled time, for ExecutionPolicy no
+# audits.
 ADDED_FIELDS = {
-    TRUTH_TOPIC: (b"float32 severity", (("<I", 1), ("<B", 0), ("<f", 0.0))),
-    RESULT_TOPIC: (b"bool audited", (("<?", False), ("<?", False))),
-    PLAN_TOPIC: (b"float32 audit_share", (("<f", 0.0),)),
+    TRUTH_TOPIC: ((b"float32 severity", (("<I", 1), ("<B", 0), ("<f", 0.0))),),
+    RESULT_TOPIC: (
+        (b"bool audited", (("<?", False), ("<?", False))),
+        (b"float32 profiled_ms", (("<f", 0.0),)),
+    ),
+    PLAN_TOPIC: ((b"float32 audit_share", (("<f", 0.0),)),),
 }
 CDR_HEADER_BYTES = 4  # the encapsulation header: alignment counts from after it
 
@@ -194,12 +198,12 @@ def _with_added_fields(topic: str, definition: bytes, data: bytes) -> bytes:
 
     `definition`: the message definition the recording stored with it.
     """
-    last, fields = ADDED_FIELDS[topic]
-    if re.search(rb"^" + re.escape(last) + rb"$", definition, re.M):
-        return data
-    for fmt, value in fields:
-        size = struct.calcsize(fmt)
-        data += bytes(-(len(data) - CDR_HEADER_BYTES) % size) + struct.pack(fmt, value)
+    for last, fields in ADDED_FIELDS[topic]:  # each addition, oldest first, by its last field
+        if re.search(rb"^" + re.escape(last) + rb"$", definition, re.M):
+            continue
+        for fmt, value in fields:
+            size = struct.calcsize(fmt)
+            data += bytes(-(len(data) - CDR_HEADER_BYTES) % size) + struct.pack(fmt, value)
     return data
 
 
