@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 import time
 
 import pytest
 
 from edgeml_ros.core.checkpoint import TINY_CHECKPOINT, load_checkpoint
 from edgeml_ros.core.data import load_fashion_mnist
+
+# A run started as a background job (`make test &`) inherits SIGINT ignored, and so would every
+# node process the tests start and then stop with SIGINT, as a user's Ctrl-C does: handled here,
+# it is back to its default in them (a handled signal resets on exec, an ignored one does not).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
