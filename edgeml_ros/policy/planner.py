@@ -4,11 +4,10 @@ The conditions it cannot observe it reads from the controller's telemetry.
 
 `tabulate` holds every discrete action (`policy.observation`) through steady simulated worlds
 over a grid of link rates, round-trip times, drone compute slowdowns and input conditions, and
-keeps per world and
-action the mean utility (its energy term apart, which the battery weighs) and the telemetry the
-controller would see under it (per decision window: the latency over the deadline, the mean
-confidence of the answering exits, the share of early exits), with its spread from window to
-window.
+keeps per world and action the mean utility (its energy term apart, which the battery weighs)
+and the telemetry the controller would see under it (per decision window: the latency over the
+deadline, the mean confidence of the answering exits, the share of early exits), with its
+spread from window to window.
 
 `Planner` reads the drone's compute slowdown and the input condition it cannot observe from that
 telemetry: a belief over (slowdown, condition) pairs (the grid's slowdowns and more between
