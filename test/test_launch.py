@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -335,6 +336,27 @@ def test_drone_and_base_station_launched_apart_answer_together(shell, launch, sl
             assert_clean_shutdown(proc, log_path, processes)
 
 
+def wait_unconfigured(log_path: Path, nodes: int, timeout_s: float = 60.0) -> None:
+    """Until `nodes` lifecycle nodes of a launch with autostart off are up, unconfigured."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and log_path.read_text().count("unconfigured: ") < nodes:
+        time.sleep(0.2)
+
+
+def test_a_launch_started_as_a_background_job_still_stops_on_one_sigint(launch):
+    # a script's background job starts with SIGINT ignored, and so would `ros2 launch`
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        drone, log_path = launch("drone.launch.py", autostart=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    wait_unconfigured(log_path, 3)
+    ignored = int(re.search(r"SigIgn:\s*(\w+)", Path(f"/proc/{drone.proc.pid}/status")
+                            .read_text()).group(1), 16)  # fmt: skip
+    assert not ignored & (1 << (signal.SIGINT - 1))
+    assert_clean_shutdown(drone, log_path, processes=3)
+
+
 def process_env(pid: int) -> dict[str, str]:
     raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     return dict(item.decode().split("=", 1) for item in raw if b"=" in item)
@@ -348,9 +370,7 @@ def test_radio_link_tunes_dds_and_the_background_nodes_run_niced(launch):
     drone, log_path = launch("drone.launch.py", use_camera_source=True, radio_link=True,
                              autostart=False)  # fmt: skip
     nodes = {"perception", "controller", "link_monitor", "camera_source"}
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and log_path.read_text().count("unconfigured: ") < 4:
-        time.sleep(0.2)  # every node is up, waiting to be configured
+    wait_unconfigured(log_path, len(nodes))
     pids = drone.node_pids()
     assert set(pids) == nodes, log_path.read_text()
     for name, pid in pids.items():

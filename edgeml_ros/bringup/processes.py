@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -30,6 +31,10 @@ _DOMAIN_RANGE = range(30, 230)
 # `ros2 launch` logs each node process's start and end under its label, `<executable>-<n>`.
 _STARTED = re.compile(r"\[(\w+)-\d+\]: process started with pid \[(\d+)\]")
 _ENDED = re.compile(r"\[(\w+)-\d+\]: process (?:has died|has finished cleanly)")
+# `ros2 launch` keeps a SIGINT it was started with ignored (as a background job of a script
+# starts it) and would not stop on `interrupt`: it starts through this, SIGINT back to default.
+_WITH_DEFAULT_SIGINT = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+                        "os.execvp(sys.argv[1], sys.argv[1:])")  # fmt: skip
 
 
 @contextmanager
@@ -110,7 +115,7 @@ class LaunchProcess:
         self.log_path = log_path
         with open(log_path or os.devnull, "w") as log:
             self.proc = subprocess.Popen(
-                self.command,
+                [sys.executable, "-c", _WITH_DEFAULT_SIGINT, *self.command],
                 env={**(env or os.environ), "ROS_DOMAIN_ID": str(domain_id)},
                 stdout=log,
                 stderr=subprocess.STDOUT,
