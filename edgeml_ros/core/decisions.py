@@ -71,6 +71,10 @@ class LocalTimes:
         compute = sum(self.block_s[cut_point:stop]) + self.head_s[exit_index] + self.call_s
         return compute * self.slowdown
 
+    def exits_within(self, cut_point: int, budget_s: float) -> list[int]:
+        """The exits after `cut_point` the features reach within `budget_s`, shallowest first."""
+        return [e for e in self.exits_after(cut_point) if self.to_exit(cut_point, e) <= budget_s]
+
     def finish(self, cut_point: int) -> float:
         """Time from the features at `cut_point` to the final exit's answer."""
         return self.to_exit(cut_point, self.final_exit)
@@ -169,8 +173,7 @@ def fallback_time(
     """
     last = arrived + deadline_s - FALLBACK_MARGIN_S  # a fallback with no compute left
     budget = last - sent  # and the compute a fallback then has, still in time at a late check
-    in_time = [e for e in reversed(times.exits_after(cut_point))
-               if times.to_exit(cut_point, e) <= budget]  # fmt: skip
+    in_time = reversed(times.exits_within(cut_point, budget))  # deepest first
     waits = [last - times.to_exit(cut_point, e) for e in in_time]
     if deepest_checked is not None:
         waits.append(last)
@@ -199,10 +202,8 @@ def fallback_exit(
     deepest exit the head already checked (`deepest_checked`, no more compute); with none
     either, the first exit after the cut (the fastest).
     """
-    after = times.exits_after(cut_point)
-    affordable = [e for e in after if times.to_exit(cut_point, e) <= budget_s]
-    if affordable:
+    if affordable := times.exits_within(cut_point, budget_s):
         return affordable[-1], True
     if deepest_checked is not None:
         return deepest_checked, False
-    return after[0], True
+    return times.exits_after(cut_point)[0], True
