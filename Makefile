@@ -110,8 +110,8 @@ evaluate: setup
 
 # How much of the oracle's lead any policy could reach: the learned policy, the planner, the best
 # fixed one and the two oracles (the hindsight one, and one that knows the conditions but not the
-# frames) on the test split, both workloads (simulated; the second oracle takes ~30 min a workload); writes
-# docs/oracle_bound.md and docs/oracle_bound_fashion_mnist.md.
+# frames) on the test split, both workloads (simulated; the second oracle takes ~30 min a
+# workload); writes docs/oracle_bound.md and docs/oracle_bound_fashion_mnist.md.
 oracle-bound: setup
 	for w in drone fashion_mnist; do \
 		$(RUN) python -m edgeml_ros.cli evaluate --workload $$w --policy rl planner tuned_static \
