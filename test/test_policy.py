@@ -65,6 +65,7 @@ from edgeml_ros.policy.registry import (
     policy_names,
     policy_spec,
     register,
+    training_differences,
 )
 from edgeml_ros.policy.scenarios import (
     TEST_SCENARIOS,
@@ -489,6 +490,18 @@ def test_policy_trained_for_other_weights_is_refused(world, tmp_path):
     path.with_suffix(".json").write_text(json.dumps({**meta, "weights_digest": "sha256:00"}))
     with pytest.raises(PolicyFileError, match="retrain it"):
         load_policy(path, world)
+
+
+def test_a_saved_policy_scored_for_another_deadline_or_utility_says_so(world):
+    assert training_differences("rl", world) is None  # as trained
+    config = replace(world.config, deadline_ms=50.0,
+                     weights=replace(world.config.weights, energy=0.1))  # fmt: skip
+    other = World(world.profile, world.tables, config, ModelCosts(world.profile, config))
+    why = training_differences("rl", other)
+    assert "deadline_ms 100.0, not 50.0" in why and "'energy': 0.3" in why, why
+    assert "'energy': 0.1" in why and "--agent ppo" in why, why
+    assert "--agent planner" in training_differences("planner", other)
+    assert training_differences("branchynet", other) is None  # no saved policy: nothing trained
 
 
 def test_short_ppo_training_saves_a_working_policy(world, tmp_path):

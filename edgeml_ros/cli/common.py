@@ -56,13 +56,17 @@ def sim_world(args: argparse.Namespace) -> World:
 def sim_policies(args: argparse.Namespace, world: World) -> list[str]:
     """The --policy names, or else every policy the world's profile has the data for.
 
-    Those left out by default are named on stderr, with the reason.
+    Those left out by default are named on stderr, with the reason; so are saved policies
+    trained for another deadline or other utility weights than the options'.
     """
-    from edgeml_ros.policy.registry import chosen_policies
+    from edgeml_ros.policy.registry import chosen_policies, training_differences
 
     names, left_out = chosen_policies(args.policy or (), world)
     for reason in left_out:
         print(f"left out: {reason}", file=sys.stderr)
+    for name in names:
+        if (differences := training_differences(name, world, args.policy_dir)) is not None:
+            print(f"note: {differences}", file=sys.stderr)
     return list(names)
 
 

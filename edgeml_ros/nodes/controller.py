@@ -39,7 +39,7 @@ from edgeml_ros.nodes.common import (
 )
 from edgeml_ros.nodes.conversions import plan_to_msg
 from edgeml_ros.policy.live import LiveController
-from edgeml_ros.policy.registry import named_policies, policy_names
+from edgeml_ros.policy.registry import named_policies, policy_names, training_differences
 from edgeml_ros.policy.sim import SimConfig
 from edgeml_ros.policy.world import World
 
@@ -140,7 +140,10 @@ class ControllerNode(ManagedNode):
     def _build(self) -> LiveController:
         p = param_values(self, CONTROLLER_PARAMS)
         world = self._world(p["deadline_ms"])
-        policy = named_policies(world, [p["policy"]], Path(self._param("policy_dir")))
+        policy_dir = Path(self._param("policy_dir"))
+        policy = named_policies(world, [p["policy"]], policy_dir)
+        if (differences := training_differences(p["policy"], world, policy_dir)) is not None:
+            self.get_logger().warning(differences)
         return LiveController(world, policy[p["policy"]], self._param("window_s"),
                               p["stale_after_s"], p["battery_critical_soc"])  # fmt: skip
 

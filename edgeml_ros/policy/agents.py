@@ -280,17 +280,45 @@ class LoopPolicy(LearnedPolicy):
         return route_plan(self.world, self.routes[action], self.loop)
 
 
-def load_policy(path: Path | str, world: World, name: str | None = None):
-    """Load a saved policy (path without extension) for the world's model."""
-    path = Path(path)
+def _metadata(path: Path) -> dict:
+    """A saved policy's metadata (its .json), with its agent; PolicyFileError if unreadable."""
     meta_path = path.with_suffix(".json")
     if not meta_path.is_file():
         raise PolicyFileError(f"policy {path}: {meta_path.name} not found")
     try:
         meta = json.loads(meta_path.read_text())
-        agent = meta["agent"]
-    except (json.JSONDecodeError, KeyError) as exc:
+    except json.JSONDecodeError as exc:
         raise PolicyFileError(f"policy {meta_path}: unreadable metadata ({exc})") from None
+    if not isinstance(meta, dict) or "agent" not in meta:
+        raise PolicyFileError(f"policy {meta_path}: unreadable metadata (no 'agent')")
+    return meta
+
+
+def scoring_differences(path: Path | str, world: World) -> str | None:
+    """How the world scores frames otherwise than the saved policy was trained to (None: alike).
+
+    Its deadline and utility weights: a policy chooses for those of its training, whatever the
+    world's; another deadline or other weights need a policy trained for them.
+    """
+    path = Path(path)
+    meta = _metadata(path)
+    trained, now = meta.get("sim_config", {}), asdict(world.config)
+    differ = [f"{key} {trained[key]}, not {now[key]}" for key in ("deadline_ms", "weights")
+              if key in trained and trained[key] != now[key]]  # fmt: skip
+    if not differ:
+        return None
+    return (
+        f"policy {path.name} was trained for {'; '.join(differ)}: it chooses for those "
+        f"(a policy for these: edgeml policy train --agent {meta['agent']} --deadline-ms "
+        "... --utility-weights ...)"
+    )
+
+
+def load_policy(path: Path | str, world: World, name: str | None = None):
+    """Load a saved policy (path without extension) for the world's model."""
+    path = Path(path)
+    meta = _metadata(path)
+    agent, meta_path = meta["agent"], path.with_suffix(".json")
     if meta.get("weights_digest") != world.profile.weights_digest:
         raise PolicyFileError(
             f"policy {path.name} was trained for {meta.get('model_id')} with weights "

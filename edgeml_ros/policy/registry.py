@@ -17,7 +17,7 @@ from pathlib import Path
 from edgeml_ros.core.codec import JPEG_QUALITIES
 from edgeml_ros.core.paths import POLICY_DIR
 from edgeml_ros.core.plan import ExecutionPlan, shared_thresholds
-from edgeml_ros.policy.agents import load_policy, policy_file
+from edgeml_ros.policy.agents import load_policy, policy_file, scoring_differences
 from edgeml_ros.policy.baselines import (
     Apparate,
     ConditionsOracle,
@@ -44,7 +44,8 @@ class PolicySpec:
 
     `image_encodings`: those it may ship the camera frame in, whose measured bytes and
     accuracy the profile must hold (core.profiles.ImageExit). `by_default`: whether it runs
-    when no policy is named.
+    when no policy is named. `saved_as`: the agent whose saved policy it loads
+    (`edgeml policy train --agent`), if it is one.
     """
 
     name: str
@@ -53,6 +54,7 @@ class PolicySpec:
     factory: PolicyFactory
     image_encodings: tuple[str, ...] = ()
     by_default: bool = True
+    saved_as: str | None = None
 
 
 _POLICIES: dict[str, PolicySpec] = {}
@@ -64,6 +66,7 @@ def register(
     live: bool = True,
     image_encodings: tuple[str, ...] = (),
     by_default: bool = True,
+    saved_as: str | None = None,
 ) -> Callable[[PolicyFactory], PolicyFactory]:
     """Decorator: register `factory(world, policy_dir)` as the policy `name`."""
 
@@ -71,10 +74,19 @@ def register(
         if name in _POLICIES:
             raise ValueError(f"policy {name!r} is registered twice")
         _POLICIES[name] = PolicySpec(name, description, live, factory, image_encodings,
-                                     by_default)  # fmt: skip
+                                     by_default, saved_as)  # fmt: skip
         return factory
 
     return add
+
+
+def register_saved(name: str, description: str, agent: str, live: bool = True) -> None:
+    """Register the policy `name`: the one `edgeml policy train --agent AGENT` saved."""
+
+    def load(world: World, policy_dir: Path) -> Policy:
+        return load_policy(policy_file(policy_dir, world, agent), world, name)
+
+    register(name, description, live, saved_as=agent)(load)
 
 
 def policy_names(live_only: bool = False, world: World | None = None) -> tuple[str, ...]:
@@ -146,41 +158,47 @@ def named_policies(
     return {name: make_policy(name, world, policy_dir) for name in names}
 
 
-@register("rl", "PPO on our observation and discrete (cut, threshold level) actions")
-def _rl(world: World, policy_dir: Path) -> Policy:
-    return load_policy(policy_file(policy_dir, world, "ppo"), world, "rl")
+def training_differences(
+    name: str, world: World, policy_dir: Path | str = POLICY_DIR
+) -> str | None:
+    """How the world scores frames otherwise than the saved policy `name` was trained to.
+
+    None where alike, or where `name` is no saved policy (agents.scoring_differences).
+    """
+    agent = policy_spec(name).saved_as
+    if agent is None:
+        return None
+    return scoring_differences(policy_file(Path(policy_dir), world, agent), world)
 
 
-@register(
+register_saved("rl", "PPO on our observation and discrete (cut, threshold level) actions", "ppo")
+
+
+register_saved(
     "rl_loop",
     "PPO picks the route (cut point, tensor or camera-frame encoding); a threshold loop on audits "
     "keeps the exit threshold within the drift requirement's agreement with the final exit",
+    "ppo_loop",
 )
-def _rl_loop(world: World, policy_dir: Path) -> Policy:
-    return load_policy(policy_file(policy_dir, world, "ppo_loop"), world, "rl_loop")
 
 
-@register("dqn", "DQN on the same formulation as rl")
-def _dqn(world: World, policy_dir: Path) -> Policy:
-    return load_policy(policy_file(policy_dir, world, "dqn"), world, "dqn")
+register_saved("dqn", "DQN on the same formulation as rl", "dqn")
 
 
-@register(
+register_saved(
     "planner",
     "per window, the action of best expected utility in a table made in the simulator, under a "
     "belief about the drone's speed and the inputs' condition read from the telemetry",
+    "planner",
 )
-def _planner(world: World, policy_dir: Path) -> Policy:
-    return load_policy(policy_file(policy_dir, world, "planner"), world, "planner")
 
 
-@register(
+register_saved(
     "edgeml_ddpg",
     "the EdgeML authors' DDPG formulation; its state needs ground truth (frame accuracy)",
+    "edgeml_ddpg",
     live=False,
 )
-def _edgeml_ddpg(world: World, policy_dir: Path) -> Policy:
-    return load_policy(policy_file(policy_dir, world, "edgeml_ddpg"), world, "edgeml_ddpg")
 
 
 @register("edge_only", "the whole model on the drone, no early exits")
@@ -225,13 +243,12 @@ def _branchynet(world: World, policy_dir: Path) -> Policy:
     return FixedPolicy("branchynet", plan)
 
 
-@register(
+register_saved(
     "tuned_static",
     "the one (cut, threshold) configuration of best mean utility on the training scenarios, "
     "held throughout: a fixed choice tuned on what the learned policies train on",
+    "static",
 )
-def _tuned_static(world: World, policy_dir: Path) -> Policy:
-    return load_policy(policy_file(policy_dir, world, "static"), world, "tuned_static")
 
 
 @register("spinn", "cut and threshold chosen jointly by rule from the profile and the link")
