@@ -57,7 +57,13 @@ from edgeml_ros.policy.observation import (
     observe,
     plan_action,
 )
-from edgeml_ros.policy.planner import SPEED_PROBE_WINDOWS, Planner, UtilityTable, tabulate
+from edgeml_ros.policy.planner import (
+    SPEED_PROBE_WINDOWS,
+    TELEMETRY_SPREAD_FLOOR,
+    Planner,
+    UtilityTable,
+    tabulate,
+)
 from edgeml_ros.policy.registry import (
     chosen_policies,
     make_policy,
@@ -955,9 +961,9 @@ def synthetic_table(actions: int) -> UtilityTable:
     mean = np.zeros((*shape, 3))
     mean[:, :, 0, ..., 0], mean[:, :, 1, ..., 0] = 0.2, 2.0  # latency over the deadline
     mean[..., 1], mean[..., 2] = 0.8, 0.5  # confidence, early exits
-    spread = np.full(mean.shape, 0.05)
+    covariance = np.broadcast_to(0.05**2 * np.eye(3), (*shape, 3, 3)).copy()
     return UtilityTable(np.array([1.0, 10.0]), np.array([35.0]), np.array([1.0, 16.0]),
-                        tuple(CONDITIONS), gain, energy, mean, spread)  # fmt: skip
+                        tuple(CONDITIONS), gain, energy, mean, covariance)  # fmt: skip
 
 
 def test_the_planner_reads_its_table_at_the_links_rate_and_rtt(world):
@@ -966,7 +972,7 @@ def test_the_planner_reads_its_table_at_the_links_rate_and_rtt(world):
     far.gain[..., 13] = 0.0  # on a long round trip, action 13 (an offload, say) earns nothing
     both = replace(table, rtts_ms=np.array([10.0, 60.0]), **{
         name: np.concatenate([getattr(table, name), getattr(far, name)], axis=1)
-        for name in ("gain", "energy", "telemetry_mean", "telemetry_spread")
+        for name in ("gain", "energy", "telemetry_mean", "telemetry_covariance")
     })  # fmt: skip
     for rtt_ms, expected in ((5.0, 0.5), (10.0, 0.5), (22.5, 0.375), (60.0, 0.0), (90.0, 0.0)):
         here = both.at_link(3.0, rtt_ms)  # between the rates too: they agree here
@@ -1008,6 +1014,29 @@ def test_the_planner_plans_for_the_drone_its_telemetry_shows_and_the_battery(wor
     planner.reset()
     planner.decide(replace(slow, recent_latency_ratio=0.0))
     assert planner.belief.sum(axis=1) == pytest.approx(np.full(5, 0.2))
+
+
+def test_the_planner_counts_telemetry_that_moves_together_once(world):
+    # two conditions of the fast drone told apart by one sd of latency and of early exits, which
+    # move together (correlation -0.95: a window of more early exits is one of less latency)
+    table = synthetic_table(num_actions(world.costs.num_blocks))
+    clean, dark = CONDITIONS.index("clean"), CONDITIONS.index("low_light")
+    table.telemetry_mean[:, :, :, dark, :, 0] += 0.05
+    table.telemetry_mean[:, :, :, dark, :, 2] -= 0.05
+    table.telemetry_covariance[..., 0, 2] = table.telemetry_covariance[..., 2, 0] = -0.95 * 0.05**2
+    planner = Planner(table, world)
+    prior = planner.belief.copy()
+    dark_window = replace(observe_empty(), recent_latency_ratio=0.25, recent_confidence=0.8,
+                          recent_early_exit_rate=0.45, battery_soc=1.0)  # fmt: skip
+    planner.decide(dark_window)
+    gained = planner.belief[0] / prior[0]
+    odds = gained[dark] / gained[clean]
+    shift = np.array([0.05, 0.0, -0.05])
+    covariance = table.telemetry_covariance[0, 0, 0, 0, 0] + np.diag(TELEMETRY_SPREAD_FLOOR**2)
+    assert np.log(odds) == pytest.approx(0.5 * shift @ np.linalg.solve(covariance, shift))
+    # read as independent, the two features would have said the same thing twice
+    independent = np.diag(np.diag(covariance))
+    assert np.log(odds) < 0.7 * 0.5 * shift @ np.linalg.solve(independent, shift)
 
 
 def test_the_planner_reads_the_drones_speed_and_spends_a_window_to_read_it_again(world):

@@ -7,20 +7,21 @@ over a grid of link rates, round-trip times, drone compute slowdowns and input c
 keeps per world and action the mean utility (its energy term apart, which the battery weighs)
 and the telemetry the controller would see under it (per decision window: the latency over the
 deadline, the mean confidence of the answering exits, the share of early exits), with its
-spread from window to window.
+covariance from window to window (the three move together: a window of more early exits is one
+of less latency).
 
 `Planner` reads the drone's compute slowdown and the input condition it cannot observe from that
-telemetry: a belief over (slowdown, condition) pairs (the grid's slowdowns and more between
-them, `SLOWDOWN_SUBSTEPS`, the table interpolated there), updated after each window by how
-likely the window's telemetry was under the plan in force at the link estimate (a Gaussian per
-feature, with the table's spread) and how likely the drone's measured compute ratio (its
-compute over the profiled time of the same work: its slowdown, read directly wherever the drone
-computed) was at each slowdown, and partly forgotten each window (`BELIEF_FORGETTING`) so that
-it follows changes. It then picks the action of best expected utility under the belief, at the
-link estimate (rate and RTT, the table interpolated there) and the battery's charge; where the
-drone's speed has gone unread for `SPEED_PROBE_WINDOWS` (cut 0 shows nothing of it), the best
-of those that compute on the drone. It uses only what the live controller observes; it knows
-nothing of the world it runs in beyond its table.
+telemetry: a belief over (slowdown, condition) pairs (the grid's slowdowns and more between them,
+`SLOWDOWN_SUBSTEPS`, the table interpolated there), updated after each window by how likely the
+window's telemetry was under the plan in force at the link estimate (a Gaussian with the table's
+covariance, so that features that move together count once) and how likely the drone's measured
+compute ratio (its compute over the profiled time of the same work: its slowdown, read directly
+wherever the drone computed) was at each slowdown, and partly forgotten each window
+(`BELIEF_FORGETTING`) so that it follows changes. It then picks the action of best expected utility
+under the belief, at the link estimate (rate and RTT, the table interpolated there) and the
+battery's charge; where the drone's speed has gone unread for `SPEED_PROBE_WINDOWS` (cut 0 shows
+nothing of it), the best of those that compute on the drone. It uses only what the live controller
+observes; it knows nothing of the world it runs in beyond its table.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ TABLE_RATES_MBPS = tuple(
 TABLE_RTTS_MS = (10.0, 35.0, 60.0)
 TABLE_SLOWDOWNS = tuple(float(s) for s in np.geomspace(*DRONE_SLOWDOWNS, 9))
 TABLE_DURATION_S = 120.0
-# The telemetry the belief reads (Observation fields), and the least spread assumed for each.
+# The telemetry the belief reads (Observation fields), and a spread assumed of each beyond the
+# table's (added in variance: what a table of finite runs and a live drone may show besides).
 TELEMETRY = ("recent_latency_ratio", "recent_confidence", "recent_early_exit_rate")
 TELEMETRY_SPREAD_FLOOR = np.array([0.02, 0.01, 0.05])
 # The spread assumed of the drone's measured compute ratio around its slowdown, in log units
@@ -87,7 +89,7 @@ class UtilityTable:
     gain: np.ndarray  # (R, T, S, C, A): mean utility without its energy term
     energy: np.ndarray  # (R, T, S, C, A): mean energy over the reference energy
     telemetry_mean: np.ndarray  # (R, T, S, C, A, F): per window, TELEMETRY's means
-    telemetry_spread: np.ndarray  # (R, T, S, C, A, F): and their standard deviations
+    telemetry_covariance: np.ndarray  # (R, T, S, C, A, F, F): and their covariance
 
     def at_link(self, mbps: float, rtt_ms: float) -> UtilityTable:
         """The table at one link rate and RTT.
@@ -146,7 +148,7 @@ class UtilityTable:
                             slowdowns=self.slowdowns,
                             conditions=np.array(self.conditions), gain=self.gain,
                             energy=self.energy, telemetry_mean=self.telemetry_mean,
-                            telemetry_spread=self.telemetry_spread)  # fmt: skip
+                            telemetry_covariance=self.telemetry_covariance)  # fmt: skip
 
     @classmethod
     def load(cls, path: Path, actions: int) -> UtilityTable:
@@ -156,19 +158,21 @@ class UtilityTable:
                 conditions = tuple(str(c) for c in f["conditions"])
                 table = cls(f["rates_mbps"], f["rtts_ms"], f["slowdowns"], conditions,
                             f["gain"], f["energy"], f["telemetry_mean"],
-                            f["telemetry_spread"])  # fmt: skip
+                            f["telemetry_covariance"])  # fmt: skip
         except (OSError, KeyError, ValueError) as exc:
             raise ValueError(f"planner table {path}: unreadable ({exc})") from None
         shape = (len(table.rates_mbps), len(table.rtts_ms), len(table.slowdowns),
                  len(table.conditions), actions)  # fmt: skip
-        if table.gain.shape != shape or table.telemetry_mean.shape != (*shape, len(TELEMETRY)):
+        features = len(TELEMETRY)
+        if (table.gain.shape != shape or table.telemetry_mean.shape != (*shape, features)
+                or table.telemetry_covariance.shape != (*shape, features, features)):  # fmt: skip
             raise ValueError(f"planner table {path}: shaped {table.gain.shape}, not {shape} "
                              f"(rates, RTTs, slowdowns, conditions, actions)")  # fmt: skip
         return table
 
 
 # UtilityTable's arrays over its grid (its other fields are the grid's axes).
-_ARRAYS = ("gain", "energy", "telemetry_mean", "telemetry_spread")
+_ARRAYS = ("gain", "energy", "telemetry_mean", "telemetry_covariance")
 
 
 def window_telemetry(records: FrameRecords, world: World) -> np.ndarray:
@@ -198,7 +202,8 @@ def tabulate(
     actions = num_actions(world.costs.num_blocks)
     shape = (len(rates_mbps), len(rtts_ms), len(slowdowns), len(CONDITIONS), actions)
     gain, energy = np.zeros(shape), np.zeros(shape)
-    mean, spread = np.zeros((*shape, len(TELEMETRY))), np.zeros((*shape, len(TELEMETRY)))
+    features = len(TELEMETRY)
+    mean, covariance = np.zeros((*shape, features)), np.zeros((*shape, features, features))
     weights, deadline_s = world.config.weights, world.config.deadline_ms / 1000.0
     seeds = np.random.default_rng(seed).integers(0, 2**31, shape[:4])
     with tqdm(total=int(np.prod(shape)), desc="tabulate planner", unit="run") as bar:
@@ -223,10 +228,11 @@ def tabulate(
                     )  # fmt: skip
                     energy[at] = np.mean(r.energy_j) / reference_j
                     seen = window_telemetry(r, slowed)
-                    mean[at], spread[at] = seen.mean(0), seen.std(0)
+                    mean[at] = seen.mean(0)
+                    covariance[at] = np.cov(seen, rowvar=False, bias=True)
                     bar.update()
     return UtilityTable(np.array(rates_mbps), np.array(rtts_ms), np.array(slowdowns),
-                        tuple(CONDITIONS), gain, energy, mean, spread)  # fmt: skip
+                        tuple(CONDITIONS), gain, energy, mean, covariance)  # fmt: skip
 
 
 class Planner:
@@ -259,9 +265,12 @@ class Planner:
         if obs.recent_latency_ratio > 0:  # some frame answered: its telemetry
             action = action_index(obs.cut_point, obs.threshold_level)
             seen = np.array([getattr(obs, name) for name in TELEMETRY])
-            mean = here.telemetry_mean[0, 0, :, :, action]  # (S, C, F)
-            spread = np.maximum(here.telemetry_spread[0, 0, :, :, action], TELEMETRY_SPREAD_FLOOR)
-            log_likelihood -= 0.5 * np.sum(((seen - mean) / spread) ** 2 + 2 * np.log(spread), -1)
+            misfit = seen - here.telemetry_mean[0, 0, :, :, action]  # (S, C, F)
+            covariance = (here.telemetry_covariance[0, 0, :, :, action]
+                          + np.diag(TELEMETRY_SPREAD_FLOOR**2))  # fmt: skip
+            scaled = np.linalg.solve(covariance, misfit[..., None])[..., 0]
+            log_likelihood -= 0.5 * (np.sum(misfit * scaled, -1)
+                                     + np.linalg.slogdet(covariance)[1])  # fmt: skip
         if obs.recent_compute_ratio > 0:  # the drone computed: its speed, measured
             misfit = np.log(obs.recent_compute_ratio / here.slowdowns) / COMPUTE_RATIO_SPREAD
             log_likelihood -= 0.5 * misfit[:, None] ** 2
