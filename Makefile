@@ -121,8 +121,9 @@ oracle-bound: setup
 	done
 
 # Where adapting pays: every policy against the best static configuration in steady cells of link
-# rate x drone slowdown x inputs, each on four draws of its frames (simulated), both workloads;
-# writes docs/regime_map.json, docs/regime_map_fashion_mnist.json and their heatmaps.
+# rate x drone slowdown x inputs, each on sixteen draws of its frames (simulated; ~25 min a
+# workload here), both workloads; writes docs/regime_map.json, docs/regime_map_fashion_mnist.json
+# and their heatmaps.
 regime-map: setup
 	$(RUN) python -m edgeml_ros.cli evaluate --regime-map --policy rl rl_loop planner tuned_static \
 		branchynet spinn ucb apparate cloud_jpeg --json docs/regime_map.json --plots docs/regime \

@@ -42,7 +42,7 @@ TRAIN_SLOWED_SHARE = 0.5
 # map's range.
 STEADY_RATES_MBPS = (0.04, 50.0)
 # Draws of the frames of each regime map cell (policy.regime).
-REGIME_DRAWS = 4
+REGIME_DRAWS = 16
 
 
 def generate_scenario(kind: str, seed: int, duration_s: float = SCENARIO_DURATION_S) -> Scenario:
