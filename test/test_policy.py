@@ -681,7 +681,7 @@ def test_the_regime_map_scores_policies_against_the_best_static_configuration(wo
     from edgeml_ros.policy.regime import cell_scenario, plot_regime_map, regime_map
 
     cells = regime_map(world, ["edge_only", "cloud_only"], POLICY_DIR, rates_mbps=(0.04, 50.0),
-                       slowdowns=(1.0, 16.0), duration_s=3.0)  # fmt: skip
+                       slowdowns=(1.0, 16.0), duration_s=3.0, draws=1)  # fmt: skip
     assert len(cells) == 2 * 2 * 2
     for c in cells:  # both are static configurations too: at best as good as the best one
         assert all(r is None or r <= 1 + 1e-9 for r in c["of_best_static"].values()), c
