@@ -338,6 +338,8 @@ def test_compressed_stale_and_annotated_frames_probes_and_battery(ros_node, fmni
             lambda: links and links[-1].loss_ratio == 0 and links[-1].samples >= 4, 30
         )
         assert ros_node.spin_until(lambda: len(batteries) >= 3, 20)
+        # the echoes the link monitor read reach this node too (its reader may match later)
+        assert ros_node.spin_until(lambda: len(echoes) >= 2, 20)
     assert results["png"].status == OK and results["png"].class_id == fmnist_test.labels[5]
     assert results["old"].status == InferenceResult.STATUS_STALE and "old" in results["old"].reason
     assert results["fresh"].status == OK
