@@ -16,9 +16,15 @@ from edgeml_ros.msg import (
     LinkQuality,
     ResultBatch,
 )
+from rcl_interfaces.msg import Log
 from rclpy.duration import Duration
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import (
+    DurabilityPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
 from ros_helpers import (
     BAD_INPUT,
     BASE_YAML,
@@ -237,6 +243,31 @@ def test_controller_runs_the_learned_policy_with_safe_modes(ros_node):
         ros_node.spin_until(lambda: other() and False, 1.5)
         assert len(policies) == stopped
         assert latest_after(results_of(PROFILE_DIGEST), lambda p: len(policies) > stopped)
+
+
+def test_a_controller_told_another_deadline_warns_its_policy_was_trained_for_one(ros_node):
+    # A saved policy chooses for the deadline it was trained for (100 ms, the drone profile's):
+    # the controller says so at configure and on every change of deadline_ms.
+    warnings: list[str] = []
+    ros_node.create_subscription(
+        Log, "/rosout",
+        lambda m: m.level == Log.WARN and m.name == "controller" and warnings.append(m.msg),
+        QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                   durability=DurabilityPolicy.TRANSIENT_LOCAL),
+    )  # fmt: skip
+    proc = NodeProcess("controller", ros_node.domain_id, share_file("config", DRONE_YAML),
+                       {"window_s": 0.2, "deadline_ms": 150.0})  # fmt: skip
+
+    def warned(deadline: str) -> bool:
+        return any(f"trained for deadline_ms 100.0, not {deadline}" in w for w in warnings)
+
+    with node_processes([proc]):
+        assert ros_node.spin_until(lambda: warned("150.0"), 20), warnings
+        assert param_setter(ros_node, "controller")("deadline_ms", 80.0).successful
+        assert ros_node.spin_until(lambda: warned("80.0"), 10), warnings
+        assert param_setter(ros_node, "controller")("policy", "spinn").successful
+        ros_node.spin_until(lambda: False, 1.0)
+        assert sum("spinn" in w for w in warnings) == 0  # built by rule: no training to differ
 
 
 def test_policy_update_changes_perception(ros_node, fmnist_test):
