@@ -195,3 +195,17 @@ def test_recent_replies_tell_how_long_an_offload_waits_for_its_reply():
     window.sent(3, 10.0, TENSOR)
     window.answered(3, 10.2, tail_s=0.01)
     assert window.reply_delay_s == pytest.approx(0.2)
+
+
+def test_a_copy_moves_apart_from_its_original():
+    window = OffloadWindow(max_in_flight=2)
+    now = frames(window, 0.0, 0.1, 3)
+    window.sent(1, now, TENSOR)
+    window.sent(2, now, TENSOR)
+    twin = window.copy()
+    twin.answered(1, now + 0.9, tail_s=0.0)
+    twin.answered(2, now + 1.7, tail_s=0.0)
+    twin.frame_arrived(now + 2.0)
+    assert 1 in window and 2 in window and window.delivery_rate_bps is None
+    assert window.frame_interval_s == pytest.approx(0.1)
+    assert 1 not in twin and twin.delivery_rate_bps == pytest.approx(TENSOR / 0.8)

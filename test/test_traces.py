@@ -30,6 +30,13 @@ def test_load_with_comments_optional_rtt_and_outage(tmp_path):
     assert no_rtt.at(5.0) == (3.0, 7.0)
 
 
+def test_one_time_reads_as_the_same_time_in_an_array():
+    trace = step_trace((20.0, 0.13, 0.0, 5.0), 12.5)
+    times = [-1.0, *trace.t_s.tolist(), *(trace.t_s + 1e-9).tolist(), 30.5, 1e9, float("inf")]
+    mbps, rtt = trace.at(np.array(times))
+    assert [trace.at(t) for t in times] == list(zip(mbps, rtt, strict=True))
+
+
 @pytest.mark.parametrize(
     "text,match",
     [

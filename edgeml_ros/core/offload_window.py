@@ -35,6 +35,7 @@ shared its slowdown: their loss does not slow the pace again.
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from statistics import median
 
@@ -85,6 +86,17 @@ class OffloadWindow:
         self._last_frame_at: float | None = None
         self.frame_interval_s: float | None = None
         self.max_in_flight = max_in_flight
+
+    def copy(self) -> OffloadWindow:
+        """An independent copy, as a deep one but faster (the simulator replays windows).
+
+        Its containers hold tuples of numbers only, so copying them copies all.
+        """
+        twin = copy.copy(self)
+        for name, value in vars(self).items():
+            if isinstance(value, dict | deque):
+                setattr(twin, name, copy.copy(value))
+        return twin
 
     @property
     def max_in_flight(self) -> int:

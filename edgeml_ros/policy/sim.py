@@ -509,6 +509,10 @@ class BaseStation:
         self.free_s = max(self.free_s, arrived_s) + service_s
         return self.free_s
 
+    def copy(self) -> BaseStation:
+        """An independent copy (`phase_s` is never changed, so it is shared)."""
+        return replace(self, sent=None if self.sent is None else self.sent.copy())
+
 
 @dataclass
 class _State:
@@ -840,8 +844,8 @@ class _DroneRun:
         self.slowdown = sim.costs.drone.slowdown
         self.profiled_s = head_s / self.slowdown
         self.head_s = head_s * sim.head_jitter[idx]
-        self.window = copy.deepcopy(state.window)
-        self.base = copy.deepcopy(state.base)
+        self.window = state.window.copy()
+        self.base = state.base.copy()
         self.replies = list(state.replies)
         self.link = copy.copy(state.link)  # floats only change: the trace is shared
         self.free_s = state.drone_free_s
