@@ -54,12 +54,15 @@ from edgeml_ros.policy.sim import FrameRecords, Simulation
 from edgeml_ros.policy.world import World
 
 # The grid: link rates over a little more than the regime map's range, slowdowns over the
-# training range (a half octave apart), both log-spaced; RTTs over the scenarios' 10-60 ms (an
-# offload's latency grows with it linearly); each world a steady link for TABLE_DURATION_S.
+# training range (a half octave apart), both log-spaced; RTTs over the scenarios' 10-60 ms an
+# eighth of the deadline apart (an offload's latency grows with it linearly, but its utility
+# falls off a cliff where replies start to miss the drone's fallback check: 25 ms apart, the
+# table put that cliff of cut 0 between grid points); each world a steady link for
+# TABLE_DURATION_S.
 TABLE_RATES_MBPS = tuple(
     float(r) for r in np.geomspace(0.75 * STEADY_RATES_MBPS[0], 1.25 * STEADY_RATES_MBPS[1], 9)
 )
-TABLE_RTTS_MS = (10.0, 35.0, 60.0)
+TABLE_RTTS_MS = (10.0, 22.5, 35.0, 47.5, 60.0)
 TABLE_SLOWDOWNS = tuple(float(s) for s in np.geomspace(*DRONE_SLOWDOWNS, 9))
 TABLE_DURATION_S = 120.0
 # The telemetry the belief reads (Observation fields), and a spread assumed of each beyond the
