@@ -8,7 +8,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import yaml
+from builtin_interfaces.msg import Time
 from ros_helpers import host_slower
+from std_msgs.msg import Header
 
 from edgeml_ros.bringup.demo import DemoConfig, DemoModel, demo_trace, live_policies
 from edgeml_ros.bringup.demo_run import Session, launch_arguments
@@ -154,7 +156,7 @@ def test_each_phase_scores_its_live_frames_with_the_simulators_utility():
     t = np.arange(200) / 10.0
     frames = {"t_s": t, "correct": (t < 10).astype(float),
               "latency_s": np.where(t < 10, 0.01, 0.2),
-              "energy_j": np.full(200, 0.05)}  # fmt: skip
+              "energy_j": np.full(200, 0.05), "image": np.arange(200)}  # fmt: skip
     collector = SimpleNamespace(shaped=[(0.0, 20.0, 20.0), (10.0, 0.04, 20.0), (20.0, 0.04, 20.0)],
                                 frames=lambda: frames)  # fmt: skip
     phases = phase_utility(collector, world)
@@ -172,11 +174,13 @@ def test_each_phase_scores_its_live_frames_with_the_simulators_utility():
         "b": {"phase_utility": [{**phases[0], "utility": 2.0}, phases[1]]},  # equal in 2
     }
     names, rows = phase_rows(results)
-    assert names == ["a", "b"] and [best for _, _, best in rows] == ["b", "a"]
+    assert names == ["a", "b"] and [row.best for row in rows] == ["b", "a"]
     page = markdown_system(
         {"command": "c", "trace": "t", "duration_s": 20, "rate_hz": 10, "compute_slowdown": 1,
          "sim_profile": "p", "policies": results})  # fmt: skip
-    assert f"| 20 Mbit/s from 0 s | {phases[0]['utility']:.3f} | **2.000** | b |" in page
+    # in phase 2 both answered the same frames alike: a tie
+    second = f"{phases[1]['utility']:.3f}"
+    assert f"| 0.04 Mbit/s from 10 s | **{second}** | {second} | a | b |" in page
     assert "reference model" not in page  # not measured: not stated
     times = dict(zip(results, (44.0, 42.0), strict=True))
     measured = {name: {**summary, "host_reference_ms": times[name]}
@@ -187,6 +191,67 @@ def test_each_phase_scores_its_live_frames_with_the_simulators_utility():
          "device_reference_ms": 180.0})  # fmt: skip
     assert "machine: 42.0-44.0 ms, against 40.0 ms when the model was profiled" in page
     assert "(1.05-1.10x)" in page and "compute call to 4.5x the profile's time" in page
+
+
+def test_a_phase_ties_the_policies_within_two_paired_standard_errors_of_the_best():
+    rng = np.random.default_rng(0)
+    images = np.arange(100)
+    best = rng.uniform(0.2, 0.8, 100)  # what the frames themselves make of any policy's utility
+
+    def phase(utility: np.ndarray, order: np.ndarray = images) -> list[dict]:
+        per_frame = {"image": images[order].tolist(), "utility": utility[order].tolist()}
+        return [{"start_s": 0.0, "mbps": 20.0, "frames": 100, "utility": float(utility.mean()),
+                 "frame_utility": per_frame}]  # fmt: skip
+
+    # 0.01 behind on average, by 0.2 either way frame to frame: a standard error of about 0.02
+    close = best - 0.01 + rng.normal(0.0, 0.2, 100)
+    # 0.03 behind on every frame, give or take 0.01: far more than two standard errors
+    behind = best - 0.03 + rng.normal(0.0, 0.01, 100)
+    results = {
+        "best": {"phase_utility": phase(best)},
+        "close": {"phase_utility": phase(close, rng.permutation(100))},  # paired by image
+        "behind": {"phase_utility": phase(behind)},
+    }
+    (row,) = phase_rows(results)[1]
+    assert row.best == "best" and row.tied == ["close"]
+    # a unpaired comparison would tie `behind` too: its mean is within 0.03 of the best's, and
+    # the frames' own spread (0.17) gives each 100-frame mean a standard error of 0.017
+    assert best.mean() - behind.mean() < 2 * np.hypot(best.std(), behind.std()) / 10
+    # a run recorded before per-frame utilities were kept: the best, and no tie claimed
+    for summary in results.values():
+        del summary["phase_utility"][0]["frame_utility"]
+    (row,) = phase_rows(results)[1]
+    assert row.best == "best" and row.tied is None
+
+
+def test_the_collector_pairs_each_frame_with_its_camera_image(ros_node):
+    from edgeml_ros.msg import GroundTruth, InferenceResult
+
+    from edgeml_ros.bringup.collector import Collector, image_key
+    from edgeml_ros.core.energy import device_class
+    from edgeml_ros.nodes.common import RELIABLE
+
+    collector = Collector(100.0, device_class("raspberry_pi_4"), context=ros_node.context)
+    ros_node.executor.add_node(collector)
+    truth = ros_node.create_publisher(GroundTruth, "camera/ground_truth", RELIABLE)
+    results = ros_node.create_publisher(InferenceResult, "perception/result", RELIABLE)
+    assert ros_node.spin_until(
+        lambda: truth.get_subscription_count() > 0 and results.get_subscription_count() > 0
+    )
+    # the camera shows image 7, then 3, then 7 again; the last frame's label never comes
+    for seq, index in enumerate((7, 3, 7, 5)):
+        header = Header(stamp=Time(sec=100 + seq), frame_id="camera")
+        if seq < 3:
+            truth.publish(GroundTruth(header=header, class_id=1, dataset_index=index))
+            ros_node.spin_until(lambda n=seq: len(collector.truth) > n, 10)
+        results.publish(InferenceResult(header=header, frame_seq=seq, class_id=1))
+    assert ros_node.spin_until(lambda: len(collector.results) == 4, 10)
+    frames = collector.frames()
+    assert frames["image"].tolist() == [image_key(7, 0), image_key(3, 0), image_key(7, 1), -1]
+    assert len(set(frames["image"].tolist())) == 4
+    assert frames["correct"].tolist() == [1.0, 1.0, 1.0, 0.0]
+    ros_node.executor.remove_node(collector)
+    collector.destroy_node()
 
 
 def test_a_demo_without_drift_passes_no_schedule_to_the_launch(tmp_path):

@@ -38,6 +38,15 @@ def frame_key(header) -> tuple[int, int, str]:
     return header.stamp.sec, header.stamp.nanosec, header.frame_id
 
 
+def image_key(dataset_index: int, shown_before: int) -> int:
+    """What ties a frame to the same frame of another run of the camera.
+
+    Its dataset image, and how many times the camera showed that image before (the dataset
+    index in the low 32 bits).
+    """
+    return (shown_before << 32) | dataset_index
+
+
 def stamp_s(header) -> float:
     """A header's stamp in seconds."""
     return header.stamp.sec + header.stamp.nanosec / 1e9
@@ -59,6 +68,8 @@ class Collector(Node):
         self.duplicates = 0
         self.truth: dict[tuple[int, int, str], int] = {}
         self.conditions: dict[tuple[int, int, str], str] = {}  # each frame's input condition
+        self.images: dict[tuple[int, int, str], int] = {}  # each frame's image_key
+        self.image_shown: Counter[int] = Counter()  # times each dataset image was published
         self.diagnostics: dict[str, dict[str, str]] = {}
         self.started = time.monotonic()
         self.started_epoch = time.time()  # the same instant on the wall clock
@@ -162,18 +173,22 @@ class Collector(Node):
 
         `t_s` (since this collector started, by camera stamp), `correct` (against the camera's
         label; a frame without an answer or a label is wrong), `latency_s` (camera stamp to this
-        collector) and `energy_j` (modelled; 0 for a frame without an answer).
+        collector), `energy_j` (modelled; 0 for a frame without an answer) and `image` (its
+        image_key; -1 for a frame whose label did not come).
         """
         ok = InferenceResult.STATUS_OK
         rows = sorted(
             (stamp_s(r.header) - self.started_epoch,
              r.status == ok and self.truth.get(frame_key(r.header)) == r.class_id,
-             latency_ms / 1000.0, self.energy_j(r) if r.status == ok else 0.0)
+             latency_ms / 1000.0, self.energy_j(r) if r.status == ok else 0.0,
+             self.images.get(frame_key(r.header), -1))
             for r, latency_ms in self.results.values()
         )  # fmt: skip
-        columns = zip(*rows, strict=True) if rows else ([], [], [], [])
-        return dict(zip(("t_s", "correct", "latency_s", "energy_j"),
-                        (np.array(c, dtype=float) for c in columns), strict=True))  # fmt: skip
+        columns = list(zip(*rows, strict=True)) if rows else [[]] * 5
+        frames = dict(zip(("t_s", "correct", "latency_s", "energy_j"),
+                          (np.array(c, dtype=float) for c in columns), strict=False))  # fmt: skip
+        frames["image"] = np.array(columns[4], dtype=np.int64)
+        return frames
 
     def accuracy_by_condition(self, scored: list[tuple[InferenceResult, int]]) -> dict:
         """Accuracy and frames per input condition the camera published under."""
@@ -205,6 +220,8 @@ class Collector(Node):
             self.first_frame_stamp = stamp_s(msg.header)
         self.truth[key] = msg.class_id
         self.conditions[key] = msg.condition
+        self.images[key] = image_key(msg.dataset_index, self.image_shown[msg.dataset_index])
+        self.image_shown[msg.dataset_index] += 1
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for status in msg.status:

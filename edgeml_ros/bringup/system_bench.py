@@ -47,6 +47,9 @@ from edgeml_ros.policy.world import World
 SETTLE_S = 3.0  # link estimates this soon after a rate change are not compared
 SIM_SEEDS = 5  # simulator runs per policy
 BATTERY_SOC, BATTERY_DRAIN = 0.9, 0.001  # battery_sim's defaults
+# a policy whose mean utility in a phase is within this many standard errors of the best's, on
+# the same frames, is not told apart from it by the run (phase_rows)
+TIED_STANDARD_ERRORS = 2.0
 
 
 def goodput_phases(collector: Collector, summary: dict) -> list[dict]:
@@ -172,9 +175,30 @@ def phase_utility(collector: Collector, world: World) -> list[dict]:
     for (start, mbps, _), (end, _, _) in itertools.pairwise(shaped):
         inside = (frames["t_s"] >= start) & (frames["t_s"] < end)
         mean = float(np.mean(utility[inside])) if inside.any() else None
+        per_frame = {"image": frames["image"][inside].tolist(),
+                     "utility": utility[inside].round(6).tolist()}  # fmt: skip
         phases.append({"start_s": float(start - shaped[0][0]), "mbps": float(mbps),
-                       "frames": int(inside.sum()), "utility": mean})  # fmt: skip
+                       "frames": int(inside.sum()), "utility": mean,
+                       "frame_utility": per_frame})  # fmt: skip
     return phases
+
+
+def gap_to_best(best: dict, other: dict) -> tuple[float, float] | None:
+    """By how much the best policy's phase beat another's, and the standard error of that.
+
+    Frame by frame on the frames both answered, paired by camera image (collector.image_key).
+    None where the phases carry no per-frame utilities (a `--json` file from before they did)
+    or share fewer than two frames.
+    """
+    if "frame_utility" not in best or "frame_utility" not in other:
+        return None
+    ours = dict(zip(*best["frame_utility"].values(), strict=True))
+    theirs = dict(zip(*other["frame_utility"].values(), strict=True))
+    shared = [k for k in ours.keys() & theirs.keys() if k >= 0]
+    if len(shared) < 2:
+        return None
+    gaps = np.array([ours[k] - theirs[k] for k in shared])
+    return float(gaps.mean()), float(gaps.std(ddof=1) / np.sqrt(len(gaps)))
 
 
 def simulated(cfg: DemoConfig, results: dict[str, dict]) -> dict[str, dict]:
@@ -381,12 +405,25 @@ def _markdown_table(results: dict[str, dict], columns: tuple) -> list[str]:
     return rows
 
 
-def phase_rows(results: dict[str, dict]) -> tuple[list[str], list[tuple[str, list, str]]]:
+@dataclass(frozen=True)
+class PhaseRow:
+    """One phase of the per-phase utility table.
+
+    Its label, each policy's mean utility (None: no frame in it), the best policy, and the
+    others within TIED_STANDARD_ERRORS of it (gap_to_best; None: no per-frame utilities).
+    """
+
+    label: str
+    values: list[float | None]
+    best: str
+    tied: list[str] | None
+
+
+def phase_rows(results: dict[str, dict]) -> tuple[list[str], list[PhaseRow]]:
     """The per-phase utility table: its policies, and its rows.
 
     Per phase of the trace, in order (each run's n-th phase; their start times differ by the
-    shaper's milliseconds): its label, each policy's mean utility (None: no frame in it) and
-    the best policy.
+    shaper's milliseconds).
     """
     names = [n for n, r in results.items() if r.get("phase_utility")]
     if not names:
@@ -394,10 +431,16 @@ def phase_rows(results: dict[str, dict]) -> tuple[list[str], list[tuple[str, lis
     first = results[names[0]]["phase_utility"]  # every run replays the same trace's phases
     rows = []
     for i, phase in enumerate(first):
-        values = [results[n]["phase_utility"][i]["utility"] for n in names]
+        phases = {n: results[n]["phase_utility"][i] for n in names}
+        values = [phases[n]["utility"] for n in names]
         scored = {n: v for n, v in zip(names, values, strict=True) if v is not None}
         best = max(scored, key=scored.__getitem__)  # the first of equals
-        rows.append((f"{phase['mbps']:g} Mbit/s from {phase['start_s']:.0f} s", values, best))
+        gaps = {n: gap_to_best(phases[best], phases[n]) for n in scored if n != best}
+        tied = None
+        if all(g is not None for g in gaps.values()):
+            tied = [n for n, (gap, se) in gaps.items() if gap <= TIED_STANDARD_ERRORS * se]
+        label = f"{phase['mbps']:g} Mbit/s from {phase['start_s']:.0f} s"
+        rows.append(PhaseRow(label, values, best, tied))
     return names, rows
 
 
@@ -418,10 +461,19 @@ def format_system(results: dict[str, dict]) -> str:
             "\nmean utility per phase of the trace (live frames, the simulator's utility)"
         )
         lines.append(f"{'phase':<26}" + "".join(f"{n:>13}" for n in names) + f"{'best':>14}")
-        for label, values, best in rows:
-            lines.append(f"{label:<26}" + "".join(_cell(v, 1, "{:.3f}").rjust(13)
-                                                  for v in values) + f"{best:>14}")  # fmt: skip
+        for row in rows:
+            cells = "".join(_cell(v, 1, "{:.3f}").rjust(13) for v in row.values)
+            lines.append(f"{row.label:<26}{cells}{row.best:>14}")
+        lines.append(f"within {TIED_STANDARD_ERRORS:g} standard errors of the best, paired on "
+                     "the same camera frames:")  # fmt: skip
+        lines += [f"  {row.label}: {_tied(row)}" for row in rows]
     return "\n".join(lines)
+
+
+def _tied(row: PhaseRow) -> str:
+    if row.tied is None:
+        return "n/a (no per-frame utilities)"
+    return ", ".join(row.tied) or "none"
 
 
 def _phases(summary: dict) -> str:
@@ -491,11 +543,15 @@ def markdown_system(out: dict) -> str:
     if phases:
         rows += ["", "Mean utility of the live frames in each phase of the trace (the "
                  "simulator's utility of each frame: its answer against the camera's label, "
-                 "its latency, its modelled energy; the best in bold):", "",
-                 "| phase | " + " | ".join(names) + " | best |",
-                 "| --- |" + " ---: |" * len(names) + " --- |"]  # fmt: skip
-        for label, values, best in phases:
-            cells = [("**{}**" if n == best else "{}").format(_cell(v, 1, "{:.3f}"))
-                     for v, n in zip(values, names, strict=True)]  # fmt: skip
-            rows.append(f"| {label} | " + " | ".join(cells) + f" | {best} |")
+                 "its latency, its modelled energy; the best in bold; tied: the policies "
+                 f"within {TIED_STANDARD_ERRORS:g} standard errors of the best, the gap "
+                 "measured frame by frame on the same camera frames, which this run does not "
+                 "tell apart from it):", "",
+                 "| phase | " + " | ".join(names) + " | best | tied |",
+                 "| --- |" + " ---: |" * len(names) + " --- | --- |"]  # fmt: skip
+        for row in phases:
+            cells = [("**{}**" if n == row.best else "{}").format(_cell(v, 1, "{:.3f}"))
+                     for v, n in zip(row.values, names, strict=True)]  # fmt: skip
+            rows.append(f"| {row.label} | " + " | ".join(cells)
+                        + f" | {row.best} | {_tied(row)} |")  # fmt: skip
     return "\n".join(rows) + "\n"
