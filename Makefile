@@ -122,15 +122,16 @@ oracle-bound: setup
 
 # Where adapting pays: every policy against the best static configuration in steady cells of link
 # rate x drone slowdown x inputs, each on sixteen draws of its frames (simulated; ~25 min a
-# workload here), both workloads; writes docs/regime_map.json, docs/regime_map_fashion_mnist.json
-# and their heatmaps.
+# workload here), both workloads; writes docs/regime_map.md and docs/regime_map_fashion_mnist.md,
+# the JSON behind each and their heatmaps.
 regime-map: setup
 	$(RUN) python -m edgeml_ros.cli evaluate --regime-map --policy rl rl_loop planner tuned_static \
 		branchynet spinn ucb apparate cloud_jpeg --json docs/regime_map.json --plots docs/regime \
-		$(EVALUATE_ARGS)
+		--markdown docs/regime_map.md $(EVALUATE_ARGS)
 	$(RUN) python -m edgeml_ros.cli evaluate --workload fashion_mnist --regime-map --policy rl \
 		rl_loop planner tuned_static branchynet spinn ucb apparate \
-		--json docs/regime_map_fashion_mnist.json --plots docs/regime_fashion_mnist $(EVALUATE_ARGS)
+		--json docs/regime_map_fashion_mnist.json --plots docs/regime_fashion_mnist \
+		--markdown docs/regime_map_fashion_mnist.md $(EVALUATE_ARGS)
 
 clean:
 	rm -rf build install log .venv

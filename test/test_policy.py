@@ -678,7 +678,12 @@ def test_the_authors_formulation_fits_a_model_of_any_exit_count(bundle):
 
 
 def test_the_regime_map_scores_policies_against_the_best_static_configuration(world, tmp_path):
-    from edgeml_ros.policy.regime import cell_scenario, plot_regime_map, regime_map
+    from edgeml_ros.policy.regime import (
+        cell_scenario,
+        markdown_regime_map,
+        plot_regime_map,
+        regime_map,
+    )
 
     cells = regime_map(world, ["edge_only", "cloud_only"], POLICY_DIR, rates_mbps=(0.04, 50.0),
                        slowdowns=(1.0, 16.0), duration_s=3.0, draws=1)  # fmt: skip
@@ -698,6 +703,20 @@ def test_the_regime_map_scores_policies_against_the_best_static_configuration(wo
         assert all(plan["share"] == 1.0 for plan in c["main_plan"].values())
     plot_regime_map(cells, "cloud_only", tmp_path / "map.png")
     assert (tmp_path / "map.png").stat().st_size > 0
+    # the page: each policy's cells within 2 % of the best and its lowest, then every cell
+    out = {"command": "edgeml evaluate --regime-map", "profile": "p.json", "draws": 1,
+           "regime_map": cells}  # fmt: skip
+    page = markdown_regime_map(out, {"cloud_only": tmp_path / "map.png"}, tmp_path)
+    for name in ("edge_only", "cloud_only"):
+        ratios = [c["of_best_static"][name] for c in cells if c["of_best_static"][name]]
+        met = sum(r >= 0.98 for r in ratios)
+        assert f"| {name} | {met} of 8 | {min(ratios):.3f} |" in page
+    assert 0 < sum(r >= 0.98 for c in cells for r in c["of_best_static"].values() if r) < 16
+    first = cells[0]
+    assert (f"| 1x | 0.04 | clean | {first['best_static']['cut_point']}, "
+            f"{first['best_static']['threshold']:g}, {first['best_static']['utility']:.3f} |"
+            in page)  # fmt: skip
+    assert "**" in page and "![cloud_only](map.png)" in page
     # each cell over draws of its frames: a policy's utility is its mean over them
     (two,) = regime_map(world, ["edge_only"], POLICY_DIR, rates_mbps=(0.04,), slowdowns=(1.0,),
                         conditions=("degraded",), duration_s=3.0, draws=2)  # fmt: skip

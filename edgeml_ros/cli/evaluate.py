@@ -25,7 +25,13 @@ def _write_json(path: str | None, data: dict) -> None:
 
 
 def _cmd_regime_map(args: argparse.Namespace) -> int:
-    from edgeml_ros.policy.regime import plot_regime_map, regime_map
+    from edgeml_ros.policy.regime import (
+        TARGET,
+        markdown_regime_map,
+        plot_regime_map,
+        policy_summary,
+        regime_map,
+    )
 
     world = sim_world(args)
     # the static configurations stand for the oracle
@@ -41,13 +47,24 @@ def _cmd_regime_map(args: argparse.Namespace) -> int:
         )
         print(f"{c['slowdown']:>8g}x{c['rate_mbps']:>8g}{c['condition']:>10}"
               f"{c['best_static']['utility']:>13.3f}  {ratios}")  # fmt: skip
+    for name in names:
+        s = policy_summary(cells, name)
+        lowest = "" if s["lowest"] is None else f", lowest {s['lowest']:.3f} ({s['at']})"
+        print(f"{name}: {s['met']} of {s['cells']} cells at {TARGET:g} or more{lowest}")
+    plots = {}
     if args.plots:
         for name in names:
-            path = Path(args.plots) / f"regime_map_{name}.png"
-            plot_regime_map(cells, name, path)
-            print(f"wrote {path}")
-    _write_json(args.json, {"command": command_line(), "profile": sim_profile(args),
-                            "draws": args.regime_draws, "regime_map": cells})  # fmt: skip
+            plots[name] = Path(args.plots) / f"regime_map_{name}.png"
+            plot_regime_map(cells, name, plots[name])
+            print(f"wrote {plots[name]}")
+    out = {"command": command_line(), "profile": sim_profile(args), "draws": args.regime_draws,
+           "regime_map": cells}  # fmt: skip
+    _write_json(args.json, out)
+    if args.markdown:
+        page = Path(args.markdown)
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(markdown_regime_map(out, plots, page.parent))
+        print(f"wrote {page}")
     return 0
 
 
@@ -124,7 +141,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--regime-map", action="store_true",
                    help="instead of scenarios: steady cells of link rate x drone slowdown x "
                    "inputs, each policy against the best static configuration in hindsight "
-                   "(a heatmap per policy in --plots, the cells in --json)")  # fmt: skip
+                   "(a heatmap per policy in --plots, the cells in --json, a page of them "
+                   "in --markdown)")  # fmt: skip
     p.add_argument("--regime-draws", type=positive_int, default=REGIME_DRAWS,
                    help="draws of each regime cell's frames, every policy on the same ones "
                    f"(default {REGIME_DRAWS}; 1: the best static configuration is also "
@@ -139,6 +157,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plots", default="out/evaluate", metavar="DIR",
                    help="where to write the PNG plots ('' for none)")  # fmt: skip
     p.add_argument("--markdown", default=None, metavar="PATH",
-                   help="also write a results page (docs/policy_results.md)")  # fmt: skip
+                   help="also write a results page (docs/policy_results.md; with "
+                   "--regime-map, docs/regime_map.md)")  # fmt: skip
     sim_arguments(p, with_policies=True)
     p.set_defaults(func=_cmd_evaluate)
