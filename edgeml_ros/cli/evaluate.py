@@ -25,6 +25,7 @@ def _write_json(path: str | None, data: dict) -> None:
 
 
 def _cmd_regime_map(args: argparse.Namespace) -> int:
+    from edgeml_ros.core.paths import shown_path
     from edgeml_ros.policy.regime import (
         TARGET,
         markdown_regime_map,
@@ -57,8 +58,8 @@ def _cmd_regime_map(args: argparse.Namespace) -> int:
             plots[name] = Path(args.plots) / f"regime_map_{name}.png"
             plot_regime_map(cells, name, plots[name])
             print(f"wrote {plots[name]}")
-    out = {"command": command_line(), "profile": sim_profile(args), "draws": args.regime_draws,
-           "regime_map": cells}  # fmt: skip
+    out = {"command": command_line(), "profile": shown_path(sim_profile(args)),
+           "draws": args.regime_draws, "regime_map": cells}  # fmt: skip
     _write_json(args.json, out)
     if args.markdown:
         page = Path(args.markdown)
