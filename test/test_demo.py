@@ -227,6 +227,47 @@ def test_a_phase_ties_the_policies_within_two_paired_standard_errors_of_the_best
     assert row.best == "best" and row.tied is None
 
 
+def test_resimulate_compares_the_simulator_with_recorded_runs(tmp_path):
+    """`bench system --resimulate`: no live run; the simulator against a recorded JSON's runs."""
+    rng = np.random.default_rng(1)
+
+    def run(policy: str, utility: float) -> dict:
+        phases = [{"start_s": 2.0 * i, "mbps": mbps, "frames": 20, "utility": utility,
+                   "frame_utility": {"image": list(range(20 * i, 20 * i + 20)),
+                                     "utility": (utility + rng.normal(0, 0.1, 20)).tolist()}}
+                  for i, mbps in enumerate((20.0, 0.13, 0.04, 0.13, 20.0))]  # fmt: skip
+        return {"policy": policy, "frames_in": 100, "results_out": 100, "duplicate_results": 0,
+                "latency_ms_p50": 55.0, "latency_ms_p95": 58.0, "latency_ms_p99": 60.0,
+                "accuracy": 0.8, "deadline_miss_rate": 0.0, "energy_j_per_frame": 0.34,
+                "frames_without_result": 0, "framework_overhead_ms_p50": 2.0,
+                "compute_slowdown_emulated": 2.54, "first_plan_s": 0.0,
+                "phase_utility": phases}  # fmt: skip
+
+    recorded = {"command": "edgeml bench system --duration 10", "trace": "throttle",
+                "trace_arg": "throttle", "duration_s": 10.0, "rate_hz": 10.0,
+                "deadline_ms": 100.0, "compute_slowdown": 2.54,
+                "policies": {"edge_only": run("edge_only", 0.3),
+                             "neurosurgeon": run("neurosurgeon", 0.9)}}  # fmt: skip
+    (tmp_path / "live.json").write_text(json.dumps(recorded))
+    out, page = tmp_path / "out.json", tmp_path / "page.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgeml_ros.cli", "bench", "system", "--resimulate",
+         str(tmp_path / "live.json"), "--json", str(out), "--markdown", str(page)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads(out.read_text())
+    # both run every frame on the drone at the final exit: the simulator's p50 near the live one
+    for summary in result["policies"].values():
+        assert 0.85 < summary["sim_vs_real_latency_ratio"] < 1.15
+    # the per-phase verdicts, for scripts: 0.6 ahead on every frame is no tie
+    assert [(p["best"], p["tied"]) for p in result["phases"]] == [("neurosurgeon", [])] * 5
+    assert result["phases"][1]["phase"] == "0.13 Mbit/s from 2 s"
+    text = page.read_text()
+    assert "Live runs by `edgeml bench system --duration 10`, the simulator's columns by" in text
+    assert "| 20 Mbit/s from 0 s | 0.300 | **0.900** | neurosurgeon | none |" in text
+
+
 def test_the_collector_pairs_each_frame_with_its_camera_image(ros_node):
     from edgeml_ros.msg import GroundTruth, InferenceResult
 

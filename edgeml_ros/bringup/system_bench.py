@@ -323,6 +323,10 @@ def run_system_bench(cfg: DemoConfig, markdown: str | None, resimulate: str | No
            "sim_profile": shown_path(model.profile)}  # fmt: skip
     if resimulate:
         out["live_command"] = recorded["command"]
+    names, rows = phase_rows(results)
+    out["phases"] = [{"phase": row.label, "best": row.best, "tied": row.tied,
+                      "utility": dict(zip(names, row.values, strict=True))}
+                     for row in rows]  # fmt: skip
     if cfg.json_path:
         Path(cfg.json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(cfg.json_path).write_text(json.dumps(out, indent=1) + "\n")
