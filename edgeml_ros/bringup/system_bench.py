@@ -418,7 +418,8 @@ class PhaseRow:
     """One phase of the per-phase utility table.
 
     Its label, each policy's mean utility (None: no frame in it), the best policy, and the
-    others within TIED_STANDARD_ERRORS of it (gap_to_best; None: no per-frame utilities).
+    others within TIED_STANDARD_ERRORS standard errors plus RUN_SPREAD of it (gap_to_best;
+    None: no per-frame utilities).
     """
 
     label: str
