@@ -32,7 +32,7 @@ from edgeml_ros.bringup.launched import (
 from edgeml_ros.bringup.params import write_params
 from edgeml_ros.bringup.processes import LaunchProcess
 from edgeml_ros.bringup.report import format_summary, status_line
-from edgeml_ros.bringup.shaper import LinkShaper, TraceReplay
+from edgeml_ros.bringup.shaper import DISCOVERY_MBPS, LinkShaper, TraceReplay
 from edgeml_ros.core.traces import Trace
 
 if TYPE_CHECKING:
@@ -130,6 +130,8 @@ def run_policy(
         f"{run_dir}/launch.log)",
         flush=True,
     )
+    if shaper is not None:  # every run starts alike (the run before left its trace's last rate)
+        shaper.set_rate(DISCOVERY_MBPS)
     launched_at = time.time()
     with LaunchProcess(
         "sim.launch.py", session.domain_id, arguments, run_dir / "launch.log", env

@@ -34,16 +34,14 @@ from rclpy.node import Node
 from edgeml_ros.bringup.launched import drone_serving, start_camera, wait_until
 from edgeml_ros.bringup.params import write_params
 from edgeml_ros.bringup.processes import LaunchProcess, private_domain_id, ros_context, spinning
-from edgeml_ros.bringup.shaper import LinkShaper, dds_env, open_link
+from edgeml_ros.bringup.shaper import DISCOVERY_MBPS, LinkShaper, dds_env, open_link
 from edgeml_ros.core.workloads import WORKLOADS
 from edgeml_ros.msg import BaseStationLoad, InferenceResult
 from edgeml_ros.nodes.common import MONITOR, RELIABLE
 
 SETTLE_S = 4.0
-# The nodes start and discover each other on a fast link; the point's rate applies once the
-# base station has answered an offload. (Started on a 40 kbit/s link, DDS discovery, XTypes type
-# lookups included, had not finished after the whole run.)
-DISCOVERY_MBPS = 20.0
+# The nodes start and discover each other at DISCOVERY_MBPS; the point's rate applies once the
+# base station has answered an offload.
 FIRST_ANSWER_S = 30.0  # at most this long on the fast link for the first answered offload
 RTT_MS = 20.0
 NO_EARLY_EXIT = [2.0, 2.0, 2.0, 0.0]
