@@ -184,10 +184,10 @@ class Collector(Node):
              self.images.get(frame_key(r.header), -1))
             for r, latency_ms in self.results.values()
         )  # fmt: skip
-        columns = list(zip(*rows, strict=True)) if rows else [[]] * 5
-        frames = dict(zip(("t_s", "correct", "latency_s", "energy_j"),
-                          (np.array(c, dtype=float) for c in columns), strict=False))  # fmt: skip
-        frames["image"] = np.array(columns[4], dtype=np.int64)
+        *timed, images = list(zip(*rows, strict=True)) if rows else [[]] * 5
+        names = ("t_s", "correct", "latency_s", "energy_j")
+        frames = {name: np.array(c, dtype=float) for name, c in zip(names, timed, strict=True)}
+        frames["image"] = np.array(images, dtype=np.int64)
         return frames
 
     def accuracy_by_condition(self, scored: list[tuple[InferenceResult, int]]) -> dict:

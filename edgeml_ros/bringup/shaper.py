@@ -33,9 +33,8 @@ DRONE_IP, BASE_IP = "10.77.0.1", "10.77.0.2"
 OUTAGE_KBIT = 1
 # The nodes start and discover each other on a fast link, the same for every run; a run's trace
 # applies from its camera's first frame. (Started on a 40 kbit/s link, DDS discovery, XTypes
-# type lookups included, had not finished after a whole run. Left unshaped, the link monitor's
-# trains read the bare veth, about 286 Mbit/s, and oversized the first trains on the traced
-# link.)
+# type lookups included, had not finished after a whole run. Left unshaped, the link monitor
+# read the bare veth, about 286 Mbit/s, and the controller planned its first frames for that.)
 DISCOVERY_MBPS = 20.0
 LOCK_FILE = "/run/edgeml_ros_shaper.lock"
 # Discovery has settled when the base station sends the drone less than this for QUIET_HOLD_S
