@@ -285,7 +285,8 @@ def test_jitter_spreads_the_drone_compute_and_the_hops_as_measured(profile):
 def lagging_estimates(
     link: list[tuple[float, float]], end_s: float, lag: Calibration, spread: float, seed: int = 0
 ) -> np.ndarray:
-    """A link monitor's readings at 10 Hz: each change read `lag.estimate_lag_s` late, noisy."""
+    """A link monitor's readings at 10 Hz: each change read `lag.estimate_lag_s` late, noisy;
+    the RTT read `lag.link_estimate_rtt_ms` over RTT_MS, give or take 1 ms."""
     rng = np.random.default_rng(seed)
     read = [(link[0][0], link[0][1])]
     read += [(t + lag.estimate_lag_s(before, after), after)
@@ -293,13 +294,15 @@ def lagging_estimates(
     rows = []
     for t in np.arange(link[0][0], end_s, 0.1):
         rate = [mbps for start, mbps in read if start <= t][-1]
-        rows.append((t, rate * float(np.exp(spread * rng.standard_normal()))))
+        rows.append((t, rate * float(np.exp(spread * rng.standard_normal())),
+                     RTT_MS + lag.link_estimate_rtt_ms + rng.uniform(-1.0, 1.0)))  # fmt: skip
     return np.array(rows)
 
 
 def test_the_fit_recovers_how_late_and_how_noisy_the_link_estimate_was(profile):
     link = [(1000.0, 20.0), (1012.0, 0.13), (1024.0, 0.04), (1036.0, 20.0)]
-    lag = replace(TRUE, link_estimate_lag_s=0.5, link_estimate_lag_kbit=100.0)
+    lag = replace(TRUE, link_estimate_lag_s=0.5, link_estimate_lag_kbit=100.0,
+                  link_estimate_rtt_ms=3.0)  # fmt: skip
     assert lag.estimate_lag_s(20.0, 0.04) == pytest.approx(0.5 + 100 / 40)
     assert lag.estimate_lag_s(0.0, 0.04) == pytest.approx(0.5 + 100 / 40)  # an outage's side
     runs = []
@@ -313,15 +316,18 @@ def test_the_fit_recovers_how_late_and_how_noisy_the_link_estimate_was(profile):
     assert cal.link_estimate_lag_s == pytest.approx(0.5, abs=0.15)
     assert cal.link_estimate_lag_kbit == pytest.approx(100.0, abs=8.0)
     assert cal.link_estimate_noise == pytest.approx(0.02, rel=0.2)
+    assert cal.link_estimate_rtt_ms == pytest.approx(3.0, abs=0.1)
+    assert cal.residuals["link_estimate_rtt"]["residual_p95"] == pytest.approx(0.95, abs=0.05)
     assert cal.residuals["link_estimate_lag"]["frames"] == 9  # three changes in each run
     # runs without recorded estimates fit nothing: no lag, the simulator's default noise
     plain = fit_calibration([synthetic_run(profile, TRUE)], profile, 190, 120)
     assert (plain.link_estimate_lag_s, plain.link_estimate_lag_kbit) == (0.0, 0.0)
-    assert plain.link_estimate_noise is None
+    assert (plain.link_estimate_noise, plain.link_estimate_rtt_ms) == (None, 0.0)
     # ... or keep the previous calibration's
     kept = fit_calibration([synthetic_run(profile, TRUE)], profile, 190, 120, previous=cal)
     assert kept.estimate_lag_s(20.0, 0.13) == cal.estimate_lag_s(20.0, 0.13)
     assert kept.link_estimate_noise == cal.link_estimate_noise
+    assert kept.link_estimate_rtt_ms == cal.link_estimate_rtt_ms
     assert kept.residuals["link_estimate_lag"]["kept_from"] == cal.command
     with pytest.raises(ValueError, match="link_estimate_noise must be in"):
         replace(TRUE, link_estimate_noise=1.5)
@@ -347,6 +353,18 @@ def test_a_calibrated_link_estimate_reads_each_change_as_late_as_fitted(profile)
     noisy = steady_world(profile, replace(lagging, link_estimate_noise=0.05)).simulation(scenario)
     readings = np.array([noisy.link_estimate(at_s=10.0)[0] for _ in range(400)])
     assert np.std(readings / 0.1) == pytest.approx(0.05, rel=0.2)
+
+
+def test_the_rtt_read_carries_the_fitted_excess_and_predictions_take_it_off(profile):
+    trace = Trace(np.array([0.0]), np.array([20.0]), np.array([RTT_MS]), "steady")
+    scenario = Scenario("steady", trace, 10.0, ((0.0, "clean"),), 0.9)
+    excess = replace(TRUE, link_estimate_noise=0.0, link_estimate_rtt_ms=3.0)
+    world = steady_world(profile, excess)
+    assert world.simulation(scenario).link_estimate(at_s=5.0) == pytest.approx((20.0, RTT_MS + 3))
+    costs, plain = world.costs, steady_world(profile, TRUE).costs
+    assert (costs.path_rtt_ms(RTT_MS + 3), costs.path_rtt_ms(1.0)) == pytest.approx((RTT_MS, 0))
+    # a prediction from the reading is the one from the path's RTT
+    assert costs.offload_s(2, 20.0, RTT_MS + 3) == pytest.approx(plain.offload_s(2, 20.0, RTT_MS))
 
 
 def test_an_emulating_drone_pads_to_the_times_the_simulators_drone_computes_in(profile):

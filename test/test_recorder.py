@@ -58,8 +58,9 @@ def record_run(path, run, plan_digest: str) -> None:
                      "input_age_ms"):  # fmt: skip
             setattr(result, name, float(getattr(f, name)[k]))
         recorder.write("perception/result", result, stamp_ns + int(f.latency_ms[k] * 1e6))
-    for t_s, mbps in run.estimates:
-        recorder.write("link_quality", LinkQuality(bandwidth_mbps=mbps), round(t_s * 1e9))
+    for t_s, mbps, rtt_ms in run.estimates:
+        recorder.write("link_quality", LinkQuality(bandwidth_mbps=mbps, rtt_ms=rtt_ms),
+                       round(t_s * 1e9))  # fmt: skip
     recorder.metadata(RUN_RECORD, run_record(run.command, run.policy, run.rate_hz,
                                              run.deadline_ms, run.compute_slowdown,
                                              run.link.tolist()))  # fmt: skip
@@ -71,7 +72,7 @@ def recorded(tmp_path_factory):
     profile = load_profile(B_VGG)[0]
     run = synthetic_run(profile, TRUE)
     stamp = run.frames.stamp_s[0]
-    run = replace(run, estimates=np.array([[stamp + 0.5, 5.0], [stamp + 1.0, 4.5]]))
+    run = replace(run, estimates=np.array([[stamp + 0.5, 5.0, 23.0], [stamp + 1.0, 4.5, 22.5]]))
     path = tmp_path_factory.mktemp("runs") / "demo_mixed.mcap"
     record_run(path, run, profile.weights_digest)
     return path, run

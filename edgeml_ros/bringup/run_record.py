@@ -165,7 +165,7 @@ def load_run(path: Path | str) -> LiveRun:
 
 
 def _estimates(messages: list, path: Path) -> np.ndarray:
-    """The link monitor's estimates as an (n, 2) array: wall-clock s received, Mbit/s."""
+    """The link monitor's estimates as an (n, 3) array: wall-clock s received, Mbit/s, RTT ms."""
     from rclpy.serialization import deserialize_message
 
     from edgeml_ros.msg import LinkQuality
@@ -179,8 +179,8 @@ def _estimates(messages: list, path: Path) -> np.ndarray:
             msg = deserialize_message(message.data, LinkQuality)
         except Exception as exc:  # a corrupt message: the file is not what it claims
             raise RunFileError(f"{path}: a {LINK_TOPIC} message does not decode ({exc})") from None
-        rows.append((message.log_time * 1e-9, msg.bandwidth_mbps))
-    return np.array(rows, dtype=np.float64).reshape(-1, 2)
+        rows.append((message.log_time * 1e-9, msg.bandwidth_mbps, msg.rtt_ms))
+    return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 
 def _burst(record: dict[str, str], path: Path) -> dict:

@@ -30,6 +30,11 @@ TERMS = (
         "link estimate: relative spread once settled (frames: readings)",
         "link_estimate_noise",
     ),
+    (
+        "link_estimate_rtt_ms",
+        "link estimate: RTT read over the shaped one, ms (frames: readings)",
+        "link_estimate_rtt",
+    ),
 )
 
 

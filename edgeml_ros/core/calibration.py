@@ -113,8 +113,9 @@ class LiveRun:
     link_burst_ms: float = 0.0  # the shaped link's token bucket (core.calibration.Calibration)
     link_burst_min_bytes: int = 0
     first_plan_s: float | None = None  # the controller's first plan after the first frame
-    # the link monitor's estimates as received: (wall-clock s, Mbit/s) rows (none: not recorded)
-    estimates: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    # the link monitor's estimates as received: (wall-clock s, Mbit/s, RTT ms) rows (none: not
+    # recorded)
+    estimates: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
 
 
 # An affine fit needs work whose predicted times span this factor (else a scale alone).
@@ -176,6 +177,13 @@ def _weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, 
 
 # The terms whose frame-to-frame distribution a calibration keeps, as this many quantiles.
 JITTER_TERMS = ("drone_compute", "input_hop_ms", "output_hop_ms")
+# the terms of the link monitor's estimate (link_estimate_terms)
+LINK_ESTIMATE_TERMS = (
+    "link_estimate_lag_s",
+    "link_estimate_lag_kbit",
+    "link_estimate_noise",
+    "link_estimate_rtt_ms",
+)
 JITTER_QUANTILES = 101
 JITTER_MIN_FRAMES = 50  # a run's distribution of a term counts from this many frames
 
@@ -206,7 +214,8 @@ class Calibration:
     time (`drone_compute`), the hops in ms (`input_hop_ms`, `output_hop_ms`). The link
     monitor's estimate reads a change of the link late (`estimate_lag_s`) and, once settled,
     with a relative spread of `link_estimate_noise` (None: not fitted, the simulator's
-    SimConfig.estimate_noise).
+    SimConfig.estimate_noise), and its RTT reads `link_estimate_rtt_ms` over the path's (the
+    DDS hops and the airtime of a probe and its echo, which the shaped RTT leaves out).
     """
 
     compute_slowdown: float
@@ -227,6 +236,7 @@ class Calibration:
     link_estimate_lag_s: float = 0.0
     link_estimate_lag_kbit: float = 0.0
     link_estimate_noise: float | None = None
+    link_estimate_rtt_ms: float = 0.0
     jitter: dict = field(default_factory=dict)
     # where the terms come from: the runs (file, policy, command, frames), the command that
     # fitted them, when, and each term's residuals over the frames it was fitted on (absolute,
@@ -477,26 +487,27 @@ def slower_rate_mbps(before_mbps: float, after_mbps: float) -> float:
     return min((r for r in (before_mbps, after_mbps) if r > 0), default=0.0)
 
 
-def link_estimate_terms(runs: Sequence[LiveRun]) -> tuple[Fit | None, float | None, dict]:
-    """How the link monitor's estimate followed the runs' shaped links: its lag and spread.
+def link_estimate_terms(runs: Sequence[LiveRun]) -> tuple[dict | None, dict]:
+    """How the link monitor's estimate followed the runs' shaped links: lag, spread and RTT.
 
     The lag: per change of a run's shaped rate (not its first rate), the time until the
     estimate settled within core.link.TOLERANCE of the new rate (core.link.score_estimate),
     fitted (fit_affine) as `fixed_ms` seconds plus `scale` kbit over the slower rate of the
     change in kbit/s (an outage's side left out): a reading of a slow link takes long. The
     spread: the robust standard deviation (1.4826 times the median absolute deviation) of
-    log(estimate / rate) over the settled estimates of the phases with a rate. Runs without a
-    shaped link or without recorded estimates are left out; (None, None) where none is left.
-    Residuals: |settling time - fitted lag| over the changes, |log(estimate / rate)| over the
-    settled estimates.
+    log(estimate / rate) over the settled estimates of the phases with a rate. The RTT: the
+    median of the RTT read over the shaped one over the same estimates. Runs without a shaped
+    link or without recorded estimates are left out; None for the terms where none is left.
+    Residuals: |settling time - fitted lag| over the changes, |log(estimate / rate)| and
+    |RTT read - shaped - fitted| over the settled estimates.
     """
-    per_kbit, settles, never, deviations = [], [], 0, []
+    per_kbit, settles, never, deviations, rtt_over = [], [], 0, [], []
     for run in runs:
         if len(run.link) < 2 or not len(run.estimates):
             continue
         shaped = [(t, mbps) for t, mbps, _ in run.link]  # the last: when the run ended
-        times, mbps = run.estimates[:, 0], run.estimates[:, 1]
-        scores = score_estimate(shaped[:-1], run.estimates.tolist(), shaped[-1][0])
+        times, mbps, rtt_ms = run.estimates.T
+        scores = score_estimate(shaped[:-1], run.estimates[:, :2].tolist(), shaped[-1][0])
         for before, score in itertools.pairwise(scores):
             if score.settle_s is None:
                 never += 1
@@ -504,26 +515,27 @@ def link_estimate_terms(runs: Sequence[LiveRun]) -> tuple[Fit | None, float | No
             slower = slower_rate_mbps(before.shaped_mbps, score.shaped_mbps)
             per_kbit.append(1.0 / (1000.0 * slower))
             settles.append(score.settle_s)
-        for score in scores:
+        for score, shaped_rtt_ms in zip(scores, run.link[:-1, 2], strict=True):
             if score.settle_s is not None and score.shaped_mbps > 0:
                 inside = (times >= score.start_s + score.settle_s) & (times < score.end_s)
                 ratio = np.maximum(mbps[inside], OUTAGE_MBPS) / score.shaped_mbps
                 deviations.extend(np.log(ratio).tolist())
+                rtt_over.extend((rtt_ms[inside] - shaped_rtt_ms).tolist())
     lag = fit_affine(np.array(per_kbit), np.array(settles)) if settles else None
     residuals = {"link_estimate_lag": {"frames": len(settles), "never_settled": never}}
     if lag is None or not deviations:
-        return lag, None, residuals
+        return None, residuals
     residuals["link_estimate_lag"] |= {"residual_p50": lag.residual_ms_p50,
                                        "residual_p95": lag.residual_ms_p95}  # fmt: skip
     dev = np.asarray(deviations)
-    misfit = np.abs(dev)
-    residuals["link_estimate_noise"] = {
-        "frames": len(dev),
-        "residual_p50": float(np.median(misfit)),
-        "residual_p95": float(np.percentile(misfit, 95)),
-    }
-    noise = float(min(1.4826 * np.median(np.abs(dev - np.median(dev))), 0.99))
-    return lag, noise, residuals
+    residuals["link_estimate_noise"] = _spread(dev, 0.0)
+    rtt_term, residuals["link_estimate_rtt"] = _median_term(np.asarray(rtt_over))
+    return {
+        "link_estimate_lag_s": lag.fixed_ms,
+        "link_estimate_lag_kbit": lag.scale,
+        "link_estimate_noise": float(min(1.4826 * np.median(np.abs(dev - np.median(dev))), 0.99)),
+        "link_estimate_rtt_ms": rtt_term,
+    }, residuals
 
 
 def fit_calibration(
@@ -594,22 +606,18 @@ def fit_calibration(
         terms["offload_hop_ms"] = previous.offload_hop_ms
         for name in ("server_compute", "offload_hop_ms"):
             residuals[name] = _kept(previous, name)
-    lag, noise, link_residuals = link_estimate_terms(runs)
+    link, link_residuals = link_estimate_terms(runs)
     residuals |= link_residuals
-    link = {"link_estimate_lag_s": 0.0, "link_estimate_lag_kbit": 0.0, "link_estimate_noise": None}
-    if noise is not None:
-        link = {"link_estimate_lag_s": lag.fixed_ms, "link_estimate_lag_kbit": lag.scale,
-                "link_estimate_noise": noise}  # fmt: skip
-    elif previous is not None:
-        link = {name: getattr(previous, name) for name in link}
-        for name in ("link_estimate_lag", "link_estimate_noise"):
+    if link is None and previous is not None:
+        link = {name: getattr(previous, name) for name in LINK_ESTIMATE_TERMS}
+        for name in ("link_estimate_lag", "link_estimate_noise", "link_estimate_rtt"):
             residuals[name] = _kept(previous, name)
     return Calibration(
         compute_slowdown=next(iter(slowdowns)),
         link_burst_ms=burst_ms,
         link_burst_min_bytes=burst_min,
         drone_plan_scale=plan_scale if len(ratio) and plan_scale > 0 else 1.0,
-        **link,
+        **(link or {}),
         jitter=jitter,
         drone_scale=drone.scale,
         drone_call_ms=drone.fixed_ms,

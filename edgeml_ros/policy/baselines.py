@@ -458,7 +458,9 @@ class Ucb:
         bits = costs.wire_bits(int(costs.cut_bytes[cut]))
         rate = obs.bandwidth_mbps * 1e6
         tx = min(share * bits / rate, period_s) if rate > 0 else period_s
-        wait = obs.rtt_ms / 1000.0 + costs.server_tail_s[cut] + costs.offload_hop_s
+        wait = (
+            costs.path_rtt_ms(obs.rtt_ms) / 1000.0 + costs.server_tail_s[cut] + costs.offload_hop_s
+        )
         return device.frame_energy_j(float(compute), tx, share * min(wait, deadline_s))
 
     def reward(self, obs: Observation, arm: int) -> float:

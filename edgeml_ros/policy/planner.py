@@ -244,6 +244,7 @@ class Planner:
     def __init__(self, table: UtilityTable, world: World, name: str = "planner") -> None:
         self.table, self.name = table.refined(SLOWDOWN_SUBSTEPS), name
         self.weights = world.config.weights
+        self.costs = world.costs
         self.num_blocks, self.num_exits = world.costs.num_blocks, world.costs.num_exits
         # the actions whose plans compute on the drone (a head of at least one block)
         self.computes = np.array([action_plan(a, self.num_blocks, self.num_exits).cut_point > 0
@@ -282,7 +283,8 @@ class Planner:
 
     def expected_utility(self, obs: Observation) -> np.ndarray:
         """Each action's utility in expectation under the belief, after reading `obs`."""
-        here = self.table.at_link(obs.bandwidth_mbps, obs.rtt_ms)
+        # tabulated over the path's RTT (the trace's), read with the link monitor's excess
+        here = self.table.at_link(obs.bandwidth_mbps, self.costs.path_rtt_ms(obs.rtt_ms))
         self.read(obs, here)
         utility = here.gain[0, 0] - self.weights.energy_weight(obs.battery_soc) * here.energy[0, 0]
         return np.einsum("sc,sca->a", self.belief, utility)

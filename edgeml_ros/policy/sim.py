@@ -362,12 +362,20 @@ class ModelCosts:
                                             self._deepest_checked(plan))  # fmt: skip
         return exit_index, self.drone.to_exit(cut, exit_index) if compute else 0.0
 
-    def offload_s(self, cut: int, mbps: float, rtt_ms: float) -> float:
-        """Predicted time from sending the features of `cut` to the reply, on a steady link."""
+    def offload_s(self, cut: int, mbps: float, read_rtt_ms: float) -> float:
+        """Predicted time from sending the features of `cut` to the reply, on a steady link.
+
+        `read_rtt_ms`: the RTT as the link monitor reads it (path_rtt_ms).
+        """
         if mbps <= 0:
             return math.inf
         airtime = (self.wire_bits(int(self.cut_bytes[cut])) + self.reply_bits) / (mbps * 1e6)
-        return airtime + rtt_ms / 1000.0 + self.server_tail_s[cut] + self.offload_hop_s
+        return (airtime + self.path_rtt_ms(read_rtt_ms) / 1000.0 + self.server_tail_s[cut]
+                + self.offload_hop_s)  # fmt: skip
+
+    def path_rtt_ms(self, read_rtt_ms: float) -> float:
+        """The path's RTT under the link monitor's reading (less its calibrated excess)."""
+        return max(0.0, read_rtt_ms - self.terms.link_estimate_rtt_ms)
 
 
 @dataclass
@@ -642,7 +650,7 @@ class Simulation:
         the calibration's relative noise `link_estimate_noise`. Without one: the time average of
         the true link over the last window (probes and transfers measure the past, not the
         future), with SimConfig.estimate_noise. The noise is multiplicative; 0 Mbit/s during
-        outages.
+        outages. The RTT reads the calibration's `link_estimate_rtt_ms` over the path's.
         """
         now = self.now_s if at_s is None else at_s
         trace, terms = self.scenario.trace, self.costs.terms
@@ -656,7 +664,7 @@ class Simulation:
             mbps, rtt = np.mean(window_mbps), np.mean(window_rtt)
             noise_sd = self.config.estimate_noise
         noise = 1.0 + noise_sd * self._noise_rng.standard_normal()
-        return float(mbps * max(0.1, noise)), float(rtt)
+        return float(mbps * max(0.1, noise)), float(rtt) + terms.link_estimate_rtt_ms
 
     def run(self, plan: ExecutionPlan, frames: int) -> FrameRecords:
         """Simulate the next `frames` frames under `plan` and advance the state.
