@@ -177,15 +177,15 @@ def _weighted_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, 
 
 # The terms whose frame-to-frame distribution a calibration keeps, as this many quantiles.
 JITTER_TERMS = ("drone_compute", "input_hop_ms", "output_hop_ms")
-# the terms of the link monitor's estimate (link_estimate_terms)
+JITTER_QUANTILES = 101
+JITTER_MIN_FRAMES = 50  # a run's distribution of a term counts from this many frames
+# The terms of the link monitor's estimate (link_estimate_terms)
 LINK_ESTIMATE_TERMS = (
     "link_estimate_lag_s",
     "link_estimate_lag_kbit",
     "link_estimate_noise",
     "link_estimate_rtt_ms",
 )
-JITTER_QUANTILES = 101
-JITTER_MIN_FRAMES = 50  # a run's distribution of a term counts from this many frames
 
 # Offloads whose tensor and reply take more than this share of a frame interval on the link
 # may have queued behind another: they do not measure the fixed round-trip time.
