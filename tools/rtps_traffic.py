@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What DDS sends over a network interface: RTPS traffic by submessage and writer, per second.
 
-    sudo python3 tools/rtps_traffic.py IFACE [SECONDS]
+    sudo python3 tools/rtps_traffic.py IFACE [SECONDS] [PACKETS_FILE]
     sudo ip netns exec edgeml_drone python3 tools/rtps_traffic.py edgeml_d 10   # shaped demo
 
 Captures the interface's packets (a raw socket: root, Linux), and prints, for each direction,
@@ -14,6 +14,8 @@ fragments of a datagram bigger than a packet (a tensor in one 64 KB datagram) co
 first; B/msg is the mean size of a datagram on the wire, Ethernet headers included. Last, how
 many outgoing datagrams of several packets never finished: their first packet left but not
 their last (the queue dropped a fragment, and so the whole datagram: a lost tensor).
+With PACKETS_FILE, every packet is also written there as it is seen, one line each: wall-clock
+time (s), direction, bytes and the datagram's submessages (to line up with a run's MCAP).
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ def submessages(rtps: bytes):
         i += 4 + length
 
 
-def capture(iface: str, seconds: float) -> None:
-    """Capture `iface` for `seconds` and print the table."""
+def capture(iface: str, seconds: float, packets_file: str | None = None) -> None:
+    """Capture `iface` for `seconds` and print the table (each packet to `packets_file`)."""
+    log = open(packets_file, "w", buffering=1) if packets_file else None  # noqa: SIM115
     sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.ntohs(3))
     sock.bind((iface, 0))
     sock.settimeout(0.5)
@@ -76,6 +79,8 @@ def capture(iface: str, seconds: float) -> None:
             key = datagram_key.get((direction, frame[18:20]), (direction, "IP fragment"))
             bits[key] += 8 * len(frame)
             packets[key] += 1
+            if log:
+                log.write(f"{time.time():.4f} {direction} {len(frame)} {key[1]}\n")
             continue
         rtps = frame[14 + (frame[14] & 15) * 4 + 8 :]
         if rtps[:4] != b"RTPS":
@@ -91,6 +96,10 @@ def capture(iface: str, seconds: float) -> None:
         bits[key] += 8 * len(frame)
         packets[key] += 1
         datagrams[key] += 1
+        if log:
+            log.write(f"{time.time():.4f} {direction} {len(frame)} {key[1]}\n")
+    if log:
+        log.close()
     print(f"{'dir':<4}{'kbit/s':>9}{'pkt/s':>8}{'B/msg':>8}  RTPS submessages (entity id)")
     for key, b in sorted(bits.items(), key=lambda kv: -kv[1])[:20]:
         size = f"{b / 8 / datagrams[key]:.0f}" if datagrams[key] else "-"
@@ -104,9 +113,10 @@ def capture(iface: str, seconds: float) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3):
+    if len(sys.argv) not in (2, 3, 4):
         sys.exit(__doc__)
     try:
-        capture(sys.argv[1], float(sys.argv[2]) if len(sys.argv) == 3 else 10.0)
+        capture(sys.argv[1], float(sys.argv[2]) if len(sys.argv) >= 3 else 10.0,
+                sys.argv[3] if len(sys.argv) == 4 else None)  # fmt: skip
     except (OSError, ValueError) as exc:
         sys.exit(f"rtps_traffic: {exc}")
