@@ -14,6 +14,7 @@ from std_msgs.msg import Header
 
 from edgeml_ros.bringup.demo import DemoConfig, DemoModel, demo_trace, live_policies
 from edgeml_ros.bringup.demo_run import Session, launch_arguments
+from edgeml_ros.bringup.run_record import load_run
 from edgeml_ros.bringup.shaper import DISCOVERY_MBPS, LinkShaper
 from edgeml_ros.bringup.system_bench import (
     goodput_phases,
@@ -101,8 +102,6 @@ def test_demo_launches_sim_launch_and_accounts_for_every_frame(tmp_path):
         [20.0, 0.13, 0.04, 0.13, 20.0] if shaped else []
     )
     if shaped:  # the nodes started on the discovery rate, never on the bare (unshaped) veth
-        from edgeml_ros.bringup.run_record import load_run
-
         run = load_run(tmp_path / "out" / "demo_rl.mcap")
         first_frame = run.frames.stamp_s.min()
         before = run.estimates[run.estimates[:, 0] < first_frame + 0.5, 1]

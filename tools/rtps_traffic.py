@@ -75,27 +75,23 @@ def capture(iface: str, seconds: float, packets_file: str | None = None) -> None
             unfinished[frame[18:20]] = time.monotonic()
         elif direction == "out" and offset and not more_fragments:  # the last of several
             finished += unfinished.pop(frame[18:20], None) is not None
-        if offset:  # a later fragment of a big datagram
+        if offset:  # a later fragment of a big datagram: counted with its first
             key = datagram_key.get((direction, frame[18:20]), (direction, "IP fragment"))
-            bits[key] += 8 * len(frame)
-            packets[key] += 1
-            if log:
-                log.write(f"{time.time():.4f} {direction} {len(frame)} {key[1]}\n")
-            continue
-        rtps = frame[14 + (frame[14] & 15) * 4 + 8 :]
-        if rtps[:4] != b"RTPS":
-            continue
-        kinds = []
-        for kind, entity, body in submessages(rtps):
-            kinds.append(f"{kind}:{entity}")
-            if kind == "DATA_FRAG" and direction == "out":
-                writer_sn_fragment = body[8:12] + body[12:20] + body[20:24]
-                fragments[(rtps[8:20], writer_sn_fragment)] += 1
-        key = (direction, "+".join(dict.fromkeys(kinds)) or "other")
-        datagram_key[(direction, frame[18:20])] = key
+        else:
+            rtps = frame[14 + (frame[14] & 15) * 4 + 8 :]
+            if rtps[:4] != b"RTPS":
+                continue
+            kinds = []
+            for kind, entity, body in submessages(rtps):
+                kinds.append(f"{kind}:{entity}")
+                if kind == "DATA_FRAG" and direction == "out":
+                    writer_sn_fragment = body[8:12] + body[12:20] + body[20:24]
+                    fragments[(rtps[8:20], writer_sn_fragment)] += 1
+            key = (direction, "+".join(dict.fromkeys(kinds)) or "other")
+            datagram_key[(direction, frame[18:20])] = key
+            datagrams[key] += 1
         bits[key] += 8 * len(frame)
         packets[key] += 1
-        datagrams[key] += 1
         if log:
             log.write(f"{time.time():.4f} {direction} {len(frame)} {key[1]}\n")
     if log:
