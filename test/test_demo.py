@@ -158,19 +158,21 @@ def test_goodput_counts_the_settled_seconds_of_saturated_phases():
 def test_each_phase_scores_its_live_frames_with_the_simulators_utility():
     world = World.load(workload(DEFAULT_WORKLOAD).profile)
     deadline_s = world.config.deadline_ms / 1000.0
-    # two phases of 10 s: right, fast and cheap answers in the first; wrong and late in the second
+    # two phases of 10 s: right, fast and cheap answers in the first; wrong and late in the
+    # second, where 7 frames fell back
     t = np.arange(200) / 10.0
     frames = {"t_s": t, "correct": (t < 10).astype(float),
               "latency_s": np.where(t < 10, 0.01, 0.2),
-              "energy_j": np.full(200, 0.05), "image": np.arange(200)}  # fmt: skip
+              "energy_j": np.full(200, 0.05), "fallback": (t >= 10) & (t < 10.7),
+              "image": np.arange(200)}  # fmt: skip
     collector = SimpleNamespace(shaped=[(0.0, 20.0, 20.0), (10.0, 0.04, 20.0), (20.0, 0.04, 20.0)],
                                 frames=lambda: frames)  # fmt: skip
     phases = phase_utility(collector, world)
     weights, reference = world.config.weights, world.costs.reference_energy_j
     energy = weights.energy_weight(0.9) * 0.05 / reference
-    assert [(p["start_s"], p["mbps"], p["frames"]) for p in phases] == [
-        (0.0, 20.0, 100),
-        (10.0, 0.04, 100),
+    assert [(p["start_s"], p["mbps"], p["frames"], p["fallbacks"]) for p in phases] == [
+        (0.0, 20.0, 100, 0),
+        (10.0, 0.04, 100, 7),
     ]
     assert phases[0]["utility"] == pytest.approx(1.0 - 0.3 * 0.01 / deadline_s - energy)
     assert phases[1]["utility"] == pytest.approx(-0.3 * 0.2 / deadline_s - energy - 0.5)
@@ -187,6 +189,13 @@ def test_each_phase_scores_its_live_frames_with_the_simulators_utility():
     # in phase 2 both answered the same frames alike: a tie
     second = f"{phases[1]['utility']:.3f}"
     assert f"| 0.04 Mbit/s from 10 s | **{second}** | {second} | a | b |" in page
+    # and counts each one's fallbacks; a run recorded before they were counted has none to show
+    assert "| 0.04 Mbit/s from 10 s | 7 | 7 |" in page
+    results["b"]["phase_utility"][1] = {k: v for k, v in phases[1].items() if k != "fallbacks"}
+    page = markdown_system(
+        {"command": "c", "trace": "t", "duration_s": 20, "rate_hz": 10, "compute_slowdown": 1,
+         "sim_profile": "p", "policies": results})  # fmt: skip
+    assert "| 0.04 Mbit/s from 10 s | 7 | n/a |" in page
     assert "reference model" not in page  # not measured: not stated
     times = dict(zip(results, (44.0, 42.0), strict=True))
     measured = {name: {**summary, "host_reference_ms": times[name]}

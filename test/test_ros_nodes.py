@@ -55,6 +55,8 @@ from edgeml_ros.core.profiles import load_profile
 from edgeml_ros.core.workloads import workload
 from edgeml_ros.nodes.common import PROBES
 
+RTT_MS = 40.0  # the base station's emulated round trip where a test holds its messages
+
 
 def test_every_frame_gets_one_result_with_exits_and_offloads(ros_node, fmnist_test):
     procs = [
@@ -337,7 +339,7 @@ def test_compressed_stale_and_annotated_frames_probes_and_battery(ros_node, fmni
         CompressedImage, "camera/image_raw/compressed", RELIABLE
     )
     procs = [
-        start(ros_node, "offload", BASE_YAML),
+        start(ros_node, "offload", BASE_YAML, emulated_rtt_ms=RTT_MS),
         start(ros_node, "perception", DRONE_YAML, follow_controller=False, annotate_rate_hz=50.0,
               max_frame_age_ms=1500.0, image_transport="compressed",
               **{"qos_overrides./camera/image_raw/compressed.subscription.reliability":
@@ -375,8 +377,9 @@ def test_compressed_stale_and_annotated_frames_probes_and_battery(ros_node, fmni
     assert results["old"].status == InferenceResult.STATUS_STALE and "old" in results["old"].reason
     assert results["fresh"].status == OK
     assert annotated and annotated[0].encoding == "rgb8" and annotated[0].width == 256
-    # the base station echoed the probes: a loopback RTT, no loss
-    assert links[-1].rtt_ms < 100 and links[-1].bandwidth_mbps > 0 and links[-1].samples >= 4
+    # the base station echoed the probes, each held for the emulated round trip: no loss
+    assert RTT_MS <= links[-1].rtt_ms < RTT_MS + 100
+    assert links[-1].bandwidth_mbps > 0 and links[-1].samples >= 4
     # each echo says when the base station received its probe (on its clock), in order
     received = [e.received.sec + e.received.nanosec * 1e-9 for e in echoes]
     assert received and min(received) > 0 and received == sorted(received)

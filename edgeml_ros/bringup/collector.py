@@ -173,7 +173,8 @@ class Collector(Node):
 
         `t_s` (since this collector started, by camera stamp), `correct` (against the camera's
         label; a frame without an answer or a label is wrong), `latency_s` (camera stamp to this
-        collector), `energy_j` (modelled; 0 for a frame without an answer) and `image` (its
+        collector), `energy_j` (modelled; 0 for a frame without an answer), `fallback` (1: an
+        offload whose reply did not come in time, answered on the drone) and `image` (its
         image_key; -1 for a frame whose label did not come).
         """
         ok = InferenceResult.STATUS_OK
@@ -181,11 +182,11 @@ class Collector(Node):
             (stamp_s(r.header) - self.started_epoch,
              r.status == ok and self.truth.get(frame_key(r.header)) == r.class_id,
              latency_ms / 1000.0, self.energy_j(r) if r.status == ok else 0.0,
-             self.images.get(frame_key(r.header), -1))
+             r.where == Where.FALLBACK, self.images.get(frame_key(r.header), -1))
             for r, latency_ms in self.results.values()
         )  # fmt: skip
-        *timed, images = list(zip(*rows, strict=True)) if rows else [[]] * 5
-        names = ("t_s", "correct", "latency_s", "energy_j")
+        *timed, images = list(zip(*rows, strict=True)) if rows else [[]] * 6
+        names = ("t_s", "correct", "latency_s", "energy_j", "fallback")
         frames = {name: np.array(c, dtype=float) for name, c in zip(names, timed, strict=True)}
         frames["image"] = np.array(images, dtype=np.int64)
         return frames

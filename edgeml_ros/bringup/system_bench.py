@@ -54,6 +54,8 @@ BATTERY_SOC, BATTERY_DRAIN = 0.9, 0.001  # battery_sim's defaults
 # (`edge_only` and `neurosurgeon`, and `rl_loop` and `apparate`, each pair the same plan on
 # every frame, by up to 0.002 per phase in each of three runs: docs/system.md).
 TIED_STANDARD_ERRORS, RUN_SPREAD = 2.0, 0.005
+FALLBACKS_TITLE = ("Frames that fell back in each phase (offloaded, and answered on the drone "
+                   "when the reply did not come in time)")  # fmt: skip
 
 
 def goodput_phases(collector: Collector, summary: dict) -> list[dict]:
@@ -163,8 +165,9 @@ def bench_world(cfg: DemoConfig) -> World:
 
 
 def phase_utility(collector: Collector, world: World) -> list[dict]:
-    """Each phase of the shaped trace: the live frames captured in it and their mean utility.
+    """Each phase of the shaped trace: its live frames, their mean utility, and its fallbacks.
 
+    Fallbacks: frames offloaded whose reply did not come in time (answered on the drone).
     The simulator's per-frame utility (UtilityWeights.utility) of each live frame: its answer
     against the camera's label, its latency from the camera stamp to the collector, its
     modelled energy, the battery at BATTERY_SOC (battery_sim's start: a run drains it by less
@@ -183,6 +186,7 @@ def phase_utility(collector: Collector, world: World) -> list[dict]:
                      "utility": utility[inside].round(6).tolist()}  # fmt: skip
         phases.append({"start_s": float(start - shaped[0][0]), "mbps": float(mbps),
                        "frames": int(inside.sum()), "utility": mean,
+                       "fallbacks": int(frames["fallback"][inside].sum()),
                        "frame_utility": per_frame})  # fmt: skip
     return phases
 
@@ -417,15 +421,16 @@ def _markdown_table(results: dict[str, dict], columns: tuple) -> list[str]:
 class PhaseRow:
     """One phase of the per-phase utility table.
 
-    Its label, each policy's mean utility (None: no frame in it), the best policy, and the
-    others within TIED_STANDARD_ERRORS standard errors plus RUN_SPREAD of it (gap_to_best;
-    None: no per-frame utilities).
+    Its label, each policy's mean utility (None: no frame in it), the best policy, the others
+    within TIED_STANDARD_ERRORS standard errors plus RUN_SPREAD of it (gap_to_best; None: no
+    per-frame utilities), and each policy's frames that fell back in it (None: not recorded).
     """
 
     label: str
     values: list[float | None]
     best: str
     tied: list[str] | None
+    fallbacks: list[int | None]
 
 
 def phase_rows(results: dict[str, dict]) -> tuple[list[str], list[PhaseRow]]:
@@ -450,7 +455,8 @@ def phase_rows(results: dict[str, dict]) -> tuple[list[str], list[PhaseRow]]:
             tied = [n for n, (gap, se) in gaps.items()
                     if gap <= TIED_STANDARD_ERRORS * se + RUN_SPREAD]  # fmt: skip
         label = f"{phase['mbps']:g} Mbit/s from {phase['start_s']:.0f} s"
-        rows.append(PhaseRow(label, values, best, tied))
+        fallbacks = [phases[n].get("fallbacks") for n in names]
+        rows.append(PhaseRow(label, values, best, tied, fallbacks))
     return names, rows
 
 
@@ -477,6 +483,11 @@ def format_system(results: dict[str, dict]) -> str:
         lines.append(f"tied with the best (within {TIED_STANDARD_ERRORS:g} standard errors, "
                      f"paired on the same camera frames, plus {RUN_SPREAD:g}):")  # fmt: skip
         lines += [f"  {row.label}: {_tied(row)}" for row in rows]
+        lines.append(f"\n{FALLBACKS_TITLE}")
+        lines.append(f"{'phase':<26}" + "".join(f"{n:>13}" for n in names))
+        for row in rows:
+            cells = "".join(_cell(v, 1, "{:d}").rjust(13) for v in row.fallbacks)
+            lines.append(f"{row.label:<26}{cells}")
     return "\n".join(lines)
 
 
@@ -565,4 +576,8 @@ def markdown_system(out: dict) -> str:
                      for v, n in zip(row.values, names, strict=True)]  # fmt: skip
             rows.append(f"| {row.label} | " + " | ".join(cells)
                         + f" | {row.best} | {_tied(row)} |")  # fmt: skip
+        rows += ["", f"{FALLBACKS_TITLE}:", "", "| phase | " + " | ".join(names) + " |",
+                 "| --- |" + " ---: |" * len(names)]  # fmt: skip
+        rows += [f"| {row.label} | " + " | ".join(_cell(v, 1, "{:d}") for v in row.fallbacks)
+                 + " |" for row in phases]  # fmt: skip
     return "\n".join(rows) + "\n"

@@ -10,13 +10,13 @@ counted, as are requests DDS lost on the way (its message-lost event), in diagno
 publishes its load on `offload/load` every second.
 
 `emulated_rtt_ms` (demos and benchmarks only, 0 on a real link) holds every reply and echo that
-long before sending it: the link shaper's stand-in for network delay where netem is missing.
+long before sending it, all on one thread (core.delay_line): the link shaper's stand-in for
+network delay where netem is missing. Deactivating sends what it still holds.
 """
 
 from __future__ import annotations
 
 import functools
-import threading
 import time
 
 import torch
@@ -25,6 +25,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.subscription import MessageInfo
 
 from edgeml_ros.core.checkpoint import load_checkpoint
+from edgeml_ros.core.delay_line import DelayLine
 from edgeml_ros.core.outcome import Status
 from edgeml_ros.core.pipeline import TailServer
 from edgeml_ros.msg import BaseStationLoad, FeatureTensor, InferenceResult, LinkProbe
@@ -76,6 +77,7 @@ class OffloadNode(ManagedNode):
         self._drones: list[str] = []
         self._load_since = time.monotonic()
         self._load = BaseStationLoad()
+        self._held = DelayLine(self._held_not_sent, "emulated-rtt")
 
     def configure(self) -> None:
         """Load the checkpoint and build the tail server."""
@@ -111,6 +113,10 @@ class OffloadNode(ManagedNode):
         self.get_logger().info(
             f"serving {self.server.bundle.meta.model_id} to drones: {', '.join(self._drones)}"
         )
+
+    def finish(self) -> None:
+        """Send the replies and echoes the emulated round trip still holds."""
+        self._held.drain()
 
     def cleanup(self) -> None:
         """Release the model."""
@@ -152,7 +158,11 @@ class OffloadNode(ManagedNode):
         if delay_s <= 0:
             pub.publish(msg)
             return
-        threading.Timer(delay_s, pub.publish, (msg,)).start()  # publishing is thread-safe
+        self._held.call_later(delay_s, pub.publish, msg)  # publishing is thread-safe
+
+    def _held_not_sent(self, error: Exception) -> None:
+        self.get_logger().warning(f"a held reply or echo was not sent: {error}",
+                                  throttle_duration_sec=1.0)  # fmt: skip
 
     def _publish_load(self) -> None:
         now = time.monotonic()
