@@ -536,7 +536,7 @@ def test_the_controller_ships_frames_as_png_then_jpeg_to_the_base_station(
     profile, tables = profile_model(bundle, {"clean": frames[:300]}, labels[:300],
                                     device_class("jetson_nano"), runs=2)  # fmt: skip
     profile.save(tmp_path / "tiny.json", tables)
-    torch.set_num_threads(1)  # as the offload node below: the reference computes as it does
+    torch.set_num_threads(1)  # as the offload node below (its default): the reference computes so
     runner, meta = SplitRunner(bundle.model), bundle.meta
     link_pub = ros_node.create_publisher(LinkQuality, "link_quality", 10)
     battery_pub = ros_node.create_publisher(BatteryState, "battery_state", 10)
@@ -580,7 +580,7 @@ def test_the_controller_ships_frames_as_png_then_jpeg_to_the_base_station(
                              {"profile": str(tmp_path / "tiny.json"), "policy": "cloud_png",
                               "window_s": 0.2})  # fmt: skip
     procs = [
-        start(ros_node, "offload", BASE_YAML, threads=1),
+        start(ros_node, "offload", BASE_YAML),
         start(ros_node, "perception", DRONE_YAML, deadline_ms=10000.0, **RELIABLE_CAMERA),
         controller,
     ]
