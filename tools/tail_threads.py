@@ -46,7 +46,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.runs < 10:
         parser.error(f"--runs must be at least 10, got {args.runs}")
-    bundle = load_checkpoint(args.checkpoint)
+    try:
+        bundle = load_checkpoint(args.checkpoint)
+    except (OSError, ValueError) as exc:
+        parser.error(f"cannot load the checkpoint: {exc}")
     model = bundle.model.eval()
     frame = torch.randn(1, *bundle.meta.input_shape)
     rows = []

@@ -2,10 +2,10 @@
 
 The base station's emulated round trip holds every reply and probe echo. A thread per held
 message (threading.Timer) started sixteen threads for each probe train, and starting a thread
-waits until it runs: on two shared cores the callbacks that started them, the tails' among
-them, were held up, and offloads waited out their deadline in bursts of 7-40 (docs/system.md,
-"The base station's held replies"). One thread that sleeps until the next call is due holds any
-number of messages for the cost of one.
+waits until it runs, on two cores the whole simulated system shares. Offloads waited out their
+deadline in bursts of 7-40 then, and not in runs of one or two policies with this line
+(docs/system.md, "The base station's held replies"). One thread that sleeps until the next call
+is due holds any number of messages for the cost of one.
 """
 
 from __future__ import annotations
